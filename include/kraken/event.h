@@ -1,0 +1,117 @@
+/**
+ * @file kraken/event.h
+ * @brief The event bus (SPEC 5).
+ *
+ * A bus delivers events to subscribers from the caller's libevent loop, never
+ * from inside the call that published them, so a subscriber may call back into
+ * the engine freely. Each subscriber receives matching events in publication
+ * order. Each has a bounded queue: when it is full, the oldest queued events
+ * are dropped and counted (kraken_subscription_dropped()); publishing never
+ * blocks and never fails because of a slow subscriber.
+ */
+#ifndef KRAKEN_EVENT_H
+#define KRAKEN_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+#include "types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct event_base;
+
+typedef struct kraken_bus kraken_bus;
+typedef struct kraken_subscription kraken_subscription;
+
+/** Event types; numbers match the websocket protocol (SPEC 9.3). */
+typedef enum kraken_event_type {
+    KRAKEN_EVENT_STATE_CHANGE = 1,
+    KRAKEN_EVENT_STATE_MUTATION = 2,
+    KRAKEN_EVENT_DISCOVERY = 5,
+    KRAKEN_EVENT_SERVICE = 6,
+    KRAKEN_EVENT_SYNC = 7
+} kraken_event_type;
+
+#define KRAKEN_EVENT_MASK(type) (1u << (unsigned)(type))
+#define KRAKEN_EVENT_MASK_ALL 0xffffffffu
+
+/** Kinds of STATE_MUTATION events. */
+typedef enum kraken_mutation_event {
+    KRAKEN_MUTATION_MUTATE = 0,
+    KRAKEN_MUTATION_INTERRUPT = 1,
+    KRAKEN_MUTATION_FAILED = 2,
+    KRAKEN_MUTATION_DONE = 3
+} kraken_mutation_event;
+
+/** Kinds of SYNC events. */
+typedef enum kraken_sync_event {
+    KRAKEN_SYNC_NEIGHBOR_UP = 0,
+    KRAKEN_SYNC_NEIGHBOR_DOWN = 1,
+    KRAKEN_SYNC_JOIN_ACCEPTED = 2,
+    KRAKEN_SYNC_JOIN_REFUSED = 3
+} kraken_sync_event;
+
+/**
+ * One event; pointers are valid for the duration of the callback.
+ * @c kind is a ::kraken_change_kind (STATE_CHANGE), ::kraken_mutation_event
+ * (STATE_MUTATION), ::kraken_sync_event (SYNC) or a ::kraken_service_state
+ * (SERVICE); 0 for DISCOVERY.
+ */
+typedef struct kraken_event {
+    kraken_event_type type;
+    int kind;
+    uint64_t seq;               /**< bus-wide publication sequence number */
+    kraken_uuid node_id;
+    const char *url;            /**< STATE_CHANGE and DISCOVERY; else NULL */
+    const kraken_value *old_value; /**< STATE_CHANGE; else NULL */
+    const kraken_value *new_value; /**< STATE_CHANGE and DISCOVERY; else NULL */
+    const char *service_id;     /**< STATE_MUTATION, DISCOVERY, SERVICE; else NULL */
+    const char *mutation_id;    /**< STATE_MUTATION; else NULL */
+    const char *message;        /**< human-readable line (reason of a failure ...) */
+} kraken_event;
+
+typedef void (*kraken_event_fn)(const kraken_event *event, void *userdata);
+
+/** Subscription filter and queue bound. */
+typedef struct kraken_subscribe_options {
+    unsigned types;          /**< mask of KRAKEN_EVENT_MASK(type); 0 means all */
+    const char *url_pattern; /**< glob ('*', '?') on the event URL; NULL matches all */
+    size_t queue_limit;      /**< max queued events; 0 = 4096 */
+} kraken_subscribe_options;
+
+/** Create a bus delivering on @p base (not owned). */
+int kraken_bus_new(kraken_bus **out, struct event_base *base);
+/** Free the bus; pending events are discarded, subscriptions' destroy hooks run. NULL-safe. */
+void kraken_bus_free(kraken_bus *bus);
+
+/** Publish a copy of @p event; @c seq is assigned by the bus. */
+int kraken_bus_publish(kraken_bus *bus, const kraken_event *event);
+
+/** Subscribe; @p opts may be NULL (all events). */
+int kraken_bus_subscribe(kraken_bus *bus, const kraken_subscribe_options *opts, kraken_event_fn fn,
+                         void *userdata, void (*destroy)(void *userdata),
+                         kraken_subscription **out);
+/** Cancel a subscription (its destroy hook runs; no further calls). NULL-safe. */
+void kraken_subscription_cancel(kraken_subscription *sub);
+/** Events dropped for this subscriber because its queue was full. */
+uint64_t kraken_subscription_dropped(const kraken_subscription *sub);
+
+/** Deliver everything queued now, without the loop (tests, shutdown). */
+void kraken_bus_flush(kraken_bus *bus);
+
+/** Name of an event type ("STATE_CHANGE"), or NULL if unknown. */
+const char *kraken_event_type_name(kraken_event_type type);
+/** Parse an event type name ("DISCOVERY"); KRAKEN_EPARSE if unknown. */
+int kraken_event_type_parse(const char *name, kraken_event_type *out);
+
+/** True if @p url matches the glob @p pattern ('*' any run, '?' one char). */
+bool kraken_url_match(const char *pattern, const char *url);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,19 @@
+/**
+ * @file kraken/kraken.h
+ * @brief Umbrella header for libkraken.
+ */
+#ifndef KRAKEN_KRAKEN_H
+#define KRAKEN_KRAKEN_H
+
+#include "codec.h"
+#include "engine.h"
+#include "error.h"
+#include "event.h"
+#include "mutation.h"
+#include "node.h"
+#include "schema.h"
+#include "store.h"
+#include "types.h"
+#include "version.h"
+
+#endif

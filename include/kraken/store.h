@@ -1,0 +1,124 @@
+/**
+ * @file kraken/store.h
+ * @brief The Cfg/Dsc state store (SPEC 2).
+ *
+ * One store holds two node sets, Cfg (desired) and Dsc (discovered), always
+ * with the same ids. Every read returns a copy: no caller can change stored
+ * state except through these calls, and every effective change is reported
+ * to the listeners, synchronously and in order, after it is applied. Writes
+ * that change nothing report nothing. A store is not thread-safe: use it from
+ * one thread (the event loop's). Listeners must not write to the store.
+ */
+#ifndef KRAKEN_STORE_H
+#define KRAKEN_STORE_H
+
+#include <stddef.h>
+
+#include "node.h"
+#include "types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kraken_store kraken_store;
+typedef struct kraken_store_listener kraken_store_listener;
+
+/** Which of the two node sets. */
+typedef enum kraken_state_kind { KRAKEN_CFG = 0, KRAKEN_DSC = 1 } kraken_state_kind;
+
+/** What a state change was (numbering as the original's StateChange types). */
+typedef enum kraken_change_kind {
+    KRAKEN_CHANGE_CREATE = 0,     /**< node created (url is NULL) */
+    KRAKEN_CHANGE_READ = 1,       /**< never emitted; keeps the original numbering */
+    KRAKEN_CHANGE_UPDATE = 2,     /**< a Dsc value changed */
+    KRAKEN_CHANGE_DELETE = 3,     /**< node deleted (url is NULL) */
+    KRAKEN_CHANGE_CFG_UPDATE = 4  /**< a Cfg value changed */
+} kraken_change_kind;
+
+/** One change, valid for the duration of the listener call. */
+typedef struct kraken_state_change {
+    kraken_change_kind kind;
+    kraken_uuid node_id;
+    const char *url;                /**< canonical leaf URL; NULL for CREATE/DELETE */
+    const kraken_value *old_value;  /**< NONE value when absent before */
+    const kraken_value *new_value;  /**< NONE value when absent after */
+} kraken_state_change;
+
+typedef void (*kraken_store_listener_fn)(const kraken_state_change *change, void *userdata);
+
+/** Per-item outcome of a bulk call. @c message is malloc'ed (NULL on success). */
+typedef struct kraken_result {
+    int code;
+    char *message;
+} kraken_result;
+/** Free the messages in an array of results. */
+void kraken_results_clear(kraken_result *results, size_t n);
+
+int kraken_store_new(kraken_store **out);
+/** Free the store, its nodes and listeners (their destroy hooks run). NULL-safe. */
+void kraken_store_free(kraken_store *store);
+
+size_t kraken_store_count(const kraken_store *store);
+bool kraken_store_contains(const kraken_store *store, const kraken_uuid *id);
+
+/** Create a node: @p cfg (copied) into Cfg and an empty node with its id into Dsc. */
+int kraken_store_create(kraken_store *store, const kraken_node *cfg);
+/** Copy of one node. KRAKEN_ENOTFOUND if unknown. */
+int kraken_store_read(const kraken_store *store, kraken_state_kind kind, const kraken_uuid *id,
+                      kraken_node **out);
+/** Copies of all nodes of one kind, sorted by id. Free with kraken_nodes_free(). */
+int kraken_store_read_all(const kraken_store *store, kraken_state_kind kind, kraken_node ***out,
+                          size_t *n_out);
+/** Replace a whole node (copied); the id must exist. */
+int kraken_store_update(kraken_store *store, kraken_state_kind kind, const kraken_node *node);
+/** Set one value by URL (creating what the URL needs). */
+int kraken_store_set_value(kraken_store *store, kraken_state_kind kind, const kraken_uuid *id,
+                           const char *url, const kraken_value *value);
+/** Set one value given as text (see kraken_node_set_text()). */
+int kraken_store_set_text(kraken_store *store, kraken_state_kind kind, const kraken_uuid *id,
+                          const char *url, const char *text);
+/** Read one value by URL; the caller clears @p out. */
+int kraken_store_get_value(const kraken_store *store, kraken_state_kind kind,
+                           const kraken_uuid *id, const char *url, kraken_value *out);
+/** Delete a node from both sets. */
+int kraken_store_delete(kraken_store *store, const kraken_uuid *id);
+/** Delete every node. */
+int kraken_store_delete_all(kraken_store *store);
+
+/*
+ * Bulk forms: @p results (n entries, caller-allocated) gets one outcome per
+ * item. They return the number of failed items (0 = all succeeded), or a
+ * negative error for misuse (NULL arrays).
+ */
+int kraken_store_create_many(kraken_store *store, kraken_node *const *nodes, size_t n,
+                             kraken_result *results);
+int kraken_store_update_many(kraken_store *store, kraken_state_kind kind,
+                             kraken_node *const *nodes, size_t n, kraken_result *results);
+int kraken_store_read_many(const kraken_store *store, kraken_state_kind kind,
+                           const kraken_uuid *ids, size_t n, kraken_node **out,
+                           kraken_result *results);
+int kraken_store_delete_many(kraken_store *store, const kraken_uuid *ids, size_t n,
+                             kraken_result *results);
+
+/**
+ * Register a listener for every effective change. @p destroy (may be NULL)
+ * is called with @p userdata when the listener is removed or the store freed.
+ */
+int kraken_store_listen(kraken_store *store, kraken_store_listener_fn fn, void *userdata,
+                        void (*destroy)(void *userdata), kraken_store_listener **out);
+/** Remove a listener (its destroy hook runs). NULL-safe. */
+void kraken_store_unlisten(kraken_store *store, kraken_store_listener *listener);
+
+/** Save one node set atomically as a JSON node list (see kraken_nodes_save_file()). */
+int kraken_store_save(const kraken_store *store, kraken_state_kind kind, const char *path);
+/**
+ * Load a JSON node-list file and create each node (Cfg). All or nothing: on a
+ * parse error or an id that already exists nothing is created.
+ */
+int kraken_store_load(kraken_store *store, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

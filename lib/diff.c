@@ -1,0 +1,2 @@
+/* diff.c: to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* engine.c: to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* error.c: to be written */
+#include "internal.h"

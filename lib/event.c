@@ -1,0 +1,2 @@
+/* event.c: to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* graph.c: to be written */
+#include "internal.h"

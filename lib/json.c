@@ -1,0 +1,2 @@
+/* json.c: to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* mutation.c: to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* pbcodec.c: to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* planner.c: to be written */
+#include "internal.h"

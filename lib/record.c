@@ -1,0 +1,2 @@
+/* record.c: to be written */
+#include "internal.h"

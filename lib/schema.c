@@ -1,0 +1,2 @@
+/* schema.c: to be written */
+#include "internal.h"

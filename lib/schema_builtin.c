@@ -1,0 +1,2 @@
+/* schema_builtin.c: to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* store.c: to be written */
+#include "internal.h"

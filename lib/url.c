@@ -1,0 +1,2 @@
+/* url.c: to be written */
+#include "internal.h"

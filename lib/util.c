@@ -1,0 +1,2 @@
+/* util.c: to be written */
+#include "internal.h"

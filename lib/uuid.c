@@ -1,0 +1,2 @@
+/* uuid.c: to be written */
+#include "internal.h"

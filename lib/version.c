@@ -1,0 +1,2 @@
+/* version.c: to be written */
+#include "internal.h"

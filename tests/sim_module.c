@@ -1,0 +1,1 @@
+/* simulated power/PXE module for engine tests: to be written */
