@@ -1,2 +1,74 @@
-/* error.c: to be written */
+/* Error codes and the per-thread last-error message. */
+#include <stdio.h>
+#include <string.h>
+
 #include "internal.h"
+
+#define KRAKEN_ERRMSG_MAX 1024
+
+static _Thread_local char last_message[KRAKEN_ERRMSG_MAX];
+
+static const struct {
+    int code;
+    const char *name;
+    const char *text;
+} error_table[] = {
+    {KRAKEN_OK, "KRAKEN_OK", "success"},
+    {KRAKEN_EINVAL, "KRAKEN_EINVAL", "invalid argument"},
+    {KRAKEN_ENOMEM, "KRAKEN_ENOMEM", "out of memory"},
+    {KRAKEN_ENOTFOUND, "KRAKEN_ENOTFOUND", "not found"},
+    {KRAKEN_EEXISTS, "KRAKEN_EEXISTS", "already exists"},
+    {KRAKEN_ETYPE, "KRAKEN_ETYPE", "wrong type"},
+    {KRAKEN_EPARSE, "KRAKEN_EPARSE", "parse error"},
+    {KRAKEN_EPROTO, "KRAKEN_EPROTO", "malformed binary input"},
+    {KRAKEN_EIO, "KRAKEN_EIO", "I/O error"},
+    {KRAKEN_EAUTH, "KRAKEN_EAUTH", "authentication failed"},
+    {KRAKEN_ESTATE, "KRAKEN_ESTATE", "invalid in the current state"},
+    {KRAKEN_ELIMIT, "KRAKEN_ELIMIT", "limit exceeded"},
+    {KRAKEN_ENOPATH, "KRAKEN_ENOPATH", "no mutation path"},
+};
+
+const char *kraken_strerror(int err)
+{
+    for (size_t i = 0; i < sizeof error_table / sizeof error_table[0]; i++)
+        if (error_table[i].code == err)
+            return error_table[i].text;
+    return "unknown error";
+}
+
+const char *kraken_err_name(int err)
+{
+    for (size_t i = 0; i < sizeof error_table / sizeof error_table[0]; i++)
+        if (error_table[i].code == err)
+            return error_table[i].name;
+    return "KRAKEN_E?";
+}
+
+const char *kraken_error_last(void) { return last_message; }
+
+void kraken_error_clear(void) { last_message[0] = '\0'; }
+
+int kraken__err(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int kraken__err_prefix(int code, const char *fmt, ...)
+{
+    char prefix[KRAKEN_ERRMSG_MAX];
+    char rest[KRAKEN_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(rest, last_message, sizeof rest);
+    /* Truncation is acceptable here: the message is for humans. */
+    int n = snprintf(last_message, sizeof last_message, "%s: %s", prefix,
+                     rest[0] != '\0' ? rest : kraken_strerror(code));
+    (void)n;
+    return code;
+}

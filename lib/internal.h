@@ -204,6 +204,15 @@ struct kraken_tree {
     kraken_slot slot;
 };
 
+/* ---- JSON bridge (json.c), used by value.c for compound values ---------- */
+/* A RECORD/MAP/LIST slot as JSON text (the same form as inside a node's JSON). */
+KRAKEN_PRIVATE int kraken__slot_to_json_text(const kraken_field *f, kraken_type type,
+                                             const kraken_slot *slot, char **out);
+/* Parse JSON text into a RECORD/MAP/LIST slot described by (f, type); @p source names it in errors. */
+KRAKEN_PRIVATE int kraken__slot_from_json_text(const kraken_field *f, kraken_type type,
+                                               const char *text, size_t len, const char *source,
+                                               kraken_slot *out);
+
 /* ---- util ---------------------------------------------------------------- */
 KRAKEN_PRIVATE char *kraken__strndup(const char *s, size_t n);
 /* Read a whole file; error names the path. */

@@ -1,2 +1,5 @@
-/* version.c: to be written */
 #include "internal.h"
+
+const char *kraken_version(void) { return KRAKEN_VERSION_STRING; }
+
+int kraken_version_number(void) { return KRAKEN_VERSION_NUMBER; }
