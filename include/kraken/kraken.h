@@ -13,6 +13,7 @@
 #include "node.h"
 #include "schema.h"
 #include "store.h"
+#include "sync.h"
 #include "types.h"
 #include "version.h"
 

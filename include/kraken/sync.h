@@ -1,0 +1,101 @@
+/**
+ * @file kraken/sync.h
+ * @brief State sync over a tree of kraken instances (SPEC 6; protocol in doc/PROTOCOL.md).
+ *
+ * A ::kraken_sync attaches to an engine and the caller's event_base. It
+ * listens on UDP and TCP (same port) for children, and, when a parent address
+ * is given, phones home to the parent and keeps the link alive, rejoining with
+ * back-off after a loss. Cfg flows down, Dsc flows up; every message is
+ * authenticated with HMAC-SHA256 under a per-link session key derived from the
+ * cluster secret; no key crosses the network.
+ */
+#ifndef KRAKEN_SYNC_H
+#define KRAKEN_SYNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct event_base;
+
+typedef struct kraken_sync kraken_sync;
+
+#define KRAKEN_SYNC_OPTIONS_VERSION 1
+#define KRAKEN_SYNC_DEFAULT_PORT 31415
+
+/** Deterministic fault injection on sent datagrams (tests only). */
+typedef struct kraken_sync_faults {
+    double loss;       /**< probability a datagram is dropped */
+    double duplicate;  /**< probability it is sent twice */
+    double reorder;    /**< probability it is held back and sent after the next one */
+    uint32_t delay_ms; /**< fixed extra delay for every datagram */
+    uint32_t seed;     /**< PRNG seed */
+} kraken_sync_faults;
+
+/** Options; start from KRAKEN_SYNC_OPTIONS_INIT. */
+typedef struct kraken_sync_options {
+    unsigned version;           /**< KRAKEN_SYNC_OPTIONS_VERSION */
+    const char *listen_addr;    /**< address to bind ("127.0.0.1", "::1"); NULL: 0.0.0.0 */
+    uint16_t port;              /**< UDP+TCP port; 0 picks one (see kraken_sync_port()) */
+    const char *parent_addr;    /**< "host", "host:port", "[v6]:port"; NULL for a root */
+    const char *secret_file;    /**< cluster secret file (>= 16 bytes) */
+    bool insecure;              /**< no secret: fixed well-known key; demos only */
+    uint32_t hello_ms;          /**< hello interval (10000) */
+    uint32_t dead_ms;           /**< peer dead after this much silence (40000) */
+    uint32_t damping_ms;        /**< coalesce changes this long before sending (5) */
+    uint32_t rejoin_min_ms;     /**< first rejoin delay (250), doubling ... */
+    uint32_t rejoin_max_ms;     /**< ... up to this (30000) */
+    const kraken_sync_faults *faults; /**< NULL: none */
+} kraken_sync_options;
+
+#define KRAKEN_SYNC_OPTIONS_INIT                                               \
+    {KRAKEN_SYNC_OPTIONS_VERSION, NULL, KRAKEN_SYNC_DEFAULT_PORT, NULL, NULL, false, 10000, \
+     40000, 5, 250, 30000, NULL}
+
+/** Counters, for tests, metrics and benchmarks. */
+typedef struct kraken_sync_stats {
+    uint64_t datagrams_sent, datagrams_received;
+    uint64_t bytes_sent, bytes_received;    /**< UDP + TCP payload bytes */
+    uint64_t tcp_messages_sent, tcp_messages_received;
+    uint64_t dropped_bad_mac;        /**< failed HMAC */
+    uint64_t dropped_unknown_sender; /**< no session with that sender */
+    uint64_t dropped_replay;         /**< (epoch, seq) not newer than last seen */
+    uint64_t dropped_not_authorized; /**< state for a node the sender may not speak for */
+    uint64_t dropped_malformed;      /**< undecodable */
+    uint64_t joins_accepted, joins_refused;
+    uint64_t full_resends;           /**< snapshots sent on join or digest mismatch */
+    uint64_t peers_lost;             /**< links declared dead */
+} kraken_sync_stats;
+
+/**
+ * Start syncing @p engine (not owned; must outlive the sync). A child
+ * (parent_addr set) freezes the engine until its first full sync. Fails with
+ * KRAKEN_EINVAL for bad options (no secret and not insecure, bad address) and
+ * KRAKEN_EIO when the port cannot be bound.
+ */
+int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base *base,
+                    const kraken_sync_options *opts);
+/** Close sockets, cancel timers. NULL-safe. */
+void kraken_sync_free(kraken_sync *sync);
+
+/** The bound port (useful with port 0). */
+uint16_t kraken_sync_port(const kraken_sync *sync);
+/** True once a child has joined its parent and applied the first full state. */
+bool kraken_sync_joined(const kraken_sync *sync);
+/** Number of children with a live link. */
+size_t kraken_sync_children(const kraken_sync *sync);
+void kraken_sync_get_stats(const kraken_sync *sync, kraken_sync_stats *out);
+
+/** Write a new random cluster secret file (mode 0600). */
+int kraken_sync_write_secret(const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+/* sync.c: to be written */
+#include "internal.h"

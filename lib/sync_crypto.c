@@ -1,0 +1,2 @@
+/* sync_crypto.c: to be written */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* sync_net.c: to be written */
+#include "internal.h"
