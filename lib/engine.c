@@ -1,2 +1,1961 @@
-/* engine.c: to be written */
+/*
+ * The mutation engine (SPEC 3, 4.4, 5): drives every node's plan on the
+ * caller's libevent loop.
+ *
+ * Shape:
+ * - A store listener sees every change. It never touches the store (the store
+ *   forbids it) and never calls a service: it publishes the STATE_CHANGE event,
+ *   notes what changed on the node's run state (a bit per mutator URL, a Cfg
+ *   flag) and queues the node on the dirty list.
+ * - One deferred event (the "pass") drains the dirty list from the loop. Many
+ *   changes to many nodes between two loop iterations cost one pass and one
+ *   evaluation per node; all service callbacks (start, mutate, interrupt ...)
+ *   run from the pass or from a node's timer, never from an API call.
+ * - Each node has one lazily created timer whose meaning depends on its phase:
+ *   step timeout, wait for a service to start, back-off, no-path retry.
+ *
+ * Plans come from the planner's cache (kraken_mutation_set_plan() hands out
+ * shared, ref-counted plans), so a node costs a hash lookup per event and a
+ * cache lookup per step. After a step completes, the new plan is compared with
+ * the rest of the old one: when they agree the node keeps its plan, so the
+ * status shows the whole plan with the current step.
+ */
+#include <event2/event.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "internal.h"
+
+/* Service id used as the origin of the engine's own discoveries (knowledge rule). */
+#define ENGINE_ORIGIN "engine"
+/* Bit of a node's change mask for mutator URLs past the 63 that have their own bit. */
+#define MASK_OVERFLOW (UINT64_C(1) << 63)
+
+typedef enum node_phase {
+    PH_IDLE = 0,      /* needs (re)planning; also "waiting for thaw" while frozen */
+    PH_CONVERGED,     /* plan finished or empty */
+    PH_WAIT_SERVICE,  /* step chosen, its service is starting */
+    PH_IN_FLIGHT,     /* step dispatched, waiting for its discoveries */
+    PH_PASSIVE,       /* step runs elsewhere: following discoveries */
+    PH_BACKOFF,       /* failed; waiting before trying again */
+    PH_STUCK,         /* too many failures in a row */
+    PH_NO_PATH        /* the planner found no way */
+} node_phase;
+
+typedef struct enode {
+    kraken_uuid id;
+    struct kraken_engine *engine; /* for the timer callback */
+    kraken_plan *plan; /* current plan (shared with the planner's cache), or NULL */
+    size_t step;       /* index of the current step in plan */
+    uint8_t phase;
+    bool dirty;        /* queued on the engine's dirty list */
+    bool cfg_changed;  /* some Cfg value changed since the last evaluation */
+    bool replan;       /* re-plan even without changes (thaw, set changed, timer) */
+    bool deleted;      /* removed from the store; freed by the next pass */
+    bool timer_armed;
+    uint64_t changed;  /* Dsc mutator URLs changed since the last evaluation */
+    uint64_t stale;    /* mutator URLs the knowledge rule already called unknown */
+    uint64_t stale_gen;
+    unsigned failures;
+    char *last_failed; /* "service/mutation" of the last failure */
+    char *reason;
+    uint64_t backoff_until; /* monotonic ms */
+    struct event *timer;
+    struct enode *next_dirty;
+} enode;
+
+struct kraken_service {
+    kraken_engine *engine;
+    char *id;
+    char *module;
+    char *state_url;      /* "/Services/<id>/State" */
+    char *error_url;      /* "/Services/<id>/ErrorMsg" */
+    char *config_url;     /* "/Services/<id>/Config" */
+    kraken_service_ops ops;
+    void *userdata;
+    void (*destroy)(void *userdata);
+    char **discoverable;  /* canonical URLs, or glob patterns */
+    size_t n_discoverable;
+    struct named_value *named;
+    size_t n_named;
+    int cfg_state, dsc_state;          /* cached from the self node */
+    bool start_requested, stop_requested, config_changed, queued;
+    struct kraken_service *next_queued;
+};
+
+typedef struct named_value {
+    char *url;  /* canonical */
+    char *name;
+    kraken_value value;
+} named_value;
+
+struct kraken_engine {
+    struct event_base *base;
+    kraken_store *store;
+    bool own_store;
+    kraken_store_listener *listener;
+    kraken_bus *bus;
+    kraken_mutation_set *set;
+    kraken_engine_options opts;
+    kraken_uuid self;
+    bool frozen;
+
+    /* node run states: open addressing, linear probing, backward-shift deletion */
+    enode **slots;
+    size_t cap, count;
+
+    enode *dirty_head, *dirty_tail;
+    kraken_service *svc_queue; /* services to reconcile */
+    bool wake_waiters;         /* some service reached RUN */
+    struct event *pass_ev;
+    bool pass_scheduled;
+    uint64_t generation;       /* of the mutation set, as last seen by a pass */
+
+    kraken_service **services;
+    size_t n_services, cap_services;
+};
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct timeval ms_tv(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    return tv;
+}
+
+static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *str_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+static void set_reason(enode *n, char *reason)
+{
+    free(n->reason);
+    n->reason = reason;
+}
+
+static const char *uuid_str(const kraken_uuid *id, char buf[KRAKEN_UUID_STRLEN + 1])
+{
+    return kraken_uuid_format(id, buf);
+}
+
+/* ---- node table ------------------------------------------------------------- */
+
+/* murmur3's finaliser: every input bit reaches the low bits the table mask keeps. */
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= UINT64_C(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h *= UINT64_C(0xc4ceb9fe1a85ec53);
+    return h ^ (h >> 33);
+}
+
+/* Ids may be random or sequential (tests, sites): mix all 16 bytes. */
+static size_t uuid_hash(const kraken_uuid *id)
+{
+    uint64_t a, b;
+    memcpy(&a, id->bytes, 8);
+    memcpy(&b, id->bytes + 8, 8);
+    return (size_t)mix64(a ^ mix64(b));
+}
+
+static enode *node_find(const kraken_engine *e, const kraken_uuid *id)
+{
+    if (!e->cap)
+        return NULL;
+    size_t mask = e->cap - 1;
+    for (size_t i = uuid_hash(id) & mask; e->slots[i]; i = (i + 1) & mask)
+        if (memcmp(e->slots[i]->id.bytes, id->bytes, 16) == 0)
+            return e->slots[i];
+    return NULL;
+}
+
+static void table_place(enode **slots, size_t cap, enode *n)
+{
+    size_t mask = cap - 1, i = uuid_hash(&n->id) & mask;
+    while (slots[i])
+        i = (i + 1) & mask;
+    slots[i] = n;
+}
+
+static int table_grow(kraken_engine *e)
+{
+    if ((e->count + 1) * 4 <= e->cap * 3)
+        return 0;
+    size_t cap = e->cap ? e->cap * 2 : 64;
+    enode **slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return kraken__err(KRAKEN_ENOMEM, "engine: out of memory");
+    for (size_t i = 0; i < e->cap; i++)
+        if (e->slots[i])
+            table_place(slots, cap, e->slots[i]);
+    free(e->slots);
+    e->slots = slots;
+    e->cap = cap;
+    return 0;
+}
+
+static void table_remove(kraken_engine *e, enode *n)
+{
+    size_t mask = e->cap - 1, i = uuid_hash(&n->id) & mask;
+    while (e->slots[i] != n)
+        i = (i + 1) & mask;
+    e->slots[i] = NULL;
+    /* Backward shift: move later members of the run into the hole when it is on their path. */
+    for (size_t j = (i + 1) & mask; e->slots[j]; j = (j + 1) & mask) {
+        size_t home = uuid_hash(&e->slots[j]->id) & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            e->slots[i] = e->slots[j];
+            e->slots[j] = NULL;
+            i = j;
+        }
+    }
+    e->count--;
+}
+
+static enode *node_add(kraken_engine *e, const kraken_uuid *id)
+{
+    if (table_grow(e) < 0)
+        return NULL;
+    enode *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->id = *id;
+    n->engine = e;
+    table_place(e->slots, e->cap, n);
+    e->count++;
+    return n;
+}
+
+static void node_free(enode *n)
+{
+    if (n->timer)
+        event_free(n->timer);
+    kraken_plan_free(n->plan);
+    free(n->last_failed);
+    free(n->reason);
+    free(n);
+}
+
+/* ---- the pass scheduling ---------------------------------------------------- */
+
+static void schedule_pass(kraken_engine *e)
+{
+    if (!e->pass_scheduled) {
+        e->pass_scheduled = true;
+        event_active(e->pass_ev, 0, 0);
+    }
+}
+
+static void mark_dirty(kraken_engine *e, enode *n)
+{
+    if (n->dirty)
+        return;
+    n->dirty = true;
+    n->next_dirty = NULL;
+    if (e->dirty_tail)
+        e->dirty_tail->next_dirty = n;
+    else
+        e->dirty_head = n;
+    e->dirty_tail = n;
+    schedule_pass(e);
+}
+
+static void mark_all(kraken_engine *e)
+{
+    for (size_t i = 0; i < e->cap; i++)
+        if (e->slots[i]) {
+            e->slots[i]->replan = true;
+            mark_dirty(e, e->slots[i]);
+        }
+}
+
+static void queue_service(kraken_engine *e, kraken_service *svc)
+{
+    if (svc->queued)
+        return;
+    svc->queued = true;
+    svc->next_queued = e->svc_queue;
+    e->svc_queue = svc;
+    schedule_pass(e);
+}
+
+/* ---- events -------------------------------------------------------------------- */
+
+static void publish_mutation(kraken_engine *e, kraken_mutation_event kind, const kraken_uuid *node,
+                             const char *service, const char *mutation, const char *message)
+{
+    kraken_event ev = {
+        .type = KRAKEN_EVENT_STATE_MUTATION,
+        .kind = (int)kind,
+        .node_id = *node,
+        .service_id = service,
+        .mutation_id = mutation,
+        .message = message,
+    };
+    kraken_bus_publish(e->bus, &ev);
+}
+
+static void publish_discovery(kraken_engine *e, const kraken_uuid *node, const char *service,
+                              const char *url, const kraken_value *value)
+{
+    kraken_event ev = {
+        .type = KRAKEN_EVENT_DISCOVERY,
+        .node_id = *node,
+        .url = url,
+        .new_value = value,
+        .service_id = service,
+    };
+    kraken_bus_publish(e->bus, &ev);
+}
+
+/* ---- services: lookup ------------------------------------------------------------ */
+
+kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id)
+{
+    if (!engine || !service_id)
+        return NULL;
+    for (size_t i = 0; i < engine->n_services; i++)
+        if (strcmp(engine->services[i]->id, service_id) == 0)
+            return engine->services[i];
+    return NULL;
+}
+
+/* The service named by a self-node URL "/Services/<id>/<rest>", and <rest>. */
+static kraken_service *service_of_url(kraken_engine *e, const char *url, const char **rest)
+{
+    static const char prefix[] = "/Services/";
+    if (strncmp(url, prefix, sizeof prefix - 1) != 0)
+        return NULL;
+    const char *id = url + sizeof prefix - 1;
+    const char *slash = strchr(id, '/');
+    size_t len = slash ? (size_t)(slash - id) : strlen(id);
+    for (size_t i = 0; i < e->n_services; i++) {
+        kraken_service *svc = e->services[i];
+        if (strlen(svc->id) == len && memcmp(svc->id, id, len) == 0) {
+            *rest = slash ? slash + 1 : "";
+            return svc;
+        }
+    }
+    return NULL;
+}
+
+/* ---- store listener -------------------------------------------------------------- */
+
+/* Bit of a mutator URL in the change masks, or 0 when the URL does not matter for plans. */
+static uint64_t mutator_bit(const kraken_mutation_set *set, const char *canonical)
+{
+    const kraken_murl *u = kraken__mutation_set_find_url(set, canonical);
+    if (!u || u->n_mutating == 0)
+        return 0;
+    for (size_t i = 0; i < set->n_urls && i < 63; i++)
+        if (set->urls[i] == u)
+            return UINT64_C(1) << i;
+    return MASK_OVERFLOW;
+}
+
+static uint64_t murl_bit(const kraken_mutation_set *set, const kraken_murl *u)
+{
+    for (size_t i = 0; i < set->n_urls && i < 63; i++)
+        if (set->urls[i] == u)
+            return UINT64_C(1) << i;
+    return MASK_OVERFLOW;
+}
+
+/* A change on the self node's /Services/<id>/...: keep the service's cached states. */
+static void self_service_change(kraken_engine *e, const kraken_state_change *c)
+{
+    const char *rest;
+    kraken_service *svc = c->url ? service_of_url(e, c->url, &rest) : NULL;
+    if (!svc)
+        return;
+    int state = c->new_value->type == KRAKEN_T_ENUM ? (int)c->new_value->v.i : 0;
+    if (c->kind == KRAKEN_CHANGE_CFG_UPDATE) {
+        if (strcmp(rest, "State") == 0) {
+            svc->cfg_state = state;
+            if (state == KRAKEN_SERVICE_RUN)
+                svc->start_requested = true;
+            else if (state == KRAKEN_SERVICE_STOP)
+                svc->stop_requested = true;
+            queue_service(e, svc);
+        } else if (strncmp(rest, "Config", 6) == 0) {
+            svc->config_changed = true;
+            queue_service(e, svc);
+        }
+        return;
+    }
+    if (strcmp(rest, "State") != 0)
+        return;
+    svc->dsc_state = state;
+    kraken_event ev = {
+        .type = KRAKEN_EVENT_SERVICE,
+        .kind = state,
+        .node_id = c->node_id,
+        .url = c->url,
+        .old_value = c->old_value,
+        .new_value = c->new_value,
+        .service_id = svc->id,
+    };
+    kraken_bus_publish(e->bus, &ev);
+    if (state == KRAKEN_SERVICE_RUN) {
+        e->wake_waiters = true;
+        schedule_pass(e);
+    }
+}
+
+static void on_store_change(const kraken_state_change *c, void *userdata)
+{
+    kraken_engine *e = userdata;
+    kraken_event ev = {
+        .type = KRAKEN_EVENT_STATE_CHANGE,
+        .kind = (int)c->kind,
+        .node_id = c->node_id,
+        .url = c->url,
+        .old_value = c->old_value,
+        .new_value = c->new_value,
+    };
+    kraken_bus_publish(e->bus, &ev);
+
+    enode *n = node_find(e, &c->node_id);
+    switch (c->kind) {
+    case KRAKEN_CHANGE_CREATE:
+        if (!n && !(n = node_add(e, &c->node_id)))
+            return; /* out of memory: the node is not driven (nothing better to do here) */
+        n->deleted = false;
+        n->cfg_changed = true;
+        break;
+    case KRAKEN_CHANGE_DELETE:
+        if (!n)
+            return;
+        n->deleted = true;
+        break;
+    case KRAKEN_CHANGE_CFG_UPDATE:
+        if (!n)
+            return;
+        n->cfg_changed = true;
+        break;
+    case KRAKEN_CHANGE_UPDATE: {
+        if (!n)
+            return;
+        uint64_t bit = c->url ? mutator_bit(e->set, c->url) : 0;
+        if (bit) {
+            n->changed |= bit;
+            break;
+        }
+        if (memcmp(c->node_id.bytes, e->self.bytes, 16) == 0)
+            self_service_change(e, c);
+        return; /* nothing the plan depends on */
+    }
+    default:
+        return;
+    }
+    if (c->kind == KRAKEN_CHANGE_CFG_UPDATE && memcmp(c->node_id.bytes, e->self.bytes, 16) == 0)
+        self_service_change(e, c);
+    mark_dirty(e, n);
+}
+
+/* ---- timers ------------------------------------------------------------------------ */
+
+static void node_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Arm the node's timer (its meaning is the node's phase). Frozen engines arm nothing. */
+static void timer_arm(kraken_engine *e, enode *n, uint64_t ms)
+{
+    if (e->frozen)
+        return;
+    if (!n->timer && !(n->timer = evtimer_new(e->base, node_timer_cb, n)))
+        return; /* out of memory: the step runs without a timer */
+    struct timeval tv = ms_tv(ms);
+    evtimer_add(n->timer, &tv);
+    n->timer_armed = true;
+}
+
+static void timer_cancel(enode *n)
+{
+    if (n->timer && n->timer_armed)
+        evtimer_del(n->timer);
+    n->timer_armed = false;
+}
+
+/* ---- requests to services ------------------------------------------------------------ */
+
+static const char *step_service(const enode *n)
+{
+    return kraken_plan_step_service(n->plan, n->step);
+}
+
+static const char *step_mutation(const enode *n)
+{
+    return kraken_plan_step_mutation(n->plan, n->step);
+}
+
+/* Tell the owning service to abandon the node's in-flight step (INTERRUPT). */
+static void step_interrupt(kraken_engine *e, enode *n, const char *why)
+{
+    if (n->phase != PH_IN_FLIGHT) {
+        timer_cancel(n);
+        return;
+    }
+    timer_cancel(n);
+    n->phase = PH_IDLE;
+    const char *sid = step_service(n), *mid = step_mutation(n);
+    publish_mutation(e, KRAKEN_MUTATION_INTERRUPT, &n->id, sid, mid, why);
+    kraken_service *svc = kraken_engine_find_service(e, sid);
+    if (!svc || !svc->ops.interrupt)
+        return;
+    const kraken_node *cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
+    const kraken_node *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
+    kraken_node *empty = NULL;
+    if (!cfg || !dsc) {
+        /* Deleted node: the service still gets nodes that carry the id. */
+        if (kraken_node_new(&empty, &n->id) < 0)
+            return;
+        cfg = dsc = empty;
+    }
+    kraken_mutation_request req = {n->id, sid, mid, cfg, dsc};
+    svc->ops.interrupt(svc, &req, svc->userdata);
+    kraken_node_free(empty);
+}
+
+/* ---- failures ---------------------------------------------------------------------------- */
+
+static uint64_t backoff_delay(const kraken_engine *e, unsigned failures)
+{
+    uint64_t d = e->opts.backoff_initial_ms;
+    for (unsigned i = 1; i < failures && d < e->opts.backoff_max_ms; i++)
+        d *= 2;
+    return d < e->opts.backoff_max_ms ? d : e->opts.backoff_max_ms;
+}
+
+/* Count a failure of the current step: back off, or mark the node stuck. */
+static void node_fail(kraken_engine *e, enode *n, char *reason)
+{
+    timer_cancel(n);
+    n->failures++;
+    free(n->last_failed);
+    n->last_failed = n->plan && n->step < kraken_plan_length(n->plan)
+                         ? str_printf("%s/%s", step_service(n), step_mutation(n))
+                         : NULL;
+    if (e->opts.max_failures && n->failures >= e->opts.max_failures) {
+        set_reason(n, str_printf("stuck after %u failures in a row: %s", n->failures,
+                                 reason ? reason : "failure"));
+        free(reason);
+        n->phase = PH_STUCK;
+        return;
+    }
+    set_reason(n, reason);
+    uint64_t delay = backoff_delay(e, n->failures);
+    n->backoff_until = now_ms() + delay;
+    n->phase = PH_BACKOFF;
+    timer_arm(e, n, delay);
+}
+
+/* A step finished well: a success of the step that failed last ends the failure streak. */
+static void node_success(enode *n, const char *service, const char *mutation)
+{
+    if (!n->last_failed)
+        return;
+    size_t ls = strlen(service);
+    if (strncmp(n->last_failed, service, ls) == 0 && n->last_failed[ls] == '/' &&
+        strcmp(n->last_failed + ls + 1, mutation) == 0) {
+        n->failures = 0;
+        free(n->last_failed);
+        n->last_failed = NULL;
+    }
+}
+
+/* ---- planning and dispatch ---------------------------------------------------------------- */
+
+static bool context_matches(const kraken_engine *e, const kraken_mutation *m, const enode *n,
+                            const kraken_node *cfg)
+{
+    switch (m->context) {
+    case KRAKEN_CONTEXT_ALL:
+        return true;
+    case KRAKEN_CONTEXT_SELF:
+        return memcmp(n->id.bytes, e->self.bytes, 16) == 0;
+    case KRAKEN_CONTEXT_CHILD: {
+        const kraken_uuid *parent = cfg->rec.slots[KRAKEN_NODE_F_PARENT_ID].uuid;
+        return parent && memcmp(parent->bytes, e->self.bytes, 16) == 0;
+    }
+    }
+    return false;
+}
+
+static uint64_t step_timeout_ms(const kraken_engine *e, const kraken_mutation *m)
+{
+    double ms = (double)m->timeout_ms * e->opts.timeout_scale;
+    if (ms < 1.0)
+        return 1;
+    return ms > (double)UINT32_MAX * 1000.0 ? (uint64_t)UINT32_MAX * 1000u : (uint64_t)ms;
+}
+
+/* Ask for the service to run: Cfg state RUN (which starts it), or a restart if it stopped. */
+static void service_request_start(kraken_engine *e, kraken_service *svc)
+{
+    if (svc->cfg_state != KRAKEN_SERVICE_RUN) {
+        kraken_value run = kraken_value_int(KRAKEN_T_ENUM, KRAKEN_SERVICE_RUN);
+        kraken_store_set_value(e->store, KRAKEN_CFG, &e->self, svc->state_url, &run);
+        return;
+    }
+    if (svc->dsc_state != KRAKEN_SERVICE_INIT && svc->dsc_state != KRAKEN_SERVICE_RUN) {
+        svc->start_requested = true;
+        queue_service(e, svc);
+    }
+}
+
+static void dispatch(kraken_engine *e, enode *n, const kraken_mutation *m, kraken_service *svc)
+{
+    const kraken_node *cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
+    const kraken_node *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
+    kraken_plan *plan = n->plan;
+    size_t step = n->step;
+    timer_cancel(n);
+    n->phase = PH_IN_FLIGHT;
+    publish_mutation(e, KRAKEN_MUTATION_MUTATE, &n->id, m->service, m->id, NULL);
+    uint64_t timeout = m->timeout_ms ? step_timeout_ms(e, m) : 0;
+    if (svc->ops.mutate) {
+        kraken_mutation_request req = {n->id, svc->id, kraken_plan_step_mutation(plan, step),
+                                       cfg, dsc};
+        svc->ops.mutate(svc, &req, svc->userdata);
+    }
+    /* The service may have failed the step from inside mutate(). */
+    if (timeout && n->phase == PH_IN_FLIGHT && n->plan == plan && n->step == step)
+        timer_arm(e, n, timeout);
+}
+
+/* Start (or keep waiting for) the current step of the node's plan. */
+static void step_start(kraken_engine *e, enode *n, const kraken_node *cfg)
+{
+    if (!n->plan || n->step >= kraken_plan_length(n->plan)) {
+        timer_cancel(n);
+        n->phase = PH_CONVERGED;
+        n->failures = 0;
+        free(n->last_failed);
+        n->last_failed = NULL;
+        set_reason(n, NULL);
+        return;
+    }
+    const kraken_mutation *m = kraken__mutation_find(e->set, step_service(n), step_mutation(n));
+    if (!m || !context_matches(e, m, n, cfg)) {
+        timer_cancel(n);
+        n->phase = PH_PASSIVE;
+        return;
+    }
+    if (e->frozen) {
+        n->phase = PH_IDLE;
+        return;
+    }
+    uint64_t now = now_ms();
+    if (n->backoff_until > now) {
+        n->phase = PH_BACKOFF;
+        timer_arm(e, n, n->backoff_until - now);
+        return;
+    }
+    kraken_service *svc = kraken_engine_find_service(e, m->service);
+    if (!svc) {
+        timer_cancel(n);
+        n->phase = PH_PASSIVE;
+        set_reason(n, str_printf("service '%s' is not on this instance", m->service));
+        return;
+    }
+    if (svc->dsc_state != KRAKEN_SERVICE_RUN) {
+        if (n->phase != PH_WAIT_SERVICE) {
+            n->phase = PH_WAIT_SERVICE;
+            timer_arm(e, n, e->opts.service_start_ms);
+        }
+        service_request_start(e, svc);
+        return;
+    }
+    dispatch(e, n, m, svc);
+}
+
+static bool plan_rest_equal(const kraken_plan *old, size_t from, const kraken_plan *fresh)
+{
+    if (old == fresh && from == 0)
+        return true;
+    size_t n = kraken_plan_length(fresh);
+    if (!old || kraken_plan_length(old) - from != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(kraken_plan_step_mutation(old, from + i), kraken_plan_step_mutation(fresh, i)) ||
+            strcmp(kraken_plan_step_service(old, from + i), kraken_plan_step_service(fresh, i)))
+            return false;
+    return true;
+}
+
+/*
+ * Plan from the node's current state. Returns the fresh plan (caller owns it),
+ * or NULL after marking the node NO_PATH.
+ */
+static kraken_plan *plan_node(kraken_engine *e, enode *n, const kraken_node *cfg,
+                              const kraken_node *dsc)
+{
+    kraken_plan *plan = NULL;
+    int rc = kraken_mutation_set_plan(e->set, cfg, dsc, &plan);
+    if (rc == 0)
+        return plan;
+    timer_cancel(n);
+    n->phase = PH_NO_PATH;
+    set_reason(n, str_printf("no path: %s", kraken_error_last()));
+    kraken_error_clear();
+    if (e->opts.no_path_retry_ms)
+        timer_arm(e, n, e->opts.no_path_retry_ms);
+    return NULL;
+}
+
+/* Adopt a fresh plan unless it only repeats the rest of the current one; then start. */
+static void plan_adopt(kraken_engine *e, enode *n, kraken_plan *fresh, const kraken_node *cfg)
+{
+    if (n->plan && plan_rest_equal(n->plan, n->step, fresh)) {
+        kraken_plan_free(fresh);
+    } else {
+        kraken_plan_free(n->plan);
+        n->plan = fresh;
+        n->step = 0;
+    }
+    step_start(e, n, cfg);
+}
+
+static void replan(kraken_engine *e, enode *n, const kraken_node *cfg, const kraken_node *dsc)
+{
+    kraken_plan *fresh = plan_node(e, n, cfg, dsc);
+    if (fresh)
+        plan_adopt(e, n, fresh, cfg);
+}
+
+/* ---- knowledge rule ------------------------------------------------------------------------- */
+
+typedef struct stale_ctx {
+    const kraken_mutation_set *set;
+    uint64_t mask;
+    const kraken_murl *urls[64];
+    size_t n;
+} stale_ctx;
+
+static int collect_stale(const kraken_murl *u, void *userdata)
+{
+    stale_ctx *ctx = userdata;
+    ctx->mask |= murl_bit(ctx->set, u);
+    if (ctx->n < 64)
+        ctx->urls[ctx->n++] = u;
+    return 0;
+}
+
+static kraken_value zero_of(const kraken_murl *u)
+{
+    kraken_value v = KRAKEN_VALUE_INIT;
+    v.type = u->type;
+    v.enum_type = u->enm;
+    if (u->type == KRAKEN_T_STRING || u->type == KRAKEN_T_BYTES)
+        v.v.str.data = (char *)"";
+    return v;
+}
+
+/*
+ * SPEC 4.2: a mutator URL whose discovery conditions stop holding becomes
+ * unknown, and the engine records that in Dsc. Only facts that were valid and
+ * became stale through this change are cleared: a value that arrives while
+ * its conditions are not (yet) known, e.g. RunState SYNC reported by a child
+ * before the power module has spoken, is kept for when they are.
+ */
+static void apply_knowledge(kraken_engine *e, enode *n, const kraken_node *cfg,
+                            const kraken_node *dsc, uint64_t changed)
+{
+    stale_ctx ctx = {.set = e->set};
+    if (kraken__mutation_set_stale(e->set, cfg, dsc, collect_stale, &ctx) < 0) {
+        kraken_error_clear();
+        return;
+    }
+    uint64_t gen = kraken__mutation_set_generation(e->set);
+    uint64_t clear = 0;
+    if (changed && n->stale_gen == gen)
+        clear = ctx.mask & ~n->stale & ~changed & ~MASK_OVERFLOW;
+    n->stale = ctx.mask & ~clear;
+    n->stale_gen = gen;
+    for (size_t i = 0; clear && i < ctx.n; i++) {
+        const kraken_murl *u = ctx.urls[i];
+        if (!(clear & murl_bit(e->set, u)))
+            continue;
+        kraken_value zero = zero_of(u);
+        if (kraken_store_set_value(e->store, KRAKEN_DSC, &n->id, u->text, &zero) == 0)
+            publish_discovery(e, &n->id, ENGINE_ORIGIN, u->text, &zero);
+        else
+            kraken_error_clear();
+    }
+}
+
+/* ---- evaluating a node ----------------------------------------------------------------------- */
+
+typedef enum step_progress {
+    STEP_PENDING,    /* every URL shows `from` or `to` */
+    STEP_DONE,       /* every URL shows `to` */
+    STEP_DISCOVERED, /* a discovery step found another value: a normal outcome */
+    STEP_CONTRADICT  /* some URL shows neither `from` nor `to` */
+} step_progress;
+
+static step_progress progress_of(const kraken_mutation *m, const kraken_node *dsc,
+                                 const kraken_murl **bad)
+{
+    size_t at_to = 0;
+    bool other_from_zero = false, contradict = false;
+    for (size_t i = 0; i < m->n_mutates; i++) {
+        const kraken_mchange *ch = &m->mutates[i];
+        const kraken_slot *slot = kraken__url_peek(ch->u->url, dsc);
+        if (kraken__mslot_matches(ch->u->type, slot, &ch->to)) {
+            at_to++;
+        } else if (!kraken__mslot_matches(ch->u->type, slot, &ch->from)) {
+            if (kraken_value_is_zero(&ch->from)) {
+                other_from_zero = true;
+            } else {
+                contradict = true;
+                *bad = ch->u;
+            }
+        }
+    }
+    if (at_to == m->n_mutates)
+        return STEP_DONE;
+    if (contradict)
+        return STEP_CONTRADICT;
+    return other_from_zero ? STEP_DISCOVERED : STEP_PENDING;
+}
+
+static uint64_t step_mask(const kraken_engine *e, const kraken_mutation *m)
+{
+    uint64_t mask = 0;
+    for (size_t i = 0; i < m->n_mutates; i++)
+        mask |= murl_bit(e->set, m->mutates[i].u);
+    return mask;
+}
+
+static char *contradiction_reason(const kraken_mutation *m, const kraken_murl *u,
+                                  const kraken_node *dsc)
+{
+    char *value = NULL;
+    kraken_value v = KRAKEN_VALUE_INIT;
+    if (kraken__url_get(u->url, dsc, &v) == 0)
+        kraken_value_format(&v, &value);
+    kraken_value_clear(&v);
+    kraken_error_clear();
+    char *r = str_printf("%s/%s: %s became %s unexpectedly", m->service, m->id, u->text,
+                         value ? value : "?");
+    free(value);
+    return r;
+}
+
+/* The node holds a step (waiting for its service, in flight, or followed passively). */
+static void follow_step(kraken_engine *e, enode *n, const kraken_node *cfg, const kraken_node *dsc,
+                        uint64_t changed, bool replan_wanted)
+{
+    const kraken_mutation *m = kraken__mutation_find(e->set, step_service(n), step_mutation(n));
+    if (!m) { /* the mutation was removed */
+        step_interrupt(e, n, "mutation removed");
+        n->phase = PH_IDLE;
+        replan(e, n, cfg, dsc);
+        return;
+    }
+    bool in_flight = n->phase == PH_IN_FLIGHT;
+    const kraken_murl *bad = NULL;
+    switch (progress_of(m, dsc, &bad)) {
+    case STEP_DONE:
+    case STEP_DISCOVERED:
+        if (in_flight) {
+            timer_cancel(n);
+            publish_mutation(e, KRAKEN_MUTATION_DONE, &n->id, m->service, m->id, NULL);
+            node_success(n, m->service, m->id);
+        }
+        n->phase = PH_IDLE;
+        n->step++;
+        replan(e, n, cfg, dsc);
+        return;
+    case STEP_CONTRADICT:
+        if (in_flight) {
+            char *why = contradiction_reason(m, bad, dsc);
+            step_interrupt(e, n, why);
+            node_fail(e, n, why);
+            return;
+        }
+        n->phase = PH_IDLE;
+        replan(e, n, cfg, dsc);
+        return;
+    case STEP_PENDING:
+        break;
+    }
+    /* Still under way: re-plan only when something else changed. */
+    if (!replan_wanted && !(changed & ~step_mask(e, m))) {
+        if (n->phase == PH_WAIT_SERVICE)
+            step_start(e, n, cfg);
+        return;
+    }
+    kraken_plan *fresh = plan_node(e, n, cfg, dsc);
+    if (!fresh) {
+        /* plan_node marked NO_PATH; the in-flight step is abandoned. */
+        uint8_t phase = n->phase;
+        n->phase = in_flight ? PH_IN_FLIGHT : PH_IDLE;
+        step_interrupt(e, n, "no path");
+        n->phase = phase;
+        return;
+    }
+    bool same_step = kraken_plan_length(fresh) > 0 &&
+                     strcmp(kraken_plan_step_service(fresh, 0), step_service(n)) == 0 &&
+                     strcmp(kraken_plan_step_mutation(fresh, 0), step_mutation(n)) == 0;
+    if (same_step) {
+        if (!plan_rest_equal(n->plan, n->step, fresh)) {
+            kraken_plan_free(n->plan);
+            n->plan = fresh;
+            n->step = 0;
+        } else {
+            kraken_plan_free(fresh);
+        }
+        if (!in_flight)
+            step_start(e, n, cfg);
+        return;
+    }
+    step_interrupt(e, n, "plan changed");
+    n->phase = PH_IDLE;
+    plan_adopt(e, n, fresh, cfg);
+}
+
+static void node_forget(kraken_engine *e, enode *n)
+{
+    if (n->phase == PH_IN_FLIGHT)
+        step_interrupt(e, n, "node deleted");
+    timer_cancel(n);
+    table_remove(e, n);
+    node_free(n);
+}
+
+static void evaluate(kraken_engine *e, enode *n)
+{
+    const kraken_node *cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
+    if (n->deleted || !cfg) {
+        node_forget(e, n);
+        return;
+    }
+    const kraken_node *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
+    uint64_t changed = n->changed;
+    bool cfg_changed = n->cfg_changed, replan_wanted = n->replan || cfg_changed;
+    if (changed || cfg_changed) {
+        apply_knowledge(e, n, cfg, dsc, changed);
+        /* Stored nodes may have been replaced by the writes: look again. */
+        cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
+        dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
+        if (!cfg || !dsc)
+            return;
+    }
+    n->changed = 0;
+    n->cfg_changed = false;
+    n->replan = false;
+
+    if (cfg_changed && (n->phase == PH_STUCK || n->phase == PH_BACKOFF)) {
+        /* A Cfg change is the operator's word: start afresh. */
+        timer_cancel(n);
+        n->failures = 0;
+        n->backoff_until = 0;
+        free(n->last_failed);
+        n->last_failed = NULL;
+        set_reason(n, NULL);
+        n->phase = PH_IDLE;
+    }
+    switch ((node_phase)n->phase) {
+    case PH_STUCK:
+    case PH_BACKOFF:
+        return;
+    case PH_WAIT_SERVICE:
+    case PH_IN_FLIGHT:
+    case PH_PASSIVE:
+        follow_step(e, n, cfg, dsc, changed, replan_wanted);
+        return;
+    case PH_IDLE:
+    case PH_CONVERGED:
+    case PH_NO_PATH:
+        if (n->phase == PH_NO_PATH)
+            timer_cancel(n);
+        n->phase = PH_IDLE;
+        replan(e, n, cfg, dsc);
+        return;
+    }
+}
+
+/* ---- service reconciliation ---------------------------------------------------------------- */
+
+static void service_set_dsc_state(kraken_engine *e, kraken_service *svc, int state)
+{
+    kraken_value v = kraken_value_int(KRAKEN_T_ENUM, state);
+    if (kraken_store_set_value(e->store, KRAKEN_DSC, &e->self, svc->state_url, &v) < 0)
+        kraken_error_clear();
+}
+
+/* Start/stop a service to match its Cfg state; deliver config changes. From the pass only. */
+static void service_reconcile(kraken_engine *e, kraken_service *svc)
+{
+    if (svc->start_requested) {
+        svc->start_requested = false;
+        if (svc->cfg_state == KRAKEN_SERVICE_RUN && svc->dsc_state != KRAKEN_SERVICE_RUN &&
+            svc->dsc_state != KRAKEN_SERVICE_INIT) {
+            if (svc->ops.start) {
+                service_set_dsc_state(e, svc, KRAKEN_SERVICE_INIT);
+                svc->ops.start(svc, svc->userdata);
+                return; /* the callback may have removed the service */
+            }
+            service_set_dsc_state(e, svc, KRAKEN_SERVICE_RUN);
+        }
+    }
+    if (svc->stop_requested) {
+        svc->stop_requested = false;
+        if (svc->cfg_state == KRAKEN_SERVICE_STOP &&
+            (svc->dsc_state == KRAKEN_SERVICE_RUN || svc->dsc_state == KRAKEN_SERVICE_INIT)) {
+            if (svc->ops.stop) {
+                svc->ops.stop(svc, svc->userdata);
+                return;
+            }
+            service_set_dsc_state(e, svc, KRAKEN_SERVICE_STOP);
+        }
+    }
+    if (svc->config_changed) {
+        svc->config_changed = false;
+        if (!svc->ops.config_changed)
+            return;
+        kraken_value config = KRAKEN_VALUE_INIT;
+        if (kraken_store_get_value(e->store, KRAKEN_CFG, &e->self, svc->config_url, &config) < 0)
+            kraken_error_clear();
+        svc->ops.config_changed(svc, &config, svc->userdata);
+        kraken_value_clear(&config);
+    }
+}
+
+static void wake_waiters(kraken_engine *e)
+{
+    e->wake_waiters = false;
+    for (size_t i = 0; i < e->cap; i++)
+        if (e->slots[i] && e->slots[i]->phase == PH_WAIT_SERVICE)
+            mark_dirty(e, e->slots[i]);
+}
+
+/* ---- the pass ------------------------------------------------------------------------------ */
+
+static void pass_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_engine *e = arg;
+    e->pass_scheduled = false;
+
+    uint64_t gen = kraken__mutation_set_generation(e->set);
+    if (gen != e->generation) {
+        e->generation = gen;
+        mark_all(e);
+    }
+    while (e->svc_queue) {
+        kraken_service *svc = e->svc_queue;
+        e->svc_queue = svc->next_queued;
+        svc->queued = false;
+        service_reconcile(e, svc);
+    }
+    if (e->wake_waiters)
+        wake_waiters(e);
+
+    /* Nodes marked while this pass runs wait for the next one (fairness, bounded pass). */
+    enode *list = e->dirty_head;
+    e->dirty_head = e->dirty_tail = NULL;
+    while (list) {
+        enode *n = list;
+        list = n->next_dirty;
+        n->dirty = false;
+        n->next_dirty = NULL;
+        evaluate(e, n);
+    }
+}
+
+/* ---- timers ----------------------------------------------------------------------------------- */
+
+/* The in-flight step ran out of time: record fail_to, interrupt, count a failure. */
+static void step_timeout(kraken_engine *e, enode *n)
+{
+    if (n->dirty) {
+        /*
+         * The answer and the timeout expired in the same loop iteration: the
+         * answer's discovery is waiting for the pass. Look again after it.
+         */
+        timer_arm(e, n, 0);
+        return;
+    }
+    const char *sid = step_service(n), *mid = step_mutation(n);
+    const kraken_mutation *m = kraken__mutation_find(e->set, sid, mid);
+    char *why = str_printf("%s/%s timed out after %llu ms", sid, mid,
+                           m ? (unsigned long long)step_timeout_ms(e, m) : 0ull);
+    if (m && m->has_fail_to) {
+        /* Through the discovery path: the store reports it, the bus tells who said so. */
+        if (kraken_store_set_value(e->store, KRAKEN_DSC, &n->id, m->fail_to.u->text,
+                                   &m->fail_to.value) == 0)
+            publish_discovery(e, &n->id, m->service, m->fail_to.u->text, &m->fail_to.value);
+        else
+            kraken_error_clear();
+    }
+    step_interrupt(e, n, why);
+    node_fail(e, n, why);
+}
+
+/* A node's timer: what it means depends on the phase the node is in. */
+static void node_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    enode *n = arg;
+    kraken_engine *e = n->engine;
+    n->timer_armed = false;
+    if (n->deleted || e->frozen)
+        return;
+    switch ((node_phase)n->phase) {
+    case PH_IN_FLIGHT:
+        step_timeout(e, n);
+        break;
+    case PH_WAIT_SERVICE:
+        node_fail(e, n, str_printf("service '%s' did not reach RUN within %u ms", step_service(n),
+                                   e->opts.service_start_ms));
+        break;
+    case PH_BACKOFF:
+        n->phase = PH_IDLE;
+        n->replan = true;
+        mark_dirty(e, n);
+        break;
+    case PH_NO_PATH:
+        n->replan = true;
+        mark_dirty(e, n);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- freeze / thaw ---------------------------------------------------------------------------- */
+
+void kraken_engine_freeze(kraken_engine *engine)
+{
+    if (!engine || engine->frozen)
+        return;
+    engine->frozen = true;
+    for (size_t i = 0; i < engine->cap; i++)
+        if (engine->slots[i])
+            timer_cancel(engine->slots[i]);
+}
+
+/* Re-arm what freezing cancelled: in-flight steps get a fresh timeout. */
+static void rearm_after_thaw(kraken_engine *e, enode *n)
+{
+    uint64_t now = now_ms();
+    switch ((node_phase)n->phase) {
+    case PH_IN_FLIGHT: {
+        const kraken_mutation *m =
+            kraken__mutation_find(e->set, step_service(n), step_mutation(n));
+        if (m && m->timeout_ms)
+            timer_arm(e, n, step_timeout_ms(e, m));
+        break;
+    }
+    case PH_WAIT_SERVICE:
+        timer_arm(e, n, e->opts.service_start_ms);
+        break;
+    case PH_BACKOFF:
+        timer_arm(e, n, n->backoff_until > now ? n->backoff_until - now : 0);
+        break;
+    case PH_NO_PATH:
+        if (e->opts.no_path_retry_ms)
+            timer_arm(e, n, e->opts.no_path_retry_ms);
+        break;
+    default:
+        break;
+    }
+}
+
+void kraken_engine_thaw(kraken_engine *engine)
+{
+    if (!engine || !engine->frozen)
+        return;
+    engine->frozen = false;
+    for (size_t i = 0; i < engine->cap; i++)
+        if (engine->slots[i])
+            rearm_after_thaw(engine, engine->slots[i]);
+    mark_all(engine);
+}
+
+bool kraken_engine_frozen(const kraken_engine *engine)
+{
+    return engine && engine->frozen;
+}
+
+/* ---- services: life cycle --------------------------------------------------------------------- */
+
+static void service_free(kraken_service *svc)
+{
+    if (!svc)
+        return;
+    if (svc->destroy)
+        svc->destroy(svc->userdata);
+    for (size_t i = 0; i < svc->n_discoverable; i++)
+        free(svc->discoverable[i]);
+    free(svc->discoverable);
+    for (size_t i = 0; i < svc->n_named; i++) {
+        free(svc->named[i].url);
+        free(svc->named[i].name);
+        kraken_value_clear(&svc->named[i].value);
+    }
+    free(svc->named);
+    free(svc->id);
+    free(svc->module);
+    free(svc->state_url);
+    free(svc->error_url);
+    free(svc->config_url);
+    free(svc);
+}
+
+static int check_service_id(const char *id)
+{
+    if (!id || !*id)
+        return kraken__err(KRAKEN_EINVAL, "engine_add_service: service id must not be empty");
+    for (const char *p = id; *p; p++)
+        if (*p == '/' || *p == ':' || *p == '*' || *p == '?')
+            return kraken__err(KRAKEN_EINVAL,
+                               "engine_add_service: service id '%s' must not contain '%c'", id,
+                               *p);
+    return 0;
+}
+
+static int ensure_self(kraken_engine *e)
+{
+    if (kraken_store_contains(e->store, &e->self))
+        return 0;
+    kraken_node *self;
+    int rc = kraken_node_new(&self, &e->self);
+    if (rc < 0)
+        return rc;
+    rc = kraken_store_create(e->store, self);
+    kraken_node_free(self);
+    return rc;
+}
+
+/* Put the service instance into the self node: Cfg and Dsc module, Dsc state STOP. */
+static int service_publish(kraken_engine *e, kraken_service *svc)
+{
+    char *module_url = str_printf("/Services/%s/Module", svc->id);
+    if (!module_url)
+        return kraken__err(KRAKEN_ENOMEM, "engine_add_service: out of memory");
+    kraken_value module = kraken_value_string(svc->module);
+    kraken_value stop = kraken_value_int(KRAKEN_T_ENUM, KRAKEN_SERVICE_STOP);
+    int rc = kraken_store_set_value(e->store, KRAKEN_CFG, &e->self, module_url, &module);
+    if (rc == 0)
+        rc = kraken_store_set_value(e->store, KRAKEN_DSC, &e->self, module_url, &module);
+    if (rc == 0)
+        rc = kraken_store_set_value(e->store, KRAKEN_DSC, &e->self, svc->state_url, &stop);
+    kraken_value_clear(&module);
+    free(module_url);
+    return rc;
+}
+
+static int services_append(kraken_engine *e, kraken_service *svc)
+{
+    if (e->n_services == e->cap_services) {
+        size_t cap = e->cap_services ? e->cap_services * 2 : 8;
+        kraken_service **v = realloc(e->services, cap * sizeof *v);
+        if (!v)
+            return kraken__err(KRAKEN_ENOMEM, "engine_add_service: out of memory");
+        e->services = v;
+        e->cap_services = cap;
+    }
+    e->services[e->n_services++] = svc;
+    return 0;
+}
+
+static bool services_remove(kraken_engine *e, kraken_service *svc)
+{
+    for (size_t i = 0; i < e->n_services; i++) {
+        if (e->services[i] == svc) {
+            memmove(&e->services[i], &e->services[i + 1],
+                    (e->n_services - i - 1) * sizeof *e->services);
+            e->n_services--;
+            return true;
+        }
+    }
+    return false;
+}
+
+int kraken_engine_add_service(kraken_engine *engine, const char *service_id, const char *module,
+                              const kraken_service_ops *ops, void *userdata,
+                              void (*destroy)(void *userdata), kraken_service **out)
+{
+    if (out)
+        *out = NULL;
+    if (!engine || !module || !*module)
+        return kraken__err(KRAKEN_EINVAL, "engine_add_service: engine and module are required");
+    int rc = check_service_id(service_id);
+    if (rc < 0)
+        return rc;
+    if (kraken_engine_find_service(engine, service_id))
+        return kraken__err(KRAKEN_EEXISTS, "engine_add_service: service '%s' already exists",
+                           service_id);
+    if ((rc = ensure_self(engine)) < 0)
+        return kraken__err_prefix(rc, "engine_add_service '%s'", service_id);
+    kraken_service *svc = calloc(1, sizeof *svc);
+    if (!svc)
+        return kraken__err(KRAKEN_ENOMEM, "engine_add_service: out of memory");
+    svc->engine = engine;
+    svc->id = strdup(service_id);
+    svc->module = strdup(module);
+    svc->state_url = str_printf("/Services/%s/State", service_id);
+    svc->error_url = str_printf("/Services/%s/ErrorMsg", service_id);
+    svc->config_url = str_printf("/Services/%s/Config", service_id);
+    if (ops)
+        svc->ops = *ops;
+    svc->userdata = userdata;
+    if (!svc->id || !svc->module || !svc->state_url || !svc->error_url || !svc->config_url) {
+        service_free(svc);
+        return kraken__err(KRAKEN_ENOMEM, "engine_add_service: out of memory");
+    }
+    if ((rc = services_append(engine, svc)) < 0 || (rc = service_publish(engine, svc)) < 0) {
+        services_remove(engine, svc);
+        service_free(svc); /* destroy is not set yet: a failed call never calls it */
+        return kraken__err_prefix(rc, "engine_add_service '%s'", service_id);
+    }
+    svc->destroy = destroy;
+    svc->dsc_state = KRAKEN_SERVICE_STOP;
+    kraken_value state = KRAKEN_VALUE_INIT;
+    if (kraken_store_get_value(engine->store, KRAKEN_CFG, &engine->self, svc->state_url,
+                               &state) == 0 &&
+        state.type == KRAKEN_T_ENUM)
+        svc->cfg_state = (int)state.v.i;
+    kraken_value_clear(&state);
+    kraken_error_clear();
+    if (svc->cfg_state == KRAKEN_SERVICE_RUN) {
+        svc->start_requested = true;
+        queue_service(engine, svc);
+    }
+    if (out)
+        *out = svc;
+    return 0;
+}
+
+/* Drop the service instance from the self node (both sets). */
+static void service_unpublish(kraken_engine *e, const kraken_service *svc)
+{
+    char *url = str_printf("/Services/%s", svc->id);
+    for (int kind = KRAKEN_CFG; url && kind <= KRAKEN_DSC; kind++) {
+        kraken_node *copy = NULL;
+        if (kraken_store_read(e->store, (kraken_state_kind)kind, &e->self, &copy) == 0 &&
+            kraken_node_unset(copy, url) == 0)
+            kraken_store_update(e->store, (kraken_state_kind)kind, copy);
+        kraken_node_free(copy);
+    }
+    free(url);
+    kraken_error_clear();
+}
+
+void kraken_engine_remove_service(kraken_engine *engine, kraken_service *service)
+{
+    if (!engine || !service || !services_remove(engine, service))
+        return;
+    /* Its steps stop here; the service itself is going away, so it gets no callback. */
+    for (size_t i = 0; i < engine->cap; i++) {
+        enode *n = engine->slots[i];
+        if (!n || (n->phase != PH_IN_FLIGHT && n->phase != PH_WAIT_SERVICE) ||
+            strcmp(step_service(n), service->id) != 0)
+            continue;
+        if (n->phase == PH_IN_FLIGHT)
+            publish_mutation(engine, KRAKEN_MUTATION_INTERRUPT, &n->id, service->id,
+                             step_mutation(n), "service removed");
+        timer_cancel(n);
+        n->phase = PH_IDLE;
+        n->replan = true;
+        mark_dirty(engine, n);
+    }
+    for (kraken_service **p = &engine->svc_queue; *p; p = &(*p)->next_queued) {
+        if (*p == service) {
+            *p = service->next_queued;
+            break;
+        }
+    }
+    kraken_mutation_set_remove_service(engine->set, service->id);
+    service_unpublish(engine, service);
+    schedule_pass(engine);
+    service_free(service);
+}
+
+const char *kraken_service_id(const kraken_service *service)
+{
+    return service ? service->id : NULL;
+}
+
+kraken_engine *kraken_service_engine(kraken_service *service)
+{
+    return service ? service->engine : NULL;
+}
+
+int kraken_service_declare_mutation(kraken_service *service, const kraken_mutation_decl *decl)
+{
+    if (!service || !decl)
+        return kraken__err(KRAKEN_EINVAL, "service_declare_mutation: service and decl are required");
+    int rc = kraken_mutation_set_add(service->engine->set, service->id, decl);
+    if (rc < 0)
+        return rc;
+    schedule_pass(service->engine); /* the pass sees the new generation and replans */
+    return 0;
+}
+
+/* ---- discoveries ---------------------------------------------------------------------------- */
+
+static bool is_pattern(const char *url)
+{
+    return strpbrk(url, "*?") != NULL;
+}
+
+static bool service_may_discover(const kraken_service *svc, const char *canonical)
+{
+    if (strcmp(canonical, svc->state_url) == 0)
+        return true;
+    for (size_t i = 0; i < svc->n_discoverable; i++) {
+        const char *d = svc->discoverable[i];
+        if (is_pattern(d) ? kraken_url_match(d, canonical) : strcmp(d, canonical) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int add_discoverable(kraken_service *svc, const char *url)
+{
+    for (size_t i = 0; i < svc->n_discoverable; i++)
+        if (strcmp(svc->discoverable[i], url) == 0)
+            return 0;
+    char **v = realloc(svc->discoverable, (svc->n_discoverable + 1) * sizeof *v);
+    if (!v)
+        return kraken__err(KRAKEN_ENOMEM, "service_declare_discoverable: out of memory");
+    svc->discoverable = v;
+    if (!(v[svc->n_discoverable] = strdup(url)))
+        return kraken__err(KRAKEN_ENOMEM, "service_declare_discoverable: out of memory");
+    svc->n_discoverable++;
+    return 0;
+}
+
+static named_value *find_named(const kraken_service *svc, const char *url, const char *name)
+{
+    for (size_t i = 0; i < svc->n_named; i++)
+        if (strcmp(svc->named[i].url, url) == 0 && strcmp(svc->named[i].name, name) == 0)
+            return &svc->named[i];
+    return NULL;
+}
+
+static int add_named(kraken_service *svc, const char *url, const char *name, kraken_value *value)
+{
+    named_value *nv = find_named(svc, url, name);
+    if (nv) { /* a re-declaration replaces the value */
+        kraken_value_clear(&nv->value);
+        nv->value = *value;
+        return 0;
+    }
+    named_value *v = realloc(svc->named, (svc->n_named + 1) * sizeof *v);
+    if (!v)
+        return kraken__err(KRAKEN_ENOMEM, "service_declare_discoverable: out of memory");
+    svc->named = v;
+    nv = &v[svc->n_named];
+    nv->url = strdup(url);
+    nv->name = strdup(name);
+    if (!nv->url || !nv->name) {
+        free(nv->url);
+        free(nv->name);
+        return kraken__err(KRAKEN_ENOMEM, "service_declare_discoverable: out of memory");
+    }
+    nv->value = *value;
+    svc->n_named++;
+    return 0;
+}
+
+int kraken_service_declare_discoverable(kraken_service *service, const char *url,
+                                        const char *value_name, const char *value_text)
+{
+    if (!service || !url || !*url)
+        return kraken__err(KRAKEN_EINVAL, "service_declare_discoverable: service and url are "
+                                          "required");
+    if (!value_name != !value_text)
+        return kraken__err(KRAKEN_EINVAL, "service_declare_discoverable '%s': value_name and "
+                                          "value_text go together", url);
+    if (is_pattern(url)) {
+        if (value_name)
+            return kraken__err(KRAKEN_EINVAL, "service_declare_discoverable '%s': a named value "
+                                              "needs a URL, not a pattern", url);
+        return add_discoverable(service, url);
+    }
+    char *canonical = NULL;
+    int rc = kraken_url_canonical(url, &canonical);
+    if (rc < 0)
+        return kraken__err_prefix(rc, "service '%s': discoverable", service->id);
+    kraken_value value = KRAKEN_VALUE_INIT;
+    if (value_name && (rc = kraken_url_parse_value(canonical, value_text, &value)) < 0) {
+        rc = kraken__err_prefix(rc, "service '%s': value '%s'", service->id, value_name);
+        free(canonical);
+        return rc;
+    }
+    /* Check both before changing anything: the named value is only added with its URL. */
+    rc = add_discoverable(service, canonical);
+    if (rc == 0 && value_name)
+        rc = add_named(service, canonical, value_name, &value);
+    else
+        kraken_value_clear(&value);
+    if (rc < 0)
+        kraken_value_clear(&value);
+    free(canonical);
+    return rc;
+}
+
+/* Write a discovery into Dsc (value or text) and publish it. */
+static int discover(kraken_service *svc, const kraken_uuid *node_id, const char *url,
+                    const kraken_value *value, const char *text)
+{
+    kraken_engine *e = svc->engine;
+    char *canonical = NULL;
+    int rc = kraken_url_canonical(url, &canonical);
+    if (rc < 0)
+        return kraken__err_prefix(rc, "discovery by service '%s'", svc->id);
+    if (!service_may_discover(svc, canonical)) {
+        rc = kraken__err(KRAKEN_EINVAL,
+                         "discovery by service '%s': '%s' was not declared discoverable",
+                         svc->id, canonical);
+        free(canonical);
+        return rc;
+    }
+    rc = value ? kraken_store_set_value(e->store, KRAKEN_DSC, node_id, canonical, value)
+               : kraken_store_set_text(e->store, KRAKEN_DSC, node_id, canonical, text);
+    if (rc < 0) {
+        rc = kraken__err_prefix(rc, "discovery by service '%s'", svc->id);
+        free(canonical);
+        return rc;
+    }
+    if (value && !(value->type == KRAKEN_T_ENUM && !value->enum_type)) {
+        publish_discovery(e, node_id, svc->id, canonical, value);
+    } else {
+        /* Publish the stored form (typed enum, parsed text). */
+        kraken_value stored = KRAKEN_VALUE_INIT;
+        if (kraken_store_get_value(e->store, KRAKEN_DSC, node_id, canonical, &stored) == 0)
+            publish_discovery(e, node_id, svc->id, canonical, &stored);
+        kraken_value_clear(&stored);
+        kraken_error_clear();
+    }
+    free(canonical);
+    return 0;
+}
+
+static int check_discover_args(const kraken_service *svc, const kraken_uuid *node_id,
+                               const char *url, const void *what, const char *op)
+{
+    if (!svc || !node_id || !url || !what)
+        return kraken__err(KRAKEN_EINVAL, "%s: service, node id, url and value are required", op);
+    return 0;
+}
+
+int kraken_service_discover(kraken_service *service, const kraken_uuid *node_id, const char *url,
+                            const kraken_value *value)
+{
+    int rc = check_discover_args(service, node_id, url, value, "service_discover");
+    return rc < 0 ? rc : discover(service, node_id, url, value, NULL);
+}
+
+int kraken_service_discover_text(kraken_service *service, const kraken_uuid *node_id,
+                                 const char *url, const char *text)
+{
+    int rc = check_discover_args(service, node_id, url, text, "service_discover_text");
+    return rc < 0 ? rc : discover(service, node_id, url, NULL, text);
+}
+
+int kraken_service_discover_named(kraken_service *service, const kraken_uuid *node_id,
+                                  const char *url, const char *value_name)
+{
+    int rc = check_discover_args(service, node_id, url, value_name, "service_discover_named");
+    if (rc < 0)
+        return rc;
+    char *canonical = NULL;
+    if ((rc = kraken_url_canonical(url, &canonical)) < 0)
+        return kraken__err_prefix(rc, "discovery by service '%s'", service->id);
+    const named_value *nv = find_named(service, canonical, value_name);
+    if (!nv)
+        rc = kraken__err(KRAKEN_ENOTFOUND, "discovery by service '%s': no value named '%s' for '%s'",
+                         service->id, value_name, canonical);
+    else
+        rc = discover(service, node_id, canonical, &nv->value, NULL);
+    free(canonical);
+    return rc;
+}
+
+int kraken_service_set_state(kraken_service *service, kraken_service_state state,
+                             const char *error_msg)
+{
+    if (!service)
+        return kraken__err(KRAKEN_EINVAL, "service_set_state: service is required");
+    if ((int)state < KRAKEN_SERVICE_UNKNOWN || (int)state > KRAKEN_SERVICE_ERROR)
+        return kraken__err(KRAKEN_EINVAL, "service_set_state '%s': bad state %d", service->id,
+                           (int)state);
+    kraken_engine *e = service->engine;
+    /* The message first, so that the SERVICE event of the state finds it in place. */
+    kraken_value msg = kraken_value_string(state == KRAKEN_SERVICE_ERROR && error_msg ? error_msg
+                                                                                     : "");
+    int rc = kraken_store_set_value(e->store, KRAKEN_DSC, &e->self, service->error_url, &msg);
+    kraken_value_clear(&msg);
+    if (rc == 0) {
+        kraken_value v = kraken_value_int(KRAKEN_T_ENUM, state);
+        rc = kraken_store_set_value(e->store, KRAKEN_DSC, &e->self, service->state_url, &v);
+    }
+    return rc < 0 ? kraken__err_prefix(rc, "service_set_state '%s'", service->id) : 0;
+}
+
+int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id,
+                        const char *mutation_id, const char *reason)
+{
+    if (!service || !node_id || !mutation_id)
+        return kraken__err(KRAKEN_EINVAL, "service_fail: service, node id and mutation id are "
+                                          "required");
+    kraken_engine *e = service->engine;
+    enode *n = node_find(e, node_id);
+    char buf[KRAKEN_UUID_STRLEN + 1];
+    if (!n || n->deleted)
+        return kraken__err(KRAKEN_ENOTFOUND, "service_fail: node %s not found",
+                           uuid_str(node_id, buf));
+    if (n->phase != PH_IN_FLIGHT || strcmp(step_service(n), service->id) != 0 ||
+        strcmp(step_mutation(n), mutation_id) != 0)
+        return kraken__err(KRAKEN_ESTATE, "service_fail: node %s has no step %s/%s in flight",
+                           uuid_str(node_id, buf), service->id, mutation_id);
+    publish_mutation(e, KRAKEN_MUTATION_FAILED, node_id, service->id, mutation_id,
+                     reason ? reason : "failed");
+    node_fail(e, n, str_printf("%s/%s failed: %s", service->id, mutation_id,
+                               reason ? reason : "no reason given"));
+    return 0;
+}
+
+/* ---- node control ------------------------------------------------------------------------------ */
+
+static const char *const plan_state_names[] = {
+    "CONVERGED", "RUNNING", "PASSIVE", "BACKOFF", "STUCK", "NO_PATH", "FROZEN",
+};
+
+const char *kraken_plan_state_name(kraken_plan_state state)
+{
+    if ((unsigned)state >= sizeof plan_state_names / sizeof plan_state_names[0])
+        return NULL;
+    return plan_state_names[state];
+}
+
+static kraken_plan_state public_state(const kraken_engine *e, const enode *n)
+{
+    switch ((node_phase)n->phase) {
+    case PH_CONVERGED:
+        if (n->dirty && !e->frozen)
+            return KRAKEN_PLAN_RUNNING; /* a change waits for the next pass */
+        return KRAKEN_PLAN_CONVERGED;
+    case PH_STUCK:
+        return KRAKEN_PLAN_STUCK;
+    case PH_NO_PATH:
+        return KRAKEN_PLAN_NO_PATH;
+    default:
+        break;
+    }
+    if (e->frozen)
+        return KRAKEN_PLAN_FROZEN;
+    switch ((node_phase)n->phase) {
+    case PH_PASSIVE:
+        return KRAKEN_PLAN_PASSIVE;
+    case PH_BACKOFF:
+        return KRAKEN_PLAN_BACKOFF;
+    default:
+        return KRAKEN_PLAN_RUNNING;
+    }
+}
+
+void kraken_plan_status_clear(kraken_plan_status *status)
+{
+    if (!status)
+        return;
+    for (size_t i = 0; i < status->n_steps; i++)
+        free(status->steps[i]);
+    free(status->steps);
+    free(status->reason);
+    memset(status, 0, sizeof *status);
+}
+
+int kraken_engine_node_status(kraken_engine *engine, const kraken_uuid *node_id,
+                              kraken_plan_status *out)
+{
+    if (!engine || !node_id || !out)
+        return kraken__err(KRAKEN_EINVAL, "engine_node_status: engine, node id and out are "
+                                          "required");
+    memset(out, 0, sizeof *out);
+    const enode *n = node_find(engine, node_id);
+    char buf[KRAKEN_UUID_STRLEN + 1];
+    if (!n || n->deleted)
+        return kraken__err(KRAKEN_ENOTFOUND, "engine_node_status: node %s not found",
+                           uuid_str(node_id, buf));
+    kraken_plan_status st = {.state = public_state(engine, n), .failures = n->failures};
+    size_t len = kraken_plan_length(n->plan);
+    if (len && !(st.steps = calloc(len, sizeof *st.steps)))
+        return kraken__err(KRAKEN_ENOMEM, "engine_node_status: out of memory");
+    for (; st.n_steps < len; st.n_steps++) {
+        st.steps[st.n_steps] = str_printf("%s/%s", kraken_plan_step_service(n->plan, st.n_steps),
+                                          kraken_plan_step_mutation(n->plan, st.n_steps));
+        if (!st.steps[st.n_steps]) {
+            kraken_plan_status_clear(&st);
+            return kraken__err(KRAKEN_ENOMEM, "engine_node_status: out of memory");
+        }
+    }
+    st.current = n->step < len ? n->step : len;
+    if (n->reason && !(st.reason = strdup(n->reason))) {
+        kraken_plan_status_clear(&st);
+        return kraken__err(KRAKEN_ENOMEM, "engine_node_status: out of memory");
+    }
+    *out = st;
+    return 0;
+}
+
+int kraken_engine_reset_node(kraken_engine *engine, const kraken_uuid *node_id)
+{
+    if (!engine || !node_id)
+        return kraken__err(KRAKEN_EINVAL, "engine_reset_node: engine and node id are required");
+    enode *n = node_find(engine, node_id);
+    char buf[KRAKEN_UUID_STRLEN + 1];
+    if (!n || n->deleted)
+        return kraken__err(KRAKEN_ENOTFOUND, "engine_reset_node: node %s not found",
+                           uuid_str(node_id, buf));
+    n->failures = 0;
+    n->backoff_until = 0;
+    free(n->last_failed);
+    n->last_failed = NULL;
+    set_reason(n, NULL);
+    if (n->phase == PH_STUCK || n->phase == PH_BACKOFF) {
+        timer_cancel(n);
+        n->phase = PH_IDLE;
+    }
+    n->replan = true;
+    mark_dirty(engine, n);
+    return 0;
+}
+
+int kraken_engine_graph_json(kraken_engine *engine, const kraken_uuid *node_id, char **out)
+{
+    if (out)
+        *out = NULL;
+    if (!engine || !out)
+        return kraken__err(KRAKEN_EINVAL, "engine_graph_json: engine and out are required");
+    if (!node_id)
+        return kraken_mutation_set_graph_json(engine->set, NULL, NULL, 0, out);
+    const enode *n = node_find(engine, node_id);
+    const kraken_node *cfg = kraken__store_peek(engine->store, KRAKEN_CFG, node_id);
+    char buf[KRAKEN_UUID_STRLEN + 1];
+    if (!n || n->deleted || !cfg)
+        return kraken__err(KRAKEN_ENOTFOUND, "engine_graph_json: node %s not found",
+                           uuid_str(node_id, buf));
+    return kraken_mutation_set_graph_json(engine->set, cfg, n->plan, n->step, out);
+}
+
+/* ---- accessors ---------------------------------------------------------------------------------- */
+
+kraken_store *kraken_engine_store(kraken_engine *engine)
+{
+    return engine ? engine->store : NULL;
+}
+
+kraken_bus *kraken_engine_bus(kraken_engine *engine)
+{
+    return engine ? engine->bus : NULL;
+}
+
+kraken_mutation_set *kraken_engine_mutations(kraken_engine *engine)
+{
+    return engine ? engine->set : NULL;
+}
+
+const kraken_uuid *kraken_engine_self_id(const kraken_engine *engine)
+{
+    return engine ? &engine->self : NULL;
+}
+
+/* ---- the built-in sync service -------------------------------------------------------------------- */
+
+/*
+ * "sync" owns INITtoSYNC. Its step is completed by the sync protocol: the
+ * parent-side discovery of RunState SYNC when the child phones home (SPEC 6.3).
+ */
+static void sync_start(kraken_service *service, void *userdata)
+{
+    (void)userdata;
+    kraken_service_set_state(service, KRAKEN_SERVICE_RUN, NULL);
+}
+
+static void sync_stop(kraken_service *service, void *userdata)
+{
+    (void)userdata;
+    kraken_service_set_state(service, KRAKEN_SERVICE_STOP, NULL);
+}
+
+static int add_sync_service(kraken_engine *e)
+{
+    static const kraken_service_ops ops = {.start = sync_start, .stop = sync_stop};
+    static const kraken_mutate mutates[] = {{"/RunState", "INIT", "SYNC"}};
+    static const kraken_fact requires[] = {{"/PhysState", "POWER_ON"}};
+    static const kraken_mutation_decl decl = {
+        .id = "INITtoSYNC",
+        .mutates = mutates,
+        .n_mutates = 1,
+        .requires = requires,
+        .n_requires = 1,
+        .context = KRAKEN_CONTEXT_CHILD,
+        .timeout_ms = 90000,
+        .fail_to = {"/PhysState", "PHYS_HANG"},
+        .cost = 1,
+    };
+    kraken_service *svc;
+    int rc = kraken_engine_add_service(e, "sync", "sync", &ops, NULL, NULL, &svc);
+    if (rc == 0)
+        rc = kraken_service_declare_discoverable(svc, "/RunState", NULL, NULL);
+    if (rc == 0)
+        rc = kraken_service_declare_mutation(svc, &decl);
+    return rc;
+}
+
+/* ---- engine life cycle ------------------------------------------------------------------------------ */
+
+/* Known facts about the instance itself: it runs, so it is powered on; a root is in sync. */
+static int self_facts(kraken_engine *e)
+{
+    kraken_value v = KRAKEN_VALUE_INIT;
+    int rc = kraken_store_get_value(e->store, KRAKEN_DSC, &e->self, "/PhysState", &v);
+    if (rc == 0 && kraken_value_is_zero(&v)) {
+        kraken_value on = kraken_value_int(KRAKEN_T_ENUM, KRAKEN_PHYS_POWER_ON);
+        rc = kraken_store_set_value(e->store, KRAKEN_DSC, &e->self, "/PhysState", &on);
+    }
+    kraken_value_clear(&v);
+    if (rc == 0 && !e->opts.start_frozen)
+        rc = kraken_store_get_value(e->store, KRAKEN_DSC, &e->self, "/RunState", &v);
+    if (rc == 0 && !e->opts.start_frozen && kraken_value_is_zero(&v)) {
+        kraken_value sync = kraken_value_int(KRAKEN_T_ENUM, KRAKEN_RUN_SYNC);
+        rc = kraken_store_set_value(e->store, KRAKEN_DSC, &e->self, "/RunState", &sync);
+    }
+    kraken_value_clear(&v);
+    return rc;
+}
+
+/* Run states for the nodes a borrowed store already holds. */
+static int adopt_existing_nodes(kraken_engine *e)
+{
+    kraken_node **nodes = NULL;
+    size_t n = 0;
+    int rc = kraken_store_read_all(e->store, KRAKEN_CFG, &nodes, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        enode *en = node_add(e, kraken_node_id(nodes[i]));
+        if (!en) {
+            rc = kraken__err(KRAKEN_ENOMEM, "engine_new: out of memory");
+            break;
+        }
+        en->cfg_changed = true;
+        mark_dirty(e, en);
+    }
+    kraken_nodes_free(nodes, n);
+    return rc;
+}
+
+static int check_options(const kraken_engine_options *o)
+{
+    if (o->version != KRAKEN_ENGINE_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected %u",
+                           o->version, KRAKEN_ENGINE_OPTIONS_VERSION);
+    if (!(o->timeout_scale > 0.0))
+        return kraken__err(KRAKEN_EINVAL, "engine_new: timeout_scale must be > 0");
+    if (o->backoff_max_ms < o->backoff_initial_ms)
+        return kraken__err(KRAKEN_EINVAL, "engine_new: backoff_max_ms (%u) < backoff_initial_ms "
+                                          "(%u)", o->backoff_max_ms, o->backoff_initial_ms);
+    return 0;
+}
+
+int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store *store,
+                      const kraken_engine_options *opts)
+{
+    static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
+    if (!out)
+        return kraken__err(KRAKEN_EINVAL, "engine_new: out must not be NULL");
+    *out = NULL;
+    if (!base)
+        return kraken__err(KRAKEN_EINVAL, "engine_new: base must not be NULL");
+    if (!opts)
+        opts = &defaults;
+    int rc = check_options(opts);
+    if (rc < 0)
+        return rc;
+    kraken_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return kraken__err(KRAKEN_ENOMEM, "engine_new: out of memory");
+    e->base = base;
+    e->opts = *opts;
+    e->self = opts->self_id;
+    e->frozen = opts->start_frozen;
+    if (kraken_uuid_is_zero(&e->self))
+        rc = kraken_uuid_generate(&e->self);
+    if (rc == 0 && !store) {
+        rc = kraken_store_new(&e->store);
+        e->own_store = rc == 0;
+    } else {
+        e->store = store;
+    }
+    if (rc == 0)
+        rc = kraken_bus_new(&e->bus, base);
+    if (rc == 0)
+        rc = kraken_mutation_set_new(&e->set);
+    if (rc == 0 && !(e->pass_ev = event_new(base, -1, 0, pass_cb, e)))
+        rc = kraken__err(KRAKEN_ENOMEM, "engine_new: cannot create the pass event");
+    if (rc == 0)
+        rc = kraken_store_listen(e->store, on_store_change, e, NULL, &e->listener);
+    if (rc == 0)
+        rc = adopt_existing_nodes(e);
+    if (rc == 0)
+        rc = ensure_self(e);
+    if (rc == 0)
+        rc = self_facts(e);
+    if (rc == 0 && !opts->no_sync_service)
+        rc = add_sync_service(e);
+    if (rc < 0) {
+        kraken_engine_free(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void kraken_engine_free(kraken_engine *engine)
+{
+    if (!engine)
+        return;
+    if (engine->listener)
+        kraken_store_unlisten(engine->store, engine->listener);
+    /* Services first: their destroy hooks may still use the bus. */
+    for (size_t i = 0; i < engine->n_services; i++)
+        service_free(engine->services[i]);
+    free(engine->services);
+    for (size_t i = 0; i < engine->cap; i++)
+        if (engine->slots[i])
+            node_free(engine->slots[i]);
+    free(engine->slots);
+    if (engine->pass_ev)
+        event_free(engine->pass_ev);
+    kraken_bus_free(engine->bus);
+    kraken_mutation_set_free(engine->set);
+    if (engine->own_store)
+        kraken_store_free(engine->store);
+    free(engine);
+}

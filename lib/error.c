@@ -57,6 +57,16 @@ int kraken__err(int code, const char *fmt, ...)
     return code;
 }
 
+/* Append @p text at *pos in last_message, truncating at the buffer's end. */
+static void append_message(size_t *pos, const char *text)
+{
+    size_t room = sizeof last_message - 1 - *pos;
+    size_t len = strnlen(text, room);
+    memcpy(last_message + *pos, text, len);
+    *pos += len;
+    last_message[*pos] = '\0';
+}
+
 int kraken__err_prefix(int code, const char *fmt, ...)
 {
     char prefix[KRAKEN_ERRMSG_MAX];
@@ -66,9 +76,9 @@ int kraken__err_prefix(int code, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(rest, last_message, sizeof rest);
-    /* Truncation is acceptable here: the message is for humans. */
-    int n = snprintf(last_message, sizeof last_message, "%s: %s", prefix,
-                     rest[0] != '\0' ? rest : kraken_strerror(code));
-    (void)n;
+    size_t pos = 0;
+    append_message(&pos, prefix);
+    append_message(&pos, ": ");
+    append_message(&pos, rest[0] != '\0' ? rest : kraken_strerror(code));
     return code;
 }

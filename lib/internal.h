@@ -225,4 +225,333 @@ KRAKEN_PRIVATE const kraken_node *kraken__store_peek(const kraken_store *store,
                                                      kraken_state_kind kind,
                                                      const kraken_uuid *id);
 
+
+/* ==== core additions (owner: core; value.c, schema.c, schema_builtin.c, record.c) ==== */
+
+/* Registry internals for schema_builtin.c: build (validate + resolve names against the
+ * registry) without publishing; allow_any lets RECORD fields/elements with type_name NULL be
+ * polymorphic (record == NULL). Publish takes ownership. Only called from the init once-routine. */
+KRAKEN_PRIVATE int kraken__schema_build(const char *name, const kraken_field_def *fields,
+                                        size_t n_fields, bool allow_any,
+                                        struct kraken_schema **out);
+KRAKEN_PRIVATE int kraken__schema_publish(struct kraken_schema *schema);
+KRAKEN_PRIVATE int kraken__enum_build_publish(const char *name, const kraken_enum_member *members,
+                                              size_t n);
+/* Registers the built-in enums and schemas (schema_builtin.c). */
+KRAKEN_PRIVATE int kraken__builtins_register(void);
+/* Strip any "prefix/" of a type URL: "type.googleapis.com/A.B" -> "A.B" (len in *name_len). */
+KRAKEN_PRIVATE const char *kraken__type_url_name(const char *key, size_t len, size_t *name_len);
+
+/* Lists. Items of KEY_FIELD/KEY_TYPE lists are RECORD slots kept sorted by key (strcmp).
+ * Key of an item: the key field's string ("" if unset) or the record's schema name. */
+KRAKEN_PRIVATE const char *kraken__list_item_key(const kraken_field *f, const kraken_slot *item);
+/* Sorted position of @p key (a service id, or a schema name / type URL for KEY_TYPE);
+ * *found tells whether the item at that position has the key. */
+KRAKEN_PRIVATE size_t kraken__list_keyed_pos(const kraken_field *f, const kraken_list *l,
+                                             const char *key, size_t len, bool *found);
+/* Insert a zero slot at @p pos (0..n), creating the list if *l is NULL. NULL on ENOMEM. */
+KRAKEN_PRIVATE kraken_slot *kraken__list_insert(kraken_list **l, size_t pos);
+/* Free the item at @p pos (element type f->elem_type) and close the gap. */
+KRAKEN_PRIVATE void kraken__list_remove(const kraken_field *f, kraken_list *l, size_t pos);
+/* Remove a map entry (value type f->elem_type) if present. */
+KRAKEN_PRIVATE void kraken__map_remove(const kraken_field *f, kraken_map *m, const char *key,
+                                       size_t len);
+/* Deep zero test of a slot with its field (maps/lists whose elements are all zero are zero). */
+KRAKEN_PRIVATE bool kraken__slot_is_zero_deep(const kraken_field *f, kraken_type type,
+                                              const kraken_slot *slot);
+/* kraken__value_parse / kraken__value_to_slot error codes: KRAKEN_EPARSE for malformed text,
+ * KRAKEN_ETYPE for a wrong value type, an out-of-range number or an unknown enum member.
+ * kraken__value_to_slot accepts a NONE value as the zero value. Stored zero strings and UUIDs
+ * are normalised to NULL slots. */
+/* ==== end core additions ==== */
+
+/* ==== mutations, planner, graph (owner: planner; mutation.c, planner.c, graph.c) ==== */
+
+/* A URL named by some declaration, interned by canonical text. Interned URLs live as long as
+ * the set (pointers stay valid); the counters give its current role. */
+typedef struct kraken_murl {
+    kraken_url *url;                   /* compiled, owned */
+    const char *text;                  /* canonical text (kraken__url_text(url)) */
+    kraken_type type;                  /* scalar types only */
+    const struct kraken_enum_type *enm;
+    size_t n_mutating;                 /* > 0: a mutator URL, planned on Dsc values */
+    size_t n_facts;                    /* requires/excludes naming it; static (read from Cfg)
+                                        * when n_facts > 0 and n_mutating == 0 */
+    size_t model_index;                /* scratch for the planner model build */
+} kraken_murl;
+
+typedef struct kraken_mfact {
+    kraken_murl *u;
+    kraken_value value;
+} kraken_mfact;
+
+typedef struct kraken_mchange {
+    kraken_murl *u;
+    kraken_value from, to;
+} kraken_mchange;
+
+/* A compiled declaration (values parsed, URLs interned). Valid until the set changes. */
+typedef struct kraken_mutation {
+    char *service;
+    char *id;
+    kraken_mchange *mutates;
+    size_t n_mutates;
+    kraken_mfact *requires;
+    size_t n_requires;
+    kraken_mfact *excludes;
+    size_t n_excludes;
+    kraken_context context;
+    uint32_t timeout_ms;
+    bool has_fail_to;
+    kraken_mfact fail_to;
+    uint32_t cost;                     /* >= 1 */
+} kraken_mutation;
+
+struct kraken_planner;
+
+/* The set. Mutations are kept sorted by (service id, mutation id): that order is the
+ * tie-break order of the planner, so a set registered in any order plans the same way. */
+struct kraken_mutation_set {
+    kraken_mutation **muts;
+    size_t n_muts, cap_muts;
+    kraken_murl **urls;                /* sorted by canonical text */
+    size_t n_urls, cap_urls;
+    uint64_t generation;               /* changes whenever the set of mutations changes */
+    struct kraken_planner *planner;    /* model + plan cache, rebuilt lazily per generation */
+    size_t max_states;                 /* bound on states per search/graph (beyond: ELIMIT);
+                                        * KRAKEN_PLANNER_MAX_STATES unless a test lowers it */
+};
+
+/* -- for the engine -- */
+/* The compiled mutation (service, id) or NULL. */
+KRAKEN_PRIVATE const kraken_mutation *kraken__mutation_find(const kraken_mutation_set *set,
+                                                            const char *service, const char *id);
+/* True when @p dsc shows the `to` value of every URL the mutation mutates (step done). */
+KRAKEN_PRIVATE bool kraken__mutation_done(const kraken_mutation *m, const kraken_node *dsc);
+/* The interned URL with this canonical text, or NULL: tells whether a changed URL matters for
+ * planning (n_mutating > 0: Dsc and Cfg goal; n_facts > 0: Cfg static fact). */
+KRAKEN_PRIVATE const kraken_murl *kraken__mutation_set_find_url(const kraken_mutation_set *set,
+                                                                const char *canonical);
+KRAKEN_PRIVATE uint64_t kraken__mutation_set_generation(const kraken_mutation_set *set);
+/* Knowledge rule on a Dsc node: calls @p fn for every mutator URL whose Dsc value is non-zero
+ * but must be unknown because its discovery conditions fail (to fixpoint; static facts from
+ * @p cfg). The engine records those as zero in Dsc. Stops at and returns fn's negative value. */
+KRAKEN_PRIVATE int kraken__mutation_set_stale(kraken_mutation_set *set, const kraken_node *cfg,
+                                              const kraken_node *dsc,
+                                              int (*fn)(const kraken_murl *u, void *userdata),
+                                              void *userdata);
+/* Does a stored slot (NULL = absent = zero) of a URL of @p type hold @p value? No allocation. */
+KRAKEN_PRIVATE bool kraken__mslot_matches(kraken_type type, const kraken_slot *slot,
+                                          const kraken_value *value);
+
+/* -- planner model, shared by planner.c and graph.c -- */
+typedef struct kraken_planner kraken_planner;
+/* The model of the set's current generation (built on demand; owned by the set). */
+KRAKEN_PRIVATE int kraken__planner_get(kraken_mutation_set *set, kraken_planner **out);
+KRAKEN_PRIVATE void kraken__planner_free(kraken_planner *p);
+/* Planning state width (mutator URLs, sorted by canonical text) and static vector width. */
+KRAKEN_PRIVATE size_t kraken__planner_width(const kraken_planner *p);
+KRAKEN_PRIVATE size_t kraken__planner_static_width(const kraken_planner *p);
+KRAKEN_PRIVATE uint64_t kraken__planner_generation(const kraken_planner *p);
+/* Static fact codes from a Cfg node into @p statics (static_width bytes). */
+KRAKEN_PRIVATE void kraken__planner_encode_statics(const kraken_planner *p, const kraken_node *cfg,
+                                                   uint8_t *statics);
+/* Apply mutation @p i (set order) to @p state; false when it does not apply. @p statics NULL:
+ * every static require holds and no static exclude matches. @p next may not alias @p state. */
+KRAKEN_PRIVATE bool kraken__planner_apply(const kraken_planner *p, size_t i, const uint8_t *state,
+                                          const uint8_t *statics, uint8_t *next);
+/* Short display name of mutator URL @p u ("PhysState", "PXE.Client/State") and of its value
+ * code @p code ("POWER_ON"). */
+KRAKEN_PRIVATE const char *kraken__planner_url_name(const kraken_planner *p, size_t u);
+KRAKEN_PRIVATE const char *kraken__planner_value_name(const kraken_planner *p, size_t u,
+                                                      uint8_t code);
+/* The planning states a plan passes through (length+1 vectors of width bytes), and the model
+ * generation they are coded for. */
+KRAKEN_PRIVATE const uint8_t *kraken__plan_state(const kraken_plan *plan, size_t i);
+KRAKEN_PRIVATE uint64_t kraken__plan_generation(const kraken_plan *plan);
+
+/* Interned state vectors (fixed width), used by the search and the graph. */
+typedef struct kraken_stateset kraken_stateset;
+KRAKEN_PRIVATE kraken_stateset *kraken__stateset_new(size_t width);
+KRAKEN_PRIVATE void kraken__stateset_free(kraken_stateset *ss);
+/* Index of @p vec, adding it if new (*added); KRAKEN_ENOMEM on failure. */
+KRAKEN_PRIVATE int kraken__stateset_intern(kraken_stateset *ss, const uint8_t *vec, size_t *index,
+                                           bool *added);
+/* Index of @p vec or SIZE_MAX. */
+KRAKEN_PRIVATE size_t kraken__stateset_find(const kraken_stateset *ss, const uint8_t *vec);
+KRAKEN_PRIVATE size_t kraken__stateset_count(const kraken_stateset *ss);
+/* Pointer valid until the next intern. */
+KRAKEN_PRIVATE const uint8_t *kraken__stateset_vec(const kraken_stateset *ss, size_t index);
+/* Default bound on planning states explored by one search or graph (beyond: KRAKEN_ELIMIT). */
+#define KRAKEN_PLANNER_MAX_STATES 100000
+/* ==== end planner additions ==== */
+
+
+/* ==== codec additions (owner: codec; json.c, pbcodec.c) ==== */
+/* True when @p text[0..len) is valid UTF-8 without NUL bytes (strings are NUL-terminated). */
+KRAKEN_PRIVATE bool kraken__utf8_valid(const char *text, size_t len);
+/* Sort a decoded KEY_FIELD/KEY_TYPE list into its stored order (kraken__list_item_key, strcmp).
+ * Returns -1 with *bad_key set when an item has no key ("") or two items share one. */
+KRAKEN_PRIVATE int kraken__list_sort_keyed(const kraken_field *f, kraken_list *l,
+                                           const char **bad_key);
+/* Canonical output drops what equality ignores (core's rule: zero values count as absent):
+ * zero map entries, empty keyed-list records, trailing zero elements of index lists. This
+ * is the number of leading items an index list keeps (l->n for keyed lists). */
+KRAKEN_PRIVATE size_t kraken__list_encoded_count(const kraken_field *f, const kraken_list *l);
+/* ==== end codec additions ==== */
+
+
+/* ==== url/diff additions (owner: url; url.c, diff.c) ==== */
+/* Called once per changed leaf by kraken__node_diff_each, in kraken_node_diff() order. @p url is
+ * canonical (readable with kraken_node_get on the node that has the value); @p old_value /
+ * @p new_value are NONE when the leaf is absent or zero. All three are valid for the call only.
+ * A non-zero return stops the walk and is returned. */
+typedef int (*kraken__diff_fn)(const char *url, const kraken_value *old_value,
+                               const kraken_value *new_value, void *userdata);
+/* Walk @p before and @p after (NULL = empty node) in parallel. Allocates only for what differs. */
+KRAKEN_PRIVATE int kraken__node_diff_each(const kraken_node *before, const kraken_node *after,
+                                          kraken__diff_fn fn, void *userdata);
+/* ==== end url/diff additions ==== */
+
+/* ==== sync additions (owner: sync; sync.c, sync_net.c, sync_crypto.c) ==== */
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* Needed from the engine (implemented in engine.c): the URLs this engine's services declared
+ * discoverable with kraken_service_declare_discoverable(), not counting each service's implicit
+ * /Services/<id>/State. Canonical form, sorted, without duplicates; the caller frees each string
+ * and the array. These are the Dsc URLs a parent owns for its child nodes (doc/PROTOCOL.md 1). */
+KRAKEN_PRIVATE int kraken__engine_discoverable_urls(kraken_engine *engine, char ***urls, size_t *n);
+
+/* -- crypto (sync_crypto.c) -- */
+#define KRAKEN_SYNC_KEY_LEN 32
+#define KRAKEN_SYNC_NONCE_LEN 32
+#define KRAKEN_SYNC_DIGEST_LEN 16
+#define KRAKEN_SYNC_SECRET_MIN 16
+#define KRAKEN_SYNC_SECRET_MAX 4096
+#define KRAKEN_SYNC_TRANSCRIPT_LEN (16 + 16 + 32 + 32 + 8 + 8)
+
+/* The join transcript (doc/PROTOCOL.md 2). */
+typedef struct kraken_sync_transcript {
+    kraken_uuid child_id, parent_id;
+    uint8_t nonce_child[KRAKEN_SYNC_NONCE_LEN], nonce_parent[KRAKEN_SYNC_NONCE_LEN];
+    uint64_t epoch_child, epoch_parent;
+} kraken_sync_transcript;
+
+/* libsodium initialisation (idempotent, thread-safe); KRAKEN_EIO if it fails. */
+KRAKEN_PRIVATE int kraken__sync_crypto_init(void);
+/* Read a secret file (>= KRAKEN_SYNC_SECRET_MIN bytes, not accessible by "other" users). */
+KRAKEN_PRIVATE int kraken__sync_secret_load(const char *path, uint8_t **out, size_t *len);
+/* Wipe and free a loaded secret. NULL-safe. */
+KRAKEN_PRIVATE void kraken__sync_secret_free(uint8_t *secret, size_t len);
+/* The fixed, publicly known secret of insecure mode. */
+KRAKEN_PRIVATE void kraken__sync_insecure_secret(const uint8_t **secret, size_t *len);
+/* K_N = HMAC(secret, "kraken-node-key-v1" || id). */
+KRAKEN_PRIVATE void kraken__sync_node_key(const uint8_t *secret, size_t len, const kraken_uuid *id,
+                                          uint8_t out[KRAKEN_SYNC_KEY_LEN]);
+KRAKEN_PRIVATE void kraken__sync_transcript_bytes(const kraken_sync_transcript *t,
+                                                  uint8_t out[KRAKEN_SYNC_TRANSCRIPT_LEN]);
+/* S = HMAC(K_C, "kraken-session-v1" || transcript). */
+KRAKEN_PRIVATE void kraken__sync_session_key(const uint8_t node_key[KRAKEN_SYNC_KEY_LEN],
+                                             const kraken_sync_transcript *t,
+                                             uint8_t out[KRAKEN_SYNC_KEY_LEN]);
+/* proof = HMAC(K_C, "kraken-parent-proof-v1" or "kraken-child-proof-v1" || transcript). */
+KRAKEN_PRIVATE void kraken__sync_proof(const uint8_t node_key[KRAKEN_SYNC_KEY_LEN], bool by_parent,
+                                       const kraken_sync_transcript *t,
+                                       uint8_t out[KRAKEN_SYNC_KEY_LEN]);
+/* mac = HMAC(S, sender || epoch || seq || channel || body), epoch and seq big-endian. */
+KRAKEN_PRIVATE void kraken__sync_mac(const uint8_t key[KRAKEN_SYNC_KEY_LEN],
+                                     const uint8_t sender[16], uint64_t epoch, uint64_t seq,
+                                     char channel, const uint8_t *body, size_t len,
+                                     uint8_t out[KRAKEN_SYNC_KEY_LEN]);
+/* Constant-time equality. */
+KRAKEN_PRIVATE bool kraken__sync_equal(const void *a, const void *b, size_t len);
+KRAKEN_PRIVATE void kraken__sync_random(void *buf, size_t len);
+/* Uniform in [0, upper) (0 when upper is 0). */
+KRAKEN_PRIVATE uint32_t kraken__sync_random_below(uint32_t upper);
+/* Streaming BLAKE2b with a KRAKEN_SYNC_DIGEST_LEN output. */
+typedef struct kraken_sync_hash {
+    _Alignas(64) unsigned char state[384];
+} kraken_sync_hash;
+KRAKEN_PRIVATE void kraken__sync_hash_init(kraken_sync_hash *h);
+KRAKEN_PRIVATE void kraken__sync_hash_update(kraken_sync_hash *h, const void *data, size_t len);
+KRAKEN_PRIVATE void kraken__sync_hash_final(kraken_sync_hash *h,
+                                            uint8_t out[KRAKEN_SYNC_DIGEST_LEN]);
+
+/* -- sockets (sync_net.c) -- */
+#define KRAKEN_SYNC_MAX_FRAME (16u << 20)   /* TCP frame cap */
+#define KRAKEN_SYNC_MAX_DATAGRAM 1200       /* no IP fragmentation on an ordinary LAN */
+
+typedef struct kraken_sync_addr {
+    socklen_t len;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+        struct sockaddr_storage ss;
+    } u;
+} kraken_sync_addr;
+
+/* Parse "host", "host:port", "[v6]:port" or a bare IPv6 address; @p default_port when none is
+ * given. Host names are resolved (first address). NULL or "" gives 0.0.0.0. */
+KRAKEN_PRIVATE int kraken__sync_parse_addr(const char *text, uint16_t default_port,
+                                           kraken_sync_addr *out);
+/* "1.2.3.4:5" or "[::1]:5" into @p buf; returns buf. */
+KRAKEN_PRIVATE const char *kraken__sync_addr_format(const kraken_sync_addr *a, char *buf,
+                                                    size_t size);
+KRAKEN_PRIVATE uint16_t kraken__sync_addr_port(const kraken_sync_addr *a);
+KRAKEN_PRIVATE void kraken__sync_addr_set_port(kraken_sync_addr *a, uint16_t port);
+KRAKEN_PRIVATE bool kraken__sync_addr_equal(const kraken_sync_addr *a, const kraken_sync_addr *b);
+
+typedef struct kraken_sync_net kraken_sync_net;
+typedef struct kraken_sync_conn kraken_sync_conn;
+
+typedef struct kraken_sync_net_ops {
+    /* A datagram arrived (any size up to 64 KiB). */
+    void (*datagram)(const uint8_t *data, size_t len, const kraken_sync_addr *from, void *ud);
+    /* A TCP connection was accepted; set its ops with kraken__sync_conn_set_ops() or close it. */
+    void (*accepted)(kraken_sync_conn *conn, void *ud);
+} kraken_sync_net_ops;
+
+typedef struct kraken_sync_conn_ops {
+    void (*connected)(kraken_sync_conn *conn, void *ud); /* outgoing connection is up */
+    /* One frame; the conn may be closed from here. */
+    void (*frame)(kraken_sync_conn *conn, const uint8_t *data, size_t len, void *ud);
+    /* Closed by the peer or by an error (oversized frame, reset ...); the conn is freed after. */
+    void (*closed)(kraken_sync_conn *conn, const char *why, void *ud);
+} kraken_sync_conn_ops;
+
+/* UDP socket and TCP listener on the same address and port (port 0: one is picked). */
+KRAKEN_PRIVATE int kraken__sync_net_new(kraken_sync_net **out, struct event_base *base,
+                                        const kraken_sync_addr *bind_addr,
+                                        const kraken_sync_net_ops *ops, void *ud);
+/* Close everything, connections included (no callbacks). NULL-safe. */
+KRAKEN_PRIVATE void kraken__sync_net_free(kraken_sync_net *net);
+KRAKEN_PRIVATE uint16_t kraken__sync_net_port(const kraken_sync_net *net);
+/* Faults for sent datagrams (copied; NULL: none). */
+KRAKEN_PRIVATE void kraken__sync_net_set_faults(kraken_sync_net *net, const kraken_sync_faults *f);
+/* Send one datagram (through the fault shim). */
+KRAKEN_PRIVATE int kraken__sync_net_send(kraken_sync_net *net, const kraken_sync_addr *to,
+                                         const uint8_t *data, size_t len);
+/* The last datagram given to kraken__sync_net_send (before faults), for tests. */
+KRAKEN_PRIVATE bool kraken__sync_net_last_sent(const kraken_sync_net *net, const uint8_t **data,
+                                               size_t *len, kraken_sync_addr *to);
+/* Outgoing TCP connection (bound to the net's address when it is not a wildcard). */
+KRAKEN_PRIVATE int kraken__sync_conn_connect(kraken_sync_conn **out, kraken_sync_net *net,
+                                             const kraken_sync_addr *to,
+                                             const kraken_sync_conn_ops *ops, void *ud);
+KRAKEN_PRIVATE void kraken__sync_conn_set_ops(kraken_sync_conn *conn,
+                                              const kraken_sync_conn_ops *ops, void *ud);
+/* Queue one frame (length prefix added); KRAKEN_ELIMIT above KRAKEN_SYNC_MAX_FRAME. */
+KRAKEN_PRIVATE int kraken__sync_conn_send(kraken_sync_conn *conn, const uint8_t *data, size_t len);
+/* Close without callbacks; with @p flush, queued frames are sent first. NULL-safe. */
+KRAKEN_PRIVATE void kraken__sync_conn_close(kraken_sync_conn *conn, bool flush);
+KRAKEN_PRIVATE const kraken_sync_addr *kraken__sync_conn_peer(const kraken_sync_conn *conn);
+
+/* -- test hooks (sync.c) -- */
+KRAKEN_PRIVATE void kraken__sync_set_faults(kraken_sync *sync, const kraken_sync_faults *faults);
+KRAKEN_PRIVATE bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data,
+                                               size_t *len, kraken_sync_addr *to);
+/* ==== end sync additions ==== */
+
 #endif

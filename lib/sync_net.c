@@ -1,2 +1,835 @@
-/* sync_net.c: to be written */
+/*
+ * Sync transport: one UDP socket and one TCP listener on the same address and port, outgoing
+ * TCP connections, length-prefixed TCP frames (4-byte big-endian length, capped at
+ * KRAKEN_SYNC_MAX_FRAME), address parsing, and the fault-injection shim tests use on sent
+ * datagrams. Protocol logic lives in sync.c; this file only moves bytes.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "internal.h"
+
+#define RX_BUFFER_SIZE 65536
+#define RX_BURST 64               /* datagrams read per wakeup before yielding to the loop */
+#define HOLD_FLUSH_MS 20          /* a datagram held back for reordering waits at most this */
+#define CLOSE_FLUSH_TIMEOUT_S 5   /* give up flushing a closing connection after this */
+#define BIND_ATTEMPTS 16          /* port 0: retries when UDP cannot take the TCP port */
+
+/* ---- addresses ----------------------------------------------------------- */
+
+static int parse_port(const char *text, const char *whole, uint16_t *out)
+{
+    if (text[0] == '\0')
+        return kraken__err(KRAKEN_EINVAL, "address '%s': empty port", whole);
+    unsigned long v = 0;
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9')
+            return kraken__err(KRAKEN_EINVAL, "address '%s': port '%s' is not a number", whole,
+                               text);
+        v = v * 10 + (unsigned long)(*p - '0');
+        if (v > 65535)
+            return kraken__err(KRAKEN_EINVAL, "address '%s': port '%s' is out of range", whole,
+                               text);
+    }
+    *out = (uint16_t)v;
+    return KRAKEN_OK;
+}
+
+static int resolve_host(const char *host, const char *whole, uint16_t port, kraken_sync_addr *out)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    int gai = getaddrinfo(host, NULL, &hints, &res);
+    if (gai != 0 || res == NULL)
+        return kraken__err(KRAKEN_EINVAL, "address '%s': cannot resolve host '%s': %s", whole,
+                           host, gai != 0 ? gai_strerror(gai) : "no address");
+    int rc = KRAKEN_OK;
+    if ((res->ai_family != AF_INET && res->ai_family != AF_INET6) ||
+        res->ai_addrlen > sizeof out->u) {
+        rc = kraken__err(KRAKEN_EINVAL, "address '%s': host '%s' is not an IP host", whole, host);
+    } else {
+        memset(out, 0, sizeof *out);
+        memcpy(&out->u, res->ai_addr, res->ai_addrlen);
+        out->len = (socklen_t)res->ai_addrlen;
+        kraken__sync_addr_set_port(out, port);
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+int kraken__sync_parse_addr(const char *text, uint16_t default_port, kraken_sync_addr *out)
+{
+    if (out == NULL)
+        return kraken__err(KRAKEN_EINVAL, "kraken__sync_parse_addr: NULL output");
+    if (text == NULL || text[0] == '\0')
+        text = "0.0.0.0";
+    size_t len = strlen(text);
+    if (len > 1024)
+        return kraken__err(KRAKEN_EINVAL, "address too long (%zu bytes)", len);
+    char *host = NULL;
+    uint16_t port = default_port;
+    int rc;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL)
+            return kraken__err(KRAKEN_EINVAL, "address '%s': missing ']'", text);
+        if (close[1] != '\0' && close[1] != ':')
+            return kraken__err(KRAKEN_EINVAL, "address '%s': expected ':port' after ']'", text);
+        if (close[1] == ':' && (rc = parse_port(close + 2, text, &port)) < 0)
+            return rc;
+        host = kraken__strndup(text + 1, (size_t)(close - text - 1));
+        if (host != NULL && strchr(host, ':') == NULL) {
+            free(host);
+            return kraken__err(KRAKEN_EINVAL, "address '%s': brackets are for IPv6 addresses",
+                               text);
+        }
+    } else {
+        const char *colon = strchr(text, ':');
+        if (colon != NULL && strchr(colon + 1, ':') == NULL) { /* host:port */
+            if ((rc = parse_port(colon + 1, text, &port)) < 0)
+                return rc;
+            host = kraken__strndup(text, (size_t)(colon - text));
+        } else { /* host alone, or a bare IPv6 address (several colons, no port) */
+            host = kraken__strndup(text, len);
+        }
+    }
+    if (host == NULL)
+        return kraken__err(KRAKEN_ENOMEM, "address '%s': out of memory", text);
+    if (host[0] == '\0') {
+        free(host);
+        return kraken__err(KRAKEN_EINVAL, "address '%s': empty host", text);
+    }
+    kraken_sync_addr addr;
+    rc = resolve_host(host, text, port, &addr);
+    free(host);
+    if (rc < 0)
+        return rc;
+    *out = addr;
+    return KRAKEN_OK;
+}
+
+const char *kraken__sync_addr_format(const kraken_sync_addr *a, char *buf, size_t size)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (a->u.sa.sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &a->u.in6.sin6_addr, ip, sizeof ip);
+        snprintf(buf, size, "[%s]:%u", ip, (unsigned)ntohs(a->u.in6.sin6_port));
+    } else if (a->u.sa.sa_family == AF_INET) {
+        inet_ntop(AF_INET, &a->u.in4.sin_addr, ip, sizeof ip);
+        snprintf(buf, size, "%s:%u", ip, (unsigned)ntohs(a->u.in4.sin_port));
+    } else {
+        snprintf(buf, size, "(no address)");
+    }
+    return buf;
+}
+
+uint16_t kraken__sync_addr_port(const kraken_sync_addr *a)
+{
+    if (a->u.sa.sa_family == AF_INET6)
+        return ntohs(a->u.in6.sin6_port);
+    if (a->u.sa.sa_family == AF_INET)
+        return ntohs(a->u.in4.sin_port);
+    return 0;
+}
+
+void kraken__sync_addr_set_port(kraken_sync_addr *a, uint16_t port)
+{
+    if (a->u.sa.sa_family == AF_INET6)
+        a->u.in6.sin6_port = htons(port);
+    else if (a->u.sa.sa_family == AF_INET)
+        a->u.in4.sin_port = htons(port);
+}
+
+bool kraken__sync_addr_equal(const kraken_sync_addr *a, const kraken_sync_addr *b)
+{
+    if (a->u.sa.sa_family != b->u.sa.sa_family)
+        return false;
+    if (a->u.sa.sa_family == AF_INET)
+        return a->u.in4.sin_port == b->u.in4.sin_port &&
+               a->u.in4.sin_addr.s_addr == b->u.in4.sin_addr.s_addr;
+    if (a->u.sa.sa_family == AF_INET6)
+        return a->u.in6.sin6_port == b->u.in6.sin6_port &&
+               memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0;
+    return false;
+}
+
+static bool addr_is_wildcard(const kraken_sync_addr *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return a->u.in4.sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a->u.sa.sa_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+    return true;
+}
+
+/* ---- objects ------------------------------------------------------------- */
+
+struct kraken_sync_conn {
+    kraken_sync_net *net;
+    struct bufferevent *bev;
+    kraken_sync_addr peer;
+    kraken_sync_conn_ops ops;
+    void *ud;
+    bool closing;     /* flushing queued frames, then freed; no more callbacks */
+    bool doomed;      /* free as soon as no callback of ours is on the stack */
+    unsigned in_cb;
+    kraken_sync_conn *prev, *next;
+};
+
+typedef struct dgram {
+    struct dgram *next;
+    uint64_t due_us;
+    kraken_sync_addr to;
+    size_t len;
+    uint8_t data[];
+} dgram;
+
+struct kraken_sync_net {
+    struct event_base *base;
+    kraken_sync_addr bound;
+    int udp_fd;
+    struct event *udp_ev;
+    struct evconnlistener *listener;
+    kraken_sync_net_ops ops;
+    void *ud;
+    kraken_sync_conn *conns;
+    uint8_t *rx;
+    /* fault shim */
+    bool faulty;
+    kraken_sync_faults faults;
+    uint64_t prng;
+    dgram *delayed, *delayed_tail;
+    struct event *delay_ev;
+    dgram *held;
+    struct event *held_ev;
+    /* last datagram handed to kraken__sync_net_send, for tests */
+    uint8_t last[RX_BUFFER_SIZE];
+    size_t last_len;
+    kraken_sync_addr last_to;
+    bool have_last;
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+static void conn_destroy(kraken_sync_conn *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        c->net->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    bufferevent_free(c->bev);
+    free(c);
+}
+
+/* Free now, or when the callback currently running on this conn returns. */
+static void conn_doom(kraken_sync_conn *c)
+{
+    c->doomed = true;
+    if (c->in_cb == 0)
+        conn_destroy(c);
+}
+
+/* The connection failed or the peer closed it: tell the owner once, then free it. */
+static void conn_fail(kraken_sync_conn *c, const char *why)
+{
+    if (c->doomed)
+        return;
+    if (!c->closing && c->ops.closed != NULL) {
+        c->in_cb++;
+        c->ops.closed(c, why, c->ud);
+        c->in_cb--;
+    }
+    conn_doom(c);
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    kraken_sync_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    c->in_cb++;
+    while (!c->doomed && !c->closing) {
+        size_t avail = evbuffer_get_length(in);
+        uint8_t head[4];
+        if (avail < sizeof head)
+            break;
+        evbuffer_copyout(in, head, sizeof head);
+        uint32_t n = get_be32(head);
+        if (n > KRAKEN_SYNC_MAX_FRAME) {
+            c->in_cb--;
+            conn_fail(c, "frame larger than 16 MiB");
+            return;
+        }
+        if (avail < sizeof head + n)
+            break;
+        const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(sizeof head + n));
+        if (p == NULL) {
+            c->in_cb--;
+            conn_fail(c, "out of memory reading a frame");
+            return;
+        }
+        if (c->ops.frame != NULL)
+            c->ops.frame(c, p + sizeof head, n, c->ud);
+        if (!c->doomed)
+            evbuffer_drain(in, sizeof head + n);
+    }
+    c->in_cb--;
+    if (c->doomed && c->in_cb == 0)
+        conn_destroy(c);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    kraken_sync_conn *c = arg;
+    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        conn_doom(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    kraken_sync_conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        int one = 1;
+        setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (c->ops.connected != NULL && !c->closing) {
+            c->in_cb++;
+            c->ops.connected(c, c->ud);
+            c->in_cb--;
+            if (c->doomed && c->in_cb == 0)
+                conn_destroy(c);
+        }
+        return;
+    }
+    if (c->closing) {
+        conn_doom(c);
+        return;
+    }
+    char why[160];
+    if (what & BEV_EVENT_EOF)
+        snprintf(why, sizeof why, "connection closed by peer");
+    else if (what & BEV_EVENT_TIMEOUT)
+        snprintf(why, sizeof why, "connection timed out");
+    else
+        snprintf(why, sizeof why, "connection error: %s",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    conn_fail(c, why);
+}
+
+static kraken_sync_conn *conn_new(kraken_sync_net *net, struct bufferevent *bev,
+                                  const kraken_sync_addr *peer)
+{
+    kraken_sync_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->net = net;
+    c->bev = bev;
+    c->peer = *peer;
+    c->next = net->conns;
+    if (net->conns != NULL)
+        net->conns->prev = c;
+    net->conns = c;
+    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    return c;
+}
+
+void kraken__sync_conn_set_ops(kraken_sync_conn *conn, const kraken_sync_conn_ops *ops, void *ud)
+{
+    if (conn == NULL)
+        return;
+    if (ops != NULL)
+        conn->ops = *ops;
+    else
+        memset(&conn->ops, 0, sizeof conn->ops);
+    conn->ud = ud;
+}
+
+const kraken_sync_addr *kraken__sync_conn_peer(const kraken_sync_conn *conn)
+{
+    return &conn->peer;
+}
+
+int kraken__sync_conn_send(kraken_sync_conn *conn, const uint8_t *data, size_t len)
+{
+    if (conn == NULL || (data == NULL && len > 0))
+        return kraken__err(KRAKEN_EINVAL, "kraken__sync_conn_send: NULL argument");
+    if (conn->closing || conn->doomed)
+        return kraken__err(KRAKEN_ESTATE, "connection is closing");
+    if (len > KRAKEN_SYNC_MAX_FRAME)
+        return kraken__err(KRAKEN_ELIMIT, "frame of %zu bytes exceeds the 16 MiB limit", len);
+    uint8_t head[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                       (uint8_t)len};
+    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    if (evbuffer_add(out, head, sizeof head) != 0 || evbuffer_add(out, data, len) != 0)
+        return kraken__err(KRAKEN_ENOMEM, "out of memory queueing a %zu-byte frame", len);
+    return KRAKEN_OK;
+}
+
+void kraken__sync_conn_close(kraken_sync_conn *conn, bool flush)
+{
+    if (conn == NULL || conn->doomed)
+        return;
+    if (flush && !conn->closing &&
+        evbuffer_get_length(bufferevent_get_output(conn->bev)) > 0) {
+        conn->closing = true;
+        bufferevent_disable(conn->bev, EV_READ);
+        struct timeval tv = {CLOSE_FLUSH_TIMEOUT_S, 0};
+        bufferevent_set_timeouts(conn->bev, NULL, &tv);
+        return;
+    }
+    conn->closing = true;
+    conn_doom(conn);
+}
+
+int kraken__sync_conn_connect(kraken_sync_conn **out, kraken_sync_net *net,
+                              const kraken_sync_addr *to, const kraken_sync_conn_ops *ops,
+                              void *ud)
+{
+    if (out == NULL || net == NULL || to == NULL)
+        return kraken__err(KRAKEN_EINVAL, "kraken__sync_conn_connect: NULL argument");
+    char buf[80];
+    int fd = socket(to->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return kraken__err(KRAKEN_EIO, "connect to %s: socket: %s",
+                           kraken__sync_addr_format(to, buf, sizeof buf), strerror(errno));
+    /* Leave from our own address so the parent sees the address we receive datagrams on. */
+    if (!addr_is_wildcard(&net->bound) && net->bound.u.sa.sa_family == to->u.sa.sa_family) {
+        kraken_sync_addr src = net->bound;
+        kraken__sync_addr_set_port(&src, 0);
+        if (bind(fd, &src.u.sa, src.len) != 0) {
+            int saved = errno;
+            close(fd);
+            return kraken__err(KRAKEN_EIO, "connect to %s: bind source: %s",
+                               kraken__sync_addr_format(to, buf, sizeof buf), strerror(saved));
+        }
+    }
+    struct bufferevent *bev = bufferevent_socket_new(net->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        close(fd);
+        return kraken__err(KRAKEN_ENOMEM, "connect: out of memory");
+    }
+    kraken_sync_conn *c = conn_new(net, bev, to);
+    if (c == NULL) {
+        bufferevent_free(bev);
+        return kraken__err(KRAKEN_ENOMEM, "connect: out of memory");
+    }
+    kraken__sync_conn_set_ops(c, ops, ud);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(bev, &to->u.sa, (int)to->len) != 0) {
+        int rc = kraken__err(KRAKEN_EIO, "connect to %s: %s",
+                             kraken__sync_addr_format(to, buf, sizeof buf),
+                             evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        conn_destroy(c);
+        return rc;
+    }
+    *out = c;
+    return KRAKEN_OK;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    (void)l;
+    kraken_sync_net *net = arg;
+    kraken_sync_addr peer;
+    memset(&peer, 0, sizeof peer);
+    if (socklen > 0 && (size_t)socklen <= sizeof peer.u) {
+        memcpy(&peer.u, sa, (size_t)socklen);
+        peer.len = (socklen_t)socklen;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct bufferevent *bev = bufferevent_socket_new(net->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    kraken_sync_conn *c = conn_new(net, bev, &peer);
+    if (c == NULL) {
+        bufferevent_free(bev);
+        return;
+    }
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    c->in_cb++;
+    if (net->ops.accepted != NULL)
+        net->ops.accepted(c, net->ud);
+    c->in_cb--;
+    if (c->ops.frame == NULL && !c->doomed) /* nobody took it */
+        c->closing = c->doomed = true;
+    if (c->doomed && c->in_cb == 0)
+        conn_destroy(c);
+}
+
+/* ---- datagrams and the fault shim --------------------------------------- */
+
+static void udp_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    kraken_sync_net *net = arg;
+    for (int i = 0; i < RX_BURST; i++) {
+        kraken_sync_addr from;
+        memset(&from, 0, sizeof from);
+        from.len = sizeof from.u;
+        ssize_t n = recvfrom(fd, net->rx, RX_BUFFER_SIZE, MSG_DONTWAIT, &from.u.sa, &from.len);
+        if (n < 0)
+            break; /* EAGAIN, or an ICMP error queued on the socket: nothing to read */
+        if (net->ops.datagram != NULL)
+            net->ops.datagram(net->rx, (size_t)n, &from, net->ud);
+    }
+}
+
+static void emit(kraken_sync_net *net, const kraken_sync_addr *to, const uint8_t *data,
+                 size_t len)
+{
+    /* Datagrams are best effort: a full socket buffer or an unreachable peer is a loss,
+     * which hellos and digests repair. */
+    (void)sendto(net->udp_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->u.sa, to->len);
+}
+
+/* splitmix64: small, fast and fully determined by the seed. */
+static double prng_next(kraken_sync_net *net)
+{
+    uint64_t z = (net->prng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0; /* [0, 1) */
+}
+
+static dgram *dgram_new(const kraken_sync_addr *to, const uint8_t *data, size_t len)
+{
+    dgram *d = malloc(sizeof *d + len);
+    if (d == NULL)
+        return NULL;
+    d->next = NULL;
+    d->due_us = 0;
+    d->to = *to;
+    d->len = len;
+    memcpy(d->data, data, len);
+    return d;
+}
+
+static void arm_ms(struct event *ev, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(ev, &tv);
+}
+
+/* Last stage: maybe hold a datagram back so that the next one overtakes it. Takes @p d. */
+static void reorder_stage(kraken_sync_net *net, dgram *d)
+{
+    if (net->held != NULL) {
+        dgram *held = net->held;
+        net->held = NULL;
+        event_del(net->held_ev);
+        emit(net, &d->to, d->data, d->len);
+        emit(net, &held->to, held->data, held->len);
+        free(held);
+        free(d);
+        return;
+    }
+    if (net->faults.reorder > 0 && prng_next(net) < net->faults.reorder) {
+        net->held = d;
+        arm_ms(net->held_ev, HOLD_FLUSH_MS);
+        return;
+    }
+    emit(net, &d->to, d->data, d->len);
+    free(d);
+}
+
+static void held_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_sync_net *net = arg;
+    dgram *held = net->held;
+    net->held = NULL;
+    if (held != NULL) {
+        emit(net, &held->to, held->data, held->len);
+        free(held);
+    }
+}
+
+static void arm_delay(kraken_sync_net *net)
+{
+    if (net->delayed == NULL)
+        return;
+    uint64_t now = now_us();
+    uint64_t wait = net->delayed->due_us > now ? net->delayed->due_us - now : 0;
+    struct timeval tv = {(time_t)(wait / 1000000), (suseconds_t)(wait % 1000000)};
+    event_add(net->delay_ev, &tv);
+}
+
+static void delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_sync_net *net = arg;
+    uint64_t now = now_us();
+    while (net->delayed != NULL && net->delayed->due_us <= now) {
+        dgram *d = net->delayed;
+        net->delayed = d->next;
+        if (net->delayed == NULL)
+            net->delayed_tail = NULL;
+        reorder_stage(net, d);
+    }
+    arm_delay(net);
+}
+
+/* Every datagram gets the same delay, so the queue stays sorted by due time. */
+static void delay_stage(kraken_sync_net *net, dgram *d)
+{
+    if (net->faults.delay_ms == 0) {
+        reorder_stage(net, d);
+        return;
+    }
+    d->due_us = now_us() + (uint64_t)net->faults.delay_ms * 1000u;
+    if (net->delayed_tail != NULL)
+        net->delayed_tail->next = d;
+    else
+        net->delayed = d;
+    net->delayed_tail = d;
+    if (!event_pending(net->delay_ev, EV_TIMEOUT, NULL))
+        arm_delay(net);
+}
+
+int kraken__sync_net_send(kraken_sync_net *net, const kraken_sync_addr *to, const uint8_t *data,
+                          size_t len)
+{
+    if (net == NULL || to == NULL || data == NULL)
+        return kraken__err(KRAKEN_EINVAL, "kraken__sync_net_send: NULL argument");
+    if (len > RX_BUFFER_SIZE)
+        return kraken__err(KRAKEN_ELIMIT, "datagram of %zu bytes is too large", len);
+    memcpy(net->last, data, len);
+    net->last_len = len;
+    net->last_to = *to;
+    net->have_last = true;
+    if (!net->faulty) {
+        emit(net, to, data, len);
+        return KRAKEN_OK;
+    }
+    if (net->faults.loss > 0 && prng_next(net) < net->faults.loss)
+        return KRAKEN_OK;
+    int copies = net->faults.duplicate > 0 && prng_next(net) < net->faults.duplicate ? 2 : 1;
+    for (int i = 0; i < copies; i++) {
+        dgram *d = dgram_new(to, data, len);
+        if (d == NULL)
+            return kraken__err(KRAKEN_ENOMEM, "out of memory queueing a datagram");
+        delay_stage(net, d);
+    }
+    return KRAKEN_OK;
+}
+
+bool kraken__sync_net_last_sent(const kraken_sync_net *net, const uint8_t **data, size_t *len,
+                                kraken_sync_addr *to)
+{
+    if (net == NULL || !net->have_last)
+        return false;
+    *data = net->last;
+    *len = net->last_len;
+    if (to != NULL)
+        *to = net->last_to;
+    return true;
+}
+
+static void drop_queued(kraken_sync_net *net)
+{
+    while (net->delayed != NULL) {
+        dgram *d = net->delayed;
+        net->delayed = d->next;
+        free(d);
+    }
+    net->delayed_tail = NULL;
+    free(net->held);
+    net->held = NULL;
+}
+
+void kraken__sync_net_set_faults(kraken_sync_net *net, const kraken_sync_faults *f)
+{
+    if (net == NULL)
+        return;
+    if (f == NULL) {
+        /* Datagrams already in the shim still go out, as they would have. */
+        event_del(net->delay_ev);
+        while (net->delayed != NULL) {
+            dgram *d = net->delayed;
+            net->delayed = d->next;
+            emit(net, &d->to, d->data, d->len);
+            free(d);
+        }
+        net->delayed_tail = NULL;
+        held_cb(-1, 0, net);
+        event_del(net->held_ev);
+        net->faulty = false;
+        memset(&net->faults, 0, sizeof net->faults);
+        return;
+    }
+    bool reseed = !net->faulty || net->faults.seed != f->seed;
+    net->faults = *f;
+    net->faulty = true;
+    if (reseed)
+        net->prng = (uint64_t)f->seed * 0x2545f4914f6cdd1dull + 1;
+}
+
+/* ---- sockets ------------------------------------------------------------- */
+
+static int open_udp(const kraken_sync_addr *addr, int *out)
+{
+    int fd = socket(addr->u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, &addr->u.sa, addr->len) != 0) {
+        int saved = errno;
+        close(fd);
+        return -saved;
+    }
+    *out = fd;
+    return 0;
+}
+
+static int open_tcp(const kraken_sync_addr *addr, int *out)
+{
+    int fd = socket(addr->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    /* A restarted instance must get its port back while old connections sit in TIME_WAIT. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, &addr->u.sa, addr->len) != 0 || listen(fd, 128) != 0) {
+        int saved = errno;
+        close(fd);
+        return -saved;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* Bind TCP then UDP on the same port; with port 0 the kernel's TCP pick must also be free for
+ * UDP, so retry a few times when it is not. */
+static int bind_pair(kraken_sync_net *net, const kraken_sync_addr *want, int *tcp_fd, int *udp_fd)
+{
+    char buf[80];
+    bool any_port = kraken__sync_addr_port(want) == 0;
+    for (int attempt = 0; attempt < BIND_ATTEMPTS; attempt++) {
+        kraken_sync_addr addr = *want;
+        int t = -1, u = -1;
+        int err = open_tcp(&addr, &t);
+        if (err < 0)
+            return kraken__err(KRAKEN_EIO, "cannot listen on TCP %s: %s",
+                               kraken__sync_addr_format(&addr, buf, sizeof buf), strerror(-err));
+        kraken_sync_addr got;
+        got.len = sizeof got.u;
+        if (getsockname(t, &got.u.sa, &got.len) != 0) {
+            err = -errno;
+            close(t);
+            return kraken__err(KRAKEN_EIO, "getsockname: %s", strerror(-err));
+        }
+        kraken__sync_addr_set_port(&addr, kraken__sync_addr_port(&got));
+        err = open_udp(&addr, &u);
+        if (err == 0) {
+            net->bound = addr;
+            *tcp_fd = t;
+            *udp_fd = u;
+            return KRAKEN_OK;
+        }
+        close(t);
+        if (!(any_port && err == -EADDRINUSE))
+            return kraken__err(KRAKEN_EIO, "cannot bind UDP %s: %s",
+                               kraken__sync_addr_format(&addr, buf, sizeof buf), strerror(-err));
+    }
+    return kraken__err(KRAKEN_EIO, "cannot find a port free for both TCP and UDP on %s",
+                       kraken__sync_addr_format(want, buf, sizeof buf));
+}
+
+int kraken__sync_net_new(kraken_sync_net **out, struct event_base *base,
+                         const kraken_sync_addr *bind_addr, const kraken_sync_net_ops *ops,
+                         void *ud)
+{
+    if (out == NULL || base == NULL || bind_addr == NULL || ops == NULL)
+        return kraken__err(KRAKEN_EINVAL, "kraken__sync_net_new: NULL argument");
+    kraken_sync_net *net = calloc(1, sizeof *net);
+    if (net == NULL)
+        return kraken__err(KRAKEN_ENOMEM, "out of memory");
+    net->base = base;
+    net->ops = *ops;
+    net->ud = ud;
+    net->udp_fd = -1;
+    net->rx = malloc(RX_BUFFER_SIZE);
+    net->delay_ev = evtimer_new(base, delay_cb, net);
+    net->held_ev = evtimer_new(base, held_cb, net);
+    if (net->rx == NULL || net->delay_ev == NULL || net->held_ev == NULL) {
+        kraken__sync_net_free(net);
+        return kraken__err(KRAKEN_ENOMEM, "out of memory");
+    }
+    int tcp_fd = -1;
+    int rc = bind_pair(net, bind_addr, &tcp_fd, &net->udp_fd);
+    if (rc < 0) {
+        kraken__sync_net_free(net);
+        return rc;
+    }
+    net->listener = evconnlistener_new(base, accept_cb, net,
+                                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, tcp_fd);
+    net->udp_ev = event_new(base, net->udp_fd, EV_READ | EV_PERSIST, udp_read_cb, net);
+    if (net->listener == NULL || net->udp_ev == NULL || event_add(net->udp_ev, NULL) != 0) {
+        if (net->listener == NULL)
+            close(tcp_fd);
+        kraken__sync_net_free(net);
+        return kraken__err(KRAKEN_EIO, "cannot register sockets with the event loop");
+    }
+    *out = net;
+    return KRAKEN_OK;
+}
+
+void kraken__sync_net_free(kraken_sync_net *net)
+{
+    if (net == NULL)
+        return;
+    while (net->conns != NULL)
+        conn_destroy(net->conns);
+    if (net->listener != NULL)
+        evconnlistener_free(net->listener);
+    if (net->udp_ev != NULL)
+        event_free(net->udp_ev);
+    if (net->udp_fd >= 0)
+        close(net->udp_fd);
+    drop_queued(net);
+    if (net->delay_ev != NULL)
+        event_free(net->delay_ev);
+    if (net->held_ev != NULL)
+        event_free(net->held_ev);
+    free(net->rx);
+    free(net);
+}
+
+uint16_t kraken__sync_net_port(const kraken_sync_net *net)
+{
+    return net == NULL ? 0 : kraken__sync_addr_port(&net->bound);
+}

@@ -1,1 +1,434 @@
-/* simulated power/PXE module for engine tests: to be written */
+/*
+ * Simulated power + PXE module for the engine tests (see sim_module.h).
+ *
+ * Deterministic: every dispatched step becomes one pending "answer" with its
+ * own libevent timer; when it fires, the simulator discovers the step's `to`
+ * values (or does what an injected fault says). Nothing ever sleeps.
+ */
+#include "sim_module.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PHYS "/PhysState"
+#define RUN "/RunState"
+#define PXE_STATE "type.googleapis.com/PXE.Client/State"
+
+/* One simulated mutation: the URLs it mutates (max 2) and its declaration. */
+typedef struct sim_mutation {
+    const char *service;
+    kraken_mutation_decl decl;
+} sim_mutation;
+
+static const kraken_fact platform_sim[] = {{"/Platform", "sim"}};
+static const kraken_fact powered_on[] = {{PHYS, "POWER_ON"}};
+static const kraken_mutate uk_to_off[] = {{PHYS, "PHYS_UNKNOWN", "POWER_OFF"}};
+static const kraken_mutate off_to_on[] = {{PHYS, "POWER_OFF", "POWER_ON"}};
+static const kraken_mutate on_to_off[] = {{PHYS, "POWER_ON", "POWER_OFF"}};
+static const kraken_mutate hang_to_off[] = {{PHYS, "PHYS_HANG", "POWER_OFF"}};
+static const kraken_mutate none_to_wait[] = {{PXE_STATE, "NONE", "WAIT"}};
+static const kraken_mutate wait_to_init[] = {{PXE_STATE, "WAIT", "INIT"},
+                                             {RUN, "UNKNOWN", "INIT"}};
+
+#define POWER_DECL(name, mut)                                                             \
+    {"power",                                                                             \
+     {name, mut, 1, platform_sim, 1, NULL, 0, KRAKEN_CONTEXT_CHILD, 10000,               \
+      {PHYS, "PHYS_HANG"}, 1}}
+
+static const sim_mutation sim_mutations[] = {
+    POWER_DECL("UKtoOFF", uk_to_off),
+    POWER_DECL("OFFtoON", off_to_on),
+    POWER_DECL("ONtoOFF", on_to_off),
+    POWER_DECL("HANGtoOFF", hang_to_off),
+    {"pxe",
+     {"NONEtoWAIT", none_to_wait, 1, powered_on, 1, NULL, 0, KRAKEN_CONTEXT_CHILD, 10000,
+      {NULL, NULL}, 1}},
+    {"pxe",
+     {"WAITtoINIT", wait_to_init, 2, powered_on, 1, NULL, 0, KRAKEN_CONTEXT_CHILD, 90000,
+      {NULL, NULL}, 1}},
+};
+#define N_SIM_MUTATIONS (sizeof sim_mutations / sizeof sim_mutations[0])
+
+/* INITtoSYNC as the engine declares it (answered when virtual_sync is on). */
+static const kraken_mutate init_to_sync[] = {{RUN, "INIT", "SYNC"}};
+static const sim_mutation sync_mutation = {
+    "sync",
+    {"INITtoSYNC", init_to_sync, 1, powered_on, 1, NULL, 0, KRAKEN_CONTEXT_CHILD, 90000,
+     {PHYS, "PHYS_HANG"}, 1}};
+
+typedef struct sim_fault {
+    bool any_node;
+    kraken_uuid node;
+    char *mutation_id;
+    sim_fault_kind kind;
+    unsigned remaining; /* 0 = forever */
+    bool spent;         /* a counted fault that has been used up */
+    char *value;
+    struct sim_fault *next; /* newest first */
+} sim_fault;
+
+typedef struct sim_answer sim_answer;
+typedef struct sim_service {
+    sim *owner;
+    kraken_service *service; /* NULL once the engine destroyed it */
+    struct event *start_timer;
+} sim_service;
+
+struct sim {
+    kraken_engine *engine;
+    struct event_base *base;
+    sim_options opts;
+    sim_service power, pxe;
+    kraken_subscription *sync_sub;
+    sim_fault *faults;
+    sim_answer *answers; /* pending, doubly linked */
+    unsigned n_pending;
+    unsigned dispatched[N_SIM_MUTATIONS + 1]; /* last: INITtoSYNC */
+    unsigned interrupted;
+    unsigned started;
+};
+
+struct sim_answer {
+    sim *owner;
+    const char *service_id; /* "power", "pxe" or "sync" */
+    size_t mutation;        /* index into sim_mutations, N_SIM_MUTATIONS = INITtoSYNC */
+    kraken_uuid node;
+    sim_fault_kind action;  /* SIM_FAULT_HANG is never armed; otherwise what to do */
+    bool report;            /* discover `report_value` instead of the first `to` */
+    char *report_value;
+    struct event *timer;
+    sim_answer *prev, *next;
+};
+
+static const sim_mutation *mutation_at(size_t i)
+{
+    return i < N_SIM_MUTATIONS ? &sim_mutations[i] : &sync_mutation;
+}
+
+static size_t mutation_index(const char *service_id, const char *mutation_id)
+{
+    for (size_t i = 0; i < N_SIM_MUTATIONS; i++)
+        if (!strcmp(sim_mutations[i].service, service_id) &&
+            !strcmp(sim_mutations[i].decl.id, mutation_id))
+            return i;
+    if (!strcmp(service_id, "sync") && !strcmp(mutation_id, "INITtoSYNC"))
+        return N_SIM_MUTATIONS;
+    return SIZE_MAX;
+}
+
+static struct timeval ms_to_tv(uint32_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    return tv;
+}
+
+/* ---- faults ------------------------------------------------------------------ */
+
+static const sim_fault *fault_take(sim *s, const kraken_uuid *node, const char *mutation_id)
+{
+    for (sim_fault *f = s->faults; f; f = f->next) {
+        if (f->spent || strcmp(f->mutation_id, mutation_id) != 0)
+            continue;
+        if (!f->any_node && kraken_uuid_compare(&f->node, node) != 0)
+            continue;
+        if (f->remaining > 0 && --f->remaining == 0)
+            f->spent = true;
+        return f;
+    }
+    return NULL;
+}
+
+int sim_inject(sim *s, const kraken_uuid *node, const char *mutation_id, sim_fault_kind kind,
+               unsigned count, const char *value)
+{
+    if (!s || !mutation_id || (kind == SIM_FAULT_REPORT && !value))
+        return KRAKEN_EINVAL;
+    sim_fault *f = calloc(1, sizeof *f);
+    if (!f)
+        return KRAKEN_ENOMEM;
+    f->any_node = node == NULL;
+    if (node)
+        f->node = *node;
+    f->mutation_id = strdup(mutation_id);
+    f->value = value ? strdup(value) : NULL;
+    f->kind = kind;
+    f->remaining = count;
+    f->next = s->faults;
+    s->faults = f;
+    return 0;
+}
+
+void sim_clear_faults(sim *s)
+{
+    while (s && s->faults) {
+        sim_fault *f = s->faults;
+        s->faults = f->next;
+        free(f->mutation_id);
+        free(f->value);
+        free(f);
+    }
+}
+
+/* ---- answers ----------------------------------------------------------------- */
+
+static void answer_unlink_free(sim_answer *a)
+{
+    sim *s = a->owner;
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        s->answers = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    s->n_pending--;
+    event_free(a->timer);
+    free(a->report_value);
+    free(a);
+}
+
+static kraken_service *service_by_id(sim *s, const char *service_id)
+{
+    if (!strcmp(service_id, "power"))
+        return s->power.service;
+    if (!strcmp(service_id, "pxe"))
+        return s->pxe.service;
+    return kraken_engine_find_service(s->engine, service_id);
+}
+
+/* The timer fired: discover the outcome of the step (or report its failure). */
+static void answer_fire(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sim_answer *a = arg;
+    sim *s = a->owner;
+    kraken_service *svc = service_by_id(s, a->service_id);
+    const kraken_mutation_decl *d = &mutation_at(a->mutation)->decl;
+    if (svc && a->action == SIM_FAULT_FAIL) {
+        kraken_service_fail(svc, &a->node, d->id, "sim: injected failure");
+    } else if (svc) {
+        for (size_t i = 0; i < d->n_mutates; i++) {
+            const char *text = (i == 0 && a->report) ? a->report_value : d->mutates[i].to;
+            kraken_service_discover_text(svc, &a->node, d->mutates[i].url, text);
+        }
+    }
+    answer_unlink_free(a);
+}
+
+static void answer_schedule(sim *s, const char *service_id, size_t mutation,
+                            const kraken_uuid *node)
+{
+    s->dispatched[mutation]++;
+    const sim_fault *f = fault_take(s, node, mutation_at(mutation)->decl.id);
+    if (f && f->kind == SIM_FAULT_HANG)
+        return;
+    sim_answer *a = calloc(1, sizeof *a);
+    if (!a)
+        return;
+    a->owner = s;
+    a->service_id = service_id;
+    a->mutation = mutation;
+    a->node = *node;
+    a->action = f ? f->kind : SIM_FAULT_REPORT;
+    if (f && f->kind == SIM_FAULT_REPORT) {
+        a->report = true;
+        a->report_value = strdup(f->value);
+    }
+    a->timer = evtimer_new(s->base, answer_fire, a);
+    if (!a->timer) {
+        free(a->report_value);
+        free(a);
+        return;
+    }
+    a->next = s->answers;
+    if (s->answers)
+        s->answers->prev = a;
+    s->answers = a;
+    s->n_pending++;
+    struct timeval tv = ms_to_tv(s->opts.delay_ms);
+    evtimer_add(a->timer, &tv);
+}
+
+/* Drop the pending answer of a step (interrupted). */
+static void answer_cancel(sim *s, const char *service_id, const kraken_uuid *node,
+                          const char *mutation_id)
+{
+    size_t m = mutation_index(service_id, mutation_id);
+    for (sim_answer *a = s->answers; a; a = a->next) {
+        if (a->mutation == m && kraken_uuid_compare(&a->node, node) == 0) {
+            answer_unlink_free(a);
+            return;
+        }
+    }
+}
+
+/* ---- service handlers --------------------------------------------------------- */
+
+static void report_run(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sim_service *ss = arg;
+    if (ss->service)
+        kraken_service_set_state(ss->service, KRAKEN_SERVICE_RUN, NULL);
+}
+
+static void on_start(kraken_service *service, void *userdata)
+{
+    (void)service;
+    sim_service *ss = userdata;
+    ss->owner->started++;
+    if (ss->owner->opts.never_start)
+        return;
+    struct timeval tv = ms_to_tv(ss->owner->opts.start_delay_ms);
+    evtimer_add(ss->start_timer, &tv);
+}
+
+static void on_stop(kraken_service *service, void *userdata)
+{
+    sim_service *ss = userdata;
+    evtimer_del(ss->start_timer);
+    kraken_service_set_state(service, KRAKEN_SERVICE_STOP, NULL);
+}
+
+static void on_mutate(kraken_service *service, const kraken_mutation_request *req,
+                      void *userdata)
+{
+    sim_service *ss = userdata;
+    size_t m = mutation_index(kraken_service_id(service), req->mutation_id);
+    if (m != SIZE_MAX)
+        answer_schedule(ss->owner, mutation_at(m)->service, m, &req->node_id);
+}
+
+static void on_interrupt(kraken_service *service, const kraken_mutation_request *req,
+                         void *userdata)
+{
+    sim_service *ss = userdata;
+    ss->owner->interrupted++;
+    answer_cancel(ss->owner, kraken_service_id(service), &req->node_id, req->mutation_id);
+}
+
+static void on_destroy(void *userdata)
+{
+    sim_service *ss = userdata;
+    ss->service = NULL;
+}
+
+/*
+ * virtual_sync: a MUTATE of sync/INITtoSYNC is answered as the booted child
+ * would (phone home -> parent-side discovery of RunState SYNC); an INTERRUPT
+ * cancels that answer.
+ */
+static void on_event(const kraken_event *ev, void *userdata)
+{
+    sim *s = userdata;
+    if (ev->type != KRAKEN_EVENT_STATE_MUTATION || !ev->service_id ||
+        strcmp(ev->service_id, "sync") != 0 || !ev->mutation_id ||
+        strcmp(ev->mutation_id, "INITtoSYNC") != 0)
+        return;
+    if (ev->kind == KRAKEN_MUTATION_MUTATE)
+        answer_schedule(s, "sync", N_SIM_MUTATIONS, &ev->node_id);
+    else if (ev->kind == KRAKEN_MUTATION_INTERRUPT)
+        answer_cancel(s, "sync", &ev->node_id, ev->mutation_id);
+}
+
+static const kraken_service_ops sim_ops = {
+    .start = on_start,
+    .stop = on_stop,
+    .mutate = on_mutate,
+    .interrupt = on_interrupt,
+};
+
+static int add_service(sim *s, sim_service *ss, const char *id, const char **discoverables,
+                       size_t n_discoverables)
+{
+    ss->owner = s;
+    ss->start_timer = evtimer_new(s->base, report_run, ss);
+    if (!ss->start_timer)
+        return KRAKEN_ENOMEM;
+    int rc = kraken_engine_add_service(s->engine, id, id, &sim_ops, ss, on_destroy,
+                                       &ss->service);
+    for (size_t i = 0; rc == 0 && i < n_discoverables; i++)
+        rc = kraken_service_declare_discoverable(ss->service, discoverables[i], NULL, NULL);
+    for (size_t i = 0; rc == 0 && i < N_SIM_MUTATIONS; i++)
+        if (!strcmp(sim_mutations[i].service, id))
+            rc = kraken_service_declare_mutation(ss->service, &sim_mutations[i].decl);
+    return rc;
+}
+
+int sim_new(sim **out, kraken_engine *engine, struct event_base *base, const sim_options *opts)
+{
+    static const char *power_urls[] = {PHYS};
+    static const char *pxe_urls[] = {PXE_STATE, RUN};
+    static const sim_options defaults = SIM_OPTIONS_INIT;
+    if (!out || !engine || !base)
+        return KRAKEN_EINVAL;
+    *out = NULL;
+    sim *s = calloc(1, sizeof *s);
+    if (!s)
+        return KRAKEN_ENOMEM;
+    s->engine = engine;
+    s->base = base;
+    s->opts = opts ? *opts : defaults;
+    int rc = add_service(s, &s->power, "power", power_urls, 1);
+    if (rc == 0)
+        rc = add_service(s, &s->pxe, "pxe", pxe_urls, 2);
+    if (rc == 0 && s->opts.virtual_sync) {
+        kraken_subscribe_options so = {KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION), NULL,
+                                       (size_t)1 << 22};
+        rc = kraken_bus_subscribe(kraken_engine_bus(engine), &so, on_event, s, NULL,
+                                  &s->sync_sub);
+    }
+    if (rc < 0) {
+        sim_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static void service_release(sim *s, sim_service *ss)
+{
+    if (ss->service)
+        kraken_engine_remove_service(s->engine, ss->service); /* runs on_destroy */
+    if (ss->start_timer)
+        event_free(ss->start_timer);
+}
+
+void sim_free(sim *s)
+{
+    if (!s)
+        return;
+    kraken_subscription_cancel(s->sync_sub);
+    service_release(s, &s->power);
+    service_release(s, &s->pxe);
+    while (s->answers)
+        answer_unlink_free(s->answers);
+    sim_clear_faults(s);
+    free(s);
+}
+
+unsigned sim_dispatched(const sim *s, const char *mutation_id)
+{
+    unsigned n = 0;
+    for (size_t i = 0; s && i <= N_SIM_MUTATIONS; i++)
+        if (!mutation_id || !strcmp(mutation_at(i)->decl.id, mutation_id))
+            n += s->dispatched[i];
+    return n;
+}
+
+unsigned sim_interrupted(const sim *s)
+{
+    return s ? s->interrupted : 0;
+}
+
+unsigned sim_started(const sim *s)
+{
+    return s ? s->started : 0;
+}
+
+unsigned sim_pending(const sim *s)
+{
+    return s ? s->n_pending : 0;
+}

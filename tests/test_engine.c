@@ -1,16 +1,1018 @@
-/* Placeholder: replaced by the real engine tests. */
-#include "testutil.h"
-#include "internal.h"
+/*
+ * Engine tests: whole chains on a real event_base with the simulated power +
+ * PXE module (sim_module.c), timeouts scaled down to milliseconds. The loop
+ * runs until a condition holds or a deadline passes; nothing sleeps.
+ */
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
 
-START_TEST(placeholder) { ck_assert_int_eq(1, 1); }
+#include "internal.h"
+#include "sim_module.h"
+#include "testutil.h"
+
+#define SELF "c0ffee00-0000-4000-8000-000000000001"
+#define PXE_STATE "type.googleapis.com/PXE.Client/State"
+/* 10 s mutation timeouts become 20 ms, 90 s ones 180 ms. */
+#define TIMEOUT_SCALE 0.002
+#define DEADLINE_MS 4000
+
+/* ---- fixture -------------------------------------------------------------------- */
+
+typedef struct logged {
+    int kind;
+    kraken_uuid node;
+    char service[32];
+    char mutation[32];
+    uint64_t seq;
+    uint64_t at_ms;
+} logged;
+
+typedef struct fixture {
+    struct event_base *base;
+    kraken_engine *engine;
+    kraken_store *store;
+    sim *sim;
+    kraken_subscription *sub;
+    logged *log;
+    size_t n_log, cap_log;
+    size_t n_discoveries, n_engine_discoveries, n_state_changes, n_service_events;
+    kraken_uuid self;
+} fixture;
+
+static fixture fx;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void on_event(const kraken_event *ev, void *userdata)
+{
+    fixture *f = userdata;
+    if (ev->type == KRAKEN_EVENT_DISCOVERY) {
+        f->n_discoveries++;
+        if (ev->service_id && !strcmp(ev->service_id, "engine"))
+            f->n_engine_discoveries++;
+        return;
+    }
+    if (ev->type == KRAKEN_EVENT_STATE_CHANGE) {
+        f->n_state_changes++;
+        return;
+    }
+    if (ev->type == KRAKEN_EVENT_SERVICE) {
+        f->n_service_events++;
+        return;
+    }
+    if (ev->type != KRAKEN_EVENT_STATE_MUTATION)
+        return;
+    if (f->n_log == f->cap_log) {
+        f->cap_log = f->cap_log ? f->cap_log * 2 : 256;
+        f->log = realloc(f->log, f->cap_log * sizeof *f->log);
+        ck_assert_ptr_nonnull(f->log);
+    }
+    logged *l = &f->log[f->n_log++];
+    memset(l, 0, sizeof *l);
+    l->kind = ev->kind;
+    l->node = ev->node_id;
+    snprintf(l->service, sizeof l->service, "%s", ev->service_id ? ev->service_id : "");
+    snprintf(l->mutation, sizeof l->mutation, "%s", ev->mutation_id ? ev->mutation_id : "");
+    l->seq = ev->seq;
+    l->at_ms = mono_ms();
+}
+
+static kraken_engine_options test_options(void)
+{
+    kraken_engine_options o = KRAKEN_ENGINE_OPTIONS_INIT;
+    kraken_uuid_parse(&o.self_id, SELF);
+    o.timeout_scale = TIMEOUT_SCALE;
+    o.backoff_initial_ms = 5;
+    o.backoff_max_ms = 40;
+    o.max_failures = 4;
+    o.service_start_ms = 50;
+    return o;
+}
+
+static void fixture_start(const kraken_engine_options *o, const sim_options *so)
+{
+    memset(&fx, 0, sizeof fx);
+    kraken_uuid_parse(&fx.self, SELF);
+    fx.base = event_base_new();
+    ck_assert_ptr_nonnull(fx.base);
+    ck_assert_int_eq(kraken_engine_new(&fx.engine, fx.base, NULL, o), 0);
+    fx.store = kraken_engine_store(fx.engine);
+    kraken_subscribe_options sopts = {0, NULL, (size_t)1 << 22};
+    ck_assert_int_eq(
+        kraken_bus_subscribe(kraken_engine_bus(fx.engine), &sopts, on_event, &fx, NULL, &fx.sub),
+        0);
+    ck_assert_int_eq(sim_new(&fx.sim, fx.engine, fx.base, so), 0);
+}
+
+static void setup(void)
+{
+    kraken_engine_options o = test_options();
+    sim_options so = SIM_OPTIONS_INIT;
+    fixture_start(&o, &so);
+}
+
+static void teardown(void)
+{
+    sim_free(fx.sim);
+    kraken_subscription_cancel(fx.sub);
+    kraken_engine_free(fx.engine);
+    event_base_free(fx.base);
+    free(fx.log);
+    memset(&fx, 0, sizeof fx);
+}
+
+/* Restart the fixture with other options (inside a test). */
+static void restart(const kraken_engine_options *o, const sim_options *so)
+{
+    teardown();
+    fixture_start(o, so);
+}
+
+/* ---- loop driving ---------------------------------------------------------------- */
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    *(bool *)arg = true;
+}
+
+typedef bool (*predicate)(void *arg);
+
+/* Run the loop until pred(arg) holds (true) or ms pass (false). */
+static bool run_until(predicate pred, void *arg, uint64_t ms)
+{
+    bool expired = false;
+    struct event *deadline = evtimer_new(fx.base, deadline_cb, &expired);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(deadline, &tv);
+    bool ok = pred && pred(arg);
+    while (!ok && !expired) {
+        if (event_base_loop(fx.base, EVLOOP_ONCE) < 0)
+            break;
+        ok = pred && pred(arg);
+    }
+    event_free(deadline);
+    return ok;
+}
+
+/* Run the loop for ms, whatever happens. */
+static void run_for(uint64_t ms)
+{
+    run_until(NULL, NULL, ms);
+}
+
+/* ---- nodes ------------------------------------------------------------------------ */
+
+static kraken_uuid node_id(unsigned i)
+{
+    char text[40];
+    snprintf(text, sizeof text, "00000000-0000-4000-8000-%012x", i + 1);
+    kraken_uuid id;
+    ck_assert_int_eq(kraken_uuid_parse(&id, text), 0);
+    return id;
+}
+
+/* A compute node managed by this instance (Cfg parent = self). */
+static kraken_uuid add_node_with(unsigned i, const char *platform, const char *run_state,
+                                 const char *parent)
+{
+    kraken_uuid id = node_id(i);
+    kraken_node *n;
+    char name[32];
+    snprintf(name, sizeof name, "n%u", i);
+    ck_assert_int_eq(kraken_node_new(&n, &id), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/Nodename", name), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/Platform", platform), 0);
+    if (run_state)
+        ck_assert_int_eq(kraken_node_set_text(n, "/RunState", run_state), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/ParentId", parent), 0);
+    ck_assert_int_eq(kraken_store_create(fx.store, n), 0);
+    kraken_node_free(n);
+    return id;
+}
+
+static kraken_uuid add_node(unsigned i)
+{
+    return add_node_with(i, "sim", "SYNC", SELF);
+}
+
+/* Text of a value in Cfg or Dsc ("" for zero/unset). Static buffer. */
+static const char *value_text(kraken_state_kind kind, const kraken_uuid *id, const char *url)
+{
+    static char buf[128];
+    kraken_value v = KRAKEN_VALUE_INIT;
+    buf[0] = '\0';
+    if (kraken_store_get_value(fx.store, kind, id, url, &v) == 0 && !kraken_value_is_zero(&v)) {
+        char *s = NULL;
+        if (kraken_value_format(&v, &s) == 0)
+            snprintf(buf, sizeof buf, "%s", s);
+        free(s);
+    }
+    kraken_value_clear(&v);
+    kraken_error_clear();
+    return buf;
+}
+
+static const char *dsc(const kraken_uuid *id, const char *url)
+{
+    return value_text(KRAKEN_DSC, id, url);
+}
+
+static void set_cfg(const kraken_uuid *id, const char *url, const char *text)
+{
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_CFG, id, url, text), 0);
+}
+
+static kraken_plan_state node_state(const kraken_uuid *id)
+{
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, id, &st), 0);
+    kraken_plan_state s = st.state;
+    kraken_plan_status_clear(&st);
+    return s;
+}
+
+/* ---- predicates ---------------------------------------------------------------------- */
+
+typedef struct state_wait {
+    const kraken_uuid *ids;
+    size_t n;
+    kraken_plan_state state;
+} state_wait;
+
+static bool all_in_state(void *arg)
+{
+    state_wait *w = arg;
+    for (size_t i = 0; i < w->n; i++)
+        if (node_state(&w->ids[i]) != w->state)
+            return false;
+    return true;
+}
+
+static bool wait_state(const kraken_uuid *ids, size_t n, kraken_plan_state state)
+{
+    state_wait w = {ids, n, state};
+    return run_until(all_in_state, &w, DEADLINE_MS);
+}
+
+typedef struct event_wait {
+    int kind;
+    const char *mutation;
+    size_t count;
+} event_wait;
+
+static size_t count_events(int kind, const char *mutation, const kraken_uuid *node)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < fx.n_log; i++)
+        if (fx.log[i].kind == kind && (!mutation || !strcmp(fx.log[i].mutation, mutation)) &&
+            (!node || !kraken_uuid_compare(&fx.log[i].node, node)))
+            n++;
+    return n;
+}
+
+static bool event_seen(void *arg)
+{
+    event_wait *w = arg;
+    return count_events(w->kind, w->mutation, NULL) >= w->count;
+}
+
+static bool wait_event(int kind, const char *mutation, size_t count)
+{
+    event_wait w = {kind, mutation, count};
+    return run_until(event_seen, &w, DEADLINE_MS);
+}
+
+/* The node's STATE_MUTATION events as "K:mutation" joined by spaces (K in M I F D). */
+static const char *trace(const kraken_uuid *node)
+{
+    static char buf[4096];
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < fx.n_log && len < sizeof buf - 64; i++) {
+        if (kraken_uuid_compare(&fx.log[i].node, node))
+            continue;
+        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%c:%s", len ? " " : "",
+                                "MIFD"[fx.log[i].kind], fx.log[i].mutation);
+    }
+    return buf;
+}
+
+static const char *status_steps(const kraken_uuid *id, size_t *current)
+{
+    static char buf[1024];
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, id, &st), 0);
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < st.n_steps; i++)
+        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s", i ? " " : "", st.steps[i]);
+    if (current)
+        *current = st.current;
+    kraken_plan_status_clear(&st);
+    return buf;
+}
+
+#define BOOT_TRACE                                                                          \
+    "M:UKtoOFF D:UKtoOFF M:OFFtoON D:OFFtoON M:NONEtoWAIT D:NONEtoWAIT M:WAITtoINIT "       \
+    "D:WAITtoINIT M:INITtoSYNC D:INITtoSYNC"
+
+/* ---- reference chains ------------------------------------------------------------------ */
+
+START_TEST(cold_boot_to_sync)
+{
+    kraken_uuid ids[4];
+    for (unsigned i = 0; i < 4; i++)
+        ids[i] = add_node(i);
+    ck_assert(wait_state(ids, 4, KRAKEN_PLAN_CONVERGED));
+    for (unsigned i = 0; i < 4; i++) {
+        ck_assert_str_eq(dsc(&ids[i], "/PhysState"), "POWER_ON");
+        ck_assert_str_eq(dsc(&ids[i], "/RunState"), "SYNC");
+        ck_assert_str_eq(dsc(&ids[i], PXE_STATE), "INIT");
+        ck_assert_str_eq(trace(&ids[i]), BOOT_TRACE);
+    }
+    /* The status keeps the whole plan, positioned after its last step. */
+    size_t current;
+    ck_assert_str_eq(status_steps(&ids[0], &current),
+                     "power/UKtoOFF power/OFFtoON pxe/NONEtoWAIT pxe/WAITtoINIT sync/INITtoSYNC");
+    ck_assert_uint_eq(current, 5);
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &ids[0], &st), 0);
+    ck_assert_uint_eq(st.failures, 0);
+    ck_assert_ptr_null(st.reason);
+    kraken_plan_status_clear(&st);
+    /* The engine started the services it needed (Cfg RUN, module reported RUN). */
+    ck_assert_uint_ge(sim_started(fx.sim), 2);
+    ck_assert_str_eq(value_text(KRAKEN_CFG, &fx.self, "/Services/power/State"), "RUN");
+    ck_assert_str_eq(dsc(&fx.self, "/Services/power/State"), "RUN");
+    ck_assert_str_eq(dsc(&fx.self, "/Services/sync/State"), "RUN");
+    ck_assert_uint_gt(fx.n_service_events, 0);
+    ck_assert_uint_gt(fx.n_state_changes, 0);
+    ck_assert_uint_eq(sim_pending(fx.sim), 0);
+    /* The self node: running, and a root is in sync. */
+    ck_assert_str_eq(dsc(&fx.self, "/PhysState"), "POWER_ON");
+    ck_assert_str_eq(dsc(&fx.self, "/RunState"), "SYNC");
+}
+END_TEST
+
+/* Scenario 2: powering off makes RunState and PXE state unknown (recorded in Dsc). */
+START_TEST(power_off_forgets_state)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    size_t engine_discoveries = fx.n_engine_discoveries;
+    set_cfg(&id, "/RunState", "UNKNOWN");
+    set_cfg(&id, "/PhysState", "POWER_OFF");
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(dsc(&id, "/PhysState"), "POWER_OFF");
+    ck_assert_str_eq(dsc(&id, "/RunState"), "");
+    ck_assert_str_eq(dsc(&id, PXE_STATE), "");
+    ck_assert_uint_eq(fx.n_engine_discoveries - engine_discoveries, 2);
+    ck_assert_str_eq(status_steps(&id, NULL), "power/ONtoOFF");
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_MUTATE, "ONtoOFF", &id), 1);
+}
+END_TEST
+
+/* Scenario 6: Dsc already equals Cfg: nothing is dispatched. */
+START_TEST(converged_dispatches_nothing)
+{
+    kraken_uuid id = node_id(0);
+    kraken_node *n;
+    ck_assert_int_eq(kraken_node_new(&n, &id), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/Platform", "sim"), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/ParentId", SELF), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/PhysState", "POWER_OFF"), 0);
+    ck_assert_int_eq(kraken_store_create(fx.store, n), 0);
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &id, "/PhysState", "POWER_OFF"),
+                     0);
+    kraken_node_free(n);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    run_for(20);
+    ck_assert_uint_eq(sim_dispatched(fx.sim, NULL), 0);
+    ck_assert_str_eq(status_steps(&id, NULL), "");
+}
+END_TEST
+
+/* Scenario 7: a restarted root must never power-cycle a healthy node. */
+START_TEST(restart_keeps_running_nodes)
+{
+    /* Dsc {POWER_ON, SYNC}: empty plan. */
+    kraken_uuid a = add_node(0);
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &a, "/PhysState", "POWER_ON"), 0);
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &a, "/RunState", "SYNC"), 0);
+    /* PhysState unknown, RunState SYNC (the child phoned home first): UKtoOFF finds POWER_ON. */
+    kraken_uuid b = add_node(1);
+    ck_assert_int_eq(sim_inject(fx.sim, &b, "UKtoOFF", SIM_FAULT_REPORT, 0, "POWER_ON"), 0);
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &b, "/RunState", "SYNC"), 0);
+    kraken_uuid both[2] = {a, b};
+    ck_assert(wait_state(both, 2, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(trace(&a), "");
+    ck_assert_str_eq(trace(&b), "M:UKtoOFF D:UKtoOFF");
+    ck_assert_str_eq(dsc(&b, "/PhysState"), "POWER_ON");
+    ck_assert_str_eq(dsc(&b, "/RunState"), "SYNC");
+    ck_assert_uint_eq(fx.n_engine_discoveries, 0);
+}
+END_TEST
+
+/* Scenario 3: a hung node is recovered (timeout -> PHYS_HANG -> HANGtoOFF ...). */
+START_TEST(hang_recovery)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_HANG, 1, NULL), 0);
+    ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
+    ck_assert_str_eq(dsc(&id, "/PhysState"), "PHYS_HANG"); /* fail_to, recorded by the engine */
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_int_eq(st.state, KRAKEN_PLAN_BACKOFF);
+    ck_assert_uint_eq(st.failures, 1);
+    ck_assert_ptr_nonnull(st.reason);
+    ck_assert_ptr_nonnull(strstr(st.reason, "timed out"));
+    kraken_plan_status_clear(&st);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON I:OFFtoON M:HANGtoOFF D:HANGtoOFF "
+                                 "M:OFFtoON D:OFFtoON M:NONEtoWAIT D:NONEtoWAIT M:WAITtoINIT "
+                                 "D:WAITtoINIT M:INITtoSYNC D:INITtoSYNC");
+    ck_assert_uint_eq(sim_interrupted(fx.sim), 1);
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_uint_eq(st.failures, 0);
+    kraken_plan_status_clear(&st);
+}
+END_TEST
+
+/* A step that always hangs does not boot-loop: the node ends up stuck. */
+START_TEST(hang_loop_gets_stuck)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_HANG, 0, NULL), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", &id), 4);
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_DONE, "HANGtoOFF", &id), 3);
+}
+END_TEST
+
+START_TEST(failure_backoff_and_stuck)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_FAIL, 0, NULL), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
+    /* max_failures = 4, back-off 5, 10, 20 ms between the tries. */
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_FAILED, "OFFtoON", &id), 4);
+    uint64_t prev = 0, gaps[3];
+    size_t k = 0;
+    for (size_t i = 0; i < fx.n_log; i++) {
+        if (fx.log[i].kind != KRAKEN_MUTATION_MUTATE || strcmp(fx.log[i].mutation, "OFFtoON"))
+            continue;
+        if (prev && k < 3)
+            gaps[k++] = fx.log[i].at_ms - prev;
+        prev = fx.log[i].at_ms;
+    }
+    ck_assert_uint_eq(k, 3);
+    ck_assert_uint_ge(gaps[0], 4);
+    ck_assert_uint_ge(gaps[1], 9);
+    ck_assert_uint_ge(gaps[2], 19);
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_uint_eq(st.failures, 4);
+    ck_assert_ptr_nonnull(strstr(st.reason, "stuck after 4 failures"));
+    ck_assert_ptr_nonnull(strstr(st.reason, "injected failure"));
+    kraken_plan_status_clear(&st);
+    /* No fail_to for a reported failure; stuck means nothing more is tried. */
+    ck_assert_str_eq(dsc(&id, "/PhysState"), "POWER_OFF");
+    unsigned dispatched = sim_dispatched(fx.sim, "OFFtoON");
+    run_for(60);
+    ck_assert_uint_eq(sim_dispatched(fx.sim, "OFFtoON"), dispatched);
+    ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_STUCK);
+    /* The operator resets it once the fault is gone. */
+    sim_clear_faults(fx.sim);
+    ck_assert_int_eq(kraken_engine_reset_node(fx.engine, &id), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(dsc(&id, "/RunState"), "SYNC");
+}
+END_TEST
+
+START_TEST(stuck_cleared_by_cfg_change)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_FAIL, 0, NULL), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
+    sim_clear_faults(fx.sim);
+    set_cfg(&id, "/Nodename", "renamed");
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_uint_eq(st.failures, 0);
+    ck_assert_ptr_null(st.reason);
+    kraken_plan_status_clear(&st);
+}
+END_TEST
+
+/* A module reporting an unexpected value counts as a failure (no tight loop). */
+START_TEST(contradicting_report_is_a_failure)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_REPORT, 1, "PHYS_ERROR"), 0);
+    ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
+    ck_assert_uint_eq(node_state(&id), KRAKEN_PLAN_BACKOFF);
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_ptr_nonnull(strstr(st.reason, "PHYS_ERROR"));
+    kraken_plan_status_clear(&st);
+    /* No mutation leaves PHYS_ERROR in S: no path, visible. */
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_NO_PATH));
+}
+END_TEST
+
+/* ---- changes in the middle of a chain -------------------------------------------------- */
+
+START_TEST(cfg_change_mid_chain)
+{
+    kraken_engine_options o = test_options();
+    sim_options so = SIM_OPTIONS_INIT;
+    so.delay_ms = 15;
+    o.timeout_scale = 0.02; /* 200 ms: the 15 ms answers always come first */
+    restart(&o, &so);
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "OFFtoON", 1));
+    /* Now the operator wants it off: OFFtoON is interrupted, the new plan is empty. */
+    set_cfg(&id, "/RunState", "UNKNOWN");
+    set_cfg(&id, "/PhysState", "POWER_OFF");
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON I:OFFtoON");
+    ck_assert_uint_eq(sim_interrupted(fx.sim), 1);
+    run_for(30); /* the cancelled answer never comes */
+    ck_assert_str_eq(dsc(&id, "/PhysState"), "POWER_OFF");
+    ck_assert_uint_eq(sim_pending(fx.sim), 0);
+    /* An irrelevant Cfg change while a step runs does not interrupt it. */
+    set_cfg(&id, "/PhysState", "POWER_ON");
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "OFFtoON", 2));
+    set_cfg(&id, "/Nodename", "other");
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_uint_eq(sim_interrupted(fx.sim), 1);
+    ck_assert_str_eq(dsc(&id, "/PhysState"), "POWER_ON");
+}
+END_TEST
+
+START_TEST(delete_mid_chain)
+{
+    kraken_engine_options o = test_options();
+    sim_options so = SIM_OPTIONS_INIT;
+    so.delay_ms = 15;
+    o.timeout_scale = 0.02; /* 200 ms: the 15 ms answers always come first */
+    restart(&o, &so);
+    kraken_uuid id = add_node(0), other = add_node(1);
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "OFFtoON", 2));
+    ck_assert_int_eq(kraken_store_delete(fx.store, &id), 0);
+    ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON I:OFFtoON");
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), KRAKEN_ENOTFOUND);
+    ck_assert(wait_state(&other, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_uint_eq(sim_interrupted(fx.sim), 1);
+}
+END_TEST
+
+START_TEST(freeze_and_thaw)
+{
+    kraken_engine_freeze(fx.engine);
+    ck_assert(kraken_engine_frozen(fx.engine));
+    kraken_uuid ids[3];
+    for (unsigned i = 0; i < 3; i++)
+        ids[i] = add_node(i);
+    run_for(30);
+    ck_assert_uint_eq(fx.n_log, 0);
+    ck_assert_int_eq(node_state(&ids[0]), KRAKEN_PLAN_FROZEN);
+    kraken_engine_thaw(fx.engine);
+    ck_assert(!kraken_engine_frozen(fx.engine));
+    ck_assert(wait_state(ids, 3, KRAKEN_PLAN_CONVERGED));
+
+    /* Frozen with a step in flight: its timer does not run until the thaw. */
+    ck_assert_int_eq(sim_inject(fx.sim, &ids[0], "ONtoOFF", SIM_FAULT_HANG, 1, NULL), 0);
+    set_cfg(&ids[0], "/RunState", "UNKNOWN");
+    set_cfg(&ids[0], "/PhysState", "POWER_OFF");
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "ONtoOFF", 1));
+    kraken_engine_freeze(fx.engine);
+    run_for(60); /* three timeouts' worth */
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, NULL, NULL), 0);
+    ck_assert_int_eq(node_state(&ids[0]), KRAKEN_PLAN_FROZEN);
+    kraken_engine_thaw(fx.engine);
+    ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "ONtoOFF", 1));
+    ck_assert(wait_state(&ids[0], 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(dsc(&ids[0], "/PhysState"), "POWER_OFF");
+}
+END_TEST
+
+/* Scenario 5: no path is a visible status, retried when the Cfg is fixed. */
+START_TEST(no_path_then_fixed)
+{
+    kraken_uuid id = add_node_with(0, "vbox", "SYNC", SELF);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_NO_PATH));
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_ptr_nonnull(st.reason);
+    ck_assert_ptr_nonnull(strstr(st.reason, "no path"));
+    ck_assert_uint_eq(st.n_steps, 0);
+    kraken_plan_status_clear(&st);
+    ck_assert_uint_eq(sim_dispatched(fx.sim, NULL), 0);
+    set_cfg(&id, "/Platform", "sim");
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(dsc(&id, "/RunState"), "SYNC");
+}
+END_TEST
+
+/* Steps of nodes this instance is not the parent of are followed passively. */
+START_TEST(passive_follows_discoveries)
+{
+    kraken_uuid id = add_node_with(0, "sim", "SYNC", "c0ffee00-0000-4000-8000-0000000000ff");
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_PASSIVE));
+    run_for(30); /* no timer: no timeout, no failure */
+    ck_assert_uint_eq(fx.n_log, 0);
+    ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_PASSIVE);
+    /* Someone else's discovery of the step's outcome advances the plan. */
+    kraken_service *power = kraken_engine_find_service(fx.engine, "power");
+    ck_assert_ptr_nonnull(power);
+    ck_assert_int_eq(kraken_service_discover_text(power, &id, "/PhysState", "POWER_OFF"), 0);
+    run_for(5);
+    size_t current;
+    status_steps(&id, &current);
+    ck_assert_uint_eq(current, 1);
+    ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_PASSIVE);
+    ck_assert_uint_eq(sim_dispatched(fx.sim, NULL), 0);
+}
+END_TEST
+
+/* ---- services ---------------------------------------------------------------------------- */
+
+START_TEST(service_start_timeout)
+{
+    kraken_engine_options o = test_options();
+    o.service_start_ms = 10;
+    o.max_failures = 2;
+    sim_options so = SIM_OPTIONS_INIT;
+    so.never_start = true;
+    restart(&o, &so);
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_ptr_nonnull(strstr(st.reason, "did not reach RUN"));
+    kraken_plan_status_clear(&st);
+    ck_assert_uint_eq(sim_dispatched(fx.sim, NULL), 0);
+    ck_assert_uint_eq(sim_started(fx.sim), 1);
+    ck_assert_str_eq(value_text(KRAKEN_CFG, &fx.self, "/Services/power/State"), "RUN");
+    ck_assert_str_eq(dsc(&fx.self, "/Services/power/State"), "INIT");
+}
+END_TEST
+
+static int n_starts, n_configs;
+static void count_start(kraken_service *s, void *u)
+{
+    (void)u;
+    n_starts++;
+    kraken_service_set_state(s, KRAKEN_SERVICE_RUN, NULL);
+}
+static void count_config(kraken_service *s, const kraken_value *config, void *u)
+{
+    (void)s;
+    (void)config;
+    (void)u;
+    n_configs++;
+}
+static void count_stop(kraken_service *s, void *u)
+{
+    (void)u;
+    kraken_service_set_state(s, KRAKEN_SERVICE_STOP, NULL);
+}
+static int destroyed;
+static void count_destroy(void *u)
+{
+    (void)u;
+    destroyed++;
+}
+
+static bool service_state_is(void *arg)
+{
+    return !strcmp(dsc(&fx.self, "/Services/extra/State"), (const char *)arg);
+}
+
+START_TEST(service_lifecycle)
+{
+    n_starts = n_configs = destroyed = 0;
+    kraken_service_ops ops = {.start = count_start, .stop = count_stop,
+                              .config_changed = count_config};
+    kraken_service *svc;
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "extra", "mod", &ops, NULL,
+                                               count_destroy, &svc),
+                     0);
+    ck_assert_ptr_eq(kraken_engine_find_service(fx.engine, "extra"), svc);
+    ck_assert_str_eq(kraken_service_id(svc), "extra");
+    ck_assert_ptr_eq(kraken_service_engine(svc), fx.engine);
+    ck_assert_str_eq(dsc(&fx.self, "/Services/extra/State"), "STOP");
+    ck_assert_str_eq(dsc(&fx.self, "/Services/extra/Module"), "mod");
+    ck_assert_str_eq(value_text(KRAKEN_CFG, &fx.self, "/Services/extra/Module"), "mod");
+    /* Cfg RUN starts it (from the loop, not from the call). */
+    set_cfg(&fx.self, "/Services/extra/State", "RUN");
+    ck_assert_int_eq(n_starts, 0);
+    ck_assert(run_until(service_state_is, "RUN", DEADLINE_MS));
+    ck_assert_int_eq(n_starts, 1);
+    set_cfg(&fx.self, "/Services/extra/State", "STOP");
+    ck_assert(run_until(service_state_is, "STOP", DEADLINE_MS));
+    /* Errors carry their message. */
+    ck_assert_int_eq(kraken_service_set_state(svc, KRAKEN_SERVICE_ERROR, "disk on fire"), 0);
+    ck_assert_str_eq(dsc(&fx.self, "/Services/extra/ErrorMsg"), "disk on fire");
+    ck_assert_int_eq(kraken_service_set_state(svc, (kraken_service_state)9, NULL), KRAKEN_EINVAL);
+    ck_assert_str_eq(dsc(&fx.self, "/Services/extra/State"), "ERROR");
+    /* Duplicate and bad ids. */
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "extra", "mod", &ops, NULL, NULL, NULL),
+                     KRAKEN_EEXISTS);
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "a/b", "mod", &ops, NULL, NULL, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "", "mod", &ops, NULL, NULL, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "x", NULL, &ops, NULL, NULL, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_ptr_null(kraken_engine_find_service(fx.engine, "a/b"));
+    kraken_engine_remove_service(fx.engine, svc);
+    ck_assert_int_eq(destroyed, 1);
+    ck_assert_ptr_null(kraken_engine_find_service(fx.engine, "extra"));
+    ck_assert_str_eq(dsc(&fx.self, "/Services/extra/Module"), "");
+    ck_assert_str_eq(value_text(KRAKEN_CFG, &fx.self, "/Services/extra/Module"), "");
+    kraken_engine_remove_service(fx.engine, NULL);
+    kraken_engine_remove_service(NULL, NULL);
+}
+END_TEST
+
+/* Removing a service interrupts its steps and removes its mutations. */
+START_TEST(remove_service_mid_step)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_HANG, 0, NULL), 0);
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "OFFtoON", 1));
+    size_t before = kraken_mutation_set_count(kraken_engine_mutations(fx.engine));
+    sim_free(fx.sim); /* removes "power" and "pxe" */
+    fx.sim = NULL;
+    ck_assert_uint_eq(kraken_mutation_set_count(kraken_engine_mutations(fx.engine)), before - 6);
+    ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", &id), 1);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_NO_PATH));
+}
+END_TEST
+
+/* ---- discoveries ------------------------------------------------------------------------ */
+
+START_TEST(discovery_checks)
+{
+    kraken_uuid id = add_node_with(0, "vbox", NULL, SELF); /* nothing wanted: nothing runs */
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    kraken_service *power = kraken_engine_find_service(fx.engine, "power");
+    kraken_service *pxe = kraken_engine_find_service(fx.engine, "pxe");
+    size_t discoveries = fx.n_discoveries;
+    /* Not declared by this service. */
+    ck_assert_int_eq(kraken_service_discover_text(power, &id, "/RunState", "INIT"), KRAKEN_EINVAL);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "not declared discoverable"));
+    ck_assert_str_eq(dsc(&id, "/RunState"), "");
+    /* A value that does not fit the schema. */
+    ck_assert_int_lt(kraken_service_discover_text(power, &id, "/PhysState", "BOGUS"), 0);
+    kraken_value s = kraken_value_string("POWER_ON");
+    ck_assert_int_lt(kraken_service_discover(power, &id, "/PhysState", &s), 0);
+    kraken_value_clear(&s);
+    ck_assert_str_eq(dsc(&id, "/PhysState"), "");
+    /* Unknown node, malformed URL, missing arguments. */
+    kraken_uuid nobody = node_id(77);
+    ck_assert_int_eq(kraken_service_discover_text(power, &nobody, "/PhysState", "POWER_ON"),
+                     KRAKEN_ENOTFOUND);
+    ck_assert_int_lt(kraken_service_discover_text(power, &id, "/NoSuchField", "1"), 0);
+    ck_assert_int_eq(kraken_service_discover_text(NULL, &id, "/PhysState", "POWER_ON"),
+                     KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_discover(power, &id, "/PhysState", NULL), KRAKEN_EINVAL);
+    run_for(5);
+    ck_assert_uint_eq(fx.n_discoveries, discoveries);
+    /* Declared ones land, with a DISCOVERY event; lower-case URLs are canonicalised. */
+    ck_assert_int_eq(kraken_service_discover_text(power, &id, "physState", "POWER_OFF"), 0);
+    ck_assert_str_eq(dsc(&id, "/PhysState"), "POWER_OFF");
+    kraken_value v = kraken_value_int(KRAKEN_T_ENUM, KRAKEN_PHYS_POWER_ON);
+    ck_assert_int_eq(kraken_service_discover(power, &id, "/PhysState", &v), 0);
+    ck_assert_str_eq(dsc(&id, "/PhysState"), "POWER_ON");
+    /* Named values. */
+    ck_assert_int_eq(kraken_service_declare_discoverable(pxe, "/RunState", "NODE_INIT", "INIT"),
+                     0);
+    ck_assert_int_eq(kraken_service_discover_named(pxe, &id, "/RunState", "NODE_INIT"), 0);
+    ck_assert_str_eq(dsc(&id, "/RunState"), "INIT");
+    ck_assert_int_eq(kraken_service_discover_named(pxe, &id, "/RunState", "NODE_NOPE"),
+                     KRAKEN_ENOTFOUND);
+    ck_assert_int_lt(kraken_service_declare_discoverable(pxe, "/RunState", "BAD", "NOPE"), 0);
+    ck_assert_int_eq(kraken_service_discover_named(pxe, &id, "/RunState", "BAD"),
+                     KRAKEN_ENOTFOUND);
+    ck_assert_int_eq(kraken_service_declare_discoverable(pxe, "/RunState", "X", NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_int_lt(kraken_service_declare_discoverable(pxe, "/No/Such", NULL, NULL), 0);
+    /* A pattern applies to any matching URL. */
+    ck_assert_int_eq(kraken_service_discover_text(pxe, &id, "/Arch", "amd64"), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_declare_discoverable(pxe, "/Ar*", NULL, NULL), 0);
+    ck_assert_int_eq(kraken_service_discover_text(pxe, &id, "/Arch", "amd64"), 0);
+    ck_assert_str_eq(dsc(&id, "/Arch"), "amd64");
+    /* A service's own state is always allowed. */
+    ck_assert_int_eq(kraken_service_discover_text(pxe, &fx.self, "/Services/pxe/State", "RUN"), 0);
+    run_for(5);
+    ck_assert_uint_eq(fx.n_discoveries, discoveries + 5);
+}
+END_TEST
+
+START_TEST(service_fail_checks)
+{
+    kraken_uuid id = add_node_with(0, "vbox", "SYNC", SELF);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_NO_PATH));
+    kraken_service *power = kraken_engine_find_service(fx.engine, "power");
+    ck_assert_int_eq(kraken_service_fail(power, &id, "OFFtoON", "x"), KRAKEN_ESTATE);
+    kraken_uuid nobody = node_id(77);
+    ck_assert_int_eq(kraken_service_fail(power, &nobody, "OFFtoON", "x"), KRAKEN_ENOTFOUND);
+    ck_assert_int_eq(kraken_service_fail(power, &id, NULL, "x"), KRAKEN_EINVAL);
+    ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_NO_PATH);
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_FAILED, NULL, NULL), 0);
+}
+END_TEST
+
+/* ---- events -------------------------------------------------------------------------------- */
+
+START_TEST(event_order_per_step)
+{
+    kraken_uuid ids[50];
+    for (unsigned i = 0; i < 50; i++)
+        ids[i] = add_node(i);
+    ck_assert(wait_state(ids, 50, KRAKEN_PLAN_CONVERGED));
+    /* For every node: MUTATE x, DONE x, MUTATE y ... with increasing sequence numbers. */
+    for (unsigned i = 0; i < 50; i++)
+        ck_assert_str_eq(trace(&ids[i]), BOOT_TRACE);
+    for (size_t i = 1; i < fx.n_log; i++)
+        ck_assert_uint_gt(fx.log[i].seq, fx.log[i - 1].seq);
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_MUTATE, NULL, NULL), 250);
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_DONE, NULL, NULL), 250);
+}
+END_TEST
+
+/* ---- scale ------------------------------------------------------------------------------------ */
+
+START_TEST(thousand_nodes_converge)
+{
+    enum { N = 1000 };
+    kraken_uuid *ids = malloc(N * sizeof *ids);
+    ck_assert_ptr_nonnull(ids);
+    uint64_t t0 = mono_ms();
+    for (unsigned i = 0; i < N; i++)
+        ids[i] = add_node(i);
+    ck_assert(wait_state(ids, N, KRAKEN_PLAN_CONVERGED));
+    uint64_t elapsed = mono_ms() - t0;
+    for (unsigned i = 0; i < N; i += 97)
+        ck_assert_str_eq(dsc(&ids[i], "/RunState"), "SYNC");
+    ck_assert_uint_eq(sim_dispatched(fx.sim, NULL), 5 * N);
+    ck_assert_uint_lt(elapsed, 3000);
+    free(ids);
+}
+END_TEST
+
+/* ---- API misuse ----------------------------------------------------------------------------- */
+
+START_TEST(bad_arguments)
+{
+    kraken_engine *e = (kraken_engine *)1;
+    ck_assert_int_eq(kraken_engine_new(NULL, fx.base, NULL, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_engine_new(&e, NULL, NULL, NULL), KRAKEN_EINVAL);
+    ck_assert_ptr_null(e);
+    kraken_engine_options o = KRAKEN_ENGINE_OPTIONS_INIT;
+    o.version = 99;
+    ck_assert_int_eq(kraken_engine_new(&e, fx.base, NULL, &o), KRAKEN_EINVAL);
+    o = (kraken_engine_options)KRAKEN_ENGINE_OPTIONS_INIT;
+    o.timeout_scale = 0;
+    ck_assert_int_eq(kraken_engine_new(&e, fx.base, NULL, &o), KRAKEN_EINVAL);
+    o = (kraken_engine_options)KRAKEN_ENGINE_OPTIONS_INIT;
+    o.backoff_max_ms = 1;
+    ck_assert_int_eq(kraken_engine_new(&e, fx.base, NULL, &o), KRAKEN_EINVAL);
+    ck_assert_ptr_null(e);
+    kraken_engine_free(NULL);
+    kraken_plan_status_clear(NULL);
+    ck_assert_ptr_null(kraken_engine_store(NULL));
+    ck_assert_ptr_null(kraken_engine_bus(NULL));
+    ck_assert_ptr_null(kraken_engine_mutations(NULL));
+    ck_assert_ptr_null(kraken_engine_self_id(NULL));
+    ck_assert(!kraken_engine_frozen(NULL));
+    kraken_engine_freeze(NULL);
+    kraken_engine_thaw(NULL);
+    ck_assert_ptr_null(kraken_service_id(NULL));
+    ck_assert_ptr_null(kraken_service_engine(NULL));
+    ck_assert_str_eq(kraken_plan_state_name(KRAKEN_PLAN_NO_PATH), "NO_PATH");
+    ck_assert_ptr_null(kraken_plan_state_name((kraken_plan_state)42));
+    kraken_uuid nobody = node_id(77);
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &nobody, &st), KRAKEN_ENOTFOUND);
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, NULL, &st), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_engine_reset_node(fx.engine, &nobody), KRAKEN_ENOTFOUND);
+    char *json = NULL;
+    ck_assert_int_eq(kraken_engine_graph_json(fx.engine, &nobody, &json), KRAKEN_ENOTFOUND);
+    ck_assert_ptr_null(json);
+    ck_assert_int_eq(kraken_engine_graph_json(NULL, NULL, &json), KRAKEN_EINVAL);
+    kraken_service *power = kraken_engine_find_service(fx.engine, "power");
+    ck_assert_int_eq(kraken_service_declare_mutation(power, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_declare_discoverable(NULL, "/PhysState", NULL, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_ptr_null(kraken_engine_find_service(NULL, "power"));
+    ck_assert_str_eq(kraken_uuid_compare(kraken_engine_self_id(fx.engine), &fx.self) == 0 ? "ok"
+                                                                                          : "no",
+                     "ok");
+}
+END_TEST
+
+START_TEST(graph_json)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    char *json = NULL;
+    ck_assert_int_eq(kraken_engine_graph_json(fx.engine, NULL, &json), 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"edges\""));
+    free(json);
+    ck_assert_int_eq(kraken_engine_graph_json(fx.engine, &id, &json), 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"nodes\""));
+    free(json);
+}
+END_TEST
+
+/* A caller's store: existing nodes are adopted; without the sync service INITtoSYNC is absent. */
+START_TEST(borrowed_store_without_sync)
+{
+    kraken_store *store;
+    ck_assert_int_eq(kraken_store_new(&store), 0);
+    kraken_uuid id = node_id(0);
+    kraken_node *n;
+    ck_assert_int_eq(kraken_node_new(&n, &id), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/Platform", "sim"), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/ParentId", SELF), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/PhysState", "POWER_ON"), 0);
+    ck_assert_int_eq(kraken_store_create(store, n), 0);
+    kraken_node_free(n);
+    kraken_engine_options o = test_options();
+    o.no_sync_service = true;
+    o.start_frozen = true;
+    kraken_engine *e;
+    ck_assert_int_eq(kraken_engine_new(&e, fx.base, store, &o), 0);
+    ck_assert_ptr_eq(kraken_engine_store(e), store);
+    ck_assert_ptr_null(kraken_engine_find_service(e, "sync"));
+    ck_assert_uint_eq(kraken_mutation_set_count(kraken_engine_mutations(e)), 0);
+    ck_assert(kraken_engine_frozen(e));
+    ck_assert(kraken_store_contains(store, &fx.self));
+    ck_assert_int_eq(kraken_engine_node_status(e, &id, &(kraken_plan_status){0}), 0);
+    kraken_engine_free(e);
+    /* The store outlives the engine and is still usable. */
+    ck_assert_uint_eq(kraken_store_count(store), 2);
+    kraken_store_free(store);
+}
 END_TEST
 
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("engine");
-    TCase *tc = tcase_create("placeholder");
-    tcase_add_test(tc, placeholder);
-    suite_add_tcase(s, tc);
+    TCase *chains = tcase_create("chains");
+    tcase_add_checked_fixture(chains, setup, teardown);
+    tcase_add_test(chains, cold_boot_to_sync);
+    tcase_add_test(chains, power_off_forgets_state);
+    tcase_add_test(chains, converged_dispatches_nothing);
+    tcase_add_test(chains, restart_keeps_running_nodes);
+    tcase_add_test(chains, hang_recovery);
+    tcase_add_test(chains, hang_loop_gets_stuck);
+    tcase_add_test(chains, failure_backoff_and_stuck);
+    tcase_add_test(chains, stuck_cleared_by_cfg_change);
+    tcase_add_test(chains, contradicting_report_is_a_failure);
+    tcase_add_test(chains, cfg_change_mid_chain);
+    tcase_add_test(chains, delete_mid_chain);
+    tcase_add_test(chains, freeze_and_thaw);
+    tcase_add_test(chains, no_path_then_fixed);
+    tcase_add_test(chains, passive_follows_discoveries);
+    suite_add_tcase(s, chains);
+
+    TCase *svc = tcase_create("services");
+    tcase_add_checked_fixture(svc, setup, teardown);
+    tcase_add_test(svc, service_start_timeout);
+    tcase_add_test(svc, service_lifecycle);
+    tcase_add_test(svc, remove_service_mid_step);
+    tcase_add_test(svc, discovery_checks);
+    tcase_add_test(svc, service_fail_checks);
+    suite_add_tcase(s, svc);
+
+    TCase *misc = tcase_create("events_scale_api");
+    tcase_add_checked_fixture(misc, setup, teardown);
+    tcase_set_timeout(misc, 60);
+    tcase_add_test(misc, event_order_per_step);
+    tcase_add_test(misc, thousand_nodes_converge);
+    tcase_add_test(misc, bad_arguments);
+    tcase_add_test(misc, graph_json);
+    tcase_add_test(misc, borrowed_store_without_sync);
+    suite_add_tcase(s, misc);
     return s;
 }
+
 KRAKEN_TEST_MAIN(make_suite)

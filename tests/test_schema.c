@@ -1,15 +1,615 @@
-/* Placeholder: replaced by the real schema tests. */
-#include "testutil.h"
-#include "internal.h"
+/* Schema registry: built-ins, registration rules, field lookup, description files. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-START_TEST(placeholder) { ck_assert_int_eq(1, 1); }
+#include "internal.h"
+#include "testutil.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const kraken_field *field_named(const char *schema, const char *field)
+{
+    const kraken_schema *s = kraken_schema_find(schema);
+    ck_assert_ptr_nonnull(s);
+    const kraken_field *f = kraken__schema_field(s, field, strlen(field));
+    ck_assert_msg(f != NULL, "%s has no field %s", schema, field);
+    return f;
+}
+
+static void assert_field(const char *schema, const char *field, uint32_t number, kraken_type type,
+                         kraken_type elem, const char *type_name)
+{
+    const kraken_field *f = field_named(schema, field);
+    ck_assert_str_eq(f->name, field);
+    ck_assert_uint_eq(f->number, number);
+    ck_assert_int_eq(f->type, type);
+    ck_assert_int_eq(f->elem_type, elem);
+    const char *tn = f->record ? f->record->name : f->enm ? f->enm->name : NULL;
+    if (type_name)
+        ck_assert_str_eq(tn, type_name);
+    else
+        ck_assert_ptr_null(tn);
+}
+
+static void assert_enum(const char *name, const kraken_enum_member *want, size_t n)
+{
+    const kraken_enum_type *e = kraken_enum_find(name);
+    ck_assert_msg(e != NULL, "enum %s missing", name);
+    ck_assert_str_eq(kraken_enum_type_name(e), name);
+    ck_assert_uint_eq(kraken_enum_type_count(e), n);
+    for (size_t i = 0; i < n; i++) {
+        const char *mname;
+        int32_t num;
+        ck_assert_int_eq(kraken_enum_type_member(e, i, &mname, &num), 0);
+        ck_assert_str_eq(mname, want[i].name);
+        ck_assert_int_eq(num, want[i].number);
+        ck_assert_str_eq(kraken_enum_type_lookup(e, want[i].number), want[i].name);
+    }
+    ck_assert_int_eq(kraken_enum_type_member(e, n, NULL, NULL), KRAKEN_ENOTFOUND);
+}
+
+START_TEST(builtin_enums)
+{
+    static const kraken_enum_member run[] = {{"UNKNOWN", 0}, {"INIT", 1}, {"SYNC", 2}, {"ERROR", 3}};
+    static const kraken_enum_member phys[] = {{"PHYS_UNKNOWN", 0}, {"POWER_OFF", 1},
+                                              {"POWER_ON", 2},     {"POWER_CYCLE", 3},
+                                              {"PHYS_HANG", 4},    {"PHYS_ERROR", 5}};
+    static const kraken_enum_member svc[] = {
+        {"UNKNOWN", 0}, {"INIT", 1}, {"STOP", 2}, {"RUN", 3}, {"ERROR", 4}};
+    static const kraken_enum_member method[] = {{"PXE", 0}, {"iPXE", 1}};
+    static const kraken_enum_member pstate[] = {{"NONE", 0}, {"WAIT", 1}, {"INIT", 2}};
+    assert_enum("RunState", run, N(run));
+    assert_enum("PhysState", phys, N(phys));
+    assert_enum("ServiceState", svc, N(svc));
+    assert_enum("PXE.Method", method, N(method));
+    assert_enum("PXE.State", pstate, N(pstate));
+    ck_assert_ptr_null(kraken_enum_find("NoSuchEnum"));
+    ck_assert_ptr_null(kraken_enum_find(NULL));
+    ck_assert_ptr_null(kraken_enum_type_lookup(kraken_enum_find("RunState"), 99));
+    ck_assert_ptr_null(kraken_enum_type_lookup(NULL, 0));
+    ck_assert_int_eq(kraken_enum_type_member(NULL, 0, NULL, NULL), KRAKEN_EINVAL);
+    ck_assert_uint_ge(kraken_enum_count(), 5);
+    ck_assert_ptr_nonnull(kraken_enum_at(0));
+    ck_assert_ptr_null(kraken_enum_at(100000));
+}
+END_TEST
+
+START_TEST(builtin_node_and_service)
+{
+    const struct kraken_schema *node = kraken__node_schema();
+    const struct kraken_schema *svc = kraken__service_schema();
+    ck_assert_ptr_nonnull(node);
+    ck_assert_ptr_nonnull(svc);
+    ck_assert_ptr_eq(kraken_schema_find("kraken.Node"), node);
+    ck_assert_ptr_eq(kraken_schema_find("type.googleapis.com/kraken.ServiceInstance"), svc);
+    ck_assert_uint_eq(node->n_fields, KRAKEN_NODE_N_FIELDS);
+    ck_assert_uint_eq(svc->n_fields, KRAKEN_SVC_N_FIELDS);
+
+    static const struct {
+        size_t idx;
+        const char *name;
+        uint32_t number;
+    } node_order[] = {
+        {KRAKEN_NODE_F_ID, "id", 1},           {KRAKEN_NODE_F_NODENAME, "nodename", 2},
+        {KRAKEN_NODE_F_RUN_STATE, "run_state", 3}, {KRAKEN_NODE_F_PHYS_STATE, "phys_state", 4},
+        {KRAKEN_NODE_F_ARCH, "arch", 5},       {KRAKEN_NODE_F_PLATFORM, "platform", 6},
+        {KRAKEN_NODE_F_PARENT_ID, "parent_id", 7}, {KRAKEN_NODE_F_SERVICES, "services", 14},
+        {KRAKEN_NODE_F_EXTENSIONS, "extensions", 15},
+    };
+    for (size_t i = 0; i < N(node_order); i++) {
+        ck_assert_str_eq(node->fields[node_order[i].idx].name, node_order[i].name);
+        ck_assert_uint_eq(node->fields[node_order[i].idx].number, node_order[i].number);
+    }
+    assert_field("kraken.Node", "id", 1, KRAKEN_T_UUID, KRAKEN_T_NONE, NULL);
+    assert_field("kraken.Node", "run_state", 3, KRAKEN_T_ENUM, KRAKEN_T_NONE, "RunState");
+    assert_field("kraken.Node", "phys_state", 4, KRAKEN_T_ENUM, KRAKEN_T_NONE, "PhysState");
+    assert_field("kraken.Node", "parent_id", 7, KRAKEN_T_UUID, KRAKEN_T_NONE, NULL);
+    assert_field("kraken.Node", "services", 14, KRAKEN_T_LIST, KRAKEN_T_RECORD,
+                 "kraken.ServiceInstance");
+    assert_field("kraken.Node", "extensions", 15, KRAKEN_T_LIST, KRAKEN_T_RECORD, NULL);
+    ck_assert_int_eq(node->fields[KRAKEN_NODE_F_SERVICES].list_key, KRAKEN_KEY_FIELD);
+    ck_assert_uint_eq(node->fields[KRAKEN_NODE_F_SERVICES].key_field, KRAKEN_SVC_F_ID);
+    ck_assert_int_eq(node->fields[KRAKEN_NODE_F_EXTENSIONS].list_key, KRAKEN_KEY_TYPE);
+
+    static const char *svc_order[] = {"id", "module", "state", "config", "error_msg"};
+    for (size_t i = 0; i < N(svc_order); i++) {
+        ck_assert_str_eq(svc->fields[i].name, svc_order[i]);
+        ck_assert_uint_eq(svc->fields[i].number, i + 1);
+    }
+    assert_field("kraken.ServiceInstance", "state", 3, KRAKEN_T_ENUM, KRAKEN_T_NONE,
+                 "ServiceState");
+    assert_field("kraken.ServiceInstance", "config", 4, KRAKEN_T_RECORD, KRAKEN_T_NONE, NULL);
+}
+END_TEST
+
+START_TEST(builtin_extensions)
+{
+    const char *ci = "IPv4.IPv4OverEthernet.ConfiguredInterface";
+    assert_field("IPv4.Ethernet", "iface", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.Ethernet", "mac", 2, KRAKEN_T_MAC, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.Ethernet", "mtu", 3, KRAKEN_T_UINT32, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.Ethernet", "control", 4, KRAKEN_T_BOOL, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.IPv4", "ip", 1, KRAKEN_T_IPV4, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.IPv4", "subnet", 2, KRAKEN_T_IPV4, KRAKEN_T_NONE, NULL);
+    assert_field(ci, "eth", 1, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.Ethernet");
+    assert_field(ci, "ip", 2, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.IPv4");
+    assert_field("IPv4.Hostname", "hostname", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.Hostname", "domainname", 2, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.Hostname", "ip", 3, KRAKEN_T_IPV4, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.IPv4OverEthernet", "ifaces", 1, KRAKEN_T_MAP, KRAKEN_T_RECORD, ci);
+    assert_field("IPv4.IPv4OverEthernet", "routes", 2, KRAKEN_T_LIST, KRAKEN_T_RECORD,
+                 "IPv4.IPv4");
+    assert_field("IPv4.IPv4OverEthernet", "dns_nameservers", 3, KRAKEN_T_LIST, KRAKEN_T_RECORD,
+                 "IPv4.IPv4");
+    assert_field("IPv4.IPv4OverEthernet", "dns_domains", 4, KRAKEN_T_LIST, KRAKEN_T_RECORD,
+                 "IPv4.IPv4");
+    assert_field("IPv4.IPv4OverEthernet", "hostname", 5, KRAKEN_T_RECORD, KRAKEN_T_NONE,
+                 "IPv4.Hostname");
+    assert_field("PXE.Client", "method", 1, KRAKEN_T_ENUM, KRAKEN_T_NONE, "PXE.Method");
+    assert_field("PXE.Client", "state", 2, KRAKEN_T_ENUM, KRAKEN_T_NONE, "PXE.State");
+    assert_field("PXE.Config", "srv_iface", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("PXE.Config", "srv_ip", 2, KRAKEN_T_IPV4, KRAKEN_T_NONE, NULL);
+    assert_field("PXE.Config", "tftp_dir", 3, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("Powerman.Control", "api_server", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("Powerman.Control", "node_name", 2, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+
+    const kraken_schema *s = kraken_schema_find("IPv4.IPv4OverEthernet");
+    ck_assert_str_eq(kraken_schema_name(s), "IPv4.IPv4OverEthernet");
+    ck_assert_str_eq(kraken_schema_type_url(s), "type.googleapis.com/IPv4.IPv4OverEthernet");
+    ck_assert_uint_eq(kraken_schema_field_count(s), 5);
+    kraken_field_def d;
+    ck_assert_int_eq(kraken_schema_field(s, 0, &d), 0);
+    ck_assert_str_eq(d.name, "ifaces");
+    ck_assert_int_eq(d.type, KRAKEN_T_MAP);
+    ck_assert_int_eq(d.elem_type, KRAKEN_T_RECORD);
+    ck_assert_str_eq(d.type_name, ci);
+    ck_assert_int_eq(kraken_schema_field(s, 5, &d), KRAKEN_ENOTFOUND);
+    ck_assert_int_eq(kraken_schema_field(NULL, 0, &d), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_schema_field(s, 0, NULL), KRAKEN_EINVAL);
+    ck_assert_ptr_null(kraken_schema_name(NULL));
+    ck_assert_uint_eq(kraken_schema_field_count(NULL), 0);
+
+    ck_assert_ptr_null(kraken_schema_find("IPv4.Nope"));
+    ck_assert_ptr_null(kraken_schema_find("type.googleapis.com/"));
+    ck_assert_ptr_null(kraken_schema_find(NULL));
+    ck_assert_ptr_eq(kraken_schema_find("example.org/types/PXE.Client"),
+                     kraken_schema_find("PXE.Client"));
+    ck_assert_uint_ge(kraken_schema_count(), 10);
+    ck_assert_ptr_eq(kraken_schema_at(0), kraken_schema_find("kraken.ServiceInstance"));
+    ck_assert_ptr_null(kraken_schema_at(kraken_schema_count()));
+}
+END_TEST
+
+START_TEST(field_lookup_forms)
+{
+    const kraken_schema *s = kraken_schema_find("IPv4.IPv4OverEthernet");
+    const kraken_field *f = kraken__schema_field(s, "dns_nameservers", 15);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_str_eq(f->json_name, "dnsNameservers");
+    ck_assert_str_eq(f->url_name, "DnsNameservers");
+    const char *forms[] = {"DnsNameservers", "dnsNameservers", "dns_nameservers",
+                           "DNSNAMESERVERS", "dnsnameservers", "DNS_NAMESERVERS"};
+    for (size_t i = 0; i < N(forms); i++)
+        ck_assert_ptr_eq(kraken__schema_field(s, forms[i], strlen(forms[i])), f);
+    /* Length-delimited: only the first len bytes count. */
+    ck_assert_ptr_eq(kraken__schema_field(s, "DnsNameservers/0/Ip", 14), f);
+    ck_assert_ptr_null(kraken__schema_field(s, "DnsNameservers", 13));
+    ck_assert_ptr_null(kraken__schema_field(s, "dns_name_servers", 16));
+    ck_assert_ptr_null(kraken__schema_field(s, "", 0));
+    ck_assert_ptr_null(kraken__schema_field(NULL, "x", 1));
+
+    const kraken_field *ps = kraken__schema_field(kraken__node_schema(), "PhysState", 9);
+    ck_assert_ptr_eq(ps, &kraken__node_schema()->fields[KRAKEN_NODE_F_PHYS_STATE]);
+    ck_assert_ptr_eq(kraken__schema_field_by_number(kraken__node_schema(), 4), ps);
+    ck_assert_ptr_null(kraken__schema_field_by_number(kraken__node_schema(), 8));
+    ck_assert_ptr_null(kraken__schema_field_by_number(NULL, 1));
+
+    const kraken_enum_type *e = kraken_enum_find("PXE.Method");
+    const kraken_enum_member *m = kraken__enum_by_name(e, "iPXE", 4);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(m->number, 1);
+    ck_assert_ptr_null(kraken__enum_by_name(e, "IPXE", 4)); /* case-sensitive */
+    ck_assert_ptr_eq(kraken__enum_by_name(e, "PXEx", 3), kraken__enum_by_name(e, "PXE", 3));
+    ck_assert_ptr_null(kraken__enum_by_name(e, "PX", 2));
+}
+END_TEST
+
+/* ---- registration --------------------------------------------------------------- */
+
+START_TEST(register_valid_and_identical)
+{
+    static const kraken_enum_member mode[] = {{"MODE_UNKNOWN", 0}, {"FAST", 1}, {"SLOW", -2}};
+    const kraken_enum_type *e = NULL, *e2 = NULL;
+    ck_assert_int_eq(kraken_enum_register("TestReg.Mode", mode, N(mode), &e), 0);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_ptr_eq(kraken_enum_find("TestReg.Mode"), e);
+    size_t ne = kraken_enum_count();
+    ck_assert_int_eq(kraken_enum_register("TestReg.Mode", mode, N(mode), &e2), 0);
+    ck_assert_ptr_eq(e2, e);
+    ck_assert_uint_eq(kraken_enum_count(), ne);
+
+    const kraken_field_def fields[] = {
+        {"mode", 1, KRAKEN_T_ENUM, KRAKEN_T_NONE, "TestReg.Mode"},
+        {"tags", 2, KRAKEN_T_MAP, KRAKEN_T_STRING, NULL},
+        {"addrs", 3, KRAKEN_T_LIST, KRAKEN_T_IPV4, NULL},
+        {"eth", 4, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.Ethernet"},
+        {"modes", 5, KRAKEN_T_LIST, KRAKEN_T_ENUM, "TestReg.Mode"},
+        {"big_number_of_things", 100, KRAKEN_T_UINT64, KRAKEN_T_NONE, NULL},
+    };
+    const kraken_schema *s = NULL, *s2 = NULL;
+    size_t ns = kraken_schema_count();
+    ck_assert_int_eq(kraken_schema_register("TestReg.Cfg", fields, N(fields), &s), 0);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(kraken_schema_count(), ns + 1);
+    ck_assert_ptr_eq(kraken_schema_at(ns), s);
+    ck_assert_ptr_eq(kraken_schema_find("type.googleapis.com/TestReg.Cfg"), s);
+    ck_assert_str_eq(s->fields[5].url_name, "BigNumberOfThings");
+    ck_assert_str_eq(s->fields[5].json_name, "bigNumberOfThings");
+    ck_assert_ptr_eq(s->fields[0].enm, e);
+    ck_assert_ptr_eq(s->fields[4].enm, e);
+    ck_assert_ptr_eq(s->fields[3].record, kraken_schema_find("IPv4.Ethernet"));
+    ck_assert_int_eq(s->fields[2].list_key, KRAKEN_KEY_INDEX);
+
+    ck_assert_int_eq(kraken_schema_register("TestReg.Cfg", fields, N(fields), &s2), 0);
+    ck_assert_ptr_eq(s2, s);
+    ck_assert_uint_eq(kraken_schema_count(), ns + 1);
+    ck_assert_int_eq(kraken_schema_register("TestReg.Cfg", fields, N(fields), NULL), 0);
+
+    /* A schema with no fields is legal (like an empty protobuf message). */
+    ck_assert_int_eq(kraken_schema_register("TestReg.Empty", NULL, 0, &s), 0);
+    ck_assert_uint_eq(kraken_schema_field_count(s), 0);
+}
+END_TEST
+
+START_TEST(register_conflicting)
+{
+    static const kraken_enum_member m1[] = {{"Z", 0}, {"A", 1}};
+    static const kraken_enum_member m2[] = {{"Z", 0}, {"B", 1}};
+    ck_assert_int_eq(kraken_enum_register("TestConf.E", m1, N(m1), NULL), 0);
+    size_t ne = kraken_enum_count();
+    ck_assert_int_eq(kraken_enum_register("TestConf.E", m2, N(m2), NULL), KRAKEN_EEXISTS);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "TestConf.E"));
+    ck_assert_uint_eq(kraken_enum_count(), ne);
+    ck_assert_str_eq(kraken_enum_type_lookup(kraken_enum_find("TestConf.E"), 1), "A");
+
+    const kraken_field_def f1[] = {{"a", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL}};
+    const kraken_field_def f2[] = {{"a", 1, KRAKEN_T_INT32, KRAKEN_T_NONE, NULL}};
+    const kraken_field_def f3[] = {{"a", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
+                                   {"b", 2, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL}};
+    const kraken_schema *s;
+    ck_assert_int_eq(kraken_schema_register("TestConf.S", f1, 1, &s), 0);
+    size_t ns = kraken_schema_count();
+    ck_assert_int_eq(kraken_schema_register("TestConf.S", f2, 1, NULL), KRAKEN_EEXISTS);
+    ck_assert_int_eq(kraken_schema_register("TestConf.S", f3, 2, NULL), KRAKEN_EEXISTS);
+    ck_assert_uint_eq(kraken_schema_count(), ns);
+    ck_assert_ptr_eq(kraken_schema_find("TestConf.S"), s);
+    ck_assert_int_eq(s->fields[0].type, KRAKEN_T_STRING);
+    /* Enum and schema names share one namespace; built-ins cannot be redefined. */
+    ck_assert_int_eq(kraken_schema_register("TestConf.E", f1, 1, NULL), KRAKEN_EEXISTS);
+    ck_assert_int_eq(kraken_enum_register("TestConf.S", m1, N(m1), NULL), KRAKEN_EEXISTS);
+    ck_assert_int_eq(kraken_schema_register("PXE.Client", f1, 1, NULL), KRAKEN_EEXISTS);
+    ck_assert_int_eq(kraken_enum_register("RunState", m1, N(m1), NULL), KRAKEN_EEXISTS);
+    ck_assert_uint_eq(kraken_schema_count(), ns);
+    ck_assert_uint_eq(kraken_enum_count(), ne);
+}
+END_TEST
+
+typedef struct bad_schema {
+    const char *why;
+    const char *name;
+    kraken_field_def fields[3];
+    size_t n;
+    int code;
+    const char *in_message;
+} bad_schema;
+
+START_TEST(register_invalid_schemas)
+{
+    static const bad_schema bad[] = {
+        {"duplicate number", "TestBad.A",
+         {{"a", 1, KRAKEN_T_STRING, 0, NULL}, {"b", 1, KRAKEN_T_STRING, 0, NULL}}, 2,
+         KRAKEN_EINVAL, "'b'"},
+        {"duplicate name", "TestBad.B",
+         {{"a", 1, KRAKEN_T_STRING, 0, NULL}, {"a", 2, KRAKEN_T_STRING, 0, NULL}}, 2,
+         KRAKEN_EINVAL, "'a'"},
+        {"names clash in camel case", "TestBad.C",
+         {{"ab_c", 1, KRAKEN_T_STRING, 0, NULL}, {"abC", 2, KRAKEN_T_STRING, 0, NULL}}, 2,
+         KRAKEN_EINVAL, "clashes"},
+        {"number zero", "TestBad.D", {{"a", 0, KRAKEN_T_STRING, 0, NULL}}, 1, KRAKEN_EINVAL,
+         "number"},
+        {"number too big", "TestBad.E", {{"a", 536870912, KRAKEN_T_STRING, 0, NULL}}, 1,
+         KRAKEN_EINVAL, "number"},
+        {"reserved number", "TestBad.F", {{"a", 19500, KRAKEN_T_STRING, 0, NULL}}, 1,
+         KRAKEN_EINVAL, "number"},
+        {"unknown record", "TestBad.G", {{"r", 1, KRAKEN_T_RECORD, 0, "TestBad.Nope"}}, 1,
+         KRAKEN_ENOTFOUND, "TestBad.Nope"},
+        {"unknown enum", "TestBad.H", {{"e", 1, KRAKEN_T_ENUM, 0, "NopeEnum"}}, 1,
+         KRAKEN_ENOTFOUND, "NopeEnum"},
+        {"record without type", "TestBad.I", {{"r", 1, KRAKEN_T_RECORD, 0, NULL}}, 1,
+         KRAKEN_EINVAL, "'r'"},
+        {"list of any record", "TestBad.J", {{"r", 1, KRAKEN_T_LIST, KRAKEN_T_RECORD, NULL}}, 1,
+         KRAKEN_EINVAL, "'r'"},
+        {"type_name on scalar", "TestBad.K", {{"s", 1, KRAKEN_T_STRING, 0, "IPv4.IPv4"}}, 1,
+         KRAKEN_EINVAL, "'s'"},
+        {"list of lists", "TestBad.L", {{"l", 1, KRAKEN_T_LIST, KRAKEN_T_LIST, NULL}}, 1,
+         KRAKEN_EINVAL, "'l'"},
+        {"map without elem", "TestBad.M", {{"m", 1, KRAKEN_T_MAP, KRAKEN_T_NONE, NULL}}, 1,
+         KRAKEN_EINVAL, "'m'"},
+        {"elem on scalar", "TestBad.N", {{"s", 1, KRAKEN_T_STRING, KRAKEN_T_INT32, NULL}}, 1,
+         KRAKEN_EINVAL, "'s'"},
+        {"type NONE", "TestBad.O", {{"s", 1, KRAKEN_T_NONE, 0, NULL}}, 1, KRAKEN_EINVAL, "'s'"},
+        {"type out of range", "TestBad.P", {{"s", 1, (kraken_type)99, 0, NULL}}, 1,
+         KRAKEN_EINVAL, "'s'"},
+        {"bad field name", "TestBad.Q", {{"a-b", 1, KRAKEN_T_STRING, 0, NULL}}, 1,
+         KRAKEN_EINVAL, "a-b"},
+        {"null field name", "TestBad.R", {{NULL, 1, KRAKEN_T_STRING, 0, NULL}}, 1, KRAKEN_EINVAL,
+         "TestBad.R"},
+        {"bad schema name", "Test..Bad", {{"a", 1, KRAKEN_T_STRING, 0, NULL}}, 1, KRAKEN_EINVAL,
+         "Test..Bad"},
+        {"schema name trailing dot", "TestBad.", {{"a", 1, KRAKEN_T_STRING, 0, NULL}}, 1,
+         KRAKEN_EINVAL, "TestBad."},
+        {"empty schema name", "", {{"a", 1, KRAKEN_T_STRING, 0, NULL}}, 1, KRAKEN_EINVAL,
+         "invalid"},
+    };
+    size_t ns = kraken_schema_count();
+    for (size_t i = 0; i < N(bad); i++) {
+        const kraken_schema *out = (const kraken_schema *)&bad[i]; /* must stay untouched */
+        int rc = kraken_schema_register(bad[i].name, bad[i].fields, bad[i].n, &out);
+        ck_assert_msg(rc == bad[i].code, "%s: rc %d", bad[i].why, rc);
+        ck_assert_msg(strstr(kraken_error_last(), bad[i].in_message) != NULL, "%s: message '%s'",
+                      bad[i].why, kraken_error_last());
+        ck_assert_ptr_eq(out, &bad[i]);
+        ck_assert_ptr_null(kraken_schema_find(bad[i].name));
+        ck_assert_uint_eq(kraken_schema_count(), ns);
+    }
+    ck_assert_int_eq(kraken_schema_register(NULL, NULL, 0, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_schema_register("TestBad.Z", NULL, 2, NULL), KRAKEN_EINVAL);
+    ck_assert_uint_eq(kraken_schema_count(), ns);
+}
+END_TEST
+
+START_TEST(register_invalid_enums)
+{
+    static const kraken_enum_member no_zero[] = {{"A", 1}, {"B", 2}};
+    static const kraken_enum_member dup_name[] = {{"A", 0}, {"A", 1}};
+    static const kraken_enum_member dup_num[] = {{"A", 0}, {"B", 0}};
+    static const kraken_enum_member bad_name[] = {{"A", 0}, {"B C", 1}};
+    static const kraken_enum_member null_name[] = {{"A", 0}, {NULL, 1}};
+    size_t ne = kraken_enum_count();
+    ck_assert_int_eq(kraken_enum_register("TestBadE.A", no_zero, 2, NULL), KRAKEN_EINVAL);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "number 0"));
+    ck_assert_int_eq(kraken_enum_register("TestBadE.B", dup_name, 2, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_enum_register("TestBadE.C", dup_num, 2, NULL), KRAKEN_EINVAL);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "'B'"));
+    ck_assert_int_eq(kraken_enum_register("TestBadE.D", bad_name, 2, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_enum_register("TestBadE.E", null_name, 2, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_enum_register("TestBadE.F", NULL, 0, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_enum_register("1Bad", dup_num, 1, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_enum_register(NULL, dup_num, 1, NULL), KRAKEN_EINVAL);
+    ck_assert_uint_eq(kraken_enum_count(), ne);
+    ck_assert_ptr_null(kraken_enum_find("TestBadE.A"));
+}
+END_TEST
+
+/* Many threads registering the same definitions: all succeed, one copy is kept. */
+static void *register_same(void *arg)
+{
+    (void)arg;
+    static const kraken_enum_member m[] = {{"U", 0}, {"V", 1}};
+    const kraken_field_def f[] = {{"v", 1, KRAKEN_T_ENUM, KRAKEN_T_NONE, "TestThr.E"}};
+    const kraken_schema *s = NULL;
+    for (int i = 0; i < 50; i++) {
+        if (kraken_enum_register("TestThr.E", m, 2, NULL) != 0 ||
+            kraken_schema_register("TestThr.S", f, 1, &s) != 0)
+            return NULL;
+    }
+    return (void *)s;
+}
+
+START_TEST(register_concurrently)
+{
+    pthread_t t[4];
+    void *res[4];
+    size_t ns = kraken_schema_count();
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, register_same, NULL), 0);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_join(t[i], &res[i]), 0);
+    for (int i = 0; i < 4; i++)
+        ck_assert_ptr_eq(res[i], kraken_schema_find("TestThr.S"));
+    ck_assert_ptr_nonnull(res[0]);
+    ck_assert_uint_eq(kraken_schema_count(), ns + 1);
+}
+END_TEST
+
+/* ---- description files -------------------------------------------------------------- */
+
+static const char good_file[] =
+    "{\"schemas\": [\n"
+    "  {\"name\": \"TestFile.Cfg\", \"fields\": [\n"
+    "    {\"name\": \"mode\", \"number\": 1, \"type\": \"enum\", \"type_name\": \"TestFile.Mode\"},\n"
+    "    {\"name\": \"tags\", \"number\": 2, \"type\": \"map\", \"elem_type\": \"string\"},\n"
+    "    {\"name\": \"inner\", \"number\": 3, \"type\": \"record\", \"type_name\": \"TestFile.Inner\"},\n"
+    "    {\"name\": \"inners\", \"number\": 4, \"type\": \"list\", \"elem_type\": \"record\",\n"
+    "     \"type_name\": \"TestFile.Inner\"},\n"
+    "    {\"name\": \"addr\", \"number\": 5, \"type\": \"ipv4\"}]},\n"
+    "  {\"name\": \"TestFile.Inner\", \"fields\": [\n"
+    "    {\"name\": \"mac\", \"number\": 1, \"type\": \"mac\"},\n"
+    "    {\"name\": \"eth\", \"number\": 2, \"type\": \"record\", \"type_name\": \"IPv4.Ethernet\"}]}],\n"
+    " \"enums\": [{\"name\": \"TestFile.Mode\", \"members\": {\"UNKNOWN\": 0, \"FAST\": 1}}]}\n";
+
+static char *write_temp(const char *text)
+{
+    char *path = strdup("/tmp/kraken-schema-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+START_TEST(load_file_good)
+{
+    char *path = write_temp(good_file);
+    size_t ns = kraken_schema_count(), ne = kraken_enum_count();
+    ck_assert_int_eq(kraken_schema_load_file(path), 0);
+    ck_assert_uint_eq(kraken_schema_count(), ns + 2);
+    ck_assert_uint_eq(kraken_enum_count(), ne + 1);
+    const kraken_schema *cfg = kraken_schema_find("TestFile.Cfg");
+    const kraken_schema *inner = kraken_schema_find("TestFile.Inner");
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_ptr_nonnull(inner);
+    ck_assert_ptr_eq(cfg->fields[0].enm, kraken_enum_find("TestFile.Mode"));
+    ck_assert_int_eq(cfg->fields[1].type, KRAKEN_T_MAP);
+    ck_assert_int_eq(cfg->fields[1].elem_type, KRAKEN_T_STRING);
+    ck_assert_ptr_eq(cfg->fields[2].record, inner);
+    ck_assert_ptr_eq(cfg->fields[3].record, inner);
+    ck_assert_int_eq(cfg->fields[4].type, KRAKEN_T_IPV4);
+    ck_assert_ptr_eq(inner->fields[1].record, kraken_schema_find("IPv4.Ethernet"));
+
+    /* Loading the same file again is a no-op. */
+    ck_assert_int_eq(kraken_schema_load_file(path), 0);
+    ck_assert_uint_eq(kraken_schema_count(), ns + 2);
+    ck_assert_ptr_eq(kraken_schema_find("TestFile.Cfg"), cfg);
+    unlink(path);
+    free(path);
+
+    ck_assert_int_eq(kraken_schema_load_file("/nonexistent/schemas.json"), KRAKEN_EIO);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "/nonexistent/schemas.json"));
+    ck_assert_int_eq(kraken_schema_load_file(NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_schema_load_json(NULL, 0, "x"), KRAKEN_EINVAL);
+    /* Buffers need not be NUL-terminated: only len bytes count. */
+    ck_assert_int_eq(kraken_schema_load_json("{}garbage", 2, "buf"), 0);
+    ck_assert_int_eq(kraken_schema_load_json("{} x", 4, "buf"), KRAKEN_EPARSE);
+}
+END_TEST
+
+typedef struct bad_file {
+    const char *why;
+    const char *json;
+    int code;
+    const char *in_message[3];
+} bad_file;
+
+START_TEST(load_file_bad)
+{
+    static const bad_file bad[] = {
+        {"unknown type name",
+         "{\"schemas\": [{\"name\": \"TestBF.A\", \"fields\": [{\"name\": \"x\", \"number\": 1,"
+         " \"type\": \"strin\"}]}]}",
+         KRAKEN_EPARSE, {"TestBF.A", "'x'", "strin"}},
+        {"duplicate number",
+         "{\"schemas\": [{\"name\": \"TestBF.B\", \"fields\": [{\"name\": \"x\", \"number\": 1,"
+         " \"type\": \"string\"}, {\"name\": \"y\", \"number\": 1, \"type\": \"bool\"}]}]}",
+         KRAKEN_EINVAL, {"TestBF.B", "'y'", "number 1"}},
+        {"missing member 0",
+         "{\"enums\": [{\"name\": \"TestBF.E\", \"members\": {\"A\": 1}}]}", KRAKEN_EINVAL,
+         {"TestBF.E", "number 0", NULL}},
+        {"malformed JSON", "{\"schemas\": [{\"name\": \"TestBF.C\",", KRAKEN_EPARSE,
+         {"malformed JSON", NULL, NULL}},
+        {"unknown key",
+         "{\"schemas\": [{\"name\": \"TestBF.D\", \"fields\": [{\"name\": \"x\", \"number\": 1,"
+         " \"type\": \"record\", \"typename\": \"IPv4.IPv4\"}]}]}",
+         KRAKEN_EPARSE, {"TestBF.D", "'x'", "typename"}},
+        {"unknown referenced type",
+         "{\"schemas\": [{\"name\": \"TestBF.F\", \"fields\": [{\"name\": \"x\", \"number\": 1,"
+         " \"type\": \"record\", \"type_name\": \"TestBF.Missing\"}]}]}",
+         KRAKEN_ENOTFOUND, {"TestBF.F", "'x'", "TestBF.Missing"}},
+        {"cycle",
+         "{\"schemas\": [{\"name\": \"TestBF.G\", \"fields\": [{\"name\": \"h\", \"number\": 1,"
+         " \"type\": \"record\", \"type_name\": \"TestBF.H\"}]}, {\"name\": \"TestBF.H\","
+         " \"fields\": [{\"name\": \"g\", \"number\": 1, \"type\": \"record\","
+         " \"type_name\": \"TestBF.G\"}]}]}",
+         KRAKEN_EINVAL, {"TestBF.G", "cycle", NULL}},
+        {"number not an integer",
+         "{\"schemas\": [{\"name\": \"TestBF.I\", \"fields\": [{\"name\": \"x\", \"number\": 1.5,"
+         " \"type\": \"string\"}]}]}",
+         KRAKEN_EPARSE, {"TestBF.I", "'x'", "number"}},
+        {"missing type",
+         "{\"schemas\": [{\"name\": \"TestBF.J\", \"fields\": [{\"name\": \"x\", \"number\": 1}]}]}",
+         KRAKEN_EPARSE, {"TestBF.J", "'x'", "type"}},
+        {"defined twice",
+         "{\"schemas\": [{\"name\": \"TestBF.K\"}, {\"name\": \"TestBF.K\"}]}", KRAKEN_EEXISTS,
+         {"TestBF.K", "twice", NULL}},
+        {"conflicts with built-in",
+         "{\"schemas\": [{\"name\": \"PXE.Client\", \"fields\": []}]}", KRAKEN_EEXISTS,
+         {"PXE.Client", NULL, NULL}},
+        {"not an object", "[1, 2]", KRAKEN_EPARSE, {"top level", NULL, NULL}},
+        {"members not an object",
+         "{\"enums\": [{\"name\": \"TestBF.E2\", \"members\": [\"A\"]}]}", KRAKEN_EPARSE,
+         {"TestBF.E2", "members", NULL}},
+    };
+    size_t ns = kraken_schema_count(), ne = kraken_enum_count();
+    for (size_t i = 0; i < N(bad); i++) {
+        char *path = write_temp(bad[i].json);
+        int rc = kraken_schema_load_file(path);
+        ck_assert_msg(rc == bad[i].code, "%s: rc %d (%s)", bad[i].why, rc, kraken_error_last());
+        ck_assert_msg(strstr(kraken_error_last(), path) != NULL, "%s: no file name in '%s'",
+                      bad[i].why, kraken_error_last());
+        for (int k = 0; k < 3 && bad[i].in_message[k]; k++)
+            ck_assert_msg(strstr(kraken_error_last(), bad[i].in_message[k]) != NULL,
+                          "%s: '%s' not in '%s'", bad[i].why, bad[i].in_message[k],
+                          kraken_error_last());
+        ck_assert_uint_eq(kraken_schema_count(), ns);
+        ck_assert_uint_eq(kraken_enum_count(), ne);
+        unlink(path);
+        free(path);
+    }
+}
+END_TEST
+
+/* Good enum and schema before a bad one in the same file: nothing is registered. */
+START_TEST(load_is_all_or_nothing)
+{
+    static const char text[] =
+        "{\"enums\": [{\"name\": \"TestAll.E\", \"members\": {\"Z\": 0}}],"
+        " \"schemas\": [{\"name\": \"TestAll.Good\", \"fields\": [{\"name\": \"e\", \"number\": 1,"
+        " \"type\": \"enum\", \"type_name\": \"TestAll.E\"}]},"
+        " {\"name\": \"TestAll.Bad\", \"fields\": [{\"name\": \"x\", \"number\": 0,"
+        " \"type\": \"string\"}]}]}";
+    size_t ns = kraken_schema_count(), ne = kraken_enum_count();
+    ck_assert_int_eq(kraken_schema_load_json(text, strlen(text), "inline"), KRAKEN_EPARSE);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "inline"));
+    ck_assert_ptr_null(kraken_schema_find("TestAll.Good"));
+    ck_assert_ptr_null(kraken_enum_find("TestAll.E"));
+    ck_assert_uint_eq(kraken_schema_count(), ns);
+    ck_assert_uint_eq(kraken_enum_count(), ne);
+
+    /* A conflict discovered after other types were built also registers nothing. */
+    static const char text2[] =
+        "{\"enums\": [{\"name\": \"TestAll.E2\", \"members\": {\"Z\": 0}}],"
+        " \"schemas\": [{\"name\": \"TestAll.Good2\"}, {\"name\": \"IPv4.IPv4\"}]}";
+    ck_assert_int_eq(kraken_schema_load_json(text2, strlen(text2), "inline2"), KRAKEN_EEXISTS);
+    ck_assert_ptr_null(kraken_schema_find("TestAll.Good2"));
+    ck_assert_ptr_null(kraken_enum_find("TestAll.E2"));
+    ck_assert_uint_eq(kraken_schema_count(), ns);
+    ck_assert_uint_eq(kraken_enum_count(), ne);
+}
 END_TEST
 
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("schema");
-    TCase *tc = tcase_create("placeholder");
-    tcase_add_test(tc, placeholder);
+    TCase *tc = tcase_create("builtin");
+    tcase_add_test(tc, builtin_enums);
+    tcase_add_test(tc, builtin_node_and_service);
+    tcase_add_test(tc, builtin_extensions);
+    tcase_add_test(tc, field_lookup_forms);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("register");
+    tcase_add_test(tc, register_valid_and_identical);
+    tcase_add_test(tc, register_conflicting);
+    tcase_add_test(tc, register_invalid_schemas);
+    tcase_add_test(tc, register_invalid_enums);
+    tcase_add_test(tc, register_concurrently);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("files");
+    tcase_add_test(tc, load_file_good);
+    tcase_add_test(tc, load_file_bad);
+    tcase_add_test(tc, load_is_all_or_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -42,10 +42,11 @@ typedef struct kraken_engine_options {
     uint32_t service_start_ms;     /**< wait for a service to reach RUN (10000) */
     uint32_t no_path_retry_ms;     /**< re-check "no path" nodes this often (0: only on change) */
     double timeout_scale;          /**< multiply mutation timeouts (tests); 1.0 */
+    bool no_sync_service;          /**< do not add the built-in "sync" service (false) */
 } kraken_engine_options;
 
 #define KRAKEN_ENGINE_OPTIONS_INIT                                             \
-    {KRAKEN_ENGINE_OPTIONS_VERSION, {{0}}, false, 1000, 300000, 5, 10000, 0, 1.0}
+    {KRAKEN_ENGINE_OPTIONS_VERSION, {{0}}, false, 1000, 300000, 5, 10000, 0, 1.0, false}
 
 /**
  * Create an engine on @p base. @p store may be NULL (the engine creates and
