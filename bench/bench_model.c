@@ -34,6 +34,13 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void print_machine(const char *prog)
 {
     char model[256] = "unknown";
@@ -116,7 +123,7 @@ static int run_isolated(void (*fn)(size_t), size_t arg)
     if (pid == 0) {
         fn(arg);
         fflush(stdout);
-        _exit(0);
+        exit(0); /* not _exit: lets sanitizer leak checks run in the child */
     }
     int status;
     if (waitpid(pid, &status, 0) < 0)
@@ -136,43 +143,62 @@ typedef int (*op_fn)(void *ctx, size_t i);
 #define RUNS 3
 #define MIN_RUN_S 0.3
 
+/* A figure measured by the wall clock and by this process's CPU clock. */
+typedef struct wc {
+    double wall, cpu;
+} wc;
+
 /*
  * Operations per second: passes over items 0..n-1 until MIN_RUN_S elapsed,
- * RUNS times; the median run's rate. Returns < 0 if an operation failed.
+ * RUNS times; the median run's rate, by wall and by CPU time. Exits if an
+ * operation fails.
  */
-static double measure_rate(op_fn op, void *ctx, size_t n, const char *what)
+static wc measure_rate(op_fn op, void *ctx, size_t n, const char *what)
 {
-    double rates[RUNS];
+    double walls[RUNS], cpus[RUNS];
     for (int r = 0; r < RUNS; r++) {
         size_t ops = 0;
-        double t0 = now_s(), el;
+        double t0 = now_s(), c0 = cpu_s(), el;
         do {
             for (size_t i = 0; i < n; i++) {
                 int rc = op(ctx, i);
                 if (rc < 0) {
                     fprintf(stderr, "FAILED: %s (item %zu): %s (%s)\n", what, i,
                             kraken_err_name(rc), kraken_error_last());
-                    return -1;
+                    exit(1);
                 }
             }
             ops += n;
             el = now_s() - t0;
         } while (el < MIN_RUN_S);
-        rates[r] = (double)ops / el;
+        walls[r] = (double)ops / el;
+        cpus[r] = (double)ops / (cpu_s() - c0);
     }
-    qsort(rates, RUNS, sizeof rates[0], cmp_double);
-    return rates[RUNS / 2];
+    qsort(walls, RUNS, sizeof walls[0], cmp_double);
+    qsort(cpus, RUNS, sizeof cpus[0], cmp_double);
+    return (wc){walls[RUNS / 2], cpus[RUNS / 2]};
 }
 
-static void row(const char *figure, size_t n, double value, const char *unit, const char *target,
+/* One table row; a negative cpu prints as "-" (figures that are not times). */
+static void row(const char *figure, size_t n, wc v, const char *unit, const char *target,
                 const char *verdict)
 {
-    printf("%-44s %8zu %14.1f %-10s %-14s %s\n", figure, n, value, unit, target, verdict);
+    char cpu[32] = "-";
+    if (v.cpu >= 0)
+        snprintf(cpu, sizeof cpu, "%.1f", v.cpu);
+    printf("%-44s %7zu %12.1f %12s %-9s %-11s %s\n", figure, n, v.wall, cpu, unit, target,
+           verdict);
 }
 
 static void row_header(void)
 {
-    printf("%-44s %8s %14s %-10s %-14s %s\n", "figure", "N", "value", "unit", "target", "");
+    printf("%-44s %7s %12s %12s %-9s %-11s %s\n", "figure", "N", "wall", "by CPU time", "unit",
+           "target", "");
+}
+
+static wc only(double v)
+{
+    return (wc){v, -1};
 }
 
 /* ---- node construction ------------------------------------------------- */
@@ -281,9 +307,10 @@ static const char *verdict_le(double v, double target)
     return v <= target ? "ok" : "MISSED";
 }
 
-static const char *verdict_ge(double v, double target)
+/* "ok" by the wall clock; "ok by CPU" when only the CPU-time figure meets it. */
+static const char *verdict_ge(wc v, double target)
 {
-    return v >= target ? "ok" : "MISSED";
+    return v.wall >= target ? "ok" : v.cpu >= target ? "ok by CPU" : "MISSED";
 }
 
 static kraken_store *bench_memory(size_t n)
@@ -292,35 +319,38 @@ static kraken_store *bench_memory(size_t n)
     kraken_store *store;
     die_on(kraken_store_new(&store), "kraken_store_new");
 
-    double t0 = now_s();
+    wc t_create = {now_s(), cpu_s()};
     for (size_t i = 0; i < n; i++) {
         kraken_node *cfg = make_cfg(i);
         die_on(kraken_store_create(store, cfg), "kraken_store_create");
         kraken_node_free(cfg);
     }
-    double t_create = now_s() - t0;
+    t_create = (wc){now_s() - t_create.wall, cpu_s() - t_create.cpu};
     size_t h1 = heap_in_use(), r1 = rss_bytes();
 
-    t0 = now_s();
+    wc t_update = {now_s(), cpu_s()};
     for (size_t i = 0; i < n; i++) {
         kraken_node *dsc = make_dsc(i);
         die_on(kraken_store_update(store, KRAKEN_DSC, dsc), "kraken_store_update(Dsc)");
         kraken_node_free(dsc);
     }
-    double t_update = now_s() - t0;
+    t_update = (wc){now_s() - t_update.wall, cpu_s() - t_update.cpu};
     size_t h2 = heap_in_use(), r2 = rss_bytes();
 
     double cfg_only = (double)(h1 - h0) / (double)n;
     double both = (double)(h2 - h0) / (double)n;
-    row("store: Cfg only + empty Dsc (mallinfo2)", n, cfg_only, "B/node", "", "");
-    row("store: Cfg only + empty Dsc (RSS delta)", n, (double)(r1 - r0) / (double)n, "B/node", "",
-        "");
-    row("store: Cfg + populated Dsc (mallinfo2)", n, both, "B/node", "<= 1024",
+    double rss1 = ((double)r1 - (double)r0) / (double)n;
+    double rss2 = ((double)r2 - (double)r0) / (double)n;
+    row("store: Cfg only + empty Dsc (mallinfo2)", n, only(cfg_only), "B/node", "", "");
+    row("store: Cfg only + empty Dsc (RSS delta)", n, only(rss1), "B/node", "", "");
+    row("store: Cfg + populated Dsc (mallinfo2)", n, only(both), "B/node", "<= 1024",
         verdict_le(both, 1024));
-    row("store: Cfg + populated Dsc (RSS delta)", n, (double)(r2 - r0) / (double)n, "B/node",
-        "<= 1024", verdict_le((double)(r2 - r0) / (double)n, 1024));
-    row("store: create (build node + create)", n, (double)n / t_create, "nodes/s", "", "");
-    row("store: update Dsc (build node + update)", n, (double)n / t_update, "nodes/s", "", "");
+    row("store: Cfg + populated Dsc (RSS delta)", n, only(rss2), "B/node", "<= 1024",
+        verdict_le(rss2, 1024));
+    row("store: create (build node + create)", n,
+        (wc){(double)n / t_create.wall, (double)n / t_create.cpu}, "nodes/s", "", "");
+    row("store: update Dsc (build node + update)", n,
+        (wc){(double)n / t_update.wall, (double)n / t_update.cpu}, "nodes/s", "", "");
     return store;
 }
 
@@ -348,7 +378,7 @@ static void bench_node_size(void)
             default: keep[kind][i] = make_dsc(i); break;
             }
         }
-        row(what[kind], SAMPLE, (double)(heap_in_use() - h0) / SAMPLE, "B/node", "", "");
+        row(what[kind], SAMPLE, only((double)(heap_in_use() - h0) / SAMPLE), "B/node", "", "");
     }
     for (int kind = 0; kind < 4; kind++)
         for (size_t i = 0; i < SAMPLE; i++)
@@ -362,27 +392,27 @@ static void bench_json(kraken_node **nodes, size_t n)
     char path[64];
     snprintf(path, sizeof path, "/tmp/kraken-bench-%ld.json", (long)getpid());
 
-    double t0 = now_s();
+    wc t_save = {now_s(), cpu_s()};
     die_on(kraken_nodes_save_file(path, nodes, n), "kraken_nodes_save_file");
-    double t_save = now_s() - t0;
+    t_save = (wc){(now_s() - t_save.wall) * 1e3, (cpu_s() - t_save.cpu) * 1e3};
 
     struct stat st;
     off_t size = stat(path, &st) == 0 ? st.st_size : 0;
 
     kraken_node **loaded = NULL;
     size_t n_loaded = 0;
-    t0 = now_s();
+    wc t_load = {now_s(), cpu_s()};
     die_on(kraken_nodes_load_file(path, &loaded, &n_loaded), "kraken_nodes_load_file");
-    double t_load = now_s() - t0;
+    t_load = (wc){(now_s() - t_load.wall) * 1e3, (cpu_s() - t_load.cpu) * 1e3};
 
     if (n_loaded != n || !kraken_node_equal(loaded[n / 2], nodes[n / 2]))
         fprintf(stderr, "WARNING: JSON round trip differs (%zu nodes loaded)\n", n_loaded);
     kraken_nodes_free(loaded, n_loaded);
     unlink(path);
 
-    row("JSON save file (incl. fsync+rename)", n, t_save * 1e3, "ms", "", "");
-    row("JSON load file", n, t_load * 1e3, "ms", "", "");
-    row("JSON file size", n, (double)size / (double)n, "B/node", "", "");
+    row("JSON save file (incl. fsync+rename)", n, t_save, "ms", "", "");
+    row("JSON load file", n, t_load, "ms", "", "");
+    row("JSON file size", n, only((double)size / (double)n), "B/node", "", "");
 }
 
 /* ---- protobuf ---------------------------------------------------------- */
@@ -428,11 +458,11 @@ static void bench_codec(kraken_node **nodes, size_t n)
         fprintf(stderr, "WARNING: protobuf round trip differs\n");
     kraken_node_free(back);
 
-    double enc = measure_rate(op_encode, &ctx, n, "kraken_node_encode");
-    double dec = measure_rate(op_decode, &ctx, n, "kraken_node_decode");
+    wc enc = measure_rate(op_encode, &ctx, n, "kraken_node_encode");
+    wc dec = measure_rate(op_decode, &ctx, n, "kraken_node_decode");
     row("protobuf encode (Cfg node)", n, enc, "nodes/s", ">= 500000", verdict_ge(enc, 500000));
     row("protobuf decode (Cfg node)", n, dec, "nodes/s", "", "");
-    row("protobuf size (Cfg node)", n, (double)total / (double)n, "B/node", "", "");
+    row("protobuf size (Cfg node)", n, only((double)total / (double)n), "B/node", "", "");
     for (size_t i = 0; i < n; i++)
         free(ctx.bufs[i]);
     free(ctx.bufs);
@@ -483,13 +513,14 @@ static void bench_urls(kraken_node **dsc, size_t n, kraken_store *store)
     const char *urls[] = {"/PhysState", URL_IP};
     for (size_t u = 0; u < 2; u++) {
         ctx.url = urls[u];
-        double r = measure_rate(op_get, &ctx, n, urls[u]);
-        snprintf(fig, sizeof fig, "node_get %s", u == 0 ? urls[u] : "<IPv4 ext>/Ifaces/kraken/Ip/Ip");
+        wc r = measure_rate(op_get, &ctx, n, urls[u]);
+        snprintf(fig, sizeof fig, "node_get %s",
+                 u == 0 ? urls[u] : "<IPv4 ext>/Ifaces/kraken/Ip/Ip");
         row(fig, n, r, "reads/s", ">= 2000000", verdict_ge(r, 2e6));
     }
     for (size_t u = 0; u < 2; u++) {
         ctx.url = urls[u];
-        double r = measure_rate(op_store_get, &ctx, n, urls[u]);
+        wc r = measure_rate(op_store_get, &ctx, n, urls[u]);
         snprintf(fig, sizeof fig, "store_get_value(Dsc) %s",
                  u == 0 ? urls[u] : "<IPv4 ext>/.../Ip/Ip");
         row(fig, n, r, "reads/s", "", "");
@@ -498,7 +529,7 @@ static void bench_urls(kraken_node **dsc, size_t n, kraken_store *store)
     ctx.url = "/PhysState";
     ctx.values[0] = kraken_value_int(KRAKEN_T_ENUM, KRAKEN_PHYS_POWER_ON);
     ctx.values[1] = kraken_value_int(KRAKEN_T_ENUM, KRAKEN_PHYS_POWER_OFF);
-    double r = measure_rate(op_set, &ctx, n, "kraken_node_set /PhysState");
+    wc r = measure_rate(op_set, &ctx, n, "kraken_node_set /PhysState");
     row("node_set /PhysState", n, r, "writes/s", "", "");
 
     ctx.url = URL_IP;

@@ -5,8 +5,8 @@
  * key, keyed lists (services, extensions) by key, index lists by index. Each
  * differing scalar leaf yields one change whose URL is canonical (the form
  * kraken_url_canonical() gives), so it reads back with kraken_node_get().
- * Zero counts as absent. The URL is built in a buffer on the stack as the walk
- * descends, so comparing equal nodes allocates nothing.
+ * Zero counts as absent. The walk keeps a stack of URL components and renders
+ * the URL only for a change, so comparing equal nodes allocates nothing.
  *
  * A service config is a record of any schema, so its leaves are named with
  * the type: "/Services/pxe/Config/type.googleapis.com/PXE.Config/TftpDir".
@@ -21,14 +21,25 @@
 
 #define TYPE_PREFIX "type.googleapis.com/"
 
+/* As deep as a URL may be (see URL_MAX_COMPONENTS in url.c). */
+#define DIFF_MAX_DEPTH 64
+
 typedef struct diff_ctx diff_ctx;
 /* Receives a change; owns (and must clear) both values. */
 typedef int (*emit_fn)(diff_ctx *c, kraken_value *old_value, kraken_value *new_value);
 
+/* One URL component: sep + text, or "/" + index when text is NULL. */
+typedef struct diff_comp {
+    const char *sep, *text;
+    size_t index;
+} diff_comp;
+
 struct diff_ctx {
-    char *path; /* canonical URL of the current position, NUL-terminated */
-    size_t len, cap;
-    char stack_buf[256];
+    diff_comp comps[DIFF_MAX_DEPTH]; /* the current position, rendered only for a change */
+    size_t depth;
+    char *url; /* rendered URL of the current change */
+    size_t url_cap;
+    char url_buf[256];
     emit_fn emit;
     kraken__diff_fn fn; /* emit_callback */
     void *userdata;
@@ -40,36 +51,55 @@ static const kraken_slot zero_slot;
 
 /* ---- the URL of the current position ------------------------------------ */
 
-/* Append @p sep @p a @p b to the path; returns the previous length via @p saved. */
-static int path_push(diff_ctx *c, const char *sep, const char *a, const char *b, size_t *saved)
+static int path_push(diff_ctx *c, const char *sep, const char *text, size_t index)
 {
-    size_t ls = strlen(sep), la = strlen(a), lb = b ? strlen(b) : 0;
-    size_t need = c->len + ls + la + lb + 1;
-    if (need > c->cap) {
-        size_t cap = c->cap * 2;
-        while (cap < need)
-            cap *= 2;
-        char *p = c->path == c->stack_buf ? malloc(cap) : realloc(c->path, cap);
-        if (!p)
-            return kraken__err(KRAKEN_ENOMEM, "node diff: out of memory");
-        if (c->path == c->stack_buf)
-            memcpy(p, c->stack_buf, c->len + 1);
-        c->path = p;
-        c->cap = cap;
-    }
-    *saved = c->len;
-    memcpy(c->path + c->len, sep, ls);
-    memcpy(c->path + c->len + ls, a, la);
-    memcpy(c->path + c->len + ls + la, b ? b : "", lb);
-    c->len += ls + la + lb;
-    c->path[c->len] = '\0';
+    if (c->depth == DIFF_MAX_DEPTH)
+        return kraken__err(KRAKEN_ELIMIT, "node diff: values nested deeper than %d levels",
+                           DIFF_MAX_DEPTH);
+    c->comps[c->depth++] = (diff_comp){sep, text, index};
     return 0;
 }
 
-static void path_pop(diff_ctx *c, size_t saved)
+static void path_pop(diff_ctx *c)
 {
-    c->len = saved;
-    c->path[saved] = '\0';
+    c->depth--;
+}
+
+static int url_append(diff_ctx *c, size_t *len, const char *s)
+{
+    size_t n = strlen(s);
+    if (*len + n + 1 > c->url_cap) {
+        size_t cap = c->url_cap * 2;
+        while (cap < *len + n + 1)
+            cap *= 2;
+        char *p = c->url == c->url_buf ? malloc(cap) : realloc(c->url, cap);
+        if (!p)
+            return kraken__err(KRAKEN_ENOMEM, "node diff: out of memory");
+        if (c->url == c->url_buf)
+            memcpy(p, c->url_buf, *len);
+        c->url = p;
+        c->url_cap = cap;
+    }
+    memcpy(c->url + *len, s, n + 1);
+    *len += n;
+    return 0;
+}
+
+/* c->url = the canonical URL of the current position. */
+static int render_url(diff_ctx *c)
+{
+    size_t len = 0;
+    char num[32];
+    int rc = 0;
+    c->url[0] = '\0';
+    for (size_t i = 0; i < c->depth && rc == 0; i++) {
+        const diff_comp *d = &c->comps[i];
+        if (!d->text)
+            snprintf(num, sizeof num, "%zu", d->index);
+        if ((rc = url_append(c, &len, d->sep)) == 0)
+            rc = url_append(c, &len, d->text ? d->text : num);
+    }
+    return rc;
 }
 
 /* ---- the walk ---------------------------------------------------------------- */
@@ -86,7 +116,9 @@ static int diff_leaf(diff_ctx *c, const kraken_field *f, kraken_type t, const kr
     if (!za && !zb && kraken__slot_equal(f, t, a, b))
         return 0;
     kraken_value ov = KRAKEN_VALUE_INIT, nv = KRAKEN_VALUE_INIT;
-    int rc;
+    int rc = render_url(c);
+    if (rc)
+        return rc;
     if (!za && (rc = kraken__slot_to_value(f, t, a, &ov)) != 0)
         return rc;
     if (!zb && (rc = kraken__slot_to_value(f, t, b, &nv)) != 0) {
@@ -102,15 +134,15 @@ static int diff_fields(diff_ctx *c, const struct kraken_schema *s, const kraken_
 {
     for (size_t i = 0; i < s->n_fields; i++) {
         const kraken_field *f = &s->fields[i];
-        size_t saved = c->len;
         int rc;
         /* The node's extension list is implied by each extension's type component. */
-        bool implied = c->len == 0 && f->type == KRAKEN_T_LIST && f->list_key == KRAKEN_KEY_TYPE;
-        if (!implied && (rc = path_push(c, "/", f->url_name, NULL, &saved)) != 0)
+        bool implied = c->depth == 0 && f->type == KRAKEN_T_LIST && f->list_key == KRAKEN_KEY_TYPE;
+        if (!implied && (rc = path_push(c, "/", f->url_name, 0)) != 0)
             return rc;
         rc = diff_slot(c, f, f->type, ra ? &ra->slots[i] : &zero_slot,
                        rb ? &rb->slots[i] : &zero_slot);
-        path_pop(c, saved);
+        if (!implied)
+            path_pop(c);
         if (rc)
             return rc;
     }
@@ -121,12 +153,11 @@ static int diff_fields(diff_ctx *c, const struct kraken_schema *s, const kraken_
 static int diff_typed(diff_ctx *c, const kraken_record *ra, const kraken_record *rb)
 {
     const struct kraken_schema *s = ra ? ra->schema : rb->schema;
-    size_t saved;
-    int rc = path_push(c, "/" TYPE_PREFIX, s->name, NULL, &saved);
+    int rc = path_push(c, "/" TYPE_PREFIX, s->name, 0);
     if (rc)
         return rc;
     rc = diff_fields(c, s, ra, rb);
-    path_pop(c, saved);
+    path_pop(c);
     return rc;
 }
 
@@ -151,13 +182,12 @@ static int diff_map(diff_ctx *c, const kraken_field *f, const kraken_map *a, con
         int cmp = i == na ? 1 : j == nb ? -1 : strcmp(a->entries[i].key, b->entries[j].key);
         const kraken_map_entry *ea = cmp <= 0 ? &a->entries[i++] : NULL;
         const kraken_map_entry *eb = cmp >= 0 ? &b->entries[j++] : NULL;
-        size_t saved;
-        int rc = path_push(c, "/", ea ? ea->key : eb->key, NULL, &saved);
+        int rc = path_push(c, "/", ea ? ea->key : eb->key, 0);
         if (rc)
             return rc;
         rc = diff_slot(c, f, f->elem_type, ea ? &ea->value : &zero_slot,
                        eb ? &eb->value : &zero_slot);
-        path_pop(c, saved);
+        path_pop(c);
         if (rc)
             return rc;
     }
@@ -168,16 +198,13 @@ static int diff_index_list(diff_ctx *c, const kraken_field *f, const kraken_list
                            const kraken_list *b)
 {
     size_t na = a ? a->n : 0, nb = b ? b->n : 0;
-    char num[32];
     for (size_t i = 0; i < na || i < nb; i++) {
-        size_t saved;
-        snprintf(num, sizeof num, "%zu", i);
-        int rc = path_push(c, "/", num, NULL, &saved);
+        int rc = path_push(c, "/", NULL, i);
         if (rc)
             return rc;
         rc = diff_slot(c, f, f->elem_type, i < na ? &a->items[i] : &zero_slot,
                        i < nb ? &b->items[i] : &zero_slot);
-        path_pop(c, saved);
+        path_pop(c);
         if (rc)
             return rc;
     }
@@ -199,19 +226,17 @@ static int diff_keyed_list(diff_ctx *c, const kraken_field *f, const kraken_list
         const kraken_slot *sb = cmp >= 0 ? &b->items[j++] : NULL;
         const kraken_record *ra = sa ? sa->rec : NULL, *rb = sb ? sb->rec : NULL;
         const kraken_record *any = ra ? ra : rb;
-        size_t saved;
         int rc;
         if (!any)
             continue;
         if (by_type)
-            rc = path_push(c, c->len ? "/" TYPE_PREFIX : TYPE_PREFIX, any->schema->name, NULL,
-                           &saved);
+            rc = path_push(c, c->depth ? "/" TYPE_PREFIX : TYPE_PREFIX, any->schema->name, 0);
         else
-            rc = path_push(c, "/", kraken__list_item_key(f, sa ? sa : sb), NULL, &saved);
+            rc = path_push(c, "/", kraken__list_item_key(f, sa ? sa : sb), 0);
         if (rc)
             return rc;
         rc = by_type ? diff_fields(c, any->schema, ra, rb) : diff_record(c, f, ra, rb);
-        path_pop(c, saved);
+        path_pop(c);
         if (rc)
             return rc;
     }
@@ -240,16 +265,15 @@ static int diff_slot(diff_ctx *c, const kraken_field *f, kraken_type t, const kr
 static int diff_nodes(diff_ctx *c, const kraken_node *before, const kraken_node *after)
 {
     const kraken_record *ra = before ? &before->rec : NULL, *rb = after ? &after->rec : NULL;
-    c->path = c->stack_buf;
-    c->path[0] = '\0';
-    c->len = 0;
-    c->cap = sizeof c->stack_buf;
+    c->url = c->url_buf;
+    c->url_cap = sizeof c->url_buf;
+    c->depth = 0;
     int rc = 0;
     if (ra != rb)
         rc = diff_fields(c, ra ? ra->schema : rb->schema, ra, rb);
-    if (c->path != c->stack_buf)
-        free(c->path);
-    c->path = NULL;
+    if (c->url != c->url_buf)
+        free(c->url);
+    c->url = NULL;
     return rc;
 }
 
@@ -257,7 +281,7 @@ static int diff_nodes(diff_ctx *c, const kraken_node *before, const kraken_node 
 
 static int emit_callback(diff_ctx *c, kraken_value *old_value, kraken_value *new_value)
 {
-    int rc = c->fn(c->path, old_value, new_value, c->userdata);
+    int rc = c->fn(c->url, old_value, new_value, c->userdata);
     kraken_value_clear(old_value);
     kraken_value_clear(new_value);
     return rc;
@@ -274,7 +298,7 @@ static int emit_collect(diff_ctx *c, kraken_value *old_value, kraken_value *new_
         c->changes = p;
         c->n_cap = cap;
     }
-    if (!(url = strdup(c->path)))
+    if (!(url = strdup(c->url)))
         goto oom;
     c->changes[c->n++] = (kraken_change){url, *old_value, *new_value};
     return 0;

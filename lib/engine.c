@@ -32,6 +32,8 @@
 #define ENGINE_ORIGIN "engine"
 /* Bit of a node's change mask for mutator URLs past the 63 that have their own bit. */
 #define MASK_OVERFLOW (UINT64_C(1) << 63)
+/* Distinct timer durations given their own O(1) queue (libevent allows 256 per base). */
+#define ENGINE_COMMON_TIMEOUTS 32
 
 typedef enum node_phase {
     PH_IDLE = 0,      /* needs (re)planning; also "waiting for thaw" while frozen */
@@ -54,6 +56,7 @@ typedef struct enode {
     bool cfg_changed;  /* some Cfg value changed since the last evaluation */
     bool replan;       /* re-plan even without changes (thaw, set changed, timer) */
     bool deleted;      /* removed from the store; freed by the next pass */
+    bool recreated;    /* deleted and created again before the pass saw it */
     bool timer_armed;
     uint64_t changed;  /* Dsc mutator URLs changed since the last evaluation */
     uint64_t stale;    /* mutator URLs the knowledge rule already called unknown */
@@ -112,9 +115,17 @@ struct kraken_engine {
     struct event *pass_ev;
     bool pass_scheduled;
     uint64_t generation;       /* of the mutation set, as last seen by a pass */
+    uint64_t cond_mask, cond_gen; /* see condition_mask() */
 
     kraken_service **services;
     size_t n_services, cap_services;
+
+    /* libevent "common timeouts": O(1) queues for the few durations in use (step timeouts) */
+    struct {
+        uint64_t ms;
+        const struct timeval *tv;
+    } common[ENGINE_COMMON_TIMEOUTS];
+    size_t n_common;
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -404,6 +415,11 @@ static void self_service_change(kraken_engine *e, const kraken_state_change *c)
     if (strcmp(rest, "State") != 0)
         return;
     svc->dsc_state = state;
+    /* An ERROR carries its reason (kraken_service_set_state() writes it first). */
+    kraken_value msg = KRAKEN_VALUE_INIT;
+    if (state == KRAKEN_SERVICE_ERROR &&
+        kraken_store_get_value(e->store, KRAKEN_DSC, &e->self, svc->error_url, &msg) < 0)
+        kraken_error_clear();
     kraken_event ev = {
         .type = KRAKEN_EVENT_SERVICE,
         .kind = state,
@@ -412,8 +428,10 @@ static void self_service_change(kraken_engine *e, const kraken_state_change *c)
         .old_value = c->old_value,
         .new_value = c->new_value,
         .service_id = svc->id,
+        .message = msg.type == KRAKEN_T_STRING ? msg.v.str.data : NULL,
     };
     kraken_bus_publish(e->bus, &ev);
+    kraken_value_clear(&msg);
     if (state == KRAKEN_SERVICE_RUN) {
         e->wake_waiters = true;
         schedule_pass(e);
@@ -438,6 +456,7 @@ static void on_store_change(const kraken_state_change *c, void *userdata)
     case KRAKEN_CHANGE_CREATE:
         if (!n && !(n = node_add(e, &c->node_id)))
             return; /* out of memory: the node is not driven (nothing better to do here) */
+        n->recreated = n->deleted;
         n->deleted = false;
         n->cfg_changed = true;
         break;
@@ -475,6 +494,28 @@ static void on_store_change(const kraken_state_change *c, void *userdata)
 
 static void node_timer_cb(evutil_socket_t fd, short what, void *arg);
 
+/*
+ * Thousands of nodes arm the same few durations (a mutation's timeout): a
+ * libevent common timeout keeps them in a FIFO queue instead of the heap.
+ */
+static const struct timeval *common_timeout(kraken_engine *e, uint64_t ms)
+{
+    if (ms == 0)
+        return NULL;
+    for (size_t i = 0; i < e->n_common; i++)
+        if (e->common[i].ms == ms)
+            return e->common[i].tv;
+    if (e->n_common == ENGINE_COMMON_TIMEOUTS)
+        return NULL;
+    struct timeval tv = ms_tv(ms);
+    const struct timeval *common = event_base_init_common_timeout(e->base, &tv);
+    if (common) {
+        e->common[e->n_common].ms = ms;
+        e->common[e->n_common++].tv = common;
+    }
+    return common;
+}
+
 /* Arm the node's timer (its meaning is the node's phase). Frozen engines arm nothing. */
 static void timer_arm(kraken_engine *e, enode *n, uint64_t ms)
 {
@@ -482,8 +523,9 @@ static void timer_arm(kraken_engine *e, enode *n, uint64_t ms)
         return;
     if (!n->timer && !(n->timer = evtimer_new(e->base, node_timer_cb, n)))
         return; /* out of memory: the step runs without a timer */
+    const struct timeval *common = common_timeout(e, ms);
     struct timeval tv = ms_tv(ms);
-    evtimer_add(n->timer, &tv);
+    evtimer_add(n->timer, common ? common : &tv);
     n->timer_armed = true;
 }
 
@@ -621,13 +663,12 @@ static void service_request_start(kraken_engine *e, kraken_service *svc)
     }
 }
 
-static void dispatch(kraken_engine *e, enode *n, const kraken_mutation *m, kraken_service *svc)
+static void dispatch(kraken_engine *e, enode *n, const kraken_mutation *m, kraken_service *svc,
+                     const kraken_node *cfg)
 {
-    const kraken_node *cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
     const kraken_node *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
     kraken_plan *plan = n->plan;
     size_t step = n->step;
-    timer_cancel(n);
     n->phase = PH_IN_FLIGHT;
     publish_mutation(e, KRAKEN_MUTATION_MUTATE, &n->id, m->service, m->id, NULL);
     uint64_t timeout = m->timeout_ms ? step_timeout_ms(e, m) : 0;
@@ -636,9 +677,13 @@ static void dispatch(kraken_engine *e, enode *n, const kraken_mutation *m, krake
                                        cfg, dsc};
         svc->ops.mutate(svc, &req, svc->userdata);
     }
-    /* The service may have failed the step from inside mutate(). */
-    if (timeout && n->phase == PH_IN_FLIGHT && n->plan == plan && n->step == step)
-        timer_arm(e, n, timeout);
+    /* The service may have failed the step from inside mutate() (node_fail set the timer). */
+    if (n->phase != PH_IN_FLIGHT || n->plan != plan || n->step != step)
+        return;
+    if (timeout)
+        timer_arm(e, n, timeout); /* replaces whatever the timer was set for */
+    else
+        timer_cancel(n);
 }
 
 /* Start (or keep waiting for) the current step of the node's plan. */
@@ -663,12 +708,13 @@ static void step_start(kraken_engine *e, enode *n, const kraken_node *cfg)
         n->phase = PH_IDLE;
         return;
     }
-    uint64_t now = now_ms();
+    uint64_t now = n->backoff_until ? now_ms() : 0;
     if (n->backoff_until > now) {
         n->phase = PH_BACKOFF;
         timer_arm(e, n, n->backoff_until - now);
         return;
     }
+    n->backoff_until = 0;
     kraken_service *svc = kraken_engine_find_service(e, m->service);
     if (!svc) {
         timer_cancel(n);
@@ -684,7 +730,7 @@ static void step_start(kraken_engine *e, enode *n, const kraken_node *cfg)
         service_request_start(e, svc);
         return;
     }
-    dispatch(e, n, m, svc);
+    dispatch(e, n, m, svc, cfg);
 }
 
 static bool plan_rest_equal(const kraken_plan *old, size_t from, const kraken_plan *fresh)
@@ -701,23 +747,25 @@ static bool plan_rest_equal(const kraken_plan *old, size_t from, const kraken_pl
     return true;
 }
 
-/*
- * Plan from the node's current state. Returns the fresh plan (caller owns it),
- * or NULL after marking the node NO_PATH.
- */
-static kraken_plan *plan_node(kraken_engine *e, enode *n, const kraken_node *cfg,
-                              const kraken_node *dsc)
+/* "You can't get there from here": a visible status, retried on changes (and on a timer). */
+static void set_no_path(kraken_engine *e, enode *n, char *why)
 {
-    kraken_plan *plan = NULL;
-    int rc = kraken_mutation_set_plan(e->set, cfg, dsc, &plan);
-    if (rc == 0)
-        return plan;
     timer_cancel(n);
     n->phase = PH_NO_PATH;
-    set_reason(n, str_printf("no path: %s", kraken_error_last()));
-    kraken_error_clear();
+    set_reason(n, why);
     if (e->opts.no_path_retry_ms)
         timer_arm(e, n, e->opts.no_path_retry_ms);
+}
+
+/* Plan from the node's current state: the fresh plan (caller owns it), or NULL and *why. */
+static kraken_plan *plan_node(kraken_engine *e, const kraken_node *cfg, const kraken_node *dsc,
+                              char **why)
+{
+    kraken_plan *plan = NULL;
+    if (kraken_mutation_set_plan(e->set, cfg, dsc, &plan) == 0)
+        return plan;
+    *why = str_printf("no path: %s", kraken_error_last());
+    kraken_error_clear();
     return NULL;
 }
 
@@ -736,12 +784,40 @@ static void plan_adopt(kraken_engine *e, enode *n, kraken_plan *fresh, const kra
 
 static void replan(kraken_engine *e, enode *n, const kraken_node *cfg, const kraken_node *dsc)
 {
-    kraken_plan *fresh = plan_node(e, n, cfg, dsc);
+    char *why = NULL;
+    kraken_plan *fresh = plan_node(e, cfg, dsc, &why);
     if (fresh)
         plan_adopt(e, n, fresh, cfg);
+    else
+        set_no_path(e, n, why);
 }
 
 /* ---- knowledge rule ------------------------------------------------------------------------- */
+
+/*
+ * Mutator URLs some discovery condition may read: those required by a
+ * mutation that mutates something from zero (a superset of the conditions).
+ * Only their changes can make another URL stale. Cached per set generation.
+ */
+static uint64_t condition_mask(kraken_engine *e)
+{
+    uint64_t gen = kraken__mutation_set_generation(e->set);
+    if (e->cond_gen == gen)
+        return e->cond_mask;
+    uint64_t mask = 0;
+    for (size_t i = 0; i < e->set->n_muts; i++) {
+        const kraken_mutation *m = e->set->muts[i];
+        bool from_zero = false;
+        for (size_t k = 0; k < m->n_mutates; k++)
+            from_zero |= kraken_value_is_zero(&m->mutates[k].from);
+        for (size_t k = 0; from_zero && k < m->n_requires; k++)
+            if (m->requires[k].u->n_mutating)
+                mask |= murl_bit(e->set, m->requires[k].u);
+    }
+    e->cond_mask = mask;
+    e->cond_gen = gen;
+    return mask;
+}
 
 typedef struct stale_ctx {
     const kraken_mutation_set *set;
@@ -776,13 +852,15 @@ static kraken_value zero_of(const kraken_murl *u)
  * its conditions are not (yet) known, e.g. RunState SYNC reported by a child
  * before the power module has spoken, is kept for when they are.
  */
-static void apply_knowledge(kraken_engine *e, enode *n, const kraken_node *cfg,
+static bool apply_knowledge(kraken_engine *e, enode *n, const kraken_node *cfg,
                             const kraken_node *dsc, uint64_t changed)
 {
+    if (!(changed & condition_mask(e)) && !n->cfg_changed)
+        return false; /* nothing any discovery condition reads has changed */
     stale_ctx ctx = {.set = e->set};
     if (kraken__mutation_set_stale(e->set, cfg, dsc, collect_stale, &ctx) < 0) {
         kraken_error_clear();
-        return;
+        return false;
     }
     uint64_t gen = kraken__mutation_set_generation(e->set);
     uint64_t clear = 0;
@@ -800,6 +878,7 @@ static void apply_knowledge(kraken_engine *e, enode *n, const kraken_node *cfg,
         else
             kraken_error_clear();
     }
+    return clear != 0;
 }
 
 /* ---- evaluating a node ----------------------------------------------------------------------- */
@@ -877,7 +956,7 @@ static void follow_step(kraken_engine *e, enode *n, const kraken_node *cfg, cons
     case STEP_DONE:
     case STEP_DISCOVERED:
         if (in_flight) {
-            timer_cancel(n);
+            /* The timer is re-armed or cancelled by whatever comes next (step_start). */
             publish_mutation(e, KRAKEN_MUTATION_DONE, &n->id, m->service, m->id, NULL);
             node_success(n, m->service, m->id);
         }
@@ -904,13 +983,11 @@ static void follow_step(kraken_engine *e, enode *n, const kraken_node *cfg, cons
             step_start(e, n, cfg);
         return;
     }
-    kraken_plan *fresh = plan_node(e, n, cfg, dsc);
+    char *why = NULL;
+    kraken_plan *fresh = plan_node(e, cfg, dsc, &why);
     if (!fresh) {
-        /* plan_node marked NO_PATH; the in-flight step is abandoned. */
-        uint8_t phase = n->phase;
-        n->phase = in_flight ? PH_IN_FLIGHT : PH_IDLE;
         step_interrupt(e, n, "no path");
-        n->phase = phase;
+        set_no_path(e, n, why);
         return;
     }
     bool same_step = kraken_plan_length(fresh) > 0 &&
@@ -949,11 +1026,22 @@ static void evaluate(kraken_engine *e, enode *n)
         node_forget(e, n);
         return;
     }
+    if (n->recreated) {
+        /* A new node with an old id: nothing of the old one's run state applies. */
+        n->recreated = false;
+        step_interrupt(e, n, "node deleted");
+        n->failures = 0;
+        n->backoff_until = 0;
+        free(n->last_failed);
+        n->last_failed = NULL;
+        set_reason(n, NULL);
+        n->stale = 0;
+        n->phase = PH_IDLE;
+    }
     const kraken_node *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
     uint64_t changed = n->changed;
     bool cfg_changed = n->cfg_changed, replan_wanted = n->replan || cfg_changed;
-    if (changed || cfg_changed) {
-        apply_knowledge(e, n, cfg, dsc, changed);
+    if ((changed || cfg_changed) && apply_knowledge(e, n, cfg, dsc, changed)) {
         /* Stored nodes may have been replaced by the writes: look again. */
         cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
         dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
@@ -986,8 +1074,10 @@ static void evaluate(kraken_engine *e, enode *n)
     case PH_IDLE:
     case PH_CONVERGED:
     case PH_NO_PATH:
-        if (n->phase == PH_NO_PATH)
+        if (n->phase == PH_NO_PATH) {
             timer_cancel(n);
+            set_reason(n, NULL); /* set again if there is still no path */
+        }
         n->phase = PH_IDLE;
         replan(e, n, cfg, dsc);
         return;

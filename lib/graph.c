@@ -29,7 +29,7 @@ typedef struct gedge {
 } gedge;
 
 typedef struct graph {
-    const kraken_planner *p;
+    kraken_planner *p;
     const kraken_mutation_set *set;
     kraken_stateset *ss;
     gedge *edges;

@@ -354,7 +354,7 @@ KRAKEN_PRIVATE size_t kraken__planner_width(const kraken_planner *p);
 KRAKEN_PRIVATE size_t kraken__planner_static_width(const kraken_planner *p);
 KRAKEN_PRIVATE uint64_t kraken__planner_generation(const kraken_planner *p);
 /* Static fact codes from a Cfg node into @p statics (static_width bytes). */
-KRAKEN_PRIVATE void kraken__planner_encode_statics(const kraken_planner *p, const kraken_node *cfg,
+KRAKEN_PRIVATE void kraken__planner_encode_statics(kraken_planner *p, const kraken_node *cfg,
                                                    uint8_t *statics);
 /* Apply mutation @p i (set order) to @p state; false when it does not apply. @p statics NULL:
  * every static require holds and no static exclude matches. @p next may not alias @p state. */
@@ -388,6 +388,10 @@ KRAKEN_PRIVATE const uint8_t *kraken__stateset_vec(const kraken_stateset *ss, si
 
 
 /* ==== codec additions (owner: codec; json.c, pbcodec.c) ==== */
+/* Records nested deeper than this (the node counts as one) are rejected by both decoders
+ * and the encoder, so whatever one codec accepts the other does too. Built-in schemas
+ * nest ~5 deep; polymorphic fields (service config) could otherwise nest without end. */
+#define KRAKEN_CODEC_MAX_DEPTH 64
 /* True when @p text[0..len) is valid UTF-8 without NUL bytes (strings are NUL-terminated). */
 KRAKEN_PRIVATE bool kraken__utf8_valid(const char *text, size_t len);
 /* Sort a decoded KEY_FIELD/KEY_TYPE list into its stored order (kraken__list_item_key, strcmp).

@@ -19,7 +19,6 @@
 
 #include "internal.h"
 
-#define JSON_MAX_DEPTH 64    /* nested records/maps/lists; schemas go ~6 deep */
 #define JSON_PATH_MAX 256
 #define JSON_MAX_SAFE_INT 9007199254740992.0 /* 2^53: 2^53 + 1 reads as 2^53, so stop below */
 
@@ -108,9 +107,9 @@ size_t kraken__list_encoded_count(const kraken_field *f, const kraken_list *l)
 /* ---- decoding context and errors ----------------------------------------- */
 
 typedef struct jctx {
-    const char *source;  /* file name, "request", ... */
-    long node_index;     /* index in a node list, -1 if not in one */
-    char node_id[40];    /* the node's "id" as written, "" if unknown */
+    const char *source; /* file name, "request", ... */
+    long node_index;    /* index in a node list, -1 if not in one */
+    char node_id[40];   /* the node's "id" as written, "" if unknown */
     char path[JSON_PATH_MAX];
     size_t path_len;
     int depth;
@@ -123,22 +122,40 @@ static void jctx_init(jctx *c, const char *source)
     c->node_index = -1;
 }
 
+/* snprintf at *len that never runs past the buffer (truncates instead). */
+static void appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+    if (*len + 1 >= size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *len, size - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
+}
+
 /* "source: node 2 (id): field 'a.b'" describing where the decoder is. */
 static void jctx_where(const jctx *c, char *buf, size_t size)
 {
-    int n = snprintf(buf, size, "%s", c->source);
+    size_t len = 0;
+    buf[0] = '\0';
+    appendf(buf, size, &len, "%s", c->source);
     if (c->node_index >= 0 || c->node_id[0] != '\0') {
-        n += snprintf(buf + n, size - (size_t)n, ": node");
+        appendf(buf, size, &len, ": node");
         if (c->node_index >= 0)
-            n += snprintf(buf + n, size - (size_t)n, " %ld", c->node_index);
+            appendf(buf, size, &len, " %ld", c->node_index);
         if (c->node_id[0] != '\0')
-            n += snprintf(buf + n, size - (size_t)n, " (%s)", c->node_id);
+            appendf(buf, size, &len, " (%s)", c->node_id);
     }
-    if (c->path_len > 0 && (size_t)n < size)
-        snprintf(buf + n, size - (size_t)n, ": field '%s'", c->path);
+    if (c->path_len > 0)
+        appendf(buf, size, &len, ": field '%s'", c->path);
 }
 
-static int jerr(const jctx *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int jerr(const jctx *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int jerr(const jctx *c, int code, const char *fmt, ...)
 {
     char where[512], msg[512];
@@ -240,21 +257,26 @@ static int json_to_int(jctx *c, kraken_type type, const cJSON *it, kraken_slot *
     if (cJSON_IsNumber(it)) {
         double d = it->valuedouble;
         if (!isfinite(d) || d != floor(d))
-            return jerr(c, KRAKEN_EPARSE, "%s expects an integer, got %g", kraken_type_name(type), d);
+            return jerr(c, KRAKEN_EPARSE, "%s expects an integer, got %g", kraken_type_name(type),
+                        d);
         if (fabs(d) >= JSON_MAX_SAFE_INT)
-            return jerr(c, KRAKEN_EPARSE, "integer %g is too large for a JSON number; write it as a string", d);
+            return jerr(c, KRAKEN_EPARSE,
+                        "integer %g is too large for a JSON number; write it as a string", d);
         if (is_unsigned) {
             if (d < 0)
-                return jerr(c, KRAKEN_EPARSE, "%s cannot be negative (%g)", kraken_type_name(type), d);
+                return jerr(c, KRAKEN_EPARSE, "%s cannot be negative (%g)", kraken_type_name(type),
+                            d);
             u = (uint64_t)d;
         } else {
             i = (int64_t)d;
         }
     } else if (cJSON_IsString(it)) {
         if (parse_int_text(it->valuestring, type, &i, &u) != 0)
-            return jerr(c, KRAKEN_EPARSE, "'%s' is not a valid %s", it->valuestring, kraken_type_name(type));
+            return jerr(c, KRAKEN_EPARSE, "'%s' is not a valid %s", it->valuestring,
+                        kraken_type_name(type));
     } else {
-        return jerr(c, KRAKEN_EPARSE, "expected %s (number or string), got %s", kraken_type_name(type), json_kind(it));
+        return jerr(c, KRAKEN_EPARSE, "expected %s (number or string), got %s",
+                    kraken_type_name(type), json_kind(it));
     }
     if ((type == KRAKEN_T_INT32 && (i < INT32_MIN || i > INT32_MAX)) ||
         (type == KRAKEN_T_UINT32 && u > UINT32_MAX))
@@ -271,9 +293,8 @@ static int json_to_enum(jctx *c, const kraken_field *f, const cJSON *it, kraken_
     const struct kraken_enum_type *e = f->enm;
     const char *ename = e != NULL ? kraken_enum_type_name(e) : "enum";
     if (cJSON_IsString(it)) {
-        const kraken_enum_member *m = e != NULL ? kraken__enum_by_name(e, it->valuestring,
-                                                                      strlen(it->valuestring))
-                                                : NULL;
+        const kraken_enum_member *m =
+            e != NULL ? kraken__enum_by_name(e, it->valuestring, strlen(it->valuestring)) : NULL;
         if (m == NULL)
             return jerr(c, KRAKEN_EPARSE, "unknown %s name '%s'", ename, it->valuestring);
         out->i = m->number;
@@ -281,8 +302,8 @@ static int json_to_enum(jctx *c, const kraken_field *f, const cJSON *it, kraken_
     }
     if (cJSON_IsNumber(it)) {
         double d = it->valuedouble;
-        if (!isfinite(d) || d != floor(d) || d < INT32_MIN || d > INT32_MAX ||
-            e == NULL || kraken_enum_type_lookup(e, (int32_t)d) == NULL)
+        if (!isfinite(d) || d != floor(d) || d < INT32_MIN || d > INT32_MAX || e == NULL ||
+            kraken_enum_type_lookup(e, (int32_t)d) == NULL)
             return jerr(c, KRAKEN_EPARSE, "%g is not a %s number", d, ename);
         out->i = (int32_t)d;
         return 0;
@@ -370,6 +391,10 @@ static int json_to_record(jctx *c, const struct kraken_schema *schema, const cJS
     *out = NULL;
     if (!cJSON_IsObject(obj))
         return jerr(c, KRAKEN_EPARSE, "expected an object, got %s", json_kind(obj));
+    /* Only records can nest (map values and list elements are not containers), so
+     * counting records bounds the recursion. Same limit as the binary decoder. */
+    if (c->depth >= KRAKEN_CODEC_MAX_DEPTH)
+        return jerr(c, KRAKEN_EPARSE, "records nested more than %d levels", KRAKEN_CODEC_MAX_DEPTH);
     int rc;
     bool typed = (schema == NULL);
     schema = json_record_schema(c, schema, obj, &rc);
@@ -378,6 +403,7 @@ static int json_to_record(jctx *c, const struct kraken_schema *schema, const cJS
     kraken_record *rec = kraken__record_new(schema);
     if (rec == NULL)
         return jerr(c, KRAKEN_ENOMEM, "out of memory");
+    c->depth++;
     /* Name the type in paths below a typed record: "extensions[0](PXE.Client).state". */
     size_t type_mark = c->path_len;
     if (typed) {
@@ -396,7 +422,8 @@ static int json_to_record(jctx *c, const struct kraken_schema *schema, const cJS
         /* A name given twice (e.g. camel and snake spelling) would silently overwrite. */
         for (const cJSON *prev = obj->child; prev != it; prev = prev->next) {
             if (json_field(schema, prev->string) == f) {
-                rc = jerr(c, KRAKEN_EPARSE, "field '%s' given twice in %s", it->string, schema->name);
+                rc = jerr(c, KRAKEN_EPARSE, "field '%s' given twice in %s", it->string,
+                          schema->name);
                 break;
             }
         }
@@ -410,6 +437,7 @@ static int json_to_record(jctx *c, const struct kraken_schema *schema, const cJS
             break;
         path_pop(c, old);
     }
+    c->depth--;
     if (rc != 0) {
         kraken__record_free(rec);
         return rc;
@@ -500,9 +528,6 @@ static int json_to_slot(jctx *c, const kraken_field *f, kraken_type type, const 
                         kraken_slot *out)
 {
     memset(out, 0, sizeof *out);
-    if (c->depth >= JSON_MAX_DEPTH)
-        return jerr(c, KRAKEN_EPARSE, "nested more than %d levels", JSON_MAX_DEPTH);
-    c->depth++;
     int rc;
     switch (type) {
     case KRAKEN_T_BOOL:
@@ -544,7 +569,6 @@ static int json_to_slot(jctx *c, const kraken_field *f, kraken_type type, const 
         rc = jerr(c, KRAKEN_EINVAL, "field has no JSON form (type %d)", (int)type);
         break;
     }
-    c->depth--;
     return rc;
 }
 
@@ -557,8 +581,8 @@ static int json_parse(const jctx *c, const char *text, size_t len, cJSON **out)
     size_t off = 0;
     if (root != NULL) {
         off = (size_t)(end - text);
-        while (off < len && (text[off] == ' ' || text[off] == '\t' || text[off] == '\n' ||
-                             text[off] == '\r'))
+        while (off < len &&
+               (text[off] == ' ' || text[off] == '\t' || text[off] == '\n' || text[off] == '\r'))
             off++;
         if (off == len || (text[off] == '\0' && off + 1 == len)) {
             *out = root;
@@ -566,7 +590,8 @@ static int json_parse(const jctx *c, const char *text, size_t len, cJSON **out)
         }
         cJSON_Delete(root);
     } else {
-        off = end != NULL && end >= text && (size_t)(end - text) <= len ? (size_t)(end - text) : len;
+        off =
+            end != NULL && end >= text && (size_t)(end - text) <= len ? (size_t)(end - text) : len;
     }
     size_t line = 1, col = 1;
     for (size_t i = 0; i < off; i++) {
@@ -583,11 +608,13 @@ static int json_parse(const jctx *c, const char *text, size_t len, cJSON **out)
     size_t k = 0, start = off;
     while (start > 0 && off - start < 12 && text[start - 1] != '\n')
         start--;
-    for (size_t i = start; i < len && k + 1 < sizeof near && text[i] != '\n' && text[i] != '\0'; i++)
+    for (size_t i = start; i < len && k + 1 < sizeof near && text[i] != '\n' && text[i] != '\0';
+         i++)
         near[k++] = (text[i] >= 0x20 && text[i] < 0x7f) ? text[i] : '?';
     near[k] = '\0';
-    return kraken__err(KRAKEN_EPARSE, "%s: malformed JSON at byte %zu (line %zu, column %zu)%s%s%s%s",
-                       c->source, off, line, col, root != NULL ? ": trailing data" : "",
+    return kraken__err(KRAKEN_EPARSE,
+                       "%s: malformed JSON at byte %zu (line %zu, column %zu)%s%s%s%s", c->source,
+                       off, line, col, root != NULL ? ": trailing data" : "",
                        k > 0 ? " near '" : "", near, k > 0 ? "'" : "");
 }
 
@@ -910,7 +937,8 @@ void kraken_nodes_free(kraken_node **nodes, size_t n)
 static int json_to_node_list(jctx *c, const cJSON *root, kraken_node ***out, size_t *n_out)
 {
     if (!cJSON_IsObject(root))
-        return jerr(c, KRAKEN_EPARSE, "expected an object {\"nodes\": [...]}, got %s", json_kind(root));
+        return jerr(c, KRAKEN_EPARSE, "expected an object {\"nodes\": [...]}, got %s",
+                    json_kind(root));
     const cJSON *arr = NULL;
     for (const cJSON *it = root->child; it != NULL; it = it->next) {
         if (strcmp(it->string, "nodes") != 0)

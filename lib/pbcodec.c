@@ -26,7 +26,6 @@
 
 #include "internal.h"
 
-#define PB_MAX_DEPTH 64 /* nested records; the built-in schemas go ~6 deep */
 #define PB_ORDER_INLINE 64
 
 /* ---- shared helpers ---------------------------------------------------------- */
@@ -60,16 +59,24 @@ typedef struct field_order {
     size_t buf[PB_ORDER_INLINE];
 } field_order;
 
+/* Schemas are immutable and never freed, so "is sorted" can be remembered by address. */
+static _Thread_local const struct kraken_schema *sorted_schemas[16];
+
 static int field_order_init(field_order *o, const struct kraken_schema *s)
 {
     o->n = s->n_fields;
     o->index = NULL;
     o->heap = NULL;
+    size_t slot = ((uintptr_t)s >> 4) % 16;
+    if (sorted_schemas[slot] == s)
+        return 0;
     bool sorted = true;
     for (size_t i = 1; i < s->n_fields && sorted; i++)
         sorted = s->fields[i - 1].number < s->fields[i].number;
-    if (sorted)
+    if (sorted) {
+        sorted_schemas[slot] = s;
         return 0;
+    }
     size_t *idx = o->buf;
     if (s->n_fields > PB_ORDER_INLINE) {
         idx = o->heap = malloc(s->n_fields * sizeof *idx);
@@ -199,8 +206,8 @@ static size_t size_embedded_record(penc *e, const kraken_field *f, const kraken_
 
 /* Size of one value (without its tag), length prefix included for strings.
  * Records here are index-list elements: always written, even when empty. */
-static size_t size_value(penc *e, const kraken_field *f, kraken_type type,
-                         const kraken_slot *slot, int depth)
+static size_t size_value(penc *e, const kraken_field *f, kraken_type type, const kraken_slot *slot,
+                         int depth)
 {
     size_t idx;
     bool empty;
@@ -314,9 +321,9 @@ static size_t size_list(penc *e, const kraken_field *f, const kraken_list *l, in
 static size_t size_record_body(penc *e, const kraken_record *rec, int depth)
 {
     const struct kraken_schema *s = rec->schema;
-    if (depth > PB_MAX_DEPTH) {
-        penc_fail(e, kraken__err(KRAKEN_ELIMIT, "%s: records nested more than %d levels",
-                                 s->name, PB_MAX_DEPTH));
+    if (depth >= KRAKEN_CODEC_MAX_DEPTH) {
+        penc_fail(e, kraken__err(KRAKEN_ELIMIT, "%s: records nested more than %d levels", s->name,
+                                 KRAKEN_CODEC_MAX_DEPTH));
         return 0;
     }
     field_order o;
@@ -365,56 +372,95 @@ static bool size_skip_omitted(penc *e)
     return true;
 }
 
+/* Writes go through nanopb's buffer stream. A field's key and its varint value (or
+ * length prefix) are formatted together and written with one pb_write(): per-call
+ * overhead dominates the cost of encoding small fields. */
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static bool emit_key_varint(pb_ostream_t *s, uint32_t number, pb_wire_type_t wt, uint64_t v)
+{
+    uint8_t buf[20];
+    size_t n = put_varint(buf, ((uint64_t)number << 3) | (uint64_t)wt);
+    n += put_varint(buf + n, v);
+    return pb_write(s, buf, n);
+}
+
+static bool emit_bytes(pb_ostream_t *s, uint32_t number, const void *data, size_t len)
+{
+    return emit_key_varint(s, number, PB_WT_STRING, len) &&
+           (len == 0 || pb_write(s, (const pb_byte_t *)data, len));
+}
+
 static bool write_record_body(penc *e, pb_ostream_t *s, const kraken_record *rec);
 
-static bool write_embedded_record(penc *e, pb_ostream_t *s, const kraken_field *f,
+/* Key, length and body of a record (an Any for polymorphic fields). */
+static bool write_embedded_record(penc *e, pb_ostream_t *s, uint32_t number, const kraken_field *f,
                                   const kraken_record *rec)
 {
-    if (!pb_encode_varint(s, size_next(e)))
+    if (!emit_key_varint(s, number, PB_WT_STRING, size_next(e)))
         return false;
     if (f->record != NULL)
         return write_record_body(e, s, rec);
     const char *url = rec->schema->type_url;
     size_t vbody = size_next(e);
-    if (!pb_encode_tag(s, PB_WT_STRING, 1) ||
-        !pb_encode_string(s, (const pb_byte_t *)url, strlen(url)))
+    if (!emit_bytes(s, 1, url, strlen(url)))
         return false;
     if (vbody == 0)
         return true;
-    return pb_encode_tag(s, PB_WT_STRING, 2) && pb_encode_varint(s, vbody) &&
-           write_record_body(e, s, rec);
+    return emit_key_varint(s, 2, PB_WT_STRING, vbody) && write_record_body(e, s, rec);
 }
 
-static bool write_value(penc *e, pb_ostream_t *s, const kraken_field *f, kraken_type type,
-                        const kraken_slot *slot)
+static uint64_t varint_of(kraken_type type, const kraken_slot *slot)
+{
+    switch (type) {
+    case KRAKEN_T_BOOL:
+        return slot->b ? 1 : 0;
+    case KRAKEN_T_UINT32:
+    case KRAKEN_T_UINT64:
+        return slot->u;
+    default: /* INT32, INT64, ENUM: negative numbers take 10 bytes, as in protobuf */
+        return (uint64_t)slot->i;
+    }
+}
+
+/* One value with its key. */
+static bool write_field_value(penc *e, pb_ostream_t *s, uint32_t number, const kraken_field *f,
+                              kraken_type type, const kraken_slot *slot)
 {
     static const uint8_t zero16[16];
     switch (type) {
     case KRAKEN_T_BOOL:
-        return pb_encode_varint(s, slot->b ? 1 : 0);
     case KRAKEN_T_INT32:
     case KRAKEN_T_INT64:
     case KRAKEN_T_ENUM:
-        return pb_encode_varint(s, (uint64_t)slot->i);
     case KRAKEN_T_UINT32:
     case KRAKEN_T_UINT64:
-        return pb_encode_varint(s, slot->u);
+        return emit_key_varint(s, number, PB_WT_VARINT, varint_of(type, slot));
     case KRAKEN_T_STRING:
-        return pb_encode_string(s, (const pb_byte_t *)(slot->s != NULL ? slot->s : ""),
-                                slot->s != NULL ? strlen(slot->s) : 0);
+        return emit_bytes(s, number, slot->s != NULL ? slot->s : "",
+                          slot->s != NULL ? strlen(slot->s) : 0);
     case KRAKEN_T_BYTES:
-        return slot->bytes != NULL ? pb_encode_string(s, slot->bytes->data, slot->bytes->len)
-                                   : pb_encode_string(s, zero16, 0);
+        return slot->bytes != NULL ? emit_bytes(s, number, slot->bytes->data, slot->bytes->len)
+                                   : emit_bytes(s, number, zero16, 0);
     case KRAKEN_T_UUID:
-        return pb_encode_string(s, slot->uuid != NULL ? slot->uuid->bytes : zero16, 16);
+        return emit_bytes(s, number, slot->uuid != NULL ? slot->uuid->bytes : zero16, 16);
     case KRAKEN_T_IPV4:
-        return pb_encode_string(s, (const pb_byte_t *)&slot->ipv4, 4);
+        return emit_bytes(s, number, &slot->ipv4, 4);
     case KRAKEN_T_MAC:
-        return pb_encode_string(s, (const pb_byte_t *)&slot->mac, 6);
+        return emit_bytes(s, number, &slot->mac, 6);
     case KRAKEN_T_RECORD:
         if (slot->rec == NULL)
-            return pb_encode_varint(s, size_next(e));
-        return write_embedded_record(e, s, f, slot->rec);
+            return emit_key_varint(s, number, PB_WT_STRING, size_next(e));
+        return write_embedded_record(e, s, number, f, slot->rec);
     default:
         return false;
     }
@@ -431,13 +477,11 @@ static bool write_map(penc *e, pb_ostream_t *s, const kraken_field *f, const kra
             continue;
         }
         size_t klen = strlen(ent->key);
-        if (!pb_encode_tag(s, PB_WT_STRING, f->number) || !pb_encode_varint(s, size_next(e)))
+        if (!emit_key_varint(s, f->number, PB_WT_STRING, size_next(e)))
             return false;
-        if (klen > 0 && (!pb_encode_tag(s, PB_WT_STRING, 1) ||
-                         !pb_encode_string(s, (const pb_byte_t *)ent->key, klen)))
+        if (klen > 0 && !emit_bytes(s, 1, ent->key, klen))
             return false;
-        if (!pb_encode_tag(s, wire_type_of(f->elem_type), 2) ||
-            !write_value(e, s, f, f->elem_type, &ent->value))
+        if (!write_field_value(e, s, 2, f, f->elem_type, &ent->value))
             return false;
     }
     return true;
@@ -449,8 +493,7 @@ static bool write_list(penc *e, pb_ostream_t *s, const kraken_field *f, const kr
         for (size_t i = 0; l != NULL && i < l->n; i++) {
             if (l->items[i].rec == NULL || size_skip_omitted(e))
                 continue;
-            if (!pb_encode_tag(s, PB_WT_STRING, f->number) ||
-                !write_embedded_record(e, s, f, l->items[i].rec))
+            if (!write_embedded_record(e, s, f->number, f, l->items[i].rec))
                 return false;
         }
         return true;
@@ -459,16 +502,17 @@ static bool write_list(penc *e, pb_ostream_t *s, const kraken_field *f, const kr
     if (n == 0)
         return true;
     if (is_varint_type(f->elem_type)) {
-        if (!pb_encode_tag(s, PB_WT_STRING, f->number) || !pb_encode_varint(s, size_next(e)))
+        if (!emit_key_varint(s, f->number, PB_WT_STRING, size_next(e)))
             return false;
-        for (size_t i = 0; i < n; i++)
-            if (!write_value(e, s, f, f->elem_type, &l->items[i]))
+        for (size_t i = 0; i < n; i++) {
+            uint8_t buf[10];
+            if (!pb_write(s, buf, put_varint(buf, varint_of(f->elem_type, &l->items[i]))))
                 return false;
+        }
         return true;
     }
-    pb_wire_type_t wt = wire_type_of(f->elem_type);
     for (size_t i = 0; i < n; i++)
-        if (!pb_encode_tag(s, wt, f->number) || !write_value(e, s, f, f->elem_type, &l->items[i]))
+        if (!write_field_value(e, s, f->number, f, f->elem_type, &l->items[i]))
             return false;
     return true;
 }
@@ -490,11 +534,9 @@ static bool write_record_body(penc *e, pb_ostream_t *s, const kraken_record *rec
             ok = write_list(e, s, f, slot->list);
         } else if (f->type == KRAKEN_T_RECORD) {
             if (slot->rec != NULL && !size_skip_omitted(e))
-                ok = pb_encode_tag(s, PB_WT_STRING, f->number) &&
-                     write_embedded_record(e, s, f, slot->rec);
+                ok = write_embedded_record(e, s, f->number, f, slot->rec);
         } else if (!kraken__slot_is_zero(f->type, slot)) {
-            ok = pb_encode_tag(s, wire_type_of(f->type), f->number) &&
-                 write_value(e, s, f, f->type, slot);
+            ok = write_field_value(e, s, f->number, f, f->type, slot);
         }
     }
     field_order_done(&o);
@@ -522,8 +564,7 @@ int kraken_node_encode(const kraken_node *node, uint8_t **out, size_t *len)
         goto done;
     }
     pb_ostream_t s = pb_ostream_from_buffer(buf, total);
-    if (!write_record_body(&e, &s, &node->rec) || s.bytes_written != total ||
-        e.cursor != e.n) {
+    if (!write_record_body(&e, &s, &node->rec) || s.bytes_written != total || e.cursor != e.n) {
         /* Only reachable if the two passes disagree: a bug, not bad input. */
         rc = kraken__err(KRAKEN_EINVAL, "node encoding failed: %s", PB_GET_ERROR(&s));
         free(buf);
@@ -617,8 +658,8 @@ static int dec_fixed_bytes(pdec *d, pb_istream_t *s, const struct kraken_schema 
     return 0;
 }
 
-static int dec_any(pdec *d, pb_istream_t *s, const struct kraken_schema *sc,
-                   const kraken_field *f, kraken_record **out)
+static int dec_any(pdec *d, pb_istream_t *s, const struct kraken_schema *sc, const kraken_field *f,
+                   kraken_record **out)
 {
     pb_istream_t sub;
     if (!pb_make_string_substream(s, &sub))
@@ -724,8 +765,7 @@ static int dec_value(pdec *d, pb_istream_t *s, const struct kraken_schema *sc,
         if (!pb_decode_varint32(s, &len))
             return perr(d, s, sc, f, "bad length: %s", PB_GET_ERROR(s));
         if (len > s->bytes_left)
-            return perr(d, s, sc, f, "%u bytes overrun the message (%zu left)", len,
-                        s->bytes_left);
+            return perr(d, s, sc, f, "%u bytes overrun the message (%zu left)", len, s->bytes_left);
         if (len == 0)
             return 0;
         struct kraken_blob *b = malloc(sizeof *b + len);
@@ -825,8 +865,6 @@ static int dec_map_entry(pdec *d, pb_istream_t *s, const struct kraken_schema *s
                          const kraken_field *f, kraken_slot *slot)
 {
     pb_istream_t sub;
-    if (wire_type_of(KRAKEN_T_MAP) != PB_WT_STRING)
-        return perr(d, s, sc, f, "internal: map wire type");
     if (!pb_make_string_substream(s, &sub))
         return perr(d, s, sc, f, "bad map entry: %s", PB_GET_ERROR(s));
     char *key = NULL;
@@ -907,8 +945,9 @@ static int dec_record_body(pdec *d, pb_istream_t *s, const struct kraken_schema 
                            kraken_record **out)
 {
     *out = NULL;
-    if (d->depth >= PB_MAX_DEPTH)
-        return perr(d, s, schema, NULL, "records nested more than %d levels", PB_MAX_DEPTH);
+    if (d->depth >= KRAKEN_CODEC_MAX_DEPTH)
+        return perr(d, s, schema, NULL, "records nested more than %d levels",
+                    KRAKEN_CODEC_MAX_DEPTH);
     kraken_record *rec = kraken__record_new(schema);
     if (rec == NULL)
         return kraken__err(KRAKEN_ENOMEM, "out of memory decoding node");

@@ -34,14 +34,22 @@
 
 /* ---- hashing and interned state vectors --------------------------------- */
 
-static uint64_t fnv1a(const uint8_t *p, size_t n)
+/* Word-at-a-time multiply-xorshift hash of a short byte string (state vectors and cache
+ * keys: a few dozen bytes, hashed on every plan call). */
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
     }
-    return h;
+    uint64_t w = 0;
+    if (n)
+        memcpy(&w, p, n);
+    h = (h ^ w) * 0x94d049bb133111ebull;
+    return h ^ (h >> 29);
 }
 
 struct kraken_stateset {
@@ -90,7 +98,7 @@ const uint8_t *kraken__stateset_vec(const kraken_stateset *ss, size_t index)
 static size_t stateset_probe(const kraken_stateset *ss, const uint8_t *vec)
 {
     size_t mask = ss->tcap - 1;
-    size_t i = (size_t)fnv1a(vec, ss->width) & mask;
+    size_t i = (size_t)hash_bytes(vec, ss->width) & mask;
     while (ss->table[i]) {
         const uint8_t *v = kraken__stateset_vec(ss, ss->table[i] - 1);
         if (ss->width == 0 || memcmp(v, vec, ss->width) == 0)
@@ -175,7 +183,20 @@ typedef struct pm_url {
     pm_fact *cond;                  /* discovery conditions (mutator URLs only) */
     size_t n_cond;
     bool has_cond;                  /* some mutation mutates it from zero */
+    /* Fast reads: the URL is field `leaf` of the record its parent URL names (group), so
+     * one peek per group and node serves every URL of the group. */
+    size_t group;                   /* SIZE_MAX: read with a full peek */
+    const char *leaf;               /* last component, points into u->text */
+    size_t leaf_len;
+    const struct kraken_schema *leaf_schema; /* cache: schema last seen, and the field's index */
+    size_t leaf_index;
+    /* ENUM URLs: code by enum number - enum_lo (0 = not a mentioned value). */
+    int64_t enum_lo;
+    size_t enum_n;
+    uint8_t *enum_codes;
 } pm_url;
+
+#define MAX_GROUPS 32
 
 typedef struct cache_slot {
     uint64_t hash;
@@ -194,6 +215,8 @@ struct kraken_planner {
     uint64_t generation;
     size_t n_m, n_s;
     pm_url *urls;       /* n_m mutator URLs, then n_s static URLs; each group sorted by text */
+    kraken_url *groups[MAX_GROUPS]; /* parent record URLs; NULL entry = the node itself */
+    size_t n_groups;
     size_t n_muts;
     pm_mut *muts;       /* in the set's (service, id) order */
     plan_cache cache;
@@ -244,6 +267,7 @@ void kraken__planner_free(kraken_planner *p)
             for (size_t c = 0; c < pu->n_values + 3; c++)
                 free(pu->labels[c]);
         free(pu->labels);
+        free(pu->enum_codes);
         for (size_t v = 0; v < pu->n_values; v++)
             kraken_value_clear(&pu->values[v]);
         free(pu->values);
@@ -254,6 +278,8 @@ void kraken__planner_free(kraken_planner *p)
         free(p->muts[i].req);
         free(p->muts[i].exc);
     }
+    for (size_t g = 0; g < p->n_groups; g++)
+        kraken__url_free(p->groups[g]);
     free(p->urls);
     free(p->muts);
     free(p);
@@ -479,6 +505,63 @@ static int make_labels(pm_url *pu)
     return 0;
 }
 
+/* Table from enum number to code, when the numbers span a small range. */
+static int make_enum_table(pm_url *pu)
+{
+    if (pu->u->type != KRAKEN_T_ENUM || pu->n_values == 0)
+        return 0;
+    int64_t lo = pu->values[0].v.i, hi = lo;
+    for (size_t i = 1; i < pu->n_values; i++) {
+        lo = pu->values[i].v.i < lo ? pu->values[i].v.i : lo;
+        hi = pu->values[i].v.i > hi ? pu->values[i].v.i : hi;
+    }
+    if (hi - lo >= 1024)
+        return 0; /* sparse enum: scan the values instead */
+    pu->enum_lo = lo;
+    pu->enum_n = (size_t)(hi - lo) + 1;
+    pu->enum_codes = calloc(pu->enum_n, 1);
+    if (!pu->enum_codes)
+        return kraken__err(KRAKEN_ENOMEM, "planner: out of memory");
+    for (size_t i = 0; i < pu->n_values; i++)
+        pu->enum_codes[pu->values[i].v.i - lo] = (uint8_t)(i + 1);
+    return 0;
+}
+
+/* Group URL @p pu under the record its parent URL names, when the parent is a record. */
+static void assign_group(kraken_planner *p, pm_url *pu)
+{
+    const char *text = pu->u->text, *slash = strrchr(text, '/');
+    pu->group = SIZE_MAX;
+    if (!slash || !slash[1])
+        return;
+    pu->leaf = slash + 1;
+    pu->leaf_len = strlen(pu->leaf);
+    size_t plen = (size_t)(slash - text);
+    for (size_t g = 0; g < p->n_groups; g++) {
+        const char *gt = p->groups[g] ? kraken__url_text(p->groups[g]) : "";
+        if (strlen(gt) == plen && strncmp(gt, text, plen) == 0) {
+            pu->group = g;
+            return;
+        }
+    }
+    if (p->n_groups == MAX_GROUPS)
+        return;
+    kraken_url *parent = NULL;
+    if (plen > 0) {
+        char *ptext = kraken__strndup(text, plen);
+        int rc = ptext ? kraken__url_compile(ptext, &parent) : KRAKEN_ENOMEM;
+        free(ptext);
+        if (rc < 0 || kraken__url_type(parent) != KRAKEN_T_RECORD ||
+            strlen(kraken__url_text(parent)) != plen) {
+            kraken__url_free(parent);
+            kraken_error_clear();
+            return;
+        }
+    }
+    pu->group = p->n_groups;
+    p->groups[p->n_groups++] = parent;
+}
+
 static int planner_build(kraken_mutation_set *set, kraken_planner **out)
 {
     kraken_planner *p = calloc(1, sizeof *p);
@@ -503,6 +586,10 @@ static int planner_build(kraken_mutation_set *set, kraken_planner **out)
         rc = compute_conditions(p, u);
         if (rc == 0)
             rc = make_labels(&p->urls[u]);
+    }
+    for (size_t u = 0; u < p->n_m + p->n_s && rc == 0; u++) {
+        rc = make_enum_table(&p->urls[u]);
+        assign_group(p, &p->urls[u]);
     }
     p->cache.klen = 2 * p->n_m + p->n_s;
     if (rc < 0) {
@@ -583,8 +670,15 @@ static bool slots_equal(kraken_type type, const kraken_slot *a, const kraken_slo
 }
 
 /* Code of a stored slot; @p other for a non-zero value no declaration mentions. */
-static uint8_t slot_code(const pm_url *pu, const kraken_slot *s, uint8_t other)
+static inline uint8_t slot_code(const pm_url *pu, const kraken_slot *s, uint8_t other)
 {
+    if (pu->enum_codes) {
+        if (!s || s->i == 0)
+            return 0;
+        uint64_t k = (uint64_t)(s->i - pu->enum_lo);
+        uint8_t code = k < pu->enum_n ? pu->enum_codes[k] : 0;
+        return code ? code : other;
+    }
     if (!s || kraken__slot_is_zero(pu->u->type, s))
         return 0;
     for (size_t i = 0; i < pu->n_values; i++)
@@ -593,31 +687,75 @@ static uint8_t slot_code(const pm_url *pu, const kraken_slot *s, uint8_t other)
     return other;
 }
 
-void kraken__planner_encode_statics(const kraken_planner *p, const kraken_node *cfg,
-                                    uint8_t *statics)
+/* The records of every group on @p node (NULL when absent). */
+static void group_records(const kraken_planner *p, const kraken_node *node,
+                          const kraken_record **recs)
 {
-    for (size_t j = 0; j < p->n_s; j++) {
-        const pm_url *pu = &p->urls[p->n_m + j];
-        statics[j] = slot_code(pu, kraken__url_peek(pu->u->url, cfg), code_other_goal(pu));
+    for (size_t g = 0; g < p->n_groups; g++) {
+        if (!p->groups[g]) {
+            recs[g] = &node->rec;
+            continue;
+        }
+        const kraken_slot *s = kraken__url_peek(p->groups[g], node);
+        recs[g] = s ? s->rec : NULL;
     }
 }
 
+/* The slot of URL @p pu on @p node, through its group's record when it has one. The model's
+ * field-index cache is updated, hence the non-const planner. */
+static inline const kraken_slot *read_slot(pm_url *pu, const kraken_record *const *recs,
+                                           const kraken_node *node)
+{
+    if (pu->group == SIZE_MAX)
+        return kraken__url_peek(pu->u->url, node);
+    const kraken_record *rec = recs[pu->group];
+    if (!rec)
+        return NULL;
+    if (rec->schema != pu->leaf_schema) {
+        const kraken_field *f = kraken__schema_field(rec->schema, pu->leaf, pu->leaf_len);
+        if (!f || f->type != pu->u->type)
+            return kraken__url_peek(pu->u->url, node);
+        pu->leaf_schema = rec->schema;
+        pu->leaf_index = (size_t)(f - rec->schema->fields);
+    }
+    return &rec->slots[pu->leaf_index];
+}
+
+static void encode_statics_with(kraken_planner *p, const kraken_record *const *recs,
+                                const kraken_node *cfg, uint8_t *statics)
+{
+    for (size_t j = 0; j < p->n_s; j++) {
+        pm_url *pu = &p->urls[p->n_m + j];
+        statics[j] = slot_code(pu, read_slot(pu, recs, cfg), code_other_goal(pu));
+    }
+}
+
+void kraken__planner_encode_statics(kraken_planner *p, const kraken_node *cfg, uint8_t *statics)
+{
+    const kraken_record *recs[MAX_GROUPS];
+    group_records(p, cfg, recs);
+    encode_statics_with(p, recs, cfg, statics);
+}
+
 /* key = start vector | static vector | goal vector */
-static void encode_key(const kraken_planner *p, const kraken_node *cfg, const kraken_node *dsc,
+static void encode_key(kraken_planner *p, const kraken_node *cfg, const kraken_node *dsc,
                        uint8_t *key)
 {
     uint8_t *start = key, *statics = key + p->n_m, *goal = key + p->n_m + p->n_s;
+    const kraken_record *crecs[MAX_GROUPS], *drecs[MAX_GROUPS];
+    group_records(p, cfg, crecs);
+    group_records(p, dsc, drecs);
     for (size_t u = 0; u < p->n_m; u++) {
-        const pm_url *pu = &p->urls[u];
-        const kraken_slot *ds = kraken__url_peek(pu->u->url, dsc);
-        const kraken_slot *cs = kraken__url_peek(pu->u->url, cfg);
+        pm_url *pu = &p->urls[u];
+        const kraken_slot *ds = read_slot(pu, drecs, dsc);
+        const kraken_slot *cs = read_slot(pu, crecs, cfg);
         goal[u] = slot_code(pu, cs, code_other_goal(pu));
         start[u] = slot_code(pu, ds, code_other(pu));
         if (start[u] == code_other(pu) && goal[u] == code_other_goal(pu) &&
             slots_equal(pu->u->type, ds, cs))
             start[u] = code_other_goal(pu);
     }
-    kraken__planner_encode_statics(p, cfg, statics);
+    encode_statics_with(p, crecs, cfg, statics);
 }
 
 /* ---- applying mutations ------------------------------------------------- */
@@ -1138,7 +1276,7 @@ int kraken_mutation_set_plan(kraken_mutation_set *set, const kraken_node *cfg,
     if (!key)
         return kraken__err(KRAKEN_ENOMEM, "planner: out of memory");
     encode_key(p, cfg, dsc, key);
-    uint64_t hash = fnv1a(key, klen);
+    uint64_t hash = hash_bytes(key, klen);
     cache_slot *hit = cache_find(&p->cache, key, hash);
     if (hit) {
         rc = deliver(p, cfg, key, hit->plan, out);

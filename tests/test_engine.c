@@ -530,6 +530,68 @@ START_TEST(contradicting_report_is_a_failure)
 }
 END_TEST
 
+/* A hang discovered outside any step: stale facts are cleared, the node recovers. */
+START_TEST(unsolicited_hang_recovers)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    size_t engine_discoveries = fx.n_engine_discoveries;
+    kraken_service *power = kraken_engine_find_service(fx.engine, "power");
+    ck_assert_int_eq(kraken_service_discover_text(power, &id, "/PhysState", "PHYS_HANG"), 0);
+    ck_assert(wait_event(KRAKEN_MUTATION_DONE, "HANGtoOFF", 1));
+    ck_assert_uint_eq(fx.n_engine_discoveries - engine_discoveries, 2); /* RunState, PXE */
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(dsc(&id, "/RunState"), "SYNC");
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_DONE, "INITtoSYNC", &id), 2);
+}
+END_TEST
+
+/* Deleted and created again before the engine looked: the old step is interrupted. */
+START_TEST(recreate_mid_chain)
+{
+    kraken_engine_options o = test_options();
+    sim_options so = SIM_OPTIONS_INIT;
+    so.delay_ms = 15;
+    o.timeout_scale = 0.02;
+    restart(&o, &so);
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "OFFtoON", 1));
+    ck_assert_int_eq(kraken_store_delete(fx.store, &id), 0);
+    add_node(0);
+    ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON I:OFFtoON " BOOT_TRACE);
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_uint_eq(st.failures, 0);
+    kraken_plan_status_clear(&st);
+}
+END_TEST
+
+/* no_path_retry_ms re-plans without a change of the node (here: the set changed behind). */
+START_TEST(no_path_retry_timer)
+{
+    static const kraken_fact on_vbox[] = {{"/Platform", "vbox"}};
+    static const kraken_mutate uk_to_off[] = {{"/PhysState", "PHYS_UNKNOWN", "POWER_OFF"}};
+    kraken_mutation_decl d = {"UKtoOFF", uk_to_off, 1, on_vbox, 1, NULL, 0,
+                              KRAKEN_CONTEXT_CHILD, 10000, {NULL, NULL}, 1};
+    for (int retry = 0; retry <= 1; retry++) {
+        kraken_engine_options o = test_options();
+        o.no_path_retry_ms = retry ? 5 : 0;
+        sim_options so = SIM_OPTIONS_INIT;
+        restart(&o, &so);
+        kraken_uuid id = add_node_with(0, "vbox", NULL, SELF);
+        set_cfg(&id, "/PhysState", "POWER_OFF");
+        ck_assert(wait_state(&id, 1, KRAKEN_PLAN_NO_PATH));
+        /* Added to the set directly: no service here owns it, so the step is someone else's. */
+        ck_assert_int_eq(kraken_mutation_set_add(kraken_engine_mutations(fx.engine), "vbox", &d),
+                         0);
+        run_for(30);
+        ck_assert_int_eq(node_state(&id), retry ? KRAKEN_PLAN_PASSIVE : KRAKEN_PLAN_NO_PATH);
+    }
+}
+END_TEST
+
 /* ---- changes in the middle of a chain -------------------------------------------------- */
 
 START_TEST(cfg_change_mid_chain)
@@ -992,6 +1054,9 @@ static Suite *make_suite(void)
     tcase_add_test(chains, freeze_and_thaw);
     tcase_add_test(chains, no_path_then_fixed);
     tcase_add_test(chains, passive_follows_discoveries);
+    tcase_add_test(chains, unsolicited_hang_recovers);
+    tcase_add_test(chains, recreate_mid_chain);
+    tcase_add_test(chains, no_path_retry_timer);
     suite_add_tcase(s, chains);
 
     TCase *svc = tcase_create("services");

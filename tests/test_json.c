@@ -166,19 +166,23 @@ START_TEST(output_format_exact)
         " \"nodename\": \"\", \"runState\": \"UNKNOWN\","
         " \"extensions\": [{\"@type\": \"type.googleapis.com/PXE.Client\", \"state\": \"WAIT\"},"
         "  {\"@type\": \"type.googleapis.com/IPv4.IPv4OverEthernet\","
-        "   \"ifaces\": {\"b\": {\"ip\": {\"ip\": \"10.0.0.2\"}}, \"a\": {\"eth\": {\"control\": true}}}}],"
-        " \"services\": [{\"id\": \"zz\", \"state\": \"RUN\"}, {\"id\": \"pxe\", \"module\": \"pxe\","
-        "   \"config\": {\"@type\": \"type.googleapis.com/PXE.Config\", \"srvIp\": \"10.0.0.1\"}}]}");
+        "   \"ifaces\": {\"b\": {\"ip\": {\"ip\": \"10.0.0.2\"}}, \"a\": {\"eth\": {\"control\": "
+        "true}}}}],"
+        " \"services\": [{\"id\": \"zz\", \"state\": \"RUN\"}, {\"id\": \"pxe\", \"module\": "
+        "\"pxe\","
+        "   \"config\": {\"@type\": \"type.googleapis.com/PXE.Config\", \"srvIp\": "
+        "\"10.0.0.1\"}}]}");
     char *json = NULL;
     ck_assert_int_eq(kraken_node_to_json(node, 0, &json), 0);
     /* Declaration order, zero fields omitted, keyed lists and maps sorted, lower-case UUID. */
-    ck_assert_str_eq(json,
-        "{\"id\":\"c0ffee00-0000-4000-8000-0000000000aa\",\"physState\":\"POWER_OFF\","
-        "\"services\":[{\"id\":\"pxe\",\"module\":\"pxe\",\"config\":{\"@type\":"
-        "\"type.googleapis.com/PXE.Config\",\"srvIp\":\"10.0.0.1\"}},{\"id\":\"zz\",\"state\":\"RUN\"}],"
-        "\"extensions\":[{\"@type\":\"type.googleapis.com/IPv4.IPv4OverEthernet\",\"ifaces\":"
-        "{\"a\":{\"eth\":{\"control\":true}},\"b\":{\"ip\":{\"ip\":\"10.0.0.2\"}}}},"
-        "{\"@type\":\"type.googleapis.com/PXE.Client\",\"state\":\"WAIT\"}]}");
+    ck_assert_str_eq(
+        json, "{\"id\":\"c0ffee00-0000-4000-8000-0000000000aa\",\"physState\":\"POWER_OFF\","
+              "\"services\":[{\"id\":\"pxe\",\"module\":\"pxe\",\"config\":{\"@type\":"
+              "\"type.googleapis.com/"
+              "PXE.Config\",\"srvIp\":\"10.0.0.1\"}},{\"id\":\"zz\",\"state\":\"RUN\"}],"
+              "\"extensions\":[{\"@type\":\"type.googleapis.com/IPv4.IPv4OverEthernet\",\"ifaces\":"
+              "{\"a\":{\"eth\":{\"control\":true}},\"b\":{\"ip\":{\"ip\":\"10.0.0.2\"}}}},"
+              "{\"@type\":\"type.googleapis.com/PXE.Client\",\"state\":\"WAIT\"}]}");
     char *again = NULL;
     ck_assert_int_eq(kraken_node_to_json(node, 0, &again), 0);
     ck_assert_str_eq(json, again);
@@ -256,18 +260,22 @@ START_TEST(all_types_round_trip)
 {
     all_types_schema();
     kraken_node *node = node_from(
-        ALL_PREFIX "\"b\": true, \"i32\": -7, \"i64\": \"-9007199254740993\", \"u32\": 4294967295,"
-        " \"u64\": \"18446744073709551615\", \"s\": \"h\\u00e9llo \\\"q\\\"\", \"raw\": \"AAEC/w==\","
+        ALL_PREFIX
+        "\"b\": true, \"i32\": -7, \"i64\": \"-9007199254740993\", \"u32\": 4294967295,"
+        " \"u64\": \"18446744073709551615\", \"s\": \"h\\u00e9llo \\\"q\\\"\", \"raw\": "
+        "\"AAEC/w==\","
         " \"color\": -5, \"addr\": \"192.168.1.254\", \"hw\": \"AA:bb:cc:00:11:22\","
         " \"uid\": \"00000000-0000-0000-0000-000000000001\", \"sub\": {\"ip\": \"1.2.3.4\"},"
         " \"counts\": {\"x\": 12, \"y\": \"-3\"}, \"nums\": [3, 1, 2], \"tags\": [\"\", \"a\"],"
         " \"colors\": [0, \"RED\"]}]}");
     char *json = NULL;
     ck_assert_int_eq(kraken_node_to_json(node, 0, &json), 0);
-    ck_assert_str_eq(json,
+    ck_assert_str_eq(
+        json,
         "{\"extensions\":[{\"@type\":\"type.googleapis.com/JsonTest.All\",\"b\":true,\"i32\":-7,"
         "\"i64\":\"-9007199254740993\",\"u32\":4294967295,\"u64\":\"18446744073709551615\","
-        "\"s\":\"h\xc3\xa9llo \\\"q\\\"\",\"raw\":\"AAEC/w==\",\"color\":\"NEG\",\"addr\":\"192.168.1.254\","
+        "\"s\":\"h\xc3\xa9llo "
+        "\\\"q\\\"\",\"raw\":\"AAEC/w==\",\"color\":\"NEG\",\"addr\":\"192.168.1.254\","
         "\"hw\":\"aa:bb:cc:00:11:22\",\"uid\":\"00000000-0000-0000-0000-000000000001\","
         "\"sub\":{\"ip\":\"1.2.3.4\"},\"counts\":{\"x\":\"12\",\"y\":\"-3\"},\"nums\":[3,1,2],"
         "\"tags\":[\"\",\"a\"],\"colors\":[\"NONE\",\"RED\"]}]}");
@@ -283,17 +291,17 @@ START_TEST(numbers_edge_cases)
 {
     all_types_schema();
     static const char *const bad[] = {
-        ALL_PREFIX "\"i32\": 2147483648}]}",            /* out of range */
-        ALL_PREFIX "\"u32\": -1}]}",                    /* negative unsigned */
+        ALL_PREFIX "\"i32\": 2147483648}]}", /* out of range */
+        ALL_PREFIX "\"u32\": -1}]}",         /* negative unsigned */
         ALL_PREFIX "\"u64\": \"-1\"}]}",
-        ALL_PREFIX "\"i32\": 1.5}]}",                   /* not an integer */
-        ALL_PREFIX "\"i64\": 9007199254740993}]}",      /* above 2^53 as a number */
+        ALL_PREFIX "\"i32\": 1.5}]}",              /* not an integer */
+        ALL_PREFIX "\"i64\": 9007199254740993}]}", /* above 2^53 as a number */
         ALL_PREFIX "\"i64\": \"12x\"}]}",
         ALL_PREFIX "\"i64\": \" 12\"}]}",
         ALL_PREFIX "\"i64\": \"99999999999999999999\"}]}",
         ALL_PREFIX "\"i32\": true}]}",
         ALL_PREFIX "\"b\": 1}]}",
-        ALL_PREFIX "\"color\": 2}]}",                   /* not a member */
+        ALL_PREFIX "\"color\": 2}]}", /* not a member */
         ALL_PREFIX "\"raw\": \"***\"}]}",
         ALL_PREFIX "\"nums\": [1, null]}]}",
         ALL_PREFIX "\"nums\": 1}]}",
@@ -326,8 +334,10 @@ START_TEST(bad_inputs_name_source_node_field)
     assert_nodes_fail("", KRAKEN_EPARSE, empty);
 
     /* unknown @type names source, node index, id and the type */
-    snprintf(buf, sizeof buf, "{\"nodes\": [{}, {%s, \"extensions\": [{\"@type\": "
-             "\"type.googleapis.com/Nope.Thing\"}]}]}", id);
+    snprintf(buf, sizeof buf,
+             "{\"nodes\": [{}, {%s, \"extensions\": [{\"@type\": "
+             "\"type.googleapis.com/Nope.Thing\"}]}]}",
+             id);
     const char *unknown_type[] = {"bad.json", "node 1", "4afdefa4-573b", "Nope.Thing", NULL};
     assert_nodes_fail(buf, KRAKEN_EPARSE, unknown_type);
 
@@ -358,12 +368,18 @@ START_TEST(bad_inputs_name_source_node_field)
     assert_nodes_fail(buf, KRAKEN_EPARSE, bad_enum_num);
 
     /* bad IPv4 / MAC inside the extension: the path goes down to the leaf */
-    snprintf(buf, sizeof buf, "{\"nodes\": [{%s, \"extensions\": [{\"@type\": \"type.googleapis.com/"
-             "IPv4.IPv4OverEthernet\", \"ifaces\": {\"kraken\": {\"ip\": {\"ip\": \"10.0.0.300\"}}}}]}]}", id);
+    snprintf(buf, sizeof buf,
+             "{\"nodes\": [{%s, \"extensions\": [{\"@type\": \"type.googleapis.com/"
+             "IPv4.IPv4OverEthernet\", \"ifaces\": {\"kraken\": {\"ip\": {\"ip\": "
+             "\"10.0.0.300\"}}}}]}]}",
+             id);
     const char *bad_ip[] = {"node 0", "ifaces.kraken.ip.ip", "10.0.0.300", NULL};
     assert_nodes_fail(buf, KRAKEN_EPARSE, bad_ip);
-    snprintf(buf, sizeof buf, "{\"nodes\": [{%s, \"extensions\": [{\"@type\": \"type.googleapis.com/"
-             "IPv4.IPv4OverEthernet\", \"ifaces\": {\"kraken\": {\"eth\": {\"mac\": \"02:00:00:00:01\"}}}}]}]}", id);
+    snprintf(buf, sizeof buf,
+             "{\"nodes\": [{%s, \"extensions\": [{\"@type\": \"type.googleapis.com/"
+             "IPv4.IPv4OverEthernet\", \"ifaces\": {\"kraken\": {\"eth\": {\"mac\": "
+             "\"02:00:00:00:01\"}}}}]}]}",
+             id);
     const char *bad_mac[] = {"node 0", "ifaces.kraken.eth.mac", NULL};
     assert_nodes_fail(buf, KRAKEN_EPARSE, bad_mac);
 
@@ -371,8 +387,10 @@ START_TEST(bad_inputs_name_source_node_field)
     snprintf(buf, sizeof buf, "{\"nodes\": [{%s, \"colour\": 1}]}", id);
     const char *unknown_field[] = {"node 0", "'colour'", "kraken.Node", NULL};
     assert_nodes_fail(buf, KRAKEN_EPARSE, unknown_field);
-    snprintf(buf, sizeof buf, "{\"nodes\": [{%s, \"extensions\": [{\"@type\": \"type.googleapis.com/"
-             "IPv4.IPv4OverEthernet\", \"ifaces\": {\"kraken\": {\"eth\": {\"speed\": 1}}}}]}]}", id);
+    snprintf(buf, sizeof buf,
+             "{\"nodes\": [{%s, \"extensions\": [{\"@type\": \"type.googleapis.com/"
+             "IPv4.IPv4OverEthernet\", \"ifaces\": {\"kraken\": {\"eth\": {\"speed\": 1}}}}]}]}",
+             id);
     const char *unknown_deep[] = {"ifaces.kraken.eth", "'speed'", "IPv4.Ethernet", NULL};
     assert_nodes_fail(buf, KRAKEN_EPARSE, unknown_deep);
     const char *unknown_top[] = {"'node'", NULL};
@@ -382,18 +400,34 @@ START_TEST(bad_inputs_name_source_node_field)
     snprintf(buf, sizeof buf, "{\"nodes\": [{%s, \"runState\": \"SYNC\", \"run_state\": 1}]}", id);
     const char *twice[] = {"run_state", "twice", NULL};
     assert_nodes_fail(buf, KRAKEN_EPARSE, twice);
-    snprintf(buf, sizeof buf, "{\"nodes\": [{%s, \"extensions\": [{\"@type\": \"type.googleapis.com/"
-             "PXE.Client\"}, {\"@type\": \"type.googleapis.com/PXE.Client\"}]}]}", id);
+    snprintf(buf, sizeof buf,
+             "{\"nodes\": [{%s, \"extensions\": [{\"@type\": \"type.googleapis.com/"
+             "PXE.Client\"}, {\"@type\": \"type.googleapis.com/PXE.Client\"}]}]}",
+             id);
     const char *dup_ext[] = {"extensions", "duplicate", "PXE.Client", NULL};
     assert_nodes_fail(buf, KRAKEN_EPARSE, dup_ext);
     snprintf(buf, sizeof buf, "{\"nodes\": [{%s, \"services\": [{\"module\": \"pxe\"}]}]}", id);
     const char *no_id[] = {"services", "id", NULL};
     assert_nodes_fail(buf, KRAKEN_EPARSE, no_id);
     /* @type that contradicts the field's schema */
-    snprintf(buf, sizeof buf, "{\"nodes\": [{%s, \"extensions\": [{\"@type\": \"type.googleapis.com/"
-             "IPv4.IPv4OverEthernet\", \"hostname\": {\"@type\": \"type.googleapis.com/PXE.Client\"}}]}]}", id);
+    snprintf(buf, sizeof buf,
+             "{\"nodes\": [{%s, \"extensions\": [{\"@type\": \"type.googleapis.com/"
+             "IPv4.IPv4OverEthernet\", \"hostname\": {\"@type\": "
+             "\"type.googleapis.com/PXE.Client\"}}]}]}",
+             id);
     const char *wrong_type[] = {"hostname", "PXE.Client", NULL};
     assert_nodes_fail(buf, KRAKEN_EPARSE, wrong_type);
+
+    /* a very long source name is truncated in the message, never overflows */
+    char long_source[1500];
+    memset(long_source, 's', sizeof long_source - 1);
+    long_source[sizeof long_source - 1] = '\0';
+    kraken_node **nodes = NULL;
+    size_t n = 0;
+    snprintf(buf, sizeof buf, "{\"nodes\": [{%s, \"physState\": \"ON\"}]}", id);
+    ck_assert_int_eq(kraken_nodes_from_json(buf, strlen(buf), long_source, &nodes, &n),
+                     KRAKEN_EPARSE);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "sss"));
 
     /* single node: source but no index */
     const char *single[] = {"req", "nodename", NULL};
@@ -494,6 +528,7 @@ START_TEST(save_file_atomic)
     char missing[300];
     snprintf(missing, sizeof missing, "%s/no-such-dir/state.json", dir);
     ck_assert_int_eq(kraken_nodes_save_file(missing, nodes, n), KRAKEN_EIO);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "no-such-dir"));
     ck_assert(file_equals(path, saved));
 
     /* A successful save replaces the content completely. */
@@ -516,20 +551,19 @@ START_TEST(slot_json_bridge)
     ck_assert_ptr_nonnull(ipv4);
     const kraken_field *ifaces = &ipv4->fields[0];
     ck_assert_str_eq(ifaces->name, "ifaces");
-    const char *text = "{\"kraken\": {\"ip\": {\"ip\": \"10.1.2.3\", \"subnet\": \"255.255.0.0\"}}}";
+    const char *text =
+        "{\"kraken\": {\"ip\": {\"ip\": \"10.1.2.3\", \"subnet\": \"255.255.0.0\"}}}";
     kraken_slot slot;
-    ck_assert_int_eq(kraken__slot_from_json_text(ifaces, KRAKEN_T_MAP, text, strlen(text), "value",
-                                                 &slot),
-                     0);
+    ck_assert_int_eq(
+        kraken__slot_from_json_text(ifaces, KRAKEN_T_MAP, text, strlen(text), "value", &slot), 0);
     ck_assert_uint_eq(slot.map->n, 1);
     char *out = NULL;
     ck_assert_int_eq(kraken__slot_to_json_text(ifaces, KRAKEN_T_MAP, &slot, &out), 0);
     ck_assert_str_eq(out, "{\"kraken\":{\"ip\":{\"ip\":\"10.1.2.3\",\"subnet\":\"255.255.0.0\"}}}");
     free(out);
     /* one element of the map: a ConfiguredInterface record */
-    ck_assert_int_eq(kraken__slot_to_json_text(ifaces, KRAKEN_T_RECORD, &slot.map->entries[0].value,
-                                               &out),
-                     0);
+    ck_assert_int_eq(
+        kraken__slot_to_json_text(ifaces, KRAKEN_T_RECORD, &slot.map->entries[0].value, &out), 0);
     ck_assert_str_eq(out, "{\"ip\":{\"ip\":\"10.1.2.3\",\"subnet\":\"255.255.0.0\"}}");
     free(out);
     kraken__slot_free(ifaces, KRAKEN_T_MAP, &slot);
@@ -538,9 +572,8 @@ START_TEST(slot_json_bridge)
     const kraken_schema *node = kraken_schema_find("kraken.Node");
     const kraken_field *ext = &node->fields[KRAKEN_NODE_F_EXTENSIONS];
     text = "[{\"@type\": \"type.googleapis.com/PXE.Client\", \"method\": \"iPXE\"}]";
-    ck_assert_int_eq(kraken__slot_from_json_text(ext, KRAKEN_T_LIST, text, strlen(text), "value",
-                                                 &slot),
-                     0);
+    ck_assert_int_eq(
+        kraken__slot_from_json_text(ext, KRAKEN_T_LIST, text, strlen(text), "value", &slot), 0);
     ck_assert_int_eq(kraken__slot_to_json_text(ext, KRAKEN_T_LIST, &slot, &out), 0);
     ck_assert_str_eq(out, "[{\"@type\":\"type.googleapis.com/PXE.Client\",\"method\":\"iPXE\"}]");
     free(out);
@@ -561,16 +594,54 @@ START_TEST(utf8_validation)
     ck_assert(kraken__utf8_valid("abc", 3));
     ck_assert(kraken__utf8_valid("h\xc3\xa9", 3));
     ck_assert(kraken__utf8_valid("\xf0\x9f\x98\x80", 4));
-    ck_assert(!kraken__utf8_valid("\xc3", 1));       /* truncated */
-    ck_assert(!kraken__utf8_valid("\xc0\x80", 2));   /* overlong NUL */
-    ck_assert(!kraken__utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
-    ck_assert(!kraken__utf8_valid("a\0b", 3));       /* embedded NUL */
+    ck_assert(!kraken__utf8_valid("\xc3", 1));             /* truncated */
+    ck_assert(!kraken__utf8_valid("\xc0\x80", 2));         /* overlong NUL */
+    ck_assert(!kraken__utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    ck_assert(!kraken__utf8_valid("a\0b", 3));             /* embedded NUL */
     ck_assert(!kraken__utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
     /* invalid UTF-8 in the input is rejected */
     const char *needles[] = {"nodename", "UTF-8", NULL};
     assert_node_fail("{\"nodename\": \"\xff\"}", needles);
     const char *surrogate[] = {"req", NULL};
     assert_node_fail("{\"nodename\": \"\\ud800\"}", surrogate); /* lone surrogate escape */
+}
+END_TEST
+
+/* JSON of a node whose records nest @p records deep (node and service included), through
+ * service configs that hold kraken.ServiceInstance records. */
+static char *nested_json(int records)
+{
+    size_t cap = 64 + (size_t)records * 96;
+    char *buf = malloc(cap);
+    size_t n = (size_t)snprintf(buf, cap, "{\"services\": [{\"id\": \"s\"");
+    for (int i = 2; i < records; i++)
+        n += (size_t)snprintf(buf + n, cap - n,
+                              ", \"config\": {\"@type\": "
+                              "\"type.googleapis.com/kraken.ServiceInstance\", \"id\": \"x\"");
+    for (int i = 2; i < records; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "}");
+    snprintf(buf + n, cap - n, "}]}");
+    return buf;
+}
+
+START_TEST(nesting_limit_matches_binary)
+{
+    char *ok = nested_json(KRAKEN_CODEC_MAX_DEPTH);
+    kraken_node *node = node_from(ok);
+    uint8_t *bin = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kraken_node_encode(node, &bin, &len), 0);
+    kraken_node *back = NULL;
+    ck_assert_msg(kraken_node_decode(bin, len, &back) == 0, "%s", kraken_error_last());
+    ck_assert(kraken_node_equal(node, back));
+    kraken_node_free(back);
+    free(bin);
+    kraken_node_free(node);
+    free(ok);
+    char *deep = nested_json(KRAKEN_CODEC_MAX_DEPTH + 1);
+    const char *needles[] = {"req", "nested", NULL};
+    assert_node_fail(deep, needles);
+    free(deep);
 }
 END_TEST
 
@@ -590,6 +661,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, save_file_atomic);
     tcase_add_test(tc, slot_json_bridge);
     tcase_add_test(tc, utf8_validation);
+    tcase_add_test(tc, nesting_limit_matches_binary);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -338,6 +338,13 @@ END_TEST
 START_TEST(memory_per_node)
 {
     enum { COUNT = 10000 };
+    /* A replaced allocator (ASan, valgrind) keeps no glibc statistics: nothing to measure. */
+    size_t probe_before = mallinfo2().uordblks;
+    void *probe = malloc(4000);
+    size_t probe_after = mallinfo2().uordblks;
+    free(probe);
+    if (probe_after == probe_before)
+        return;
     kraken_node **nodes = calloc(COUNT, sizeof(*nodes));
     ck_assert_ptr_nonnull(nodes);
     kraken_node_free(make_node("4afd9a3e-1111-4222-8333-444455556666", "10.0.0.1")); /* warm up */
@@ -360,8 +367,6 @@ START_TEST(memory_per_node)
     }
     free(nodes);
     free(copies);
-    if (used == 0)
-        return; /* a replaced allocator (ASan, valgrind) keeps no glibc statistics */
     fprintf(stderr, "# node with one-iface IPv4 extension: %zu bytes built, %zu copied\n",
             used / COUNT, used_copies / COUNT);
     ck_assert_uint_lt(used / COUNT, 1024);

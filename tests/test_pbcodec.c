@@ -360,7 +360,8 @@ START_TEST(scalar_wire_forms)
 {
     test_schema();
     kraken_node *node = node_from_json(
-        "{\"extensions\": [{\"@type\": \"type.googleapis.com/PbTest.All\", \"i32\": -1, \"b\": true,"
+        "{\"extensions\": [{\"@type\": \"type.googleapis.com/PbTest.All\", \"i32\": -1, \"b\": "
+        "true,"
         " \"i64\": \"-2\", \"u32\": 300, \"u64\": \"18446744073709551615\", \"s\": \"x\","
         " \"raw\": \"AAE=\", \"color\": \"NEG\", \"addr\": \"10.0.0.1\","
         " \"hw\": \"02:00:00:00:00:0a\", \"uid\": \"00000000-0000-0000-0000-0000000000ff\","
@@ -369,6 +370,7 @@ START_TEST(scalar_wire_forms)
     uint8_t *buf = NULL;
     size_t len = 0;
     encode(node, &buf, &len);
+    /* clang-format off */
     static const uint8_t want_rec[] = {
         0x08, 0x01,                                                       /* b */
         0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, /* i32 -1: 10 bytes */
@@ -386,8 +388,9 @@ START_TEST(scalar_wire_forms)
         0x72, 0x03, 0x01, 0xac, 0x02,                                     /* nums packed */
         0x7a, 0x01, 'p', 0x7a, 0x01, 'q',                                 /* tags */
         0x82, 0x01, 0x0b, 0x01, 0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-        0xe2, 0x12, 0x06, 0x0a, 0x04, 1, 2, 3, 4, /* sub (field 300) */
+        0xe2, 0x12, 0x06, 0x0a, 0x04, 1, 2, 3, 4,                         /* sub (field 300) */
     };
+    /* clang-format on */
     uint8_t want[256];
     size_t want_len = wrap_extension(want_rec, sizeof want_rec, want);
     ck_assert_uint_eq(len, want_len);
@@ -463,9 +466,9 @@ START_TEST(malformed_inputs)
 
     /* duplicate extension type, duplicate service id, service without id */
     uint8_t dup[80];
-    static const uint8_t pxe_any[] = {0x7a, 0x20, 0x0a, 0x1e, 't', 'y', 'p', 'e', '.', 'g', 'o',
-                                      'o', 'g', 'l', 'e', 'a', 'p', 'i', 's', '.', 'c', 'o', 'm',
-                                      '/', 'P', 'X', 'E', '.', 'C', 'l', 'i', 'e', 'n', 't'};
+    static const uint8_t pxe_any[] = {
+        0x7a, 0x20, 0x0a, 0x1e, 't', 'y', 'p', 'e', '.', 'g', 'o', 'o', 'g', 'l', 'e', 'a', 'p',
+        'i',  's',  '.',  'c',  'o', 'm', '/', 'P', 'X', 'E', '.', 'C', 'l', 'i', 'e', 'n', 't'};
     memcpy(dup, pxe_any, sizeof pxe_any);
     memcpy(dup + sizeof pxe_any, pxe_any, sizeof pxe_any);
     kraken_node *one = decode(pxe_any, sizeof pxe_any);

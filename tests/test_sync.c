@@ -1,16 +1,937 @@
-/* Placeholder: replaced by the real sync tests. */
-#include "testutil.h"
-#include "internal.h"
+/*
+ * Sync protocol tests: several engines + syncs in one process on one event_base, each instance
+ * on its own 127.0.0.x address. Timers are shortened (hello 40 ms, dead 400 ms); the loop runs
+ * until a condition holds or a deadline passes, nothing sleeps.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
-START_TEST(placeholder) { ck_assert_int_eq(1, 1); }
+#include "internal.h"
+#include "testutil.h"
+
+#define DEADLINE_MS 5000
+#define IFACE_URL "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/"
+
+/* ---- fixture ------------------------------------------------------------------------- */
+
+static struct event_base *base;
+static struct event *tick;
+static char dir[64], secret[96], wrong_secret[96];
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Run the loop until @p cond holds or @p ms pass; the value of cond at the end. */
+#define WAIT_FOR(cond, ms)                                                                      \
+    ({                                                                                          \
+        uint64_t dl_ = mono_ms() + (ms);                                                        \
+        bool ok_;                                                                               \
+        while (!(ok_ = (cond)) && mono_ms() < dl_)                                              \
+            event_base_loop(base, EVLOOP_ONCE);                                                 \
+        ok_;                                                                                    \
+    })
+
+static void run_for(uint64_t ms)
+{
+    uint64_t end = mono_ms() + ms;
+    while (mono_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static void setup(void)
+{
+    base = event_base_new();
+    ck_assert_ptr_nonnull(base);
+    tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
+    struct timeval tv = {0, 5000}; /* the loop never blocks longer than this */
+    event_add(tick, &tv);
+    snprintf(dir, sizeof dir, "/tmp/kraken-sync-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(secret, sizeof secret, "%s/secret", dir);
+    snprintf(wrong_secret, sizeof wrong_secret, "%s/wrong", dir);
+    ck_assert_int_eq(kraken_sync_write_secret(secret), 0);
+    ck_assert_int_eq(kraken_sync_write_secret(wrong_secret), 0);
+}
+
+static void teardown(void)
+{
+    event_free(tick);
+    event_base_free(base);
+    unlink(secret);
+    unlink(wrong_secret);
+    rmdir(dir);
+}
+
+typedef struct inst {
+    kraken_engine *engine;
+    kraken_sync *sync;
+    kraken_uuid id;
+    char ip[32];
+    char parent[64];
+    unsigned events[4]; /* SYNC events by kind */
+    char last_refusal[256];
+} inst;
+
+static kraken_uuid make_id(unsigned n)
+{
+    kraken_uuid id;
+    memset(&id, 0, sizeof id);
+    id.bytes[0] = 0x5a;
+    id.bytes[6] = 0x40; /* version 4 */
+    id.bytes[8] = 0x80;
+    id.bytes[14] = (uint8_t)(n >> 8);
+    id.bytes[15] = (uint8_t)n;
+    return id;
+}
+
+static void on_sync_event(const kraken_event *ev, void *ud)
+{
+    inst *x = ud;
+    if (ev->type == KRAKEN_EVENT_SYNC && ev->kind >= 0 && ev->kind < 4) {
+        x->events[ev->kind]++;
+        if (ev->kind == KRAKEN_SYNC_JOIN_REFUSED && ev->message != NULL)
+            snprintf(x->last_refusal, sizeof x->last_refusal, "%s", ev->message);
+    }
+}
+
+static void inst_engine(inst *x, unsigned n, const char *ip)
+{
+    memset(x, 0, sizeof *x);
+    x->id = make_id(n);
+    snprintf(x->ip, sizeof x->ip, "%s", ip);
+    kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
+    eo.self_id = x->id;
+    ck_assert_int_eq(kraken_engine_new(&x->engine, base, NULL, &eo), 0);
+    kraken_subscribe_options so = {KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC), NULL, 0};
+    kraken_subscription *sub;
+    ck_assert_int_eq(kraken_bus_subscribe(kraken_engine_bus(x->engine), &so, on_sync_event, x,
+                                          NULL, &sub),
+                     0);
+}
+
+static kraken_sync_options fast_options(void)
+{
+    kraken_sync_options o = KRAKEN_SYNC_OPTIONS_INIT;
+    o.port = 0;
+    o.secret_file = secret;
+    o.hello_ms = 40;
+    o.dead_ms = 400;
+    o.damping_ms = 2;
+    o.rejoin_min_ms = 20;
+    o.rejoin_max_ms = 200;
+    return o;
+}
+
+/* Start x's sync; @p parent NULL for a root. */
+static void inst_sync_opts(inst *x, const inst *parent, uint16_t port, kraken_sync_options o)
+{
+    o.listen_addr = x->ip;
+    o.port = port;
+    if (parent != NULL) {
+        snprintf(x->parent, sizeof x->parent, "%s:%u", parent->ip,
+                 (unsigned)kraken_sync_port(parent->sync));
+        o.parent_addr = x->parent;
+    }
+    int rc = kraken_sync_new(&x->sync, x->engine, base, &o);
+    ck_assert_msg(rc == 0, "kraken_sync_new: %s", kraken_error_last());
+}
+
+static void inst_sync(inst *x, const inst *parent)
+{
+    inst_sync_opts(x, parent, 0, fast_options());
+}
+
+static void inst_free(inst *x)
+{
+    kraken_sync_free(x->sync);
+    x->sync = NULL;
+    kraken_engine_free(x->engine);
+    x->engine = NULL;
+}
+
+static kraken_store *store_of(inst *x) { return kraken_engine_store(x->engine); }
+
+/* Cfg node @p id with parent @p parent in x's store (created or updated). */
+static void put_cfg(inst *x, const kraken_uuid *id, const kraken_uuid *parent, const char *name)
+{
+    kraken_store *st = store_of(x);
+    kraken_node *n;
+    if (kraken_store_read(st, KRAKEN_CFG, id, &n) != 0) {
+        kraken_error_clear();
+        ck_assert_int_eq(kraken_node_new(&n, id), 0);
+    }
+    kraken_value p = kraken_value_uuid(parent);
+    ck_assert_int_eq(kraken_node_set(n, "/ParentId", &p), 0);
+    if (name != NULL)
+        ck_assert_int_eq(kraken_node_set_text(n, "/Nodename", name), 0);
+    int rc = kraken_store_contains(st, id) ? kraken_store_update(st, KRAKEN_CFG, n)
+                                           : kraken_store_create(st, n);
+    ck_assert_msg(rc == 0, "put_cfg: %s", kraken_error_last());
+    kraken_node_free(n);
+}
+
+static bool has_text(inst *x, kraken_state_kind kind, const kraken_uuid *id, const char *url,
+                     const char *want)
+{
+    kraken_value v = KRAKEN_VALUE_INIT;
+    if (kraken_store_get_value(store_of(x), kind, id, url, &v) != 0) {
+        kraken_error_clear();
+        return false;
+    }
+    char *text = NULL;
+    bool ok = kraken_value_format(&v, &text) == 0 && strcmp(text, want) == 0;
+    free(text);
+    kraken_value_clear(&v);
+    return ok;
+}
+
+static void set_dsc(inst *x, const kraken_uuid *id, const char *url, const char *text)
+{
+    int rc = kraken_store_set_text(store_of(x), KRAKEN_DSC, id, url, text);
+    ck_assert_msg(rc == 0, "set_dsc %s: %s", url, kraken_error_last());
+}
+
+static kraken_sync_stats stats_of(const inst *x)
+{
+    kraken_sync_stats st;
+    kraken_sync_get_stats(x->sync, &st);
+    return st;
+}
+
+/* Root on 127.0.0.1 with child c (127.0.0.2) in its Cfg, both synced and joined. */
+static void root_and_child(inst *r, inst *c)
+{
+    inst_engine(r, 1, "127.0.0.1");
+    inst_engine(c, 2, "127.0.0.2");
+    put_cfg(r, &c->id, &r->id, "child");
+    inst_sync(r, NULL);
+    inst_sync(c, r);
+    ck_assert_msg(WAIT_FOR(kraken_sync_joined(c->sync), DEADLINE_MS), "child did not join");
+}
+
+/* ---- units: addresses, crypto, transport --------------------------------------------- */
+
+START_TEST(parse_addresses)
+{
+    kraken_sync_addr a;
+    char buf[80];
+    ck_assert_int_eq(kraken__sync_parse_addr("10.1.2.3", 31415, &a), 0);
+    ck_assert_str_eq(kraken__sync_addr_format(&a, buf, sizeof buf), "10.1.2.3:31415");
+    ck_assert_int_eq(kraken__sync_parse_addr("10.1.2.3:80", 31415, &a), 0);
+    ck_assert_str_eq(kraken__sync_addr_format(&a, buf, sizeof buf), "10.1.2.3:80");
+    ck_assert_int_eq(kraken__sync_parse_addr("[::1]:99", 31415, &a), 0);
+    ck_assert_str_eq(kraken__sync_addr_format(&a, buf, sizeof buf), "[::1]:99");
+    ck_assert_int_eq(kraken__sync_parse_addr("fe80::1:2", 7, &a), 0);
+    ck_assert_str_eq(kraken__sync_addr_format(&a, buf, sizeof buf), "[fe80::1:2]:7");
+    ck_assert_int_eq(kraken__sync_parse_addr(NULL, 5, &a), 0);
+    ck_assert_str_eq(kraken__sync_addr_format(&a, buf, sizeof buf), "0.0.0.0:5");
+
+    static const char *bad[] = {"1.2.3.4:", "1.2.3.4:http", "1.2.3.4:65536", "[::1",
+                                "[::1]x", "[1.2.3.4]:5", ":80", "[]:5"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kraken_sync_addr before;
+        memset(&before, 0x5c, sizeof before);
+        a = before;
+        ck_assert_msg(kraken__sync_parse_addr(bad[i], 1, &a) == KRAKEN_EINVAL, "%s accepted",
+                      bad[i]);
+        ck_assert_msg(strstr(kraken_error_last(), "address") != NULL, "%s: message '%s'", bad[i],
+                      kraken_error_last());
+        ck_assert_int_eq(memcmp(&a, &before, sizeof a), 0); /* unchanged */
+    }
+}
+END_TEST
+
+START_TEST(secret_files)
+{
+    struct stat st;
+    ck_assert_int_eq(stat(secret, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    ck_assert_int_eq(st.st_size, 32);
+    /* never replaces an existing secret */
+    ck_assert_int_eq(kraken_sync_write_secret(secret), KRAKEN_EEXISTS);
+    ck_assert_int_eq(kraken_sync_write_secret(NULL), KRAKEN_EINVAL);
+    uint8_t *s = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kraken__sync_secret_load(secret, &s, &len), 0);
+    ck_assert_uint_eq(len, 32);
+    kraken__sync_secret_free(s, len);
+
+    char path[128];
+    snprintf(path, sizeof path, "%s/short", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "0123456789", 10), 10);
+    close(fd);
+    s = NULL;
+    ck_assert_int_eq(kraken__sync_secret_load(path, &s, &len), KRAKEN_EINVAL);
+    ck_assert_ptr_null(s);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "short"));
+    fd = open(path, O_WRONLY | O_TRUNC);
+    ck_assert_int_eq(write(fd, "0123456789abcdefXYZ", 19), 19);
+    close(fd);
+    chmod(path, 0644);
+    ck_assert_int_eq(kraken__sync_secret_load(path, &s, &len), KRAKEN_EINVAL);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "chmod 600"));
+    chmod(path, 0640);
+    ck_assert_int_eq(kraken__sync_secret_load(path, &s, &len), 0);
+    kraken__sync_secret_free(s, len);
+    unlink(path);
+    ck_assert_int_eq(kraken__sync_secret_load(path, &s, &len), KRAKEN_EIO);
+}
+END_TEST
+
+START_TEST(keys_and_macs)
+{
+    const uint8_t a[] = "0123456789abcdef0123456789abcdef", b[] = "0123456789abcdef0123456789abcdeF";
+    kraken_uuid c1 = make_id(1), c2 = make_id(2);
+    uint8_t k1[32], k1b[32], k2[32], kb[32];
+    kraken__sync_node_key(a, 32, &c1, k1);
+    kraken__sync_node_key(a, 32, &c1, k1b);
+    kraken__sync_node_key(a, 32, &c2, k2);
+    kraken__sync_node_key(b, 32, &c1, kb);
+    ck_assert_int_eq(memcmp(k1, k1b, 32), 0);
+    ck_assert_int_ne(memcmp(k1, k2, 32), 0);
+    ck_assert_int_ne(memcmp(k1, kb, 32), 0);
+
+    kraken_sync_transcript t;
+    memset(&t, 0, sizeof t);
+    t.child_id = c1;
+    t.parent_id = c2;
+    t.epoch_child = 1;
+    t.epoch_parent = 2;
+    uint8_t pp[32], pc[32], s1[32], s2[32];
+    kraken__sync_proof(k1, true, &t, pp);
+    kraken__sync_proof(k1, false, &t, pc);
+    ck_assert_int_ne(memcmp(pp, pc, 32), 0); /* a parent proof is no child proof */
+    kraken__sync_session_key(k1, &t, s1);
+    t.nonce_parent[0] ^= 1; /* a fresh nonce gives a fresh key */
+    kraken__sync_session_key(k1, &t, s2);
+    ck_assert_int_ne(memcmp(s1, s2, 32), 0);
+
+    uint8_t m1[32], m2[32], m3[32];
+    kraken__sync_mac(s1, c1.bytes, 5, 6, 'U', (const uint8_t *)"body", 4, m1);
+    kraken__sync_mac(s1, c1.bytes, 5, 6, 'T', (const uint8_t *)"body", 4, m2);
+    kraken__sync_mac(s1, c1.bytes, 5, 7, 'U', (const uint8_t *)"body", 4, m3);
+    ck_assert(!kraken__sync_equal(m1, m2, 32));
+    ck_assert(!kraken__sync_equal(m1, m3, 32));
+    ck_assert(kraken__sync_equal(m1, m1, 32));
+}
+END_TEST
+
+typedef struct sink {
+    size_t n;
+    uint8_t first[8][64];
+    size_t lens[8];
+    kraken_sync_conn *conn;
+    size_t frames, frame_bytes, closed;
+    uint8_t frame_sum;
+} sink;
+
+static void sink_datagram(const uint8_t *data, size_t len, const kraken_sync_addr *from, void *ud)
+{
+    (void)from;
+    sink *k = ud;
+    if (k->n < 8) {
+        memcpy(k->first[k->n], data, len < 64 ? len : 64);
+        k->lens[k->n] = len;
+    }
+    k->n++;
+}
+
+static void sink_frame(kraken_sync_conn *c, const uint8_t *data, size_t len, void *ud)
+{
+    (void)c;
+    sink *k = ud;
+    k->frames++;
+    k->frame_bytes = len;
+    uint8_t sum = 0;
+    for (size_t i = 0; i < len; i++)
+        sum ^= data[i];
+    k->frame_sum = sum;
+}
+
+static void sink_closed(kraken_sync_conn *c, const char *why, void *ud)
+{
+    (void)c;
+    (void)why;
+    sink *k = ud;
+    k->closed++;
+    k->conn = NULL;
+}
+
+static const kraken_sync_conn_ops sink_conn_ops = {NULL, sink_frame, sink_closed};
+
+static void sink_accepted(kraken_sync_conn *c, void *ud)
+{
+    sink *k = ud;
+    k->conn = c;
+    kraken__sync_conn_set_ops(c, &sink_conn_ops, k);
+}
+
+START_TEST(transport_frames_and_faults)
+{
+    kraken_sync_addr a1, a2;
+    ck_assert_int_eq(kraken__sync_parse_addr("127.0.0.1:0", 0, &a1), 0);
+    ck_assert_int_eq(kraken__sync_parse_addr("127.0.0.2:0", 0, &a2), 0);
+    sink k1 = {0}, k2 = {0};
+    const kraken_sync_net_ops ops = {sink_datagram, sink_accepted};
+    kraken_sync_net *n1, *n2;
+    ck_assert_int_eq(kraken__sync_net_new(&n1, base, &a1, &ops, &k1), 0);
+    ck_assert_int_eq(kraken__sync_net_new(&n2, base, &a2, &ops, &k2), 0);
+    kraken__sync_addr_set_port(&a2, kraken__sync_net_port(n2));
+    ck_assert_uint_ne(kraken__sync_net_port(n2), 0);
+
+    /* the same port again: refused with EIO */
+    kraken_sync_net *n3 = NULL;
+    ck_assert_int_eq(kraken__sync_net_new(&n3, base, &a2, &ops, &k2), KRAKEN_EIO);
+    ck_assert_ptr_null(n3);
+
+    /* one big frame (5 MiB) arrives whole; a frame above 16 MiB is refused */
+    kraken_sync_conn *out;
+    ck_assert_int_eq(kraken__sync_conn_connect(&out, n1, &a2, &sink_conn_ops, &k1), 0);
+    size_t big = 5u << 20;
+    uint8_t *data = malloc(big);
+    uint8_t sum = 0;
+    for (size_t i = 0; i < big; i++)
+        sum ^= (data[i] = (uint8_t)(i * 7));
+    ck_assert_int_eq(kraken__sync_conn_send(out, data, big), 0);
+    ck_assert_int_eq(kraken__sync_conn_send(out, data, KRAKEN_SYNC_MAX_FRAME + 1), KRAKEN_ELIMIT);
+    free(data);
+    ck_assert(WAIT_FOR(k2.frames == 1, DEADLINE_MS));
+    ck_assert_uint_eq(k2.frame_bytes, big);
+    ck_assert_uint_eq(k2.frame_sum, sum);
+    /* the accepting side's connection came from the connector's own address */
+    char buf[80];
+    kraken__sync_addr_format(kraken__sync_conn_peer(k2.conn), buf, sizeof buf);
+    ck_assert_msg(strncmp(buf, "127.0.0.1:", 10) == 0, "peer %s", buf);
+    /* closing one end is seen by the other */
+    kraken__sync_conn_close(out, true);
+    ck_assert(WAIT_FOR(k2.closed == 1, DEADLINE_MS));
+
+    /* a header announcing more than 16 MiB closes the connection */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_eq(connect(fd, &a2.u.sa, a2.len), 0);
+    ck_assert(WAIT_FOR(k2.conn != NULL, DEADLINE_MS));
+    uint8_t head[4] = {0x01, 0x00, 0x00, 0x01};
+    ck_assert_int_eq(write(fd, head, 4), 4);
+    ck_assert(WAIT_FOR(k2.closed == 2, DEADLINE_MS));
+    close(fd);
+
+    /* faults: duplicate everything */
+    kraken_sync_faults f = {0, 1.0, 0, 0, 7};
+    kraken__sync_net_set_faults(n1, &f);
+    ck_assert_int_eq(kraken__sync_net_send(n1, &a2, (const uint8_t *)"a", 1), 0);
+    ck_assert(WAIT_FOR(k2.n == 2, DEADLINE_MS));
+    /* reorder everything: b is held back and goes after c */
+    f = (kraken_sync_faults){0, 0, 1.0, 0, 7};
+    kraken__sync_net_set_faults(n1, &f);
+    kraken__sync_net_send(n1, &a2, (const uint8_t *)"b", 1);
+    kraken__sync_net_send(n1, &a2, (const uint8_t *)"c", 1);
+    ck_assert(WAIT_FOR(k2.n == 4, DEADLINE_MS));
+    ck_assert_int_eq(k2.first[2][0], 'c');
+    ck_assert_int_eq(k2.first[3][0], 'b');
+    /* lose everything: nothing arrives, but the shim remembers what was sent */
+    f = (kraken_sync_faults){1.0, 0, 0, 0, 7};
+    kraken__sync_net_set_faults(n1, &f);
+    kraken__sync_net_send(n1, &a2, (const uint8_t *)"d", 1);
+    /* delay: arrives, but later */
+    f = (kraken_sync_faults){0, 0, 0, 30, 7};
+    kraken__sync_net_set_faults(n1, &f);
+    uint64_t t0 = mono_ms();
+    kraken__sync_net_send(n1, &a2, (const uint8_t *)"e", 1);
+    ck_assert(WAIT_FOR(k2.n == 5, DEADLINE_MS));
+    ck_assert_uint_ge(mono_ms() - t0, 25);
+    ck_assert_int_eq(k2.first[4][0], 'e');
+    const uint8_t *last;
+    size_t last_len;
+    ck_assert(kraken__sync_net_last_sent(n1, &last, &last_len, NULL));
+    ck_assert_uint_eq(last_len, 1);
+    ck_assert_int_eq(last[0], 'e');
+
+    kraken__sync_net_free(n1);
+    kraken__sync_net_free(n2);
+}
+END_TEST
+
+START_TEST(bad_options)
+{
+    inst r;
+    inst_engine(&r, 1, "127.0.0.1");
+    kraken_sync *s = NULL;
+    kraken_sync_options o = fast_options();
+    ck_assert_int_eq(kraken_sync_new(NULL, r.engine, base, &o), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_sync_new(&s, NULL, base, &o), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, NULL, &o), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, NULL), KRAKEN_EINVAL);
+
+    o.secret_file = NULL;
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "secret"));
+    o = fast_options();
+    o.dead_ms = o.hello_ms;
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    o = fast_options();
+    o.parent_addr = "[::1";
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "parent_addr"));
+    o.parent_addr = "127.0.0.1:0";
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    o = fast_options();
+    o.listen_addr = "127.0.0.1:x";
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    o = fast_options();
+    o.version = 99;
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    o = fast_options();
+    kraken_sync_faults f = {1.5, 0, 0, 0, 1};
+    o.faults = &f;
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    ck_assert_ptr_null(s);
+    /* the engine was not touched by the failed calls */
+    ck_assert(!kraken_engine_frozen(r.engine));
+
+    /* a taken port: EIO */
+    inst_sync(&r, NULL);
+    o = fast_options();
+    o.listen_addr = "127.0.0.1";
+    o.port = kraken_sync_port(r.sync);
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EIO);
+    ck_assert_ptr_null(s);
+
+    /* insecure mode needs no secret; accessors are NULL-safe */
+    kraken_sync_free(r.sync);
+    o = fast_options();
+    o.secret_file = NULL;
+    o.insecure = true;
+    o.listen_addr = "::1";
+    ck_assert_int_eq(kraken_sync_new(&r.sync, r.engine, base, &o), 0);
+    ck_assert_uint_ne(kraken_sync_port(r.sync), 0);
+    ck_assert(!kraken_sync_joined(r.sync));
+    ck_assert_uint_eq(kraken_sync_children(NULL), 0);
+    ck_assert_uint_eq(kraken_sync_port(NULL), 0);
+    kraken_sync_free(NULL);
+    inst_free(&r);
+}
+END_TEST
+
+/* ---- protocol ------------------------------------------------------------------------ */
+
+START_TEST(join_and_flow)
+{
+    inst r, c;
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&c, 2, "127.0.0.2");
+    put_cfg(&r, &c.id, &r.id, "child");
+    inst_sync(&r, NULL);
+    inst_sync(&c, &r);
+    ck_assert(kraken_engine_frozen(c.engine)); /* until the first full state */
+    ck_assert(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS));
+    ck_assert(!kraken_engine_frozen(c.engine));
+    ck_assert_uint_eq(kraken_sync_children(r.sync), 1);
+    ck_assert_uint_eq(stats_of(&r).joins_accepted, 1);
+    /* the parent discovered SYNC for the child (INITtoSYNC) and the child got it */
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/RunState", "SYNC"), DEADLINE_MS));
+    ck_assert(WAIT_FOR(has_text(&c, KRAKEN_DSC, &c.id, "/RunState", "SYNC"), DEADLINE_MS));
+    /* the child's Cfg is the parent's */
+    ck_assert(has_text(&c, KRAKEN_CFG, &c.id, "/Nodename", "child"));
+    ck_assert(WAIT_FOR(r.events[KRAKEN_SYNC_JOIN_ACCEPTED] == 1 &&
+                           r.events[KRAKEN_SYNC_NEIGHBOR_UP] == 1 &&
+                           c.events[KRAKEN_SYNC_JOIN_ACCEPTED] == 1,
+                       DEADLINE_MS));
+
+    /* Cfg change at the root reaches the child */
+    put_cfg(&r, &c.id, &r.id, "renamed");
+    ck_assert(WAIT_FOR(has_text(&c, KRAKEN_CFG, &c.id, "/Nodename", "renamed"), DEADLINE_MS));
+    /* a new node under the child reaches it, a deleted one goes away */
+    kraken_uuid n3 = make_id(3);
+    put_cfg(&r, &n3, &c.id, "grandchild");
+    ck_assert(WAIT_FOR(has_text(&c, KRAKEN_CFG, &n3, "/Nodename", "grandchild"), DEADLINE_MS));
+    ck_assert_int_eq(kraken_store_delete(store_of(&r), &n3), 0);
+    ck_assert(WAIT_FOR(!kraken_store_contains(store_of(&c), &n3), DEADLINE_MS));
+
+    /* the child's Dsc discovery reaches the root */
+    set_dsc(&c, &c.id, "/Arch", "amd64");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/Arch", "amd64"), DEADLINE_MS));
+    /* facts the parent owns are not overwritten by the child's view */
+    set_dsc(&c, &c.id, "/RunState", "INIT");
+    set_dsc(&c, &c.id, "/Platform", "sim");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/Platform", "sim"), DEADLINE_MS));
+    ck_assert(has_text(&r, KRAKEN_DSC, &c.id, "/RunState", "SYNC"));
+    /* ... and the hello digests notice the child's diverging copy and repair it */
+    ck_assert(WAIT_FOR(has_text(&c, KRAKEN_DSC, &c.id, "/RunState", "SYNC"), DEADLINE_MS));
+    kraken_sync_stats rs = stats_of(&r), cs = stats_of(&c);
+    ck_assert_uint_gt(rs.datagrams_received, 0);
+    ck_assert_uint_gt(cs.datagrams_received, 0);
+    ck_assert_uint_eq(rs.dropped_bad_mac + rs.dropped_replay + rs.dropped_unknown_sender, 0);
+    ck_assert_uint_eq(rs.dropped_not_authorized + cs.dropped_not_authorized, 0);
+    ck_assert_uint_eq(rs.dropped_malformed + cs.dropped_malformed, 0);
+
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
+START_TEST(three_levels)
+{
+    inst r, m, l;
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&m, 2, "127.0.0.2");
+    inst_engine(&l, 3, "127.0.0.3");
+    put_cfg(&r, &m.id, &r.id, "middle");
+    put_cfg(&r, &l.id, &m.id, "leaf");
+    inst_sync(&r, NULL);
+    inst_sync(&m, &r);
+    ck_assert(WAIT_FOR(kraken_sync_joined(m.sync), DEADLINE_MS));
+    /* the intermediate got its whole subtree */
+    ck_assert(WAIT_FOR(has_text(&m, KRAKEN_CFG, &l.id, "/Nodename", "leaf"), DEADLINE_MS));
+    inst_sync(&l, &m);
+    ck_assert(WAIT_FOR(kraken_sync_joined(l.sync), DEADLINE_MS));
+    ck_assert_uint_eq(kraken_sync_children(m.sync), 1);
+    ck_assert_uint_eq(kraken_sync_children(r.sync), 1);
+    /* the intermediate discovered SYNC for the leaf; it reaches the root two levels up */
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &l.id, "/RunState", "SYNC"), DEADLINE_MS));
+
+    /* Cfg down two levels */
+    put_cfg(&r, &l.id, &m.id, "leaf-renamed");
+    ck_assert(WAIT_FOR(has_text(&l, KRAKEN_CFG, &l.id, "/Nodename", "leaf-renamed"), DEADLINE_MS));
+    /* Dsc up two levels */
+    set_dsc(&l, &l.id, "/Arch", "arm64");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &l.id, "/Arch", "arm64"), DEADLINE_MS));
+    ck_assert(has_text(&m, KRAKEN_DSC, &l.id, "/Arch", "arm64"));
+    /* the root holds the leaf's state but never talked to it */
+    ck_assert_uint_eq(stats_of(&r).joins_accepted, 1);
+
+    inst_free(&l);
+    inst_free(&m);
+    inst_free(&r);
+}
+END_TEST
+
+START_TEST(wrong_secret_refused)
+{
+    inst r, c;
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&c, 2, "127.0.0.2");
+    put_cfg(&r, &c.id, &r.id, "child");
+    inst_sync(&r, NULL);
+    kraken_sync_options o = fast_options();
+    o.secret_file = wrong_secret;
+    inst_sync_opts(&c, &r, 0, o);
+    ck_assert(WAIT_FOR(stats_of(&r).joins_refused >= 1 && stats_of(&c).joins_refused >= 1 &&
+                           r.events[KRAKEN_SYNC_JOIN_REFUSED] >= 1 &&
+                           c.events[KRAKEN_SYNC_JOIN_REFUSED] >= 1,
+                       DEADLINE_MS));
+    ck_assert_ptr_nonnull(strstr(c.last_refusal, "secret"));
+    ck_assert(!kraken_sync_joined(c.sync));
+    ck_assert_uint_eq(kraken_sync_children(r.sync), 0);
+    ck_assert_uint_eq(stats_of(&r).joins_accepted, 0);
+    ck_assert(kraken_engine_frozen(c.engine));
+    ck_assert(!has_text(&r, KRAKEN_DSC, &c.id, "/RunState", "SYNC"));
+    inst_free(&c);
+
+    /* right secret, but not a child of this parent in Cfg: refused after the proof */
+    inst_engine(&c, 9, "127.0.0.2");
+    inst_sync(&c, &r);
+    ck_assert(WAIT_FOR(c.events[KRAKEN_SYNC_JOIN_REFUSED] >= 1, DEADLINE_MS));
+    ck_assert_ptr_nonnull(strstr(c.last_refusal, "not in this instance's Cfg"));
+    ck_assert(!kraken_sync_joined(c.sync));
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
+START_TEST(replay_forgery_unknown_sender)
+{
+    inst r, c;
+    root_and_child(&r, &c);
+    /* wait for an exchange of hellos, then take the child's last datagram */
+    ck_assert(WAIT_FOR(stats_of(&r).datagrams_received >= 2, DEADLINE_MS));
+    const uint8_t *last;
+    size_t len;
+    kraken_sync_addr to;
+    ck_assert(kraken__sync_last_datagram(c.sync, &last, &len, &to));
+    uint8_t copy[2048];
+    ck_assert_uint_le(len, sizeof copy);
+    memcpy(copy, last, len);
+    run_for(20); /* the original is delivered first */
+
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    kraken_sync_stats before = stats_of(&r);
+    /* replayed as it was */
+    ck_assert_int_eq(sendto(fd, copy, len, 0, &to.u.sa, to.len), (ssize_t)len);
+    ck_assert(WAIT_FOR(stats_of(&r).dropped_replay == before.dropped_replay + 1, DEADLINE_MS));
+    /* forged: one bit of the mac flipped (the mac is the last field) */
+    copy[len - 1] ^= 1;
+    sendto(fd, copy, len, 0, &to.u.sa, to.len);
+    ck_assert(WAIT_FOR(stats_of(&r).dropped_bad_mac == before.dropped_bad_mac + 1, DEADLINE_MS));
+    copy[len - 1] ^= 1;
+    /* another sender id (bytes 2..17 are the sender) */
+    copy[5] ^= 0x40;
+    sendto(fd, copy, len, 0, &to.u.sa, to.len);
+    ck_assert(WAIT_FOR(stats_of(&r).dropped_unknown_sender == before.dropped_unknown_sender + 1,
+                       DEADLINE_MS));
+    /* garbage */
+    sendto(fd, "\xff\xff\xff", 3, 0, &to.u.sa, to.len);
+    ck_assert(WAIT_FOR(stats_of(&r).dropped_malformed == before.dropped_malformed + 1,
+                       DEADLINE_MS));
+    close(fd);
+    /* none of it hurt the session */
+    run_for(100);
+    ck_assert(kraken_sync_joined(c.sync));
+    ck_assert_uint_eq(kraken_sync_children(r.sync), 1);
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
+START_TEST(outside_subtree_dropped)
+{
+    inst r, c;
+    root_and_child(&r, &c);
+    kraken_uuid other = make_id(7), rogue = make_id(8);
+    put_cfg(&r, &other, &r.id, "not-the-childs");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/RunState", "SYNC"), DEADLINE_MS));
+    run_for(50);
+    /* the child claims nodes: one the root gave to someone else, one the root never heard of */
+    put_cfg(&c, &other, &c.id, NULL);
+    put_cfg(&c, &rogue, &c.id, NULL);
+    set_dsc(&c, &other, "/Arch", "evil");
+    set_dsc(&c, &rogue, "/Arch", "evil");
+    ck_assert(WAIT_FOR(stats_of(&r).dropped_not_authorized >= 2, DEADLINE_MS));
+    ck_assert(!has_text(&r, KRAKEN_DSC, &other, "/Arch", "evil"));
+    ck_assert(!kraken_store_contains(store_of(&r), &rogue));
+    /* the root's next snapshot takes back what the child made up */
+    ck_assert(WAIT_FOR(!kraken_store_contains(store_of(&c), &rogue) &&
+                           !kraken_store_contains(store_of(&c), &other),
+                       DEADLINE_MS));
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
+/* An IPv4 extension with @p n interfaces: far more than one datagram. */
+static void put_ifaces(inst *x, kraken_state_kind kind, const kraken_uuid *id, int n)
+{
+    kraken_node *node;
+    ck_assert_int_eq(kraken_store_read(store_of(x), kind, id, &node), 0);
+    char url[160], mac[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(url, sizeof url, IFACE_URL "eth%d/Eth/Mtu", i);
+        ck_assert_int_eq(kraken_node_set_text(node, url, "9000"), 0);
+        snprintf(url, sizeof url, IFACE_URL "eth%d/Eth/Mac", i);
+        snprintf(mac, sizeof mac, "02:00:00:00:%02x:%02x", (i >> 8) & 0xff, i & 0xff);
+        ck_assert_int_eq(kraken_node_set_text(node, url, mac), 0);
+    }
+    ck_assert_int_eq(kraken_store_update(store_of(x), kind, node), 0);
+    kraken_node_free(node);
+}
+
+START_TEST(oversized_node_over_tcp)
+{
+    inst r, c;
+    root_and_child(&r, &c);
+    run_for(50);
+    uint64_t r_tcp = stats_of(&r).tcp_messages_received;
+    /* up: 500 interfaces of Dsc */
+    put_ifaces(&c, KRAKEN_DSC, &c.id, 500);
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, IFACE_URL "eth499/Eth/Mac",
+                                "02:00:00:00:01:f3"),
+                       DEADLINE_MS));
+    ck_assert(has_text(&r, KRAKEN_DSC, &c.id, IFACE_URL "eth0/Eth/Mtu", "9000"));
+    ck_assert_uint_gt(stats_of(&r).tcp_messages_received, r_tcp);
+    /* down: 500 interfaces of Cfg */
+    uint64_t c_tcp = stats_of(&c).tcp_messages_received;
+    put_ifaces(&r, KRAKEN_CFG, &c.id, 500);
+    ck_assert(WAIT_FOR(has_text(&c, KRAKEN_CFG, &c.id, IFACE_URL "eth499/Eth/Mtu", "9000"),
+                       DEADLINE_MS));
+    ck_assert_uint_gt(stats_of(&c).tcp_messages_received, c_tcp);
+    ck_assert_uint_eq(stats_of(&r).dropped_malformed + stats_of(&c).dropped_malformed, 0);
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
+START_TEST(parent_restart)
+{
+    inst r, c;
+    root_and_child(&r, &c);
+    uint16_t port = kraken_sync_port(r.sync);
+    kraken_sync_free(r.sync);
+    r.sync = NULL;
+    /* the child sees its connection close: ERROR, NEIGHBOR_DOWN, then it keeps trying */
+    ck_assert(WAIT_FOR(!kraken_sync_joined(c.sync), DEADLINE_MS));
+    ck_assert(WAIT_FOR(has_text(&c, KRAKEN_DSC, &c.id, "/RunState", "ERROR") &&
+                           c.events[KRAKEN_SYNC_NEIGHBOR_DOWN] >= 1,
+                       DEADLINE_MS));
+    run_for(100);
+    inst_sync_opts(&r, NULL, port, fast_options());
+    ck_assert(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS));
+    ck_assert(WAIT_FOR(has_text(&c, KRAKEN_DSC, &c.id, "/RunState", "SYNC"), DEADLINE_MS));
+    ck_assert_uint_eq(kraken_sync_children(r.sync), 1);
+    /* state flows again */
+    set_dsc(&c, &c.id, "/Arch", "ppc64le");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/Arch", "ppc64le"), DEADLINE_MS));
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
+START_TEST(child_restart)
+{
+    inst r, c;
+    root_and_child(&r, &c);
+    set_dsc(&c, &c.id, "/Arch", "amd64");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/Arch", "amd64"), DEADLINE_MS));
+    inst_free(&c);
+    /* the parent notices the closed connection: ERROR for the child */
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/RunState", "ERROR") &&
+                           kraken_sync_children(r.sync) == 0,
+                       DEADLINE_MS));
+    ck_assert_uint_eq(stats_of(&r).peers_lost, 1);
+    ck_assert_uint_ge(r.events[KRAKEN_SYNC_NEIGHBOR_DOWN], 1);
+    /* a fresh child (empty store) joins again, and its new, empty Dsc replaces the old one */
+    inst_engine(&c, 2, "127.0.0.2");
+    inst_sync(&c, &r);
+    ck_assert(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS));
+    ck_assert_uint_eq(stats_of(&r).joins_accepted, 2);
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/RunState", "SYNC"), DEADLINE_MS));
+    ck_assert(WAIT_FOR(!has_text(&r, KRAKEN_DSC, &c.id, "/Arch", "amd64"), DEADLINE_MS));
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
+START_TEST(link_loss_and_heal)
+{
+    inst r, c;
+    root_and_child(&r, &c);
+    kraken_sync_faults cut = {1.0, 0, 0, 0, 3};
+    kraken__sync_set_faults(r.sync, &cut);
+    kraken__sync_set_faults(c.sync, &cut);
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/RunState", "ERROR") &&
+                           has_text(&c, KRAKEN_DSC, &c.id, "/RunState", "ERROR"),
+                       DEADLINE_MS));
+    ck_assert_uint_ge(stats_of(&r).peers_lost + stats_of(&c).peers_lost, 1);
+    ck_assert(WAIT_FOR(r.events[KRAKEN_SYNC_NEIGHBOR_DOWN] >= 1 &&
+                           c.events[KRAKEN_SYNC_NEIGHBOR_DOWN] >= 1,
+                       DEADLINE_MS));
+    kraken__sync_set_faults(r.sync, NULL);
+    kraken__sync_set_faults(c.sync, NULL);
+    ck_assert(WAIT_FOR(kraken_sync_joined(c.sync) &&
+                           has_text(&r, KRAKEN_DSC, &c.id, "/RunState", "SYNC") &&
+                           has_text(&c, KRAKEN_DSC, &c.id, "/RunState", "SYNC"),
+                       DEADLINE_MS));
+    /* and stays up longer than dead_ms */
+    uint64_t lost = stats_of(&r).peers_lost;
+    run_for(600);
+    ck_assert_uint_eq(stats_of(&r).peers_lost, lost);
+    ck_assert(kraken_sync_joined(c.sync));
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
+#define N_NODES 50
+
+static bool all_converged(inst *r, inst *c, const kraken_uuid *ids)
+{
+    char want[32];
+    for (int i = 0; i < N_NODES; i++) {
+        snprintf(want, sizeof want, "node-%d", i);
+        if (!has_text(c, KRAKEN_CFG, &ids[i], "/Nodename", want))
+            return false;
+        snprintf(want, sizeof want, "arch-%d", i);
+        if (!has_text(r, KRAKEN_DSC, &ids[i], "/Arch", want))
+            return false;
+    }
+    return true;
+}
+
+START_TEST(converges_under_faults)
+{
+    inst r, c;
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&c, 2, "127.0.0.2");
+    put_cfg(&r, &c.id, &r.id, "node-0");
+    kraken_sync_faults f = {0.05, 0.05, 0.05, 0, 42};
+    kraken_sync_options o = fast_options();
+    o.faults = &f;
+    o.dead_ms = 2000; /* 5% loss must not look like a dead link */
+    inst_sync_opts(&r, NULL, 0, o);
+    inst_sync_opts(&c, &r, 0, o);
+    ck_assert(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS));
+    kraken_uuid ids[N_NODES];
+    ids[0] = c.id;
+    char name[32];
+    for (int i = 1; i < N_NODES; i++) {
+        ids[i] = make_id(100 + (unsigned)i);
+        snprintf(name, sizeof name, "node-%d", i);
+        put_cfg(&r, &ids[i], &c.id, name);
+        run_for(1); /* one delta at a time: many datagrams through the faults */
+    }
+    ck_assert(WAIT_FOR(kraken_store_count(store_of(&c)) == N_NODES + 0u, DEADLINE_MS));
+    for (int i = 0; i < N_NODES; i++) {
+        snprintf(name, sizeof name, "arch-%d", i);
+        set_dsc(&c, &ids[i], "/Arch", name);
+        run_for(1);
+    }
+    ck_assert_msg(WAIT_FOR(all_converged(&r, &c, ids), 15000), "no convergence");
+    kraken_sync_stats rs = stats_of(&r), cs = stats_of(&c);
+    ck_assert_uint_gt(rs.datagrams_received + cs.datagrams_received, 50);
+    ck_assert_uint_eq(rs.dropped_bad_mac + cs.dropped_bad_mac, 0);
+    ck_assert_uint_eq(rs.dropped_malformed + cs.dropped_malformed, 0);
+    ck_assert_uint_eq(rs.dropped_not_authorized + cs.dropped_not_authorized, 0);
+    ck_assert_uint_eq(rs.peers_lost + cs.peers_lost, 0);
+    inst_free(&c);
+    inst_free(&r);
+}
 END_TEST
 
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("sync");
-    TCase *tc = tcase_create("placeholder");
-    tcase_add_test(tc, placeholder);
-    suite_add_tcase(s, tc);
+    TCase *units = tcase_create("units");
+    tcase_add_checked_fixture(units, setup, teardown);
+    tcase_add_test(units, parse_addresses);
+    tcase_add_test(units, secret_files);
+    tcase_add_test(units, keys_and_macs);
+    tcase_add_test(units, transport_frames_and_faults);
+    tcase_add_test(units, bad_options);
+    suite_add_tcase(s, units);
+
+    TCase *proto = tcase_create("protocol");
+    tcase_add_checked_fixture(proto, setup, teardown);
+    tcase_set_timeout(proto, 60);
+    tcase_add_test(proto, join_and_flow);
+    tcase_add_test(proto, three_levels);
+    tcase_add_test(proto, wrong_secret_refused);
+    tcase_add_test(proto, replay_forgery_unknown_sender);
+    tcase_add_test(proto, outside_subtree_dropped);
+    tcase_add_test(proto, oversized_node_over_tcp);
+    tcase_add_test(proto, parent_restart);
+    tcase_add_test(proto, child_restart);
+    tcase_add_test(proto, link_loss_and_heal);
+    tcase_add_test(proto, converges_under_faults);
+    suite_add_tcase(s, proto);
     return s;
 }
 KRAKEN_TEST_MAIN(make_suite)

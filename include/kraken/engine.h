@@ -50,8 +50,14 @@ typedef struct kraken_engine_options {
 
 /**
  * Create an engine on @p base. @p store may be NULL (the engine creates and
- * owns one) or a store the caller owns and keeps alive longer than the engine.
- * The self node (id = opts->self_id) is created if the store lacks it.
+ * owns one) or a store the caller owns and keeps alive longer than the engine;
+ * nodes already in it are driven too. The self node (id = opts->self_id) is
+ * created if the store lacks it; its Dsc gets PhysState POWER_ON and, unless
+ * opts->start_frozen, RunState SYNC when they are unknown (the instance runs).
+ * Unless opts->no_sync_service, a service "sync" (module "sync") is added that
+ * owns INITtoSYNC (/RunState INIT->SYNC, requires /PhysState POWER_ON, CHILD,
+ * 90 s, fail_to /PhysState PHYS_HANG) and may discover /RunState; the sync
+ * protocol completes that step by discovering RunState SYNC for the child.
  */
 int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store *store,
                       const kraken_engine_options *opts);
@@ -60,12 +66,21 @@ void kraken_engine_free(kraken_engine *engine);
 
 kraken_store *kraken_engine_store(kraken_engine *engine);
 kraken_bus *kraken_engine_bus(kraken_engine *engine);
+/**
+ * The engine's mutation set. Declare through kraken_service_declare_mutation()
+ * so the engine replans at once; changes made on the set directly are seen by
+ * the engine's next pass (the next change of any node, or a retry timer).
+ */
 kraken_mutation_set *kraken_engine_mutations(kraken_engine *engine);
 const kraken_uuid *kraken_engine_self_id(const kraken_engine *engine);
 
 /* ---- services ---------------------------------------------------------- */
 
-/** A step dispatched to a service; pointers valid during the callback. */
+/**
+ * A step dispatched to a service. Pointers are valid during the callback; @c cfg
+ * and @c dsc are the stored nodes (not copies): read them before writing to the
+ * store from the callback. For a deleted node they are empty nodes with its id.
+ */
 typedef struct kraken_mutation_request {
     kraken_uuid node_id;
     const char *service_id;
@@ -132,7 +147,12 @@ int kraken_service_discover_text(kraken_service *service, const kraken_uuid *nod
 /** Report the service's own state (RUN when ready, STOP, ERROR with a message). */
 int kraken_service_set_state(kraken_service *service, kraken_service_state state,
                              const char *error_msg);
-/** Report that the in-flight step @p mutation_id on @p node_id failed, with a reason. */
+/**
+ * Report that the in-flight step @p mutation_id on @p node_id failed, with a
+ * reason: a FAILED event, then failure handling as for a timeout (back-off,
+ * stuck after max_failures) but without recording fail_to.
+ * KRAKEN_ESTATE when that step is not in flight for this service.
+ */
 int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id,
                         const char *mutation_id, const char *reason);
 
@@ -149,7 +169,10 @@ typedef enum kraken_plan_state {
     KRAKEN_PLAN_FROZEN = 6     /**< the engine is frozen */
 } kraken_plan_state;
 
-/** Snapshot of a node's plan; release with kraken_plan_status_clear(). */
+/**
+ * Snapshot of a node's plan; release with kraken_plan_status_clear(). The plan
+ * is kept while it holds: after the last step, @c current == @c n_steps.
+ */
 typedef struct kraken_plan_status {
     kraken_plan_state state;
     size_t n_steps;
@@ -164,7 +187,12 @@ int kraken_engine_node_status(kraken_engine *engine, const kraken_uuid *node_id,
 void kraken_plan_status_clear(kraken_plan_status *status);
 const char *kraken_plan_state_name(kraken_plan_state state);
 
-/** Clear a node's stuck state and failure count, and replan it. */
+/**
+ * Clear a node's stuck state, back-off and failure count, and replan it. (Any
+ * Cfg change of the node does the same.) The failure count also ends when the
+ * step that failed last succeeds, or when the node converges: a recovery step
+ * alone (e.g. HANGtoOFF) does not end it, so a step that always hangs ends stuck.
+ */
 int kraken_engine_reset_node(kraken_engine *engine, const kraken_uuid *node_id);
 
 /** Freeze: dispatch nothing, arm no timers. Thaw: replan every node. */

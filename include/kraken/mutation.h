@@ -4,8 +4,12 @@
  *
  * A ::kraken_mutation_set holds the mutations declared by service instances.
  * Planning is a pure function of (set, Cfg node, Dsc node): the cheapest
- * sequence of mutations that reaches the goal, with ties broken by
- * registration order and id, cached by (state vector, static facts, goal).
+ * sequence of mutations that reaches the goal, cached by (state vector,
+ * static facts, goal). Ties are broken by content, not by the order of
+ * registration: among equally cheap plans the one whose sequence of
+ * (service id, mutation id) pairs sorts first wins, so a set declared in any
+ * order gives the same plans. A set is used by one thread at a time; plans
+ * are immutable and may be freed from any thread.
  */
 #ifndef KRAKEN_MUTATION_H
 #define KRAKEN_MUTATION_H

@@ -119,7 +119,12 @@ int kraken_url_parse_value(const char *url, const char *text, kraken_value *out)
  */
 int kraken_url_split(const char *qualified, kraken_uuid *id, const char **path);
 
-/** Canonical form of a URL (UpperCamel names, leading '/'); *out is malloc'ed. */
+/**
+ * Canonical form of a URL: UpperCamel field names, keys as given, a leading
+ * '/' for node fields ("/PhysState", "/Services/pxe/State") and none for
+ * extensions ("type.googleapis.com/PXE.Client/State"), as the original wrote
+ * them. *out is malloc'ed.
+ */
 int kraken_url_canonical(const char *url, char **out);
 
 /** One changed leaf between two versions of a node. */

@@ -9,8 +9,8 @@
  * definition again is a no-op; a conflicting one is KRAKEN_EEXISTS.
  *
  * Built in: kraken.Node, kraken.ServiceInstance, IPv4.IPv4OverEthernet (with
- * IPv4.Ethernet, IPv4.IPv4, IPv4.Iface, IPv4.Hostname), PXE.Client,
- * Powerman.Control, and the enums RunState, PhysState, ServiceState,
+ * IPv4.Ethernet, IPv4.IPv4, IPv4.IPv4OverEthernet.ConfiguredInterface,
+ * IPv4.Hostname), PXE.Client, PXE.Config, Powerman.Control, and the enums RunState, PhysState, ServiceState,
  * PXE.Method, PXE.State.
  */
 #ifndef KRAKEN_SCHEMA_H
