@@ -480,7 +480,7 @@ static void bench_plans(const struct bench_set *bs, size_t n, size_t n_states)
     double c = median(cold, 3), w = median(warm, 3);
     double target_ms = 50.0 * (double)n / 100000.0;
     char target[32], fig[96];
-    snprintf(target, sizeof target, "<= %.0f ms%s", target_ms, n == 100000 ? "" : " (scaled)");
+    snprintf(target, sizeof target, "<= %.3g ms%s", target_ms, n == 100000 ? "" : " (scaled)");
     const char *states = n_states == 1 ? "1 state" : "spread";
     snprintf(fig, sizeof fig, "%s: %s (%zu), pass 1 (cache cold)", bs->name, states, n_states);
     row(fig, n, c * 1e3, "ms", n_states == 1 ? target : "",

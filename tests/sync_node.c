@@ -1,11 +1,12 @@
 /*
  * sync_node: one engine + sync in a process, for multi-process tests and the bench.
  *
- *   sync_node --id UUID --listen ADDR[:PORT] [--parent ADDR[:PORT]] --secret FILE
+ *   sync_node --id UUID --listen ADDR [--port N] [--parent ADDR[:PORT]] --secret FILE
  *             [--state FILE] [--nodes N] [--hello MS] [--dead MS] [--damping MS]
  *             [--rejoin-min MS] [--rejoin-max MS]
  *   sync_node --write-secret FILE
  *
+ * --port 0 (the default) lets the system pick the port.
  * Prints "READY <port>" once listening, then reads commands from stdin, one per line, and
  * answers each with one line:
  *   create UUID PARENT [NAME]       -> OK | ERR msg    (Cfg node)
@@ -43,7 +44,7 @@ typedef struct node_app {
     /* the pending "wait" */
     bool waiting;
     uint64_t deadline;
-    char kind[8];
+    char kind[16];
     kraken_uuid id;
     char url[512];
     char value[512];
@@ -60,7 +61,7 @@ static uint64_t mono_ms(void)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: sync_node --id UUID --listen ADDR[:PORT] [--parent ADDR[:PORT]] "
+    fprintf(stderr, "usage: sync_node --id UUID --listen ADDR [--port N] [--parent ADDR[:PORT]] "
                     "--secret FILE [--state FILE] [--nodes N] [--hello MS] [--dead MS] "
                     "[--damping MS] [--rejoin-min MS] [--rejoin-max MS]\n"
                     "       sync_node --write-secret FILE\n");
@@ -308,6 +309,7 @@ int main(int argc, char **argv)
 {
     const char *id_text = NULL, *listen = NULL, *parent = NULL, *secret = NULL, *state = NULL;
     unsigned long nodes = 0;
+    uint16_t port = 0;
     kraken_sync_options o = KRAKEN_SYNC_OPTIONS_INIT;
     o.hello_ms = 200;
     o.dead_ms = 1500;
@@ -331,6 +333,8 @@ int main(int argc, char **argv)
             id_text = val;
         else if (strcmp(arg, "--listen") == 0)
             listen = val;
+        else if (strcmp(arg, "--port") == 0)
+            port = (uint16_t)strtoul(val, NULL, 10);
         else if (strcmp(arg, "--parent") == 0)
             parent = val;
         else if (strcmp(arg, "--secret") == 0)
@@ -355,21 +359,8 @@ int main(int argc, char **argv)
     if (id_text == NULL || listen == NULL || secret == NULL)
         return usage();
 
-    /* "host:port" or "[v6]:port" for --listen: split the port off for the options */
-    char host[256];
-    snprintf(host, sizeof host, "%s", listen);
-    char *colon = strrchr(host, ':');
-    if (colon != NULL && (host[0] == '[' ? colon > strchr(host, ']') : strchr(host, ':') == colon)) {
-        *colon = '\0';
-        o.port = (uint16_t)strtoul(colon + 1, NULL, 10);
-        if (host[0] == '[') {
-            memmove(host, host + 1, strlen(host));
-            host[strlen(host) - 1] = '\0';
-        }
-    } else {
-        o.port = 0;
-    }
-    o.listen_addr = host;
+    o.listen_addr = listen;
+    o.port = port;
     o.parent_addr = parent;
     o.secret_file = secret;
 
@@ -404,6 +395,7 @@ int main(int argc, char **argv)
     a.tick = event_new(a.base, -1, EV_PERSIST, tick_cb, &a);
     struct timeval tv = {0, 5000};
     event_add(a.tick, &tv);
+    evutil_make_socket_nonblocking(STDIN_FILENO);
     a.in = bufferevent_socket_new(a.base, STDIN_FILENO, 0);
     bufferevent_setcb(a.in, stdin_read_cb, NULL, stdin_event_cb, &a);
     bufferevent_enable(a.in, EV_READ);
