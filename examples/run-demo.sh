@@ -18,4 +18,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ -d build-demo ] || meson setup build-demo -Dtests=false -Dbench=false >/dev/null
 ninja -C build-demo examples/plan >/dev/null
-exec build-demo/examples/plan "${1:-tests/fixtures/cluster4.json}"
+cfg=${1:-tests/fixtures/cluster4.json}
+dsc=${2:-tests/fixtures/cluster4-dsc.json}
+echo "== plans for $cfg with discovered state $dsc"
+build-demo/examples/plan "$cfg" "$dsc"
+echo
+echo "== plans after a cold start (nothing discovered yet)"
+build-demo/examples/plan "$cfg"
+echo
+echo "== mutation graph (vis.js JSON)"
+build-demo/examples/plan -g "$cfg" | tail -n 1
