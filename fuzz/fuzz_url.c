@@ -52,12 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (kraken_url_canonical(url, &canonical) == 0)
         free(canonical);
 
-    /* Strings in nodes must be UTF-8 (protobuf and JSON both require it, and both decoders
-     * check). kraken_node_set_text() does not check yet, so non-UTF-8 text would make nodes
-     * that cannot be decoded again; skip such writes until the URL/value layer rejects them. */
-    bool utf8 = kraken__utf8_valid(url, strlen(url)) &&
-                (value == NULL || kraken__utf8_valid(value, strlen(value)));
-    if (value != NULL && utf8) {
+    if (value != NULL) {
         kraken_node *copy = NULL;
         if (kraken_node_copy(&copy, base) != 0)
             fuzz_fail("copy");

@@ -396,7 +396,8 @@ struct kraken_sync {
     kraken_sync_transcript jtr;
     peer *jpeer;               /* tentative session while waiting for the join result */
     uint32_t backoff_ms;
-    bool froze_engine;
+    bool froze_engine;        /* frozen until the first full state */
+    bool engine_was_frozen;   /* ... and it already was before us */
     bool ever_joined;
 
     struct event *flush_ev, *hello_ev, *join_ev;
@@ -1065,9 +1066,16 @@ static int send_body(kraken_sync *s, peer *p, int ch, const uint8_t *body, size_
     uint8_t *env = NULL;
     size_t env_len = 0;
     int rc = seal(s, p, ch, body, len, &env, &env_len);
+    if (rc == 0 && ch == CH_UDP && env_len > KRAKEN_SYNC_MAX_DATAGRAM && p->conn != NULL) {
+        /* Too big for one datagram after all: the channel is in the mac, so seal again. */
+        free(env);
+        env = NULL;
+        ch = CH_TCP;
+        rc = seal(s, p, ch, body, len, &env, &env_len);
+    }
     if (rc < 0)
         return rc;
-    if (ch == CH_UDP && env_len <= KRAKEN_SYNC_MAX_DATAGRAM) {
+    if (ch == CH_UDP) {
         rc = kraken__sync_net_send(s->net, &p->udp, env, env_len);
         if (rc == 0) {
             s->stats.datagrams_sent++;
@@ -2698,10 +2706,11 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
         goto fail;
     arm_timer(s->hello_ev, s->opts.hello_ms);
     if (s->has_parent) {
-        if (!kraken_engine_frozen(engine)) {
+        /* Frozen until the first full state (the engine may already start frozen). */
+        s->engine_was_frozen = kraken_engine_frozen(engine);
+        if (!s->engine_was_frozen)
             kraken_engine_freeze(engine);
-            s->froze_engine = true;
-        }
+        s->froze_engine = true;
         arm_timer(s->join_ev, 0); /* join from the loop, not from inside this call */
     }
     *out = s;
@@ -2716,6 +2725,8 @@ void kraken_sync_free(kraken_sync *sync)
     if (sync == NULL)
         return;
     kraken_sync *s = sync;
+    if (s->froze_engine && !s->engine_was_frozen) /* never joined: as we found it */
+        kraken_engine_thaw(s->engine);
     for (size_t i = 0; i < s->n_children; i++)
         peer_free(s->children[i]);
     free(s->children);

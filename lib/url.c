@@ -378,6 +378,9 @@ int kraken__url_compile(const char *text, kraken_url **out)
     if (!text || !out)
         return kraken__err(KRAKEN_EINVAL, "kraken__url_compile: NULL argument");
     kraken__schemas_init();
+    /* Keys taken from a URL (map keys, service ids) end up in nodes: UTF-8 only. */
+    if (!kraken__utf8_valid(text, strlen(text)))
+        return kraken__err(KRAKEN_EPARSE, "URL is not valid UTF-8");
     char *buf = strdup(text);
     if (!buf)
         return kraken__err(KRAKEN_ENOMEM, "URL '%s': out of memory", text);

@@ -537,6 +537,9 @@ int kraken__value_to_slot(const kraken_field *f, kraken_type type, const kraken_
     case KRAKEN_T_STRING:
         if (v->type != KRAKEN_T_STRING)
             return type_error(f, type, v, url);
+        /* Both wire forms require UTF-8 without NUL: refuse here, not at the next decode. */
+        if (!kraken__utf8_valid(v->v.str.data, v->v.str.len))
+            return kraken__err(KRAKEN_ETYPE, "%s: string is not valid UTF-8", where(f, url));
         if (v->v.str.len && !(out->s = kraken__strndup(v->v.str.data, v->v.str.len)))
             return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", where(f, url));
         return 0;

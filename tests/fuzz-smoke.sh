@@ -4,6 +4,7 @@
 # Usage: tests/fuzz-smoke.sh [seconds-per-target]
 set -uo pipefail
 cd "$(dirname "$0")/.."
+top=$PWD
 seconds=${1:-20}
 dir=build-fuzz
 rm -rf "$dir"
@@ -16,12 +17,14 @@ if ! CC=clang meson setup "$dir" -Dfuzz=true -Dtests=false -Dbench=false -Db_lun
 fi
 : >"$dir/fuzz-testlog.json"
 status=0
-for target in fuzz_json fuzz_pb fuzz_url; do
+for name in json pb url; do
+    target=fuzz_$name
     work=$(mktemp -d)
-    seeds=fuzz/corpus/$target
-    [ -d "$seeds" ] && cp -r "$seeds/." "$work/"
-    if (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 "./fuzz/$target" -max_total_time="$seconds" \
-            -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 "$work" >"$target.log" 2>&1); then
+    dict=()
+    [ -f "fuzz/$name.dict" ] && dict=(-dict="$top/fuzz/$name.dict")
+    if ASAN_OPTIONS=detect_leaks=1 "$dir/fuzz/$target" -max_total_time="$seconds" -timeout=10 \
+            -rss_limit_mb=2048 -print_final_stats=0 "${dict[@]}" -artifact_prefix="$dir/" \
+            "$work" "fuzz/corpus/$name" >"$dir/$target.log" 2>&1; then
         result=OK
         echo "fuzz: $target ran ${seconds}s clean"
     else

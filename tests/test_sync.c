@@ -147,8 +147,9 @@ static void inst_sync_opts(inst *x, const inst *parent, uint16_t port, kraken_sy
     o.listen_addr = x->ip;
     o.port = port;
     if (parent != NULL) {
-        snprintf(x->parent, sizeof x->parent, "%s:%u", parent->ip,
-                 (unsigned)kraken_sync_port(parent->sync));
+        bool v6 = strchr(parent->ip, ':') != NULL;
+        snprintf(x->parent, sizeof x->parent, "%s%s%s:%u", v6 ? "[" : "", parent->ip,
+                 v6 ? "]" : "", (unsigned)kraken_sync_port(parent->sync));
         o.parent_addr = x->parent;
     }
     int rc = kraken_sync_new(&x->sync, x->engine, base, &o);
@@ -626,6 +627,26 @@ START_TEST(three_levels)
 }
 END_TEST
 
+START_TEST(ipv6_link)
+{
+    inst r, c;
+    inst_engine(&r, 1, "::1");
+    inst_engine(&c, 2, "::1");
+    put_cfg(&r, &c.id, &r.id, "v6-child");
+    inst_sync(&r, NULL);
+    inst_sync(&c, &r);
+    ck_assert_ptr_nonnull(strstr(c.parent, "[::1]:"));
+    ck_assert(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS));
+    set_dsc(&c, &c.id, "/Arch", "riscv64");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/Arch", "riscv64"), DEADLINE_MS));
+    /* datagrams flow both ways over IPv6 too */
+    ck_assert(WAIT_FOR(stats_of(&r).datagrams_received > 0 && stats_of(&c).datagrams_received > 0,
+                       DEADLINE_MS));
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
 START_TEST(wrong_secret_refused)
 {
     inst r, c;
@@ -923,6 +944,7 @@ static Suite *make_suite(void)
     tcase_set_timeout(proto, 60);
     tcase_add_test(proto, join_and_flow);
     tcase_add_test(proto, three_levels);
+    tcase_add_test(proto, ipv6_link);
     tcase_add_test(proto, wrong_secret_refused);
     tcase_add_test(proto, replay_forgery_unknown_sender);
     tcase_add_test(proto, outside_subtree_dropped);

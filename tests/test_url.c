@@ -856,6 +856,27 @@ START_TEST(cache_many_urls_and_threads)
 }
 END_TEST
 
+
+/* Strings and URL keys must be UTF-8 (both wire forms require it): refused, node unchanged. */
+START_TEST(non_utf8_refused)
+{
+    kraken_node *node = new_node();
+    kraken_node *before = NULL;
+    ck_assert_int_eq(kraken_node_copy(&before, node), KRAKEN_OK);
+    ck_assert_int_eq(kraken_node_set_text(node, "/Nodename", "bad\xff"), KRAKEN_ETYPE);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "UTF-8"));
+    ck_assert_int_eq(kraken_node_set_text(node, "/Services/x\xc3/State", "RUN"), KRAKEN_EPARSE);
+    ck_assert_int_eq(kraken_node_set_text(
+                         node, "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/\xe2\x82/Eth/Mtu",
+                         "1500"),
+                     KRAKEN_EPARSE);
+    ck_assert(kraken_node_equal(node, before));
+    ck_assert_int_eq(kraken_node_set_text(node, "/Nodename", "n\xc3\xa9ud"), KRAKEN_OK);
+    kraken_node_free(before);
+    kraken_node_free(node);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("url");
@@ -882,6 +903,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, url_types);
     tcase_add_test(tc, compiled_urls);
     tcase_add_test(tc, cache_many_urls_and_threads);
+    tcase_add_test(tc, non_utf8_refused);
     suite_add_tcase(s, tc);
     return s;
 }
