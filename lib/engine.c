@@ -1485,6 +1485,45 @@ void kraken_engine_remove_service(kraken_engine *engine, kraken_service *service
     service_free(service);
 }
 
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int kraken__engine_discoverable_urls(kraken_engine *engine, char ***urls, size_t *n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < engine->n_services; i++)
+        total += engine->services[i]->n_discoverable;
+    char **v = calloc(total ? total : 1, sizeof *v);
+    if (!v)
+        return kraken__err(KRAKEN_ENOMEM, "engine: out of memory");
+    size_t count = 0;
+    for (size_t i = 0; i < engine->n_services; i++) {
+        const kraken_service *svc = engine->services[i];
+        for (size_t j = 0; j < svc->n_discoverable; j++) {
+            if (!(v[count] = strdup(svc->discoverable[j]))) {
+                for (size_t k = 0; k < count; k++)
+                    free(v[k]);
+                free(v);
+                return kraken__err(KRAKEN_ENOMEM, "engine: out of memory");
+            }
+            count++;
+        }
+    }
+    qsort(v, count, sizeof *v, compare_strings);
+    size_t unique = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (unique > 0 && strcmp(v[unique - 1], v[i]) == 0)
+            free(v[i]);
+        else
+            v[unique++] = v[i];
+    }
+    *urls = v;
+    *n = unique;
+    return KRAKEN_OK;
+}
+
 const char *kraken_service_id(const kraken_service *service)
 {
     return service ? service->id : NULL;

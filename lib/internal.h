@@ -551,6 +551,9 @@ KRAKEN_PRIVATE int kraken__sync_conn_send(kraken_sync_conn *conn, const uint8_t 
 /* Close without callbacks; with @p flush, queued frames are sent first. NULL-safe. */
 KRAKEN_PRIVATE void kraken__sync_conn_close(kraken_sync_conn *conn, bool flush);
 KRAKEN_PRIVATE const kraken_sync_addr *kraken__sync_conn_peer(const kraken_sync_conn *conn);
+/* Largest frame accepted from the peer (default and cap KRAKEN_SYNC_MAX_FRAME); a larger one
+ * closes the connection. Unauthenticated peers get a small limit. */
+KRAKEN_PRIVATE void kraken__sync_conn_set_max_frame(kraken_sync_conn *conn, uint32_t max);
 
 /* -- test hooks (sync.c) -- */
 KRAKEN_PRIVATE void kraken__sync_set_faults(kraken_sync *sync, const kraken_sync_faults *faults);

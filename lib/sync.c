@@ -24,6 +24,8 @@
 #define FRAME_NODES_BUDGET (1u << 20)   /* NodeState bytes per TCP frame */
 #define MAX_PENDING_URLS 64             /* beyond: send the node's whole Dsc */
 #define MAX_PATH_DEPTH 4096             /* Cfg parent chains longer than this are cycles */
+#define MAX_PENDING_JOINS 256           /* unauthenticated connections held at once */
+#define HANDSHAKE_MAX_FRAME (64u << 10) /* frame limit before a peer has proven anything */
 
 enum { CH_UDP = 0, CH_TCP = 1 };
 static const char channel_byte[2] = {'U', 'T'};
@@ -135,26 +137,10 @@ static bool urlset_equal(const urlset *a, const urlset *b)
 
 /* ---- the engine accessor -------------------------------------------------------------- */
 
-/*
- * kraken__engine_discoverable_urls() belongs to engine.c. Until it lands, the weak reference
- * lets the library link and fall back to the one URL every parent owns through its built-in
- * sync service.
- */
-#pragma weak kraken__engine_discoverable_urls
-
 static int owned_urls_of_engine(kraken_engine *engine, urlset *out)
 {
     memset(out, 0, sizeof *out);
-    if (kraken__engine_discoverable_urls != NULL)
-        return kraken__engine_discoverable_urls(engine, &out->v, &out->n);
-    out->v = malloc(sizeof *out->v);
-    if (out->v == NULL || (out->v[0] = strdup("/RunState")) == NULL) {
-        free(out->v);
-        out->v = NULL;
-        return kraken__err(KRAKEN_ENOMEM, "sync: out of memory");
-    }
-    out->n = 1;
-    return KRAKEN_OK;
+    return kraken__engine_discoverable_urls(engine, &out->v, &out->n);
 }
 
 /* ---- per-node bookkeeping ------------------------------------------------------------- */
@@ -398,7 +384,6 @@ struct kraken_sync {
     uint32_t backoff_ms;
     bool froze_engine;        /* frozen until the first full state */
     bool engine_was_frozen;   /* ... and it already was before us */
-    bool ever_joined;
 
     struct event *flush_ev, *hello_ev, *join_ev;
 };
@@ -2200,7 +2185,7 @@ static void pj_on_request(kraken_sync *s, pending_join *pj, const uint8_t *data,
 /* Admission (PROTOCOL.md 3): the child must be in our Cfg with us as its parent. */
 static bool admissible(kraken_sync *s, const kraken_uuid *child, char *reason, size_t size)
 {
-    char a[KRAKEN_UUID_STRLEN + 1], b[KRAKEN_UUID_STRLEN + 1];
+    char a[KRAKEN_UUID_STRLEN + 1], b[KRAKEN_UUID_STRLEN + 1], c[KRAKEN_UUID_STRLEN + 1];
     snode *n = nt_find(&s->nodes, child);
     if (uuid_eq(child, &s->self)) {
         snprintf(reason, size, "a node cannot be its own child");
@@ -2211,9 +2196,9 @@ static bool admissible(kraken_sync *s, const kraken_uuid *child, char *reason, s
         return false;
     }
     if (!uuid_eq(&n->parent, &s->self)) {
+        const char *has = uuid_eq(&n->parent, &zero_uuid) ? "unset" : fmt_id(&n->parent, b);
         snprintf(reason, size, "node %s has Cfg parentId %s, not this instance (%s)",
-                 fmt_id(child, a), uuid_eq(&n->parent, &zero_uuid) ? "unset" : fmt_id(&n->parent, b),
-                 fmt_id(&s->self, b));
+                 fmt_id(child, a), has, fmt_id(&s->self, c));
         return false;
     }
     return true;
@@ -2254,7 +2239,8 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
     kraken__sync_proof(pj->node_key, false, &pj->tr, expected);
     if (!pb_decode(&is, kraken_sync_JoinProof_fields, &proof) ||
         !kraken__sync_equal(expected, proof.proof, sizeof expected)) {
-        refuse_join(s, &pj->tr.child_id, "the child's proof does not match (wrong cluster secret?)");
+        refuse_join(s, &pj->tr.child_id,
+                    "the child's proof does not match (wrong cluster secret?)");
         pending_free(s, pj, true);
         return;
     }
@@ -2267,6 +2253,7 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
     p->in_epoch[CH_UDP] = p->in_epoch[CH_TCP] = 0;
     p->conn = pj->conn;
     kraken__sync_conn_set_ops(p->conn, &peer_conn_ops, p);
+    kraken__sync_conn_set_max_frame(p->conn, KRAKEN_SYNC_MAX_FRAME);
     p->udp = *kraken__sync_conn_peer(p->conn);
     kraken__sync_addr_set_port(&p->udp, (uint16_t)pj->udp_port);
     pending_free(s, pj, false);
@@ -2348,7 +2335,10 @@ static const kraken_sync_conn_ops pending_conn_ops = {NULL, pj_frame, pj_closed}
 static void on_accepted(kraken_sync_conn *conn, void *ud)
 {
     kraken_sync *s = ud;
-    pending_join *pj = calloc(1, sizeof *pj);
+    size_t n_pending = 0;
+    for (const pending_join *x = s->pending; x != NULL; x = x->next)
+        n_pending++;
+    pending_join *pj = n_pending < MAX_PENDING_JOINS ? calloc(1, sizeof *pj) : NULL;
     if (pj == NULL) {
         kraken__sync_conn_close(conn, false);
         return;
@@ -2366,6 +2356,7 @@ static void on_accepted(kraken_sync_conn *conn, void *ud)
         s->pending->prev = pj;
     s->pending = pj;
     kraken__sync_conn_set_ops(conn, &pending_conn_ops, pj);
+    kraken__sync_conn_set_max_frame(conn, HANDSHAKE_MAX_FRAME);
     arm_timer(pj->timeout, s->opts.dead_ms);
 }
 
@@ -2491,6 +2482,7 @@ static void on_join_result(kraken_sync *s, const uint8_t *data, size_t len)
     s->jconn = NULL;
     s->jpeer = NULL;
     kraken__sync_conn_set_ops(p->conn, &peer_conn_ops, p);
+    kraken__sync_conn_set_max_frame(p->conn, KRAKEN_SYNC_MAX_FRAME);
     if (peer_start(s, p) < 0) {
         kraken_error_clear();
         peer_free(p);
@@ -2514,7 +2506,6 @@ static void first_full_from_parent(kraken_sync *s, peer *p)
         s->froze_engine = false;
         kraken_engine_thaw(s->engine);
     }
-    s->ever_joined = true;
     /* Whatever was queued for the parent before we knew our subtree is in the snapshot. */
     (void)send_snapshot(s, p);
     char buf[KRAKEN_UUID_STRLEN + 1], abuf[80];
@@ -2578,6 +2569,7 @@ static void start_join(kraken_sync *s)
         schedule_rejoin(s);
         return;
     }
+    kraken__sync_conn_set_max_frame(s->jconn, HANDSHAKE_MAX_FRAME);
     arm_timer(s->join_ev, s->opts.dead_ms); /* the whole handshake must finish by then */
 }
 
@@ -2601,7 +2593,8 @@ static int check_options(const kraken_sync_options *o)
                            "sync options: rejoin_max_ms (%u) is below rejoin_min_ms (%u)",
                            o->rejoin_max_ms, o->rejoin_min_ms);
     const kraken_sync_faults *f = o->faults;
-    if (f != NULL && (!(f->loss >= 0 && f->loss <= 1) || !(f->duplicate >= 0 && f->duplicate <= 1) ||
+    if (f != NULL && (!(f->loss >= 0 && f->loss <= 1) ||
+                      !(f->duplicate >= 0 && f->duplicate <= 1) ||
                       !(f->reorder >= 0 && f->reorder <= 1)))
         return kraken__err(KRAKEN_EINVAL, "sync options: fault probabilities must be in [0, 1]");
     return KRAKEN_OK;
@@ -2622,6 +2615,31 @@ static int load_nodes(kraken_sync *s)
     kraken_nodes_free(nodes, n);
     s->topo_dirty = true;
     return rc;
+}
+
+/* Datagrams to the parent leave from our UDP socket, so its address must be of our family; an
+ * IPv6 socket reaches an IPv4 parent through the v4-mapped address. */
+static int match_family(kraken_sync_addr *parent, const kraken_sync_addr *bind_addr,
+                        const kraken_sync_options *opts)
+{
+    sa_family_t pf = parent->u.sa.sa_family, bf = bind_addr->u.sa.sa_family;
+    if (pf == bf)
+        return KRAKEN_OK;
+    if (bf == AF_INET6 && pf == AF_INET) {
+        struct sockaddr_in v4 = parent->u.in4;
+        memset(&parent->u, 0, sizeof parent->u);
+        parent->u.in6.sin6_family = AF_INET6;
+        parent->u.in6.sin6_port = v4.sin_port;
+        parent->u.in6.sin6_addr.s6_addr[10] = 0xff;
+        parent->u.in6.sin6_addr.s6_addr[11] = 0xff;
+        memcpy(&parent->u.in6.sin6_addr.s6_addr[12], &v4.sin_addr, 4);
+        parent->len = sizeof parent->u.in6;
+        return KRAKEN_OK;
+    }
+    return kraken__err(KRAKEN_EINVAL,
+                       "sync parent_addr '%s' is IPv6 but listen_addr '%s' is IPv4: listen on "
+                       "an IPv6 address (or \"::\") to reach an IPv6 parent",
+                       opts->parent_addr, opts->listen_addr ? opts->listen_addr : "0.0.0.0");
 }
 
 static char *dup_opt(const char *s) { return s != NULL ? strdup(s) : NULL; }
@@ -2675,6 +2693,8 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
             rc = kraken__err(KRAKEN_EINVAL, "sync parent_addr '%s': port 0", opts->parent_addr);
             goto fail;
         }
+        if ((rc = match_family(&s->parent_addr, &bind_addr, opts)) < 0)
+            goto fail;
         s->has_parent = true;
     }
     if (opts->insecure) {

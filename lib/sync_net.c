@@ -185,6 +185,7 @@ struct kraken_sync_conn {
     kraken_sync_addr peer;
     kraken_sync_conn_ops ops;
     void *ud;
+    uint32_t max_frame;
     bool closing;     /* flushing queued frames, then freed; no more callbacks */
     bool doomed;      /* free as soon as no callback of ours is on the stack */
     unsigned in_cb;
@@ -283,9 +284,12 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             break;
         evbuffer_copyout(in, head, sizeof head);
         uint32_t n = get_be32(head);
-        if (n > KRAKEN_SYNC_MAX_FRAME) {
+        if (n > c->max_frame) {
+            char why[80];
+            snprintf(why, sizeof why, "frame of %u bytes exceeds the limit of %u", n,
+                     c->max_frame);
             c->in_cb--;
-            conn_fail(c, "frame larger than 16 MiB");
+            conn_fail(c, why);
             return;
         }
         if (avail < sizeof head + n)
@@ -353,6 +357,7 @@ static kraken_sync_conn *conn_new(kraken_sync_net *net, struct bufferevent *bev,
     c->net = net;
     c->bev = bev;
     c->peer = *peer;
+    c->max_frame = KRAKEN_SYNC_MAX_FRAME;
     c->next = net->conns;
     if (net->conns != NULL)
         net->conns->prev = c;
@@ -370,6 +375,12 @@ void kraken__sync_conn_set_ops(kraken_sync_conn *conn, const kraken_sync_conn_op
     else
         memset(&conn->ops, 0, sizeof conn->ops);
     conn->ud = ud;
+}
+
+void kraken__sync_conn_set_max_frame(kraken_sync_conn *conn, uint32_t max)
+{
+    if (conn != NULL)
+        conn->max_frame = max < KRAKEN_SYNC_MAX_FRAME ? max : KRAKEN_SYNC_MAX_FRAME;
 }
 
 const kraken_sync_addr *kraken__sync_conn_peer(const kraken_sync_conn *conn)

@@ -302,7 +302,8 @@ END_TEST
 
 START_TEST(keys_and_macs)
 {
-    const uint8_t a[] = "0123456789abcdef0123456789abcdef", b[] = "0123456789abcdef0123456789abcdeF";
+    const uint8_t a[] = "0123456789abcdef0123456789abcdef";
+    const uint8_t b[] = "0123456789abcdef0123456789abcdeF";
     kraken_uuid c1 = make_id(1), c2 = make_id(2);
     uint8_t k1[32], k1b[32], k2[32], kb[32];
     kraken__sync_node_key(a, 32, &c1, k1);
@@ -496,6 +497,10 @@ START_TEST(bad_options)
     ck_assert_ptr_nonnull(strstr(kraken_error_last(), "parent_addr"));
     o.parent_addr = "127.0.0.1:0";
     ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    o.parent_addr = "[::1]:4000"; /* an IPv4 socket cannot reach an IPv6 parent */
+    o.listen_addr = "127.0.0.1";
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "IPv6"));
     o = fast_options();
     o.listen_addr = "127.0.0.1:x";
     ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
@@ -585,6 +590,13 @@ START_TEST(join_and_flow)
     ck_assert_uint_eq(rs.dropped_bad_mac + rs.dropped_replay + rs.dropped_unknown_sender, 0);
     ck_assert_uint_eq(rs.dropped_not_authorized + cs.dropped_not_authorized, 0);
     ck_assert_uint_eq(rs.dropped_malformed + cs.dropped_malformed, 0);
+    /* once converged, the digests agree: an idle link sends hellos only, no snapshots */
+    run_for(300);
+    uint64_t full = stats_of(&r).full_resends + stats_of(&c).full_resends;
+    uint64_t tcp = stats_of(&r).tcp_messages_sent + stats_of(&c).tcp_messages_sent;
+    run_for(500);
+    ck_assert_uint_eq(stats_of(&r).full_resends + stats_of(&c).full_resends, full);
+    ck_assert_uint_eq(stats_of(&r).tcp_messages_sent + stats_of(&c).tcp_messages_sent, tcp);
 
     inst_free(&c);
     inst_free(&r);
@@ -620,6 +632,14 @@ START_TEST(three_levels)
     ck_assert(has_text(&m, KRAKEN_DSC, &l.id, "/Arch", "arm64"));
     /* the root holds the leaf's state but never talked to it */
     ck_assert_uint_eq(stats_of(&r).joins_accepted, 1);
+    /* all three agree on their digests: no snapshots while idle */
+    run_for(300);
+    uint64_t full = stats_of(&r).full_resends + stats_of(&m).full_resends +
+                    stats_of(&l).full_resends;
+    run_for(500);
+    ck_assert_uint_eq(stats_of(&r).full_resends + stats_of(&m).full_resends +
+                          stats_of(&l).full_resends,
+                      full);
 
     inst_free(&l);
     inst_free(&m);
@@ -640,6 +660,18 @@ START_TEST(ipv6_link)
     set_dsc(&c, &c.id, "/Arch", "riscv64");
     ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/Arch", "riscv64"), DEADLINE_MS));
     /* datagrams flow both ways over IPv6 too */
+    ck_assert(WAIT_FOR(stats_of(&r).datagrams_received > 0 && stats_of(&c).datagrams_received > 0,
+                       DEADLINE_MS));
+    inst_free(&c);
+    inst_free(&r);
+
+    /* a dual-stack child ("::") reaches an IPv4 parent through v4-mapped addresses */
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&c, 2, "::");
+    put_cfg(&r, &c.id, &r.id, "mapped");
+    inst_sync(&r, NULL);
+    inst_sync(&c, &r);
+    ck_assert(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS));
     ck_assert(WAIT_FOR(stats_of(&r).datagrams_received > 0 && stats_of(&c).datagrams_received > 0,
                        DEADLINE_MS));
     inst_free(&c);
@@ -675,6 +707,16 @@ START_TEST(wrong_secret_refused)
     ck_assert(WAIT_FOR(c.events[KRAKEN_SYNC_JOIN_REFUSED] >= 1, DEADLINE_MS));
     ck_assert_ptr_nonnull(strstr(c.last_refusal, "not in this instance's Cfg"));
     ck_assert(!kraken_sync_joined(c.sync));
+    /* in Cfg, but under another parent: still refused */
+    kraken_uuid nobody = make_id(77);
+    c.last_refusal[0] = '\0';
+    put_cfg(&r, &c.id, &nobody, "adopted");
+    ck_assert(WAIT_FOR(strstr(c.last_refusal, "parentId") != NULL, DEADLINE_MS));
+    ck_assert(!kraken_sync_joined(c.sync));
+    /* the child keeps trying: once the parent adopts it, it is in */
+    put_cfg(&r, &c.id, &r.id, "adopted");
+    ck_assert(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS));
+    ck_assert(has_text(&c, KRAKEN_CFG, &c.id, "/Nodename", "adopted"));
     inst_free(&c);
     inst_free(&r);
 }
