@@ -641,34 +641,6 @@ const char *kraken__planner_value_name(const kraken_planner *p, size_t u, uint8_
 
 /* ---- encoding nodes ----------------------------------------------------- */
 
-static bool slots_equal(kraken_type type, const kraken_slot *a, const kraken_slot *b)
-{
-    switch (type) {
-    case KRAKEN_T_BOOL:
-        return a->b == b->b;
-    case KRAKEN_T_INT32:
-    case KRAKEN_T_INT64:
-    case KRAKEN_T_ENUM:
-        return a->i == b->i;
-    case KRAKEN_T_UINT32:
-    case KRAKEN_T_UINT64:
-        return a->u == b->u;
-    case KRAKEN_T_IPV4:
-        return memcmp(&a->ipv4, &b->ipv4, 4) == 0;
-    case KRAKEN_T_MAC:
-        return memcmp(&a->mac, &b->mac, 6) == 0;
-    case KRAKEN_T_STRING:
-        return a->s && b->s && strcmp(a->s, b->s) == 0;
-    case KRAKEN_T_BYTES:
-        return a->bytes && b->bytes && a->bytes->len == b->bytes->len &&
-               memcmp(a->bytes->data, b->bytes->data, a->bytes->len) == 0;
-    case KRAKEN_T_UUID:
-        return a->uuid && b->uuid && memcmp(a->uuid->bytes, b->uuid->bytes, 16) == 0;
-    default:
-        return false;
-    }
-}
-
 /* Code of a stored slot; @p other for a non-zero value no declaration mentions. */
 static inline uint8_t slot_code(const pm_url *pu, const kraken_slot *s, uint8_t other)
 {
@@ -752,7 +724,7 @@ static void encode_key(kraken_planner *p, const kraken_node *cfg, const kraken_n
         goal[u] = slot_code(pu, cs, code_other_goal(pu));
         start[u] = slot_code(pu, ds, code_other(pu));
         if (start[u] == code_other(pu) && goal[u] == code_other_goal(pu) &&
-            slots_equal(pu->u->type, ds, cs))
+            kraken__slot_equal(NULL, pu->u->type, ds, cs)) /* both non-zero scalars here */
             start[u] = code_other_goal(pu);
     }
     encode_statics_with(p, crecs, cfg, statics);

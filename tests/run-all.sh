@@ -56,7 +56,7 @@ if [ $quick -eq 0 ]; then
     # valgrind over the unit suite of the normal build (separate log directory).
     if meson test -C build --setup valgrind --suite unit --print-errorlogs --num-processes 2 \
         --logbase valgrind-testlog; then :; else status=1; fi
-    logs+=("build/meson-logs/valgrind-testlog.json")
+    logs+=("build/meson-logs/valgrind-testlog-valgrind.json")  # meson appends the setup name
     tests/fuzz-smoke.sh "${FUZZ_SECONDS:-20}" || status=1
     [ -f build-fuzz/fuzz-testlog.json ] && logs+=("build-fuzz/fuzz-testlog.json")
 fi
