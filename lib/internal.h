@@ -135,15 +135,20 @@ typedef struct kraken_map_entry {
     kraken_slot value;
 } kraken_map_entry;
 
+/* Maps and lists are ONE allocation each (header + flexible array), grown with realloc, so
+ * growing moves them: only kraken__map_insert / kraken__list_insert grow them, through the
+ * owner's pointer. The 8-byte header keeps a one-entry map (24 B) and a two-item list (24 B)
+ * in malloc's smallest chunk. Counts are capped at KRAKEN_CONTAINER_MAX (insert fails). */
+#define KRAKEN_CONTAINER_MAX UINT32_MAX
 typedef struct kraken_map {
-    size_t n, cap;
-    kraken_map_entry *entries;
+    uint32_t n, cap;
+    kraken_map_entry entries[];
 } kraken_map;
 
 /* Lists of KEY_FIELD/KEY_TYPE records are kept sorted by key, others in order. */
 typedef struct kraken_list {
-    size_t n, cap;
-    kraken_slot *items;
+    uint32_t n, cap;
+    kraken_slot items[];
 } kraken_list;
 
 /* kraken_node is a kraken_record of schema kraken.Node. */
@@ -433,13 +438,14 @@ KRAKEN_PRIVATE int kraken__engine_discoverable_urls(kraken_engine *engine, char 
 #define KRAKEN_SYNC_DIGEST_LEN 16
 #define KRAKEN_SYNC_SECRET_MIN 16
 #define KRAKEN_SYNC_SECRET_MAX 4096
-#define KRAKEN_SYNC_TRANSCRIPT_LEN (16 + 16 + 32 + 32 + 8 + 8)
+#define KRAKEN_SYNC_TRANSCRIPT_LEN (16 + 16 + 32 + 32 + 8 + 8 + 2)
 
 /* The join transcript (doc/PROTOCOL.md 2). */
 typedef struct kraken_sync_transcript {
     kraken_uuid child_id, parent_id;
     uint8_t nonce_child[KRAKEN_SYNC_NONCE_LEN], nonce_parent[KRAKEN_SYNC_NONCE_LEN];
     uint64_t epoch_child, epoch_parent;
+    uint16_t udp_port; /* the child's, from its JoinRequest: bound by the proofs */
 } kraken_sync_transcript;
 
 /* libsodium initialisation (idempotent, thread-safe); KRAKEN_EIO if it fails. */
@@ -470,6 +476,8 @@ KRAKEN_PRIVATE void kraken__sync_mac(const uint8_t key[KRAKEN_SYNC_KEY_LEN],
                                      uint8_t out[KRAKEN_SYNC_KEY_LEN]);
 /* Constant-time equality. */
 KRAKEN_PRIVATE bool kraken__sync_equal(const void *a, const void *b, size_t len);
+/* Wipe key material (sodium_memzero: not optimised away like a memset before free). */
+KRAKEN_PRIVATE void kraken__sync_wipe(void *buf, size_t len);
 KRAKEN_PRIVATE void kraken__sync_random(void *buf, size_t len);
 /* Uniform in [0, upper) (0 when upper is 0). */
 KRAKEN_PRIVATE uint32_t kraken__sync_random_below(uint32_t upper);
@@ -554,11 +562,59 @@ KRAKEN_PRIVATE const kraken_sync_addr *kraken__sync_conn_peer(const kraken_sync_
 /* Largest frame accepted from the peer (default and cap KRAKEN_SYNC_MAX_FRAME); a larger one
  * closes the connection. Unauthenticated peers get a small limit. */
 KRAKEN_PRIVATE void kraken__sync_conn_set_max_frame(kraken_sync_conn *conn, uint32_t max);
+/* Bytes queued for the peer and not yet written to the socket. */
+KRAKEN_PRIVATE size_t kraken__sync_conn_queued(const kraken_sync_conn *conn);
 
 /* -- test hooks (sync.c) -- */
 KRAKEN_PRIVATE void kraken__sync_set_faults(kraken_sync *sync, const kraken_sync_faults *faults);
 KRAKEN_PRIVATE bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data,
                                                size_t *len, kraken_sync_addr *to);
+
+/* -- wire decoders, exposed for fuzz/fuzz_sync.c and tests (owner: syncreview) -- */
+#define KRAKEN_SYNC_FRAME_HEAD 4 /* TCP frame: 4-byte big-endian length, then the message */
+/* The frame at the start of @p buf (@p avail bytes buffered; only the first
+ * KRAKEN_SYNC_FRAME_HEAD are read): 1 when it is all there, 0 when more bytes are needed,
+ * -1 when its length is above @p max. *len is set once the header is there. */
+KRAKEN_PRIVATE int kraken__sync_frame_parse(const uint8_t *buf, size_t avail, uint32_t max,
+                                            uint32_t *len);
+
+typedef enum kraken_sync_wire {
+    KRAKEN_SYNC_WIRE_ENVELOPE = 0,
+    KRAKEN_SYNC_WIRE_BODY,
+    KRAKEN_SYNC_WIRE_UPDATE,     /* StateUpdate */
+    KRAKEN_SYNC_WIRE_NODE_STATE,
+    KRAKEN_SYNC_WIRE_FACT,
+    KRAKEN_SYNC_WIRE_JOIN_REQUEST,
+    KRAKEN_SYNC_WIRE_JOIN_CHALLENGE,
+    KRAKEN_SYNC_WIRE_JOIN_PROOF,
+    KRAKEN_SYNC_WIRE_JOIN_RESULT,
+    KRAKEN_SYNC_WIRE_HELLO,
+    KRAKEN_SYNC_WIRE_COUNT
+} kraken_sync_wire;
+
+/* What a decoder found (the fields that apply to the message decoded; the rest are zero). */
+typedef struct kraken_sync_decoded {
+    unsigned kind;                  /* Body: the member present (Body field number), 0: none */
+    bool full, more;                /* StateUpdate */
+    size_t nodes, facts;            /* NodeStates and Facts decoded */
+    size_t cfg_bytes;               /* NodeState Cfg bytes, summed */
+    size_t owned_urls;              /* JoinResult */
+    const uint8_t *body;            /* Envelope: its body, inside the input */
+    size_t body_len;
+    uint64_t epoch, seq;            /* Envelope */
+} kraken_sync_decoded;
+
+/* Run the decoder the protocol uses for @p what on @p data, then free what it built:
+ * KRAKEN_OK or KRAKEN_EPROTO (malformed). No other effect. */
+KRAKEN_PRIVATE int kraken__sync_decode(kraken_sync_wire what, const uint8_t *data, size_t len,
+                                       kraken_sync_decoded *out);
 /* ==== end sync additions ==== */
+
+/* ==== memlayout additions (owner: memlayout; record.c) ==== */
+/* An empty list / map with room for @p cap items / entries (one allocation; NULL on ENOMEM or
+ * when cap is above KRAKEN_CONTAINER_MAX). For builders that know the final size. */
+KRAKEN_PRIVATE kraken_list *kraken__list_new(size_t cap);
+KRAKEN_PRIVATE kraken_map *kraken__map_new(size_t cap);
+/* ==== end memlayout additions ==== */
 
 #endif

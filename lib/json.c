@@ -487,12 +487,9 @@ static int json_to_list(jctx *c, const kraken_field *f, const cJSON *arr, kraken
     *out = NULL;
     if (count <= 0)
         return 0;
-    kraken_list *list = calloc(1, sizeof *list);
-    if (list == NULL || (list->items = calloc((size_t)count, sizeof *list->items)) == NULL) {
-        free(list);
+    kraken_list *list = kraken__list_new((size_t)count);
+    if (list == NULL)
         return jerr(c, KRAKEN_ENOMEM, "out of memory");
-    }
-    list->cap = (size_t)count;
     int rc = 0;
     size_t i = 0;
     for (const cJSON *it = arr->child; it != NULL && rc == 0; it = it->next, i++) {

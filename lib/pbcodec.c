@@ -805,26 +805,10 @@ static int dec_value(pdec *d, pb_istream_t *s, const struct kraken_schema *sc,
     }
 }
 
+/* Append a zero item; the list may move (kraken__list_insert updates *lp). */
 static kraken_slot *list_append(kraken_list **lp)
 {
-    kraken_list *l = *lp;
-    if (l == NULL) {
-        l = calloc(1, sizeof *l);
-        if (l == NULL)
-            return NULL;
-        *lp = l;
-    }
-    if (l->n == l->cap) {
-        size_t cap = l->cap > 0 ? l->cap * 2 : 4;
-        kraken_slot *items = realloc(l->items, cap * sizeof *items);
-        if (items == NULL)
-            return NULL;
-        l->items = items;
-        l->cap = cap;
-    }
-    kraken_slot *slot = &l->items[l->n++];
-    memset(slot, 0, sizeof *slot);
-    return slot;
+    return kraken__list_insert(lp, *lp != NULL ? (*lp)->n : 0);
 }
 
 static int dec_list_field(pdec *d, pb_istream_t *s, const struct kraken_schema *sc,

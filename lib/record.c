@@ -79,6 +79,69 @@ bool kraken__record_equal(const kraken_record *a, const kraken_record *b)
     return true;
 }
 
+/* ---- container allocation ---------------------------------------------------- */
+
+/* Maps and lists are one allocation: an 8-byte header and the elements. Most are tiny (one
+ * iface, one extension), so the first capacity keeps them in malloc's smallest chunk (24
+ * usable bytes): one 16-byte map entry, two 8-byte list items. Then capacities double. */
+#define MAP_FIRST_CAP 1
+#define LIST_FIRST_CAP 2
+
+/* The capacity after @p cap, or 0 when the container cannot grow. */
+static size_t next_cap(size_t cap, size_t first)
+{
+    if (cap == 0)
+        return first;
+    if (cap >= KRAKEN_CONTAINER_MAX)
+        return 0;
+    return cap > KRAKEN_CONTAINER_MAX / 2 ? KRAKEN_CONTAINER_MAX : cap * 2;
+}
+
+/* Reallocate @p m (NULL: a new empty map) for @p cap entries; NULL (m untouched) on failure. */
+static kraken_map *map_resize(kraken_map *m, size_t cap)
+{
+    if (cap == 0 || cap > KRAKEN_CONTAINER_MAX ||
+        cap > (SIZE_MAX - sizeof(kraken_map)) / sizeof(kraken_map_entry))
+        return NULL;
+    uint32_t n = m ? m->n : 0;
+    kraken_map *g = realloc(m, sizeof(*g) + cap * sizeof(g->entries[0]));
+    if (!g)
+        return NULL;
+    g->n = n;
+    g->cap = (uint32_t)cap;
+    return g;
+}
+
+static kraken_list *list_resize(kraken_list *l, size_t cap)
+{
+    if (cap == 0 || cap > KRAKEN_CONTAINER_MAX ||
+        cap > (SIZE_MAX - sizeof(kraken_list)) / sizeof(kraken_slot))
+        return NULL;
+    uint32_t n = l ? l->n : 0;
+    kraken_list *g = realloc(l, sizeof(*g) + cap * sizeof(g->items[0]));
+    if (!g)
+        return NULL;
+    g->n = n;
+    g->cap = (uint32_t)cap;
+    return g;
+}
+
+kraken_map *kraken__map_new(size_t cap)
+{
+    kraken_map *m = map_resize(NULL, cap ? cap : MAP_FIRST_CAP);
+    if (m)
+        memset(m->entries, 0, m->cap * sizeof(m->entries[0]));
+    return m;
+}
+
+kraken_list *kraken__list_new(size_t cap)
+{
+    kraken_list *l = list_resize(NULL, cap ? cap : LIST_FIRST_CAP);
+    if (l)
+        memset(l->items, 0, l->cap * sizeof(l->items[0]));
+    return l;
+}
+
 /* ---- maps ------------------------------------------------------------------ */
 
 /* strcmp order for a length-delimited key. */
@@ -114,7 +177,8 @@ kraken_map_entry *kraken__map_find(const kraken_map *m, const char *key, size_t 
 {
     bool found;
     size_t pos = map_lower_bound(m, key, len, &found);
-    return found ? &m->entries[pos] : NULL;
+    /* The entries are inline now; callers may write through the result as they always did. */
+    return found ? (kraken_map_entry *)&m->entries[pos] : NULL;
 }
 
 kraken_map_entry *kraken__map_insert(kraken_map **mp, const char *key, size_t len)
@@ -124,30 +188,21 @@ kraken_map_entry *kraken__map_insert(kraken_map **mp, const char *key, size_t le
     if (found)
         return &(*mp)->entries[pos];
     kraken_map *m = *mp;
-    if (!m) {
-        m = calloc(1, sizeof(*m));
-        if (!m)
-            return NULL;
-    }
     char *k = kraken__strndup(key, len);
-    if (!k || m->n == m->cap) {
-        /* Start with one entry: 16 bytes fit malloc's smallest chunk (most maps are tiny). */
-        size_t ncap = m->cap ? m->cap * 2 : 1;
-        kraken_map_entry *ne = k ? realloc(m->entries, ncap * sizeof(*ne)) : NULL;
-        if (!ne) {
+    if (!k)
+        return NULL;
+    if (!m || m->n == m->cap) {
+        kraken_map *g = map_resize(m, next_cap(m ? m->cap : 0, MAP_FIRST_CAP));
+        if (!g) {
             free(k);
-            if (!*mp)
-                free(m);
             return NULL;
         }
-        m->entries = ne;
-        m->cap = ncap;
+        *mp = m = g; /* the map moved: the owner's slot follows it */
     }
     memmove(&m->entries[pos + 1], &m->entries[pos], (m->n - pos) * sizeof(*m->entries));
     m->entries[pos].key = k;
     memset(&m->entries[pos].value, 0, sizeof(kraken_slot));
     m->n++;
-    *mp = m;
     return &m->entries[pos];
 }
 
@@ -171,7 +226,6 @@ static void map_free(const kraken_field *f, kraken_map *m)
         free(m->entries[i].key);
         kraken__slot_free(f, f->elem_type, &m->entries[i].value);
     }
-    free(m->entries);
     free(m);
 }
 
@@ -180,15 +234,9 @@ static int map_copy(const kraken_field *f, kraken_map **out, const kraken_map *s
     *out = NULL;
     if (!src || src->n == 0)
         return 0;
-    kraken_map *m = calloc(1, sizeof(*m));
+    kraken_map *m = kraken__map_new(src->n);
     if (!m)
         return KRAKEN_ENOMEM;
-    m->entries = calloc(src->n, sizeof(*m->entries));
-    if (!m->entries) {
-        free(m);
-        return KRAKEN_ENOMEM;
-    }
-    m->cap = src->n;
     for (size_t i = 0; i < src->n; i++) {
         m->entries[i].key = strdup(src->entries[i].key);
         m->n = i + 1;
@@ -263,35 +311,23 @@ kraken_slot *kraken__list_find_keyed(const kraken_field *f, const kraken_list *l
 {
     bool found;
     size_t pos = kraken__list_keyed_pos(f, l, key, len, &found);
-    return found ? &l->items[pos] : NULL;
+    return found ? (kraken_slot *)&l->items[pos] : NULL;
 }
 
 kraken_slot *kraken__list_insert(kraken_list **lp, size_t pos)
 {
     kraken_list *l = *lp;
-    if (!l) {
-        l = calloc(1, sizeof(*l));
-        if (!l)
+    if (!l || l->n == l->cap) {
+        kraken_list *g = list_resize(l, next_cap(l ? l->cap : 0, LIST_FIRST_CAP));
+        if (!g)
             return NULL;
+        *lp = l = g; /* the list moved: the owner's slot follows it */
     }
     if (pos > l->n)
         pos = l->n;
-    if (l->n == l->cap) {
-        /* Three slots (24 bytes) still fit malloc's smallest chunk. */
-        size_t ncap = l->cap ? l->cap * 2 : 3;
-        kraken_slot *ni = realloc(l->items, ncap * sizeof(*ni));
-        if (!ni) {
-            if (!*lp)
-                free(l);
-            return NULL;
-        }
-        l->items = ni;
-        l->cap = ncap;
-    }
     memmove(&l->items[pos + 1], &l->items[pos], (l->n - pos) * sizeof(*l->items));
     memset(&l->items[pos], 0, sizeof(kraken_slot));
     l->n++;
-    *lp = l;
     return &l->items[pos];
 }
 
@@ -310,7 +346,6 @@ static void list_free(const kraken_field *f, kraken_list *l)
         return;
     for (size_t i = 0; i < l->n; i++)
         kraken__slot_free(f, f->elem_type, &l->items[i]);
-    free(l->items);
     free(l);
 }
 
@@ -319,15 +354,9 @@ static int list_copy(const kraken_field *f, kraken_list **out, const kraken_list
     *out = NULL;
     if (!src || src->n == 0)
         return 0;
-    kraken_list *l = calloc(1, sizeof(*l));
+    kraken_list *l = kraken__list_new(src->n);
     if (!l)
         return KRAKEN_ENOMEM;
-    l->items = calloc(src->n, sizeof(*l->items));
-    if (!l->items) {
-        free(l);
-        return KRAKEN_ENOMEM;
-    }
-    l->cap = src->n;
     for (size_t i = 0; i < src->n; i++) {
         l->n = i + 1;
         if (kraken__slot_copy(f, f->elem_type, &l->items[i], &src->items[i]) < 0) {

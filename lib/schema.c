@@ -822,7 +822,7 @@ static int load_enum_desc(loader *ld, const cJSON *j, desc_enum *d)
         return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", ld->source);
     size_t i = 0;
     for (const cJSON *c = m->child; c; c = c->next, i++) {
-        int64_t num;
+        int64_t num = 0;
         if ((rc = get_int(ld, c, INT32_MIN, INT32_MAX, where, c->string, &num)) < 0)
             return rc;
         d->members[i].name = c->string;
@@ -844,7 +844,7 @@ static int load_field_desc(loader *ld, const cJSON *j, const char *sname, size_t
         return rc;
     snprintf(where, sizeof(where), "schema '%s': field '%s'", sname, f->name);
     const char *type, *elem = NULL;
-    int64_t num;
+    int64_t num = 0;
     if ((rc = check_keys(ld, j, keys, where)) < 0 ||
         (rc = get_string(ld, j, "type", true, where, &type)) < 0 ||
         (rc = get_string(ld, j, "elem_type", false, where, &elem)) < 0 ||

@@ -105,14 +105,21 @@ static int table_resize(kraken_store *s, size_t new_cap)
     return 0;
 }
 
-/* Make sure @p n more entries fit under the maximum load (3/4), so inserts cannot fail. */
+/*
+ * Make sure @p n more entries fit under the maximum load (7/8), so inserts cannot fail.
+ * 7/8 rather than the usual 3/4 halves the table for counts between the two (100,000 nodes:
+ * 2^17 slots, 42 B/node, instead of 2^18, 84 B/node). Linear probing copes: the hash mixes
+ * all 16 bytes; at a = 7/8 a hit costs ~(1 + 1/(1-a))/2 = 4.5 probes and a miss (a create)
+ * ~(1 + 1/(1-a)^2)/2 = 32 probes over contiguous 32-byte entries, and the table is only that
+ * full just before it doubles.
+ */
 static int table_reserve(kraken_store *s, size_t n)
 {
     size_t need = s->count + n;
     if (need < s->count)
         return kraken__err(KRAKEN_ENOMEM, "store: too many nodes");
     size_t cap = s->cap ? s->cap : STORE_MIN_CAP;
-    while (need > cap / 4 * 3) {
+    while (need > cap / 8 * 7) {
         if (cap > SIZE_MAX / 2 / sizeof(store_entry))
             return kraken__err(KRAKEN_ENOMEM, "store: too many nodes");
         cap *= 2;

@@ -322,7 +322,7 @@ int kraken_value_format(const kraken_value *value, char **out)
         kraken_uuid_format(&value->v.uuid, buf);
         break;
     case KRAKEN_T_STRING: {
-        kraken_value tmp;
+        kraken_value tmp = KRAKEN_VALUE_INIT;
         int rc = str_value(KRAKEN_T_STRING, value->v.str.data, value->v.str.len, &tmp);
         if (rc == 0)
             *out = tmp.v.str.data;

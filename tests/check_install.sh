@@ -17,7 +17,10 @@ prefix=$(pkg-config --variable=prefix kraken)
 relocate="--define-variable=prefix=$dest$prefix"
 flags=$(pkg-config "$relocate" --cflags --libs kraken)
 libdir=$(pkg-config "$relocate" --variable=libdir kraken)
-cc -std=c99 -Wall -Wextra -Werror -o "$dest/plan" "$src/examples/plan.c" $flags
+# A sanitizer build installs an instrumented library: build the example the same way.
+san=""
+ldd "$libdir/libkraken.so" | grep -q libasan && san="-fsanitize=address,undefined"
+cc -std=c99 -Wall -Wextra -Werror $san -o "$dest/plan" "$src/examples/plan.c" $flags
 LD_LIBRARY_PATH="$libdir" "$dest/plan" "$src/tests/fixtures/cluster4.json" \
     "$src/tests/fixtures/cluster4-dsc.json" >"$dest/out.txt"
 diff -u "$src/tests/fixtures/cluster4.plan.expected" "$dest/out.txt"
