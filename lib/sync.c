@@ -399,7 +399,7 @@ static void peer_free(peer *p)
     free(p->seen);
     free(p->tombs);
     blobs_clear(&p->out);
-    memset(p->key, 0, sizeof p->key);
+    kraken__sync_wipe(p->key, sizeof p->key);
     free(p);
 }
 
@@ -1411,6 +1411,13 @@ static void rx_body_clear(rx_body *b)
     memset(b, 0, sizeof *b);
 }
 
+/* The small messages (join handshake, Hello, JoinResult, Fact) use the generated structs. */
+static bool decode_small(const pb_msgdesc_t *fields, const uint8_t *data, size_t len, void *msg)
+{
+    pb_istream_t is = pb_istream_from_buffer(data, len);
+    return pb_decode(&is, fields, msg);
+}
+
 typedef struct wfield {
     uint32_t tag;
     pb_wire_type_t wt;
@@ -1450,8 +1457,7 @@ static bool parse_fact(rx_node *n, const wfield *f)
     }
     kraken_sync_Fact *fact = &n->facts[n->n_facts];
     memset(fact, 0, sizeof *fact);
-    pb_istream_t is = pb_istream_from_buffer(f->data, f->len);
-    if (!pb_decode(&is, kraken_sync_Fact_fields, fact))
+    if (!decode_small(kraken_sync_Fact_fields, f->data, f->len, fact))
         return false;
     n->n_facts++;
     return true;
@@ -1523,9 +1529,8 @@ static bool parse_body(rx_body *b, const uint8_t *data, size_t len)
     int r;
     while ((r = wire_next(&is, &f)) == 1) {
         if (f.tag == kraken_sync_Body_hello_tag && f.wt == PB_WT_STRING) {
-            pb_istream_t sub = pb_istream_from_buffer(f.data, f.len);
             memset(&b->hello, 0, sizeof b->hello);
-            if (!pb_decode(&sub, kraken_sync_Hello_fields, &b->hello))
+            if (!decode_small(kraken_sync_Hello_fields, f.data, f.len, &b->hello))
                 return false;
         } else if (f.tag == kraken_sync_Body_update_tag && f.wt == PB_WT_STRING) {
             if (!parse_update(&b->update, f.data, f.len))
@@ -1533,8 +1538,7 @@ static bool parse_body(rx_body *b, const uint8_t *data, size_t len)
         } else if (f.tag == kraken_sync_Body_join_result_tag && f.wt == PB_WT_STRING) {
             pb_release(kraken_sync_JoinResult_fields, &b->result);
             memset(&b->result, 0, sizeof b->result);
-            pb_istream_t sub = pb_istream_from_buffer(f.data, f.len);
-            if (!pb_decode(&sub, kraken_sync_JoinResult_fields, &b->result))
+            if (!decode_small(kraken_sync_JoinResult_fields, f.data, f.len, &b->result))
                 return false;
         } else if (f.tag == kraken_sync_Body_resend_tag && f.wt == PB_WT_VARINT) {
             if (f.v == 0)
@@ -1683,8 +1687,33 @@ static void apply_facts(kraken_sync *s, const kraken_uuid *id, const kraken_sync
     kraken_node_free(node);
 }
 
-static int seen_add(peer *p, const kraken_uuid *id)
+static int uuid_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+/* Sort, drop duplicates and ids no longer held. */
+static void seen_compact(kraken_sync *s, peer *p)
 {
+    qsort(p->seen, p->n_seen, sizeof *p->seen, uuid_cmp);
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_seen; i++) {
+        bool repeated = n > 0 && uuid_eq(&p->seen[n - 1], &p->seen[i]);
+        if (repeated || nt_find(&s->nodes, &p->seen[i]) == NULL)
+            continue;
+        p->seen[n++] = p->seen[i];
+    }
+    p->n_seen = n;
+}
+
+/*
+ * Note a node listed in a snapshot part. Only nodes we hold can be missing from a snapshot, and
+ * a peer that repeats ids over endless parts (more = true) must not grow the list without
+ * bound: it stays within about twice the node table.
+ */
+static int seen_add(kraken_sync *s, peer *p, const kraken_uuid *id)
+{
+    if (nt_find(&s->nodes, id) == NULL)
+        return KRAKEN_OK;
+    if (p->n_seen == p->cap_seen && p->n_seen > 2 * s->nodes.count + 64)
+        seen_compact(s, p);
     if (p->n_seen == p->cap_seen) {
         size_t cap = p->cap_seen ? p->cap_seen * 2 : 64;
         kraken_uuid *v = realloc(p->seen, cap * sizeof *v);
@@ -1696,8 +1725,6 @@ static int seen_add(peer *p, const kraken_uuid *id)
     p->seen[p->n_seen++] = *id;
     return KRAKEN_OK;
 }
-
-static int uuid_cmp(const void *a, const void *b) { return memcmp(a, b, 16); }
 
 static bool seen_has(const peer *p, const kraken_uuid *id)
 {
@@ -1796,7 +1823,7 @@ static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
                 s->stats.dropped_not_authorized += ns->n_facts ? ns->n_facts : 1;
         }
         if (u->full)
-            (void)seen_add(p, &ns->id);
+            (void)seen_add(s, p, &ns->id);
     }
     for (size_t i = 0; i < u->n; i++)
         kraken_node_free(decoded[i]);
@@ -1835,7 +1862,7 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
         apply_facts(s, &ns->id, ns->facts, ns->n_facts, ns->dsc_full, &s->my_owned,
                     top ? FACTS_NOT_OWNED : FACTS_ALL);
         if (u->full)
-            (void)seen_add(p, &ns->id);
+            (void)seen_add(s, p, &ns->id);
     }
     if (u->full && !u->more) {
         p->rx_snapshot = false;
@@ -1908,6 +1935,19 @@ static void hello_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
+ * Snapshots the peer asks for (Body.resend, or hellos showing a mismatch): at most one per half
+ * hello interval, and none while earlier output is still queued for the peer. Otherwise an
+ * authenticated peer that asks fast, or stops reading, makes us queue snapshots without bound.
+ * Declining is safe: the digests still differ at the next hello.
+ */
+static bool snapshot_welcome(const kraken_sync *s, const peer *p)
+{
+    if (now_ms() - p->last_snapshot_at < s->opts.hello_ms / 2)
+        return false;
+    return p->conn == NULL || kraken__sync_conn_queued(p->conn) < FRAME_NODES_BUDGET;
+}
+
+/*
  * The peer's view of what we send differs from ours. Deltas still in flight explain a
  * mismatch right after we sent some, so the snapshot waits for a second hello in that case.
  */
@@ -1924,7 +1964,7 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
     uint64_t now = now_ms();
     uint64_t guard = (uint64_t)s->opts.damping_ms * 4 + 100;
     bool quiet = now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
-    if (p->strikes >= 2 || quiet) {
+    if ((p->strikes >= 2 || quiet) && snapshot_welcome(s, p)) {
         (void)send_snapshot(s, p);
         p->strikes = -1; /* the next hello may predate the snapshot */
     }
@@ -2052,7 +2092,7 @@ static void dispatch_body(kraken_sync *s, peer *p, const rx_body *b)
         apply_update(s, p, &b->update);
         break;
     case kraken_sync_Body_resend_tag:
-        if (p->ready)
+        if (p->ready && snapshot_welcome(s, p))
             (void)send_snapshot(s, p);
         break;
     default:
@@ -2116,7 +2156,7 @@ static void pending_free(kraken_sync *s, pending_join *pj, bool close_conn)
         kraken__sync_conn_close(pj->conn, false);
     if (pj->timeout != NULL)
         event_free(pj->timeout);
-    memset(pj->node_key, 0, sizeof pj->node_key);
+    kraken__sync_wipe(pj->node_key, sizeof pj->node_key);
     free(pj);
 }
 
@@ -2145,8 +2185,7 @@ static int send_frame_msg(kraken_sync *s, kraken_sync_conn *conn, const pb_msgde
 static void pj_on_request(kraken_sync *s, pending_join *pj, const uint8_t *data, size_t len)
 {
     kraken_sync_JoinRequest req = kraken_sync_JoinRequest_init_zero;
-    pb_istream_t is = pb_istream_from_buffer(data, len);
-    if (!pb_decode(&is, kraken_sync_JoinRequest_fields, &req)) {
+    if (!decode_small(kraken_sync_JoinRequest_fields, data, len, &req)) {
         s->stats.dropped_malformed++;
         pending_free(s, pj, true);
         return;
@@ -2167,6 +2206,7 @@ static void pj_on_request(kraken_sync *s, pending_join *pj, const uint8_t *data,
     pj->tr.parent_id = s->self;
     kraken__sync_random(pj->tr.nonce_parent, KRAKEN_SYNC_NONCE_LEN);
     pj->tr.epoch_parent = s->epoch;
+    pj->tr.udp_port = (uint16_t)req.udp_port; /* bound by both proofs: the request has no mac */
     pj->udp_port = req.udp_port;
     kraken__sync_node_key(s->secret, s->secret_len, &pj->tr.child_id, pj->node_key);
     kraken_sync_JoinChallenge ch = kraken_sync_JoinChallenge_init_zero;
@@ -2234,10 +2274,9 @@ static peer *peer_new(kraken_sync *s, peer_role role, const kraken_uuid *id,
 static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, size_t len)
 {
     kraken_sync_JoinProof proof = kraken_sync_JoinProof_init_zero;
-    pb_istream_t is = pb_istream_from_buffer(data, len);
     uint8_t expected[KRAKEN_SYNC_KEY_LEN];
     kraken__sync_proof(pj->node_key, false, &pj->tr, expected);
-    if (!pb_decode(&is, kraken_sync_JoinProof_fields, &proof) ||
+    if (!decode_small(kraken_sync_JoinProof_fields, data, len, &proof) ||
         !kraken__sync_equal(expected, proof.proof, sizeof expected)) {
         refuse_join(s, &pj->tr.child_id,
                     "the child's proof does not match (wrong cluster secret?)");
@@ -2336,9 +2375,17 @@ static void on_accepted(kraken_sync_conn *conn, void *ud)
 {
     kraken_sync *s = ud;
     size_t n_pending = 0;
-    for (const pending_join *x = s->pending; x != NULL; x = x->next)
+    pending_join *oldest = NULL; /* new joins go in front */
+    for (pending_join *x = s->pending; x != NULL; x = x->next) {
         n_pending++;
-    pending_join *pj = n_pending < MAX_PENDING_JOINS ? calloc(1, sizeof *pj) : NULL;
+        oldest = x;
+    }
+    /* Full: the oldest half-open join gives way. Refusing the new one instead would let a few
+     * idle connections lock every child out for dead_ms; a real handshake takes one round
+     * trip, so a flood must now outpace that to keep a child out. */
+    if (n_pending >= MAX_PENDING_JOINS && oldest != NULL)
+        pending_free(s, oldest, true);
+    pending_join *pj = calloc(1, sizeof *pj);
     if (pj == NULL) {
         kraken__sync_conn_close(conn, false);
         return;
@@ -2417,8 +2464,7 @@ static void child_refused(kraken_sync *s, const char *reason)
 static void on_challenge(kraken_sync *s, const uint8_t *data, size_t len)
 {
     kraken_sync_JoinChallenge ch = kraken_sync_JoinChallenge_init_zero;
-    pb_istream_t is = pb_istream_from_buffer(data, len);
-    if (!pb_decode(&is, kraken_sync_JoinChallenge_fields, &ch)) {
+    if (!decode_small(kraken_sync_JoinChallenge_fields, data, len, &ch)) {
         s->stats.dropped_malformed++;
         child_refused(s, "malformed challenge from the parent");
         return;
@@ -2430,14 +2476,14 @@ static void on_challenge(kraken_sync *s, const uint8_t *data, size_t len)
     kraken__sync_node_key(s->secret, s->secret_len, &s->self, key);
     kraken__sync_proof(key, true, &s->jtr, expected);
     if (!kraken__sync_equal(expected, ch.proof, sizeof expected)) {
-        memset(key, 0, sizeof key);
+        kraken__sync_wipe(key, sizeof key);
         child_refused(s, "the parent's proof does not match (wrong cluster secret?)");
         return;
     }
     kraken_sync_JoinProof proof = kraken_sync_JoinProof_init_zero;
     kraken__sync_proof(key, false, &s->jtr, proof.proof);
     s->jpeer = peer_new(s, ROLE_PARENT, &s->jtr.parent_id, &s->jtr, key);
-    memset(key, 0, sizeof key);
+    kraken__sync_wipe(key, sizeof key);
     if (s->jpeer == NULL || send_frame_msg(s, s->jconn, kraken_sync_JoinProof_fields, &proof) < 0) {
         kraken_error_clear();
         abort_join(s);
@@ -2526,6 +2572,7 @@ static void join_connected(kraken_sync_conn *conn, void *ud)
     req.udp_port = kraken__sync_net_port(s->net);
     s->jtr.child_id = s->self;
     s->jtr.epoch_child = s->epoch;
+    s->jtr.udp_port = (uint16_t)req.udp_port;
     if (send_frame_msg(s, conn, kraken_sync_JoinRequest_fields, &req) < 0) {
         kraken_error_clear();
         abort_join(s);
@@ -2812,4 +2859,111 @@ bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data, s
                                 kraken_sync_addr *to)
 {
     return sync != NULL && kraken__sync_net_last_sent(sync->net, data, len, to);
+}
+
+/* ---- decoders for fuzz/fuzz_sync.c and tests ------------------------------------------ */
+
+static void summarize_update(const rx_update *u, kraken_sync_decoded *out)
+{
+    out->full = u->full;
+    out->more = u->more;
+    out->nodes = u->n;
+    for (size_t i = 0; i < u->n; i++) {
+        out->facts += u->nodes[i].n_facts;
+        out->cfg_bytes += u->nodes[i].cfg_len;
+    }
+}
+
+int kraken__sync_decode(kraken_sync_wire what, const uint8_t *data, size_t len,
+                        kraken_sync_decoded *out)
+{
+    kraken_sync_decoded dummy;
+    if (out == NULL)
+        out = &dummy;
+    memset(out, 0, sizeof *out);
+    if (data == NULL && len > 0)
+        return kraken__err(KRAKEN_EINVAL, "kraken__sync_decode: NULL data");
+    static const uint8_t empty[1];
+    if (data == NULL)
+        data = empty;
+    bool ok = false;
+    switch (what) {
+    case KRAKEN_SYNC_WIRE_ENVELOPE: {
+        rx_envelope e;
+        ok = parse_envelope(&e, data, len);
+        if (ok) {
+            out->body = e.body;
+            out->body_len = e.body_len;
+            out->epoch = e.epoch;
+            out->seq = e.seq;
+        }
+        break;
+    }
+    case KRAKEN_SYNC_WIRE_BODY: {
+        rx_body b;
+        ok = parse_body(&b, data, len);
+        if (ok) {
+            out->kind = b.kind;
+            summarize_update(&b.update, out);
+            out->owned_urls = b.result.owned_urls_count;
+        }
+        rx_body_clear(&b);
+        break;
+    }
+    case KRAKEN_SYNC_WIRE_UPDATE:
+    case KRAKEN_SYNC_WIRE_NODE_STATE: {
+        rx_body b;
+        memset(&b, 0, sizeof b);
+        ok = what == KRAKEN_SYNC_WIRE_UPDATE ? parse_update(&b.update, data, len)
+                                             : parse_node_state(&b.update, data, len);
+        if (ok)
+            summarize_update(&b.update, out);
+        rx_body_clear(&b);
+        break;
+    }
+    case KRAKEN_SYNC_WIRE_FACT: {
+        rx_node n;
+        memset(&n, 0, sizeof n);
+        wfield f = {0, PB_WT_STRING, 0, data, len};
+        ok = parse_fact(&n, &f);
+        out->facts = n.n_facts;
+        for (size_t k = 0; k < n.n_facts; k++)
+            pb_release(kraken_sync_Fact_fields, &n.facts[k]);
+        free(n.facts);
+        break;
+    }
+    case KRAKEN_SYNC_WIRE_JOIN_REQUEST: {
+        kraken_sync_JoinRequest m = kraken_sync_JoinRequest_init_zero;
+        ok = decode_small(kraken_sync_JoinRequest_fields, data, len, &m);
+        break;
+    }
+    case KRAKEN_SYNC_WIRE_JOIN_CHALLENGE: {
+        kraken_sync_JoinChallenge m = kraken_sync_JoinChallenge_init_zero;
+        ok = decode_small(kraken_sync_JoinChallenge_fields, data, len, &m);
+        break;
+    }
+    case KRAKEN_SYNC_WIRE_JOIN_PROOF: {
+        kraken_sync_JoinProof m = kraken_sync_JoinProof_init_zero;
+        ok = decode_small(kraken_sync_JoinProof_fields, data, len, &m);
+        break;
+    }
+    case KRAKEN_SYNC_WIRE_JOIN_RESULT: {
+        kraken_sync_JoinResult m = kraken_sync_JoinResult_init_zero;
+        ok = decode_small(kraken_sync_JoinResult_fields, data, len, &m);
+        if (ok)
+            out->owned_urls = m.owned_urls_count;
+        pb_release(kraken_sync_JoinResult_fields, &m);
+        break;
+    }
+    case KRAKEN_SYNC_WIRE_HELLO: {
+        kraken_sync_Hello m = kraken_sync_Hello_init_zero;
+        ok = decode_small(kraken_sync_Hello_fields, data, len, &m);
+        break;
+    }
+    default:
+        return kraken__err(KRAKEN_EINVAL, "kraken__sync_decode: unknown message kind %d",
+                           (int)what);
+    }
+    return ok ? KRAKEN_OK : kraken__err(KRAKEN_EPROTO, "sync: malformed message (kind %d)",
+                                        (int)what);
 }

@@ -189,6 +189,8 @@ void kraken__sync_transcript_bytes(const kraken_sync_transcript *t,
     p += KRAKEN_SYNC_NONCE_LEN;
     put_be64(p, t->epoch_child);
     put_be64(p + 8, t->epoch_parent);
+    p[16] = (uint8_t)(t->udp_port >> 8);
+    p[17] = (uint8_t)t->udp_port;
 }
 
 void kraken__sync_session_key(const uint8_t node_key[KRAKEN_SYNC_KEY_LEN],
@@ -230,6 +232,8 @@ bool kraken__sync_equal(const void *a, const void *b, size_t len)
 {
     return sodium_memcmp(a, b, len) == 0;
 }
+
+void kraken__sync_wipe(void *buf, size_t len) { sodium_memzero(buf, len); }
 
 void kraken__sync_random(void *buf, size_t len) { randombytes_buf(buf, len); }
 

@@ -272,6 +272,17 @@ static uint32_t get_be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+int kraken__sync_frame_parse(const uint8_t *buf, size_t avail, uint32_t max, uint32_t *len)
+{
+    if (avail < KRAKEN_SYNC_FRAME_HEAD)
+        return 0;
+    uint32_t n = get_be32(buf);
+    *len = n;
+    if (n > max)
+        return -1;
+    return avail - KRAKEN_SYNC_FRAME_HEAD >= n ? 1 : 0;
+}
+
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
     kraken_sync_conn *c = arg;
@@ -279,12 +290,12 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     c->in_cb++;
     while (!c->doomed && !c->closing) {
         size_t avail = evbuffer_get_length(in);
-        uint8_t head[4];
-        if (avail < sizeof head)
-            break;
-        evbuffer_copyout(in, head, sizeof head);
-        uint32_t n = get_be32(head);
-        if (n > c->max_frame) {
+        uint8_t head[KRAKEN_SYNC_FRAME_HEAD];
+        uint32_t n = 0;
+        if (avail >= sizeof head)
+            evbuffer_copyout(in, head, sizeof head);
+        int whole = kraken__sync_frame_parse(head, avail, c->max_frame, &n);
+        if (whole < 0) {
             char why[80];
             snprintf(why, sizeof why, "frame of %u bytes exceeds the limit of %u", n,
                      c->max_frame);
@@ -292,7 +303,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
             conn_fail(c, why);
             return;
         }
-        if (avail < sizeof head + n)
+        if (whole == 0)
             break;
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(sizeof head + n));
         if (p == NULL) {
@@ -381,6 +392,11 @@ void kraken__sync_conn_set_max_frame(kraken_sync_conn *conn, uint32_t max)
 {
     if (conn != NULL)
         conn->max_frame = max < KRAKEN_SYNC_MAX_FRAME ? max : KRAKEN_SYNC_MAX_FRAME;
+}
+
+size_t kraken__sync_conn_queued(const kraken_sync_conn *conn)
+{
+    return conn != NULL ? evbuffer_get_length(bufferevent_get_output(conn->bev)) : 0;
 }
 
 const kraken_sync_addr *kraken__sync_conn_peer(const kraken_sync_conn *conn)

@@ -14,7 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pb_decode.h>
+
 #include "internal.h"
+#include "sync.pb.h"
 #include "testutil.h"
 
 #define DEADLINE_MS 5000
@@ -328,6 +331,15 @@ START_TEST(keys_and_macs)
     t.nonce_parent[0] ^= 1; /* a fresh nonce gives a fresh key */
     kraken__sync_session_key(k1, &t, s2);
     ck_assert_int_ne(memcmp(s1, s2, 32), 0);
+
+    /* the child's UDP port is bound too: a port changed on the way gives other proofs and keys
+     * (the JoinRequest itself carries no mac) */
+    uint8_t pp2[32], s3[32];
+    t.udp_port = 31415;
+    kraken__sync_proof(k1, true, &t, pp2);
+    kraken__sync_session_key(k1, &t, s3);
+    ck_assert_int_ne(memcmp(pp, pp2, 32), 0);
+    ck_assert_int_ne(memcmp(s2, s3, 32), 0);
 
     uint8_t m1[32], m2[32], m3[32];
     kraken__sync_mac(s1, c1.bytes, 5, 6, 'U', (const uint8_t *)"body", 4, m1);
@@ -969,6 +981,341 @@ START_TEST(converges_under_faults)
 }
 END_TEST
 
+/* ---- review regressions: a child driven by hand over raw sockets ----------------------- */
+
+/* Protobuf bytes built by hand (tag, varint, length-delimited), for messages the library
+ * would never send. */
+typedef struct bytes {
+    uint8_t v[8192];
+    size_t n;
+} bytes;
+
+static void put_varint(bytes *b, uint64_t v)
+{
+    while (v >= 0x80) {
+        b->v[b->n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    b->v[b->n++] = (uint8_t)v;
+}
+
+static void put_uint(bytes *b, unsigned tag, uint64_t v)
+{
+    put_varint(b, tag << 3);
+    put_varint(b, v);
+}
+
+static void put_data(bytes *b, unsigned tag, const void *data, size_t len)
+{
+    ck_assert_uint_lt(b->n + len + 16, sizeof b->v);
+    put_varint(b, tag << 3 | 2);
+    put_varint(b, len);
+    memcpy(b->v + b->n, data, len);
+    b->n += len;
+}
+
+typedef struct fake {
+    kraken_uuid id;
+    int tcp, udp;
+    kraken_sync_addr parent; /* TCP and UDP */
+    uint8_t key[KRAKEN_SYNC_KEY_LEN];
+    uint64_t seq[2];
+    uint8_t *rx;
+    size_t rx_len;
+} fake;
+
+#define FAKE_EPOCH 77u
+#define FAKE_RX (1u << 20)
+
+static void fake_send_frame(fake *f, const uint8_t *data, size_t len)
+{
+    uint8_t head[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                       (uint8_t)len};
+    ck_assert_int_eq(write(f->tcp, head, 4), 4);
+    ck_assert_int_eq(write(f->tcp, data, len), (ssize_t)len);
+}
+
+static bool fake_has_frame(fake *f)
+{
+    ssize_t n;
+    while (f->rx_len < FAKE_RX && (n = read(f->tcp, f->rx + f->rx_len, FAKE_RX - f->rx_len)) > 0)
+        f->rx_len += (size_t)n;
+    uint32_t len;
+    return kraken__sync_frame_parse(f->rx, f->rx_len, FAKE_RX - 4, &len) == 1;
+}
+
+/* The next frame from the parent (copied into @p out, at most @p cap bytes). */
+static size_t fake_frame(fake *f, uint8_t *out, size_t cap)
+{
+    ck_assert_msg(WAIT_FOR(fake_has_frame(f), DEADLINE_MS), "no frame from the parent");
+    uint32_t len = 0;
+    ck_assert_int_eq(kraken__sync_frame_parse(f->rx, f->rx_len, FAKE_RX - 4, &len), 1);
+    ck_assert_uint_le(len, cap);
+    memcpy(out, f->rx + 4, len);
+    memmove(f->rx, f->rx + 4 + len, f->rx_len - 4 - len);
+    f->rx_len -= 4 + len;
+    return len;
+}
+
+/* Envelope{sender, epoch, seq, body, mac} under the session key, for channel 'U' or 'T'. */
+static void fake_seal(fake *f, char ch, const bytes *body, bytes *out)
+{
+    uint64_t seq = ++f->seq[ch == 'T'];
+    uint8_t mac[KRAKEN_SYNC_KEY_LEN];
+    kraken__sync_mac(f->key, f->id.bytes, FAKE_EPOCH, seq, ch, body->v, body->n, mac);
+    out->n = 0;
+    put_data(out, 1, f->id.bytes, 16);
+    put_uint(out, 2, FAKE_EPOCH);
+    put_uint(out, 3, seq);
+    put_data(out, 4, body->v, body->n);
+    put_data(out, 5, mac, sizeof mac);
+}
+
+static void fake_datagram(fake *f, const bytes *body)
+{
+    bytes env;
+    fake_seal(f, 'U', body, &env);
+    ck_assert_int_eq(sendto(f->udp, env.v, env.n, 0, &f->parent.u.sa, f->parent.len),
+                     (ssize_t)env.n);
+}
+
+/* Join @p parent as node @p n from @p ip, doing the handshake of PROTOCOL.md 3 by hand. */
+static void fake_join(fake *f, inst *parent, unsigned n, const char *ip)
+{
+    memset(f, 0, sizeof *f);
+    f->id = make_id(n);
+    f->rx = malloc(FAKE_RX);
+    ck_assert_ptr_nonnull(f->rx);
+    char addr[64];
+    snprintf(addr, sizeof addr, "%s:%u", parent->ip, (unsigned)kraken_sync_port(parent->sync));
+    ck_assert_int_eq(kraken__sync_parse_addr(addr, 0, &f->parent), 0);
+    kraken_sync_addr mine;
+    ck_assert_int_eq(kraken__sync_parse_addr(ip, 0, &mine), 0);
+    f->udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    f->tcp = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_eq(bind(f->udp, &mine.u.sa, mine.len), 0);
+    ck_assert_int_eq(bind(f->tcp, &mine.u.sa, mine.len), 0);
+    ck_assert_int_eq(connect(f->tcp, &f->parent.u.sa, f->parent.len), 0);
+    ck_assert_int_eq(fcntl(f->tcp, F_SETFL, O_NONBLOCK), 0);
+    kraken_sync_addr got;
+    got.len = sizeof got.u;
+    ck_assert_int_eq(getsockname(f->udp, &got.u.sa, &got.len), 0);
+
+    kraken_sync_transcript tr;
+    memset(&tr, 0, sizeof tr);
+    tr.child_id = f->id;
+    tr.epoch_child = FAKE_EPOCH;
+    tr.udp_port = kraken__sync_addr_port(&got);
+    kraken__sync_random(tr.nonce_child, sizeof tr.nonce_child);
+    bytes m = {.n = 0};
+    put_uint(&m, 1, 1);
+    put_data(&m, 2, f->id.bytes, 16);
+    put_data(&m, 3, tr.nonce_child, sizeof tr.nonce_child);
+    put_uint(&m, 4, FAKE_EPOCH);
+    put_uint(&m, 5, kraken__sync_addr_port(&got));
+    fake_send_frame(f, m.v, m.n);
+
+    /* JoinChallenge{parent_id = 1, nonce = 2, epoch = 3, proof = 4} */
+    uint8_t ch[512];
+    size_t len = fake_frame(f, ch, sizeof ch);
+    pb_istream_t is = pb_istream_from_buffer(ch, len);
+    kraken_sync_JoinChallenge c = kraken_sync_JoinChallenge_init_zero;
+    ck_assert(pb_decode(&is, kraken_sync_JoinChallenge_fields, &c));
+    memcpy(tr.parent_id.bytes, c.parent_id, 16);
+    memcpy(tr.nonce_parent, c.nonce, sizeof tr.nonce_parent);
+    tr.epoch_parent = c.epoch;
+    uint8_t *sec = NULL, node_key[KRAKEN_SYNC_KEY_LEN], proof[KRAKEN_SYNC_KEY_LEN];
+    size_t sec_len = 0;
+    ck_assert_int_eq(kraken__sync_secret_load(secret, &sec, &sec_len), 0);
+    kraken__sync_node_key(sec, sec_len, &f->id, node_key);
+    kraken__sync_secret_free(sec, sec_len);
+    kraken__sync_proof(node_key, true, &tr, proof);
+    ck_assert(kraken__sync_equal(proof, c.proof, sizeof proof));
+    kraken__sync_proof(node_key, false, &tr, proof);
+    m.n = 0;
+    put_data(&m, 1, proof, sizeof proof);
+    fake_send_frame(f, m.v, m.n);
+    kraken__sync_session_key(node_key, &tr, f->key);
+
+    /* Envelope{JoinResult{accepted}} */
+    static uint8_t env[1 << 16];
+    len = fake_frame(f, env, sizeof env);
+    kraken_sync_decoded d;
+    ck_assert_int_eq(kraken__sync_decode(KRAKEN_SYNC_WIRE_ENVELOPE, env, len, &d), 0);
+    ck_assert_int_eq(kraken__sync_decode(KRAKEN_SYNC_WIRE_BODY, d.body, d.body_len, &d), 0);
+    ck_assert_uint_eq(d.kind, kraken_sync_Body_join_result_tag);
+    ck_assert_uint_eq(kraken_sync_children(parent->sync), 1);
+}
+
+static void fake_close(fake *f)
+{
+    close(f->tcp);
+    close(f->udp);
+    free(f->rx);
+}
+
+START_TEST(wire_decoders)
+{
+    /* frame headers: incomplete, whole, over the limit */
+    const uint8_t frame[] = {0, 0, 0, 2, 0x08, 0x01};
+    uint32_t len = 0;
+    ck_assert_int_eq(kraken__sync_frame_parse(frame, 3, 100, &len), 0);
+    ck_assert_int_eq(kraken__sync_frame_parse(frame, 5, 100, &len), 0);
+    ck_assert_uint_eq(len, 2);
+    ck_assert_int_eq(kraken__sync_frame_parse(frame, 6, 100, &len), 1);
+    ck_assert_int_eq(kraken__sync_frame_parse(frame, 6, 1, &len), -1);
+    const uint8_t huge[] = {0xff, 0xff, 0xff, 0xff};
+    ck_assert_int_eq(kraken__sync_frame_parse(huge, 4, KRAKEN_SYNC_MAX_FRAME, &len), -1);
+
+    /* an envelope without a mac, a NodeState without an id, a truncated body: EPROTO */
+    bytes b = {.n = 0};
+    kraken_uuid id = make_id(5);
+    put_data(&b, 1, id.bytes, 16);
+    put_data(&b, 4, "x", 1);
+    kraken_sync_decoded d;
+    ck_assert_int_eq(kraken__sync_decode(KRAKEN_SYNC_WIRE_ENVELOPE, b.v, b.n, &d), KRAKEN_EPROTO);
+    uint8_t mac[KRAKEN_SYNC_KEY_LEN] = {0};
+    put_data(&b, 5, mac, sizeof mac);
+    ck_assert_int_eq(kraken__sync_decode(KRAKEN_SYNC_WIRE_ENVELOPE, b.v, b.n, &d), 0);
+    ck_assert_uint_eq(d.body_len, 1);
+    ck_assert_int_eq(d.body[0], 'x');
+    b.n = 0;
+    put_uint(&b, 2, 1);
+    ck_assert_int_eq(kraken__sync_decode(KRAKEN_SYNC_WIRE_NODE_STATE, b.v, b.n, &d), KRAKEN_EPROTO);
+    put_data(&b, 1, id.bytes, 16);
+    ck_assert_int_eq(kraken__sync_decode(KRAKEN_SYNC_WIRE_NODE_STATE, b.v, b.n, &d), 0);
+    ck_assert_uint_eq(d.nodes, 1);
+    const uint8_t cut[] = {0x12, 0x05, 0x12, 0x03};
+    ck_assert_int_eq(kraken__sync_decode(KRAKEN_SYNC_WIRE_BODY, cut, sizeof cut, &d),
+                     KRAKEN_EPROTO);
+    ck_assert_int_eq(kraken__sync_decode(KRAKEN_SYNC_WIRE_COUNT, cut, sizeof cut, &d),
+                     KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken__sync_decode(KRAKEN_SYNC_WIRE_BODY, NULL, 3, &d), KRAKEN_EINVAL);
+}
+END_TEST
+
+/* Cfg flows only down: a child's Cfg, creations and deletions are dropped, even for its own
+ * node, and so are facts the parent owns for it (PROTOCOL.md 1). */
+START_TEST(child_cannot_push_cfg)
+{
+    inst r;
+    inst_engine(&r, 1, "127.0.0.1");
+    kraken_uuid cid = make_id(2), rogue = make_id(8);
+    put_cfg(&r, &cid, &r.id, "child");
+    inst_sync(&r, NULL);
+    fake f;
+    fake_join(&f, &r, 2, "127.0.0.2");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &cid, "/RunState", "SYNC"), DEADLINE_MS));
+    run_for(30);
+
+    kraken_node *evil;
+    ck_assert_int_eq(kraken_node_new(&evil, &cid), 0);
+    ck_assert_int_eq(kraken_node_set_text(evil, "/Nodename", "evil"), 0);
+    uint8_t *cfg = NULL;
+    size_t cfg_len = 0;
+    ck_assert_int_eq(kraken_node_encode(evil, &cfg, &cfg_len), 0);
+    kraken_node_free(evil);
+    bytes ns_cfg = {.n = 0}, ns_del = {.n = 0}, ns_new = {.n = 0}, ns_owned = {.n = 0};
+    put_data(&ns_cfg, 1, cid.bytes, 16);
+    put_data(&ns_cfg, 3, cfg, cfg_len);
+    put_data(&ns_del, 1, cid.bytes, 16);
+    put_uint(&ns_del, 2, 1);
+    put_data(&ns_new, 1, rogue.bytes, 16);
+    put_data(&ns_new, 3, cfg, cfg_len);
+    bytes fact = {.n = 0};
+    put_data(&fact, 1, "/RunState", 9);
+    put_data(&fact, 2, "ERROR", 5);
+    put_data(&ns_owned, 1, cid.bytes, 16);
+    put_data(&ns_owned, 4, fact.v, fact.n);
+    free(cfg);
+    bytes upd = {.n = 0}, body = {.n = 0};
+    put_data(&upd, 2, ns_cfg.v, ns_cfg.n);
+    put_data(&upd, 2, ns_del.v, ns_del.n);
+    put_data(&upd, 2, ns_new.v, ns_new.n);
+    put_data(&upd, 2, ns_owned.v, ns_owned.n);
+    put_data(&body, 2, upd.v, upd.n);
+
+    kraken_sync_stats before = stats_of(&r);
+    fake_datagram(&f, &body);
+    ck_assert(WAIT_FOR(stats_of(&r).dropped_not_authorized >= before.dropped_not_authorized + 4,
+                       DEADLINE_MS));
+    ck_assert_uint_eq(stats_of(&r).dropped_bad_mac, before.dropped_bad_mac);
+    ck_assert(has_text(&r, KRAKEN_CFG, &cid, "/Nodename", "child"));
+    ck_assert(kraken_store_contains(store_of(&r), &cid));
+    ck_assert(!kraken_store_contains(store_of(&r), &rogue));
+    ck_assert(has_text(&r, KRAKEN_DSC, &cid, "/RunState", "SYNC"));
+    fake_close(&f);
+    inst_free(&r);
+}
+END_TEST
+
+/* A child asking for snapshots over and over gets at most one per half hello interval, so an
+ * authenticated peer cannot make the parent queue unbounded output (nor burn its CPU). */
+START_TEST(snapshot_requests_limited)
+{
+    inst r;
+    inst_engine(&r, 1, "127.0.0.1");
+    kraken_uuid cid = make_id(2);
+    put_cfg(&r, &cid, &r.id, "child");
+    for (unsigned i = 0; i < 20; i++) {
+        kraken_uuid g = make_id(100 + i);
+        put_cfg(&r, &g, &cid, "grandchild");
+    }
+    kraken_sync_options o = fast_options();
+    o.hello_ms = 400; /* requested snapshots: at most one per 200 ms */
+    o.dead_ms = 5000;
+    inst_sync_opts(&r, NULL, 0, o);
+    fake f;
+    fake_join(&f, &r, 2, "127.0.0.2");
+    run_for(250); /* more than hello_ms / 2 after the join's own snapshot */
+    kraken_sync_stats before = stats_of(&r);
+    bytes body = {.n = 0};
+    put_uint(&body, 4, 1); /* Body{resend: true} */
+    for (int i = 0; i < 50; i++)
+        fake_datagram(&f, &body);
+    ck_assert(WAIT_FOR(stats_of(&r).datagrams_received >= before.datagrams_received + 50,
+                       DEADLINE_MS));
+    uint64_t sent = stats_of(&r).full_resends - before.full_resends;
+    ck_assert_msg(sent >= 1 && sent <= 2, "%llu snapshots for 50 requests",
+                  (unsigned long long)sent);
+    fake_close(&f);
+    inst_free(&r);
+}
+END_TEST
+
+/* Idle connections that never finish a handshake fill the pending-join table; a real child
+ * must still get in (the oldest half-open join gives way) instead of waiting dead_ms. */
+START_TEST(pending_join_flood)
+{
+    inst r, c;
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&c, 2, "127.0.0.2");
+    put_cfg(&r, &c.id, &r.id, "child");
+    kraken_sync_options o = fast_options();
+    o.dead_ms = 8000; /* half-open joins would stay this long */
+    inst_sync_opts(&r, NULL, 0, o);
+    kraken_sync_addr to;
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)kraken_sync_port(r.sync));
+    ck_assert_int_eq(kraken__sync_parse_addr(addr, 0, &to), 0);
+    enum { IDLE = 300 };
+    int idle[IDLE];
+    for (int i = 0; i < IDLE; i++) {
+        idle[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_eq(connect(idle[i], &to.u.sa, to.len), 0);
+        if (i % 32 == 31)
+            run_for(5);
+    }
+    run_for(100);
+    inst_sync(&c, &r);
+    ck_assert_msg(WAIT_FOR(kraken_sync_joined(c.sync), 2000), "child locked out by idle joins");
+    for (int i = 0; i < IDLE; i++)
+        close(idle[i]);
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("sync");
@@ -979,6 +1326,7 @@ static Suite *make_suite(void)
     tcase_add_test(units, keys_and_macs);
     tcase_add_test(units, transport_frames_and_faults);
     tcase_add_test(units, bad_options);
+    tcase_add_test(units, wire_decoders);
     suite_add_tcase(s, units);
 
     TCase *proto = tcase_create("protocol");
@@ -995,6 +1343,9 @@ static Suite *make_suite(void)
     tcase_add_test(proto, child_restart);
     tcase_add_test(proto, link_loss_and_heal);
     tcase_add_test(proto, converges_under_faults);
+    tcase_add_test(proto, child_cannot_push_cfg);
+    tcase_add_test(proto, snapshot_requests_limited);
+    tcase_add_test(proto, pending_join_flood);
     suite_add_tcase(s, proto);
     return s;
 }
