@@ -104,6 +104,8 @@ struct kraken_engine {
     kraken_engine_options opts;
     kraken_uuid self;
     bool frozen;
+    unsigned busy; /* our loop callbacks (pass, node timer) on the stack */
+    bool dying;    /* kraken_engine_free() was called: from inside one of them, it waits */
 
     /* node run states: open addressing, linear probing, backward-shift deletion */
     enode **slots;
@@ -855,7 +857,8 @@ static kraken_value zero_of(const kraken_murl *u)
 static bool apply_knowledge(kraken_engine *e, enode *n, const kraken_node *cfg,
                             const kraken_node *dsc, uint64_t changed)
 {
-    if (!(changed & condition_mask(e)) && !n->cfg_changed)
+    if (!(changed & condition_mask(e)) && !n->cfg_changed &&
+        n->stale_gen == kraken__mutation_set_generation(e->set))
         return false; /* nothing any discovery condition reads has changed */
     stale_ctx ctx = {.set = e->set};
     if (kraken__mutation_set_stale(e->set, cfg, dsc, collect_stale, &ctx) < 0) {
@@ -939,6 +942,21 @@ static char *contradiction_reason(const kraken_mutation *m, const kraken_murl *u
     return r;
 }
 
+/*
+ * After a service callback: the engine may be going away, and the callback may
+ * have replaced or deleted the node's stored records (writes swap in new copies).
+ * False when the evaluation must stop here; a deleted node's pass comes next.
+ */
+static bool reload(const kraken_engine *e, const enode *n, const kraken_node **cfg,
+                   const kraken_node **dsc)
+{
+    if (e->dying)
+        return false;
+    *cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
+    *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
+    return *cfg && *dsc;
+}
+
 /* The node holds a step (waiting for its service, in flight, or followed passively). */
 static void follow_step(kraken_engine *e, enode *n, const kraken_node *cfg, const kraken_node *dsc,
                         uint64_t changed, bool replan_wanted)
@@ -947,7 +965,8 @@ static void follow_step(kraken_engine *e, enode *n, const kraken_node *cfg, cons
     if (!m) { /* the mutation was removed */
         step_interrupt(e, n, "mutation removed");
         n->phase = PH_IDLE;
-        replan(e, n, cfg, dsc);
+        if (reload(e, n, &cfg, &dsc))
+            replan(e, n, cfg, dsc);
         return;
     }
     bool in_flight = n->phase == PH_IN_FLIGHT;
@@ -1007,15 +1026,20 @@ static void follow_step(kraken_engine *e, enode *n, const kraken_node *cfg, cons
     }
     step_interrupt(e, n, "plan changed");
     n->phase = PH_IDLE;
+    if (!reload(e, n, &cfg, &dsc)) {
+        kraken_plan_free(fresh);
+        return;
+    }
     plan_adopt(e, n, fresh, cfg);
 }
 
 static void node_forget(kraken_engine *e, enode *n)
 {
+    /* Out of the table first: if the interrupt callback creates the id again, it is a new node. */
+    table_remove(e, n);
     if (n->phase == PH_IN_FLIGHT)
         step_interrupt(e, n, "node deleted");
     timer_cancel(n);
-    table_remove(e, n);
     node_free(n);
 }
 
@@ -1038,10 +1062,14 @@ static void evaluate(kraken_engine *e, enode *n)
         n->stale = 0;
         n->phase = PH_IDLE;
     }
-    const kraken_node *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
+    const kraken_node *dsc;
+    if (!reload(e, n, &cfg, &dsc))
+        return;
     uint64_t changed = n->changed;
     bool cfg_changed = n->cfg_changed, replan_wanted = n->replan || cfg_changed;
-    if ((changed || cfg_changed) && apply_knowledge(e, n, cfg, dsc, changed)) {
+    /* A new set: the knowledge baseline is taken again, so the next change can be judged. */
+    bool new_set = n->stale_gen != kraken__mutation_set_generation(e->set);
+    if ((changed || cfg_changed || new_set) && apply_knowledge(e, n, cfg, dsc, changed)) {
         /* Stored nodes may have been replaced by the writes: look again. */
         cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
         dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
@@ -1052,15 +1080,17 @@ static void evaluate(kraken_engine *e, enode *n)
     n->cfg_changed = false;
     n->replan = false;
 
-    if (cfg_changed && (n->phase == PH_STUCK || n->phase == PH_BACKOFF)) {
-        /* A Cfg change is the operator's word: start afresh. */
-        timer_cancel(n);
+    if (cfg_changed) {
+        /* A Cfg change is the operator's word: start afresh, as kraken_engine_reset_node(). */
         n->failures = 0;
         n->backoff_until = 0;
         free(n->last_failed);
         n->last_failed = NULL;
         set_reason(n, NULL);
-        n->phase = PH_IDLE;
+        if (n->phase == PH_STUCK || n->phase == PH_BACKOFF) {
+            timer_cancel(n);
+            n->phase = PH_IDLE;
+        }
     }
     switch ((node_phase)n->phase) {
     case PH_STUCK:
@@ -1102,8 +1132,11 @@ static void service_reconcile(kraken_engine *e, kraken_service *svc)
             svc->dsc_state != KRAKEN_SERVICE_INIT) {
             if (svc->ops.start) {
                 service_set_dsc_state(e, svc, KRAKEN_SERVICE_INIT);
+                /* The callback may remove the service: the rest waits in the queue. */
+                if (svc->stop_requested || svc->config_changed)
+                    queue_service(e, svc);
                 svc->ops.start(svc, svc->userdata);
-                return; /* the callback may have removed the service */
+                return;
             }
             service_set_dsc_state(e, svc, KRAKEN_SERVICE_RUN);
         }
@@ -1113,6 +1146,8 @@ static void service_reconcile(kraken_engine *e, kraken_service *svc)
         if (svc->cfg_state == KRAKEN_SERVICE_STOP &&
             (svc->dsc_state == KRAKEN_SERVICE_RUN || svc->dsc_state == KRAKEN_SERVICE_INIT)) {
             if (svc->ops.stop) {
+                if (svc->config_changed)
+                    queue_service(e, svc);
                 svc->ops.stop(svc, svc->userdata);
                 return;
             }
@@ -1141,11 +1176,17 @@ static void wake_waiters(kraken_engine *e)
 
 /* ---- the pass ------------------------------------------------------------------------------ */
 
-static void pass_cb(evutil_socket_t fd, short what, void *arg)
+static void engine_destroy(kraken_engine *e);
+
+/* Leaving one of our loop callbacks: a kraken_engine_free() made inside it takes effect. */
+static void engine_unbusy(kraken_engine *e)
 {
-    (void)fd;
-    (void)what;
-    kraken_engine *e = arg;
+    if (--e->busy == 0 && e->dying)
+        engine_destroy(e);
+}
+
+static void pass_run(kraken_engine *e)
+{
     e->pass_scheduled = false;
 
     uint64_t gen = kraken__mutation_set_generation(e->set);
@@ -1153,25 +1194,37 @@ static void pass_cb(evutil_socket_t fd, short what, void *arg)
         e->generation = gen;
         mark_all(e);
     }
-    while (e->svc_queue) {
+    while (e->svc_queue && !e->dying) {
         kraken_service *svc = e->svc_queue;
         e->svc_queue = svc->next_queued;
         svc->queued = false;
         service_reconcile(e, svc);
     }
+    if (e->dying)
+        return;
     if (e->wake_waiters)
         wake_waiters(e);
 
     /* Nodes marked while this pass runs wait for the next one (fairness, bounded pass). */
     enode *list = e->dirty_head;
     e->dirty_head = e->dirty_tail = NULL;
-    while (list) {
+    while (list && !e->dying) {
         enode *n = list;
         list = n->next_dirty;
         n->dirty = false;
         n->next_dirty = NULL;
         evaluate(e, n);
     }
+}
+
+static void pass_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_engine *e = arg;
+    e->busy++;
+    pass_run(e);
+    engine_unbusy(e);
 }
 
 /* ---- timers ----------------------------------------------------------------------------------- */
@@ -1203,7 +1256,9 @@ static void step_timeout(kraken_engine *e, enode *n)
     node_fail(e, n, why);
 }
 
-/* A node's timer: what it means depends on the phase the node is in. */
+static void node_timer_phase(kraken_engine *e, enode *n);
+
+/* A node's timer (the engine counts as busy while it runs: see kraken_engine_free()). */
 static void node_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1213,6 +1268,14 @@ static void node_timer_cb(evutil_socket_t fd, short what, void *arg)
     n->timer_armed = false;
     if (n->deleted || e->frozen)
         return;
+    e->busy++;
+    node_timer_phase(e, n);
+    engine_unbusy(e);
+}
+
+/* What the node's timer means depends on the phase the node is in. */
+static void node_timer_phase(kraken_engine *e, enode *n)
+{
     switch ((node_phase)n->phase) {
     case PH_IN_FLIGHT:
         step_timeout(e, n);
@@ -1552,9 +1615,12 @@ static bool is_pattern(const char *url)
     return strpbrk(url, "*?") != NULL;
 }
 
-static bool service_may_discover(const kraken_service *svc, const char *canonical)
+static bool service_may_discover(const kraken_service *svc, const kraken_uuid *node_id,
+                                 const char *canonical)
 {
-    if (strcmp(canonical, svc->state_url) == 0)
+    /* Its own state lives on the self node (where the instance runs), not on other nodes. */
+    if (strcmp(canonical, svc->state_url) == 0 &&
+        memcmp(node_id->bytes, svc->engine->self.bytes, 16) == 0)
         return true;
     for (size_t i = 0; i < svc->n_discoverable; i++) {
         const char *d = svc->discoverable[i];
@@ -1658,7 +1724,7 @@ static int discover(kraken_service *svc, const kraken_uuid *node_id, const char 
     int rc = kraken_url_canonical(url, &canonical);
     if (rc < 0)
         return kraken__err_prefix(rc, "discovery by service '%s'", svc->id);
-    if (!service_may_discover(svc, canonical)) {
+    if (!service_may_discover(svc, node_id, canonical)) {
         rc = kraken__err(KRAKEN_EINVAL,
                          "discovery by service '%s': '%s' was not declared discoverable",
                          svc->id, canonical);
@@ -2066,16 +2132,24 @@ int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store
     return 0;
 }
 
-void kraken_engine_free(kraken_engine *engine)
+static void engine_destroy(kraken_engine *engine)
 {
-    if (!engine)
-        return;
+    engine->dying = true; /* a destroy hook calling kraken_engine_free() does nothing */
     if (engine->listener)
         kraken_store_unlisten(engine->store, engine->listener);
-    /* Services first: their destroy hooks may still use the bus. */
-    for (size_t i = 0; i < engine->n_services; i++)
-        service_free(engine->services[i]);
-    free(engine->services);
+    engine->listener = NULL;
+    /*
+     * Services first: their destroy hooks may still use the bus. The list is
+     * detached, so a hook that removes a service (its own) finds nothing to do.
+     */
+    kraken_service **services = engine->services;
+    size_t n_services = engine->n_services;
+    engine->services = NULL;
+    engine->n_services = engine->cap_services = 0;
+    engine->svc_queue = NULL;
+    for (size_t i = 0; i < n_services; i++)
+        service_free(services[i]);
+    free(services);
     for (size_t i = 0; i < engine->cap; i++)
         if (engine->slots[i])
             node_free(engine->slots[i]);
@@ -2087,4 +2161,23 @@ void kraken_engine_free(kraken_engine *engine)
     if (engine->own_store)
         kraken_store_free(engine->store);
     free(engine);
+}
+
+void kraken_engine_free(kraken_engine *engine)
+{
+    if (!engine || engine->dying)
+        return;
+    if (engine->busy) {
+        /*
+         * Called from a service callback: the engine's stack still runs. It goes
+         * quiet now (no more callbacks, the store is let go, so a borrowed one may
+         * be freed at once) and is freed when that callback returns.
+         */
+        engine->dying = true;
+        if (engine->listener)
+            kraken_store_unlisten(engine->store, engine->listener);
+        engine->listener = NULL;
+        return;
+    }
+    engine_destroy(engine);
 }

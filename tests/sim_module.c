@@ -87,6 +87,8 @@ struct sim {
     unsigned dispatched[N_SIM_MUTATIONS + 1]; /* last: INITtoSYNC */
     unsigned interrupted;
     unsigned started;
+    sim_interrupt_hook interrupt_hook;
+    void *interrupt_arg;
 };
 
 struct sim_answer {
@@ -307,6 +309,16 @@ static void on_interrupt(kraken_service *service, const kraken_mutation_request 
     sim_service *ss = userdata;
     ss->owner->interrupted++;
     answer_cancel(ss->owner, kraken_service_id(service), &req->node_id, req->mutation_id);
+    if (ss->owner->interrupt_hook)
+        ss->owner->interrupt_hook(service, req, ss->owner->interrupt_arg);
+}
+
+void sim_on_interrupt(sim *s, sim_interrupt_hook fn, void *arg)
+{
+    if (!s)
+        return;
+    s->interrupt_hook = fn;
+    s->interrupt_arg = arg;
 }
 
 static void on_destroy(void *userdata)

@@ -56,6 +56,14 @@ int sim_inject(sim *s, const kraken_uuid *node, const char *mutation_id, sim_fau
 /* Forget every injected fault. */
 void sim_clear_faults(sim *s);
 
+/*
+ * Call @p fn (NULL: none) from the simulator's interrupt handler, after the
+ * pending answer is cancelled: lets a test act from inside an engine callback.
+ */
+typedef void (*sim_interrupt_hook)(kraken_service *service, const kraken_mutation_request *req,
+                                   void *arg);
+void sim_on_interrupt(sim *s, sim_interrupt_hook fn, void *arg);
+
 /* Steps dispatched to the simulator (all, or of one mutation id when not NULL). */
 unsigned sim_dispatched(const sim *s, const char *mutation_id);
 /* Interrupts received. */

@@ -425,6 +425,12 @@ END_TEST
 /* Scenario 3: a hung node is recovered (timeout -> PHYS_HANG -> HANGtoOFF ...). */
 START_TEST(hang_recovery)
 {
+    /* A back-off long enough to still be on when the test looks, even on a loaded machine. */
+    kraken_engine_options o = test_options();
+    o.backoff_initial_ms = 400;
+    o.backoff_max_ms = 800;
+    sim_options so = SIM_OPTIONS_INIT;
+    restart(&o, &so);
     kraken_uuid id = add_node(0);
     ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_HANG, 1, NULL), 0);
     ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
@@ -517,6 +523,12 @@ END_TEST
 /* A module reporting an unexpected value counts as a failure (no tight loop). */
 START_TEST(contradicting_report_is_a_failure)
 {
+    /* A back-off long enough to still be on when the test looks, even on a loaded machine. */
+    kraken_engine_options o = test_options();
+    o.backoff_initial_ms = 400;
+    o.backoff_max_ms = 800;
+    sim_options so = SIM_OPTIONS_INIT;
+    restart(&o, &so);
     kraken_uuid id = add_node(0);
     ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_REPORT, 1, "PHYS_ERROR"), 0);
     ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
@@ -740,12 +752,18 @@ static void count_start(kraken_service *s, void *u)
     n_starts++;
     kraken_service_set_state(s, KRAKEN_SERVICE_RUN, NULL);
 }
+static char last_config[512];
 static void count_config(kraken_service *s, const kraken_value *config, void *u)
 {
     (void)s;
-    (void)config;
     (void)u;
     n_configs++;
+    char *text = NULL;
+    last_config[0] = '\0';
+    if (kraken_value_format(config, &text) == 0)
+        snprintf(last_config, sizeof last_config, "%s", text);
+    free(text);
+    kraken_error_clear();
 }
 static void count_stop(kraken_service *s, void *u)
 {
@@ -1035,6 +1053,409 @@ START_TEST(borrowed_store_without_sync)
 }
 END_TEST
 
+/* ---- review: callbacks, knowledge, failures ------------------------------------------------ */
+
+#define EXTRA_CFG "/Services/extra/Config/type.googleapis.com/Powerman.Control/ApiServer"
+
+static bool configs_at_least(void *arg)
+{
+    return n_configs >= *(const int *)arg;
+}
+
+static bool started_and_configured(void *arg)
+{
+    const int *want = arg;
+    return n_starts >= want[0] && n_configs >= want[1];
+}
+
+/* config_changed is called, from the loop, when (and only when) the service's Cfg config changes. */
+START_TEST(config_changed_delivered)
+{
+    n_starts = n_configs = destroyed = 0;
+    kraken_service_ops ops = {.start = count_start, .stop = count_stop,
+                              .config_changed = count_config};
+    kraken_service *svc;
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "extra", "mod", &ops, NULL, NULL, &svc),
+                     0);
+    set_cfg(&fx.self, EXTRA_CFG, "pm:1");
+    ck_assert_int_eq(n_configs, 0); /* never from inside the API call */
+    int want = 1;
+    ck_assert(run_until(configs_at_least, &want, DEADLINE_MS));
+    ck_assert_ptr_nonnull(strstr(last_config, "pm:1"));
+    /* Several fields changed together: one call with the whole new record. */
+    set_cfg(&fx.self, "/Services/extra/Config/ApiServer", "pm:2");
+    set_cfg(&fx.self, "/Services/extra/Config/NodeName", "n7");
+    want = 2;
+    ck_assert(run_until(configs_at_least, &want, DEADLINE_MS));
+    ck_assert_ptr_nonnull(strstr(last_config, "pm:2"));
+    ck_assert_ptr_nonnull(strstr(last_config, "n7"));
+    /* Not for Dsc, another service's config, or other Cfg values. */
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &fx.self, EXTRA_CFG, "pm:9"), 0);
+    set_cfg(&fx.self, "/Services/power/Config/type.googleapis.com/Powerman.Control/ApiServer",
+            "pm:3");
+    set_cfg(&fx.self, "/Nodename", "root");
+    run_for(20);
+    ck_assert_int_eq(n_configs, 2);
+    /* Started and reconfigured before the loop runs: both reach the service. */
+    set_cfg(&fx.self, "/Services/extra/State", "RUN");
+    set_cfg(&fx.self, "/Services/extra/Config/ApiServer", "pm:4");
+    int both[2] = {1, 3};
+    ck_assert(run_until(started_and_configured, both, DEADLINE_MS));
+    ck_assert_ptr_nonnull(strstr(last_config, "pm:4"));
+    ck_assert_str_eq(dsc(&fx.self, "/Services/extra/State"), "RUN");
+}
+END_TEST
+
+/* The knowledge rule is recorded in Dsc also for the first change after the set changed. */
+START_TEST(knowledge_after_set_change)
+{
+    static const kraken_fact on_vbox[] = {{"/Platform", "vbox"}};
+    static const kraken_mutate arch[] = {{"/Arch", "i386", "amd64"}};
+    kraken_mutation_decl d = {"I386toAMD64", arch, 1, on_vbox, 1, NULL, 0,
+                              KRAKEN_CONTEXT_CHILD, 10000, {NULL, NULL}, 1};
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    /* A module declares one more (unrelated) mutation: the engine looks at every node again. */
+    ck_assert_int_eq(
+        kraken_service_declare_mutation(kraken_engine_find_service(fx.engine, "pxe"), &d), 0);
+    run_for(10);
+    ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_CONVERGED);
+    size_t engine_discoveries = fx.n_engine_discoveries;
+    kraken_service *power = kraken_engine_find_service(fx.engine, "power");
+    ck_assert_int_eq(kraken_service_discover_text(power, &id, "/PhysState", "PHYS_HANG"), 0);
+    ck_assert(wait_event(KRAKEN_MUTATION_DONE, "HANGtoOFF", 1));
+    /* A hung node is not in sync any more: Dsc must not keep claiming it. */
+    ck_assert_uint_eq(fx.n_engine_discoveries - engine_discoveries, 2);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_DONE, "INITtoSYNC", &id), 2);
+}
+END_TEST
+
+/* An interrupt callback that replaces the node's stored records (copy-and-swap writes). */
+static void replace_node_on_interrupt(kraken_service *service, const kraken_mutation_request *req,
+                                      void *arg)
+{
+    (void)service;
+    (void)arg;
+    kraken_store *store = kraken_engine_store(fx.engine);
+    for (int kind = KRAKEN_CFG; kind <= KRAKEN_DSC; kind++) {
+        kraken_node *copy = NULL;
+        if (kraken_store_read(store, (kraken_state_kind)kind, &req->node_id, &copy) == 0)
+            ck_assert_int_eq(kraken_store_update(store, (kraken_state_kind)kind, copy), 0);
+        kraken_node_free(copy);
+    }
+}
+
+START_TEST(interrupt_callback_replaces_node)
+{
+    kraken_engine_options o = test_options();
+    sim_options so = SIM_OPTIONS_INIT;
+    so.delay_ms = 15;
+    o.timeout_scale = 0.02;
+    restart(&o, &so);
+    sim_on_interrupt(fx.sim, replace_node_on_interrupt, NULL);
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "NONEtoWAIT", 1));
+    /* The new plan starts with another step: NONEtoWAIT is interrupted, ONtoOFF starts. */
+    set_cfg(&id, "/RunState", "UNKNOWN");
+    set_cfg(&id, "/PhysState", "POWER_OFF");
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON D:OFFtoON M:NONEtoWAIT "
+                                 "I:NONEtoWAIT M:ONtoOFF D:ONtoOFF");
+    ck_assert_str_eq(dsc(&id, "/PhysState"), "POWER_OFF");
+}
+END_TEST
+
+/* An interrupt callback (node deleted) that creates the node again: the new one is driven. */
+static void recreate_on_interrupt(kraken_service *service, const kraken_mutation_request *req,
+                                  void *arg)
+{
+    (void)service;
+    int *left = arg;
+    if (*left == 0 || kraken_store_contains(fx.store, &req->node_id))
+        return;
+    (*left)--;
+    kraken_node *n;
+    ck_assert_int_eq(kraken_node_new(&n, &req->node_id), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/Platform", "sim"), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/RunState", "SYNC"), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/ParentId", SELF), 0);
+    ck_assert_int_eq(kraken_store_create(fx.store, n), 0);
+    kraken_node_free(n);
+}
+
+START_TEST(interrupt_callback_recreates_node)
+{
+    kraken_engine_options o = test_options();
+    sim_options so = SIM_OPTIONS_INIT;
+    so.delay_ms = 15;
+    o.timeout_scale = 0.02;
+    restart(&o, &so);
+    int left = 1;
+    sim_on_interrupt(fx.sim, recreate_on_interrupt, &left);
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "OFFtoON", 1));
+    ck_assert_int_eq(kraken_store_delete(fx.store, &id), 0);
+    ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
+    ck_assert_int_eq(left, 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON I:OFFtoON " BOOT_TRACE);
+}
+END_TEST
+
+/* Any Cfg change clears the failure count (engine.h), not only a stuck or backing-off node's. */
+START_TEST(cfg_change_clears_failures)
+{
+    kraken_engine_options o = test_options();
+    o.max_failures = 2;
+    o.backoff_initial_ms = 150; /* the back-off is still on when the test looks */
+    o.backoff_max_ms = 300;
+    sim_options so = SIM_OPTIONS_INIT;
+    restart(&o, &so);
+    kraken_uuid id = add_node(0);
+    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_HANG, 1, NULL), 0);
+    ck_assert_int_eq(sim_inject(fx.sim, &id, "HANGtoOFF", SIM_FAULT_HANG, 1, NULL), 0);
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "HANGtoOFF", 1)); /* after failure 1 */
+    set_cfg(&id, "/Nodename", "renamed");
+    ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "HANGtoOFF", 1));
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_uint_eq(st.failures, 1);
+    ck_assert_int_eq(st.state, KRAKEN_PLAN_BACKOFF);
+    kraken_plan_status_clear(&st);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+}
+END_TEST
+
+/* A service's implicit right to report its own state is for the self node only. */
+START_TEST(own_state_only_on_self)
+{
+    kraken_uuid id = add_node_with(0, "vbox", NULL, SELF);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    kraken_service *power = kraken_engine_find_service(fx.engine, "power");
+    size_t discoveries = fx.n_discoveries;
+    ck_assert_int_eq(kraken_service_discover_text(power, &id, "/Services/power/State", "RUN"),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(dsc(&id, "/Services/power/Module"), "");
+    ck_assert_str_eq(dsc(&id, "/Services/power/State"), "");
+    ck_assert_int_eq(kraken_service_discover_text(power, &fx.self, "/Services/power/State", "RUN"),
+                     0);
+    run_for(5);
+    ck_assert_uint_eq(fx.n_discoveries, discoveries + 1);
+}
+END_TEST
+
+/* ---- an engine freed by its own callbacks ------------------------------------------------- */
+
+typedef enum free_from {
+    FREE_FROM_MUTATE,
+    FREE_FROM_INTERRUPT, /* plan changed (from the pass) */
+    FREE_FROM_TIMEOUT,   /* step timed out (from the node's timer) */
+    FREE_FROM_START
+} free_from;
+
+typedef struct probe {
+    kraken_engine *engine;
+    kraken_service *service;
+    free_from when;
+    int mutates, interrupts, starts, destroys;
+    bool freed;
+} probe;
+
+static void probe_free_engine(probe *p)
+{
+    kraken_engine_free(p->engine);
+    p->engine = NULL;
+    p->freed = true;
+}
+
+static void probe_start(kraken_service *s, void *u)
+{
+    probe *p = u;
+    p->starts++;
+    if (p->when == FREE_FROM_START && !p->freed)
+        probe_free_engine(p);
+    else
+        kraken_service_set_state(s, KRAKEN_SERVICE_RUN, NULL);
+}
+
+static void probe_mutate(kraken_service *s, const kraken_mutation_request *r, void *u)
+{
+    (void)s;
+    (void)r;
+    probe *p = u;
+    p->mutates++;
+    if (p->when == FREE_FROM_MUTATE && !p->freed)
+        probe_free_engine(p);
+}
+
+static void probe_interrupt(kraken_service *s, const kraken_mutation_request *r, void *u)
+{
+    (void)s;
+    (void)r;
+    probe *p = u;
+    p->interrupts++;
+    if ((p->when == FREE_FROM_INTERRUPT || p->when == FREE_FROM_TIMEOUT) && !p->freed)
+        probe_free_engine(p);
+}
+
+static void probe_destroy(void *u)
+{
+    ((probe *)u)->destroys++;
+}
+
+static bool probe_freed(void *arg)
+{
+    return ((probe *)arg)->freed;
+}
+
+static bool probe_mutated(void *arg)
+{
+    return ((probe *)arg)->mutates > 0;
+}
+
+/* Free the engine from mutate, interrupt and start callbacks: nothing runs after, nothing leaks. */
+START_TEST(engine_freed_from_callback)
+{
+    static const kraken_mutate to_off[] = {{"/PhysState", "PHYS_UNKNOWN", "POWER_OFF"}};
+    static const kraken_mutate to_on[] = {{"/PhysState", "PHYS_UNKNOWN", "POWER_ON"}};
+    probe p = {.when = (free_from)_i};
+    uint32_t timeout = p.when == FREE_FROM_TIMEOUT ? 2 : 60000; /* ms */
+    kraken_mutation_decl off = {"UKtoOFF", to_off, 1, NULL, 0, NULL, 0, KRAKEN_CONTEXT_ALL,
+                                timeout, {"/PhysState", "PHYS_HANG"}, 1};
+    kraken_mutation_decl on = {"UKtoON", to_on, 1, NULL, 0, NULL, 0, KRAKEN_CONTEXT_ALL,
+                               timeout, {"/PhysState", "PHYS_HANG"}, 1};
+    kraken_engine_options o = test_options();
+    o.no_sync_service = true;
+    o.timeout_scale = 1.0;
+    kraken_uuid_parse(&o.self_id, "c0ffee00-0000-4000-8000-0000000000aa");
+    kraken_store *store;
+    ck_assert_int_eq(kraken_store_new(&store), 0);
+    ck_assert_int_eq(kraken_engine_new(&p.engine, fx.base, store, &o), 0);
+    kraken_service_ops ops = {.start = probe_start, .mutate = probe_mutate,
+                              .interrupt = probe_interrupt};
+    ck_assert_int_eq(kraken_engine_add_service(p.engine, "probe", "probe", &ops, &p,
+                                               probe_destroy, &p.service),
+                     0);
+    ck_assert_int_eq(kraken_service_declare_mutation(p.service, &off), 0);
+    ck_assert_int_eq(kraken_service_declare_mutation(p.service, &on), 0);
+    kraken_uuid ids[3];
+    for (unsigned i = 0; i < 3; i++) {
+        kraken_node *n;
+        ids[i] = node_id(i);
+        ck_assert_int_eq(kraken_node_new(&n, &ids[i]), 0);
+        ck_assert_int_eq(kraken_node_set_text(n, "/PhysState", "POWER_OFF"), 0);
+        ck_assert_int_eq(kraken_store_create(store, n), 0);
+        kraken_node_free(n);
+    }
+    if (p.when == FREE_FROM_INTERRUPT) {
+        ck_assert(run_until(probe_mutated, &p, DEADLINE_MS));
+        /* Another goal: every in-flight UKtoOFF is interrupted (the first frees the engine). */
+        for (unsigned i = 0; i < 3; i++)
+            ck_assert_int_eq(kraken_store_set_text(store, KRAKEN_CFG, &ids[i], "/PhysState",
+                                                   "POWER_ON"),
+                             0);
+    }
+    ck_assert(run_until(probe_freed, &p, DEADLINE_MS));
+    int mutates = p.mutates, interrupts = p.interrupts, starts = p.starts;
+    run_for(120); /* step timeouts, back-off, passes: none may touch the freed engine */
+    ck_assert_int_eq(p.destroys, 1);
+    ck_assert_int_eq(p.mutates, mutates);
+    ck_assert_int_eq(p.interrupts, interrupts);
+    ck_assert_int_eq(p.starts, starts);
+    ck_assert_int_eq(p.when == FREE_FROM_INTERRUPT || p.when == FREE_FROM_TIMEOUT ? interrupts : 1,
+                     1);
+    /* The borrowed store outlives the engine, without its listener. */
+    ck_assert_int_eq(kraken_store_set_text(store, KRAKEN_DSC, &ids[0], "/PhysState", "POWER_ON"),
+                     0);
+    kraken_store_free(store);
+}
+END_TEST
+
+/* A destroy hook that removes its own service while the engine is freed. */
+typedef struct self_remover {
+    kraken_engine *engine;
+    kraken_service *service;
+    int destroys;
+} self_remover;
+
+static void remove_self_on_destroy(void *u)
+{
+    self_remover *r = u;
+    r->destroys++;
+    kraken_engine_remove_service(r->engine, r->service);
+}
+
+START_TEST(destroy_hook_removes_own_service)
+{
+    kraken_engine_options o = test_options();
+    kraken_uuid_parse(&o.self_id, "c0ffee00-0000-4000-8000-0000000000bb");
+    kraken_engine *e;
+    ck_assert_int_eq(kraken_engine_new(&e, fx.base, NULL, &o), 0);
+    self_remover r[2] = {{e, NULL, 0}, {e, NULL, 0}};
+    ck_assert_int_eq(kraken_engine_add_service(e, "a", "m", NULL, &r[0], remove_self_on_destroy,
+                                               &r[0].service),
+                     0);
+    ck_assert_int_eq(kraken_engine_add_service(e, "b", "m", NULL, &r[1], remove_self_on_destroy,
+                                               &r[1].service),
+                     0);
+    kraken_engine_free(e);
+    ck_assert_int_eq(r[0].destroys, 1);
+    ck_assert_int_eq(r[1].destroys, 1);
+}
+END_TEST
+
+/* Every public entry point refuses NULL arguments with KRAKEN_EINVAL and changes nothing. */
+START_TEST(null_arguments)
+{
+    kraken_service *power = kraken_engine_find_service(fx.engine, "power");
+    kraken_uuid id = add_node_with(0, "vbox", NULL, SELF);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    size_t services_before = kraken_mutation_set_count(kraken_engine_mutations(fx.engine));
+    kraken_service *out = (kraken_service *)1;
+    kraken_service_ops ops = {0};
+    ck_assert_int_eq(kraken_engine_add_service(NULL, "x", "m", &ops, NULL, NULL, &out),
+                     KRAKEN_EINVAL);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, NULL, "m", &ops, NULL, NULL, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_ptr_null(kraken_engine_find_service(fx.engine, NULL));
+    static const kraken_mutate m1[] = {{"/PhysState", "POWER_OFF", "POWER_ON"}};
+    kraken_mutation_decl d = {"X", m1, 1, NULL, 0, NULL, 0, KRAKEN_CONTEXT_ALL, 0, {0}, 1};
+    ck_assert_int_eq(kraken_service_declare_mutation(NULL, &d), KRAKEN_EINVAL);
+    ck_assert_uint_eq(kraken_mutation_set_count(kraken_engine_mutations(fx.engine)),
+                      services_before);
+    ck_assert_int_eq(kraken_service_declare_discoverable(power, NULL, NULL, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_declare_discoverable(power, "", NULL, NULL), KRAKEN_EINVAL);
+    kraken_value v = kraken_value_int(KRAKEN_T_ENUM, KRAKEN_PHYS_POWER_ON);
+    ck_assert_int_eq(kraken_service_discover(NULL, &id, "/PhysState", &v), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_discover(power, NULL, "/PhysState", &v), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_discover(power, &id, NULL, &v), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_discover_text(power, &id, "/PhysState", NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_discover_text(power, NULL, "/PhysState", "POWER_ON"),
+                     KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_discover_named(NULL, &id, "/PhysState", "X"), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_discover_named(power, &id, "/PhysState", NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_discover_named(power, &id, NULL, "X"), KRAKEN_EINVAL);
+    ck_assert_str_eq(dsc(&id, "/PhysState"), "");
+    ck_assert_int_eq(kraken_service_set_state(NULL, KRAKEN_SERVICE_RUN, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_fail(NULL, &id, "OFFtoON", "x"), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_fail(power, NULL, "OFFtoON", "x"), KRAKEN_EINVAL);
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(NULL, &id, &st), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_engine_reset_node(NULL, &id), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_engine_reset_node(fx.engine, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_engine_graph_json(fx.engine, NULL, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_engine_graph_json(fx.engine, &id, NULL), KRAKEN_EINVAL);
+    kraken_engine_remove_service(NULL, power);
+    ck_assert_ptr_eq(kraken_engine_find_service(fx.engine, "power"), power);
+    run_for(5);
+    ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_CONVERGED);
+    ck_assert_uint_eq(fx.n_discoveries, 0);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -1057,6 +1478,10 @@ static Suite *make_suite(void)
     tcase_add_test(chains, unsolicited_hang_recovers);
     tcase_add_test(chains, recreate_mid_chain);
     tcase_add_test(chains, no_path_retry_timer);
+    tcase_add_test(chains, knowledge_after_set_change);
+    tcase_add_test(chains, interrupt_callback_replaces_node);
+    tcase_add_test(chains, interrupt_callback_recreates_node);
+    tcase_add_test(chains, cfg_change_clears_failures);
     suite_add_tcase(s, chains);
 
     TCase *svc = tcase_create("services");
@@ -1066,6 +1491,10 @@ static Suite *make_suite(void)
     tcase_add_test(svc, remove_service_mid_step);
     tcase_add_test(svc, discovery_checks);
     tcase_add_test(svc, service_fail_checks);
+    tcase_add_test(svc, config_changed_delivered);
+    tcase_add_test(svc, own_state_only_on_self);
+    tcase_add_loop_test(svc, engine_freed_from_callback, FREE_FROM_MUTATE, FREE_FROM_START + 1);
+    tcase_add_test(svc, destroy_hook_removes_own_service);
     suite_add_tcase(s, svc);
 
     TCase *misc = tcase_create("events_scale_api");
@@ -1074,6 +1503,7 @@ static Suite *make_suite(void)
     tcase_add_test(misc, event_order_per_step);
     tcase_add_test(misc, thousand_nodes_converge);
     tcase_add_test(misc, bad_arguments);
+    tcase_add_test(misc, null_arguments);
     tcase_add_test(misc, graph_json);
     tcase_add_test(misc, borrowed_store_without_sync);
     suite_add_tcase(s, misc);

@@ -61,7 +61,12 @@ typedef struct kraken_engine_options {
  */
 int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store *store,
                       const kraken_engine_options *opts);
-/** Interrupts nothing, frees services (destroy hooks), bus, plans. NULL-safe. */
+/**
+ * Interrupts nothing, frees services (destroy hooks), bus, plans. NULL-safe.
+ * May be called from a service callback: the engine then makes no further
+ * callbacks and no store access (a borrowed store may be freed at once), and
+ * is freed when that callback returns.
+ */
 void kraken_engine_free(kraken_engine *engine);
 
 kraken_store *kraken_engine_store(kraken_engine *engine);
