@@ -45,7 +45,8 @@ typedef struct kraken_sync_options {
     uint16_t port;              /**< UDP+TCP port; 0 picks one (see kraken_sync_port()) */
     const char *parent_addr;    /**< "host", "host:port", "[v6]:port"; NULL for a root */
     const char *secret_file;    /**< cluster secret file (>= 16 bytes) */
-    bool insecure;              /**< no secret: fixed well-known key; demos only */
+    bool insecure;              /**< no secret: a fixed, public key; demos only. The library
+                                     never prints: the program must warn its user. */
     uint32_t hello_ms;          /**< hello interval (10000) */
     uint32_t dead_ms;           /**< peer dead after this much silence (40000) */
     uint32_t damping_ms;        /**< coalesce changes this long before sending (5) */
@@ -86,7 +87,7 @@ void kraken_sync_free(kraken_sync *sync);
 
 /** The bound port (useful with port 0). */
 uint16_t kraken_sync_port(const kraken_sync *sync);
-/** True once a child has joined its parent and applied the first full state. */
+/** True while a child's link to its parent is up (joined, first full state applied). */
 bool kraken_sync_joined(const kraken_sync *sync);
 /** Number of children with a live link. */
 size_t kraken_sync_children(const kraken_sync *sync);
