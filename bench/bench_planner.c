@@ -33,6 +33,13 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void print_machine(const char *prog)
 {
     char model[256] = "unknown";
@@ -134,15 +141,26 @@ static double median(double *v, size_t n)
     return v[n / 2];
 }
 
-static void row(const char *figure, size_t n, double value, const char *unit, const char *target,
-                const char *verdict)
+/* One table row; a negative cpu (figures not measured by CPU time) prints as "-". */
+static void row(const char *figure, size_t n, double value, double cpu, const char *unit,
+                const char *target, const char *verdict)
 {
-    printf("%-46s %8zu %12.3f %-9s %-20s %s\n", figure, n, value, unit, target, verdict);
+    char c[32] = "-";
+    if (cpu >= 0)
+        snprintf(c, sizeof c, "%.3f", cpu);
+    printf("%-46s %7zu %12.3f %12s %-8s %-19s %s\n", figure, n, value, c, unit, target, verdict);
 }
 
 static void row_header(void)
 {
-    printf("%-46s %8s %12s %-9s %-20s %s\n", "figure", "N", "value", "unit", "target", "");
+    printf("%-46s %7s %12s %12s %-8s %-19s %s\n", "figure", "N", "wall", "by CPU time", "unit",
+           "target", "");
+}
+
+/* "ok" by the wall clock; "ok by CPU" when only the CPU-time figure meets the bound. */
+static const char *verdict_le(double wall, double cpu, double bound)
+{
+    return wall <= bound ? "ok" : cpu <= bound ? "ok by CPU" : "MISSED";
 }
 
 /* ---- the SPEC 4.3 set S ------------------------------------------------ */
@@ -404,7 +422,7 @@ static void bench_graph(const struct bench_set *bs)
     char fig[96];
     snprintf(fig, sizeof fig, "%s: graph JSON (%zu vertices, %zu edges)", bs->name,
              ids - edges, edges);
-    row(fig, kraken_mutation_set_count(set), median(times, 5) * 1e3, "ms", "", "");
+    row(fig, kraken_mutation_set_count(set), median(times, 5) * 1e3, -1, "ms", "", "");
     printf("#   %s graph JSON: %zu bytes; first build %.3f ms\n", bs->name, strlen(json),
            times[0] * 1e3);
     free(json);
@@ -440,16 +458,16 @@ static void bench_first_plan(const struct bench_set *bs)
     }
     char fig[96];
     snprintf(fig, sizeof fig, "%s: first plan, fresh set (cold cache)", bs->name);
-    row(fig, 1, median(times, 9) * 1e6, "us", "", "");
+    row(fig, 1, median(times, 9) * 1e6, -1, "us", "", "");
     kraken_node_free(cfg);
     kraken_node_free(dsc);
 }
 
-/* One pass of plans over all nodes; returns seconds, counts plans without a path. */
-static double plan_pass(kraken_mutation_set *set, kraken_node **cfg, kraken_node **dsc, size_t n,
-                        size_t *no_path)
+/* One pass of plans over all nodes: wall and CPU seconds; counts plans without a path. */
+static void plan_pass(kraken_mutation_set *set, kraken_node **cfg, kraken_node **dsc, size_t n,
+                      size_t *no_path, double *wall, double *cpu)
 {
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     for (size_t i = 0; i < n; i++) {
         kraken_plan *plan = NULL;
         int rc = kraken_mutation_set_plan(set, cfg[i], dsc[i], &plan);
@@ -459,7 +477,8 @@ static double plan_pass(kraken_mutation_set *set, kraken_node **cfg, kraken_node
             die_on(rc, "kraken_mutation_set_plan");
         kraken_plan_free(plan);
     }
-    return now_s() - t0;
+    *wall = now_s() - t0;
+    *cpu = cpu_s() - c0;
 }
 
 static void bench_plans(const struct bench_set *bs, size_t n, size_t n_states)
@@ -469,26 +488,27 @@ static void bench_plans(const struct bench_set *bs, size_t n, size_t n_states)
         cfg[i] = bs->cfg(i);
         dsc[i] = bs->dsc(i, n_states == 1 ? bs->cold_state : i % n_states);
     }
-    double cold[3], warm[3];
+    double cold[3], warm[3], cold_cpu[3], warm_cpu[3];
     size_t no_path = 0;
     for (int r = 0; r < 3; r++) {
         kraken_mutation_set *set = fresh_set(bs);
-        cold[r] = plan_pass(set, cfg, dsc, n, &no_path);
-        warm[r] = plan_pass(set, cfg, dsc, n, &no_path);
+        plan_pass(set, cfg, dsc, n, &no_path, &cold[r], &cold_cpu[r]);
+        plan_pass(set, cfg, dsc, n, &no_path, &warm[r], &warm_cpu[r]);
         kraken_mutation_set_free(set);
     }
     double c = median(cold, 3), w = median(warm, 3);
+    double cc = median(cold_cpu, 3), wc = median(warm_cpu, 3);
     double target_ms = 50.0 * (double)n / 100000.0;
     char target[32], fig[96];
     snprintf(target, sizeof target, "<= %.3g ms%s", target_ms, n == 100000 ? "" : " (scaled)");
     const char *states = n_states == 1 ? "1 state" : "spread";
     snprintf(fig, sizeof fig, "%s: %s (%zu), pass 1 (cache cold)", bs->name, states, n_states);
-    row(fig, n, c * 1e3, "ms", n_states == 1 ? target : "",
-        n_states == 1 ? (c * 1e3 <= target_ms ? "ok" : "MISSED") : "");
+    row(fig, n, c * 1e3, cc * 1e3, "ms", n_states == 1 ? target : "",
+        n_states == 1 ? verdict_le(c * 1e3, cc * 1e3, target_ms) : "");
     snprintf(fig, sizeof fig, "%s: %s (%zu), pass 2 (cached)", bs->name, states, n_states);
-    row(fig, n, w * 1e3, "ms", target, w * 1e3 <= target_ms ? "ok" : "MISSED");
+    row(fig, n, w * 1e3, wc * 1e3, "ms", target, verdict_le(w * 1e3, wc * 1e3, target_ms));
     snprintf(fig, sizeof fig, "%s: %s, plans/s (cached)", bs->name, states);
-    row(fig, n, (double)n / w, "plans/s", "", "");
+    row(fig, n, (double)n / w, (double)n / wc, "plans/s", "", "");
     if (no_path)
         printf("#   %s: %zu plans had no path (KRAKEN_ENOPATH)\n", bs->name, no_path);
     kraken_nodes_free(cfg, n);
@@ -517,7 +537,7 @@ int main(int argc, char **argv)
     size_t n_sizes = parse_sizes(argc, argv, sizes, 16);
     print_machine("bench_planner");
     printf("# times: median of 3 fresh mutation sets (plans) / 5 builds (graph) / 9 first plans; "
-           "plan + kraken_plan_free per node\n");
+           "plan + kraken_plan_free per node; wall and process CPU time\n");
     synth_register();
     printf("\n## graph and first plan\n");
     row_header();
