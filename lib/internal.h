@@ -436,6 +436,7 @@ KRAKEN_PRIVATE int kraken__engine_discoverable_urls(kraken_engine *engine, char 
 #define KRAKEN_SYNC_KEY_LEN 32
 #define KRAKEN_SYNC_NONCE_LEN 32
 #define KRAKEN_SYNC_DIGEST_LEN 16
+#define KRAKEN_SYNC_HELLO_DIGEST_LEN 12 /* a link digest's prefix sent in Hello */
 #define KRAKEN_SYNC_SECRET_MIN 16
 #define KRAKEN_SYNC_SECRET_MAX 4096
 #define KRAKEN_SYNC_TRANSCRIPT_LEN (16 + 16 + 32 + 32 + 8 + 8 + 2)
@@ -493,6 +494,9 @@ KRAKEN_PRIVATE void kraken__sync_hash_final(kraken_sync_hash *h,
 /* -- sockets (sync_net.c) -- */
 #define KRAKEN_SYNC_MAX_FRAME (16u << 20)   /* TCP frame cap */
 #define KRAKEN_SYNC_MAX_DATAGRAM 1200       /* no IP fragmentation on an ordinary LAN */
+/* Unauthenticated TCP joins a parent holds at once (the oldest gives way beyond); sized for
+ * thousands of children starting together. */
+#define KRAKEN_SYNC_MAX_PENDING_JOINS 2048
 
 typedef struct kraken_sync_addr {
     socklen_t len;
@@ -545,7 +549,8 @@ KRAKEN_PRIVATE void kraken__sync_net_set_faults(kraken_sync_net *net, const krak
 /* Send one datagram (through the fault shim). */
 KRAKEN_PRIVATE int kraken__sync_net_send(kraken_sync_net *net, const kraken_sync_addr *to,
                                          const uint8_t *data, size_t len);
-/* The last datagram given to kraken__sync_net_send (before faults), for tests. */
+/* The last datagram given to kraken__sync_net_send (before faults), for tests; recorded only
+ * once kraken__sync_net_set_faults was called with faults (all zero will do). */
 KRAKEN_PRIVATE bool kraken__sync_net_last_sent(const kraken_sync_net *net, const uint8_t **data,
                                                size_t *len, kraken_sync_addr *to);
 /* Outgoing TCP connection (bound to the net's address when it is not a wildcard). */

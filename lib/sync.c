@@ -24,7 +24,6 @@
 #define FRAME_NODES_BUDGET (1u << 20)   /* NodeState bytes per TCP frame */
 #define MAX_PENDING_URLS 64             /* beyond: send the node's whole Dsc */
 #define MAX_PATH_DEPTH 4096             /* Cfg parent chains longer than this are cycles */
-#define MAX_PENDING_JOINS 256           /* unauthenticated connections held at once */
 #define HANDSHAKE_MAX_FRAME (64u << 10) /* frame limit before a peer has proven anything */
 
 enum { CH_UDP = 0, CH_TCP = 1 };
@@ -171,13 +170,24 @@ typedef struct ntable {
     size_t cap, count;
 } ntable;
 
+/* splitmix64's finalizer: every input bit reaches the low bits the table masks with. */
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
+}
+
+/* Ids are usually random, but tests and sites also number them sequentially (differing only in
+ * the last bytes): all 16 bytes must reach the home slot. */
 static size_t uuid_hash(const kraken_uuid *id)
 {
     uint64_t a, b;
     memcpy(&a, id->bytes, 8);
     memcpy(&b, id->bytes + 8, 8);
-    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
-    return (size_t)(h ^ (h >> 29));
+    return (size_t)mix64(a ^ mix64(b + 0x9e3779b97f4a7c15ull));
 }
 
 static snode *nt_find(const ntable *t, const kraken_uuid *id)
@@ -301,6 +311,7 @@ typedef struct peer {
     kraken_sync_addr udp;
     kraken_sync_conn *conn;
     struct event *dead_ev;
+    uint64_t hello_due;       /* when our next hello to this peer is due (see hello_cb) */
     uint64_t last_heard;
     uint64_t last_delta_at, last_snapshot_at;
     int strikes;              /* hellos in a row showing a digest mismatch */
@@ -316,7 +327,6 @@ typedef struct peer {
     /* digests, valid while digest_gen == sync->change_gen */
     uint64_t digest_gen;
     uint8_t dig_send[KRAKEN_SYNC_DIGEST_LEN], dig_hold[KRAKEN_SYNC_DIGEST_LEN];
-    uint32_t n_send;
     /* per flush */
     blobs out;
 } peer;
@@ -364,6 +374,7 @@ struct kraken_sync {
     bool topo_dirty, check_children;
     uint32_t route_gen;
     uint64_t change_gen;
+    uint64_t owned_refreshed_at; /* hello_cb: refresh_my_owned once per hello period */
     kraken_uuid *dirty;
     size_t n_dirty, cap_dirty;
     peer *applying_from;       /* set while applying a peer's state: do not echo it back */
@@ -371,7 +382,8 @@ struct kraken_sync {
 
     peer **children;           /* sorted by id */
     size_t n_children, cap_children;
-    pending_join *pending;
+    pending_join *pending, *pending_tail; /* newest first */
+    size_t n_pending;
 
     /* child role */
     bool has_parent;
@@ -436,9 +448,15 @@ static int children_insert(kraken_sync *s, peer *p)
         s->children = v;
         s->cap_children = cap;
     }
-    size_t i = 0;
-    while (i < s->n_children && memcmp(s->children[i]->id.bytes, p->id.bytes, 16) < 0)
-        i++;
+    size_t lo = 0, hi = s->n_children; /* binary search: first child not below p */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (memcmp(s->children[mid]->id.bytes, p->id.bytes, 16) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t i = lo;
     memmove(s->children + i + 1, s->children + i, (s->n_children - i) * sizeof *s->children);
     s->children[i] = p;
     s->n_children++;
@@ -944,12 +962,10 @@ static void compute_digests(kraken_sync *s)
         peer *p = s->children[i];
         memset(p->dig_send, 0, sizeof p->dig_send);
         memset(p->dig_hold, 0, sizeof p->dig_hold);
-        p->n_send = 0;
     }
     if (up != NULL) {
         memset(up->dig_send, 0, sizeof up->dig_send);
         memset(up->dig_hold, 0, sizeof up->dig_hold);
-        up->n_send = 0;
     }
     for (size_t i = 0; i < s->nodes.cap; i++) {
         snode *n = s->nodes.slots[i];
@@ -966,7 +982,6 @@ static void compute_digests(kraken_sync *s)
             if (top)
                 xor_into(down->dig_send, n->h_owned);
             xor_into(down->dig_hold, top ? n->h_excl : n->h_full);
-            down->n_send++;
         }
         if (to_parent) {
             bool me = uuid_eq(&n->id, &s->self);
@@ -974,7 +989,6 @@ static void compute_digests(kraken_sync *s)
             xor_into(up->dig_hold, n->h_cfg);
             if (me)
                 xor_into(up->dig_hold, n->h_owned);
-            up->n_send++;
         }
     }
     for (size_t i = 0; i < s->n_children; i++)
@@ -1741,11 +1755,12 @@ static size_t snapshot_leftovers(kraken_sync *s, peer *p, kraken_uuid **out)
         return 0;
     for (size_t i = 0; i < s->nodes.cap; i++) {
         snode *x = s->nodes.slots[i];
-        if (x == NULL || seen_has(p, &x->id))
+        if (x == NULL)
             continue;
         bool mine = p->role == ROLE_PARENT ? x->in_subtree && !uuid_eq(&x->id, &s->self)
                                            : uuid_eq(&x->route, &p->id);
-        if (mine)
+        /* the cheap test first: a leaf's link carries one node of the whole table */
+        if (mine && !seen_has(p, &x->id))
             v[n++] = x->id;
     }
     *out = v;
@@ -1895,13 +1910,15 @@ static void apply_update(kraken_sync *s, peer *p, const rx_update *u)
 
 /* ---- hellos --------------------------------------------------------------------------- */
 
+/* Only the digest of what we hold goes out (the peer compares it with what it sends, and the
+ * peer's hello covers the other direction), truncated to KRAKEN_SYNC_HELLO_DIGEST_LEN bytes:
+ * it only detects accidental divergence on an authenticated channel, and each byte is about
+ * 0.1 B/s per link. */
 static void send_hello(kraken_sync *s, peer *p)
 {
     kraken_sync_Body b = kraken_sync_Body_init_zero;
     b.which_kind = kraken_sync_Body_hello_tag;
-    memcpy(b.kind.hello.digest, p->dig_send, KRAKEN_SYNC_DIGEST_LEN);
-    memcpy(b.kind.hello.your_digest, p->dig_hold, KRAKEN_SYNC_DIGEST_LEN);
-    b.kind.hello.nodes = p->n_send;
+    memcpy(b.kind.hello.your_digest, p->dig_hold, KRAKEN_SYNC_HELLO_DIGEST_LEN);
     (void)send_message(s, p, CH_UDP, &b);
 }
 
@@ -1921,17 +1938,68 @@ static void refresh_my_owned(kraken_sync *s)
     invalidate_dsc_hashes(s);
 }
 
+/*
+ * Hellos are jittered per session: each has its own due time, the first drawn uniformly in
+ * [0, hello_ms - tick] (peer_start), each next one in [0.75 x hello_ms, hello_ms - tick] after
+ * the previous. With one fixed-period timer per instance, instances started together stayed in
+ * phase forever and a parent sent all its children's hellos in one burst, overflowing receive
+ * buffers every period. A timer ticking HELLO_TICKS times per period sends the hellos due, so a
+ * busy parent recomputes its digests (O(nodes)) at most once per tick, not once per hello. A
+ * hello is at most one tick late, so none is more than hello_ms after the previous one and
+ * dead_ms > hello_ms of silence still means lost hellos.
+ */
+#define HELLO_TICKS 32
+
+static uint64_t hello_tick_ms(const kraken_sync *s)
+{
+    uint64_t t = s->opts.hello_ms / HELLO_TICKS;
+    return t > 0 ? t : 1;
+}
+
+/* A uniform draw in [lo, hi]; hi < lo gives lo. */
+static uint64_t uniform_ms(uint64_t lo, uint64_t hi)
+{
+    if (hi <= lo)
+        return lo;
+    uint64_t span = hi - lo;
+    return lo + kraken__sync_random_below(span >= UINT32_MAX ? UINT32_MAX : (uint32_t)(span + 1));
+}
+
+static uint64_t hello_interval(const kraken_sync *s)
+{
+    uint64_t h = s->opts.hello_ms;
+    return uniform_ms(h - h / 4, h - hello_tick_ms(s));
+}
+
+static void hello_to(kraken_sync *s, peer *p, uint64_t now, bool *computed)
+{
+    if (now < p->hello_due)
+        return;
+    p->hello_due = now + hello_interval(s);
+    if (p->role == ROLE_PARENT && !p->ready)
+        return; /* nothing to compare before the first full state */
+    if (!*computed) {
+        compute_digests(s); /* cached while nothing changed */
+        *computed = true;
+    }
+    send_hello(s, p);
+}
+
 static void hello_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     kraken_sync *s = arg;
-    refresh_my_owned(s);
-    compute_digests(s);
+    uint64_t now = now_ms();
+    if (now - s->owned_refreshed_at >= s->opts.hello_ms) {
+        s->owned_refreshed_at = now;
+        refresh_my_owned(s); /* the owned URLs the digests depend on */
+    }
+    bool computed = false;
     for (size_t i = 0; i < s->n_children; i++)
-        send_hello(s, s->children[i]);
-    if (s->parent != NULL && s->parent->ready)
-        send_hello(s, s->parent);
+        hello_to(s, s->children[i], now, &computed);
+    if (s->parent != NULL)
+        hello_to(s, s->parent, now, &computed);
 }
 
 /*
@@ -1955,14 +2023,21 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
 {
     if (!p->ready)
         return;
-    compute_digests(s);
-    if (memcmp(h->your_digest, p->dig_send, KRAKEN_SYNC_DIGEST_LEN) == 0) {
+    if (p->digest_gen != s->change_gen)
+        compute_digests(s);
+    if (memcmp(h->your_digest, p->dig_send, KRAKEN_SYNC_HELLO_DIGEST_LEN) == 0) {
         p->strikes = 0;
         return;
     }
     p->strikes++;
     uint64_t now = now_ms();
+    /* Deltas may sit in a busy peer's queues for longer than a few damping periods: a parent
+     * applying a 10,000-child round takes most of a second, so a hello crossing its deltas
+     * looked like a loss and cost a snapshot. An eighth of the hello interval covers that and
+     * still lets the hello after next repair a real loss. */
     uint64_t guard = (uint64_t)s->opts.damping_ms * 4 + 100;
+    if (guard < s->opts.hello_ms / 8)
+        guard = s->opts.hello_ms / 8;
     bool quiet = now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
     if ((p->strikes >= 2 || quiet) && snapshot_welcome(s, p)) {
         (void)send_snapshot(s, p);
@@ -1983,6 +2058,7 @@ static int peer_start(kraken_sync *s, peer *p)
         return kraken__err(KRAKEN_ENOMEM, "sync: out of memory");
     p->last_heard = now_ms();
     arm_timer(p->dead_ev, s->opts.dead_ms);
+    p->hello_due = p->last_heard + uniform_ms(0, s->opts.hello_ms - hello_tick_ms(s));
     return KRAKEN_OK;
 }
 
@@ -2152,6 +2228,9 @@ static void pending_free(kraken_sync *s, pending_join *pj, bool close_conn)
         s->pending = pj->next;
     if (pj->next != NULL)
         pj->next->prev = pj->prev;
+    else
+        s->pending_tail = pj->prev;
+    s->n_pending--;
     if (close_conn)
         kraken__sync_conn_close(pj->conn, false);
     if (pj->timeout != NULL)
@@ -2267,6 +2346,7 @@ static peer *peer_new(kraken_sync *s, peer_role role, const kraken_uuid *id,
     p->sync = s;
     p->role = role;
     p->id = *id;
+    p->digest_gen = UINT64_MAX; /* no digests yet, whatever change_gen is */
     kraken__sync_session_key(node_key, tr, p->key);
     return p;
 }
@@ -2374,17 +2454,11 @@ static const kraken_sync_conn_ops pending_conn_ops = {NULL, pj_frame, pj_closed}
 static void on_accepted(kraken_sync_conn *conn, void *ud)
 {
     kraken_sync *s = ud;
-    size_t n_pending = 0;
-    pending_join *oldest = NULL; /* new joins go in front */
-    for (pending_join *x = s->pending; x != NULL; x = x->next) {
-        n_pending++;
-        oldest = x;
-    }
     /* Full: the oldest half-open join gives way. Refusing the new one instead would let a few
      * idle connections lock every child out for dead_ms; a real handshake takes one round
      * trip, so a flood must now outpace that to keep a child out. */
-    if (n_pending >= MAX_PENDING_JOINS && oldest != NULL)
-        pending_free(s, oldest, true);
+    if (s->n_pending >= KRAKEN_SYNC_MAX_PENDING_JOINS && s->pending_tail != NULL)
+        pending_free(s, s->pending_tail, true);
     pending_join *pj = calloc(1, sizeof *pj);
     if (pj == NULL) {
         kraken__sync_conn_close(conn, false);
@@ -2401,7 +2475,10 @@ static void on_accepted(kraken_sync_conn *conn, void *ud)
     pj->next = s->pending;
     if (s->pending != NULL)
         s->pending->prev = pj;
+    else
+        s->pending_tail = pj;
     s->pending = pj;
+    s->n_pending++;
     kraken__sync_conn_set_ops(conn, &pending_conn_ops, pj);
     kraken__sync_conn_set_max_frame(conn, HANDSHAKE_MAX_FRAME);
     arm_timer(pj->timeout, s->opts.dead_ms);
@@ -2771,7 +2848,8 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
         kraken__sync_net_set_faults(s->net, &s->faults);
     if ((rc = kraken_store_listen(s->store, on_store_change, s, NULL, &s->listener)) < 0)
         goto fail;
-    arm_timer(s->hello_ev, s->opts.hello_ms);
+    s->owned_refreshed_at = now_ms();
+    arm_timer(s->hello_ev, hello_tick_ms(s));
     if (s->has_parent) {
         /* Frozen until the first full state (the engine may already start frozen). */
         s->engine_was_frozen = kraken_engine_frozen(engine);
