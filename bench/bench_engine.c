@@ -26,112 +26,22 @@
  * one for every event with a queue large enough never to drop, as a REST event
  * stream or websocket client that keeps up would be. Public API only.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <kraken/kraken.h>
 
-/* ---- shared bench helpers (kept per file: each bench is one .c) -------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void print_machine(const char *prog)
-{
-    char model[256] = "unknown";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f)) {
-            if (strncmp(line, "model name", 10) == 0) {
-                const char *colon = strchr(line, ':');
-                if (colon) {
-                    snprintf(model, sizeof model, "%s", colon + 2);
-                    model[strcspn(model, "\n")] = '\0';
-                }
-                break;
-            }
-        }
-        fclose(f);
-    }
-    char load[128] = "?";
-    f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fgets(load, sizeof load, f))
-            load[strcspn(load, "\n")] = '\0';
-        fclose(f);
-    }
-    time_t t = time(NULL);
-    char date[64];
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %Z", localtime(&t));
-    printf("# %s  libkraken %s  libevent %s  %s\n", prog, kraken_version(),
-           event_get_version(), date);
-    printf("# machine: nproc=%ld  cpu=\"%s\"  loadavg=%s\n", sysconf(_SC_NPROCESSORS_ONLN), model,
-           load);
-}
-
-static size_t parse_sizes(int argc, char **argv, size_t *sizes, size_t max)
-{
-    size_t n = 0;
-    for (int i = 1; i < argc && n < max; i++) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(argv[i], &end, 10);
-        if (errno || *end || v == 0) {
-            fprintf(stderr, "usage: %s [N ...]  (node counts, default 10000 100000)\n", argv[0]);
-            exit(2);
-        }
-        sizes[n++] = (size_t)v;
-    }
-    if (n == 0) {
-        sizes[n++] = 10000;
-        sizes[n++] = 100000;
-    }
-    return n;
-}
-
-static void die_on(int rc, const char *what)
-{
-    if (rc < 0) {
-        fprintf(stderr, "FAILED: %s: %s (%s)\n", what, kraken_err_name(rc), kraken_error_last());
-        exit(1);
-    }
-}
+#include "benchutil.h"
 
 static long peak_rss_kib(void)
 {
     struct rusage ru;
     return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
-}
-
-static long rss_kib(void)
-{
-    unsigned long size = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (long)(resident * (unsigned long)sysconf(_SC_PAGESIZE) / 1024);
 }
 
 /* ---- the instant module ------------------------------------------------ */
@@ -239,7 +149,7 @@ static void svc_start(kraken_service *service, void *userdata)
 {
     struct bench_run *run = userdata;
     run->starts++;
-    die_on(kraken_service_set_state(service, KRAKEN_SERVICE_RUN, NULL), "set_state RUN");
+    bench_die_on(kraken_service_set_state(service, KRAKEN_SERVICE_RUN, NULL), "set_state RUN");
 }
 
 static void svc_stop(kraken_service *service, void *userdata)
@@ -279,7 +189,8 @@ static const kraken_service_ops bench_ops = {
 static kraken_service *add_service(struct bench_run *run, const char *id)
 {
     kraken_service *svc;
-    die_on(kraken_engine_add_service(run->engine, id, "bench", &bench_ops, run, NULL, &svc), id);
+    bench_die_on(kraken_engine_add_service(run->engine, id, "bench", &bench_ops, run, NULL, &svc),
+                 id);
     return svc;
 }
 
@@ -297,7 +208,7 @@ static void declare(kraken_service *svc, const char *id, const kraken_mutate *mu
     d.timeout_ms = timeout_ms;
     if (fail_to_hang)
         d.fail_to = (kraken_fact){"/PhysState", "PHYS_HANG"};
-    die_on(kraken_service_declare_mutation(svc, &d), id);
+    bench_die_on(kraken_service_declare_mutation(svc, &d), id);
 }
 
 /* The SPEC 4.3 set S; INITtoSYNC is the engine's own (built-in "sync" service). */
@@ -314,15 +225,16 @@ static void setup_services(struct bench_run *run)
                                               {"/RunState", "UNKNOWN", "INIT"}};
 
     kraken_service *power = add_service(run, "power");
-    die_on(kraken_service_declare_discoverable(power, "/PhysState", NULL, NULL), "discoverable");
+    bench_die_on(kraken_service_declare_discoverable(power, "/PhysState", NULL, NULL),
+                 "discoverable");
     declare(power, "UKtoOFF", uk_off, 1, sim, 10000, true);
     declare(power, "OFFtoON", off_on, 1, sim, 10000, true);
     declare(power, "ONtoOFF", on_off, 1, sim, 10000, true);
     declare(power, "HANGtoOFF", hang_off, 1, sim, 10000, true);
 
     kraken_service *pxe = add_service(run, "pxe");
-    die_on(kraken_service_declare_discoverable(pxe, PXE_STATE, NULL, NULL), "discoverable");
-    die_on(kraken_service_declare_discoverable(pxe, "/RunState", NULL, NULL), "discoverable");
+    bench_die_on(kraken_service_declare_discoverable(pxe, PXE_STATE, NULL, NULL), "discoverable");
+    bench_die_on(kraken_service_declare_discoverable(pxe, "/RunState", NULL, NULL), "discoverable");
     declare(pxe, "NONEtoWAIT", none_wait, 1, on, 10000, false);
     declare(pxe, "WAITtoINIT", wait_init, 2, on, 90000, false);
 
@@ -386,7 +298,7 @@ static void publish_marker(struct bench_run *run, int which)
     ev.type = KRAKEN_EVENT_SYNC;
     ev.kind = which;
     ev.message = MARKER;
-    die_on(kraken_bus_publish(kraken_engine_bus(run->engine), &ev), "publish marker");
+    bench_die_on(kraken_bus_publish(kraken_engine_bus(run->engine), &ev), "publish marker");
     kraken_bus_flush(kraken_engine_bus(run->engine));
 }
 
@@ -397,36 +309,26 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)arg; /* only wakes the loop so the deadline is checked */
 }
 
-static kraken_uuid node_uuid(size_t i)
-{
-    kraken_uuid id = {{0x4a, 0xfd, 0x1c, 0x2e, 0x7b, 0x33, 0x4c, 0x01, 0x8a, 0x00}};
-    id.bytes[12] = (uint8_t)(i >> 24);
-    id.bytes[13] = (uint8_t)(i >> 16);
-    id.bytes[14] = (uint8_t)(i >> 8);
-    id.bytes[15] = (uint8_t)i;
-    return id;
-}
-
 static void create_nodes(struct bench_run *run, const kraken_uuid *parent)
 {
     kraken_store *store = kraken_engine_store(run->engine);
     for (size_t i = 0; i < run->n; i++) {
-        kraken_uuid id = node_uuid(i);
+        kraken_uuid id = bench_node_uuid(i, 0);
         kraken_node *node;
-        die_on(kraken_node_new(&node, &id), "kraken_node_new");
+        bench_die_on(kraken_node_new(&node, &id), "kraken_node_new");
         char name[32];
         snprintf(name, sizeof name, "n%06zu", i);
         kraken_value v = kraken_value_string(name);
-        die_on(kraken_node_set(node, "/Nodename", &v), "/Nodename");
+        bench_die_on(kraken_node_set(node, "/Nodename", &v), "/Nodename");
         kraken_value_clear(&v);
         v = kraken_value_string("sim");
-        die_on(kraken_node_set(node, "/Platform", &v), "/Platform");
+        bench_die_on(kraken_node_set(node, "/Platform", &v), "/Platform");
         kraken_value_clear(&v);
         v = kraken_value_uuid(parent);
-        die_on(kraken_node_set(node, "/ParentId", &v), "/ParentId");
+        bench_die_on(kraken_node_set(node, "/ParentId", &v), "/ParentId");
         v = kraken_value_int(KRAKEN_T_ENUM, KRAKEN_RUN_SYNC);
-        die_on(kraken_node_set(node, "/RunState", &v), "/RunState");
-        die_on(kraken_store_create(store, node), "kraken_store_create");
+        bench_die_on(kraken_node_set(node, "/RunState", &v), "/RunState");
+        bench_die_on(kraken_store_create(store, node), "kraken_store_create");
         kraken_node_free(node);
     }
 }
@@ -437,7 +339,7 @@ static void report_stragglers(struct bench_run *run)
     size_t by_state[8] = {0};
     char *reason = NULL;
     for (size_t i = 0; i < run->n; i++) {
-        kraken_uuid id = node_uuid(i);
+        kraken_uuid id = bench_node_uuid(i, 0);
         kraken_plan_status st = {0};
         if (kraken_engine_node_status(run->engine, &id, &st) < 0)
             continue;
@@ -486,17 +388,17 @@ static void run_once(size_t n, bool next_turn, bool watch_all, bool verbose, str
     event_add(tick, &tick_tv);
 
     kraken_engine_options opts = KRAKEN_ENGINE_OPTIONS_INIT;
-    opts.self_id = node_uuid(0xfffffffu);
+    opts.self_id = bench_node_uuid(0xfffffffu, 0);
     opts.start_frozen = true; /* nothing moves until the clock starts */
-    die_on(kraken_engine_new(&run.engine, run.base, NULL, &opts), "kraken_engine_new");
+    bench_die_on(kraken_engine_new(&run.engine, run.base, NULL, &opts), "kraken_engine_new");
     setup_services(&run);
 
-    double t_setup = now_s();
+    double t_setup = bench_now_s();
     create_nodes(&run, kraken_engine_self_id(run.engine));
-    t_setup = now_s() - t_setup;
+    t_setup = bench_now_s() - t_setup;
 
     kraken_store_listener *listener;
-    die_on(kraken_store_listen(kraken_engine_store(run.engine), on_store_change, &run, NULL,
+    bench_die_on(kraken_store_listen(kraken_engine_store(run.engine), on_store_change, &run, NULL,
                                &listener),
            "kraken_store_listen");
     kraken_bus *bus = kraken_engine_bus(run.engine);
@@ -505,25 +407,25 @@ static void run_once(size_t n, bool next_turn, bool watch_all, bool verbose, str
     kraken_subscribe_options sync_opts = {KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC), NULL, 0};
     kraken_subscribe_options all_opts = {0, NULL, (size_t)1 << 24};
     kraken_subscription *mut_sub, *sync_sub, *sub = NULL;
-    die_on(kraken_bus_subscribe(bus, &mut_opts, on_mutation_event, &run, NULL, &mut_sub),
+    bench_die_on(kraken_bus_subscribe(bus, &mut_opts, on_mutation_event, &run, NULL, &mut_sub),
            "subscribe");
-    die_on(kraken_bus_subscribe(bus, &sync_opts, on_sync_event, &run, NULL, &sync_sub),
+    bench_die_on(kraken_bus_subscribe(bus, &sync_opts, on_sync_event, &run, NULL, &sync_sub),
            "subscribe");
     if (watch_all)
-        die_on(kraken_bus_subscribe(bus, &all_opts, on_event, &run, NULL, &sub), "subscribe");
+        bench_die_on(kraken_bus_subscribe(bus, &all_opts, on_event, &run, NULL, &sub), "subscribe");
     /* Let setup's own events be delivered before the clock starts. */
     event_base_loop(run.base, EVLOOP_NONBLOCK);
     kraken_bus_flush(bus);
     publish_marker(&run, 0);
     run.events = 0;
     memset(run.by_type, 0, sizeof run.by_type);
-    long rss_before = rss_kib();
+    long rss_before = bench_rss_kib();
 
-    double t0 = now_s(), c0 = cpu_s();
+    double t0 = bench_now_s(), c0 = bench_cpu_s();
     kraken_engine_thaw(run.engine);
-    while (run.synced < n && now_s() - t0 < DEADLINE_S)
+    while (run.synced < n && bench_now_s() - t0 < DEADLINE_S)
         event_base_loop(run.base, EVLOOP_ONCE);
-    double wall = now_s() - t0, cpu = cpu_s() - c0;
+    double wall = bench_now_s() - t0, cpu = bench_cpu_s() - c0;
     /* Untimed: let the last steps' DONE events and the like come out. */
     for (int i = 0; i < 10; i++)
         event_base_loop(run.base, EVLOOP_NONBLOCK);
@@ -605,12 +507,6 @@ static int run_child(const struct config *c, size_t n, bool verbose, struct resu
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* REPEATS runs of one configuration; prints the median wall and CPU times. */
 static int bench_config(const struct config *c, size_t n)
 {
@@ -628,8 +524,8 @@ static int bench_config(const struct config *c, size_t n)
         peak = r[i].peak > peak ? r[i].peak : peak;
         converged &= r[i].converged;
     }
-    qsort(walls, REPEATS, sizeof walls[0], cmp_double);
-    qsort(cpus, REPEATS, sizeof cpus[0], cmp_double);
+    qsort(walls, REPEATS, sizeof walls[0], bench_cmp_double);
+    qsort(cpus, REPEATS, sizeof cpus[0], bench_cmp_double);
     double wall = walls[REPEATS / 2], cpu = cpus[REPEATS / 2];
     double target = 0.2 * (double)n / 10000.0;
     char range[48];
@@ -647,8 +543,10 @@ static int bench_config(const struct config *c, size_t n)
 int main(int argc, char **argv)
 {
     size_t sizes[16];
-    size_t n_sizes = parse_sizes(argc, argv, sizes, 16);
-    print_machine("bench_engine");
+    static const size_t defaults[] = {10000, 100000};
+    size_t n_sizes = bench_parse_sizes(argc, argv, sizes, 16, defaults, 2,
+                                       "[N ...]  (node counts, default 10000 100000)");
+    bench_print_machine("bench_engine", event_get_version());
     printf("# cold (Dsc unknown) -> RunState SYNC, 5 steps per node; wall = engine time (the "
            "module is instant); target <= 200 ms per 10,000 nodes (scaled)\n");
     printf("# setup (creating the nodes, engine frozen) is not timed; rss0 = RSS when the clock "

@@ -13,129 +13,15 @@
  *   - URL get/set throughput (kraken_node_get/kraken_node_set).
  * Public API only. Throughputs are the median of 3 runs of >= 0.3 s each.
  */
-#include <errno.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <kraken/kraken.h>
 
-/* ---- shared bench helpers (kept per file: each bench is one .c) -------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void print_machine(const char *prog)
-{
-    char model[256] = "unknown";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f)) {
-            if (strncmp(line, "model name", 10) == 0) {
-                const char *colon = strchr(line, ':');
-                if (colon) {
-                    snprintf(model, sizeof model, "%s", colon + 2);
-                    model[strcspn(model, "\n")] = '\0';
-                }
-                break;
-            }
-        }
-        fclose(f);
-    }
-    char load[128] = "?";
-    f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fgets(load, sizeof load, f))
-            load[strcspn(load, "\n")] = '\0';
-        fclose(f);
-    }
-    time_t t = time(NULL);
-    char date[64];
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %Z", localtime(&t));
-    printf("# %s  libkraken %s  %s\n", prog, kraken_version(), date);
-    printf("# machine: nproc=%ld  cpu=\"%s\"  loadavg=%s\n", sysconf(_SC_NPROCESSORS_ONLN), model,
-           load);
-}
-
-static size_t parse_sizes(int argc, char **argv, size_t *sizes, size_t max)
-{
-    size_t n = 0;
-    for (int i = 1; i < argc && n < max; i++) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(argv[i], &end, 10);
-        if (errno || *end || v == 0) {
-            fprintf(stderr, "usage: %s [N ...]  (node counts, default 10000 100000)\n", argv[0]);
-            exit(2);
-        }
-        sizes[n++] = (size_t)v;
-    }
-    if (n == 0) {
-        sizes[n++] = 10000;
-        sizes[n++] = 100000;
-    }
-    return n;
-}
-
-static void die_on(int rc, const char *what)
-{
-    if (rc < 0) {
-        fprintf(stderr, "FAILED: %s: %s (%s)\n", what, kraken_err_name(rc), kraken_error_last());
-        exit(1);
-    }
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-/* Run fn(arg) in a child process so each size starts from a fresh heap. */
-static int run_isolated(void (*fn)(size_t), size_t arg)
-{
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        fn(arg);
-        fflush(stdout);
-        exit(0); /* not _exit: lets sanitizer leak checks run in the child */
-    }
-    int status;
-    if (waitpid(pid, &status, 0) < 0)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "benchutil.h"
 
 /* One operation on item i; returns < 0 on error. */
 typedef int (*op_fn)(void *ctx, size_t i);
@@ -158,7 +44,7 @@ static wc measure_rate(op_fn op, void *ctx, size_t n, const char *what)
     double walls[RUNS], cpus[RUNS];
     for (int r = 0; r < RUNS; r++) {
         size_t ops = 0;
-        double t0 = now_s(), c0 = cpu_s(), el;
+        double t0 = bench_now_s(), c0 = bench_cpu_s(), el;
         do {
             for (size_t i = 0; i < n; i++) {
                 int rc = op(ctx, i);
@@ -169,13 +55,13 @@ static wc measure_rate(op_fn op, void *ctx, size_t n, const char *what)
                 }
             }
             ops += n;
-            el = now_s() - t0;
+            el = bench_now_s() - t0;
         } while (el < MIN_RUN_S);
         walls[r] = (double)ops / el;
-        cpus[r] = (double)ops / (cpu_s() - c0);
+        cpus[r] = (double)ops / (bench_cpu_s() - c0);
     }
-    qsort(walls, RUNS, sizeof walls[0], cmp_double);
-    qsort(cpus, RUNS, sizeof cpus[0], cmp_double);
+    qsort(walls, RUNS, sizeof walls[0], bench_cmp_double);
+    qsort(cpus, RUNS, sizeof cpus[0], bench_cmp_double);
     return (wc){walls[RUNS / 2], cpus[RUNS / 2]};
 }
 
@@ -206,22 +92,11 @@ static wc only(double v)
 #define EXT "type.googleapis.com/IPv4.IPv4OverEthernet"
 #define URL_IP EXT "/Ifaces/kraken/Ip/Ip"
 
-static kraken_uuid node_uuid(size_t i)
-{
-    kraken_uuid id = {{0x4a, 0xfd, 0x1c, 0x2e, 0x7b, 0x33, 0x4c, 0x01, 0x8a, 0x00}};
-    id.bytes[10] = 0x42;
-    id.bytes[12] = (uint8_t)(i >> 24);
-    id.bytes[13] = (uint8_t)(i >> 16);
-    id.bytes[14] = (uint8_t)(i >> 8);
-    id.bytes[15] = (uint8_t)i;
-    return id;
-}
-
 static void set_or_die(kraken_node *node, const char *url, kraken_value v)
 {
     int rc = kraken_node_set(node, url, &v);
     kraken_value_clear(&v);
-    die_on(rc, url);
+    bench_die_on(rc, url);
 }
 
 static kraken_value ipv4_value(uint8_t a, uint8_t b, uint8_t c, uint8_t d)
@@ -250,9 +125,9 @@ static void set_kraken_iface(kraken_node *node, size_t i)
 /* Cfg: nodename, arch, platform, parent_id, run_state and (with_iface) the kraken iface. */
 static kraken_node *make_cfg_opt(size_t i, bool with_iface)
 {
-    kraken_uuid id = node_uuid(i), parent = node_uuid(0xffffffffu);
+    kraken_uuid id = bench_node_uuid(i, 0x42), parent = bench_node_uuid(0xffffffffu, 0x42);
     kraken_node *node;
-    die_on(kraken_node_new(&node, &id), "kraken_node_new");
+    bench_die_on(kraken_node_new(&node, &id), "kraken_node_new");
     char name[32];
     snprintf(name, sizeof name, "n%06zu", i);
     set_or_die(node, "/Nodename", kraken_value_string(name));
@@ -273,9 +148,9 @@ static kraken_node *make_cfg(size_t i)
 /* Dsc as discovered on a running node: phys_state, run_state and the kraken iface. */
 static kraken_node *make_dsc(size_t i)
 {
-    kraken_uuid id = node_uuid(i);
+    kraken_uuid id = bench_node_uuid(i, 0x42);
     kraken_node *node;
-    die_on(kraken_node_new(&node, &id), "kraken_node_new");
+    bench_die_on(kraken_node_new(&node, &id), "kraken_node_new");
     set_or_die(node, "/PhysState", kraken_value_int(KRAKEN_T_ENUM, KRAKEN_PHYS_POWER_ON));
     set_or_die(node, "/RunState", kraken_value_int(KRAKEN_T_ENUM, KRAKEN_RUN_SYNC));
     set_kraken_iface(node, i);
@@ -283,24 +158,6 @@ static kraken_node *make_dsc(size_t i)
 }
 
 /* ---- memory ------------------------------------------------------------ */
-
-static size_t heap_in_use(void)
-{
-    struct mallinfo2 mi = mallinfo2();
-    return mi.uordblks + mi.hblkhd; /* arena chunks in use + mmapped chunks */
-}
-
-static size_t rss_bytes(void)
-{
-    unsigned long size = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return resident * (size_t)sysconf(_SC_PAGESIZE);
-}
 
 static const char *verdict_le(double v, double target)
 {
@@ -315,27 +172,27 @@ static const char *verdict_ge(wc v, double target)
 
 static kraken_store *bench_memory(size_t n)
 {
-    size_t h0 = heap_in_use(), r0 = rss_bytes();
+    size_t h0 = bench_heap_bytes(), r0 = bench_rss_bytes();
     kraken_store *store;
-    die_on(kraken_store_new(&store), "kraken_store_new");
+    bench_die_on(kraken_store_new(&store), "kraken_store_new");
 
-    wc t_create = {now_s(), cpu_s()};
+    wc t_create = {bench_now_s(), bench_cpu_s()};
     for (size_t i = 0; i < n; i++) {
         kraken_node *cfg = make_cfg(i);
-        die_on(kraken_store_create(store, cfg), "kraken_store_create");
+        bench_die_on(kraken_store_create(store, cfg), "kraken_store_create");
         kraken_node_free(cfg);
     }
-    t_create = (wc){now_s() - t_create.wall, cpu_s() - t_create.cpu};
-    size_t h1 = heap_in_use(), r1 = rss_bytes();
+    t_create = (wc){bench_now_s() - t_create.wall, bench_cpu_s() - t_create.cpu};
+    size_t h1 = bench_heap_bytes(), r1 = bench_rss_bytes();
 
-    wc t_update = {now_s(), cpu_s()};
+    wc t_update = {bench_now_s(), bench_cpu_s()};
     for (size_t i = 0; i < n; i++) {
         kraken_node *dsc = make_dsc(i);
-        die_on(kraken_store_update(store, KRAKEN_DSC, dsc), "kraken_store_update(Dsc)");
+        bench_die_on(kraken_store_update(store, KRAKEN_DSC, dsc), "kraken_store_update(Dsc)");
         kraken_node_free(dsc);
     }
-    t_update = (wc){now_s() - t_update.wall, cpu_s() - t_update.cpu};
-    size_t h2 = heap_in_use(), r2 = rss_bytes();
+    t_update = (wc){bench_now_s() - t_update.wall, bench_cpu_s() - t_update.cpu};
+    size_t h2 = bench_heap_bytes(), r2 = bench_rss_bytes();
 
     double cfg_only = (double)(h1 - h0) / (double)n;
     double both = (double)(h2 - h0) / (double)n;
@@ -368,17 +225,17 @@ static void bench_node_size(void)
                            "node object: Cfg with IPv4 extension",
                            "node object: Dsc (phys, run, IPv4 ext)"};
     for (int kind = 0; kind < 4; kind++) {
-        size_t h0 = heap_in_use();
+        size_t h0 = bench_heap_bytes();
         for (size_t i = 0; i < SAMPLE; i++) {
-            kraken_uuid id = node_uuid(i);
+            kraken_uuid id = bench_node_uuid(i, 0x42);
             switch (kind) {
-            case 0: die_on(kraken_node_new(&keep[kind][i], &id), "kraken_node_new"); break;
+            case 0: bench_die_on(kraken_node_new(&keep[kind][i], &id), "kraken_node_new"); break;
             case 1: keep[kind][i] = make_cfg_opt(i, false); break;
             case 2: keep[kind][i] = make_cfg(i); break;
             default: keep[kind][i] = make_dsc(i); break;
             }
         }
-        row(what[kind], SAMPLE, only((double)(heap_in_use() - h0) / SAMPLE), "B/node", "", "");
+        row(what[kind], SAMPLE, only((double)(bench_heap_bytes() - h0) / SAMPLE), "B/node", "", "");
     }
     for (int kind = 0; kind < 4; kind++)
         for (size_t i = 0; i < SAMPLE; i++)
@@ -392,18 +249,18 @@ static void bench_json(kraken_node **nodes, size_t n)
     char path[64];
     snprintf(path, sizeof path, "/tmp/kraken-bench-%ld.json", (long)getpid());
 
-    wc t_save = {now_s(), cpu_s()};
-    die_on(kraken_nodes_save_file(path, nodes, n), "kraken_nodes_save_file");
-    t_save = (wc){(now_s() - t_save.wall) * 1e3, (cpu_s() - t_save.cpu) * 1e3};
+    wc t_save = {bench_now_s(), bench_cpu_s()};
+    bench_die_on(kraken_nodes_save_file(path, nodes, n), "kraken_nodes_save_file");
+    t_save = (wc){(bench_now_s() - t_save.wall) * 1e3, (bench_cpu_s() - t_save.cpu) * 1e3};
 
     struct stat st;
     off_t size = stat(path, &st) == 0 ? st.st_size : 0;
 
     kraken_node **loaded = NULL;
     size_t n_loaded = 0;
-    wc t_load = {now_s(), cpu_s()};
-    die_on(kraken_nodes_load_file(path, &loaded, &n_loaded), "kraken_nodes_load_file");
-    t_load = (wc){(now_s() - t_load.wall) * 1e3, (cpu_s() - t_load.cpu) * 1e3};
+    wc t_load = {bench_now_s(), bench_cpu_s()};
+    bench_die_on(kraken_nodes_load_file(path, &loaded, &n_loaded), "kraken_nodes_load_file");
+    t_load = (wc){(bench_now_s() - t_load.wall) * 1e3, (bench_cpu_s() - t_load.cpu) * 1e3};
 
     if (n_loaded != n || !kraken_node_equal(loaded[n / 2], nodes[n / 2]))
         fprintf(stderr, "WARNING: JSON round trip differs (%zu nodes loaded)\n", n_loaded);
@@ -446,14 +303,16 @@ static int op_decode(void *vctx, size_t i)
 
 static void bench_codec(kraken_node **nodes, size_t n)
 {
-    struct codec_ctx ctx = {nodes, xcalloc(n, sizeof(uint8_t *)), xcalloc(n, sizeof(size_t))};
+    struct codec_ctx ctx = {nodes, bench_xcalloc(n, sizeof(uint8_t *)),
+                            bench_xcalloc(n, sizeof(size_t))};
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        die_on(kraken_node_encode(nodes[i], &ctx.bufs[i], &ctx.lens[i]), "kraken_node_encode");
+        bench_die_on(kraken_node_encode(nodes[i], &ctx.bufs[i], &ctx.lens[i]),
+                     "kraken_node_encode");
         total += ctx.lens[i];
     }
     kraken_node *back;
-    die_on(kraken_node_decode(ctx.bufs[0], ctx.lens[0], &back), "kraken_node_decode");
+    bench_die_on(kraken_node_decode(ctx.bufs[0], ctx.lens[0], &back), "kraken_node_decode");
     if (!kraken_node_equal(back, nodes[0]))
         fprintf(stderr, "WARNING: protobuf round trip differs\n");
     kraken_node_free(back);
@@ -492,7 +351,7 @@ static int op_store_get(void *vctx, size_t i)
 {
     struct url_ctx *ctx = vctx;
     kraken_value v = KRAKEN_VALUE_INIT;
-    kraken_uuid id = node_uuid(i);
+    kraken_uuid id = bench_node_uuid(i, 0x42);
     int rc = kraken_store_get_value(ctx->store, KRAKEN_DSC, &id, ctx->url, &v);
     kraken_value_clear(&v);
     return rc;
@@ -552,8 +411,8 @@ static void bench_size(size_t n)
     kraken_store *store = bench_memory(n);
     bench_node_size();
 
-    kraken_node **cfg = xcalloc(n, sizeof *cfg);
-    kraken_node **dsc = xcalloc(n, sizeof *dsc);
+    kraken_node **cfg = bench_xcalloc(n, sizeof *cfg);
+    kraken_node **dsc = bench_xcalloc(n, sizeof *dsc);
     for (size_t i = 0; i < n; i++) {
         cfg[i] = make_cfg(i);
         dsc[i] = make_dsc(i);
@@ -569,13 +428,15 @@ static void bench_size(size_t n)
 int main(int argc, char **argv)
 {
     size_t sizes[16];
-    size_t n_sizes = parse_sizes(argc, argv, sizes, 16);
-    print_machine("bench_model");
+    static const size_t defaults[] = {10000, 100000};
+    size_t n_sizes = bench_parse_sizes(argc, argv, sizes, 16, defaults, 2,
+                                       "[N ...]  (node counts, default 10000 100000)");
+    bench_print_machine("bench_model", NULL);
     printf("# throughputs: median of %d runs of >= %.1f s; memory: heap in use (mallinfo2) and "
            "RSS deltas divided by N\n",
            RUNS, MIN_RUN_S);
     int failed = 0;
     for (size_t i = 0; i < n_sizes; i++)
-        failed |= run_isolated(bench_size, sizes[i]) != 0;
+        failed |= bench_run_isolated(bench_size, sizes[i]) != 0;
     return failed ? 1 : 0;
 }

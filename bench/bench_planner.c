@@ -14,130 +14,18 @@
  * pass (cache cold) and second pass (cache warm). Plans are freed inside the
  * timed loop. Public API only.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <kraken/kraken.h>
 
-/* ---- shared bench helpers (kept per file: each bench is one .c) -------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void print_machine(const char *prog)
-{
-    char model[256] = "unknown";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f)) {
-            if (strncmp(line, "model name", 10) == 0) {
-                const char *colon = strchr(line, ':');
-                if (colon) {
-                    snprintf(model, sizeof model, "%s", colon + 2);
-                    model[strcspn(model, "\n")] = '\0';
-                }
-                break;
-            }
-        }
-        fclose(f);
-    }
-    char load[128] = "?";
-    f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fgets(load, sizeof load, f))
-            load[strcspn(load, "\n")] = '\0';
-        fclose(f);
-    }
-    time_t t = time(NULL);
-    char date[64];
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %Z", localtime(&t));
-    printf("# %s  libkraken %s  %s\n", prog, kraken_version(), date);
-    printf("# machine: nproc=%ld  cpu=\"%s\"  loadavg=%s\n", sysconf(_SC_NPROCESSORS_ONLN), model,
-           load);
-}
-
-static size_t parse_sizes(int argc, char **argv, size_t *sizes, size_t max)
-{
-    size_t n = 0;
-    for (int i = 1; i < argc && n < max; i++) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(argv[i], &end, 10);
-        if (errno || *end || v == 0) {
-            fprintf(stderr, "usage: %s [N ...]  (node counts, default 10000 100000)\n", argv[0]);
-            exit(2);
-        }
-        sizes[n++] = (size_t)v;
-    }
-    if (n == 0) {
-        sizes[n++] = 10000;
-        sizes[n++] = 100000;
-    }
-    return n;
-}
-
-static void die_on(int rc, const char *what)
-{
-    if (rc < 0) {
-        fprintf(stderr, "FAILED: %s: %s (%s)\n", what, kraken_err_name(rc), kraken_error_last());
-        exit(1);
-    }
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-static int run_isolated(void (*fn)(size_t), size_t arg)
-{
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        fn(arg);
-        fflush(stdout);
-        exit(0); /* not _exit: lets sanitizer leak checks run in the child */
-    }
-    int status;
-    if (waitpid(pid, &status, 0) < 0)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "benchutil.h"
 
 static double median(double *v, size_t n)
 {
-    qsort(v, n, sizeof v[0], cmp_double);
+    qsort(v, n, sizeof v[0], bench_cmp_double);
     return v[n / 2];
 }
 
@@ -187,7 +75,7 @@ static void add_one(kraken_mutation_set *set, const char *service, const char *i
         d.fail_to = *fail_to;
     char what[96];
     snprintf(what, sizeof what, "declare %s/%s", service, id);
-    die_on(kraken_mutation_set_add(set, service, &d), what);
+    bench_die_on(kraken_mutation_set_add(set, service, &d), what);
 }
 
 static void spec_s_add(kraken_mutation_set *set)
@@ -226,7 +114,7 @@ static void synth_register(void)
         members[i].name = mode_names[i];
         members[i].number = i;
     }
-    die_on(kraken_enum_register("Bench.Mode", members, 6, NULL), "register Bench.Mode");
+    bench_die_on(kraken_enum_register("Bench.Mode", members, 6, NULL), "register Bench.Mode");
     kraken_field_def fields[SYNTH_FIELDS];
     static char names[SYNTH_FIELDS][8];
     for (int k = 0; k < SYNTH_FIELDS; k++) {
@@ -234,7 +122,7 @@ static void synth_register(void)
         fields[k] = (kraken_field_def){names[k], (uint32_t)k + 1, KRAKEN_T_ENUM, KRAKEN_T_NONE,
                                        "Bench.Mode"};
     }
-    die_on(kraken_schema_register(SYNTH_SCHEMA, fields, SYNTH_FIELDS, NULL),
+    bench_die_on(kraken_schema_register(SYNTH_SCHEMA, fields, SYNTH_FIELDS, NULL),
            "register Bench.Synth");
     done = 1;
 }
@@ -286,36 +174,26 @@ static void synth_add(kraken_mutation_set *set)
             d.n_requires = n_req;
             d.context = KRAKEN_CONTEXT_CHILD;
             d.cost = moves[m].cost;
-            die_on(kraken_mutation_set_add(set, service, &d), id);
+            bench_die_on(kraken_mutation_set_add(set, service, &d), id);
         }
     }
 }
 
 /* ---- nodes ------------------------------------------------------------- */
 
-static kraken_uuid node_uuid(size_t i)
-{
-    kraken_uuid id = {{0x4a, 0xfd, 0x1c, 0x2e, 0x7b, 0x33, 0x4c, 0x01, 0x8a, 0x00}};
-    id.bytes[12] = (uint8_t)(i >> 24);
-    id.bytes[13] = (uint8_t)(i >> 16);
-    id.bytes[14] = (uint8_t)(i >> 8);
-    id.bytes[15] = (uint8_t)i;
-    return id;
-}
-
 static void set_enum(kraken_node *node, const char *url, int64_t number)
 {
     if (number == 0)
         return;
     kraken_value v = kraken_value_int(KRAKEN_T_ENUM, number);
-    die_on(kraken_node_set(node, url, &v), url);
+    bench_die_on(kraken_node_set(node, url, &v), url);
 }
 
 static kraken_node *new_node(size_t i)
 {
-    kraken_uuid id = node_uuid(i);
+    kraken_uuid id = bench_node_uuid(i, 0);
     kraken_node *node;
-    die_on(kraken_node_new(&node, &id), "kraken_node_new");
+    bench_die_on(kraken_node_new(&node, &id), "kraken_node_new");
     return node;
 }
 
@@ -324,7 +202,7 @@ static kraken_node *s_cfg(size_t i)
 {
     kraken_node *node = new_node(i);
     kraken_value v = kraken_value_string("sim");
-    die_on(kraken_node_set(node, "/Platform", &v), "/Platform");
+    bench_die_on(kraken_node_set(node, "/Platform", &v), "/Platform");
     kraken_value_clear(&v);
     set_enum(node, "/RunState", KRAKEN_RUN_SYNC);
     return node;
@@ -353,7 +231,7 @@ static kraken_node *synth_cfg(size_t i)
 {
     kraken_node *node = new_node(i);
     kraken_value v = kraken_value_string("sim");
-    die_on(kraken_node_set(node, "/Platform", &v), "/Platform");
+    bench_die_on(kraken_node_set(node, "/Platform", &v), "/Platform");
     kraken_value_clear(&v);
     for (int k = 0; k < SYNTH_FIELDS; k++) {
         char url[96];
@@ -392,7 +270,7 @@ struct bench_set {
 static kraken_mutation_set *fresh_set(const struct bench_set *bs)
 {
     kraken_mutation_set *set;
-    die_on(kraken_mutation_set_new(&set), "kraken_mutation_set_new");
+    bench_die_on(kraken_mutation_set_new(&set), "kraken_mutation_set_new");
     bs->add(set);
     return set;
 }
@@ -413,9 +291,9 @@ static void bench_graph(const struct bench_set *bs)
     for (int r = 0; r < 5; r++) {
         free(json);
         json = NULL;
-        double t0 = now_s();
-        die_on(kraken_mutation_set_graph_json(set, NULL, NULL, 0, &json), "graph_json");
-        times[r] = now_s() - t0;
+        double t0 = bench_now_s();
+        bench_die_on(kraken_mutation_set_graph_json(set, NULL, NULL, 0, &json), "graph_json");
+        times[r] = bench_now_s() - t0;
     }
     size_t edges = count_substr(json, "\"from\"");
     size_t ids = count_substr(json, "\"id\"");
@@ -447,10 +325,10 @@ static void bench_first_plan(const struct bench_set *bs)
     for (int r = 0; r < 9; r++) {
         kraken_mutation_set *set = fresh_set(bs);
         kraken_plan *plan = NULL;
-        double t0 = now_s();
+        double t0 = bench_now_s();
         int rc = kraken_mutation_set_plan(set, cfg, dsc, &plan);
-        times[r] = now_s() - t0;
-        die_on(rc, "first plan");
+        times[r] = bench_now_s() - t0;
+        bench_die_on(rc, "first plan");
         if (r == 0)
             print_plan(bs, plan);
         kraken_plan_free(plan);
@@ -467,23 +345,23 @@ static void bench_first_plan(const struct bench_set *bs)
 static void plan_pass(kraken_mutation_set *set, kraken_node **cfg, kraken_node **dsc, size_t n,
                       size_t *no_path, double *wall, double *cpu)
 {
-    double t0 = now_s(), c0 = cpu_s();
+    double t0 = bench_now_s(), c0 = bench_cpu_s();
     for (size_t i = 0; i < n; i++) {
         kraken_plan *plan = NULL;
         int rc = kraken_mutation_set_plan(set, cfg[i], dsc[i], &plan);
         if (rc == KRAKEN_ENOPATH)
             (*no_path)++;
         else
-            die_on(rc, "kraken_mutation_set_plan");
+            bench_die_on(rc, "kraken_mutation_set_plan");
         kraken_plan_free(plan);
     }
-    *wall = now_s() - t0;
-    *cpu = cpu_s() - c0;
+    *wall = bench_now_s() - t0;
+    *cpu = bench_cpu_s() - c0;
 }
 
 static void bench_plans(const struct bench_set *bs, size_t n, size_t n_states)
 {
-    kraken_node **cfg = xcalloc(n, sizeof *cfg), **dsc = xcalloc(n, sizeof *dsc);
+    kraken_node **cfg = bench_xcalloc(n, sizeof *cfg), **dsc = bench_xcalloc(n, sizeof *dsc);
     for (size_t i = 0; i < n; i++) {
         cfg[i] = bs->cfg(i);
         dsc[i] = bs->dsc(i, n_states == 1 ? bs->cold_state : i % n_states);
@@ -534,8 +412,10 @@ static void bench_size(size_t n)
 int main(int argc, char **argv)
 {
     size_t sizes[16];
-    size_t n_sizes = parse_sizes(argc, argv, sizes, 16);
-    print_machine("bench_planner");
+    static const size_t defaults[] = {10000, 100000};
+    size_t n_sizes = bench_parse_sizes(argc, argv, sizes, 16, defaults, 2,
+                                       "[N ...]  (node counts, default 10000 100000)");
+    bench_print_machine("bench_planner", NULL);
     printf("# times: median of 3 fresh mutation sets (plans) / 5 builds (graph) / 9 first plans; "
            "plan + kraken_plan_free per node; wall and process CPU time\n");
     synth_register();
@@ -547,6 +427,6 @@ int main(int argc, char **argv)
     }
     int failed = 0;
     for (size_t i = 0; i < n_sizes; i++)
-        failed |= run_isolated(bench_size, sizes[i]) != 0;
+        failed |= bench_run_isolated(bench_size, sizes[i]) != 0;
     return failed ? 1 : 0;
 }

@@ -55,7 +55,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -65,11 +64,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <kraken/kraken.h>
+
+#include "benchutil.h"
 
 #define MAX_SIZES 8
 #define MAX_ROUNDS 10
@@ -85,67 +85,6 @@
 #define FDS_SPARE 512
 #define TIMES_PER_MSG 4096
 #define HELLO_PERIOD_S 10.0         /* KRAKEN_SYNC_OPTIONS_INIT's hello_ms */
-
-/* ---- shared bench helpers (kept per file: each bench is one .c) -------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void print_machine(const char *prog)
-{
-    char model[256] = "unknown";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f)) {
-            if (strncmp(line, "model name", 10) == 0) {
-                const char *colon = strchr(line, ':');
-                if (colon) {
-                    snprintf(model, sizeof model, "%s", colon + 2);
-                    model[strcspn(model, "\n")] = '\0';
-                }
-                break;
-            }
-        }
-        fclose(f);
-    }
-    char load[128] = "?";
-    f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fgets(load, sizeof load, f))
-            load[strcspn(load, "\n")] = '\0';
-        fclose(f);
-    }
-    time_t t = time(NULL);
-    char date[64];
-    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %Z", localtime(&t));
-    printf("# %s  libkraken %s  libevent %s  %s\n", prog, kraken_version(),
-           event_get_version(), date);
-    printf("# machine: nproc=%ld  cpu=\"%s\"  loadavg=%s\n", sysconf(_SC_NPROCESSORS_ONLN), model,
-           load);
-}
-
-static void read_loadavg(char *buf, size_t size)
-{
-    snprintf(buf, size, "?");
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fgets(buf, (int)size, f))
-            buf[strcspn(buf, "\n")] = '\0';
-        fclose(f);
-    }
-}
 
 /* Kernel counters (network namespace wide): listen queue overflows, UDP receive buffer errors
  * and input backlog drops, to tell where connections and datagrams were dropped. */
@@ -196,24 +135,6 @@ static kstats read_kstats(void)
         fclose(f);
     }
     return k;
-}
-
-static long rss_kib(void)
-{
-    unsigned long size = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (long)(resident * (unsigned long)sysconf(_SC_PAGESIZE) / 1024);
-}
-
-static size_t heap_bytes(void)
-{
-    struct mallinfo2 mi = mallinfo2();
-    return mi.uordblks + mi.hblkhd;
 }
 
 static void die_on(int rc, const char *what)
@@ -428,8 +349,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 /* Run the loop for @p seconds. */
 static void run_for(bench *b, double seconds)
 {
-    double end = now_s() + seconds;
-    while (now_s() < end)
+    double end = bench_now_s() + seconds;
+    while (bench_now_s() < end)
         event_base_loop(b->base, EVLOOP_ONCE);
 }
 
@@ -438,7 +359,7 @@ static bool run_until(bench *b, bool (*done)(bench *), double deadline)
 {
     double next_scan = 0;
     for (;;) {
-        double t = now_s();
+        double t = bench_now_s();
         if (t >= next_scan) {
             if (done(b))
                 return true;
@@ -463,7 +384,7 @@ static void child_store_change(const kraken_state_change *ch, void *ud)
     round_text(want, sizeof want, b->round, x->index);
     if (!value_is_text(ch->new_value, want) || b->cfg_at[x->index] >= 0)
         return;
-    b->cfg_at[x->index] = now_s();
+    b->cfg_at[x->index] = bench_now_s();
     /* Listeners must not write to the store: discover from the loop. */
     if (!x->echo_pending) {
         x->echo_pending = true;
@@ -501,7 +422,7 @@ static void root_store_change(const kraken_state_change *ch, void *ud)
     round_text(want, sizeof want, b->round, i);
     if (!value_is_text(ch->new_value, want))
         return;
-    b->echo_at[i] = now_s();
+    b->echo_at[i] = bench_now_s();
     b->echo_count++;
 }
 
@@ -664,20 +585,20 @@ static void free_instances(bench *b)
 
 static void part_engines(bench *b)
 {
-    b->rss0 = rss_kib();
-    b->heap0 = heap_bytes();
-    b->cpu0 = cpu_s();
+    b->rss0 = bench_rss_kib();
+    b->heap0 = bench_heap_bytes();
+    b->cpu0 = bench_cpu_s();
     for (uint32_t i = 1; i <= b->n; i++)
         if (mine(b, i))
             new_child_engine(b, &b->v[i]);
-    b->eng_rss_kib = (double)(rss_kib() - b->rss0);
-    b->eng_heap_b = (double)heap_bytes() - (double)b->heap0;
+    b->eng_rss_kib = (double)(bench_rss_kib() - b->rss0);
+    b->eng_heap_b = (double)bench_heap_bytes() - (double)b->heap0;
 }
 
 /* Parents (intermediates) first, so that their sockets are up before their leaves call. */
 static void part_syncs(bench *b)
 {
-    double t0 = now_s();
+    double t0 = bench_now_s();
     b->n_not_joined = 0;
     for (uint32_t i = 1; i <= b->n; i++) {
         b->joined_at[i] = -1;
@@ -691,7 +612,7 @@ static void part_syncs(bench *b)
             new_sync(b, &b->v[i]);
         b->not_joined[b->n_not_joined++] = i;
     }
-    b->create_s = now_s() - t0;
+    b->create_s = bench_now_s() - t0;
 }
 
 static bool inst_complete(const inst *x)
@@ -703,7 +624,7 @@ static bool inst_complete(const inst *x)
 /* Every own child joined, every own intermediate sees all its leaves. */
 static bool part_joined(bench *b)
 {
-    double t = now_s();
+    double t = bench_now_s();
     for (size_t k = 0; k < b->n_not_joined;) {
         uint32_t i = b->not_joined[k];
         if (kraken_sync_joined(b->v[i].sync)) {
@@ -768,10 +689,10 @@ static totals part_totals(bench *b)
         else if (b->v[i].n_kids == 0)
             add_stats(&t.leaves, &s);
     }
-    t.rss_abs_kib = (double)rss_kib();
+    t.rss_abs_kib = (double)bench_rss_kib();
     t.rss_kib = t.rss_abs_kib - (double)b->rss0;
-    t.heap_b = (double)heap_bytes() - (double)b->heap0;
-    t.cpu_s = cpu_s() - b->cpu0;
+    t.heap_b = (double)bench_heap_bytes() - (double)b->heap0;
+    t.cpu_s = bench_cpu_s() - b->cpu0;
     t.tuned = b->tuned;
     t.eng_rss_kib = b->eng_rss_kib;
     t.eng_heap_b = b->eng_heap_b;
@@ -919,7 +840,7 @@ static void worker_main(bench *b, int fd)
     double next_scan = 0;
     while (!w.quit) {
         event_base_loop(b->base, EVLOOP_ONCE);
-        double t = now_s();
+        double t = bench_now_s();
         if (w.join_pending && t >= next_scan) {
             next_scan = t + SCAN_EVERY_S;
             if (part_joined(b)) {
@@ -1087,7 +1008,7 @@ static totals all_totals(bench *b)
     for (int k = 0; k < co.n_workers; k++)
         co.w[k].stats_ready = false;
     broadcast(M_STATS_REQ, 0);
-    if (!run_until(b, workers_stats_ready, now_s() + REPLY_TIMEOUT_S)) {
+    if (!run_until(b, workers_stats_ready, bench_now_s() + REPLY_TIMEOUT_S)) {
         fprintf(stderr, "bench_sync: workers did not answer a stats request\n");
         exit(1);
     }
@@ -1102,9 +1023,9 @@ static void stop_workers(void)
     broadcast(M_QUIT, 0);
     for (int k = 0; k < co.n_workers; k++) {
         int status;
-        double deadline = now_s() + REPLY_TIMEOUT_S;
+        double deadline = bench_now_s() + REPLY_TIMEOUT_S;
         while (waitpid(co.w[k].pid, &status, WNOHANG) == 0) {
-            if (now_s() > deadline) {
+            if (bench_now_s() > deadline) {
                 kill(co.w[k].pid, SIGKILL);
                 waitpid(co.w[k].pid, &status, 0);
                 break;
@@ -1119,12 +1040,6 @@ static void stop_workers(void)
 
 /* ---- phases (coordinator) ---------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Quantile of the entries of @p v[1..n] that are >= 0, relative to @p t0. */
 static double quantile_since(const double *v, size_t n, double t0, double q)
 {
@@ -1137,7 +1052,7 @@ static double quantile_since(const double *v, size_t n, double t0, double q)
             tmp[m++] = v[i] - t0;
     double r = -1;
     if (m > 0) {
-        qsort(tmp, m, sizeof *tmp, cmp_double);
+        qsort(tmp, m, sizeof *tmp, bench_cmp_double);
         r = tmp[(size_t)(q * (double)(m - 1) + 0.5)];
     }
     free(tmp);
@@ -1184,14 +1099,14 @@ static void phase_join(bench *b)
     totals before = all_totals(b);
     double root_cpu0 = part_totals(b).cpu_s;
     kstats k0 = read_kstats();
-    double t0 = now_s();
+    double t0 = bench_now_s();
     broadcast(M_START, 0);
     part_syncs(b);
     if (!run_until(b, workers_created, t0 + REPLY_TIMEOUT_S)) {
         fail(b, "workers did not create their syncs");
         return;
     }
-    r->create_s = now_s() - t0; /* workers create theirs in parallel */
+    r->create_s = bench_now_s() - t0; /* workers create theirs in parallel */
     totals created = part_totals(b);
     for (int k = 0; k < co.n_workers; k++)
         add_totals(&created, &co.w[k].stats);
@@ -1202,18 +1117,18 @@ static void phase_join(bench *b)
     r->create_proc_s = created.create_s;
     fprintf(stderr, "  %zu child syncs created in %.2f s\n", b->n, r->create_s);
 
-    double deadline = t0 + b->opt->join_timeout_s, next_report = now_s() + 2;
+    double deadline = t0 + b->opt->join_timeout_s, next_report = bench_now_s() + 2;
     bool done = false;
     co.local_joined = false;
-    while (!done && now_s() < deadline) {
+    while (!done && bench_now_s() < deadline) {
         done = run_until(b, everyone_joined, next_report < deadline ? next_report : deadline);
         if (!done) {
-            fprintf(stderr, "  %.1f s: root sees %zu/%u children\n", now_s() - t0,
+            fprintf(stderr, "  %.1f s: root sees %zu/%u children\n", bench_now_s() - t0,
                     kraken_sync_children(b->v[0].sync), b->v[0].n_kids);
-            next_report = now_s() + 2;
+            next_report = bench_now_s() + 2;
         }
     }
-    r->join_s = now_s() - t0;
+    r->join_s = bench_now_s() - t0;
     r->join_p50_s = quantile_since(b->joined_at, b->n, t0, 0.5);
     r->join_p99_s = quantile_since(b->joined_at, b->n, t0, 0.99);
     size_t joined = 0;
@@ -1261,23 +1176,23 @@ static void phase_round(bench *b, int k)
         co.w[w].acked = co.w[w].times_done = false;
     broadcast(M_ROUND, (int)round);
     part_round_begin(b, round);
-    if (!run_until(b, workers_acked, now_s() + REPLY_TIMEOUT_S)) {
+    if (!run_until(b, workers_acked, bench_now_s() + REPLY_TIMEOUT_S)) {
         fail(b, "workers did not acknowledge round %u", round);
         return;
     }
     char text[48];
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (uint32_t i = 1; i <= b->n; i++) {
         round_text(text, sizeof text, round, i);
         die_on(kraken_store_set_text(st, KRAKEN_CFG, &b->v[i].id, "/Nodename", text),
                "round: set Cfg /Nodename");
     }
-    r->rt_batch_ms[k] = (now_s() - t0) * 1e3;
+    r->rt_batch_ms[k] = (bench_now_s() - t0) * 1e3;
     bool done = run_until(b, round_done, t0 + RT_TIMEOUT_S);
     /* every echo needs its Cfg first: now collect the Cfg arrival times */
     co.times_into[TIMES_CFG] = b->cfg_at;
     broadcast(M_ROUND_END, (int)round);
-    if (!run_until(b, workers_times_done, now_s() + REPLY_TIMEOUT_S))
+    if (!run_until(b, workers_times_done, bench_now_s() + REPLY_TIMEOUT_S))
         fail(b, "workers did not send their Cfg arrival times");
     size_t n_cfg = 0, n_echo = 0;
     r->rt_cfg_ms[k] = max_since(b->cfg_at, b->n, t0, &n_cfg) * 1e3;
@@ -1311,13 +1226,13 @@ static void phase_idle(bench *b)
     run_for(b, SETTLE_BEFORE_IDLE_S);
     totals a = all_totals(b);
     kstats k0 = read_kstats();
-    double t0 = now_s();
+    double t0 = bench_now_s();
     run_for(b, b->opt->window_s);
     totals z = all_totals(b);
     kstats k1 = read_kstats();
     r->idle_rcvbuf_errors = k1.udp_rcvbuf_errors - k0.udp_rcvbuf_errors;
     r->idle_backlog_drops = k1.backlog_drops - k0.backlog_drops;
-    double w = now_s() - t0;
+    double w = bench_now_s() - t0;
     r->idle_s = w;
     size_t root_kids = b->v[0].n_kids;
     size_t leaves = r->n_leaves ? r->n_leaves : b->n;
@@ -1356,7 +1271,7 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
     r->topology = t;
     r->n = n;
     r->procs = workers_needed(opt, n);
-    read_loadavg(r->load_before, sizeof r->load_before);
+    bench_read_loadavg(r->load_before, sizeof r->load_before);
     bench bb, *b = &bb;
     memset(b, 0, sizeof *b);
     memset(&co, 0, sizeof co);
@@ -1395,10 +1310,10 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
     new_engine(b, root);
     fill_root_cfg(b);
     new_sync(b, root);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     part_engines(b); /* baseline: after the root, before the children */
     if (r->procs == 0)
-        fprintf(stderr, "  %zu child engines created in %.2f s\n", n, now_s() - t0);
+        fprintf(stderr, "  %zu child engines created in %.2f s\n", n, bench_now_s() - t0);
 
     phase_join(b);
     if (r->ok) {
@@ -1420,7 +1335,7 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
     if (b->echo_errors)
         fail(b, "%llu echo discoveries failed", (unsigned long long)b->echo_errors);
 
-    read_loadavg(r->load_after, sizeof r->load_after);
+    bench_read_loadavg(r->load_after, sizeof r->load_after);
     stop_workers();
     free_instances(b);
     event_free(b->tick);
@@ -1591,7 +1506,7 @@ static double median_of(const double *v, int n)
     if (n <= 0)
         return -1;
     memcpy(tmp, v, (size_t)n * sizeof *v);
-    qsort(tmp, (size_t)n, sizeof *tmp, cmp_double);
+    qsort(tmp, (size_t)n, sizeof *tmp, bench_cmp_double);
     return tmp[n / 2];
 }
 
@@ -1729,7 +1644,7 @@ int main(int argc, char **argv)
             max_n = o.sizes[i];
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
-    print_machine("bench_sync");
+    bench_print_machine("bench_sync", event_get_version());
     o.fd_limit = raise_nofile(max_n, o.procs == 0);
 
     char dir[] = "/tmp/kraken-syncbench-XXXXXX";
