@@ -218,6 +218,9 @@ KRAKEN_PRIVATE int kraken__slot_from_json_text(const kraken_field *f, kraken_typ
                                                const char *text, size_t len, const char *source,
                                                kraken_slot *out);
 
+/* Bytes a protobuf varint of @p v takes (pbcodec.c). */
+KRAKEN_PRIVATE size_t kraken__varint_size(uint64_t v);
+
 /* ---- util ---------------------------------------------------------------- */
 KRAKEN_PRIVATE char *kraken__strndup(const char *s, size_t n);
 /* Read a whole file; error names the path. */

@@ -113,7 +113,8 @@ typedef struct penc {
     size_t inline_sizes[32];
 } penc;
 
-static size_t varint_size(uint64_t v)
+/* Bytes a protobuf varint of @p v takes (shared with the sync wire code). */
+size_t kraken__varint_size(uint64_t v)
 {
     size_t n = 1;
     while (v >= 0x80) {
@@ -123,9 +124,9 @@ static size_t varint_size(uint64_t v)
     return n;
 }
 
-static size_t tag_size(uint32_t number) { return varint_size((uint64_t)number << 3); }
+static size_t tag_size(uint32_t number) { return kraken__varint_size((uint64_t)number << 3); }
 
-static size_t ld_size(size_t body) { return varint_size(body) + body; }
+static size_t ld_size(size_t body) { return kraken__varint_size(body) + body; }
 
 static void penc_fail(penc *e, int rc)
 {
@@ -217,10 +218,10 @@ static size_t size_value(penc *e, const kraken_field *f, kraken_type type, const
     case KRAKEN_T_INT32:
     case KRAKEN_T_INT64:
     case KRAKEN_T_ENUM:
-        return varint_size((uint64_t)slot->i);
+        return kraken__varint_size((uint64_t)slot->i);
     case KRAKEN_T_UINT32:
     case KRAKEN_T_UINT64:
-        return varint_size(slot->u);
+        return kraken__varint_size(slot->u);
     case KRAKEN_T_STRING:
         return ld_size(slot->s != NULL ? strlen(slot->s) : 0);
     case KRAKEN_T_BYTES:

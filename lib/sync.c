@@ -999,16 +999,6 @@ static void compute_digests(kraken_sync *s)
 
 /* ---- encoding ------------------------------------------------------------------------- */
 
-static size_t varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 static int encode_message(const pb_msgdesc_t *fields, const void *msg, uint8_t **out,
                           size_t *len)
 {
@@ -1111,8 +1101,8 @@ static int send_update(kraken_sync *s, peer *p, int ch, bool full, bool more, co
 {
     size_t su = (full ? 2 : 0) + (more ? 2 : 0);
     for (size_t i = 0; i < n; i++)
-        su += 1 + varint_size(v[i].len) + v[i].len;
-    size_t total = 1 + varint_size(su) + su;
+        su += 1 + kraken__varint_size(v[i].len) + v[i].len;
+    size_t total = 1 + kraken__varint_size(su) + su;
     uint8_t *buf = malloc(total);
     if (buf == NULL)
         return kraken__err(KRAKEN_ENOMEM, "sync: out of memory");
@@ -1168,14 +1158,14 @@ static int send_deltas(kraken_sync *s, peer *p, blobs *b)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < b->n; i++) {
         blob *x = &b->v[i];
-        bool fits = x->len + 1 + varint_size(x->len) <= DGRAM_NODES_BUDGET;
+        bool fits = x->len + 1 + kraken__varint_size(x->len) <= DGRAM_NODES_BUDGET;
         rc = blobs_push(fits ? &small : &big, x->data, x->len, x->depth);
         if (rc == 0)
             x->data = NULL; /* moved */
     }
     size_t start = 0, bytes = 0;
     for (size_t i = 0; rc == 0 && i <= small.n; i++) {
-        size_t cost = i < small.n ? small.v[i].len + 1 + varint_size(small.v[i].len) : 0;
+        size_t cost = i < small.n ? small.v[i].len + 1 + kraken__varint_size(small.v[i].len) : 0;
         if (i > start && (i == small.n || bytes + cost > DGRAM_NODES_BUDGET)) {
             rc = send_update(s, p, CH_UDP, false, false, small.v + start, i - start);
             start = i;
