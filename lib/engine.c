@@ -22,6 +22,8 @@
  */
 #include <event2/event.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -128,6 +130,12 @@ struct kraken_engine {
         const struct timeval *tv;
     } common[ENGINE_COMMON_TIMEOUTS];
     size_t n_common;
+
+    /* log callback (kraken_engine_set_log) */
+    kraken_log_fn log_fn;
+    void *log_userdata;
+    void (*log_destroy)(void *userdata);
+    int log_max_level;
 };
 
 /* ---- small helpers --------------------------------------------------------- */
@@ -1348,6 +1356,47 @@ void kraken_engine_thaw(kraken_engine *engine)
     mark_all(engine);
 }
 
+/* ---- logging ------------------------------------------------------------- */
+
+int kraken_engine_set_log(kraken_engine *engine, int max_level, kraken_log_fn fn, void *userdata,
+                          void (*destroy)(void *userdata))
+{
+    if (!engine)
+        return kraken__err(KRAKEN_EINVAL, "kraken_engine_set_log: engine is NULL");
+    if (max_level < KRAKEN_LOG_PANIC || max_level > KRAKEN_LOG_DDDEBUG)
+        return kraken__err(KRAKEN_EINVAL, "kraken_engine_set_log: level %d is outside 0..9",
+                           max_level);
+    if (engine->log_destroy)
+        engine->log_destroy(engine->log_userdata);
+    engine->log_fn = fn;
+    engine->log_userdata = userdata;
+    engine->log_destroy = fn ? destroy : NULL;
+    engine->log_max_level = max_level;
+    return 0;
+}
+
+bool kraken__engine_log_enabled(const kraken_engine *engine, int level)
+{
+    return engine && engine->log_fn && level <= engine->log_max_level;
+}
+
+void kraken__engine_log(kraken_engine *engine, int level, const char *subsystem, const char *fmt,
+                        ...)
+{
+    if (!kraken__engine_log_enabled(engine, level))
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    /* one line, always: a control character from input text must not break it */
+    for (char *c = line; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = ' ';
+    engine->log_fn(level, subsystem, line, engine->log_userdata);
+}
+
 bool kraken_engine_frozen(const kraken_engine *engine)
 {
     return engine && engine->frozen;
@@ -2160,6 +2209,8 @@ static void engine_destroy(kraken_engine *engine)
     kraken_mutation_set_free(engine->set);
     if (engine->own_store)
         kraken_store_free(engine->store);
+    if (engine->log_destroy)
+        engine->log_destroy(engine->log_userdata);
     free(engine);
 }
 

@@ -82,3 +82,12 @@ int kraken__err_prefix(int code, const char *fmt, ...)
     append_message(&pos, rest[0] != '\0' ? rest : kraken_strerror(code));
     return code;
 }
+
+const char *kraken_log_level_name(int level)
+{
+    static const char *const names[] = {"PANIC", "FATAL", "CRITICAL", "ERROR", "WARNING",
+                                        "NOTICE", "INFO", "DEBUG", "DDEBUG", "DDDEBUG"};
+    if (level < 0 || level > 9)
+        return "UNKNOWN";
+    return names[level];
+}

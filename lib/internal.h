@@ -425,6 +425,12 @@ KRAKEN_PRIVATE int kraken__node_diff_each(const kraken_node *before, const krake
                                           kraken__diff_fn fn, void *userdata);
 /* ==== end url/diff additions ==== */
 
+/* Log through the engine's callback (kraken_engine_set_log); a no-op without one. Input text in
+ * the message is made one line (control characters become spaces). */
+KRAKEN_PRIVATE bool kraken__engine_log_enabled(const kraken_engine *engine, int level);
+KRAKEN_PRIVATE void kraken__engine_log(kraken_engine *engine, int level, const char *subsystem,
+                                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* ==== sync additions (owner: sync; sync.c, sync_net.c, sync_crypto.c) ==== */
 #include <netinet/in.h>
 #include <sys/socket.h>

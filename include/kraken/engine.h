@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "event.h"
+#include "log.h"
 #include "mutation.h"
 #include "node.h"
 #include "store.h"
@@ -204,6 +205,15 @@ int kraken_engine_reset_node(kraken_engine *engine, const kraken_uuid *node_id);
 void kraken_engine_freeze(kraken_engine *engine);
 void kraken_engine_thaw(kraken_engine *engine);
 bool kraken_engine_frozen(const kraken_engine *engine);
+
+/**
+ * Install (or, with @p fn NULL, remove) the engine's log callback: errors that
+ * happen inside the loop (engine, sync) are reported through it with their
+ * cause, at levels <= @p max_level (0..9, see log.h). @p destroy (may be NULL)
+ * is called with @p userdata when the callback is replaced or the engine freed.
+ */
+int kraken_engine_set_log(kraken_engine *engine, int max_level, kraken_log_fn fn, void *userdata,
+                          void (*destroy)(void *userdata));
 
 /** Graph JSON for the whole set (node NULL) or for one node with its plan highlighted. */
 int kraken_engine_graph_json(kraken_engine *engine, const kraken_uuid *node_id, char **out);

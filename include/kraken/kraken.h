@@ -9,6 +9,7 @@
 #include "engine.h"
 #include "error.h"
 #include "event.h"
+#include "log.h"
 #include "mutation.h"
 #include "node.h"
 #include "schema.h"
