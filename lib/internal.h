@@ -99,6 +99,7 @@ enum {
     KRAKEN_NODE_F_ARCH,
     KRAKEN_NODE_F_PLATFORM,
     KRAKEN_NODE_F_PARENT_ID,
+    KRAKEN_NODE_F_BUSY,       /* enum FreeBusy (SPEC 1.1 field 8) */
     KRAKEN_NODE_F_SERVICES,   /* LIST of kraken.ServiceInstance, KEY_FIELD "id" */
     KRAKEN_NODE_F_EXTENSIONS, /* LIST of any record, KEY_TYPE */
     KRAKEN_NODE_N_FIELDS

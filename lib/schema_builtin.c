@@ -15,6 +15,7 @@ static const kraken_enum_member phys_state[] = {
     {"POWER_CYCLE", 3},  {"PHYS_HANG", 4}, {"PHYS_ERROR", 5}};
 static const kraken_enum_member service_state[] = {
     {"UNKNOWN", 0}, {"INIT", 1}, {"STOP", 2}, {"RUN", 3}, {"ERROR", 4}};
+static const kraken_enum_member free_busy[] = {{"FREE", 0}, {"BUSY", 1}};
 static const kraken_enum_member pxe_method[] = {{"PXE", 0}, {"iPXE", 1}};
 static const kraken_enum_member pxe_state[] = {{"NONE", 0}, {"WAIT", 1}, {"INIT", 2}};
 
@@ -38,6 +39,7 @@ static const kraken_field_def node_fields[] = {
     F("arch", 5, STRING),
     F("platform", 6, STRING),
     F("parent_id", 7, UUID),
+    FT("busy", 8, ENUM, "FreeBusy"),
     FC("services", 14, LIST, RECORD, "kraken.ServiceInstance"),
     FC("extensions", 15, LIST, RECORD, NULL),
 };
@@ -71,6 +73,7 @@ static const struct {
     {"RunState", run_state, N(run_state)},
     {"PhysState", phys_state, N(phys_state)},
     {"ServiceState", service_state, N(service_state)},
+    {"FreeBusy", free_busy, N(free_busy)},
     {"PXE.Method", pxe_method, N(pxe_method)},
     {"PXE.State", pxe_state, N(pxe_state)},
 };

@@ -91,9 +91,9 @@ START_TEST(layout_sizes)
     ck_assert_uint_eq(sizeof(struct kraken_node), sizeof(kraken_record));
     ck_assert_uint_eq(sizeof(kraken_map_entry), 16);
     ck_assert_uint_eq(sizeof(kraken_value), 32);
-    ck_assert_uint_eq(KRAKEN_NODE_N_FIELDS, 9);
-    /* An empty node is one allocation: schema pointer + 9 slots. */
-    ck_assert_uint_eq(sizeof(kraken_record) + KRAKEN_NODE_N_FIELDS * sizeof(kraken_slot), 80);
+    ck_assert_uint_eq(KRAKEN_NODE_N_FIELDS, 10);
+    /* An empty node is one allocation: schema pointer + 10 slots. */
+    ck_assert_uint_eq(sizeof(kraken_record) + KRAKEN_NODE_N_FIELDS * sizeof(kraken_slot), 88);
 }
 END_TEST
 

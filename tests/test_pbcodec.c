@@ -429,8 +429,8 @@ START_TEST(malformed_inputs)
     uint8_t buf[256];
     size_t len;
 
-    static const uint8_t unknown_field[] = {0x12, 0x01, 'x', 0x40, 0x01}; /* field 8 */
-    assert_decode_fails(unknown_field, sizeof unknown_field, "unknown field number 8");
+    static const uint8_t unknown_field[] = {0x12, 0x01, 'x', 0x48, 0x01}; /* field 9 (reserved) */
+    assert_decode_fails(unknown_field, sizeof unknown_field, "unknown field number 9");
     assert_decode_fails(unknown_field, sizeof unknown_field, "byte 4");
 
     static const uint8_t wrong_wire[] = {0x10, 0x01}; /* nodename (2) as varint */

@@ -204,7 +204,7 @@ START_TEST(field_lookup_forms)
     const kraken_field *ps = kraken__schema_field(kraken__node_schema(), "PhysState", 9);
     ck_assert_ptr_eq(ps, &kraken__node_schema()->fields[KRAKEN_NODE_F_PHYS_STATE]);
     ck_assert_ptr_eq(kraken__schema_field_by_number(kraken__node_schema(), 4), ps);
-    ck_assert_ptr_null(kraken__schema_field_by_number(kraken__node_schema(), 8));
+    ck_assert_ptr_null(kraken__schema_field_by_number(kraken__node_schema(), 9)); /* reserved */
     ck_assert_ptr_null(kraken__schema_field_by_number(NULL, 1));
 
     const kraken_enum_type *e = kraken_enum_find("PXE.Method");
