@@ -10,6 +10,7 @@
 #ifndef KRAKEN_INTERNAL_H
 #define KRAKEN_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,6 +26,29 @@
 KRAKEN_PRIVATE int kraken__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prepend "prefix: " to the current message, keep the code; returns @p code. */
 KRAKEN_PRIVATE int kraken__err_prefix(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- owner threads (util.c) ------------------------------------------------ */
+
+/*
+ * A store, bus, engine and sync belong to the thread that created them (their
+ * loop's thread). Public entry points call kraken__owner_check() first: a call
+ * from another thread fails with KRAKEN_ETHREAD instead of racing the owner.
+ */
+typedef struct kraken__owner {
+    pthread_t thread;
+    long tid; /* for the message */
+} kraken__owner;
+
+KRAKEN_PRIVATE void kraken__owner_init(kraken__owner *owner);
+KRAKEN_PRIVATE int kraken__owner_refuse(const kraken__owner *owner, const char *op,
+                                        const char *what);
+/* 0 on the owner thread; else KRAKEN_ETHREAD "op: called from thread T, but the <what> belongs to thread O". */
+static inline int kraken__owner_check(const kraken__owner *owner, const char *op, const char *what)
+{
+    if (__builtin_expect(pthread_equal(owner->thread, pthread_self()) != 0, 1))
+        return 0;
+    return kraken__owner_refuse(owner, op, what);
+}
 
 /* ---- schemas (schema.c) -------------------------------------------------- */
 
@@ -441,6 +465,15 @@ KRAKEN_PRIVATE void kraken__engine_log(kraken_engine *engine, int level, const c
  * /Services/<id>/State. Canonical form, sorted, without duplicates; the caller frees each string
  * and the array. These are the Dsc URLs a parent owns for its child nodes (doc/PROTOCOL.md 1). */
 KRAKEN_PRIVATE int kraken__engine_discoverable_urls(kraken_engine *engine, char ***urls, size_t *n);
+/*
+ * Children that depend on an engine (a sync) attach a detach callback: the
+ * engine's free (or its detach from a freed store) calls it before anything
+ * else goes, and the child must stop using the engine, its store and bus.
+ * A child freed first unattaches itself.
+ */
+KRAKEN_PRIVATE int kraken__engine_attach(kraken_engine *engine, void (*detach)(void *arg),
+                                         void *arg);
+KRAKEN_PRIVATE void kraken__engine_unattach(kraken_engine *engine, void *arg);
 
 /* -- crypto (sync_crypto.c) -- */
 #define KRAKEN_SYNC_KEY_LEN 32

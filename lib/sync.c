@@ -355,7 +355,9 @@ typedef struct pending_join {
 } pending_join;
 
 struct kraken_sync {
-    kraken_engine *engine;
+    kraken_engine *engine; /* NULL once detached by the engine's free (see sync.h) */
+    kraken__owner owner;
+    bool attached;         /* on the engine's list of children */
     kraken_store *store;
     struct event_base *base;
     kraken_sync_options opts;
@@ -2758,6 +2760,8 @@ static int match_family(kraken_sync_addr *parent, const kraken_sync_addr *bind_a
 
 static char *dup_opt(const char *s) { return s != NULL ? strdup(s) : NULL; }
 
+static void sync_detach(void *arg);
+
 int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base *base,
                     const kraken_sync_options *opts)
 {
@@ -2771,6 +2775,7 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if (s == NULL)
         return kraken__err(KRAKEN_ENOMEM, "kraken_sync_new: out of memory");
     s->engine = engine;
+    kraken__owner_init(&s->owner);
     s->store = kraken_engine_store(engine);
     s->base = base;
     s->opts = *opts;
@@ -2848,6 +2853,9 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
         s->froze_engine = true;
         arm_timer(s->join_ev, 0); /* join from the loop, not from inside this call */
     }
+    if ((rc = kraken__engine_attach(engine, sync_detach, s)) < 0)
+        goto fail;
+    s->attached = true;
     *out = s;
     return KRAKEN_OK;
 fail:
@@ -2855,29 +2863,56 @@ fail:
     return rc;
 }
 
-void kraken_sync_free(kraken_sync *sync)
+/* Release sockets, timers, peers and the store listener; the handle stays. */
+static void sync_teardown(kraken_sync *s, bool engine_going)
 {
-    if (sync == NULL)
+    if (s->engine == NULL)
         return;
-    kraken_sync *s = sync;
-    if (s->froze_engine && !s->engine_was_frozen) /* never joined: as we found it */
+    if (s->attached)
+        kraken__engine_unattach(s->engine, s);
+    s->attached = false;
+    if (!engine_going && s->froze_engine && !s->engine_was_frozen) /* never joined: as found */
         kraken_engine_thaw(s->engine);
     for (size_t i = 0; i < s->n_children; i++)
         peer_free(s->children[i]);
     free(s->children);
+    s->children = NULL;
+    s->n_children = 0;
     peer_free(s->parent);
+    s->parent = NULL;
     abort_join(s);
     while (s->pending != NULL)
         pending_free(s, s->pending, true);
     kraken__sync_net_free(s->net);
+    s->net = NULL;
     if (s->listener != NULL)
-        kraken_store_unlisten(s->store, s->listener);
+        kraken_store_listener_remove(s->listener);
+    s->listener = NULL;
     if (s->flush_ev != NULL)
         event_free(s->flush_ev);
     if (s->hello_ev != NULL)
         event_free(s->hello_ev);
     if (s->join_ev != NULL)
         event_free(s->join_ev);
+    s->flush_ev = s->hello_ev = s->join_ev = NULL;
+    s->engine = NULL;
+    s->store = NULL;
+}
+
+/* The engine is being freed: stop now; kraken_sync_free() later releases the handle. */
+static void sync_detach(void *arg)
+{
+    kraken_sync *s = arg;
+    s->attached = false; /* the engine took us off its list */
+    sync_teardown(s, true);
+}
+
+void kraken_sync_free(kraken_sync *sync)
+{
+    if (sync == NULL || kraken__owner_check(&sync->owner, "sync_free", "sync") < 0)
+        return;
+    kraken_sync *s = sync;
+    sync_teardown(s, false);
     nt_free(&s->nodes);
     free(s->dirty);
     urlset_clear(&s->my_owned);
@@ -2888,26 +2923,33 @@ void kraken_sync_free(kraken_sync *sync)
     free(s);
 }
 
+/* Calls on a sync from another thread, or after its engine was freed, read nothing. */
+static bool sync_usable(const kraken_sync *sync, const char *op)
+{
+    return sync != NULL && kraken__owner_check(&sync->owner, op, "sync") == 0 &&
+           sync->engine != NULL;
+}
+
 uint16_t kraken_sync_port(const kraken_sync *sync)
 {
-    return sync != NULL ? kraken__sync_net_port(sync->net) : 0;
+    return sync_usable(sync, "sync_port") ? kraken__sync_net_port(sync->net) : 0;
 }
 
 bool kraken_sync_joined(const kraken_sync *sync)
 {
-    return sync != NULL && sync->parent != NULL && sync->parent->ready;
+    return sync_usable(sync, "sync_joined") && sync->parent != NULL && sync->parent->ready;
 }
 
 size_t kraken_sync_children(const kraken_sync *sync)
 {
-    return sync != NULL ? sync->n_children : 0;
+    return sync_usable(sync, "sync_children") ? sync->n_children : 0;
 }
 
 void kraken_sync_get_stats(const kraken_sync *sync, kraken_sync_stats *out)
 {
     if (out == NULL)
         return;
-    if (sync == NULL) {
+    if (sync == NULL || kraken__owner_check(&sync->owner, "sync_get_stats", "sync") < 0) {
         memset(out, 0, sizeof *out);
         return;
     }

@@ -131,3 +131,19 @@ fail:;
     free(tmp);
     return rc;
 }
+
+/* ---- owner threads ------------------------------------------------------------- */
+
+void kraken__owner_init(kraken__owner *owner)
+{
+    owner->thread = pthread_self();
+    owner->tid = (long)gettid();
+}
+
+int kraken__owner_refuse(const kraken__owner *owner, const char *op, const char *what)
+{
+    return kraken__err(KRAKEN_ETHREAD,
+                       "%s: called from thread %ld, but the %s belongs to thread %ld (the one that "
+                       "created it); libkraken handles are single-threaded",
+                       op, (long)gettid(), what, owner->tid);
+}

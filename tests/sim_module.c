@@ -402,8 +402,9 @@ int sim_new(sim **out, kraken_engine *engine, struct event_base *base, const sim
 
 static void service_release(sim *s, sim_service *ss)
 {
+    (void)s;
     if (ss->service)
-        kraken_engine_remove_service(s->engine, ss->service); /* runs on_destroy */
+        kraken_service_remove(ss->service); /* runs on_destroy */
     if (ss->start_timer)
         event_free(ss->start_timer);
 }
@@ -412,7 +413,7 @@ void sim_free(sim *s)
 {
     if (!s)
         return;
-    kraken_subscription_cancel(s->sync_sub);
+    kraken_subscription_remove(s->sync_sub);
     service_release(s, &s->power);
     service_release(s, &s->pxe);
     while (s->answers)

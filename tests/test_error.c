@@ -14,7 +14,7 @@ START_TEST(strerror_and_names)
     ck_assert_str_eq(kraken_err_name(KRAKEN_EPROTO), "KRAKEN_EPROTO");
     ck_assert_str_eq(kraken_strerror(-999), "unknown error");
     ck_assert_str_eq(kraken_err_name(12345), "KRAKEN_E?");
-    for (int code = KRAKEN_OK; code >= KRAKEN_ENOPATH; code--)
+    for (int code = KRAKEN_OK; code >= KRAKEN_ETHREAD; code--)
         ck_assert_str_ne(kraken_strerror(code), "unknown error");
 }
 END_TEST

@@ -7,6 +7,24 @@
  * event_base. It owns a store (or borrows one), a mutation set and a bus.
  * Every callback into a service runs from the loop, never from inside the
  * API call that caused it, so services may call the engine freely.
+ *
+ * Threads: an engine belongs to the thread that created it, which must be the
+ * thread running @c base. Every call on the engine or on one of its services
+ * from another thread changes nothing and fails with KRAKEN_ETHREAD (calls
+ * that cannot return an error return NULL/false/nothing and leave the message).
+ *
+ * Lifetime: see doc/ARCHITECTURE.md "Ownership". kraken_engine_free() detaches
+ * the engine's children: services (destroy hooks run), the bus's subscriptions,
+ * store listeners of an owned store, and syncs. A detached handle stays valid
+ * and harmless: calls on it fail with KRAKEN_ESTATE ("... was detached") and
+ * its own release (kraken_service_remove(), kraken_subscription_remove(),
+ * kraken_store_listener_remove(), kraken_sync_free()) only frees the handle.
+ * An engine on a borrowed store is itself a child of that store: freeing the
+ * store first detaches the engine the same way (kraken_engine_free() then only
+ * releases the handle). Pointers the engine lends (kraken_engine_store(),
+ * kraken_engine_bus(), kraken_engine_mutations(), kraken_engine_find_service()
+ * for a service added without @c out) are valid while the engine lives and
+ * are never freed by the caller.
  */
 #ifndef KRAKEN_ENGINE_H
 #define KRAKEN_ENGINE_H
@@ -63,7 +81,8 @@ typedef struct kraken_engine_options {
 int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store *store,
                       const kraken_engine_options *opts);
 /**
- * Interrupts nothing, frees services (destroy hooks), bus, plans. NULL-safe.
+ * Interrupts nothing, frees services (destroy hooks), bus, plans, an owned
+ * store; detaches the children the caller still holds (see above). NULL-safe.
  * May be called from a service callback: the engine then makes no further
  * callbacks and no store access (a borrowed store may be freed at once), and
  * is freed when that callback returns.
@@ -114,16 +133,24 @@ typedef struct kraken_service_ops {
 /**
  * Add service instance @p service_id of module @p module to this instance's
  * self node (Cfg and Dsc /Services/<id>, Dsc state STOP). @p destroy (may be
- * NULL) is called with @p userdata when the service is removed or the engine freed.
+ * NULL) is called with @p userdata when the service is removed or the engine
+ * freed. With @p out, the caller owns the handle and releases it with
+ * kraken_service_remove() (before or after the engine's free); with @p out
+ * NULL the service lives as long as the engine.
  */
 int kraken_engine_add_service(kraken_engine *engine, const char *service_id, const char *module,
                               const kraken_service_ops *ops, void *userdata,
                               void (*destroy)(void *userdata), kraken_service **out);
-/** Remove a service: interrupts its steps, removes its mutations. NULL-safe. */
-void kraken_engine_remove_service(kraken_engine *engine, kraken_service *service);
+/**
+ * Remove a service and release its handle: interrupts its steps, removes its
+ * mutations and its instance on the self node; its destroy hook runs (unless
+ * the engine's free already ran it). NULL-safe; allowed after the engine's free.
+ */
+void kraken_service_remove(kraken_service *service);
 kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id);
 
 const char *kraken_service_id(const kraken_service *service);
+/** The service's engine; NULL once the service was detached. */
 kraken_engine *kraken_service_engine(kraken_service *service);
 
 /** Declare a mutation of this service (see kraken_mutation_set_add()). */

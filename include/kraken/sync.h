@@ -75,14 +75,19 @@ typedef struct kraken_sync_stats {
 } kraken_sync_stats;
 
 /**
- * Start syncing @p engine (not owned; must outlive the sync). A child
+ * Start syncing @p engine (not owned). The sync is a child of the engine: the
+ * engine's free detaches it (sockets closed, timers cancelled; kraken_sync_port()
+ * and the other queries then return 0/false, stats stay readable) and
+ * kraken_sync_free() then only releases the handle. The sync belongs to the
+ * thread that created it (the engine's); calls from another thread fail or
+ * return 0 with KRAKEN_ETHREAD left as the message. A child
  * (parent_addr set) freezes the engine until its first full sync. Fails with
  * KRAKEN_EINVAL for bad options (no secret and not insecure, bad address) and
  * KRAKEN_EIO when the port cannot be bound.
  */
 int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base *base,
                     const kraken_sync_options *opts);
-/** Close sockets, cancel timers. NULL-safe. */
+/** Close sockets, cancel timers, release the handle. NULL-safe; allowed after the engine's free. */
 void kraken_sync_free(kraken_sync *sync);
 
 /** The bound port (useful with port 0). */
