@@ -2166,6 +2166,8 @@ static int add_sync_service(kraken_engine *e)
     kraken_service *svc;
     int rc = kraken_engine_add_service(e, "sync", "sync", &ops, NULL, NULL, &svc);
     if (rc == 0)
+        svc->caller_owned = false; /* the engine's own: it goes with the engine */
+    if (rc == 0)
         rc = kraken_service_declare_discoverable(svc, "/RunState", NULL, NULL);
     if (rc == 0)
         rc = kraken_service_declare_mutation(svc, &decl);

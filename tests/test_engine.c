@@ -1102,6 +1102,7 @@ START_TEST(config_changed_delivered)
     ck_assert(run_until(started_and_configured, both, DEADLINE_MS));
     ck_assert_ptr_nonnull(strstr(last_config, "pm:4"));
     ck_assert_str_eq(dsc(&fx.self, "/Services/extra/State"), "RUN");
+    kraken_service_remove(svc);
 }
 END_TEST
 
@@ -1368,6 +1369,8 @@ START_TEST(engine_freed_from_callback)
     ck_assert_int_eq(kraken_store_set_text(store, KRAKEN_DSC, &ids[0], "/PhysState", "POWER_ON"),
                      0);
     kraken_store_free(store);
+    kraken_service_remove(p.service); /* detached by the engine's free: only the handle goes */
+    ck_assert_int_eq(p.destroys, 1);
 }
 END_TEST
 

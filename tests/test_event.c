@@ -293,6 +293,8 @@ START_TEST(full_queue_drops_oldest_and_counts)
         ck_assert_int_eq(big.ev[i].kind, i);
     ck_assert_uint_eq(kraken_subscription_dropped(sub), 7 + MAX_SEEN - 3);
     ck_assert_uint_eq(kraken_subscription_dropped(NULL), 0);
+    kraken_subscription_remove(sub);
+    kraken_subscription_remove(bsub);
 }
 END_TEST
 

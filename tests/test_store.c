@@ -79,8 +79,10 @@ static void recorder_fn(const kraken_state_change *ch, void *userdata)
         kraken_uuid id = ch->node_id;
         r->write_rc = kraken_store_set_text(r->store, KRAKEN_CFG, &id, "/Arch", "amd64");
     }
-    if (r->unlisten_self)
+    if (r->unlisten_self) {
         kraken_store_listener_remove(r->self);
+        r->self = NULL;
+    }
 }
 
 static void recorder_destroy(void *userdata)
@@ -151,6 +153,8 @@ static void teardown(void)
     kraken_store_free(store);
     store = NULL;
     ck_assert_int_eq(rec.destroyed, 1); /* the listener's hook ran exactly once */
+    kraken_store_listener_remove(rec.self); /* detached by the free: only the handle goes */
+    ck_assert_int_eq(rec.destroyed, 1);
     recorder_reset(&rec);
 }
 
