@@ -2217,8 +2217,9 @@ static int adopt_existing_nodes(kraken_engine *e)
 
 static int check_options(const kraken_engine_options *o)
 {
-    if (o->version != KRAKEN_ENGINE_OPTIONS_VERSION)
-        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected %u",
+    /* Older callers' structs (version < current) are accepted: fields they lack keep defaults. */
+    if (o->version < 1 || o->version > KRAKEN_ENGINE_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected 1..%u",
                            o->version, KRAKEN_ENGINE_OPTIONS_VERSION);
     if (!(o->timeout_scale > 0.0))
         return kraken__err(KRAKEN_EINVAL, "engine_new: timeout_scale must be > 0");
@@ -2229,6 +2230,19 @@ static int check_options(const kraken_engine_options *o)
 }
 
 static void on_store_gone(void *arg);
+
+int kraken_engine_options_init(kraken_engine_options *opts, unsigned version)
+{
+    if (!opts)
+        return kraken__err(KRAKEN_EINVAL, "engine_options_init: opts must not be NULL");
+    if (version < 1 || version > KRAKEN_ENGINE_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "engine_options_init: version %u, this library knows "
+                                          "1..%u", version, KRAKEN_ENGINE_OPTIONS_VERSION);
+    static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
+    *opts = defaults;
+    opts->version = version;
+    return 0;
+}
 
 int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store *store,
                       const kraken_engine_options *opts)

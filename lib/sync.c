@@ -2693,8 +2693,8 @@ static void start_join(kraken_sync *s)
 
 static int check_options(const kraken_sync_options *o)
 {
-    if (o->version != KRAKEN_SYNC_OPTIONS_VERSION)
-        return kraken__err(KRAKEN_EINVAL, "sync options: version %u, expected %u", o->version,
+    if (o->version < 1 || o->version > KRAKEN_SYNC_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "sync options: version %u, expected 1..%u", o->version,
                            KRAKEN_SYNC_OPTIONS_VERSION);
     if (!o->insecure && (o->secret_file == NULL || o->secret_file[0] == '\0'))
         return kraken__err(KRAKEN_EINVAL,
@@ -2761,6 +2761,19 @@ static int match_family(kraken_sync_addr *parent, const kraken_sync_addr *bind_a
 static char *dup_opt(const char *s) { return s != NULL ? strdup(s) : NULL; }
 
 static void sync_detach(void *arg);
+
+int kraken_sync_options_init(kraken_sync_options *opts, unsigned version)
+{
+    if (!opts)
+        return kraken__err(KRAKEN_EINVAL, "sync_options_init: opts must not be NULL");
+    if (version < 1 || version > KRAKEN_SYNC_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "sync_options_init: version %u, this library knows "
+                                          "1..%u", version, KRAKEN_SYNC_OPTIONS_VERSION);
+    static const kraken_sync_options defaults = KRAKEN_SYNC_OPTIONS_INIT;
+    *opts = defaults;
+    opts->version = version;
+    return 0;
+}
 
 int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base *base,
                     const kraken_sync_options *opts)

@@ -50,7 +50,13 @@ typedef struct kraken_service kraken_service;
 
 #define KRAKEN_ENGINE_OPTIONS_VERSION 1
 
-/** Engine options; start from KRAKEN_ENGINE_OPTIONS_INIT. */
+/**
+ * Engine options; start from KRAKEN_ENGINE_OPTIONS_INIT or
+ * kraken_engine_options_init(). @c version tells the library which fields the
+ * caller's struct has: a library newer than the caller accepts every older
+ * version (fields added later keep their defaults); a version it does not
+ * know is refused with KRAKEN_EINVAL.
+ */
 typedef struct kraken_engine_options {
     unsigned version;              /**< KRAKEN_ENGINE_OPTIONS_VERSION */
     kraken_uuid self_id;           /**< this instance's node id (zero: generated) */
@@ -66,6 +72,14 @@ typedef struct kraken_engine_options {
 
 #define KRAKEN_ENGINE_OPTIONS_INIT                                             \
     {KRAKEN_ENGINE_OPTIONS_VERSION, {{0}}, false, 1000, 300000, 5, 10000, 0, 1.0, false}
+
+/**
+ * Fill @p opts with the defaults (as KRAKEN_ENGINE_OPTIONS_INIT) for struct
+ * version @p version (pass KRAKEN_ENGINE_OPTIONS_VERSION). For bindings, which
+ * cannot use initialiser macros. KRAKEN_EINVAL for a version this library does
+ * not know (newer than it, or 0).
+ */
+int kraken_engine_options_init(kraken_engine_options *opts, unsigned version);
 
 /**
  * Create an engine on @p base. @p store may be NULL (the engine creates and

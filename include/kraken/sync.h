@@ -38,7 +38,10 @@ typedef struct kraken_sync_faults {
     uint32_t seed;     /**< PRNG seed */
 } kraken_sync_faults;
 
-/** Options; start from KRAKEN_SYNC_OPTIONS_INIT. */
+/**
+ * Options; start from KRAKEN_SYNC_OPTIONS_INIT or kraken_sync_options_init().
+ * Versioned as kraken_engine_options: older versions accepted, unknown refused.
+ */
 typedef struct kraken_sync_options {
     unsigned version;           /**< KRAKEN_SYNC_OPTIONS_VERSION */
     const char *listen_addr;    /**< address to bind ("127.0.0.1", "::1"); NULL: 0.0.0.0 */
@@ -58,6 +61,13 @@ typedef struct kraken_sync_options {
 #define KRAKEN_SYNC_OPTIONS_INIT                                               \
     {KRAKEN_SYNC_OPTIONS_VERSION, NULL, KRAKEN_SYNC_DEFAULT_PORT, NULL, NULL, false, 10000, \
      40000, 5, 250, 30000, NULL}
+
+/**
+ * Fill @p opts with the defaults (as KRAKEN_SYNC_OPTIONS_INIT) for struct
+ * version @p version (pass KRAKEN_SYNC_OPTIONS_VERSION). KRAKEN_EINVAL for a
+ * version this library does not know.
+ */
+int kraken_sync_options_init(kraken_sync_options *opts, unsigned version);
 
 /** Counters, for tests, metrics and benchmarks. */
 typedef struct kraken_sync_stats {
