@@ -1,15 +1,17 @@
 /*
  * Engine tests: whole chains on a real event_base with the simulated power +
- * PXE module (sim_module.c), timeouts scaled down to milliseconds. The loop
- * runs until a condition holds or a deadline passes; nothing sleeps.
+ * PXE module (kraken/sim.h), on an injected clock: time moves only when the
+ * test moves it, from one timer deadline to the next, so timeouts, back-off
+ * and stuck detection are exact and nothing sleeps or depends on the load of
+ * the machine. The loop runs until a condition holds or a (virtual) deadline
+ * passes.
  */
 #include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
-#include "sim_module.h"
+#include "kraken/sim.h"
 #include "testutil.h"
 
 #define SELF "c0ffee00-0000-4000-8000-000000000001"
@@ -33,21 +35,21 @@ typedef struct fixture {
     struct event_base *base;
     kraken_engine *engine;
     kraken_store *store;
-    sim *sim;
+    kraken_sim *sim;
     kraken_subscription *sub;
     logged *log;
     size_t n_log, cap_log;
     size_t n_discoveries, n_engine_discoveries, n_state_changes, n_service_events;
     kraken_uuid self;
+    uint64_t now;          /* the injected clock, ms */
+    kraken_engine *other;  /* a second engine on the same clock, driven too (or NULL) */
 } fixture;
 
 static fixture fx;
 
-static uint64_t mono_ms(void)
+static uint64_t clock_now(void *userdata)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return ((const fixture *)userdata)->now;
 }
 
 static void on_event(const kraken_event *ev, void *userdata)
@@ -81,7 +83,7 @@ static void on_event(const kraken_event *ev, void *userdata)
     snprintf(l->service, sizeof l->service, "%s", ev->service_id ? ev->service_id : "");
     snprintf(l->mutation, sizeof l->mutation, "%s", ev->mutation_id ? ev->mutation_id : "");
     l->seq = ev->seq;
-    l->at_ms = mono_ms();
+    l->at_ms = fx.now;
 }
 
 static kraken_engine_options test_options(void)
@@ -93,12 +95,15 @@ static kraken_engine_options test_options(void)
     o.backoff_max_ms = 40;
     o.max_failures = 4;
     o.service_start_ms = 50;
+    o.now_ms = clock_now;
+    o.clock_userdata = &fx;
     return o;
 }
 
-static void fixture_start(const kraken_engine_options *o, const sim_options *so)
+static void fixture_start(const kraken_engine_options *o, const kraken_sim_options *so)
 {
     memset(&fx, 0, sizeof fx);
+    fx.now = 1000000; /* any epoch */
     kraken_uuid_parse(&fx.self, SELF);
     fx.base = event_base_new();
     ck_assert_ptr_nonnull(fx.base);
@@ -108,19 +113,19 @@ static void fixture_start(const kraken_engine_options *o, const sim_options *so)
     ck_assert_int_eq(
         kraken_bus_subscribe(kraken_engine_bus(fx.engine), &sopts, on_event, &fx, NULL, &fx.sub),
         0);
-    ck_assert_int_eq(sim_new(&fx.sim, fx.engine, fx.base, so), 0);
+    ck_assert_int_eq(kraken_sim_new(&fx.sim, fx.engine, so), 0);
 }
 
 static void setup(void)
 {
     kraken_engine_options o = test_options();
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     fixture_start(&o, &so);
 }
 
 static void teardown(void)
 {
-    sim_free(fx.sim);
+    kraken_sim_free(fx.sim);
     kraken_subscription_cancel(fx.sub);
     kraken_engine_free(fx.engine);
     event_base_free(fx.base);
@@ -129,7 +134,7 @@ static void teardown(void)
 }
 
 /* Restart the fixture with other options (inside a test). */
-static void restart(const kraken_engine_options *o, const sim_options *so)
+static void restart(const kraken_engine_options *o, const kraken_sim_options *so)
 {
     teardown();
     fixture_start(o, so);
@@ -137,33 +142,57 @@ static void restart(const kraken_engine_options *o, const sim_options *so)
 
 /* ---- loop driving ---------------------------------------------------------------- */
 
-static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+/* Run what is runnable now (passes, events, due timers) until nothing is. */
+static void settle(void)
 {
-    (void)fd;
-    (void)what;
-    *(bool *)arg = true;
+    while (event_base_get_num_events(fx.base, EVENT_BASE_COUNT_ACTIVE) > 0)
+        ck_assert_int_ge(event_base_loop(fx.base, EVLOOP_NONBLOCK), 0);
+}
+
+/* The earliest timer deadline of the engines on the clock, or UINT64_MAX. */
+static uint64_t next_deadline(void)
+{
+    uint64_t a = UINT64_MAX, b = UINT64_MAX;
+    kraken__engine_next_deadline(fx.engine, &a);
+    if (fx.other)
+        kraken__engine_next_deadline(fx.other, &b);
+    return a < b ? a : b;
+}
+
+/* Move the clock to @p to and let the engines fire what became due. */
+static void clock_to(uint64_t to)
+{
+    fx.now = to;
+    ck_assert_int_eq(kraken_engine_clock_moved(fx.engine), 0);
+    if (fx.other)
+        ck_assert_int_eq(kraken_engine_clock_moved(fx.other), 0);
 }
 
 typedef bool (*predicate)(void *arg);
 
-/* Run the loop until pred(arg) holds (true) or ms pass (false). */
+/*
+ * Run until pred(arg) holds (true) or @p ms of clock time pass (false). The
+ * clock jumps from one timer deadline to the next: what happens in between is
+ * exactly what the timers and the loop do, whatever the load of the machine.
+ */
 static bool run_until(predicate pred, void *arg, uint64_t ms)
 {
-    bool expired = false;
-    struct event *deadline = evtimer_new(fx.base, deadline_cb, &expired);
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    evtimer_add(deadline, &tv);
-    bool ok = pred && pred(arg);
-    while (!ok && !expired) {
-        if (event_base_loop(fx.base, EVLOOP_ONCE) < 0)
-            break;
-        ok = pred && pred(arg);
+    uint64_t end = fx.now + ms;
+    for (;;) {
+        settle();
+        if (pred && pred(arg))
+            return true;
+        uint64_t next = next_deadline();
+        if (next > end) {
+            clock_to(end);
+            settle();
+            return pred && pred(arg);
+        }
+        clock_to(next > fx.now ? next : fx.now);
     }
-    event_free(deadline);
-    return ok;
 }
 
-/* Run the loop for ms, whatever happens. */
+/* Run for ms of clock time, whatever happens. */
 static void run_for(uint64_t ms)
 {
     run_until(NULL, NULL, ms);
@@ -350,13 +379,13 @@ START_TEST(cold_boot_to_sync)
     ck_assert_ptr_null(st.reason);
     kraken_plan_status_clear(&st);
     /* The engine started the services it needed (Cfg RUN, module reported RUN). */
-    ck_assert_uint_ge(sim_started(fx.sim), 2);
+    ck_assert_uint_ge(kraken_sim_started(fx.sim), 2);
     ck_assert_str_eq(value_text(KRAKEN_CFG, &fx.self, "/Services/power/State"), "RUN");
     ck_assert_str_eq(dsc(&fx.self, "/Services/power/State"), "RUN");
     ck_assert_str_eq(dsc(&fx.self, "/Services/sync/State"), "RUN");
     ck_assert_uint_gt(fx.n_service_events, 0);
     ck_assert_uint_gt(fx.n_state_changes, 0);
-    ck_assert_uint_eq(sim_pending(fx.sim), 0);
+    ck_assert_uint_eq(kraken_sim_pending(fx.sim), 0);
     /* The self node: running, and a root is in sync. */
     ck_assert_str_eq(dsc(&fx.self, "/PhysState"), "POWER_ON");
     ck_assert_str_eq(dsc(&fx.self, "/RunState"), "SYNC");
@@ -396,7 +425,7 @@ START_TEST(converged_dispatches_nothing)
     kraken_node_free(n);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
     run_for(20);
-    ck_assert_uint_eq(sim_dispatched(fx.sim, NULL), 0);
+    ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, NULL), 0);
     ck_assert_str_eq(status_steps(&id, NULL), "");
 }
 END_TEST
@@ -410,7 +439,7 @@ START_TEST(restart_keeps_running_nodes)
     ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &a, "/RunState", "SYNC"), 0);
     /* PhysState unknown, RunState SYNC (the child phoned home first): UKtoOFF finds POWER_ON. */
     kraken_uuid b = add_node(1);
-    ck_assert_int_eq(sim_inject(fx.sim, &b, "UKtoOFF", SIM_FAULT_REPORT, 0, "POWER_ON"), 0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &b, "UKtoOFF", KRAKEN_SIM_REPORT, 0, "POWER_ON"), 0);
     ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &b, "/RunState", "SYNC"), 0);
     kraken_uuid both[2] = {a, b};
     ck_assert(wait_state(both, 2, KRAKEN_PLAN_CONVERGED));
@@ -429,10 +458,10 @@ START_TEST(hang_recovery)
     kraken_engine_options o = test_options();
     o.backoff_initial_ms = 400;
     o.backoff_max_ms = 800;
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     restart(&o, &so);
     kraken_uuid id = add_node(0);
-    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_HANG, 1, NULL), 0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_HANG, 1, NULL), 0);
     ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
     ck_assert_str_eq(dsc(&id, "/PhysState"), "PHYS_HANG"); /* fail_to, recorded by the engine */
     kraken_plan_status st;
@@ -446,7 +475,7 @@ START_TEST(hang_recovery)
     ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON I:OFFtoON M:HANGtoOFF D:HANGtoOFF "
                                  "M:OFFtoON D:OFFtoON M:NONEtoWAIT D:NONEtoWAIT M:WAITtoINIT "
                                  "D:WAITtoINIT M:INITtoSYNC D:INITtoSYNC");
-    ck_assert_uint_eq(sim_interrupted(fx.sim), 1);
+    ck_assert_uint_eq(kraken_sim_interrupted(fx.sim), 1);
     ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
     ck_assert_uint_eq(st.failures, 0);
     kraken_plan_status_clear(&st);
@@ -457,7 +486,7 @@ END_TEST
 START_TEST(hang_loop_gets_stuck)
 {
     kraken_uuid id = add_node(0);
-    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_HANG, 0, NULL), 0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_HANG, 0, NULL), 0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
     ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", &id), 4);
     ck_assert_uint_eq(count_events(KRAKEN_MUTATION_DONE, "HANGtoOFF", &id), 3);
@@ -467,7 +496,7 @@ END_TEST
 START_TEST(failure_backoff_and_stuck)
 {
     kraken_uuid id = add_node(0);
-    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_FAIL, 0, NULL), 0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_FAIL, 0, NULL), 0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
     /* max_failures = 4, back-off 5, 10, 20 ms between the tries. */
     ck_assert_uint_eq(count_events(KRAKEN_MUTATION_FAILED, "OFFtoON", &id), 4);
@@ -480,10 +509,10 @@ START_TEST(failure_backoff_and_stuck)
             gaps[k++] = fx.log[i].at_ms - prev;
         prev = fx.log[i].at_ms;
     }
-    ck_assert_uint_eq(k, 3);
-    ck_assert_uint_ge(gaps[0], 4);
-    ck_assert_uint_ge(gaps[1], 9);
-    ck_assert_uint_ge(gaps[2], 19);
+    ck_assert_uint_eq(k, 3); /* exact: the clock only moves from deadline to deadline */
+    ck_assert_uint_eq(gaps[0], 5);
+    ck_assert_uint_eq(gaps[1], 10);
+    ck_assert_uint_eq(gaps[2], 20);
     kraken_plan_status st;
     ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
     ck_assert_uint_eq(st.failures, 4);
@@ -492,12 +521,12 @@ START_TEST(failure_backoff_and_stuck)
     kraken_plan_status_clear(&st);
     /* No fail_to for a reported failure; stuck means nothing more is tried. */
     ck_assert_str_eq(dsc(&id, "/PhysState"), "POWER_OFF");
-    unsigned dispatched = sim_dispatched(fx.sim, "OFFtoON");
+    unsigned dispatched = kraken_sim_dispatched(fx.sim, "OFFtoON");
     run_for(60);
-    ck_assert_uint_eq(sim_dispatched(fx.sim, "OFFtoON"), dispatched);
+    ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), dispatched);
     ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_STUCK);
     /* The operator resets it once the fault is gone. */
-    sim_clear_faults(fx.sim);
+    kraken_sim_clear_faults(fx.sim);
     ck_assert_int_eq(kraken_engine_reset_node(fx.engine, &id), 0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
     ck_assert_str_eq(dsc(&id, "/RunState"), "SYNC");
@@ -507,9 +536,9 @@ END_TEST
 START_TEST(stuck_cleared_by_cfg_change)
 {
     kraken_uuid id = add_node(0);
-    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_FAIL, 0, NULL), 0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_FAIL, 0, NULL), 0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
-    sim_clear_faults(fx.sim);
+    kraken_sim_clear_faults(fx.sim);
     set_cfg(&id, "/Nodename", "renamed");
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
     kraken_plan_status st;
@@ -527,10 +556,10 @@ START_TEST(contradicting_report_is_a_failure)
     kraken_engine_options o = test_options();
     o.backoff_initial_ms = 400;
     o.backoff_max_ms = 800;
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     restart(&o, &so);
     kraken_uuid id = add_node(0);
-    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_REPORT, 1, "PHYS_ERROR"), 0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_REPORT, 1, "PHYS_ERROR"), 0);
     ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
     ck_assert_uint_eq(node_state(&id), KRAKEN_PLAN_BACKOFF);
     kraken_plan_status st;
@@ -562,7 +591,7 @@ END_TEST
 START_TEST(recreate_mid_chain)
 {
     kraken_engine_options o = test_options();
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     so.delay_ms = 15;
     o.timeout_scale = 0.02;
     restart(&o, &so);
@@ -590,7 +619,7 @@ START_TEST(no_path_retry_timer)
     for (int retry = 0; retry <= 1; retry++) {
         kraken_engine_options o = test_options();
         o.no_path_retry_ms = retry ? 5 : 0;
-        sim_options so = SIM_OPTIONS_INIT;
+        kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
         restart(&o, &so);
         kraken_uuid id = add_node_with(0, "vbox", NULL, SELF);
         set_cfg(&id, "/PhysState", "POWER_OFF");
@@ -609,7 +638,7 @@ END_TEST
 START_TEST(cfg_change_mid_chain)
 {
     kraken_engine_options o = test_options();
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     so.delay_ms = 15;
     o.timeout_scale = 0.02; /* 200 ms: the 15 ms answers always come first */
     restart(&o, &so);
@@ -620,16 +649,16 @@ START_TEST(cfg_change_mid_chain)
     set_cfg(&id, "/PhysState", "POWER_OFF");
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
     ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON I:OFFtoON");
-    ck_assert_uint_eq(sim_interrupted(fx.sim), 1);
+    ck_assert_uint_eq(kraken_sim_interrupted(fx.sim), 1);
     run_for(30); /* the cancelled answer never comes */
     ck_assert_str_eq(dsc(&id, "/PhysState"), "POWER_OFF");
-    ck_assert_uint_eq(sim_pending(fx.sim), 0);
+    ck_assert_uint_eq(kraken_sim_pending(fx.sim), 0);
     /* An irrelevant Cfg change while a step runs does not interrupt it. */
     set_cfg(&id, "/PhysState", "POWER_ON");
     ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "OFFtoON", 2));
     set_cfg(&id, "/Nodename", "other");
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
-    ck_assert_uint_eq(sim_interrupted(fx.sim), 1);
+    ck_assert_uint_eq(kraken_sim_interrupted(fx.sim), 1);
     ck_assert_str_eq(dsc(&id, "/PhysState"), "POWER_ON");
 }
 END_TEST
@@ -637,7 +666,7 @@ END_TEST
 START_TEST(delete_mid_chain)
 {
     kraken_engine_options o = test_options();
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     so.delay_ms = 15;
     o.timeout_scale = 0.02; /* 200 ms: the 15 ms answers always come first */
     restart(&o, &so);
@@ -649,7 +678,7 @@ START_TEST(delete_mid_chain)
     kraken_plan_status st;
     ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), KRAKEN_ENOTFOUND);
     ck_assert(wait_state(&other, 1, KRAKEN_PLAN_CONVERGED));
-    ck_assert_uint_eq(sim_interrupted(fx.sim), 1);
+    ck_assert_uint_eq(kraken_sim_interrupted(fx.sim), 1);
 }
 END_TEST
 
@@ -668,7 +697,7 @@ START_TEST(freeze_and_thaw)
     ck_assert(wait_state(ids, 3, KRAKEN_PLAN_CONVERGED));
 
     /* Frozen with a step in flight: its timer does not run until the thaw. */
-    ck_assert_int_eq(sim_inject(fx.sim, &ids[0], "ONtoOFF", SIM_FAULT_HANG, 1, NULL), 0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &ids[0], "ONtoOFF", KRAKEN_SIM_HANG, 1, NULL), 0);
     set_cfg(&ids[0], "/RunState", "UNKNOWN");
     set_cfg(&ids[0], "/PhysState", "POWER_OFF");
     ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "ONtoOFF", 1));
@@ -694,7 +723,7 @@ START_TEST(no_path_then_fixed)
     ck_assert_ptr_nonnull(strstr(st.reason, "no path"));
     ck_assert_uint_eq(st.n_steps, 0);
     kraken_plan_status_clear(&st);
-    ck_assert_uint_eq(sim_dispatched(fx.sim, NULL), 0);
+    ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, NULL), 0);
     set_cfg(&id, "/Platform", "sim");
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
     ck_assert_str_eq(dsc(&id, "/RunState"), "SYNC");
@@ -718,7 +747,7 @@ START_TEST(passive_follows_discoveries)
     status_steps(&id, &current);
     ck_assert_uint_eq(current, 1);
     ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_PASSIVE);
-    ck_assert_uint_eq(sim_dispatched(fx.sim, NULL), 0);
+    ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, NULL), 0);
 }
 END_TEST
 
@@ -729,7 +758,7 @@ START_TEST(service_start_timeout)
     kraken_engine_options o = test_options();
     o.service_start_ms = 10;
     o.max_failures = 2;
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     so.never_start = true;
     restart(&o, &so);
     kraken_uuid id = add_node(0);
@@ -738,8 +767,8 @@ START_TEST(service_start_timeout)
     ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
     ck_assert_ptr_nonnull(strstr(st.reason, "did not reach RUN"));
     kraken_plan_status_clear(&st);
-    ck_assert_uint_eq(sim_dispatched(fx.sim, NULL), 0);
-    ck_assert_uint_eq(sim_started(fx.sim), 1);
+    ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, NULL), 0);
+    ck_assert_uint_eq(kraken_sim_started(fx.sim), 1);
     ck_assert_str_eq(value_text(KRAKEN_CFG, &fx.self, "/Services/power/State"), "RUN");
     ck_assert_str_eq(dsc(&fx.self, "/Services/power/State"), "INIT");
 }
@@ -833,10 +862,10 @@ END_TEST
 START_TEST(remove_service_mid_step)
 {
     kraken_uuid id = add_node(0);
-    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_HANG, 0, NULL), 0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_HANG, 0, NULL), 0);
     ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "OFFtoON", 1));
     size_t before = kraken_mutation_set_count(kraken_engine_mutations(fx.engine));
-    sim_free(fx.sim); /* removes "power" and "pxe" */
+    kraken_sim_free(fx.sim); /* removes "power" and "pxe" */
     fx.sim = NULL;
     ck_assert_uint_eq(kraken_mutation_set_count(kraken_engine_mutations(fx.engine)), before - 6);
     ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", 1));
@@ -910,10 +939,13 @@ START_TEST(service_fail_checks)
     kraken_uuid id = add_node_with(0, "vbox", "SYNC", SELF);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_NO_PATH));
     kraken_service *power = kraken_engine_find_service(fx.engine, "power");
-    ck_assert_int_eq(kraken_service_fail(power, &id, "OFFtoON", "x"), KRAKEN_ESTATE);
+    ck_assert_int_eq(kraken_service_fail(power, &id, 1, "x"), KRAKEN_ESTATE);
+    ck_assert_str_eq(kraken_error_last(), "service_fail: request 1 of service 'power' on node "
+                                          "00000000-0000-4000-8000-000000000001 is not in flight "
+                                          "(a late answer?)");
     kraken_uuid nobody = node_id(77);
-    ck_assert_int_eq(kraken_service_fail(power, &nobody, "OFFtoON", "x"), KRAKEN_ENOTFOUND);
-    ck_assert_int_eq(kraken_service_fail(power, &id, NULL, "x"), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_fail(power, &nobody, 1, "x"), KRAKEN_ENOTFOUND);
+    ck_assert_int_eq(kraken_service_fail(power, NULL, 1, "x"), KRAKEN_EINVAL);
     ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_NO_PATH);
     ck_assert_uint_eq(count_events(KRAKEN_MUTATION_FAILED, NULL, NULL), 0);
 }
@@ -944,15 +976,12 @@ START_TEST(thousand_nodes_converge)
     enum { N = 1000 };
     kraken_uuid *ids = malloc(N * sizeof *ids);
     ck_assert_ptr_nonnull(ids);
-    uint64_t t0 = mono_ms();
     for (unsigned i = 0; i < N; i++)
         ids[i] = add_node(i);
     ck_assert(wait_state(ids, N, KRAKEN_PLAN_CONVERGED));
-    uint64_t elapsed = mono_ms() - t0;
     for (unsigned i = 0; i < N; i += 97)
         ck_assert_str_eq(dsc(&ids[i], "/RunState"), "SYNC");
-    ck_assert_uint_eq(sim_dispatched(fx.sim, NULL), 5 * N);
-    ck_assert_uint_lt(elapsed, 3000);
+    ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, NULL), 5 * N);
     free(ids);
 }
 END_TEST
@@ -1149,11 +1178,11 @@ static void replace_node_on_interrupt(kraken_service *service, const kraken_muta
 START_TEST(interrupt_callback_replaces_node)
 {
     kraken_engine_options o = test_options();
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     so.delay_ms = 15;
     o.timeout_scale = 0.02;
     restart(&o, &so);
-    sim_on_interrupt(fx.sim, replace_node_on_interrupt, NULL);
+    kraken_sim_on_interrupt(fx.sim, replace_node_on_interrupt, NULL);
     kraken_uuid id = add_node(0);
     ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "NONEtoWAIT", 1));
     /* The new plan starts with another step: NONEtoWAIT is interrupted, ONtoOFF starts. */
@@ -1187,12 +1216,12 @@ static void recreate_on_interrupt(kraken_service *service, const kraken_mutation
 START_TEST(interrupt_callback_recreates_node)
 {
     kraken_engine_options o = test_options();
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     so.delay_ms = 15;
     o.timeout_scale = 0.02;
     restart(&o, &so);
     int left = 1;
-    sim_on_interrupt(fx.sim, recreate_on_interrupt, &left);
+    kraken_sim_on_interrupt(fx.sim, recreate_on_interrupt, &left);
     kraken_uuid id = add_node(0);
     ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "OFFtoON", 1));
     ck_assert_int_eq(kraken_store_delete(fx.store, &id), 0);
@@ -1210,11 +1239,11 @@ START_TEST(cfg_change_clears_failures)
     o.max_failures = 2;
     o.backoff_initial_ms = 150; /* the back-off is still on when the test looks */
     o.backoff_max_ms = 300;
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     restart(&o, &so);
     kraken_uuid id = add_node(0);
-    ck_assert_int_eq(sim_inject(fx.sim, &id, "OFFtoON", SIM_FAULT_HANG, 1, NULL), 0);
-    ck_assert_int_eq(sim_inject(fx.sim, &id, "HANGtoOFF", SIM_FAULT_HANG, 1, NULL), 0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_HANG, 1, NULL), 0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "HANGtoOFF", KRAKEN_SIM_HANG, 1, NULL), 0);
     ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "HANGtoOFF", 1)); /* after failure 1 */
     set_cfg(&id, "/Nodename", "renamed");
     ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "HANGtoOFF", 1));
@@ -1264,6 +1293,7 @@ typedef struct probe {
 
 static void probe_free_engine(probe *p)
 {
+    fx.other = NULL;
     kraken_engine_free(p->engine);
     p->engine = NULL;
     p->freed = true;
@@ -1332,6 +1362,7 @@ START_TEST(engine_freed_from_callback)
     kraken_store *store;
     ck_assert_int_eq(kraken_store_new(&store), 0);
     ck_assert_int_eq(kraken_engine_new(&p.engine, fx.base, store, &o), 0);
+    fx.other = p.engine;
     kraken_service_ops ops = {.start = probe_start, .mutate = probe_mutate,
                               .interrupt = probe_interrupt};
     ck_assert_int_eq(kraken_engine_add_service(p.engine, "probe", "probe", &ops, &p,
@@ -1439,8 +1470,9 @@ START_TEST(null_arguments)
     ck_assert_int_eq(kraken_service_discover_named(power, &id, NULL, "X"), KRAKEN_EINVAL);
     ck_assert_str_eq(dsc(&id, "/PhysState"), "");
     ck_assert_int_eq(kraken_service_set_state(NULL, KRAKEN_SERVICE_RUN, NULL), KRAKEN_EINVAL);
-    ck_assert_int_eq(kraken_service_fail(NULL, &id, "OFFtoON", "x"), KRAKEN_EINVAL);
-    ck_assert_int_eq(kraken_service_fail(power, NULL, "OFFtoON", "x"), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_fail(NULL, &id, 1, "x"), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_fail(power, NULL, 1, "x"), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_service_report_text(power, &id, 1, "/PhysState", NULL), KRAKEN_EINVAL);
     kraken_plan_status st;
     ck_assert_int_eq(kraken_engine_node_status(NULL, &id, &st), KRAKEN_EINVAL);
     ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, NULL), KRAKEN_EINVAL);
