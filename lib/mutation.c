@@ -787,6 +787,15 @@ bool kraken__mutation_done(const kraken_mutation *m, const kraken_node *dsc)
 
 /* ---- the planner's view of a node --------------------------------------------- */
 
+/* The value at a URL, NONE when absent (an extension the node lacks is "unknown"). */
+static int read_value(const kraken_murl *u, const kraken_node *node, kraken_value *out)
+{
+    *out = (kraken_value)KRAKEN_VALUE_INIT;
+    if (!kraken__url_peek(u->url, node))
+        return 0;
+    return kraken__url_get(u->url, node, out);
+}
+
 int kraken_mutation_set_diff(kraken_mutation_set *set, const kraken_node *cfg,
                              const kraken_node *dsc, kraken_change **out, size_t *n)
 {
@@ -805,9 +814,9 @@ int kraken_mutation_set_diff(kraken_mutation_set *set, const kraken_node *cfg,
         if (!u->n_mutating)
             continue;
         kraken_value goal = KRAKEN_VALUE_INIT, now = KRAKEN_VALUE_INIT;
-        rc = kraken__url_get(u->url, cfg, &goal);
+        rc = read_value(u, cfg, &goal);
         if (rc == 0)
-            rc = kraken__url_get(u->url, dsc, &now);
+            rc = read_value(u, dsc, &now);
         bool differs = rc == 0 && !kraken_value_is_zero(&goal) && !kraken_value_equal(&goal, &now);
         kraken_change *grown = differs ? realloc(v, (count + 1) * sizeof *v) : v;
         char *url = differs && grown ? strdup(u->text) : NULL;

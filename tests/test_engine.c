@@ -1488,6 +1488,491 @@ START_TEST(null_arguments)
 }
 END_TEST
 
+/* ---- clock, requests, overrides, busy (issue 7) ------------------------------------------ */
+
+/* The OFFtoON MUTATE times of a node, in clock ms. */
+static size_t mutate_times(const char *mutation, uint64_t *at, size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < fx.n_log && k < max; i++)
+        if (fx.log[i].kind == KRAKEN_MUTATION_MUTATE && !strcmp(fx.log[i].mutation, mutation))
+            at[k++] = fx.log[i].at_ms;
+    return k;
+}
+
+/* Back-off doubles exactly, stops at the cap, and the node is stuck after exactly max_failures. */
+START_TEST(backoff_doubles_to_cap_then_stuck)
+{
+    kraken_engine_options o = test_options();
+    o.backoff_initial_ms = 1000;
+    o.backoff_max_ms = 4000;
+    o.max_failures = 6;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
+    restart(&o, &so);
+    kraken_uuid id = add_node(0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_FAIL, 0, NULL), 0);
+    /* After failure k the node backs off; one ms before the deadline nothing has happened. */
+    for (unsigned k = 1; k <= 5; k++) {
+        event_wait w = {KRAKEN_MUTATION_FAILED, "OFFtoON", k};
+        ck_assert(run_until(event_seen, &w, DEADLINE_MS * 10));
+        kraken_plan_status st;
+        ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+        ck_assert_int_eq(st.state, KRAKEN_PLAN_BACKOFF);
+        ck_assert_uint_eq(st.failures, k);
+        kraken_plan_status_clear(&st);
+        uint64_t delay = k == 1 ? 1000 : k == 2 ? 2000 : 4000;
+        run_for(delay - 1);
+        ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), k);
+        run_for(1);
+        ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), k + 1);
+    }
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_FAILED, "OFFtoON", &id), 6);
+    uint64_t at[8];
+    ck_assert_uint_eq(mutate_times("OFFtoON", at, 8), 6);
+    const uint64_t gaps[5] = {1000, 2000, 4000, 4000, 4000};
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_uint_eq(at[i + 1] - at[i], gaps[i]);
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_uint_eq(st.failures, 6);
+    ck_assert_str_eq(st.reason, "stuck after 6 failures in a row: power/OFFtoON failed: sim: "
+                                "injected failure");
+    kraken_plan_status_clear(&st);
+    run_for(3600 * 1000); /* an hour: stuck means nothing more is tried */
+    ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), 6);
+}
+END_TEST
+
+/* A stuck node whose Dsc comes to match its Cfg (someone fixed it by hand) leaves STUCK. */
+START_TEST(stuck_leaves_when_dsc_matches)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_FAIL, 0, NULL), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
+    /* Powered on by hand: still steps to go, still stuck. */
+    kraken_service *power = kraken_engine_find_service(fx.engine, "power");
+    ck_assert_int_eq(kraken_service_discover_text(power, &id, "/PhysState", "POWER_ON"), 0);
+    run_for(10);
+    ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_STUCK);
+    /* Booted by hand: Dsc matches Cfg. */
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &id, PXE_STATE, "INIT"), 0);
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &id, "/RunState", "SYNC"), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    ck_assert_uint_eq(st.failures, 0);
+    ck_assert_ptr_null(st.reason);
+    kraken_plan_status_clear(&st);
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_MUTATE, "NONEtoWAIT", &id), 0);
+}
+END_TEST
+
+/* Module timers run on the engine's clock: in deadline order, only when it moves. */
+static char timer_trace[64];
+static void timer_mark(kraken_timer *t, void *arg)
+{
+    (void)t;
+    size_t len = strlen(timer_trace);
+    timer_trace[len] = *(const char *)arg;
+    timer_trace[len + 1] = '\0';
+}
+
+static void timer_self_free(kraken_timer *t, void *arg)
+{
+    timer_mark(t, arg);
+    kraken_timer_free(t);
+}
+
+START_TEST(module_timers_on_engine_clock)
+{
+    timer_trace[0] = '\0';
+    kraken_timer *a, *b, *c, *d;
+    ck_assert_int_eq(kraken_timer_new(&a, fx.engine, timer_mark, "a"), 0);
+    ck_assert_int_eq(kraken_timer_new(&b, fx.engine, timer_mark, "b"), 0);
+    ck_assert_int_eq(kraken_timer_new(&c, fx.engine, timer_self_free, "c"), 0);
+    ck_assert_int_eq(kraken_timer_new(&d, fx.engine, timer_mark, "d"), 0);
+    ck_assert_uint_eq(kraken_engine_now_ms(fx.engine), fx.now);
+    ck_assert_int_eq(kraken_timer_arm(a, 300), 0);
+    ck_assert_int_eq(kraken_timer_arm(b, 100), 0);
+    ck_assert_int_eq(kraken_timer_arm(c, 100), 0); /* same deadline as b: armed later, fires later */
+    ck_assert_int_eq(kraken_timer_arm(d, 200), 0);
+    kraken_timer_cancel(d);
+    ck_assert(!kraken_timer_armed(d));
+    ck_assert(kraken_timer_armed(a));
+    settle();
+    ck_assert_str_eq(timer_trace, ""); /* the clock did not move: nothing is due */
+    fx.now += 100;
+    settle();
+    ck_assert_str_eq(timer_trace, ""); /* moved, but the engine was not told */
+    ck_assert_int_eq(kraken_engine_clock_moved(fx.engine), 0);
+    ck_assert_str_eq(timer_trace, ""); /* fired from the loop, never from the call */
+    settle();
+    ck_assert_str_eq(timer_trace, "bc");
+    run_for(1000);
+    ck_assert_str_eq(timer_trace, "bca");
+    ck_assert(!kraken_timer_armed(a));
+    /* A timer outlives its engine as a harmless handle. */
+    ck_assert_int_eq(kraken_timer_arm(a, 5), 0);
+    kraken_sim_free(fx.sim);
+    fx.sim = NULL;
+    kraken_subscription_cancel(fx.sub);
+    fx.sub = NULL;
+    kraken_engine_free(fx.engine);
+    fx.engine = NULL;
+    ck_assert(!kraken_timer_armed(a));
+    ck_assert_int_eq(kraken_timer_arm(a, 5), KRAKEN_ESTATE);
+    ck_assert_str_eq(kraken_error_last(), "timer_arm: the timer's engine is gone");
+    kraken_timer_free(a);
+    kraken_timer_free(b);
+    kraken_timer_free(d);
+    kraken_timer_free(NULL);
+    ck_assert_int_eq(kraken_engine_clock_moved(NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_timer_new(&a, NULL, timer_mark, "a"), KRAKEN_EINVAL);
+    ck_assert_ptr_null(a);
+}
+END_TEST
+
+/* A module that keeps its requests and answers when the test says. */
+typedef struct lab {
+    kraken_service *service;
+    kraken_mutation_request last;     /* id, names; cfg/dsc not kept */
+    uint64_t ids[8];
+    size_t n_mutates, n_interrupts;
+    uint64_t interrupted_id;
+    char mutates_text[128];
+    char cfg_arch[32], dsc_arch[32], dsc_name_after_write[32];
+    bool copies;                      /* cfg/dsc were not the stored nodes */
+} lab;
+
+static lab the_lab;
+
+static void lab_mutate(kraken_service *s, const kraken_mutation_request *r, void *u)
+{
+    (void)s;
+    lab *l = u;
+    if (l->n_mutates < 8)
+        l->ids[l->n_mutates] = r->id;
+    l->n_mutates++;
+    l->last = *r;
+    l->last.cfg = l->last.dsc = NULL;
+    snprintf(l->mutates_text, sizeof l->mutates_text, "%zu %s '%s'->'%s'", r->n_mutates,
+             r->mutates[0].url, r->mutates[0].from, r->mutates[0].to);
+    l->copies = r->cfg != kraken__store_peek(fx.store, KRAKEN_CFG, &r->node_id) &&
+                r->dsc != kraken__store_peek(fx.store, KRAKEN_DSC, &r->node_id);
+    char *v = NULL;
+    ck_assert_int_eq(kraken_node_get_text(r->cfg, "/Arch", &v), 0);
+    snprintf(l->cfg_arch, sizeof l->cfg_arch, "%s", v);
+    free(v);
+    ck_assert_int_eq(kraken_node_get_text(r->dsc, "/Arch", &v), 0);
+    snprintf(l->dsc_arch, sizeof l->dsc_arch, "%s", v);
+    free(v);
+    /* Writing to the store from the callback leaves the request's copies intact. */
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &r->node_id, "/Nodename", "w"), 0);
+    ck_assert_int_eq(kraken_node_get_text(r->dsc, "/Nodename", &v), 0);
+    snprintf(l->dsc_name_after_write, sizeof l->dsc_name_after_write, "%s", v);
+    free(v);
+}
+
+static void lab_interrupt(kraken_service *s, const kraken_mutation_request *r, void *u)
+{
+    (void)s;
+    lab *l = u;
+    l->n_interrupts++;
+    l->interrupted_id = r->id;
+}
+
+static void lab_start(kraken_service *s, void *u)
+{
+    (void)u;
+    kraken_service_set_state(s, KRAKEN_SERVICE_RUN, NULL);
+}
+
+static bool lab_mutated(void *arg)
+{
+    return the_lab.n_mutates >= *(const size_t *)arg;
+}
+
+/* "lab" owns /Arch "" -> amd64 (no declare_discoverable: declaring the mutation is enough). */
+static kraken_uuid lab_setup(uint32_t timeout_ms)
+{
+    static const kraken_mutate set_arch[] = {{"/arch", NULL, "amd64"}};
+    kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(.id = "SETarch",
+                                                       KRAKEN_DECL_MUTATES(set_arch),
+                                                       .context = KRAKEN_CONTEXT_ALL,
+                                                       .timeout_ms = timeout_ms);
+    memset(&the_lab, 0, sizeof the_lab);
+    kraken_service_ops ops = {.start = lab_start, .mutate = lab_mutate,
+                              .interrupt = lab_interrupt};
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "lab", "lab", &ops, &the_lab, NULL,
+                                               &the_lab.service),
+                     0);
+    ck_assert_int_eq(kraken_service_declare_mutation(the_lab.service, &d), 0);
+    kraken_uuid id = add_node_with(0, "vbox", NULL, SELF);
+    set_cfg(&id, "/Arch", "amd64");
+    return id;
+}
+
+/* Requests carry an id, the URL list and copies; a late answer is refused and changes nothing. */
+START_TEST(request_ids_and_late_answers)
+{
+    kraken_engine_options o = test_options();
+    o.timeout_scale = 1.0;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
+    restart(&o, &so);
+    kraken_uuid id = lab_setup(1000);
+    size_t want = 1;
+    ck_assert(run_until(lab_mutated, &want, DEADLINE_MS));
+    ck_assert_uint_gt(the_lab.ids[0], 0);
+    ck_assert_str_eq(the_lab.last.service_id, "lab");
+    ck_assert_str_eq(the_lab.mutates_text, "1 /Arch ''->'amd64'");
+    ck_assert(the_lab.copies);
+    ck_assert_str_eq(the_lab.cfg_arch, "amd64");
+    ck_assert_str_eq(the_lab.dsc_arch, "");
+    ck_assert_str_eq(the_lab.dsc_name_after_write, "");
+    /* No answer: the step times out after exactly 1000 ms, the interrupt names the request. */
+    uint64_t dispatched_at = fx.now;
+    ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "SETarch", 1));
+    ck_assert_uint_eq(fx.now - dispatched_at, 1000);
+    ck_assert_uint_eq(the_lab.interrupted_id, the_lab.ids[0]);
+    want = 2;
+    ck_assert(run_until(lab_mutated, &want, DEADLINE_MS));
+    uint64_t old = the_lab.ids[0], cur = the_lab.ids[1];
+    ck_assert_uint_gt(cur, old);
+    /* The answer to the first dispatch arrives now: refused, nothing changes. */
+    size_t discoveries = fx.n_discoveries;
+    ck_assert_int_eq(kraken_service_report_text(the_lab.service, &id, old, "/Arch", "amd64"),
+                     KRAKEN_ESTATE);
+    char want_msg[256];
+    snprintf(want_msg, sizeof want_msg,
+             "service_report_text: request %llu of service 'lab' on node "
+             "00000000-0000-4000-8000-000000000001 is not in flight (a late answer? request %llu "
+             "lab/SETarch is)",
+             (unsigned long long)old, (unsigned long long)cur);
+    ck_assert_str_eq(kraken_error_last(), want_msg);
+    ck_assert_int_eq(kraken_service_fail(the_lab.service, &id, old, "late"), KRAKEN_ESTATE);
+    settle();
+    ck_assert_str_eq(dsc(&id, "/Arch"), "");
+    ck_assert_uint_eq(fx.n_discoveries, discoveries);
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_FAILED, NULL, NULL), 0);
+    /* The answer to the step in flight lands. */
+    ck_assert_int_eq(kraken_service_report_text(the_lab.service, &id, cur, "/Arch", "amd64"), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(dsc(&id, "/Arch"), "amd64");
+    /* Answered: the same id is late now too. */
+    ck_assert_int_eq(kraken_service_fail(the_lab.service, &id, cur, "late"), KRAKEN_ESTATE);
+    /* Declaring the mutation made /Arch the service's to discover (and the parent's to own). */
+    char **urls = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(kraken__engine_discoverable_urls(fx.engine, &urls, &n), 0);
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        found |= !strcmp(urls[i], "/Arch");
+        free(urls[i]);
+    }
+    free(urls);
+    ck_assert(found);
+}
+END_TEST
+
+/* Disable and timeout overrides, set before the mutation is declared; listing and lookup. */
+START_TEST(mutation_overrides)
+{
+    kraken_engine_options o = test_options();
+    o.timeout_scale = 1.0;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
+    restart(&o, &so);
+    kraken_sim_free(fx.sim); /* declared again below, after the overrides */
+    fx.sim = NULL;
+    ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "power", "OFFtoON", true), 0);
+    ck_assert_int_eq(kraken_engine_mutation_set_timeout(fx.engine, "power", "UKtoOFF", 2500), 0);
+    ck_assert_int_eq(kraken_sim_new(&fx.sim, fx.engine, &so), 0);
+    kraken_mutation_info info;
+    kraken_mutation_set *set = kraken_engine_mutations(fx.engine);
+    ck_assert_int_eq(kraken_mutation_set_lookup(set, "power", "OFFtoON", &info), 0);
+    ck_assert(info.disabled);
+    ck_assert_str_eq(info.service_id, "power");
+    ck_assert_str_eq(info.mutation_id, "OFFtoON");
+    ck_assert_uint_eq(info.n_mutates, 1);
+    ck_assert_str_eq(info.mutates[0].url, "/PhysState");
+    ck_assert_str_eq(info.mutates[0].from, "POWER_OFF");
+    ck_assert_str_eq(info.mutates[0].to, "POWER_ON");
+    ck_assert_uint_eq(info.n_requires, 1);
+    ck_assert_str_eq(info.requires[0].url, "/Platform");
+    ck_assert_str_eq(info.requires[0].value, "sim");
+    ck_assert_str_eq(info.fail_to.url, "/PhysState");
+    ck_assert_str_eq(info.fail_to.value, "PHYS_HANG");
+    ck_assert_int_eq(info.context, KRAKEN_CONTEXT_CHILD);
+    ck_assert_uint_eq(info.timeout_ms, 10000);
+    kraken_mutation_info_clear(&info);
+    ck_assert_ptr_null(info.service_id);
+    ck_assert_int_eq(kraken_mutation_set_lookup(set, "power", "UKtoOFF", &info), 0);
+    ck_assert(!info.disabled);
+    ck_assert_uint_eq(info.timeout_ms, 2500);
+    ck_assert_uint_eq(info.declared_timeout_ms, 10000);
+    ck_assert_str_eq(info.mutates[0].from, "PHYS_UNKNOWN");
+    kraken_mutation_info_clear(&info);
+    ck_assert_int_eq(kraken_mutation_set_lookup(set, "power", "NOPE", &info), KRAKEN_ENOTFOUND);
+    ck_assert_str_eq(kraken_error_last(), "mutation_set_lookup: no mutation power/NOPE");
+    kraken_mutation_info *all;
+    size_t n;
+    ck_assert_int_eq(kraken_mutation_set_list(set, &all, &n), 0);
+    ck_assert_uint_eq(n, 7);
+    char names[256] = "";
+    for (size_t i = 0; i < n; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s/%s", i ? " " : "",
+                 all[i].service_id, all[i].mutation_id);
+    ck_assert_str_eq(names, "power/HANGtoOFF power/OFFtoON power/ONtoOFF power/UKtoOFF "
+                            "pxe/NONEtoWAIT pxe/WAITtoINIT sync/INITtoSYNC");
+    kraken_mutation_infos_free(all, n);
+    /* UKtoOFF hangs: it times out after 2500 ms, not 10 s. */
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "UKtoOFF", KRAKEN_SIM_HANG, 1, NULL), 0);
+    kraken_uuid off = add_node_with(1, "sim", NULL, SELF);
+    set_cfg(&off, "/PhysState", "POWER_OFF");
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "UKtoOFF", 1));
+    uint64_t t0 = fx.now;
+    ck_assert(wait_event(KRAKEN_MUTATION_INTERRUPT, "UKtoOFF", 1));
+    ck_assert_uint_eq(fx.now - t0, 2500);
+    /* OFFtoON disabled: no way to power a node on. */
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_NO_PATH));
+    ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), 0);
+    /* Enabled again: the node replans at once and converges. */
+    ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "power", "OFFtoON", false), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), 1);
+    /* Misuse. */
+    ck_assert_int_eq(kraken_engine_mutation_disable(NULL, "power", "OFFtoON", true), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "", "OFFtoON", true),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "engine_mutation_disable: mutation_set_disable: set, "
+                                          "service id and mutation id are required");
+    ck_assert_int_eq(kraken_engine_mutation_set_timeout(fx.engine, "power", NULL, 5),
+                     KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_mutation_set_list(NULL, &all, &n), KRAKEN_EINVAL);
+    kraken_mutation_info_clear(NULL);
+    kraken_mutation_infos_free(NULL, 0);
+}
+END_TEST
+
+/* /Busy = BUSY (Cfg or Dsc): no plan, no mutation, the step in flight is interrupted. */
+START_TEST(busy_nodes)
+{
+    kraken_uuid id = add_node(0);
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_HANG, 1, NULL), 0);
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "OFFtoON", 1));
+    /* A scheduler takes the node (Dsc). */
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &id, "/Busy", "BUSY"), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_BUSY));
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", &id), 1);
+    ck_assert_str_eq(kraken_plan_state_name(KRAKEN_PLAN_BUSY), "BUSY");
+    ck_assert_str_eq(status_steps(&id, NULL), "");
+    size_t events = fx.n_log;
+    run_for(3600 * 1000); /* no timeout, no retry, nothing */
+    ck_assert_uint_eq(fx.n_log, events);
+    ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_BUSY);
+    /* Handed back: the engine takes over again. */
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &id, "/Busy", "FREE"), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(dsc(&id, "/RunState"), "SYNC");
+    /* Busy in Cfg from the start: nothing is ever dispatched for it. */
+    kraken_uuid id2 = node_id(1);
+    kraken_node *n;
+    ck_assert_int_eq(kraken_node_new(&n, &id2), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/Platform", "sim"), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/RunState", "SYNC"), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/ParentId", SELF), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/Busy", "BUSY"), 0);
+    ck_assert_int_eq(kraken_store_create(fx.store, n), 0);
+    kraken_node_free(n);
+    ck_assert(wait_state(&id2, 1, KRAKEN_PLAN_BUSY));
+    run_for(1000);
+    ck_assert_str_eq(trace(&id2), "");
+    set_cfg(&id2, "/Busy", "FREE");
+    ck_assert(wait_state(&id2, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(trace(&id2), BOOT_TRACE);
+}
+END_TEST
+
+/* Stale facts are recorded for every mutator URL, also past the 63rd of the set. */
+START_TEST(stale_facts_past_64_urls)
+{
+    enum { N = 70 };
+    static kraken_field_def defs[N];
+    static char names[N][8];
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "f%02u", i);
+        defs[i] = (kraken_field_def){names[i], i + 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL};
+    }
+    int rc = kraken_schema_register("EngineTest.Wide", defs, N, NULL);
+    ck_assert(rc == 0 || rc == KRAKEN_EEXISTS);
+    kraken_error_clear();
+    kraken_service *wide;
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "wide", "wide", NULL, NULL, NULL, &wide),
+                     0);
+    static const kraken_fact powered[] = {{"/PhysState", "POWER_ON"}};
+    char urls[N][64];
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(urls[i], sizeof urls[i], "type.googleapis.com/EngineTest.Wide/F%02u", i);
+        kraken_mutate m[] = {{urls[i], NULL, "x"}};
+        char mid[16];
+        snprintf(mid, sizeof mid, "SET%02u", i);
+        kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(.id = mid, KRAKEN_DECL_MUTATES(m),
+                                                           KRAKEN_DECL_REQUIRES(powered),
+                                                           .context = KRAKEN_CONTEXT_ALL);
+        ck_assert_int_eq(kraken_service_declare_mutation(wide, &d), 0);
+    }
+    /* A node that has it all: converged. */
+    kraken_uuid id = add_node_with(0, "sim", NULL, SELF);
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &id, "/PhysState", "POWER_ON"), 0);
+    for (unsigned i = 0; i < N; i++) {
+        set_cfg(&id, urls[i], "x");
+        ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &id, urls[i], "x"), 0);
+    }
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_uint_eq(fx.n_engine_discoveries, 0);
+    /* It hangs: none of the 70 facts holds any more, and Dsc says so for each. */
+    kraken_service *power = kraken_engine_find_service(fx.engine, "power");
+    ck_assert_int_eq(kraken_service_discover_text(power, &id, "/PhysState", "PHYS_HANG"), 0);
+    run_for(1);
+    ck_assert_uint_eq(fx.n_engine_discoveries, N);
+    for (unsigned i = 0; i < N; i++)
+        ck_assert_str_eq(dsc(&id, urls[i]), "");
+}
+END_TEST
+
+/* The diff of the URLs the planner compares. */
+START_TEST(planner_diff)
+{
+    kraken_uuid id = add_node_with(0, "sim", "SYNC", SELF);
+    set_cfg(&id, "/Arch", "amd64"); /* not a mutator URL: not in the diff */
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &id, "/PhysState", "POWER_ON"), 0);
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &id, "/RunState", "INIT"), 0);
+    kraken_change *ch;
+    size_t n;
+    ck_assert_int_eq(kraken_engine_diff(fx.engine, &id, &ch, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(ch[0].url, "/RunState");
+    char *old = NULL, *new = NULL;
+    ck_assert_int_eq(kraken_value_format(&ch[0].old_value, &old), 0);
+    ck_assert_int_eq(kraken_value_format(&ch[0].new_value, &new), 0);
+    ck_assert_str_eq(old, "INIT");
+    ck_assert_str_eq(new, "SYNC");
+    free(old);
+    free(new);
+    kraken_changes_free(ch, n);
+    ck_assert_int_eq(kraken_store_set_text(fx.store, KRAKEN_DSC, &id, "/RunState", "SYNC"), 0);
+    ck_assert_int_eq(kraken_engine_diff(fx.engine, &id, &ch, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(ch);
+    kraken_uuid nobody = node_id(77);
+    ck_assert_int_eq(kraken_engine_diff(fx.engine, &nobody, &ch, &n), KRAKEN_ENOTFOUND);
+    ck_assert_str_eq(kraken_error_last(),
+                     "engine_diff: node 00000000-0000-4000-8000-00000000004e not found");
+    ck_assert_int_eq(kraken_engine_diff(fx.engine, &id, NULL, &n), KRAKEN_EINVAL);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("engine");
@@ -1514,6 +1999,10 @@ static Suite *make_suite(void)
     tcase_add_test(chains, interrupt_callback_replaces_node);
     tcase_add_test(chains, interrupt_callback_recreates_node);
     tcase_add_test(chains, cfg_change_clears_failures);
+    tcase_add_test(chains, backoff_doubles_to_cap_then_stuck);
+    tcase_add_test(chains, stuck_leaves_when_dsc_matches);
+    tcase_add_test(chains, busy_nodes);
+    tcase_add_test(chains, stale_facts_past_64_urls);
     suite_add_tcase(s, chains);
 
     TCase *svc = tcase_create("services");
@@ -1527,6 +2016,10 @@ static Suite *make_suite(void)
     tcase_add_test(svc, own_state_only_on_self);
     tcase_add_loop_test(svc, engine_freed_from_callback, FREE_FROM_MUTATE, FREE_FROM_START + 1);
     tcase_add_test(svc, destroy_hook_removes_own_service);
+    tcase_add_test(svc, module_timers_on_engine_clock);
+    tcase_add_test(svc, request_ids_and_late_answers);
+    tcase_add_test(svc, mutation_overrides);
+    tcase_add_test(svc, planner_diff);
     suite_add_tcase(s, svc);
 
     TCase *misc = tcase_create("events_scale_api");
