@@ -311,6 +311,8 @@ typedef struct kraken_murl {
     size_t n_facts;                    /* requires/excludes naming it; static (read from Cfg)
                                         * when n_facts > 0 and n_mutating == 0 */
     size_t model_index;                /* scratch for the planner model build */
+    size_t index;                      /* interning order: 0, 1, ...; never changes (the
+                                        * engine's per-node change bits are indexed by it) */
 } kraken_murl;
 
 typedef struct kraken_mfact {
@@ -338,7 +340,19 @@ typedef struct kraken_mutation {
     bool has_fail_to;
     kraken_mfact fail_to;
     uint32_t cost;                     /* >= 1 */
+    uint32_t declared_timeout_ms;      /* timeout_ms is this or the override in force */
+    bool disabled;                     /* never planned with (an override) */
+    kraken_mutate *text;               /* mutates as canonical text, for requests (owned) */
 } kraken_mutation;
+
+/* An override of a mutation's settings, kept by (service, id) whether declared or not. */
+typedef struct kraken_moverride {
+    char *service;
+    char *id;
+    bool has_disabled, disabled;
+    bool has_timeout;
+    uint32_t timeout_ms;
+} kraken_moverride;
 
 struct kraken_planner;
 
@@ -353,6 +367,9 @@ struct kraken_mutation_set {
     struct kraken_planner *planner;    /* model + plan cache, rebuilt lazily per generation */
     size_t max_states;                 /* bound on states per search/graph (beyond: ELIMIT);
                                         * KRAKEN_PLANNER_MAX_STATES unless a test lowers it */
+    kraken_moverride *overrides;       /* disable/timeout settings by (service, id) */
+    size_t n_overrides;
+    uint64_t searches;                 /* plan searches run (cache misses), for tests */
 };
 
 /* -- for the engine -- */
@@ -366,6 +383,8 @@ KRAKEN_PRIVATE bool kraken__mutation_done(const kraken_mutation *m, const kraken
 KRAKEN_PRIVATE const kraken_murl *kraken__mutation_set_find_url(const kraken_mutation_set *set,
                                                                 const char *canonical);
 KRAKEN_PRIVATE uint64_t kraken__mutation_set_generation(const kraken_mutation_set *set);
+/* Interned URLs so far (bounds kraken_murl.index). */
+KRAKEN_PRIVATE size_t kraken__mutation_set_url_count(const kraken_mutation_set *set);
 /* Knowledge rule on a Dsc node: calls @p fn for every mutator URL whose Dsc value is non-zero
  * but must be unknown because its discovery conditions fail (to fixpoint; static facts from
  * @p cfg). The engine records those as zero in Dsc. Stops at and returns fn's negative value. */
@@ -474,6 +493,9 @@ KRAKEN_PRIVATE int kraken__engine_discoverable_urls(kraken_engine *engine, char 
 KRAKEN_PRIVATE int kraken__engine_attach(kraken_engine *engine, void (*detach)(void *arg),
                                          void *arg);
 KRAKEN_PRIVATE void kraken__engine_unattach(kraken_engine *engine, void *arg);
+/* With an injected clock: the earliest deadline of an armed timer (false when none). For tests
+ * that move the clock from one deadline to the next. */
+KRAKEN_PRIVATE bool kraken__engine_next_deadline(const kraken_engine *engine, uint64_t *out);
 
 /* -- crypto (sync_crypto.c) -- */
 #define KRAKEN_SYNC_KEY_LEN 32
