@@ -199,9 +199,17 @@ KRAKEN_PRIVATE const kraken_slot *kraken__url_peek(const kraken_url *url, const 
 KRAKEN_PRIVATE int kraken__url_get(const kraken_url *url, const kraken_node *node, kraken_value *out);
 KRAKEN_PRIVATE int kraken__url_set(const kraken_url *url, kraken_node *node, const kraken_value *v);
 
-/* Text <-> value for a field element (shared by URL set_text, JSON and mutation declarations). */
+/* Text <-> value for a field element (shared by URL set_text, JSON and mutation declarations).
+ * Scalars are parsed by value.c; RECORD/MAP/LIST text is JSON, parsed by json.c (which
+ * implements this dispatcher and kraken_value_format(), so value.c never calls the codec). */
 KRAKEN_PRIVATE int kraken__value_parse(const kraken_field *f, kraken_type type, const char *text,
                                        kraken_value *out);
+KRAKEN_PRIVATE int kraken__value_parse_scalar(const kraken_field *f, kraken_type type,
+                                              const char *text, kraken_value *out);
+KRAKEN_PRIVATE int kraken__value_format_scalar(const kraken_value *value, char **out);
+/* A compound value holding @p slot (taken with @p take, else deep-copied). */
+KRAKEN_PRIVATE int kraken__value_tree_new(const kraken_field *f, kraken_type type,
+                                          const kraken_slot *slot, bool take, kraken_value *out);
 
 /* Opaque compound value held by kraken_value.v.tree: a deep copy of a slot. */
 struct kraken_tree {
@@ -210,7 +218,7 @@ struct kraken_tree {
     kraken_slot slot;
 };
 
-/* ---- JSON bridge (json.c), used by value.c for compound values ---------- */
+/* ---- JSON text of compound values (json.c) -------------------------------- */
 /* A RECORD/MAP/LIST slot as JSON text (the same form as inside a node's JSON). */
 KRAKEN_PRIVATE int kraken__slot_to_json_text(const kraken_field *f, kraken_type type,
                                              const kraken_slot *slot, char **out);
@@ -222,12 +230,37 @@ KRAKEN_PRIVATE int kraken__slot_from_json_text(const kraken_field *f, kraken_typ
 /* Bytes a protobuf varint of @p v takes (pbcodec.c). */
 KRAKEN_PRIVATE size_t kraken__varint_size(uint64_t v);
 
-/* ---- util ---------------------------------------------------------------- */
+/* ---- util (util.c: the bottom layer) --------------------------------------- */
 KRAKEN_PRIVATE char *kraken__strndup(const char *s, size_t n);
+/* True when @p text[0..len) is valid UTF-8 without NUL bytes (strings are NUL-terminated). */
+KRAKEN_PRIVATE bool kraken__utf8_valid(const char *text, size_t len);
+/* Length of the valid UTF-8 sequence at @p text (code point in *cp), 0 if invalid. */
+KRAKEN_PRIVATE size_t kraken__utf8_seq(const char *text, size_t len, uint32_t *cp);
+/* Input text for an error message: single-quoted, escaped so that it stays on one line and
+ * prints no control character (\n, \t, \xHH for bytes that are not UTF-8, \uHHHH for C1 and
+ * bidi controls), cut with "..." to fit @p size. Returns @p buf. */
+#define KRAKEN_QUOTE_SIZE 96
+KRAKEN_PRIVATE const char *kraken__quote(char *buf, size_t size, const char *text, size_t len);
 /* Read a whole file; error names the path. */
 KRAKEN_PRIVATE int kraken__read_file(const char *path, char **out, size_t *len);
-/* Atomic replace: temp file in the same directory, fsync, rename, fsync dir. */
+/* Atomic replace: temp file "<path>.tmp.XXXXXX" in the same directory, fsync, rename, fsync
+ * dir. Opening first removes the stale temporary files of @p path that interrupted saves left
+ * (kraken__remove_stale_temps). The writer holds an flock on its temporary file. */
+typedef struct kraken__afile {
+    const char *path; /* borrowed */
+    char *tmp;
+    int fd;
+} kraken__afile;
+KRAKEN_PRIVATE int kraken__afile_open(kraken__afile *af, const char *path);
+/* On failure the temporary file is already removed (no abort needed). */
+KRAKEN_PRIVATE int kraken__afile_write(kraken__afile *af, const void *data, size_t len);
+KRAKEN_PRIVATE int kraken__afile_commit(kraken__afile *af);
+/* Close and remove the temporary file; the old file stays. Safe after a failure. */
+KRAKEN_PRIVATE void kraken__afile_abort(kraken__afile *af);
 KRAKEN_PRIVATE int kraken__write_file_atomic(const char *path, const void *data, size_t len);
+/* Remove "<path>.tmp.XXXXXX" regular files of this user that no save holds locked; returns how
+ * many. Best effort, never fails. */
+KRAKEN_PRIVATE size_t kraken__remove_stale_temps(const char *path);
 
 /* Store internals for the engine: borrowed pointer to the stored node (no copy). */
 KRAKEN_PRIVATE const kraken_node *kraken__store_peek(const kraken_store *store,
@@ -401,8 +434,6 @@ KRAKEN_PRIVATE const uint8_t *kraken__stateset_vec(const kraken_stateset *ss, si
  * and the encoder, so whatever one codec accepts the other does too. Built-in schemas
  * nest ~5 deep; polymorphic fields (service config) could otherwise nest without end. */
 #define KRAKEN_CODEC_MAX_DEPTH 64
-/* True when @p text[0..len) is valid UTF-8 without NUL bytes (strings are NUL-terminated). */
-KRAKEN_PRIVATE bool kraken__utf8_valid(const char *text, size_t len);
 /* Sort a decoded KEY_FIELD/KEY_TYPE list into its stored order (kraken__list_item_key, strcmp).
  * Returns -1 with *bad_key set when an item has no key ("") or two items share one. */
 KRAKEN_PRIVATE int kraken__list_sort_keyed(const kraken_field *f, kraken_list *l,
