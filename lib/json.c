@@ -10,7 +10,7 @@
  *
  * Input additionally accepts snake_case names, numeric enums and integers as numbers or
  * strings. Reading goes in two steps:
- *   1. a scanner (jscan) checks the syntax of the text strictly (RFC 8259, UTF-8, no NUL in
+ *   1. a scanner (kraken_jscan) checks the syntax of the text strictly (RFC 8259, UTF-8, no NUL in
  *      any string) and knows where it is, so a malformed file is reported with its byte,
  *      line and column, the node index and the member being parsed. For a node list it
  *      finds where each node's object ends;
@@ -34,13 +34,7 @@
 
 #include "internal.h"
 
-#define JSON_PATH_MAX 256
-/* Containers nested deeper than this are refused by the scanner. Records nest at most
- * KRAKEN_CODEC_MAX_DEPTH deep and each record level adds at most two JSON levels (a map or
- * list, then the object), so this is never reached by a node the codecs accept. */
-#define JSON_MAX_NESTING 256
-/* cJSON copies at most 63 characters of a number; longer ones are refused up front. */
-#define JSON_MAX_NUMBER 63
+#define JSON_PATH_MAX KRAKEN_JSON_PATH_MAX
 
 /* ---- keyed lists (shared with pbcodec.c) --------------------------------- */
 
@@ -80,488 +74,13 @@ size_t kraken__list_encoded_count(const kraken_field *f, const kraken_list *l)
     return n;
 }
 
-/* snprintf at *len that never runs past the buffer (truncates instead). */
-static void appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
-{
-    if (*len + 1 >= size)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf + *len, size - *len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
-}
-
-/* ==== 1. the scanner ======================================================== */
-
-/* One open container, for messages: an object's current member or an array's element. */
-typedef struct jframe {
-    const char *key; /* object: raw text of the current member name (NULL before the first) */
-    size_t key_len;
-    long index; /* array: current element (-1 before the first) */
-    bool is_array;
-} jframe;
-
-typedef struct jscan {
-    const char *text;
-    size_t len, pos;
-    const char *source;
-    long node_index; /* node being scanned in a node list, -1 outside one */
-    int node_depth;  /* frames below this belong to the node list, not the node */
-    int depth;
-    jframe frames[JSON_MAX_NESTING];
-    size_t *nums; /* offsets of the number tokens of the value scanned last, in order */
-    size_t n_nums, cap_nums;
-} jscan;
-
-static void jscan_init(jscan *s, const char *text, size_t len, const char *source)
-{
-    memset(s, 0, offsetof(jscan, frames));
-    s->text = text;
-    s->len = len;
-    s->source = source != NULL ? source : "JSON";
-    s->node_index = -1;
-    s->nums = NULL;
-    s->n_nums = s->cap_nums = 0;
-}
-
-static void jscan_free(jscan *s)
-{
-    free(s->nums);
-    s->nums = NULL;
-}
-
-/* "source: node 3: member 'extensions[0].ifaces'" for the scanner's position. */
-static void jscan_where(const jscan *s, char *buf, size_t size)
-{
-    size_t len = 0;
-    buf[0] = '\0';
-    appendf(buf, size, &len, "%s", s->source);
-    int from = 0;
-    if (s->node_index >= 0) {
-        appendf(buf, size, &len, ": node %ld", s->node_index);
-        from = s->node_depth;
-    }
-    char path[JSON_PATH_MAX];
-    size_t plen = 0;
-    path[0] = '\0';
-    for (int i = from; i < s->depth; i++) {
-        const jframe *f = &s->frames[i];
-        if (f->is_array && f->index >= 0)
-            appendf(path, sizeof path, &plen, "[%ld]", f->index);
-        else if (!f->is_array && f->key != NULL)
-            appendf(path, sizeof path, &plen, "%s%.*s", plen > 0 ? "." : "", (int)f->key_len,
-                    f->key);
-    }
-    if (plen > 0) {
-        char q[JSON_PATH_MAX + 32];
-        appendf(buf, size, &len, ": member %s", kraken__quote(q, sizeof q, path, plen));
-    }
-}
-
-/* What is at @p at, for "found ..." in messages. */
-static const char *jscan_found(const jscan *s, size_t at, char *buf, size_t size)
-{
-    if (at >= s->len)
-        return "the end of the input";
-    uint32_t cp;
-    size_t n = kraken__utf8_seq(s->text + at, s->len - at, &cp);
-    return kraken__quote(buf, size, s->text + at, n > 0 ? n : 1);
-}
-
-static int jscan_error(const jscan *s, size_t at, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int jscan_error(const jscan *s, size_t at, const char *fmt, ...)
-{
-    char where[512], msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    jscan_where(s, where, sizeof where);
-    if (at > s->len)
-        at = s->len;
-    size_t line = 1, col = 1;
-    for (size_t i = 0; i < at; i++) {
-        if (s->text[i] == '\n') {
-            line++;
-            col = 1;
-        } else if (((unsigned char)s->text[i] & 0xC0) != 0x80) {
-            col++; /* columns count characters, not UTF-8 continuation bytes */
-        }
-    }
-    return kraken__err(KRAKEN_EPARSE, "%s: malformed JSON at byte %zu (line %zu, column %zu): %s",
-                       where, at, line, col, msg);
-}
-
-static void jscan_ws(jscan *s)
-{
-    while (s->pos < s->len) {
-        char c = s->text[s->pos];
-        if (c != ' ' && c != '\n' && c != '\t' && c != '\r')
-            break;
-        s->pos++;
-    }
-}
-
-static int hex4(const char *p, uint32_t *out)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (uint32_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (uint32_t)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (uint32_t)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-/* A string at s->pos (the opening quote). Stored strings are NUL-terminated, so a NUL in
- * any string (value, member name, @type, map key) would silently cut it: refused here. */
-static int jscan_string(jscan *s)
-{
-    const char *t = s->text;
-    size_t start = s->pos++;
-    for (;;) {
-        /* Fast path: plain printable ASCII. */
-        while (s->pos < s->len) {
-            unsigned char c = (unsigned char)t[s->pos];
-            if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80)
-                break;
-            s->pos++;
-        }
-        if (s->pos >= s->len)
-            return jscan_error(s, start, "string not terminated");
-        unsigned char c = (unsigned char)t[s->pos];
-        if (c == '"') {
-            s->pos++;
-            return 0;
-        }
-        if (c == 0)
-            return jscan_error(s, s->pos, "NUL byte in a string");
-        if (c < 0x20)
-            return jscan_error(s, s->pos,
-                               "control character U+%04X in a string (write it as \\u%04x)",
-                               (unsigned)c, (unsigned)c);
-        if (c >= 0x80) {
-            uint32_t cp;
-            size_t n = kraken__utf8_seq(t + s->pos, s->len - s->pos, &cp);
-            if (n == 0)
-                return jscan_error(s, s->pos, "string is not valid UTF-8 (byte 0x%02x)", c);
-            s->pos += n;
-            continue;
-        }
-        /* an escape */
-        if (s->pos + 1 >= s->len)
-            return jscan_error(s, start, "string not terminated");
-        char e = t[s->pos + 1];
-        if (strchr("\"\\/bfnrt", e) != NULL && e != '\0') {
-            s->pos += 2;
-            continue;
-        }
-        char fb[16];
-        if (e != 'u')
-            return jscan_error(s, s->pos, "invalid escape \\%s in a string",
-                               jscan_found(s, s->pos + 1, fb, sizeof fb));
-        uint32_t cp;
-        if (s->len - s->pos < 6 || hex4(t + s->pos + 2, &cp) != 0)
-            return jscan_error(s, s->pos, "\\u must be followed by 4 hex digits");
-        if (cp == 0)
-            return jscan_error(s, s->pos, "\\u0000 (NUL) is not allowed in a string");
-        if (cp >= 0xDC00 && cp <= 0xDFFF)
-            return jscan_error(s, s->pos, "lone UTF-16 low surrogate \\u%04x", (unsigned)cp);
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            uint32_t lo;
-            if (s->len - s->pos < 12 || t[s->pos + 6] != '\\' || t[s->pos + 7] != 'u' ||
-                hex4(t + s->pos + 8, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
-                return jscan_error(s, s->pos, "lone UTF-16 high surrogate \\u%04x",
-                                   (unsigned)cp);
-            s->pos += 12;
-        } else {
-            s->pos += 6;
-        }
-    }
-}
-
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-/* Length of the number token at @p p (at most @p max bytes), by the JSON grammar; 0 if none. */
-static size_t number_token_len(const char *p, size_t max)
-{
-    size_t i = 0;
-    if (i < max && p[i] == '-')
-        i++;
-    if (i >= max || !is_digit(p[i]))
-        return 0;
-    if (p[i] == '0')
-        i++;
-    else
-        while (i < max && is_digit(p[i]))
-            i++;
-    if (i < max && p[i] == '.') {
-        if (i + 1 >= max || !is_digit(p[i + 1]))
-            return 0;
-        i++;
-        while (i < max && is_digit(p[i]))
-            i++;
-    }
-    if (i < max && (p[i] == 'e' || p[i] == 'E')) {
-        size_t j = i + 1;
-        if (j < max && (p[j] == '+' || p[j] == '-'))
-            j++;
-        if (j >= max || !is_digit(p[j]))
-            return 0;
-        while (j < max && is_digit(p[j]))
-            j++;
-        i = j;
-    }
-    return i;
-}
-
-static int jscan_number(jscan *s)
-{
-    size_t n = number_token_len(s->text + s->pos, s->len - s->pos);
-    if (n == 0)
-        return jscan_error(s, s->pos, "invalid number");
-    if (n > JSON_MAX_NUMBER)
-        return jscan_error(s, s->pos, "number longer than %d characters", JSON_MAX_NUMBER);
-    if (s->n_nums == s->cap_nums) {
-        size_t cap = s->cap_nums ? 2 * s->cap_nums : 64;
-        size_t *nums = realloc(s->nums, cap * sizeof *nums);
-        if (nums == NULL)
-            return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", s->source);
-        s->nums = nums;
-        s->cap_nums = cap;
-    }
-    s->nums[s->n_nums++] = s->pos;
-    s->pos += n;
-    /* "01", "1.2.3", "-" glued to more number characters */
-    if (s->pos < s->len && (is_digit(s->text[s->pos]) || strchr(".eE+-", s->text[s->pos]) != NULL) &&
-        s->text[s->pos] != '\0')
-        return jscan_error(s, s->pos - n, "invalid number");
-    return 0;
-}
-
-static int jscan_literal(jscan *s, const char *word)
-{
-    size_t n = strlen(word);
-    if (s->len - s->pos < n || memcmp(s->text + s->pos, word, n) != 0)
-        return jscan_error(s, s->pos, "invalid literal (expected %s)", word);
-    s->pos += n;
-    return 0;
-}
-
-static int jscan_value(jscan *s);
-
-static int jscan_push(jscan *s, bool is_array)
-{
-    if (s->depth >= JSON_MAX_NESTING)
-        return jscan_error(s, s->pos, "containers nested more than %d levels", JSON_MAX_NESTING);
-    jframe *f = &s->frames[s->depth++];
-    f->is_array = is_array;
-    f->key = NULL;
-    f->key_len = 0;
-    f->index = -1;
-    s->pos++;
-    return 0;
-}
-
-static int jscan_object(jscan *s)
-{
-    int rc = jscan_push(s, false);
-    if (rc != 0)
-        return rc;
-    jframe *f = &s->frames[s->depth - 1];
-    jscan_ws(s);
-    if (s->pos < s->len && s->text[s->pos] == '}') {
-        s->pos++;
-        s->depth--;
-        return 0;
-    }
-    for (;;) {
-        char fb[16];
-        if (s->pos >= s->len || s->text[s->pos] != '"')
-            return jscan_error(s, s->pos, "expected a member name (a string), found %s",
-                               jscan_found(s, s->pos, fb, sizeof fb));
-        size_t key = s->pos;
-        if ((rc = jscan_string(s)) != 0)
-            return rc;
-        f->key = s->text + key + 1;
-        f->key_len = s->pos - key - 2;
-        jscan_ws(s);
-        if (s->pos >= s->len || s->text[s->pos] != ':')
-            return jscan_error(s, s->pos, "expected ':' after the member name, found %s",
-                               jscan_found(s, s->pos, fb, sizeof fb));
-        s->pos++;
-        if ((rc = jscan_value(s)) != 0)
-            return rc;
-        jscan_ws(s);
-        if (s->pos < s->len && s->text[s->pos] == ',') {
-            s->pos++;
-            jscan_ws(s);
-            if (s->pos < s->len && s->text[s->pos] == '}')
-                return jscan_error(s, s->pos, "trailing comma before '}'");
-            continue;
-        }
-        if (s->pos < s->len && s->text[s->pos] == '}') {
-            s->pos++;
-            s->depth--;
-            return 0;
-        }
-        return jscan_error(s, s->pos, "expected ',' or '}' after a member, found %s",
-                           jscan_found(s, s->pos, fb, sizeof fb));
-    }
-}
-
-static int jscan_array(jscan *s)
-{
-    int rc = jscan_push(s, true);
-    if (rc != 0)
-        return rc;
-    jframe *f = &s->frames[s->depth - 1];
-    jscan_ws(s);
-    if (s->pos < s->len && s->text[s->pos] == ']') {
-        s->pos++;
-        s->depth--;
-        return 0;
-    }
-    for (;;) {
-        f->index++;
-        if ((rc = jscan_value(s)) != 0)
-            return rc;
-        jscan_ws(s);
-        char fb[16];
-        if (s->pos < s->len && s->text[s->pos] == ',') {
-            s->pos++;
-            jscan_ws(s);
-            if (s->pos < s->len && s->text[s->pos] == ']')
-                return jscan_error(s, s->pos, "trailing comma before ']'");
-            continue;
-        }
-        if (s->pos < s->len && s->text[s->pos] == ']') {
-            s->pos++;
-            s->depth--;
-            return 0;
-        }
-        return jscan_error(s, s->pos, "expected ',' or ']' after an element, found %s",
-                           jscan_found(s, s->pos, fb, sizeof fb));
-    }
-}
-
-/* One value at s->pos (after optional whitespace). */
-static int jscan_value(jscan *s)
-{
-    jscan_ws(s);
-    if (s->pos >= s->len)
-        return jscan_error(s, s->pos, "expected a value, found the end of the input");
-    char c = s->text[s->pos];
-    switch (c) {
-    case '{':
-        return jscan_object(s);
-    case '[':
-        return jscan_array(s);
-    case '"':
-        return jscan_string(s);
-    case 't':
-        return jscan_literal(s, "true");
-    case 'f':
-        return jscan_literal(s, "false");
-    case 'n':
-        return jscan_literal(s, "null");
-    default:
-        if (c == '-' || is_digit(c))
-            return jscan_number(s);
-        char fb[16];
-        return jscan_error(s, s->pos, "expected a value, found %s",
-                           jscan_found(s, s->pos, fb, sizeof fb));
-    }
-}
-
-/* After the last value: only whitespace (and one NUL terminator counted in len) may follow. */
-static int jscan_end(jscan *s)
-{
-    jscan_ws(s);
-    if (s->pos == s->len || (s->text[s->pos] == '\0' && s->pos + 1 == s->len))
-        return 0;
-    char fb[16];
-    return jscan_error(s, s->pos, "trailing data after the JSON value: %s",
-                       jscan_found(s, s->pos, fb, sizeof fb));
-}
-
-/* JSON kind of the value starting at @p at (already scanned), for "got ..." in messages. */
-static const char *jscan_kind_at(const jscan *s, size_t at)
-{
-    switch (s->text[at]) {
-    case '{':
-        return "an object";
-    case '[':
-        return "an array";
-    case '"':
-        return "a string";
-    case 't':
-    case 'f':
-        return "a boolean";
-    case 'n':
-        return "null";
-    default:
-        return "a number";
-    }
-}
-
-/*
- * Parse the value text[start, end) that the scanner accepted with cJSON. The scanner recorded
- * the offsets of its number tokens in document order; cJSON keeps members and elements in
- * document order too, so a pre-order walk pairs them up: each number item's valueint is set to
- * the index of its token (the converter reads numbers from their text, never valueint).
- */
-static int number_index_walk(cJSON *it, size_t *next, size_t n)
-{
-    for (; it != NULL; it = it->next) {
-        if (cJSON_IsNumber(it)) {
-            if (*next >= n)
-                return -1;
-            it->valueint = (int)(*next)++;
-        } else if ((cJSON_IsObject(it) || cJSON_IsArray(it)) &&
-                   number_index_walk(it->child, next, n) != 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int jscan_parse_slice(jscan *s, size_t start, size_t end, cJSON **out)
-{
-    *out = NULL;
-    if (s->n_nums > INT_MAX)
-        return kraken__err(KRAKEN_ELIMIT, "%s: too many numbers in one node", s->source);
-    cJSON *root = cJSON_ParseWithLength(s->text + start, end - start);
-    if (root == NULL) /* the scanner accepted the text: only memory can run out here */
-        return kraken__err(KRAKEN_ENOMEM, "%s: out of memory parsing JSON", s->source);
-    size_t next = 0;
-    if (number_index_walk(root, &next, s->n_nums) != 0 || next != s->n_nums) {
-        cJSON_Delete(root);
-        return kraken__err(KRAKEN_EINVAL, "%s: internal error: number tokens do not match",
-                           s->source);
-    }
-    *out = root;
-    return 0;
-}
-
-/* ==== 2. cJSON tree -> records ============================================= */
+/* ==== 1. cJSON tree -> records ============================================= */
 
 typedef struct jctx {
     const char *source; /* file name, "request", ... */
-    const jscan *scan;  /* for number texts */
+    const kraken_jscan *scan;  /* for number texts */
     long node_index;    /* index in a node list, -1 if not in one */
     char node_id[KRAKEN_UUID_STRLEN + 1]; /* the node's id if it is a valid UUID, else "" */
     char path[JSON_PATH_MAX];
@@ -569,7 +88,7 @@ typedef struct jctx {
     int depth;
 } jctx;
 
-static void jctx_init(jctx *c, const jscan *scan)
+static void jctx_init(jctx *c, const kraken_jscan *scan)
 {
     memset(c, 0, sizeof *c);
     c->source = scan->source;
@@ -582,17 +101,17 @@ static void jctx_where(const jctx *c, char *buf, size_t size)
 {
     size_t len = 0;
     buf[0] = '\0';
-    appendf(buf, size, &len, "%s", c->source);
+    kraken__appendf(buf, size, &len, "%s", c->source);
     if (c->node_index >= 0 || c->node_id[0] != '\0') {
-        appendf(buf, size, &len, ": node");
+        kraken__appendf(buf, size, &len, ": node");
         if (c->node_index >= 0)
-            appendf(buf, size, &len, " %ld", c->node_index);
+            kraken__appendf(buf, size, &len, " %ld", c->node_index);
         if (c->node_id[0] != '\0')
-            appendf(buf, size, &len, " (%s)", c->node_id);
+            kraken__appendf(buf, size, &len, " (%s)", c->node_id);
     }
     if (c->path_len > 0) {
         char q[JSON_PATH_MAX + 32];
-        appendf(buf, size, &len, ": field %s", kraken__quote(q, sizeof q, c->path, c->path_len));
+        kraken__appendf(buf, size, &len, ": field %s", kraken__quote(q, sizeof q, c->path, c->path_len));
     }
 }
 
@@ -624,14 +143,14 @@ static size_t path_push(jctx *c, const char *sep, const char *name)
     size_t old = c->path_len;
     if (c->path_len == 0)
         sep = "";
-    appendf(c->path, sizeof c->path, &c->path_len, "%s%s", sep, name);
+    kraken__appendf(c->path, sizeof c->path, &c->path_len, "%s%s", sep, name);
     return old;
 }
 
 static size_t path_push_index(jctx *c, size_t i)
 {
     size_t old = c->path_len;
-    appendf(c->path, sizeof c->path, &c->path_len, "[%zu]", i);
+    kraken__appendf(c->path, sizeof c->path, &c->path_len, "[%zu]", i);
     return old;
 }
 
@@ -663,7 +182,7 @@ static void number_text(const jctx *c, const cJSON *it, const char **text, size_
 {
     size_t off = c->scan->nums[it->valueint];
     *text = c->scan->text + off;
-    *len = number_token_len(*text, c->scan->len - off);
+    *len = kraken__json_number_len(*text, c->scan->len - off);
 }
 
 enum { NUM_OK = 0, NUM_FRACTION = -1, NUM_TOO_BIG = -2 };
@@ -1126,20 +645,6 @@ static int json_to_slot(jctx *c, const kraken_field *f, kraken_type type, const 
     }
 }
 
-/* Scan @p text as one JSON value, then parse it with cJSON. */
-static int parse_one_value(jscan *s, cJSON **out)
-{
-    *out = NULL;
-    jscan_ws(s);
-    size_t start = s->pos;
-    int rc = jscan_value(s);
-    if (rc == 0)
-        rc = jscan_end(s);
-    if (rc == 0)
-        rc = jscan_parse_slice(s, start, s->pos, out);
-    return rc;
-}
-
 /* The node's id, if it is a valid UUID, names the node in messages. */
 static void jctx_learn_id(jctx *c, const cJSON *obj)
 {
@@ -1161,7 +666,7 @@ static int json_to_node(jctx *c, const cJSON *obj, kraken_node **out)
     return 0;
 }
 
-/* ==== 3. records -> JSON text (direct printer) ============================== */
+/* ==== 2. records -> JSON text (direct printer) ============================== */
 
 #define JOUT_CHUNK (64 * 1024)
 
@@ -1583,7 +1088,7 @@ static int jout_finish(jout *o, char **out)
     return 0;
 }
 
-/* ==== 4. entry points ======================================================== */
+/* ==== 3. entry points ======================================================== */
 
 /* ---- JSON text of compound values (the text form of kraken_value) ---------- */
 
@@ -1604,10 +1109,10 @@ int kraken__slot_from_json_text(const kraken_field *f, kraken_type type, const c
     if (f == NULL || text == NULL || out == NULL)
         return kraken__err(KRAKEN_EINVAL, "kraken__slot_from_json_text: NULL argument");
     kraken__schemas_init();
-    jscan s;
-    jscan_init(&s, text, len, source);
+    kraken_jscan s;
+    kraken__jscan_init(&s, text, len, source);
     cJSON *root = NULL;
-    int rc = parse_one_value(&s, &root);
+    int rc = kraken__jscan_parse(&s, &root);
     if (rc == 0) {
         jctx c;
         jctx_init(&c, &s);
@@ -1617,7 +1122,7 @@ int kraken__slot_from_json_text(const kraken_field *f, kraken_type type, const c
             *out = slot;
     }
     cJSON_Delete(root);
-    jscan_free(&s);
+    kraken__jscan_free(&s);
     return rc;
 }
 
@@ -1672,17 +1177,17 @@ int kraken_node_from_json(const char *json, size_t len, const char *source, krak
         return kraken__err(KRAKEN_EINVAL, "kraken_node_from_json: NULL argument");
     *out = NULL;
     kraken__schemas_init();
-    jscan s;
-    jscan_init(&s, json, len, source);
+    kraken_jscan s;
+    kraken__jscan_init(&s, json, len, source);
     cJSON *root = NULL;
-    int rc = parse_one_value(&s, &root);
+    int rc = kraken__jscan_parse(&s, &root);
     if (rc == 0) {
         jctx c;
         jctx_init(&c, &s);
         rc = json_to_node(&c, root, out);
     }
     cJSON_Delete(root);
-    jscan_free(&s);
+    kraken__jscan_free(&s);
     return rc;
 }
 
@@ -1753,7 +1258,7 @@ static int id_index_cmp(const void *a, const void *b)
 }
 
 /* A node list is a set of nodes keyed by id: every node has one, and no two share it. */
-static int check_list_ids(const jscan *s, kraken_node *const *nodes, size_t n)
+static int check_list_ids(const kraken_jscan *s, kraken_node *const *nodes, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (kraken_uuid_is_zero(kraken_node_id(nodes[i])))
@@ -1781,18 +1286,18 @@ static int check_list_ids(const jscan *s, kraken_node *const *nodes, size_t n)
 }
 
 /* Scan the node at s->pos, parse its text alone with cJSON, build it, free the tree. */
-static int read_one_node(jscan *s, kraken_node **out)
+static int read_one_node(kraken_jscan *s, kraken_node **out)
 {
     size_t start = s->pos;
     s->n_nums = 0;
-    int rc = jscan_value(s);
+    int rc = kraken__jscan_value(s);
     if (rc != 0)
         return rc;
     if (s->text[start] != '{')
         return kraken__err(KRAKEN_EPARSE, "%s: node %ld: expected an object, got %s", s->source,
-                           s->node_index, jscan_kind_at(s, start));
+                           s->node_index, kraken__jscan_kind_at(s, start));
     cJSON *tree = NULL;
-    if ((rc = jscan_parse_slice(s, start, s->pos, &tree)) != 0)
+    if ((rc = kraken__jscan_parse_slice(s, start, s->pos, &tree)) != 0)
         return rc;
     jctx c;
     jctx_init(&c, s);
@@ -1803,14 +1308,14 @@ static int read_one_node(jscan *s, kraken_node **out)
 }
 
 /* The elements of the "nodes" array, node by node; s->pos is at its '['. */
-static int read_node_array(jscan *s, node_array *a)
+static int read_node_array(kraken_jscan *s, node_array *a)
 {
-    int rc = jscan_push(s, true);
+    int rc = kraken__jscan_push(s, true);
     if (rc != 0)
         return rc;
-    jframe *f = &s->frames[s->depth - 1];
+    kraken_jframe *f = &s->frames[s->depth - 1];
     s->node_depth = s->depth;
-    jscan_ws(s);
+    kraken__jscan_ws(s);
     if (s->pos < s->len && s->text[s->pos] == ']') {
         s->pos++;
         s->depth--;
@@ -1818,7 +1323,7 @@ static int read_node_array(jscan *s, node_array *a)
     }
     for (;;) {
         f->index++;
-        jscan_ws(s);
+        kraken__jscan_ws(s);
         s->node_index = f->index;
         kraken_node *node = NULL;
         if ((rc = read_one_node(s, &node)) != 0)
@@ -1828,13 +1333,13 @@ static int read_node_array(jscan *s, node_array *a)
             return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", s->source);
         }
         s->node_index = -1;
-        jscan_ws(s);
+        kraken__jscan_ws(s);
         char fb[16];
         if (s->pos < s->len && s->text[s->pos] == ',') {
             s->pos++;
-            jscan_ws(s);
+            kraken__jscan_ws(s);
             if (s->pos < s->len && s->text[s->pos] == ']')
-                return jscan_error(s, s->pos, "trailing comma before ']'");
+                return kraken__jscan_error(s, s->pos, "trailing comma before ']'");
             continue;
         }
         if (s->pos < s->len && s->text[s->pos] == ']') {
@@ -1842,33 +1347,33 @@ static int read_node_array(jscan *s, node_array *a)
             s->depth--;
             return 0;
         }
-        return jscan_error(s, s->pos, "expected ',' or ']' after a node, found %s",
-                           jscan_found(s, s->pos, fb, sizeof fb));
+        return kraken__jscan_error(s, s->pos, "expected ',' or ']' after a node, found %s",
+                           kraken__jscan_found(s, s->pos, fb, sizeof fb));
     }
 }
 
 /* {"nodes": [...]}: the only member is "nodes" (null or absent: no nodes). */
-static int read_node_list(jscan *s, node_array *a)
+static int read_node_list(kraken_jscan *s, node_array *a)
 {
     char fb[16], q[KRAKEN_QUOTE_SIZE];
-    jscan_ws(s);
+    kraken__jscan_ws(s);
     if (s->pos >= s->len)
-        return jscan_error(s, s->pos, "expected an object {\"nodes\": [...]}, found the end of "
+        return kraken__jscan_error(s, s->pos, "expected an object {\"nodes\": [...]}, found the end of "
                                       "the input");
     if (s->text[s->pos] != '{') {
         size_t at = s->pos;
-        int rc = jscan_value(s);
+        int rc = kraken__jscan_value(s);
         if (rc != 0)
             return rc;
         return kraken__err(KRAKEN_EPARSE, "%s: expected an object {\"nodes\": [...]}, got %s",
-                           s->source, jscan_kind_at(s, at));
+                           s->source, kraken__jscan_kind_at(s, at));
     }
-    int rc = jscan_push(s, false);
+    int rc = kraken__jscan_push(s, false);
     if (rc != 0)
         return rc;
-    jframe *f = &s->frames[s->depth - 1];
+    kraken_jframe *f = &s->frames[s->depth - 1];
     bool seen = false;
-    jscan_ws(s);
+    kraken__jscan_ws(s);
     if (s->pos < s->len && s->text[s->pos] == '}') {
         s->pos++;
         s->depth--;
@@ -1876,10 +1381,10 @@ static int read_node_list(jscan *s, node_array *a)
     }
     for (;;) {
         if (s->pos >= s->len || s->text[s->pos] != '"')
-            return jscan_error(s, s->pos, "expected a member name (a string), found %s",
-                               jscan_found(s, s->pos, fb, sizeof fb));
+            return kraken__jscan_error(s, s->pos, "expected a member name (a string), found %s",
+                               kraken__jscan_found(s, s->pos, fb, sizeof fb));
         size_t key = s->pos;
-        if ((rc = jscan_string(s)) != 0)
+        if ((rc = kraken__jscan_string(s)) != 0)
             return rc;
         f->key = s->text + key + 1;
         f->key_len = s->pos - key - 2;
@@ -1889,25 +1394,25 @@ static int read_node_list(jscan *s, node_array *a)
         if (seen)
             return kraken__err(KRAKEN_EPARSE, "%s: \"nodes\" given twice", s->source);
         seen = true;
-        jscan_ws(s);
+        kraken__jscan_ws(s);
         if (s->pos >= s->len || s->text[s->pos] != ':')
-            return jscan_error(s, s->pos, "expected ':' after the member name, found %s",
-                               jscan_found(s, s->pos, fb, sizeof fb));
+            return kraken__jscan_error(s, s->pos, "expected ':' after the member name, found %s",
+                               kraken__jscan_found(s, s->pos, fb, sizeof fb));
         s->pos++;
-        jscan_ws(s);
+        kraken__jscan_ws(s);
         size_t at = s->pos;
         if (s->pos < s->len && s->text[s->pos] == '[') {
             rc = read_node_array(s, a);
-        } else if ((rc = jscan_value(s)) == 0 && s->text[at] != 'n') {
+        } else if ((rc = kraken__jscan_value(s)) == 0 && s->text[at] != 'n') {
             return kraken__err(KRAKEN_EPARSE, "%s: \"nodes\" must be an array, got %s", s->source,
-                               jscan_kind_at(s, at));
+                               kraken__jscan_kind_at(s, at));
         }
         if (rc != 0)
             return rc;
-        jscan_ws(s);
+        kraken__jscan_ws(s);
         if (s->pos < s->len && s->text[s->pos] == ',') {
             s->pos++;
-            jscan_ws(s);
+            kraken__jscan_ws(s);
             continue;
         }
         if (s->pos < s->len && s->text[s->pos] == '}') {
@@ -1915,8 +1420,8 @@ static int read_node_list(jscan *s, node_array *a)
             s->depth--;
             return 0;
         }
-        return jscan_error(s, s->pos, "expected ',' or '}' after a member, found %s",
-                           jscan_found(s, s->pos, fb, sizeof fb));
+        return kraken__jscan_error(s, s->pos, "expected ',' or '}' after a member, found %s",
+                           kraken__jscan_found(s, s->pos, fb, sizeof fb));
     }
 }
 
@@ -1928,15 +1433,15 @@ int kraken_nodes_from_json(const char *json, size_t len, const char *source, kra
     *out = NULL;
     *n_out = 0;
     kraken__schemas_init();
-    jscan s;
-    jscan_init(&s, json, len, source);
+    kraken_jscan s;
+    kraken__jscan_init(&s, json, len, source);
     node_array a = {NULL, 0, 0};
     int rc = read_node_list(&s, &a);
     if (rc == 0)
-        rc = jscan_end(&s);
+        rc = kraken__jscan_end(&s);
     if (rc == 0)
         rc = check_list_ids(&s, a.items, a.n);
-    jscan_free(&s);
+    kraken__jscan_free(&s);
     if (rc != 0) {
         kraken_nodes_free(a.items, a.n);
         return rc;

@@ -25,6 +25,18 @@ char *kraken__strndup(const char *s, size_t n)
     return copy;
 }
 
+void kraken__appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+    if (*len + 1 >= size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *len, size - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
+}
+
 /* ---- UTF-8 ------------------------------------------------------------------- */
 
 size_t kraken__utf8_seq(const char *text, size_t len, uint32_t *cp_out)
