@@ -223,9 +223,17 @@ KRAKEN_PRIVATE const kraken_slot *kraken__url_peek(const kraken_url *url, const 
 KRAKEN_PRIVATE int kraken__url_get(const kraken_url *url, const kraken_node *node, kraken_value *out);
 KRAKEN_PRIVATE int kraken__url_set(const kraken_url *url, kraken_node *node, const kraken_value *v);
 
-/* Text <-> value for a field element (shared by URL set_text, JSON and mutation declarations). */
+/* Text <-> value for a field element (shared by URL set_text, JSON and mutation declarations).
+ * Scalars are parsed by value.c; RECORD/MAP/LIST text is JSON, parsed by json.c (which
+ * implements this dispatcher and kraken_value_format(), so value.c never calls the codec). */
 KRAKEN_PRIVATE int kraken__value_parse(const kraken_field *f, kraken_type type, const char *text,
                                        kraken_value *out);
+KRAKEN_PRIVATE int kraken__value_parse_scalar(const kraken_field *f, kraken_type type,
+                                              const char *text, kraken_value *out);
+KRAKEN_PRIVATE int kraken__value_format_scalar(const kraken_value *value, char **out);
+/* A compound value holding @p slot (taken with @p take, else deep-copied). */
+KRAKEN_PRIVATE int kraken__value_tree_new(const kraken_field *f, kraken_type type,
+                                          const kraken_slot *slot, bool take, kraken_value *out);
 
 /* Opaque compound value held by kraken_value.v.tree: a deep copy of a slot. */
 struct kraken_tree {
@@ -234,7 +242,7 @@ struct kraken_tree {
     kraken_slot slot;
 };
 
-/* ---- JSON bridge (json.c), used by value.c for compound values ---------- */
+/* ---- JSON text of compound values (json.c) -------------------------------- */
 /* A RECORD/MAP/LIST slot as JSON text (the same form as inside a node's JSON). */
 KRAKEN_PRIVATE int kraken__slot_to_json_text(const kraken_field *f, kraken_type type,
                                              const kraken_slot *slot, char **out);
@@ -246,12 +254,40 @@ KRAKEN_PRIVATE int kraken__slot_from_json_text(const kraken_field *f, kraken_typ
 /* Bytes a protobuf varint of @p v takes (pbcodec.c). */
 KRAKEN_PRIVATE size_t kraken__varint_size(uint64_t v);
 
-/* ---- util ---------------------------------------------------------------- */
+/* ---- util (util.c: the bottom layer) --------------------------------------- */
 KRAKEN_PRIVATE char *kraken__strndup(const char *s, size_t n);
+/* snprintf at buf + *len that never runs past @p size (truncates instead); advances *len. */
+KRAKEN_PRIVATE void kraken__appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* True when @p text[0..len) is valid UTF-8 without NUL bytes (strings are NUL-terminated). */
+KRAKEN_PRIVATE bool kraken__utf8_valid(const char *text, size_t len);
+/* Length of the valid UTF-8 sequence at @p text (code point in *cp), 0 if invalid. */
+KRAKEN_PRIVATE size_t kraken__utf8_seq(const char *text, size_t len, uint32_t *cp);
+/* Input text for an error message: single-quoted, escaped so that it stays on one line and
+ * prints no control character (\n, \t, \xHH for bytes that are not UTF-8, \uHHHH for C1 and
+ * bidi controls), cut with "..." to fit @p size. Returns @p buf. */
+#define KRAKEN_QUOTE_SIZE 96
+KRAKEN_PRIVATE const char *kraken__quote(char *buf, size_t size, const char *text, size_t len);
 /* Read a whole file; error names the path. */
 KRAKEN_PRIVATE int kraken__read_file(const char *path, char **out, size_t *len);
-/* Atomic replace: temp file in the same directory, fsync, rename, fsync dir. */
+/* Atomic replace: temp file "<path>.tmp.XXXXXX" in the same directory, fsync, rename, fsync
+ * dir. Opening first removes the stale temporary files of @p path that interrupted saves left
+ * (kraken__remove_stale_temps). The writer holds an flock on its temporary file. */
+typedef struct kraken__afile {
+    const char *path; /* borrowed */
+    char *tmp;
+    int fd;
+} kraken__afile;
+KRAKEN_PRIVATE int kraken__afile_open(kraken__afile *af, const char *path);
+/* On failure the temporary file is already removed (no abort needed). */
+KRAKEN_PRIVATE int kraken__afile_write(kraken__afile *af, const void *data, size_t len);
+KRAKEN_PRIVATE int kraken__afile_commit(kraken__afile *af);
+/* Close and remove the temporary file; the old file stays. Safe after a failure. */
+KRAKEN_PRIVATE void kraken__afile_abort(kraken__afile *af);
 KRAKEN_PRIVATE int kraken__write_file_atomic(const char *path, const void *data, size_t len);
+/* Remove "<path>.tmp.XXXXXX" regular files of this user that no save holds locked; returns how
+ * many. Best effort, never fails. */
+KRAKEN_PRIVATE size_t kraken__remove_stale_temps(const char *path);
 
 /* Store internals for the engine: borrowed pointer to the stored node (no copy). */
 KRAKEN_PRIVATE const kraken_node *kraken__store_peek(const kraken_store *store,
@@ -444,8 +480,6 @@ KRAKEN_PRIVATE const uint8_t *kraken__stateset_vec(const kraken_stateset *ss, si
  * and the encoder, so whatever one codec accepts the other does too. Built-in schemas
  * nest ~5 deep; polymorphic fields (service config) could otherwise nest without end. */
 #define KRAKEN_CODEC_MAX_DEPTH 64
-/* True when @p text[0..len) is valid UTF-8 without NUL bytes (strings are NUL-terminated). */
-KRAKEN_PRIVATE bool kraken__utf8_valid(const char *text, size_t len);
 /* Sort a decoded KEY_FIELD/KEY_TYPE list into its stored order (kraken__list_item_key, strcmp).
  * Returns -1 with *bad_key set when an item has no key ("") or two items share one. */
 KRAKEN_PRIVATE int kraken__list_sort_keyed(const kraken_field *f, kraken_list *l,
@@ -455,6 +489,72 @@ KRAKEN_PRIVATE int kraken__list_sort_keyed(const kraken_field *f, kraken_list *l
  * is the number of leading items an index list keeps (l->n for keyed lists). */
 KRAKEN_PRIVATE size_t kraken__list_encoded_count(const kraken_field *f, const kraken_list *l);
 /* ==== end codec additions ==== */
+
+
+/* ==== strict JSON syntax (owner: state; jsonscan.c, used by json.c and schema.c) ==== */
+struct cJSON;
+/* Containers nested deeper than this are refused. Records nest at most KRAKEN_CODEC_MAX_DEPTH
+ * deep and each record level adds at most two JSON levels (a map or list, then the object), so
+ * no node the codecs accept comes near it. */
+#define KRAKEN_JSON_MAX_NESTING 256
+/* cJSON copies at most 63 characters of a number; longer ones are refused up front. */
+#define KRAKEN_JSON_MAX_NUMBER 63
+/* Member paths in messages ("extensions[0].ifaces.kraken") are cut at this length. */
+#define KRAKEN_JSON_PATH_MAX 256
+
+/* One open container, for messages: an object's current member or an array's element. */
+typedef struct kraken_jframe {
+    const char *key; /* object: raw text of the current member name (NULL before the first) */
+    size_t key_len;
+    long index; /* array: current element (-1 before the first) */
+    bool is_array;
+} kraken_jframe;
+
+typedef struct kraken_jscan {
+    const char *text;
+    size_t len, pos;
+    const char *source;
+    long node_index; /* node being scanned in a node list, -1 outside one */
+    int node_depth;  /* frames below this belong to the node list, not the node */
+    int depth;
+    kraken_jframe frames[KRAKEN_JSON_MAX_NESTING];
+    size_t *nums; /* offsets of the number tokens of the value scanned last, in order */
+    size_t n_nums, cap_nums;
+} kraken_jscan;
+
+/* Start scanning @p text (@p len bytes, no NUL terminator needed); @p source names it. */
+KRAKEN_PRIVATE void kraken__jscan_init(kraken_jscan *s, const char *text, size_t len,
+                                       const char *source);
+KRAKEN_PRIVATE void kraken__jscan_free(kraken_jscan *s);
+/* Skip JSON whitespace. */
+KRAKEN_PRIVATE void kraken__jscan_ws(kraken_jscan *s);
+/* Check one value at s->pos (after whitespace) and move past it; KRAKEN_EPARSE with byte, line,
+ * column, node index and member path on a syntax error. Number offsets go to s->nums. */
+KRAKEN_PRIVATE int kraken__jscan_value(kraken_jscan *s);
+/* The string at s->pos (its opening quote). */
+KRAKEN_PRIVATE int kraken__jscan_string(kraken_jscan *s);
+/* Enter the object/array at s->pos (consumes '{' or '['); the caller pops s->depth. */
+KRAKEN_PRIVATE int kraken__jscan_push(kraken_jscan *s, bool is_array);
+/* Only whitespace (or one NUL terminator counted in len) may follow the last value. */
+KRAKEN_PRIVATE int kraken__jscan_end(kraken_jscan *s);
+/* A syntax error at byte @p at: "source[: node N][: member 'path']: malformed JSON at byte X
+ * (line L, column C): <message>". Returns KRAKEN_EPARSE. */
+KRAKEN_PRIVATE int kraken__jscan_error(const kraken_jscan *s, size_t at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The character at @p at quoted for "found ..." (or "the end of the input"). */
+KRAKEN_PRIVATE const char *kraken__jscan_found(const kraken_jscan *s, size_t at, char *buf,
+                                               size_t size);
+/* "an object", "a string", ... for the checked value starting at @p at. */
+KRAKEN_PRIVATE const char *kraken__jscan_kind_at(const kraken_jscan *s, size_t at);
+/* cJSON tree of the checked value text[start, end); each number item's valueint is set to the
+ * index in s->nums of its token (read numbers with kraken__json_number_len from there). */
+KRAKEN_PRIVATE int kraken__jscan_parse_slice(kraken_jscan *s, size_t start, size_t end,
+                                             struct cJSON **out);
+/* Check the whole text as one JSON value, then parse it (kraken__jscan_parse_slice). */
+KRAKEN_PRIVATE int kraken__jscan_parse(kraken_jscan *s, struct cJSON **out);
+/* Length of the JSON number token at @p p (at most @p max bytes), 0 if there is none. */
+KRAKEN_PRIVATE size_t kraken__json_number_len(const char *p, size_t max);
+/* ==== end strict JSON syntax ==== */
 
 
 /* ==== url/diff additions (owner: url; url.c, diff.c) ==== */

@@ -9,7 +9,7 @@
 #define IPV4 "type.googleapis.com/IPv4.IPv4OverEthernet"
 #define KIP IPV4 "/Ifaces/kraken/Ip/Ip"
 #define KMTU IPV4 "/Ifaces/kraken/Eth/Mtu"
-#define PXECFG "type.googleapis.com/PXE.Config"
+#define PXECFG "type.googleapis.com/TestModule.Config"
 
 /* ---- helpers -------------------------------------------------------------- */
 
