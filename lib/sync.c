@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "internal.h"
@@ -24,7 +25,7 @@
 #define FRAME_NODES_BUDGET (1u << 20)   /* NodeState bytes per TCP frame */
 #define MAX_PENDING_URLS 64             /* beyond: send the node's whole Dsc */
 #define MAX_PATH_DEPTH 4096             /* Cfg parent chains longer than this are cycles */
-#define HANDSHAKE_MAX_FRAME (64u << 10) /* frame limit before a peer has proven anything */
+#define HANDSHAKE_MAX_FRAME (64u << 10) /* a joining child's limit for its chosen parent */
 
 enum { CH_UDP = 0, CH_TCP = 1 };
 static const char channel_byte[2] = {'U', 'T'};
@@ -383,7 +384,7 @@ struct kraken_sync {
     peer **children;           /* sorted by id */
     size_t n_children, cap_children;
     pending_join *pending, *pending_tail; /* newest first */
-    size_t n_pending;
+    size_t n_pending, max_pending;        /* max: kraken__sync_pending_limit */
 
     /* child role */
     bool has_parent;
@@ -2441,13 +2442,24 @@ static void pj_timeout(evutil_socket_t fd, short what, void *arg)
 
 static const kraken_sync_conn_ops pending_conn_ops = {NULL, pj_frame, pj_closed};
 
+static void on_accept_failed(int err, uint32_t pause_ms, bool first, void *ud)
+{
+    kraken_sync *s = ud;
+    s->stats.accept_errors++;
+    if (first)
+        kraken__engine_log(s->engine, KRAKEN_LOG_ERROR, "sync",
+                           "cannot accept connections: %s (%zu half-open joins, %zu children); "
+                           "pausing accepts for %u ms, doubling up to 2 s while it lasts",
+                           strerror(err), s->n_pending, s->n_children, (unsigned)pause_ms);
+}
+
 static void on_accepted(kraken_sync_conn *conn, void *ud)
 {
     kraken_sync *s = ud;
     /* Full: the oldest half-open join gives way. Refusing the new one instead would let a few
      * idle connections lock every child out for dead_ms; a real handshake takes one round
      * trip, so a flood must now outpace that to keep a child out. */
-    if (s->n_pending >= KRAKEN_SYNC_MAX_PENDING_JOINS && s->pending_tail != NULL)
+    if (s->n_pending >= s->max_pending && s->pending_tail != NULL)
         pending_free(s, s->pending_tail, true);
     pending_join *pj = calloc(1, sizeof *pj);
     if (pj == NULL) {
@@ -2470,7 +2482,7 @@ static void on_accepted(kraken_sync_conn *conn, void *ud)
     s->pending = pj;
     s->n_pending++;
     kraken__sync_conn_set_ops(conn, &pending_conn_ops, pj);
-    kraken__sync_conn_set_max_frame(conn, HANDSHAKE_MAX_FRAME);
+    kraken__sync_conn_set_max_frame(conn, KRAKEN_SYNC_PREAUTH_MAX_FRAME);
     arm_timer(pj->timeout, s->opts.dead_ms);
 }
 
@@ -2706,11 +2718,6 @@ static int check_options(const kraken_sync_options *o)
         return kraken__err(KRAKEN_EINVAL,
                            "sync options: rejoin_max_ms (%u) is below rejoin_min_ms (%u)",
                            o->rejoin_max_ms, o->rejoin_min_ms);
-    const kraken_sync_faults *f = o->faults;
-    if (f != NULL && (!(f->loss >= 0 && f->loss <= 1) ||
-                      !(f->duplicate >= 0 && f->duplicate <= 1) ||
-                      !(f->reorder >= 0 && f->reorder <= 1)))
-        return kraken__err(KRAKEN_EINVAL, "sync options: fault probabilities must be in [0, 1]");
     return KRAKEN_OK;
 }
 
@@ -2779,9 +2786,13 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     s->opts.listen_addr = s->listen_text;
     s->opts.parent_addr = s->parent_text;
     s->opts.secret_file = NULL;
-    s->opts.faults = NULL;
     s->self = *kraken_engine_self_id(engine);
     s->backoff_ms = opts->rejoin_min_ms;
+    struct rlimit nofile;
+    s->max_pending = kraken__sync_pending_limit(
+        getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+            ? (uint64_t)nofile.rlim_cur
+            : UINT64_MAX);
     s->change_gen = 1; /* new sessions start at digest_gen 0: stale */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -2820,8 +2831,6 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
             goto fail;
         s->secret_owned = true;
     }
-    if (opts->faults != NULL)
-        s->faults = *opts->faults;
     if ((rc = owned_urls_of_engine(engine, &s->my_owned)) < 0 || (rc = load_nodes(s)) < 0)
         goto fail;
     s->flush_ev = evtimer_new(base, flush_cb, s);
@@ -2831,11 +2840,9 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
         rc = kraken__err(KRAKEN_ENOMEM, "kraken_sync_new: out of memory");
         goto fail;
     }
-    static const kraken_sync_net_ops net_ops = {on_datagram, on_accepted};
+    static const kraken_sync_net_ops net_ops = {on_datagram, on_accepted, on_accept_failed};
     if ((rc = kraken__sync_net_new(&s->net, base, &bind_addr, &net_ops, s)) < 0)
         goto fail;
-    if (opts->faults != NULL)
-        kraken__sync_net_set_faults(s->net, &s->faults);
     if ((rc = kraken_store_listen(s->store, on_store_change, s, NULL, &s->listener)) < 0)
         goto fail;
     s->owned_refreshed_at = now_ms();
@@ -2927,6 +2934,18 @@ bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data, s
                                 kraken_sync_addr *to)
 {
     return sync != NULL && kraken__sync_net_last_sent(sync->net, data, len, to);
+}
+
+size_t kraken__sync_buffered(const kraken_sync *sync)
+{
+    return sync != NULL ? kraken__sync_net_buffered(sync->net) : 0;
+}
+
+size_t kraken__sync_pending_joins(const kraken_sync *sync, size_t *limit)
+{
+    if (limit != NULL)
+        *limit = sync != NULL ? sync->max_pending : 0;
+    return sync != NULL ? sync->n_pending : 0;
 }
 
 /* ---- decoders for fuzz/fuzz_sync.c and tests ------------------------------------------ */

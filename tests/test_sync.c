@@ -7,8 +7,10 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -84,6 +86,23 @@ static void teardown(void)
     rmdir(dir);
 }
 
+typedef struct logbook {
+    unsigned n;            /* messages from "sync" */
+    unsigned by_level[10];
+    char last[512];
+} logbook;
+
+static void log_cb(int level, const char *subsystem, const char *message, void *ud)
+{
+    logbook *b = ud;
+    if (strcmp(subsystem, "sync") != 0)
+        return;
+    b->n++;
+    if (level >= 0 && level < 10)
+        b->by_level[level]++;
+    snprintf(b->last, sizeof b->last, "%s", message);
+}
+
 typedef struct inst {
     kraken_engine *engine;
     kraken_sync *sync;
@@ -92,6 +111,7 @@ typedef struct inst {
     char parent[64];
     unsigned events[4]; /* SYNC events by kind */
     char last_refusal[256];
+    logbook log;
 } inst;
 
 static kraken_uuid make_id(unsigned n)
@@ -129,6 +149,7 @@ static void inst_engine(inst *x, unsigned n, const char *ip)
     ck_assert_int_eq(kraken_bus_subscribe(kraken_engine_bus(x->engine), &so, on_sync_event, x,
                                           NULL, &sub),
                      0);
+    ck_assert_int_eq(kraken_engine_set_log(x->engine, KRAKEN_LOG_DEBUG, log_cb, &x->log, NULL), 0);
 }
 
 static kraken_sync_options fast_options(void)
@@ -357,7 +378,9 @@ typedef struct sink {
     size_t lens[8];
     kraken_sync_conn *conn;
     size_t frames, frame_bytes, closed;
+    size_t frame_lens[8];
     uint8_t frame_sum;
+    char why[160]; /* the last close reason */
 } sink;
 
 static void sink_datagram(const uint8_t *data, size_t len, const kraken_sync_addr *from, void *ud)
@@ -375,6 +398,8 @@ static void sink_frame(kraken_sync_conn *c, const uint8_t *data, size_t len, voi
 {
     (void)c;
     sink *k = ud;
+    if (k->frames < 8)
+        k->frame_lens[k->frames] = len;
     k->frames++;
     k->frame_bytes = len;
     uint8_t sum = 0;
@@ -386,10 +411,10 @@ static void sink_frame(kraken_sync_conn *c, const uint8_t *data, size_t len, voi
 static void sink_closed(kraken_sync_conn *c, const char *why, void *ud)
 {
     (void)c;
-    (void)why;
     sink *k = ud;
     k->closed++;
     k->conn = NULL;
+    snprintf(k->why, sizeof k->why, "%s", why);
 }
 
 static const kraken_sync_conn_ops sink_conn_ops = {NULL, sink_frame, sink_closed};
@@ -407,7 +432,7 @@ START_TEST(transport_frames_and_faults)
     ck_assert_int_eq(kraken__sync_parse_addr("127.0.0.1:0", 0, &a1), 0);
     ck_assert_int_eq(kraken__sync_parse_addr("127.0.0.2:0", 0, &a2), 0);
     sink k1 = {0}, k2 = {0};
-    const kraken_sync_net_ops ops = {sink_datagram, sink_accepted};
+    const kraken_sync_net_ops ops = {sink_datagram, sink_accepted, NULL};
     kraken_sync_net *n1, *n2;
     ck_assert_int_eq(kraken__sync_net_new(&n1, base, &a1, &ops, &k1), 0);
     ck_assert_int_eq(kraken__sync_net_new(&n2, base, &a2, &ops, &k2), 0);
@@ -486,6 +511,106 @@ START_TEST(transport_frames_and_faults)
 }
 END_TEST
 
+/* Two nets on 127.0.0.1 and 127.0.0.2 with an accepted connection n1 -> n2 (*out, k2->conn). */
+static void net_pair(kraken_sync_net **n1, kraken_sync_net **n2, sink *k1, sink *k2,
+                     kraken_sync_addr *a2, kraken_sync_conn **out)
+{
+    static const kraken_sync_net_ops ops = {sink_datagram, sink_accepted, NULL};
+    kraken_sync_addr a1;
+    ck_assert_int_eq(kraken__sync_parse_addr("127.0.0.1:0", 0, &a1), 0);
+    ck_assert_int_eq(kraken__sync_parse_addr("127.0.0.2:0", 0, a2), 0);
+    ck_assert_int_eq(kraken__sync_net_new(n1, base, &a1, &ops, k1), 0);
+    ck_assert_int_eq(kraken__sync_net_new(n2, base, a2, &ops, k2), 0);
+    kraken__sync_addr_set_port(a2, kraken__sync_net_port(*n2));
+    ck_assert_int_eq(kraken__sync_conn_connect(out, *n1, a2, &sink_conn_ops, k1), 0);
+    ck_assert(WAIT_FOR(k2->conn != NULL, DEADLINE_MS));
+}
+
+/* The TCP side of the fault shim: a delayed stream (datagrams overtake it, its own frames keep
+ * their order) and a reset; plus datagram jitter, which reorders datagrams. */
+START_TEST(transport_tcp_faults)
+{
+    kraken_sync_net *n1, *n2;
+    sink k1 = {0}, k2 = {0};
+    kraken_sync_addr a2;
+    kraken_sync_conn *out;
+    net_pair(&n1, &n2, &k1, &k2, &a2, &out);
+
+    kraken_sync_faults f = {0};
+    f.tcp_delay_ms = 50;
+    f.seed = 9;
+    kraken__sync_net_set_faults(n1, &f);
+    ck_assert_int_eq(kraken__sync_conn_send(out, (const uint8_t *)"a", 1), 0);
+    ck_assert_int_eq(kraken__sync_conn_send(out, (const uint8_t *)"bb", 2), 0);
+    ck_assert_uint_eq(kraken__sync_conn_queued(out), 4 + 1 + 4 + 2);
+    ck_assert_int_eq(kraken__sync_net_send(n1, &a2, (const uint8_t *)"u", 1), 0);
+    /* the datagram sent after the frames arrives first */
+    ck_assert(WAIT_FOR(k2.n == 1, DEADLINE_MS));
+    ck_assert_uint_eq(k2.frames, 0);
+    /* frames queued after the shim is lifted still wait behind the delayed ones */
+    kraken__sync_net_set_faults(n1, NULL);
+    ck_assert_int_eq(kraken__sync_conn_send(out, (const uint8_t *)"ccc", 3), 0);
+    ck_assert(WAIT_FOR(k2.frames == 3, DEADLINE_MS));
+    ck_assert_uint_eq(k2.frame_lens[0], 1);
+    ck_assert_uint_eq(k2.frame_lens[1], 2);
+    ck_assert_uint_eq(k2.frame_lens[2], 3);
+
+    /* reset: the sender's conn fails with the shim's reason, the receiver sees an RST */
+    f = (kraken_sync_faults){0};
+    f.tcp_reset = 1.0;
+    f.seed = 9;
+    kraken__sync_net_set_faults(n1, &f);
+    ck_assert_int_eq(kraken__sync_conn_send(out, (const uint8_t *)"d", 1), 0);
+    ck_assert(WAIT_FOR(k1.closed == 1 && k2.closed == 1, DEADLINE_MS));
+    ck_assert_str_eq(k1.why, "connection reset (fault injection)");
+    ck_assert_str_eq(k2.why, "connection error: Connection reset by peer");
+    ck_assert_uint_eq(k2.frames, 3);
+
+    /* jitter: 8 datagrams sent in order arrive, not all in order */
+    f = (kraken_sync_faults){0};
+    f.jitter_ms = 40;
+    f.seed = 11;
+    kraken__sync_net_set_faults(n1, &f);
+    k2.n = 0;
+    for (char ch = '0'; ch < '8'; ch++)
+        ck_assert_int_eq(kraken__sync_net_send(n1, &a2, (const uint8_t *)&ch, 1), 0);
+    ck_assert(WAIT_FOR(k2.n == 8, DEADLINE_MS));
+    bool in_order = true;
+    for (int i = 0; i < 8; i++)
+        in_order = in_order && k2.first[i][0] == '0' + i;
+    ck_assert_msg(!in_order, "jitter of 40 ms reordered nothing");
+
+    kraken__sync_net_free(n1);
+    kraken__sync_net_free(n2);
+}
+END_TEST
+
+/* A send on a connection the peer has shut must not kill the process with SIGPIPE, and the
+ * library must not have changed the signal's disposition to get there. */
+START_TEST(no_sigpipe_on_dead_connection)
+{
+    struct sigaction before;
+    ck_assert_int_eq(sigaction(SIGPIPE, NULL, &before), 0);
+    ck_assert_ptr_eq(before.sa_handler, SIG_DFL);
+    kraken_sync_net *n1, *n2;
+    sink k1 = {0}, k2 = {0};
+    kraken_sync_addr a2;
+    kraken_sync_conn *out;
+    net_pair(&n1, &n2, &k1, &k2, &a2, &out);
+    /* A write after our own shutdown(SHUT_WR) fails with EPIPE exactly as one after the peer's
+     * reset does, and deterministically: write() or writev() here raise SIGPIPE. */
+    ck_assert_int_eq(shutdown(kraken__sync_conn_fd(out), SHUT_WR), 0);
+    ck_assert_int_eq(kraken__sync_conn_send(out, (const uint8_t *)"x", 1), 0);
+    ck_assert(WAIT_FOR(k1.closed == 1, DEADLINE_MS));
+    ck_assert_str_eq(k1.why, "connection error: send: Broken pipe");
+    struct sigaction after;
+    ck_assert_int_eq(sigaction(SIGPIPE, NULL, &after), 0);
+    ck_assert_ptr_eq(after.sa_handler, SIG_DFL);
+    kraken__sync_net_free(n1);
+    kraken__sync_net_free(n2);
+}
+END_TEST
+
 START_TEST(bad_options)
 {
     inst r;
@@ -518,10 +643,6 @@ START_TEST(bad_options)
     ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
     o = fast_options();
     o.version = 99;
-    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
-    o = fast_options();
-    kraken_sync_faults f = {1.5, 0, 0, 0, 1};
-    o.faults = &f;
     ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
     ck_assert_ptr_null(s);
     /* the engine was not touched by the failed calls */
@@ -955,10 +1076,11 @@ START_TEST(converges_under_faults)
     put_cfg(&r, &c.id, &r.id, "node-0");
     kraken_sync_faults f = {0.05, 0.05, 0.05, 0, 42};
     kraken_sync_options o = fast_options();
-    o.faults = &f;
     o.dead_ms = 2000; /* 5% loss must not look like a dead link */
     inst_sync_opts(&r, NULL, 0, o);
+    kraken__sync_set_faults(r.sync, &f);
     inst_sync_opts(&c, &r, 0, o);
+    kraken__sync_set_faults(c.sync, &f); /* before the loop runs: the join is from the loop */
     ck_assert(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS));
     kraken_uuid ids[N_NODES];
     ids[0] = c.id;
@@ -1322,6 +1444,106 @@ START_TEST(pending_join_flood)
 }
 END_TEST
 
+static bool peer_gone(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* Before it has proven the key, a peer can make the parent buffer one small frame at most;
+ * a larger announced frame closes the connection, and the memory is back once they go. */
+START_TEST(preauth_memory_bounded)
+{
+    inst r;
+    inst_engine(&r, 1, "127.0.0.1");
+    kraken_sync_options o = fast_options();
+    o.dead_ms = 60000; /* half-open joins stay; the test ends them */
+    inst_sync_opts(&r, NULL, 0, o);
+    kraken_sync_addr to;
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)kraken_sync_port(r.sync));
+    ck_assert_int_eq(kraken__sync_parse_addr(addr, 0, &to), 0);
+    enum { N = 40 };
+    int fds[N];
+    static uint8_t junk[4 + 16384];
+    for (int i = 0; i < N; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_eq(connect(fds[i], &to.u.sa, to.len), 0);
+        bool small = i % 2 == 0;
+        uint32_t announced = small ? 200 : 65536;
+        junk[0] = (uint8_t)(announced >> 24);
+        junk[1] = (uint8_t)(announced >> 16);
+        junk[2] = (uint8_t)(announced >> 8);
+        junk[3] = (uint8_t)announced;
+        size_t len = small ? 4 + 100 : sizeof junk;
+        ck_assert_int_eq(write(fds[i], junk, len), (ssize_t)len);
+    }
+    ck_assert(WAIT_FOR(kraken__sync_pending_joins(r.sync, NULL) == N / 2 &&
+                           kraken__sync_buffered(r.sync) == (N / 2) * 104u,
+                       DEADLINE_MS));
+    for (int i = 1; i < N; i += 2)
+        ck_assert_msg(WAIT_FOR(peer_gone(fds[i]), DEADLINE_MS), "oversized frame kept open");
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    ck_assert(WAIT_FOR(kraken__sync_pending_joins(r.sync, NULL) == 0 &&
+                           kraken__sync_buffered(r.sync) == 0,
+                       DEADLINE_MS));
+    inst_free(&r);
+}
+END_TEST
+
+/* At the fd limit the listener pauses with back-off instead of spinning on accept(), reports
+ * once through the log, and children get in again once descriptors are free. */
+START_TEST(accept_paused_at_fd_limit)
+{
+    ck_assert_uint_eq(kraken__sync_pending_limit(1024), 480);
+    ck_assert_uint_eq(kraken__sync_pending_limit(20000), KRAKEN_SYNC_MAX_PENDING_JOINS);
+    ck_assert_uint_eq(kraken__sync_pending_limit(10), 8);
+    inst r, c;
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&c, 2, "127.0.0.2");
+    put_cfg(&r, &c.id, &r.id, "child");
+    kraken_sync_options o = fast_options();
+    o.dead_ms = 60000;
+    inst_sync_opts(&r, NULL, 0, o);
+    size_t limit = 0;
+    kraken__sync_pending_joins(r.sync, &limit);
+    struct rlimit old;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    ck_assert_uint_eq(limit, kraken__sync_pending_limit(old.rlim_cur));
+    kraken_sync_addr to;
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)kraken_sync_port(r.sync));
+    ck_assert_int_eq(kraken__sync_parse_addr(addr, 0, &to), 0);
+    enum { N = 8 };
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        ck_assert_int_ge(fds[i] = socket(AF_INET, SOCK_STREAM, 0), 0);
+    int probe = dup(0); /* the lowest free descriptor: room for exactly two more */
+    close(probe);
+    struct rlimit low = {(rlim_t)probe + 2, old.rlim_max};
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(connect(fds[i], &to.u.sa, to.len), 0);
+    /* one failure per pause (50, 100, 200 ms): the loop turns many times in between */
+    ck_assert(WAIT_FOR(stats_of(&r).accept_errors >= 3, DEADLINE_MS));
+    ck_assert_uint_eq(stats_of(&r).accept_errors, 3);
+    ck_assert_uint_eq(r.log.n, 1);
+    ck_assert_uint_eq(r.log.by_level[KRAKEN_LOG_ERROR], 1);
+    ck_assert_str_eq(r.log.last, "cannot accept connections: Too many open files (2 half-open "
+                                 "joins, 0 children); pausing accepts for 50 ms, doubling up "
+                                 "to 2 s while it lasts");
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    inst_sync(&c, &r);
+    ck_assert_msg(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS), "no join after the flood");
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("sync");
@@ -1331,6 +1553,8 @@ static Suite *make_suite(void)
     tcase_add_test(units, secret_files);
     tcase_add_test(units, keys_and_macs);
     tcase_add_test(units, transport_frames_and_faults);
+    tcase_add_test(units, transport_tcp_faults);
+    tcase_add_test(units, no_sigpipe_on_dead_connection);
     tcase_add_test(units, bad_options);
     tcase_add_test(units, wire_decoders);
     suite_add_tcase(s, units);
@@ -1352,6 +1576,8 @@ static Suite *make_suite(void)
     tcase_add_test(proto, child_cannot_push_cfg);
     tcase_add_test(proto, snapshot_requests_limited);
     tcase_add_test(proto, pending_join_flood);
+    tcase_add_test(proto, preauth_memory_bounded);
+    tcase_add_test(proto, accept_paused_at_fd_limit);
     suite_add_tcase(s, proto);
     return s;
 }

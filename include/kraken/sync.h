@@ -29,15 +29,6 @@ typedef struct kraken_sync kraken_sync;
 #define KRAKEN_SYNC_OPTIONS_VERSION 1
 #define KRAKEN_SYNC_DEFAULT_PORT 31415
 
-/** Deterministic fault injection on sent datagrams (tests only). */
-typedef struct kraken_sync_faults {
-    double loss;       /**< probability a datagram is dropped */
-    double duplicate;  /**< probability it is sent twice */
-    double reorder;    /**< probability it is held back and sent after the next one */
-    uint32_t delay_ms; /**< fixed extra delay for every datagram */
-    uint32_t seed;     /**< PRNG seed */
-} kraken_sync_faults;
-
 /** Options; start from KRAKEN_SYNC_OPTIONS_INIT. */
 typedef struct kraken_sync_options {
     unsigned version;           /**< KRAKEN_SYNC_OPTIONS_VERSION */
@@ -52,12 +43,11 @@ typedef struct kraken_sync_options {
     uint32_t damping_ms;        /**< coalesce changes this long before sending (5) */
     uint32_t rejoin_min_ms;     /**< first rejoin delay (250), doubling ... */
     uint32_t rejoin_max_ms;     /**< ... up to this (30000) */
-    const kraken_sync_faults *faults; /**< NULL: none */
 } kraken_sync_options;
 
 #define KRAKEN_SYNC_OPTIONS_INIT                                               \
     {KRAKEN_SYNC_OPTIONS_VERSION, NULL, KRAKEN_SYNC_DEFAULT_PORT, NULL, NULL, false, 10000, \
-     40000, 5, 250, 30000, NULL}
+     40000, 5, 250, 30000}
 
 /** Counters, for tests, metrics and benchmarks. */
 typedef struct kraken_sync_stats {
@@ -72,6 +62,7 @@ typedef struct kraken_sync_stats {
     uint64_t joins_accepted, joins_refused;
     uint64_t full_resends;           /**< snapshots sent on join or digest mismatch */
     uint64_t peers_lost;             /**< links declared dead */
+    uint64_t accept_errors;          /**< accept() failures (e.g. at the fd limit) */
 } kraken_sync_stats;
 
 /**
