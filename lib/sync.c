@@ -151,6 +151,11 @@ typedef struct snode {
     kraken_uuid route;      /* the direct child of this instance the node is under; zero: none */
     kraken_uuid old_route;  /* route before the last recomputation */
     uint32_t depth;         /* links below this instance (direct child: 1, self: 0) */
+    /* Version of the last state applied for this node from the parent link (Cfg, owned
+     * facts) and from the child link it is under (Dsc): the session it came on and the
+     * sender's sequence number (PROTOCOL.md 4, "Ordering"). */
+    uint32_t down_session, up_session;
+    uint64_t down_seq, up_seq;
     uint32_t stamp;         /* route generation the route was computed in */
     bool in_subtree;        /* self, or under a direct child */
     bool visiting;          /* cycle detection during route computation */
@@ -302,13 +307,21 @@ static void nt_free(ntable *t)
 
 typedef enum peer_role { ROLE_CHILD = 0, ROLE_PARENT = 1 } peer_role;
 
+#define GONE_RING 64 /* deletions remembered per parent link (a ring) */
+
 typedef struct peer {
     struct kraken_sync *sync;
     peer_role role;
     kraken_uuid id;
     uint8_t key[KRAKEN_SYNC_KEY_LEN];
-    uint64_t seq_out[2];
+    uint32_t serial;          /* this session, unique within this instance's life */
+    uint64_t seq_out;         /* one sequence for both channels: it orders UDP against TCP */
     uint64_t in_epoch[2], in_seq[2];
+    uint64_t rx_seq;          /* sequence number of the message being applied */
+    uint64_t snap_seq;        /* ... of the first part of the snapshot being received */
+    /* parent link: recent deletions, so that a late creation does not bring a node back */
+    struct { kraken_uuid id; uint64_t seq; } gone[GONE_RING];
+    unsigned n_gone;
     kraken_sync_addr udp;
     kraken_sync_conn *conn;
     struct event *dead_ev;
@@ -370,6 +383,7 @@ struct kraken_sync {
     kraken_sync_net *net;
     kraken_store_listener *listener;
     kraken_sync_stats stats;
+    uint32_t sessions;         /* serials handed out */
 
     ntable nodes;
     bool topo_dirty, check_children;
@@ -1023,7 +1037,7 @@ static int encode_message(const pb_msgdesc_t *fields, const void *msg, uint8_t *
 static int seal(kraken_sync *s, peer *p, int ch, const uint8_t *body, size_t body_len,
                 uint8_t **out, size_t *out_len)
 {
-    uint64_t seq = ++p->seq_out[ch];
+    uint64_t seq = ++p->seq_out;
     uint8_t mac[KRAKEN_SYNC_KEY_LEN];
     kraken__sync_mac(p->key, s->self.bytes, s->epoch, seq, channel_byte[ch], body, body_len,
                      mac);
@@ -1736,7 +1750,56 @@ static bool seen_has(const peer *p, const kraken_uuid *id)
     return p->n_seen > 0 && bsearch(id, p->seen, p->n_seen, sizeof *p->seen, uuid_cmp) != NULL;
 }
 
-/* Collect ids matching a predicate first: applying changes the node table. */
+/* ---- ordering: per-node versions (PROTOCOL.md 4, "Ordering") -------------------------- */
+
+/* Did a message of @p p's session later than @p than set this state? */
+static bool stamp_newer(uint32_t session, uint64_t seq, const peer *p, uint64_t than)
+{
+    return session == p->serial && seq > than;
+}
+
+/* The state in the message being applied is older than what this node already has from @p p
+ * (down: from our parent; up: from the child link it is under). */
+static bool older_than_applied(const peer *p, const snode *n)
+{
+    if (n == NULL)
+        return false;
+    return p->role == ROLE_PARENT ? stamp_newer(n->down_session, n->down_seq, p, p->rx_seq)
+                                  : stamp_newer(n->up_session, n->up_seq, p, p->rx_seq);
+}
+
+static void stamp(const peer *p, snode *n)
+{
+    if (n == NULL)
+        return;
+    if (p->role == ROLE_PARENT) {
+        n->down_session = p->serial;
+        n->down_seq = p->rx_seq;
+    } else {
+        n->up_session = p->serial;
+        n->up_seq = p->rx_seq;
+    }
+}
+
+static void remember_gone(peer *p, const kraken_uuid *id)
+{
+    unsigned i = p->n_gone++ % GONE_RING;
+    p->gone[i].id = *id;
+    p->gone[i].seq = p->rx_seq;
+}
+
+/* A node we do not hold: was it deleted by a message later than the one being applied? */
+static bool deleted_later(const peer *p, const kraken_uuid *id)
+{
+    unsigned n = p->n_gone < GONE_RING ? p->n_gone : GONE_RING;
+    for (unsigned i = 0; i < n; i++)
+        if (uuid_eq(&p->gone[i].id, id) && p->gone[i].seq > p->rx_seq)
+            return true;
+    return false;
+}
+
+/* Collect ids matching a predicate first: applying changes the node table. A node updated by a
+ * message sent after the snapshot started is not missing from it: it is newer. */
 static size_t snapshot_leftovers(kraken_sync *s, peer *p, kraken_uuid **out)
 {
     qsort(p->seen, p->n_seen, sizeof *p->seen, uuid_cmp);
@@ -1750,6 +1813,10 @@ static size_t snapshot_leftovers(kraken_sync *s, peer *p, kraken_uuid **out)
             continue;
         bool mine = p->role == ROLE_PARENT ? x->in_subtree && !uuid_eq(&x->id, &s->self)
                                            : uuid_eq(&x->route, &p->id);
+        if (mine && (p->role == ROLE_PARENT
+                         ? stamp_newer(x->down_session, x->down_seq, p, p->snap_seq)
+                         : stamp_newer(x->up_session, x->up_seq, p, p->snap_seq)))
+            continue;
         /* the cheap test first: a leaf's link carries one node of the whole table */
         if (mine && !seen_has(p, &x->id))
             v[n++] = x->id;
@@ -1792,17 +1859,26 @@ static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
     qsort(msg, n_msg, sizeof *msg, idparent_cmp);
     if (u->full && !p->rx_snapshot) {
         p->rx_snapshot = true;
+        p->snap_seq = p->rx_seq;
         p->n_seen = 0;
     }
     for (size_t i = 0; i < u->n; i++) {
         const rx_node *ns = &u->nodes[i];
         bool self = uuid_eq(&ns->id, &s->self);
+        snode *n = nt_find(&s->nodes, &ns->id);
+        if (older_than_applied(p, n) || (n == NULL && deleted_later(p, &ns->id))) {
+            s->stats.dropped_old++; /* a later message already set (or deleted) it */
+            if (u->full)
+                (void)seen_add(s, p, &ns->id);
+            continue;
+        }
         if (ns->deleted) {
-            snode *n = nt_find(&s->nodes, &ns->id);
-            if (n != NULL && n->in_subtree && !self)
+            if (n != NULL && n->in_subtree && !self) {
+                remember_gone(p, &ns->id);
                 (void)kraken_store_delete(s->store, &ns->id);
-            else if (n != NULL)
+            } else if (n != NULL) {
                 s->stats.dropped_not_authorized++;
+            }
             continue;
         }
         if (ns->has_cfg && decoded[i] == NULL)
@@ -1828,6 +1904,7 @@ static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
             else
                 s->stats.dropped_not_authorized += ns->n_facts ? ns->n_facts : 1;
         }
+        stamp(p, nt_find(&s->nodes, &ns->id));
         if (u->full)
             (void)seen_add(s, p, &ns->id);
     }
@@ -1854,6 +1931,7 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
     ensure_routes(s);
     if (u->full && !p->rx_snapshot) {
         p->rx_snapshot = true;
+        p->snap_seq = p->rx_seq;
         p->n_seen = 0;
     }
     for (size_t i = 0; i < u->n; i++) {
@@ -1864,9 +1942,16 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
             s->stats.dropped_not_authorized++;
             continue;
         }
+        if (older_than_applied(p, n)) {
+            s->stats.dropped_old++;
+            if (u->full)
+                (void)seen_add(s, p, &ns->id);
+            continue;
+        }
         bool top = uuid_eq(&ns->id, &p->id);
         apply_facts(s, &ns->id, ns->facts, ns->n_facts, ns->dsc_full, &s->my_owned,
                     top ? FACTS_NOT_OWNED : FACTS_ALL);
+        stamp(p, nt_find(&s->nodes, &ns->id));
         if (u->full)
             (void)seen_add(s, p, &ns->id);
     }
@@ -2145,6 +2230,7 @@ static peer *open_envelope(kraken_sync *s, const uint8_t *data, size_t len, int 
     }
     p->in_epoch[ch] = env.epoch;
     p->in_seq[ch] = env.seq;
+    p->rx_seq = env.seq;
     p->last_heard = now_ms();
     return p;
 }
@@ -2337,6 +2423,7 @@ static peer *peer_new(kraken_sync *s, peer_role role, const kraken_uuid *id,
     p->sync = s;
     p->role = role;
     p->id = *id;
+    p->serial = ++s->sessions;
     p->digest_gen = UINT64_MAX; /* no digests yet, whatever change_gen is */
     kraken__sync_session_key(node_key, tr, p->key);
     return p;

@@ -1444,6 +1444,67 @@ START_TEST(pending_join_flood)
 }
 END_TEST
 
+/* The values one Cfg URL of one node took at a receiver, in order. */
+typedef struct history {
+    kraken_uuid id;
+    const char *url;
+    char values[64][16];
+    unsigned n;
+} history;
+
+static void history_cb(const kraken_state_change *ch, void *ud)
+{
+    history *h = ud;
+    if (ch->kind != KRAKEN_CHANGE_CFG_UPDATE || ch->url == NULL || strcmp(ch->url, h->url) != 0 ||
+        memcmp(ch->node_id.bytes, h->id.bytes, 16) != 0 || h->n >= 64)
+        return;
+    char *text = NULL;
+    if (ch->new_value != NULL && kraken_value_format(ch->new_value, &text) == 0)
+        snprintf(h->values[h->n++], sizeof h->values[0], "%s", text);
+    free(text);
+}
+
+/*
+ * Defect 1 of issue 9: a small Cfg change goes by datagram, the next (too big for one) by TCP;
+ * datagrams are slower than the stream. The late datagram carries the older value and must not
+ * replace the newer one, whichever transport brought what.
+ */
+START_TEST(no_rollback_across_transports)
+{
+    inst r, c;
+    root_and_child(&r, &c);
+    history h = {.id = c.id, .url = "/Nodename"};
+    kraken_store_listener *l;
+    ck_assert_int_eq(kraken_store_listen(store_of(&c), history_cb, &h, NULL, &l), 0);
+    kraken_sync_faults slow = {0};
+    slow.delay_ms = 150; /* datagrams 150 ms behind the stream */
+    slow.seed = 5;
+    kraken__sync_set_faults(r.sync, &slow);
+    uint64_t sent = stats_of(&r).datagrams_sent;
+    put_cfg(&r, &c.id, &r.id, "A"); /* small: one datagram */
+    ck_assert(WAIT_FOR(stats_of(&r).datagrams_sent > sent, DEADLINE_MS));
+    uint64_t tcp = stats_of(&r).tcp_messages_sent;
+    put_cfg(&r, &c.id, &r.id, "B");
+    put_ifaces(&r, KRAKEN_CFG, &c.id, 60); /* too big for a datagram: over TCP */
+    ck_assert(WAIT_FOR(stats_of(&r).tcp_messages_sent > tcp, DEADLINE_MS));
+    uint64_t datagrams = stats_of(&r).datagrams_sent;
+    ck_assert(WAIT_FOR(has_text(&c, KRAKEN_CFG, &c.id, "/Nodename", "B"), DEADLINE_MS));
+    /* every datagram sent so far has arrived (the late "A" among them) */
+    ck_assert(WAIT_FOR(stats_of(&c).datagrams_received >= datagrams, DEADLINE_MS));
+    run_for(20);
+    ck_assert_msg(has_text(&c, KRAKEN_CFG, &c.id, "/Nodename", "B"), "rolled back to %s",
+                  h.n > 0 ? h.values[h.n - 1] : "?");
+    ck_assert(has_text(&c, KRAKEN_CFG, &c.id, IFACE_URL "eth59/Eth/Mtu", "9000"));
+    for (unsigned i = 1; i < h.n; i++)
+        ck_assert_msg(!(strcmp(h.values[i - 1], "B") == 0 && strcmp(h.values[i], "A") == 0),
+                      "Nodename went from B back to A");
+    ck_assert_uint_ge(stats_of(&c).dropped_old, 1);
+    kraken_store_unlisten(store_of(&c), l);
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
 static bool peer_gone(int fd)
 {
     char c;
@@ -1577,6 +1638,7 @@ static Suite *make_suite(void)
     tcase_add_test(proto, snapshot_requests_limited);
     tcase_add_test(proto, pending_join_flood);
     tcase_add_test(proto, preauth_memory_bounded);
+    tcase_add_test(proto, no_rollback_across_transports);
     tcase_add_test(proto, accept_paused_at_fd_limit);
     suite_add_tcase(s, proto);
     return s;

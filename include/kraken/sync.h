@@ -63,6 +63,7 @@ typedef struct kraken_sync_stats {
     uint64_t full_resends;           /**< snapshots sent on join or digest mismatch */
     uint64_t peers_lost;             /**< links declared dead */
     uint64_t accept_errors;          /**< accept() failures (e.g. at the fd limit) */
+    uint64_t dropped_old;            /**< node states older than one already applied */
 } kraken_sync_stats;
 
 /**
