@@ -1207,8 +1207,9 @@ static void fake_datagram(fake *f, const bytes *body)
                      (ssize_t)env.n);
 }
 
-/* Join @p parent as node @p n from @p ip, doing the handshake of PROTOCOL.md 3 by hand. */
-static void fake_join(fake *f, inst *parent, unsigned n, const char *ip)
+/* Join @p parent as node @p n from @p ip, doing the handshake of PROTOCOL.md 3 by hand; with
+ * @p stop_at_challenge, stop once the challenge has arrived (no proof sent). */
+static void fake_join_ex(fake *f, inst *parent, unsigned n, const char *ip, bool stop_at_challenge)
 {
     memset(f, 0, sizeof *f);
     f->id = make_id(n);
@@ -1249,6 +1250,8 @@ static void fake_join(fake *f, inst *parent, unsigned n, const char *ip)
     pb_istream_t is = pb_istream_from_buffer(ch, len);
     kraken_sync_JoinChallenge c = kraken_sync_JoinChallenge_init_zero;
     ck_assert(pb_decode(&is, kraken_sync_JoinChallenge_fields, &c));
+    if (stop_at_challenge)
+        return;
     memcpy(tr.parent_id.bytes, c.parent_id, 16);
     memcpy(tr.nonce_parent, c.nonce, sizeof tr.nonce_parent);
     tr.epoch_parent = c.epoch;
@@ -1273,6 +1276,11 @@ static void fake_join(fake *f, inst *parent, unsigned n, const char *ip)
     ck_assert_int_eq(kraken__sync_decode(KRAKEN_SYNC_WIRE_BODY, d.body, d.body_len, &d), 0);
     ck_assert_uint_eq(d.kind, kraken_sync_Body_join_result_tag);
     ck_assert_uint_eq(kraken_sync_children(parent->sync), 1);
+}
+
+static void fake_join(fake *f, inst *parent, unsigned n, const char *ip)
+{
+    fake_join_ex(f, parent, n, ip, false);
 }
 
 static void fake_close(fake *f)
@@ -1505,6 +1513,90 @@ START_TEST(no_rollback_across_transports)
 }
 END_TEST
 
+/* Errors inside the loop reach the engine's log with their cause, and are still counted; a
+ * flood of one kind is rate-limited, the lines held back summed up later. */
+START_TEST(loop_errors_logged)
+{
+    inst r;
+    inst_engine(&r, 1, "127.0.0.1");
+    kraken_uuid cid = make_id(2);
+    put_cfg(&r, &cid, &r.id, "child");
+    inst_sync(&r, NULL);
+    fake f;
+    fake_join(&f, &r, 2, "127.0.0.2");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &cid, "/RunState", "SYNC"), DEADLINE_MS));
+    char cid_text[KRAKEN_UUID_STRLEN + 1], want[512];
+    kraken_uuid_format(&cid, cid_text);
+
+    /* a fact the store refuses (no schema has the URL) */
+    bytes fact = {.n = 0}, ns = {.n = 0}, upd = {.n = 0}, body = {.n = 0};
+    put_data(&fact, 1, "/NoSuchField", 12);
+    put_data(&fact, 2, "1", 1);
+    put_data(&ns, 1, cid.bytes, 16);
+    put_data(&ns, 4, fact.v, fact.n);
+    put_data(&upd, 2, ns.v, ns.n);
+    put_data(&body, 2, upd.v, upd.n);
+    fake_datagram(&f, &body);
+    ck_assert(WAIT_FOR(stats_of(&r).apply_failed == 1, DEADLINE_MS));
+    ck_assert_uint_eq(r.log.by_level[KRAKEN_LOG_ERROR], 1);
+    snprintf(want, sizeof want, "fact /NoSuchField of node %s from child %s not applied: ",
+             cid_text, cid_text);
+    ck_assert_msg(strncmp(r.log.last, want, strlen(want)) == 0, "log: %s", r.log.last);
+    ck_assert_uint_gt(strlen(r.log.last), strlen(want)); /* the store's reason follows */
+
+    /* five forged datagrams: counted five times, logged once, the rest summed up later */
+    bytes env;
+    fake_seal(&f, 'U', &body, &env);
+    env.v[env.n - 1] ^= 1; /* the last byte of the mac */
+    unsigned warnings = r.log.by_level[KRAKEN_LOG_WARNING];
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(sendto(f.udp, env.v, env.n, 0, &f.parent.u.sa, f.parent.len),
+                         (ssize_t)env.n);
+    ck_assert(WAIT_FOR(stats_of(&r).dropped_bad_mac == 5, DEADLINE_MS));
+    ck_assert_uint_eq(r.log.by_level[KRAKEN_LOG_WARNING], warnings + 1);
+    kraken_sync_addr from;
+    from.len = sizeof from.u;
+    ck_assert_int_eq(getsockname(f.udp, &from.u.sa, &from.len), 0);
+    snprintf(want, sizeof want,
+             "dropped a datagram from 127.0.0.2:%u claiming to be child %s: its MAC does not "
+             "verify under the session key (forged, corrupted, or from an earlier session)",
+             (unsigned)kraken__sync_addr_port(&from), cid_text);
+    ck_assert_str_eq(r.log.last, want);
+    ck_assert(WAIT_FOR(strcmp(r.log.last, "4 more messages with a bad MAC were dropped and not "
+                                          "logged") == 0,
+                       DEADLINE_MS));
+    fake_close(&f);
+    inst_free(&r);
+}
+END_TEST
+
+/* Defect 7 of issue 9: a child that goes away after the challenge (it timed out, crashed, or
+ * found our proof wrong) is reported as what was seen, without blaming the secret; a proof
+ * that fails does name the secret. */
+START_TEST(honest_join_diagnosis)
+{
+    inst r;
+    inst_engine(&r, 1, "127.0.0.1");
+    kraken_uuid cid = make_id(2);
+    put_cfg(&r, &cid, &r.id, "child");
+    inst_sync(&r, NULL);
+    fake f;
+    fake_join_ex(&f, &r, 2, "127.0.0.2", true);
+    fake_close(&f);
+    ck_assert(WAIT_FOR(r.events[KRAKEN_SYNC_JOIN_REFUSED] == 1, DEADLINE_MS));
+    char cid_text[KRAKEN_UUID_STRLEN + 1], want[512];
+    kraken_uuid_format(&cid, cid_text);
+    snprintf(want, sizeof want,
+             "join of %s refused: the child ended the handshake after our challenge, without a "
+             "proof (connection closed by peer)",
+             cid_text);
+    ck_assert_str_eq(r.last_refusal, want);
+    ck_assert_ptr_null(strstr(r.log.last, "secret"));
+    ck_assert_ptr_nonnull(strstr(r.log.last, "from 127.0.0.2:"));
+    inst_free(&r);
+}
+END_TEST
+
 static bool peer_gone(int fd)
 {
     char c;
@@ -1638,6 +1730,8 @@ static Suite *make_suite(void)
     tcase_add_test(proto, snapshot_requests_limited);
     tcase_add_test(proto, pending_join_flood);
     tcase_add_test(proto, preauth_memory_bounded);
+    tcase_add_test(proto, loop_errors_logged);
+    tcase_add_test(proto, honest_join_diagnosis);
     tcase_add_test(proto, no_rollback_across_transports);
     tcase_add_test(proto, accept_paused_at_fd_limit);
     suite_add_tcase(s, proto);

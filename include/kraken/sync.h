@@ -64,6 +64,10 @@ typedef struct kraken_sync_stats {
     uint64_t peers_lost;             /**< links declared dead */
     uint64_t accept_errors;          /**< accept() failures (e.g. at the fd limit) */
     uint64_t dropped_old;            /**< node states older than one already applied */
+    uint64_t apply_failed;           /**< authenticated, authorized state the store refused
+                                          (e.g. a Cfg or fact the local schemas lack) */
+    uint64_t send_failed;            /**< messages that could not be queued (repaired later
+                                          by a snapshot) */
 } kraken_sync_stats;
 
 /**
