@@ -346,6 +346,8 @@ typedef struct peer {
     uint64_t last_heard;
     uint64_t last_delta_at, last_snapshot_at;
     int strikes;              /* hellos in a row showing a digest mismatch */
+    uint64_t hold_until;      /* child link: refuse other instances with this id until then */
+    uint64_t conflict_reported_at;
     bool ready;               /* parent link: first full state applied; child link: always */
     urlset owned;             /* parent link: the URLs the parent owns for this node */
     /* incoming snapshot in parts */
@@ -2625,6 +2627,48 @@ static peer *peer_new(kraken_sync *s, peer_role role, const kraken_uuid *id,
     return p;
 }
 
+/*
+ * Duplicate node ids (PROTOCOL.md 3, issue 9 defect 6). A child that restarts joins again from
+ * the same address, or after its old session went quiet (a crashed host sends no FIN): the new
+ * session replaces the old one. A join from another address while the established session is
+ * alive (heard within two hello intervals) is a second instance with the same id: letting each
+ * replace the other made both flap forever. The established session is kept, and for a
+ * hold-down of dead_ms after each conflict the other is refused even through a missed hello.
+ */
+static bool id_conflict(kraken_sync *s, peer *old, const peer *fresh)
+{
+    if (kraken__sync_addr_equal(&old->udp, &fresh->udp))
+        return false;
+    uint64_t now = now_ms();
+    bool alive = now - old->last_heard < 2 * (uint64_t)s->opts.hello_ms; /* no hello lost */
+    if (!alive && now >= old->hold_until)
+        return false;
+    old->hold_until = now + s->opts.dead_ms;
+    return true;
+}
+
+/* Counted every time; the event and the log line once per hold-down, not at every retry. */
+static void report_conflict(kraken_sync *s, peer *old, const kraken_sync_addr *other)
+{
+    s->stats.id_conflicts++;
+    uint64_t now = now_ms();
+    if (old->conflict_reported_at != 0 && now - old->conflict_reported_at < s->opts.dead_ms)
+        return;
+    old->conflict_reported_at = now;
+    char id[KRAKEN_UUID_STRLEN + 1], a[80], b[80];
+    fmt_id(&old->id, id);
+    kraken__sync_addr_format(&old->udp, a, sizeof a);
+    kraken__sync_addr_format(other, b, sizeof b);
+    publish(s, KRAKEN_SYNC_ID_CONFLICT, &old->id,
+            "node id %s: a second instance at %s proved the node key while the session from "
+            "%s is alive; keeping %s",
+            id, b, a, a);
+    slog(s, KRAKEN_LOG_ERROR,
+         "duplicate node id %s: an instance at %s joined while the session from %s is alive; "
+         "keeping the established session and refusing the other for %u ms after each attempt",
+         id, b, a, (unsigned)s->opts.dead_ms);
+}
+
 static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, size_t len)
 {
     kraken_sync_JoinProof proof = kraken_sync_JoinProof_init_zero;
@@ -2662,6 +2706,15 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
         return;
     }
     peer *old = find_child(s, &child);
+    if (old != NULL && id_conflict(s, old, p)) {
+        (void)send_join_result(s, p, false, "another instance with this node id has a live "
+                                            "session with the parent (duplicate node id?)");
+        kraken__sync_conn_close(p->conn, true);
+        p->conn = NULL;
+        report_conflict(s, old, &p->udp);
+        peer_free(p);
+        return;
+    }
     if (old != NULL) { /* the child restarted: the new session replaces the old one */
         children_remove(s, old);
         peer_free(old);

@@ -109,7 +109,7 @@ typedef struct inst {
     kraken_uuid id;
     char ip[32];
     char parent[64];
-    unsigned events[4]; /* SYNC events by kind */
+    unsigned events[8]; /* SYNC events by kind */
     char last_refusal[256];
     logbook log;
 } inst;
@@ -129,7 +129,7 @@ static kraken_uuid make_id(unsigned n)
 static void on_sync_event(const kraken_event *ev, void *ud)
 {
     inst *x = ud;
-    if (ev->type == KRAKEN_EVENT_SYNC && ev->kind >= 0 && ev->kind < 4) {
+    if (ev->type == KRAKEN_EVENT_SYNC && ev->kind >= 0 && ev->kind < 8) {
         x->events[ev->kind]++;
         if (ev->kind == KRAKEN_SYNC_JOIN_REFUSED && ev->message != NULL)
             snprintf(x->last_refusal, sizeof x->last_refusal, "%s", ev->message);
@@ -1597,6 +1597,48 @@ START_TEST(honest_join_diagnosis)
 }
 END_TEST
 
+/* Defect 6 of issue 9: two instances with the same node id (and the right key). The parent
+ * keeps the established session, refuses the other, reports it once (event, log, counter), and
+ * lets the other in when the first goes away. */
+START_TEST(duplicate_node_id)
+{
+    inst r, c1, c2;
+    kraken_sync_options o = fast_options();
+    o.hello_ms = 200; /* "alive" is heard within 2 hellos: robust on a loaded machine */
+    o.dead_ms = 4000;
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&c1, 2, "127.0.0.2");
+    put_cfg(&r, &c1.id, &r.id, "child");
+    inst_sync_opts(&r, NULL, 0, o);
+    inst_sync_opts(&c1, &r, 0, o);
+    ck_assert(WAIT_FOR(kraken_sync_joined(c1.sync), DEADLINE_MS));
+    inst_engine(&c2, 2, "127.0.0.3"); /* same id as c1 */
+    inst_sync_opts(&c2, &r, 0, o);
+    ck_assert(WAIT_FOR(stats_of(&r).id_conflicts >= 3, DEADLINE_MS));
+    ck_assert_uint_eq(stats_of(&r).joins_accepted, 1); /* no flapping */
+    ck_assert(kraken_sync_joined(c1.sync));
+    ck_assert(!kraken_sync_joined(c2.sync));
+    ck_assert_uint_eq(r.events[KRAKEN_SYNC_ID_CONFLICT], 1);
+    ck_assert_uint_eq(r.log.by_level[KRAKEN_LOG_ERROR], 1);
+    char id[KRAKEN_UUID_STRLEN + 1], want[512];
+    kraken_uuid_format(&c1.id, id);
+    snprintf(want, sizeof want,
+             "duplicate node id %s: an instance at 127.0.0.3:%u joined while the session from "
+             "127.0.0.2:%u is alive; keeping the established session and refusing the other "
+             "for %u ms after each attempt",
+             id, (unsigned)kraken_sync_port(c2.sync), (unsigned)kraken_sync_port(c1.sync),
+             o.dead_ms);
+    ck_assert_str_eq(r.log.last, want);
+    ck_assert_ptr_nonnull(strstr(c2.last_refusal, "duplicate node id?"));
+    /* the established instance goes away: the other one gets in */
+    inst_free(&c1);
+    ck_assert(WAIT_FOR(kraken_sync_joined(c2.sync), DEADLINE_MS));
+    ck_assert_uint_eq(stats_of(&r).joins_accepted, 2);
+    inst_free(&c2);
+    inst_free(&r);
+}
+END_TEST
+
 static bool peer_gone(int fd)
 {
     char c;
@@ -1730,6 +1772,7 @@ static Suite *make_suite(void)
     tcase_add_test(proto, snapshot_requests_limited);
     tcase_add_test(proto, pending_join_flood);
     tcase_add_test(proto, preauth_memory_bounded);
+    tcase_add_test(proto, duplicate_node_id);
     tcase_add_test(proto, loop_errors_logged);
     tcase_add_test(proto, honest_join_diagnosis);
     tcase_add_test(proto, no_rollback_across_transports);

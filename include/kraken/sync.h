@@ -66,6 +66,7 @@ typedef struct kraken_sync_stats {
     uint64_t dropped_old;            /**< node states older than one already applied */
     uint64_t apply_failed;           /**< authenticated, authorized state the store refused
                                           (e.g. a Cfg or fact the local schemas lack) */
+    uint64_t id_conflicts;           /**< joins refused: another instance has the node id */
     uint64_t send_failed;            /**< messages that could not be queued (repaired later
                                           by a snapshot) */
 } kraken_sync_stats;
