@@ -660,8 +660,28 @@ KRAKEN_PRIVATE void kraken__sync_hash_final(kraken_sync_hash *h,
 #define KRAKEN_SYNC_MAX_FRAME (16u << 20)   /* TCP frame cap */
 #define KRAKEN_SYNC_MAX_DATAGRAM 1200       /* no IP fragmentation on an ordinary LAN */
 /* Unauthenticated TCP joins a parent holds at once (the oldest gives way beyond); sized for
- * thousands of children starting together. */
+ * thousands of children starting together, and lowered to what the fd limit allows
+ * (kraken__sync_pending_limit). */
 #define KRAKEN_SYNC_MAX_PENDING_JOINS 2048
+/* Largest frame a peer may make us buffer before it has proven the key: a JoinRequest or a
+ * JoinProof is under 100 bytes. */
+#define KRAKEN_SYNC_PREAUTH_MAX_FRAME 256
+
+/* Deterministic fault injection, for tests and benchmarks only (kraken__sync_set_faults); not
+ * part of the public options. Datagrams: loss, duplication, reordering (hold one back until the
+ * next), a fixed delay plus a uniform jitter (which also reorders). TCP: a fixed delay for every
+ * frame written (so datagrams overtake it, or it overtakes delayed datagrams) and a probability
+ * that writing a frame resets the connection instead (RST, as a crashed peer). */
+typedef struct kraken_sync_faults {
+    double loss;           /* probability a datagram is dropped */
+    double duplicate;      /* probability it is sent twice */
+    double reorder;        /* probability it is held back and sent after the next one */
+    uint32_t delay_ms;     /* fixed extra delay for every datagram */
+    uint32_t seed;         /* PRNG seed */
+    uint32_t jitter_ms;    /* plus a uniform extra delay in [0, jitter_ms] per datagram */
+    uint32_t tcp_delay_ms; /* every TCP frame is written this much later */
+    double tcp_reset;      /* probability that a frame resets its connection instead */
+} kraken_sync_faults;
 
 typedef struct kraken_sync_addr {
     socklen_t len;
@@ -692,6 +712,9 @@ typedef struct kraken_sync_net_ops {
     void (*datagram)(const uint8_t *data, size_t len, const kraken_sync_addr *from, void *ud);
     /* A TCP connection was accepted; set its ops with kraken__sync_conn_set_ops() or close it. */
     void (*accepted)(kraken_sync_conn *conn, void *ud);
+    /* accept() failed with @p err (errno); the listener pauses for @p pause_ms. @p first is
+     * true for the first failure after a successful accept (report that one). May be NULL. */
+    void (*accept_failed)(int err, uint32_t pause_ms, bool first, void *ud);
 } kraken_sync_net_ops;
 
 typedef struct kraken_sync_conn_ops {
@@ -709,7 +732,7 @@ KRAKEN_PRIVATE int kraken__sync_net_new(kraken_sync_net **out, struct event_base
 /* Close everything, connections included (no callbacks). NULL-safe. */
 KRAKEN_PRIVATE void kraken__sync_net_free(kraken_sync_net *net);
 KRAKEN_PRIVATE uint16_t kraken__sync_net_port(const kraken_sync_net *net);
-/* Faults for sent datagrams (copied; NULL: none). */
+/* Faults for sent datagrams and TCP frames (copied; NULL: none). */
 KRAKEN_PRIVATE void kraken__sync_net_set_faults(kraken_sync_net *net, const kraken_sync_faults *f);
 /* Send one datagram (through the fault shim). */
 KRAKEN_PRIVATE int kraken__sync_net_send(kraken_sync_net *net, const kraken_sync_addr *to,
@@ -734,11 +757,24 @@ KRAKEN_PRIVATE const kraken_sync_addr *kraken__sync_conn_peer(const kraken_sync_
 KRAKEN_PRIVATE void kraken__sync_conn_set_max_frame(kraken_sync_conn *conn, uint32_t max);
 /* Bytes queued for the peer and not yet written to the socket. */
 KRAKEN_PRIVATE size_t kraken__sync_conn_queued(const kraken_sync_conn *conn);
+/* Bytes received from the peer and held (an unfinished frame), for tests. */
+KRAKEN_PRIVATE size_t kraken__sync_conn_buffered(const kraken_sync_conn *conn);
+/* The socket, for tests that provoke socket errors. */
+KRAKEN_PRIVATE int kraken__sync_conn_fd(const kraken_sync_conn *conn);
+/* Sum of kraken__sync_conn_buffered over every connection of @p net, for tests. */
+KRAKEN_PRIVATE size_t kraken__sync_net_buffered(const kraken_sync_net *net);
+/* Half-open joins a parent may hold: KRAKEN_SYNC_MAX_PENDING_JOINS, or fewer when the process's
+ * fd limit (@p nofile, RLIMIT_NOFILE's soft limit) leaves less room: a half-open join holds one
+ * descriptor, and sessions, the sockets and the host program need the rest. At least 8. */
+KRAKEN_PRIVATE size_t kraken__sync_pending_limit(uint64_t nofile);
 
 /* -- test hooks (sync.c) -- */
 KRAKEN_PRIVATE void kraken__sync_set_faults(kraken_sync *sync, const kraken_sync_faults *faults);
 KRAKEN_PRIVATE bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data,
                                                size_t *len, kraken_sync_addr *to);
+/* Bytes received and held on every TCP connection, and half-open joins held (and their cap). */
+KRAKEN_PRIVATE size_t kraken__sync_buffered(const kraken_sync *sync);
+KRAKEN_PRIVATE size_t kraken__sync_pending_joins(const kraken_sync *sync, size_t *limit);
 
 /* -- wire decoders, exposed for fuzz/fuzz_sync.c and tests (owner: syncreview) -- */
 #define KRAKEN_SYNC_FRAME_HEAD 4 /* TCP frame: 4-byte big-endian length, then the message */

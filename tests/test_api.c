@@ -106,8 +106,8 @@ START_TEST(load_dsc_file_into_store)
         "{\"nodes\": [{\"id\": \"4afdefa4-573b-5cfe-a419-c59075cf18a5\"}, "
         "{\"id\": \"4afdefa4-573b-5cfe-a419-c59075cf18a5\"}]}");
     ck_assert_int_eq(kraken_store_load_dsc(store, dup), KRAKEN_EEXISTS);
-    snprintf(want, sizeof want, "%s: node 4afdefa4-573b-5cfe-a419-c59075cf18a5 appears more "
-             "than once", dup);
+    snprintf(want, sizeof want, "%s: node 1 (4afdefa4-573b-5cfe-a419-c59075cf18a5): duplicate id "
+             "(node 0 has it too)", dup);
     ck_assert_str_eq(kraken_error_last(), want);
     ck_assert_int_eq(changes, 0);
     kraken_uuid n1;
