@@ -549,6 +549,44 @@ START_TEST(malformed_urls)
 }
 END_TEST
 
+/*
+ * The component bound exactly: 64 components are split and fail on the first unknown field;
+ * 65 are refused by the bound itself. An off-by-one (65 accepted) fails here without ASan,
+ * since the 65-component URL then reports the field instead of the bound.
+ */
+static void deep_url(char *buf, size_t cap, int components)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < components; i++)
+        strncat(buf, "/a", cap - strlen(buf) - 1);
+}
+
+START_TEST(component_limit_boundary)
+{
+    kraken_node *n = new_node();
+    char url[256], want[512];
+    char *canon = NULL;
+
+    deep_url(url, sizeof url, 64);
+    expect_get_err(n, url, KRAKEN_EPARSE);
+    snprintf(want, sizeof want, "URL '%s': kraken.Node has no field 'a'", url);
+    ck_assert_str_eq(kraken_error_last(), want);
+    ck_assert_int_eq(kraken_url_canonical(url, &canon), KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), want);
+
+    deep_url(url, sizeof url, 65);
+    snprintf(want, sizeof want, "URL '%s': more than 64 components", url);
+    expect_get_err(n, url, KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), want);
+    expect_set_text_err(n, url, "1", KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), want);
+    ck_assert_int_eq(kraken_url_canonical(url, &canon), KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), want);
+    ck_assert_ptr_null(canon);
+    kraken_node_free(n);
+}
+END_TEST
+
 START_TEST(null_arguments)
 {
     kraken_node *n = new_node();
@@ -895,6 +933,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, text_every_type);
     tcase_add_test(tc, typed_values_and_errors);
     tcase_add_test(tc, malformed_urls);
+    tcase_add_test(tc, component_limit_boundary);
     tcase_add_test(tc, null_arguments);
     tcase_add_test(tc, whole_node);
     tcase_add_test(tc, unset_things);
