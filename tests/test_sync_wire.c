@@ -5,9 +5,10 @@
  * dropped as forged).
  *
  * A root (127.0.0.1) and one child (127.0.0.2) join; then the child's datagrams are all dropped
- * by its fault shim, which still records the last one it was given. The test captures those
- * datagrams and is the only one to deliver them, in the order it chooses, so every verdict is
- * deterministic: nothing races with the child's own traffic. Waits are on the receiver's
+ * by its fault shim, which still records the last one it was given, and those already on their
+ * way are drained. The test captures the child's datagrams and is the only one to deliver
+ * them, in the order it chooses, so every verdict is deterministic: nothing races with the
+ * child's own traffic. Waits are on the receiver's
  * counters with a deadline; nothing sleeps.
  */
 #include <arpa/inet.h>
@@ -151,6 +152,18 @@ static void joined_then_muted(inst *r, inst *c)
     memset(&mute, 0, sizeof mute);
     mute.loss = 1.0;
     kraken__sync_set_faults(c->sync, &mute);
+    /* Datagrams the child sent before are already queued at r (loopback delivers within
+     * sendto). A garbage datagram queued behind them: once r counts it, they are all taken
+     * in, and from now on r receives only what the test sends. */
+    kraken_sync_stats before = stats_of(r);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    kraken_sync_addr to;
+    ck_assert_int_eq(kraken__sync_parse_addr("127.0.0.1", kraken_sync_port(r->sync), &to), 0);
+    ck_assert_int_eq(sendto(fd, "\xff\xff\xff", 3, 0, &to.u.sa, to.len), 3);
+    close(fd);
+    ck_assert(WAIT_FOR(stats_of(r).dropped_malformed == before.dropped_malformed + 1,
+                       DEADLINE_MS));
 }
 
 typedef struct captured {

@@ -6,6 +6,9 @@
                                                 the snippet is not found exactly once (stale)
   mutate.py revert MUTANTS NAME ROOT            restore the file from the backup
   mutate.py failures TESTLOG                    the failing tests in a meson testlog.json
+  mutate.py failed-tests TESTLOG                their meson test names
+  mutate.py confirmed TESTLOG CLEANLOG          failures in TESTLOG that CLEANLOG (the same
+                                                tests on the unmodified tree) does not repeat
   mutate.py table MUTANTS RESULTS               markdown table from run.sh's results file
 """
 import json
@@ -72,28 +75,47 @@ def revert(m, root):
     path = os.path.join(root, m["file"])
     if os.path.exists(path + ".orig"):
         os.replace(path + ".orig", path)
+        # The backup is older than the mutant's objects: without a new mtime, ninja would keep
+        # the mutant compiled in for every later run.
+        os.utime(path, None)
     return 0
 
 
-def failures(log):
-    """'suite/test' or 'suite/test tcase:name' for each failure in a meson testlog."""
+def failed_entries(log):
+    """(meson test name, 'suite/test' or 'suite/test tcase:name') for each failure."""
     out = []
     try:
         with open(log) as f:
             entries = [json.loads(l) for l in f if l.strip()]
     except (OSError, ValueError) as err:
-        return [f"(no test log: {err})"]
+        return [("", f"(no test log: {err})")]
     for e in entries:
         if e.get("result") in ("OK", "SKIP", "EXPECTEDFAIL"):
             continue
         name = e.get("name", "?").split(":", 1)[-1].replace(" / ", "/")
+        test = name.split("/", 1)[-1]
         subs = re.findall(r"^not ok \d+ - (?:\S*/)?[^/\s:]+\.c:([^:]+:[^:]+):", e.get("stdout")
                           or "", re.M)
         if subs:
-            out.extend(f"{name} {s}" for s in subs)
+            out.extend((test, f"{name} {s}") for s in subs)
         else:
-            out.append(f"{name} ({e.get('result')})")
+            out.append((test, f"{name} ({e.get('result')})"))
     return out
+
+
+def failures(log):
+    return [shown for _, shown in failed_entries(log)]
+
+
+def failed_tests(log):
+    """The meson test names that failed (to run again on the unmodified tree)."""
+    return sorted({test for test, _ in failed_entries(log) if test})
+
+
+def confirmed(mutant_log, clean_log):
+    """Failures of the mutant run that did not recur on the unmodified tree."""
+    again = set(failures(clean_log)) if clean_log else set()
+    return [f for f in failures(mutant_log) if f not in again]
 
 
 def table(mutants, results):
@@ -116,6 +138,12 @@ def main(argv):
     cmd = argv[0]
     if cmd == "failures":
         print("; ".join(failures(argv[1])))
+        return 0
+    if cmd == "failed-tests":
+        print(" ".join(failed_tests(argv[1])))
+        return 0
+    if cmd == "confirmed":
+        print("; ".join(confirmed(argv[1], argv[2] if len(argv) > 2 else None)))
         return 0
     mutants = load(argv[1])
     if cmd == "list":

@@ -6,8 +6,11 @@
 # Usage: tests/mutants/run.sh [NAME...]      (default: every mutant)
 # Environment: MUTANTS_DIR  scratch directory (default /tmp/kraken-mutants-$USER)
 #              MUTANTS_TIMEOUT  meson --timeout-multiplier for each run (default 0.5)
-# Prints one line per mutant (CAUGHT / SURVIVED / STALE / BROKEN) and a markdown table in
-# $MUTANTS_DIR/results.md. Exit status 0 only when every mutant was caught.
+# Prints one line per mutant and a markdown table in
+# $MUTANTS_DIR/results.md. Verdicts: CAUGHT (a unit test failed, and does not fail again on
+# the unmodified tree), SURVIVED (all passed), FLAKY (the only failures recur without the
+# mutant), STALE (the snippet is no longer in the source: update mutants.txt), BROKEN (the
+# mutant does not compile). Exit status 0 only when every mutant was caught.
 set -uo pipefail
 export PATH=/usr/bin:/bin:/usr/sbin:/sbin:$PATH
 
@@ -55,10 +58,26 @@ for name in "${names[@]}"; do
     elif unit_tests "$name"; then
         verdict=SURVIVED; by="-"
     else
-        verdict=CAUGHT; by=$($helper failures "$build/meson-logs/$name.json")
-        caught=$((caught + 1))
+        verdict=CAUGHT
     fi
     $helper revert "$list" "$name" "$src"
+    if [ "$verdict" = CAUGHT ]; then
+        # A failure that the unmodified tree repeats is the test's own flakiness, not a catch.
+        read -r -a again <<<"$($helper failed-tests "$build/meson-logs/$name.json")"
+        ninja -C "$build" >/dev/null 2>&1
+        clean=""
+        if [ ${#again[@]} -gt 0 ]; then
+            meson test -C "$build" --num-processes 2 --timeout-multiplier "$mult" \
+                --logbase "$name.clean" "${again[@]}" >"$work/$name.clean.out" 2>&1
+            clean="$build/meson-logs/$name.clean.json"
+        fi
+        by=$($helper confirmed "$build/meson-logs/$name.json" $clean)
+        if [ -z "$by" ]; then
+            verdict=FLAKY; by="only failures that recur without the mutant: $($helper failures "$build/meson-logs/$name.json")"
+        else
+            caught=$((caught + 1))
+        fi
+    fi
     printf '%-32s %-8s %s\n' "$name" "$verdict" "$by"
     printf '%s\t%s\t%s\n' "$name" "$verdict" "$by" >>"$results"
 done
