@@ -286,6 +286,12 @@ static int start(daemon_ctx *d)
         return fail("%s", err);
     if (!(d->base = event_base_new()))
         return fail("cannot create the event loop");
+    /* Before anything can say READY: a SIGTERM right after READY must stop cleanly. */
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    if (!d->sig_term || !d->sig_int || evsignal_add(d->sig_term, NULL) < 0 ||
+        evsignal_add(d->sig_int, NULL) < 0)
+        return fail("cannot install signal handlers");
 
     kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
     if (c->id && kraken_uuid_parse(&eo.self_id, c->id) < 0)
@@ -331,11 +337,6 @@ static int start(daemon_ctx *d)
     if (rs && rs->disable)
         on_rest_started(d, true);
 
-    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
-    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
-    if (!d->sig_term || !d->sig_int || evsignal_add(d->sig_term, NULL) < 0 ||
-        evsignal_add(d->sig_int, NULL) < 0)
-        return fail("cannot install signal handlers");
     return 0;
 }
 
