@@ -339,7 +339,7 @@ static void configured(kd_rest *r, char **addr, int *port)
         *addr = strdup(v.v.str.data);
     kraken_value_clear(&v);
     if (kraken_store_get_value(r->api->store, KRAKEN_CFG, self, CONFIG_URL "/Port", &v) == 0 &&
-        (v.type == KRAKEN_T_INT32 || v.type == KRAKEN_T_INT64) && v.v.i >= 0 && v.v.i <= 65535)
+        (v.type == KRAKEN_T_INT32 || v.type == KRAKEN_T_INT64) && v.v.i > 0 && v.v.i <= 65535)
         *port = (int)v.v.i;
     kraken_value_clear(&v);
     kraken_error_clear();

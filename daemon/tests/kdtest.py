@@ -30,9 +30,9 @@ def next_address():
 class Daemon:
     """One kraken-daemon process; its stderr is collected line by line."""
 
-    def __init__(self, args, addr=None, wait_ready=True, env=None):
+    def __init__(self, args, addr=None, wait_ready=True, env=None, wrapper=()):
         self.addr = addr or next_address()
-        self.args = [DAEMON] + list(args)
+        self.args = list(wrapper) + [DAEMON] + list(args)
         if not any(a.lstrip("-").startswith("ipapi") for a in args):
             self.args += ["-ipapi", self.addr + ":0"]
         if not any(a.lstrip("-").startswith("syncport") for a in args):

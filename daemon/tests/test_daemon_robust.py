@@ -248,3 +248,68 @@ def test_sdnotify_ready_and_stopping(tmp_path):
         assert d.stop() == 0
     assert sock.recv(4096) == b"STOPPING=1"
     sock.close()
+
+
+def test_child_joins_parent_and_follows_its_cfg(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(os.urandom(32))
+    secret.chmod(0o600)
+    state = tmp_path / "state.json"
+    shutil.copy(os.path.join(FIXTURES, "cluster4.json"), state)
+    n1 = "4afdefa4-573b-5cfe-a419-c59075cf18a5"
+    root = Daemon(["-id", SELF_ID, "-state", str(state), "-secret", str(secret)])
+    root_ip = root.addr
+    try:
+        line = root.wait_line(r"sync: listening on .* port (\d+)")
+        sync_port = int(line.rsplit(" ", 1)[1])
+        child = Daemon(["-id", n1, "-secret", str(secret), "-ip", root.addr.rsplit(".", 1)[0] +
+                        ".251", "-parent", "%s:%d" % (root_ip, sync_port)])
+        try:
+            assert "child, REST port" in child.wait_line(r"daemon: ready")
+            wait_until(lambda: "kraken_sync_joined 1" in child.get("/metrics")[2], 20,
+                       "child joined")
+            # Cfg flows down: the root's change of the child's node reaches the child.
+            assert root.request("PATCH", "/cfg/node/" + n1, {"arch": "arm64"})[0] == 200
+            wait_until(lambda: child.get("/cfg/node/" + n1)[2].get("arch") == "arm64", 20,
+                       "Cfg change at the child")
+            # Dsc flows up: the root sees where the child's REST API listens.
+            def child_rest_in_root_dsc():
+                svcs = root.get("/dsc/node/" + n1)[2].get("services", [])
+                return [s for s in svcs if s["id"] == "restapi" and
+                        s.get("config", {}).get("port") == child.port]
+            wait_until(child_rest_in_root_dsc, 20, "child's Dsc at the root")
+            # The parent's Cfg has no restapi config for the child: it keeps its -ipapi.
+            assert child.get("/sme/frozen")[0] == 200
+            assert "kraken_sync_children 1" in root.get("/metrics")[2]
+        finally:
+            assert child.stop() == 0
+    finally:
+        assert root.stop() == 0
+
+
+def test_child_without_secret_is_refused():
+    rc, _, err = run_daemon(["-parent", "127.0.0.1:1", "-ipapi", "127.0.0.1:0", "-syncport", "0"])
+    assert rc == 1
+    assert "kraken-daemon: sync: " in err and "secret" in err
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_valgrind_clean_run_and_shutdown(tmp_path):
+    state = tmp_path / "state.json"
+    shutil.copy(os.path.join(FIXTURES, "cluster4.json"), state)
+    d = Daemon(["-id", SELF_ID, "-state", str(state), "-sync-insecure", "-ip", "127.0.0.1"],
+               wrapper=["valgrind", "--error-exitcode=99", "--leak-check=full",
+                        "--errors-for-leak-kinds=definite,indirect", "-q"])
+    assert d.proc.args[0] == "valgrind"
+    try:
+        nid = "99999999-0000-4000-8000-000000000001"
+        d.request("POST", "/cfg/nodes", {"nodes": [node(nid), {"nodename": "x"},
+                                                   node(nid[:-1] + "2", physState="BAD")]})
+        d.request("PATCH", "/cfg/node/" + nid, {"nodename": "v"})
+        for path in ("/cfg/nodes", "/dsc/nodes", "/graph/json", "/graph/node/%s/json" % nid,
+                     "/graph/node/%s/path" % nid, "/enumerables", "/metrics", "/ws", "/nope"):
+            d.get(path)
+        d.request("PUT", "/cfg/node", b"{bad")
+        d.request("DELETE", "/cfg/node/" + nid)
+    finally:
+        assert d.stop(timeout=60) == 0, d.log()
