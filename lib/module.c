@@ -426,8 +426,11 @@ int kraken_module_new(kraken_module **out, kraken_engine *engine, const kraken_m
                                   &m->events);
     }
     if (rc < 0) {
-        kraken_module_free(m); /* userdata is not ours until success */
-        return rc;
+        /* Undoing the service clears the message: keep it. userdata is not ours until success. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", kraken_error_last());
+        kraken_module_free(m);
+        return kraken__err(rc, "%s", why);
     }
     m->userdata = userdata;
     m->destroy = destroy;

@@ -112,16 +112,12 @@ static int not_connected(const kraken_module *m, const char *op)
 static int flush_some(kraken_module *m)
 {
     module_client *c = m->client;
-    while (evbuffer_get_length(c->out) > 0) {
-        int n = evbuffer_write(c->out, c->fd);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                break;
-            char why[128];
-            snprintf(why, sizeof why, "write: %s", strerror(errno));
-            client_lost(m, why);
-            return kraken__err(KRAKEN_EIO, "module '%s': %s", m->service_id, why);
-        }
+    int err = kraken__module_send_some(c->fd, c->out);
+    if (err < 0) {
+        char why[128];
+        snprintf(why, sizeof why, "write: %s", strerror(-err));
+        client_lost(m, why);
+        return kraken__err(KRAKEN_EIO, "module '%s': %s", m->service_id, why);
     }
     if (evbuffer_get_length(c->out) > 0)
         event_add(c->wr, NULL);
@@ -375,7 +371,7 @@ static void finish_dispatch(kraken_module *m)
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
-    (void)what;
+    /* Also called for frames kept during a wait (fd -1): then only those. */
     kraken_module *m = arg;
     module_client *c = m->client;
     if (evbuffer_get_length(c->kept) > 0) {
@@ -387,7 +383,11 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         finish_dispatch(m);
         return;
     }
-    int n = evbuffer_read(c->in, fd, 65536);
+    if (!(what & EV_READ) || fd < 0) {
+        finish_dispatch(m);
+        return;
+    }
+    int n = evbuffer_read(c->in, c->fd, 65536);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         char why[128];
         snprintf(why, sizeof why, "%s",

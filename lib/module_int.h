@@ -84,6 +84,15 @@ KRAKEN_PRIVATE const char *kraken__module_frame_name(pb_size_t which);
 KRAKEN_PRIVATE int kraken__module_frame_peek(const uint8_t *data, size_t avail, uint32_t max_frame,
                                              uint32_t *len);
 
+/*
+ * Write what @p fd takes now from @p out with sendmsg(MSG_NOSIGNAL): a peer
+ * that went away must not raise SIGPIPE in the caller's process (libevent's
+ * writers use writev). 0 (drained, or the rest must wait for writability) or
+ * a negative errno.
+ */
+struct evbuffer;
+KRAKEN_PRIVATE int kraken__module_send_some(int fd, struct evbuffer *out);
+
 /* Descriptor <-> Register message (both directions own nothing of the other). */
 KRAKEN_PRIVATE int kraken__module_register_from_desc(const kraken_module_desc *desc,
                                                      const char *service_id,

@@ -24,7 +24,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
@@ -35,12 +34,16 @@ typedef struct mconn mconn;
 
 struct mconn {
     kraken_module_server *srv;
-    struct bufferevent *bev;
+    int fd;
+    struct event *rd, *wr;
+    struct evbuffer *in, *out;
     uid_t uid;
     pid_t pid;
     msvc *svc;         /* after Register */
     bool started;      /* Start sent since it registered */
-    bool closing;      /* flushing a refusal, or doomed: closed from the loop */
+    bool closing;      /* flushing a refusal (then freed), or doomed: closed from the loop */
+    bool doomed;
+    char why[160];     /* why a doomed connection closes */
     struct event *kill; /* closes a connection that broke a bound, from the loop */
     mconn *next;
 };
@@ -97,6 +100,31 @@ int kraken_module_server_options_init(kraken_module_server_options *opts, unsign
 
 static void conn_close(mconn *c, const char *why);
 
+/* A connection that must go is closed from the loop: its caller may still use it. */
+static void conn_doom(mconn *c, const char *why)
+{
+    if (c->doomed)
+        return;
+    c->doomed = c->closing = true;
+    snprintf(c->why, sizeof c->why, "%s", why);
+    event_del(c->rd);
+    event_del(c->wr);
+    event_active(c->kill, 0, 0);
+}
+
+/* Write what the socket takes now; a write error dooms the connection. */
+static void conn_flush(mconn *c)
+{
+    int err = kraken__module_send_some(c->fd, c->out);
+    if (err < 0) {
+        char why[128];
+        snprintf(why, sizeof why, "socket error: send: %s", strerror(-err));
+        conn_doom(c, why);
+    } else if (evbuffer_get_length(c->out) > 0) {
+        event_add(c->wr, NULL);
+    }
+}
+
 static int conn_send(mconn *c, const kraken_module_Frame *frame)
 {
     if (c->closing)
@@ -106,16 +134,15 @@ static int conn_send(mconn *c, const kraken_module_Frame *frame)
     int rc = kraken__module_frame_encode(frame, &buf, &len);
     if (rc < 0)
         return rc;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    rc = evbuffer_add(out, buf, len) == 0 ? 0 : kraken__err(KRAKEN_ENOMEM, "out of memory");
+    bool was_empty = evbuffer_get_length(c->out) == 0;
+    rc = evbuffer_add(c->out, buf, len) == 0 ? 0 : kraken__err(KRAKEN_ENOMEM, "out of memory");
     free(buf);
-    if (rc == 0 && evbuffer_get_length(out) > c->srv->max_output) {
-        /* Not closed here: the caller may still use the connection. */
-        c->closing = true;
-        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-        event_active(c->kill, 0, 0);
+    if (rc == 0 && evbuffer_get_length(c->out) > c->srv->max_output) {
+        conn_doom(c, "the module reads too slowly (output bound reached)");
         return kraken__err(KRAKEN_ELIMIT, "module connection closed: output bound reached");
     }
+    if (rc == 0 && was_empty)
+        conn_flush(c); /* latency first: a burst of frames coalesces behind this write */
     return rc;
 }
 
@@ -406,9 +433,18 @@ static void conn_free(mconn *c)
             *p = c->next;
             break;
         }
-    bufferevent_free(c->bev);
+    if (c->rd)
+        event_free(c->rd);
+    if (c->wr)
+        event_free(c->wr);
     if (c->kill)
         event_free(c->kill);
+    if (c->in)
+        evbuffer_free(c->in);
+    if (c->out)
+        evbuffer_free(c->out);
+    if (c->fd >= 0)
+        close(c->fd);
     free(c);
 }
 
@@ -416,7 +452,11 @@ static void on_kill(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    conn_close(arg, "the module reads too slowly (output bound reached)");
+    mconn *c = arg;
+    if (c->svc || !c->why[0])
+        conn_close(c, c->why);
+    else
+        conn_free(c); /* a refused peer: logged already */
 }
 
 /* The module went away: its steps are interrupted and replanned, its service marked. */
@@ -450,38 +490,23 @@ static void conn_close(mconn *c, const char *why)
     conn_free(c);
 }
 
-static void on_flushed(struct bufferevent *bev, void *arg)
-{
-    (void)bev;
-    conn_free(arg);
-}
-
-static void on_refused_event(struct bufferevent *bev, short what, void *arg)
-{
-    (void)bev;
-    (void)what;
-    conn_free(arg); /* the peer went before it read the refusal */
-}
-
 /* Refuse a peer: one Registered{ok=false} frame, flushed, then the connection closes. */
 static void conn_refuse(mconn *c, int code, const char *reason)
 {
+    (void)code;
     SLOG(c->srv, KRAKEN_LOG_WARNING, "module connection (pid %ld uid %ld) refused: %s",
          (long)c->pid, (long)c->uid, reason);
     conn_detach(c, reason);
     kraken_module_Frame f = {.which_msg = kraken_module_Frame_registered_tag};
     f.msg.registered.ok = false;
     f.msg.registered.error = (char *)(uintptr_t)reason;
-    (void)code;
-    if (conn_send(c, &f) < 0) {
+    if (conn_send(c, &f) < 0)
         kraken_error_clear();
-        conn_free(c);
-        return;
-    }
+    /* Kept open until the peer hangs up (it reads the refusal first), for 2 s at most. */
     c->closing = true;
-    bufferevent_disable(c->bev, EV_READ);
-    bufferevent_setcb(c->bev, NULL, on_flushed, on_refused_event, c);
-    bufferevent_enable(c->bev, EV_WRITE);
+    c->why[0] = '\0';
+    struct timeval linger = {2, 0};
+    event_add(c->kill, &linger);
 }
 
 static int declare_all(msvc *s, const kraken_module_Register *r)
@@ -711,28 +736,22 @@ static bool handle_frame(mconn *c, kraken_module_Frame *f)
     return true;
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* Decode and handle every complete frame in the input buffer. */
+static void handle_input(mconn *c)
 {
-    mconn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    for (;;) {
+    struct evbuffer *in = c->in;
+    while (!c->closing) {
         size_t avail = evbuffer_get_length(in);
         uint8_t *head = evbuffer_pullup(in, avail < 4 ? (ssize_t)avail : 4);
         uint32_t len = 0;
         int rc = kraken__module_frame_peek(head, avail, c->srv->max_frame, &len);
         if (rc == 1)
             return;
-        if (rc < 0) {
-            char why[256];
-            snprintf(why, sizeof why, "%s", kraken_error_last());
-            kraken_error_clear();
-            conn_close(c, why);
-            return;
-        }
-        uint8_t *body = evbuffer_pullup(in, (ssize_t)len + 4);
         kraken_module_Frame f;
-        rc = kraken__module_frame_decode(body + 4, len, &f);
-        evbuffer_drain(in, (size_t)len + 4);
+        if (rc == 0) {
+            rc = kraken__module_frame_decode(evbuffer_pullup(in, (ssize_t)len + 4) + 4, len, &f);
+            evbuffer_drain(in, (size_t)len + 4);
+        }
         if (rc < 0) {
             char why[256];
             snprintf(why, sizeof why, "%s", kraken_error_last());
@@ -742,23 +761,48 @@ static void on_read(struct bufferevent *bev, void *arg)
         }
         bool alive = handle_frame(c, &f);
         kraken__module_frame_release(&f);
-        if (!alive || c->closing)
+        if (!alive)
             return;
     }
 }
 
-static void on_conn_event(struct bufferevent *bev, short what, void *arg)
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
-    (void)bev;
+    (void)what;
     mconn *c = arg;
-    if (what & BEV_EVENT_EOF) {
-        size_t left = evbuffer_get_length(bufferevent_get_input(c->bev));
-        conn_close(c, left ? "the module hung up in the middle of a frame" : "the module hung up");
-    } else if (what & BEV_EVENT_ERROR) {
-        char why[128];
-        snprintf(why, sizeof why, "socket error: %s", strerror(EVUTIL_SOCKET_ERROR()));
-        conn_close(c, why);
+    if (c->closing) { /* a refused peer: discard until it hangs up */
+        int n = evbuffer_read(c->in, fd, 65536);
+        evbuffer_drain(c->in, evbuffer_get_length(c->in));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            conn_free(c);
+        return;
     }
+    int n = evbuffer_read(c->in, fd, 65536);
+    if (n == 0) {
+        conn_close(c, evbuffer_get_length(c->in) ? "the module hung up in the middle of a frame"
+                                                 : "the module hung up");
+        return;
+    }
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        char why[128];
+        if (errno == ECONNRESET)
+            snprintf(why, sizeof why, "the module hung up (connection reset)");
+        else
+            snprintf(why, sizeof why, "socket error: %s", strerror(errno));
+        conn_close(c, why);
+        return;
+    }
+    handle_input(c);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    mconn *c = arg;
+    conn_flush(c);
 }
 
 static bool uid_allowed(const kraken_module_server *srv, uid_t uid)
@@ -781,28 +825,29 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     struct ucred cred;
     socklen_t cl = sizeof cred;
     mconn *c = calloc(1, sizeof *c);
-    struct bufferevent *bev =
-        c ? bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
-    if (!bev) {
-        free(c);
+    if (!c) {
         evutil_closesocket(fd);
         SLOG(srv, KRAKEN_LOG_ERROR, "module connection dropped: out of memory");
         return;
     }
     c->srv = srv;
-    c->bev = bev;
+    c->fd = fd;
+    c->next = srv->conns;
+    srv->conns = c;
+    evutil_make_socket_nonblocking(fd);
+    c->rd = event_new(srv->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->wr = event_new(srv->base, fd, EV_WRITE, on_writable, c);
     c->kill = event_new(srv->base, -1, 0, on_kill, c);
-    if (!c->kill) {
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    if (!c->rd || !c->wr || !c->kill || !c->in || !c->out) {
         conn_free(c);
         SLOG(srv, KRAKEN_LOG_ERROR, "module connection dropped: out of memory");
         return;
     }
-    c->next = srv->conns;
-    srv->conns = c;
     bool known = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0;
     c->uid = known ? cred.uid : (uid_t)-1;
     c->pid = known ? cred.pid : -1;
-    bufferevent_setcb(bev, on_read, NULL, on_conn_event, c);
     if (!known || !uid_allowed(srv, c->uid)) {
         char why[128];
         snprintf(why, sizeof why, "peer uid %ld is not allowed on this module socket",
@@ -810,7 +855,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         conn_refuse(c, KRAKEN_EAUTH, why);
         return;
     }
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    event_add(c->rd, NULL);
 }
 
 /* ---- the listening socket ------------------------------------------------------------------ */

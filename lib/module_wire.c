@@ -6,8 +6,12 @@
  * before a byte of the body is decoded, so a peer cannot make us allocate
  * more than that bound.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
 
 #include <pb_decode.h>
 #include <pb_encode.h>
@@ -199,4 +203,34 @@ void kraken__module_register_free(kraken_module_Frame *frame)
     free(r->mutations);
     free(r->discoverables);
     memset(frame, 0, sizeof *frame);
+}
+
+/* ---- writing without SIGPIPE ------------------------------------------------------------------ */
+
+#define IOV_BATCH 64
+
+int kraken__module_send_some(int fd, struct evbuffer *out)
+{
+    while (evbuffer_get_length(out) > 0) {
+        struct evbuffer_iovec v[IOV_BATCH];
+        int n = evbuffer_peek(out, -1, NULL, v, IOV_BATCH);
+        if (n > IOV_BATCH)
+            n = IOV_BATCH;
+        struct iovec iov[IOV_BATCH];
+        for (int i = 0; i < n; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+        }
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -errno;
+        }
+        evbuffer_drain(out, (size_t)w);
+    }
+    return 0;
 }

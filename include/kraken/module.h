@@ -34,6 +34,7 @@
 #include <sys/types.h>
 
 #include "engine.h"
+#include "error.h"
 #include "event.h"
 #include "mutation.h"
 #include "node.h"
