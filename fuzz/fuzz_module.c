@@ -39,6 +39,8 @@ static void roundtrip(const kraken_module_Frame *f)
     free(again);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t off = 0;

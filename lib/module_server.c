@@ -471,15 +471,19 @@ static void conn_detach(mconn *c, const char *why)
     s->events = NULL;
     if (!s->srv->engine)
         return;
-    /* Marked first: the replanned steps then wait for the service instead of failing on it. */
-    if (s->expected)
+    /*
+     * Marked first, so the replanned steps wait for the service instead of failing on it: by
+     * whoever runs the process (it knows whether it exited), else INIT (it is coming back) for
+     * an expected service and ERROR with the reason for one that connected by itself.
+     */
+    if (s->expected && s->hooks.connection)
+        s->hooks.connection(s->id, false, s->userdata);
+    else if (s->expected)
         svc_set_dsc(s, KRAKEN_SERVICE_INIT, NULL);
     else
         svc_set_dsc(s, KRAKEN_SERVICE_ERROR, why);
     if (kraken_service_interrupt_steps(s->service, "the module disconnected") < 0)
         kraken_error_clear();
-    if (s->expected && s->hooks.connection)
-        s->hooks.connection(s->id, false, s->userdata);
 }
 
 static void conn_close(mconn *c, const char *why)

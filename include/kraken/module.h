@@ -296,7 +296,11 @@ typedef struct kraken_module_expect_hooks {
     void (*start)(const char *service_id, void *userdata);
     /** Cfg State went STOP: stop the process (it was sent Stop first if connected). */
     void (*stop)(const char *service_id, void *userdata);
-    /** The module process registered (@p connected true) or its connection went away. */
+    /**
+     * The module process registered (@p connected true) or its connection went away: then
+     * the hook sets the service's Dsc state (INIT while it comes back, or what the process's
+     * exit says), before the service's steps are interrupted and replanned.
+     */
     void (*connection)(const char *service_id, bool connected, void *userdata);
 } kraken_module_expect_hooks;
 
