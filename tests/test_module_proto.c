@@ -102,6 +102,14 @@ static bool connections_are(void *arg)
     return kraken_module_server_connections(srv) == *(size_t *)arg;
 }
 
+static bool registrations_are(void *arg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < mh.n_lines; i++)
+        n += strstr(mh.lines[i], "registered as service 'power'") != NULL;
+    return n == *(size_t *)arg;
+}
+
 /* ---- the protocol end to end ------------------------------------------------------------- */
 
 START_TEST(external_cold_to_sync)
@@ -137,10 +145,23 @@ START_TEST(external_cold_to_sync)
     set_self("/Services/power/State", "STOP");
     mh_svc_state stop = {"power", "STOP"};
     ck_assert(mh_run_until(mh_service_is, &stop, MH_DEADLINE_MS));
-    kraken_module_server_forget(srv, "power");
+    /* a module that stopped, then leaves, leaves the service STOP (not ERROR) */
+    kill(pid, SIGTERM);
     int status = wait_exit(pid);
+    ck_assert(WIFSIGNALED(status));
+    size_t none = 0;
+    ck_assert(mh_run_until(connections_are, &none, MH_DEADLINE_MS));
+    ck_assert_str_eq(mh_self("/Services/power/State"), "STOP");
+    /* the instance closing the connection ends a module process cleanly */
+    pid = spawn_module("power", NULL);
+    mh_svc_state stopped = {"power", "STOP"};
+    size_t twice = 2;
+    ck_assert(mh_run_until(registrations_are, &twice, MH_DEADLINE_MS));
+    ck_assert(mh_service_is(&stopped)); /* Cfg says STOP: registered, not started */
+    kraken_module_server_forget(srv, "power");
+    status = wait_exit(pid);
     ck_assert(WIFEXITED(status));
-    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    ck_assert_int_eq(WEXITSTATUS(status), 3); /* module_proc: disconnected, never stopped */
 }
 END_TEST
 
