@@ -291,21 +291,26 @@ static int connect_as_nobody(void)
         kraken_module_connect_options o;
         kraken_module_connect_options_init(&o, KRAKEN_MODULE_CONNECT_OPTIONS_VERSION);
         o.socket_path = sock_path;
-        kraken_module *m;
+        kraken_module *m = NULL;
         int rc = kraken_module_connect(&m, b, testpower_desc(), &o, NULL, NULL);
-        if (rc == 0)
-            _exit(0);
-        if (rc == KRAKEN_EIO && strstr(kraken_error_last(), "Permission denied"))
-            _exit(11);
         char want[256];
         snprintf(want, sizeof want,
                  "module_connect 'testpower': refused by %s: peer uid 65534 is not allowed on "
                  "this module socket",
                  sock_path);
-        if (rc == KRAKEN_EAUTH && strcmp(kraken_error_last(), want) == 0)
-            _exit(12);
-        fprintf(stderr, "connect_as_nobody: %d %s\n", rc, kraken_error_last());
-        _exit(13);
+        int code = 13;
+        if (rc == 0)
+            code = 0;
+        else if (rc == KRAKEN_EIO && strstr(kraken_error_last(), "Permission denied"))
+            code = 11;
+        else if (rc == KRAKEN_EAUTH && strcmp(kraken_error_last(), want) == 0)
+            code = 12;
+        else
+            fprintf(stderr, "connect_as_nobody: %d %s\n", rc, kraken_error_last());
+        kraken_module_free(m); /* clean, so that valgrind has nothing to say about the child */
+        event_base_free(b);
+        kraken_error_clear();
+        _exit(code);
     }
     int status = wait_exit(pid);
     ck_assert(WIFEXITED(status));
