@@ -382,6 +382,29 @@ START_TEST(external_killed_mid_mutation)
 }
 END_TEST
 
+/* The instance goes away and comes back (a daemon restart): the module reconnects and resumes. */
+START_TEST(external_reconnects)
+{
+    pid_t pid = spawn_module("power", "reconnect");
+    mh_svc_state run = {"power", "RUN"};
+    ck_assert(mh_run_until(mh_service_is, &run, MH_DEADLINE_MS));
+    kraken_module_server_free(srv);
+    srv = NULL;
+    ck_assert_str_eq(mh_self("/Services/power/State"), ""); /* its service went with it */
+    kraken_module_server_options o;
+    kraken_module_server_options_init(&o, KRAKEN_MODULE_SERVER_OPTIONS_VERSION);
+    o.socket_path = sock_path;
+    ck_assert_int_eq(kraken_module_server_new(&srv, mh.engine, mh.base, &o), 0);
+    ck_assert(mh_run_until(mh_service_is, &run, MH_DEADLINE_MS));
+    ck_assert(mh_run_until(registrations_are, &(size_t){2}, MH_DEADLINE_MS));
+    mh_add_node(5);
+    mh_nodes n5 = {5, 1};
+    ck_assert(mh_run_until(mh_all_synced, &n5, MH_DEADLINE_MS));
+    kill(pid, SIGTERM);
+    wait_exit(pid);
+}
+END_TEST
+
 /* ---- the client side alone ------------------------------------------------------------------- */
 
 START_TEST(client_refusals)
@@ -576,6 +599,7 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, external_register_refused);
     tcase_add_test(tc, external_wrong_uid);
     tcase_add_test(tc, external_killed_mid_mutation);
+    tcase_add_test(tc, external_reconnects);
     tcase_add_test(tc, client_refusals);
     tcase_add_test(tc, client_keeps_cut_frames);
     suite_add_tcase(s, tc);
