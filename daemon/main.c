@@ -25,6 +25,7 @@
 
 #include "kd.h"
 
+#define WEBSOCKET_PORT_URL "/Services/websocket/Config/type.googleapis.com/WebSocket.Config/Port"
 #define KRAKEN_IFACE_IP_URL "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
 
 typedef struct daemon_ctx {
@@ -280,6 +281,33 @@ static uint16_t websocket_port(void *userdata)
 {
     return kd_websocket_port(userdata);
 }
+
+static void websocket_metrics(void *userdata, FILE *out)
+{
+    kd_websocket_stats s;
+    kd_websocket_get_stats(userdata, &s);
+    const struct {
+        const char *name, *type, *help;
+        uint64_t value;
+    } m[] = {
+        {"kraken_websocket_clients", "gauge", "Websocket clients connected now.", s.clients},
+        {"kraken_websocket_accepted_total", "counter", "Websocket handshakes completed.",
+         s.accepted},
+        {"kraken_websocket_rejected_total", "counter", "Websocket handshakes refused.",
+         s.rejected},
+        {"kraken_websocket_events_sent_total", "counter", "Events queued to websocket clients.",
+         s.events_sent},
+        {"kraken_websocket_dropped_slow_total", "counter",
+         "Websocket clients dropped for not keeping up.", s.dropped_slow},
+        {"kraken_websocket_closed_bad_input_total", "counter",
+         "Websocket clients closed for malformed input.", s.closed_bad_input},
+        {"kraken_websocket_bus_dropped_total", "counter",
+         "Events the bus dropped before the websocket saw them.", s.bus_dropped},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        fprintf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name,
+                m[i].type, m[i].name, (unsigned long long)m[i].value);
+}
 #endif
 
 static int start_sync(daemon_ctx *d)
@@ -362,18 +390,33 @@ static int start(daemon_ctx *d)
     if (kd_rest_new(&d->rest, &d->api, d->base, &ro) < 0)
         return fail("restapi: %s", kraken_error_last());
 #ifdef KD_HAVE_WEBSOCKET
-    if (kd_websocket_new(&d->websocket, d->engine, d->base, c->ipapi ? NULL : "127.0.0.1") < 0)
+    /* The state file may hold the self node's websocket config. */
+    if (kd_websocket_register_schema() < 0)
         return fail("websocket: %s", kraken_error_last());
-    d->api.websocket_port = websocket_port;
-    d->api.websocket_userdata = d->websocket;
 #endif
     if (kd_state_open(&d->state, d->engine, d->base, c->statefile, c->persistdelay_ms, err,
                       sizeof err) < 0)
         return fail("%s", err);
     d->api.state = d->state;
     if (describe_self(d) < 0 || configure_restapi(d) < 0 ||
-        set_self_text(d, KRAKEN_CFG, "/Services/restapi/State", "RUN") < 0 ||
-        apply_service_config(d) < 0)
+        set_self_text(d, KRAKEN_CFG, "/Services/restapi/State", "RUN") < 0)
+        return -1;
+#ifdef KD_HAVE_WEBSOCKET
+    if (c->wsport >= 0) {
+        char port[16];
+        snprintf(port, sizeof port, "%d", c->wsport);
+        if (set_self_text(d, KRAKEN_CFG, WEBSOCKET_PORT_URL, port) < 0)
+            return -1;
+    }
+    /* On the REST API's address, as the original; its port comes from its Cfg config. */
+    if (kd_websocket_new(&d->websocket, d->engine, d->base, d->api_host) < 0)
+        return fail("websocket: %s", kraken_error_last());
+    d->api.websocket_port = websocket_port;
+    d->api.websocket_userdata = d->websocket;
+    d->api.metrics_hook = websocket_metrics;
+    d->api.metrics_userdata = d->websocket;
+#endif
+    if (apply_service_config(d) < 0)
         return -1;
     if (start_sync(d) < 0)
         return -1;

@@ -277,6 +277,17 @@ int kd_metrics_render(kd_metrics *m, kd_api *api, char **out, size_t *len)
     render_sync(&t, api);
     if (m)
         render_http(&t, m);
+    if (api->metrics_hook) {
+        char *extra = NULL;
+        size_t extra_len = 0;
+        FILE *fp = open_memstream(&extra, &extra_len);
+        if (fp) {
+            api->metrics_hook(api->metrics_userdata, fp);
+            fclose(fp);
+            put(&t, "%s", extra ? extra : "");
+        }
+        free(extra);
+    }
     if (t.failed || !t.buf) {
         free(t.buf);
         return -1;

@@ -37,6 +37,8 @@ class Daemon:
             self.args += ["-ipapi", self.addr + ":0"]
         if not any(a.lstrip("-").startswith("syncport") for a in args):
             self.args += ["-syncport", "0"]
+        if not any(a.lstrip("-").startswith("wsport") for a in args):
+            self.args += ["-wsport", "0"]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env)
@@ -116,7 +118,10 @@ class Daemon:
 
 def run_daemon(args, timeout=20):
     """Run kraken-daemon to completion: (exit code, stdout, stderr)."""
-    p = subprocess.run([DAEMON] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+    args = list(args)
+    if "-ipapi" in args and "-wsport" not in args:   # a real start: no fixed websocket port
+        args += ["-wsport", "0"]
+    p = subprocess.run([DAEMON] + args, stdin=subprocess.DEVNULL, capture_output=True,
                        timeout=timeout)
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
