@@ -202,6 +202,7 @@ typedef struct kd_rest_options {
  * the service starts or its config changes.
  */
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts);
+/** Close the listener and release the service handle; call after kraken_engine_free(). */
 void kd_rest_free(kd_rest *rest);
 /** Bound port, 0 while not listening. */
 uint16_t kd_rest_port(const kd_rest *rest);

@@ -434,7 +434,7 @@ static void stop(daemon_ctx *d)
         kd_log(KRAKEN_LOG_INFO, "state", "state saved");
     kd_state_close(d->state); /* before anything removes services from the self node */
     kraken_sync_free(d->sync);
-    kraken_subscription_cancel(d->events);
+    kraken_subscription_remove(d->events);
 #ifdef KD_HAVE_WEBSOCKET
     kd_websocket_free(d->websocket);
 #endif

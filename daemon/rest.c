@@ -469,7 +469,11 @@ void kd_rest_free(kd_rest *r)
 {
     if (!r)
         return;
-    /* The service stays on the self node (and in the state file); the engine frees it. */
+    /*
+     * Called after the engine's free (which detached the service and left the self node,
+     * and the state file, alone): this only releases the handle.
+     */
+    kraken_service_remove(r->service);
     if (r->http)
         evhttp_free(r->http);
     retire_now(r);

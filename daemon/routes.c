@@ -335,9 +335,9 @@ static void bulk(kd_api *api, const kd_request *req, enum bulk_op op, kd_respons
     }
     kraken_state_kind kind = op == BULK_UPDATE_DSC ? KRAKEN_DSC : KRAKEN_CFG;
     if (op == BULK_CREATE)
-        kraken_store_create_many(api->store, nodes, n, results);
+        kraken_store_create_many(api->store, nodes, n, results, NULL);
     else
-        kraken_store_update_many(api->store, kind, nodes, n, results);
+        kraken_store_update_many(api->store, kind, nodes, n, results, NULL);
     for (size_t i = 0; i < n; i++) {
         char id[KRAKEN_UUID_STRLEN + 1];
         kraken_uuid_format(kraken_node_id(nodes[i]), id);
