@@ -189,24 +189,41 @@ static int parse_ipapi(daemon_ctx *d)
     return 0;
 }
 
+static bool cfg_state_known(daemon_ctx *d, const char *service_id)
+{
+    char url[256];
+    snprintf(url, sizeof url, "/Services/%s/State", service_id);
+    kraken_value v = KRAKEN_VALUE_INIT;
+    bool known = kraken_store_get_value(kraken_engine_store(d->engine), KRAKEN_CFG,
+                                        kraken_engine_self_id(d->engine), url, &v) == 0 &&
+                 v.type == KRAKEN_T_ENUM && v.v.i != KRAKEN_SERVICE_UNKNOWN;
+    kraken_value_clear(&v);
+    kraken_error_clear();
+    return known;
+}
+
 /* serviceinstances: disable services, disable mutations, override timeouts. */
 static int apply_service_config(daemon_ctx *d)
 {
     for (size_t i = 0; i < d->cfg.n_services; i++) {
         const kd_service_cfg *s = &d->cfg.services[i];
-        kraken_service *svc = kraken_engine_find_service(d->engine, s->id);
-        if (!svc) {
-            kd_log(KRAKEN_LOG_WARNING, "daemon",
-                   "serviceinstances.%s: no such service instance in this daemon; ignored", s->id);
-            continue;
-        }
         char url[256];
         snprintf(url, sizeof url, "/Services/%s/State", s->id);
-        if (set_self_text(d, KRAKEN_CFG, url, s->disable ? "STOP" : "RUN") < 0)
+        /*
+         * A service that is not here yet (an external module) finds its Cfg state and its
+         * mutation overrides waiting when it registers.
+         */
+        if (!kraken_engine_find_service(d->engine, s->id))
+            kd_log(KRAKEN_LOG_NOTICE, "daemon",
+                   "serviceinstances.%s: no such service instance yet; its settings apply when "
+                   "it registers",
+                   s->id);
+        else if (!s->disable && set_self_text(d, KRAKEN_CFG, url, "RUN") < 0)
+            return -1;
+        if (s->disable && set_self_text(d, KRAKEN_CFG, url, "STOP") < 0)
             return -1;
         for (size_t j = 0; j < s->n_mutations; j++) {
             const kd_mutation_cfg *m = &s->mutations[j];
-#ifdef KD_HAVE_MUTATION_OVERRIDES
             if (m->disable && kraken_engine_mutation_disable(d->engine, s->id, m->id, true) < 0)
                 return fail("serviceinstances.%s.mutations.%s: %s", s->id, m->id,
                             kraken_error_last());
@@ -215,13 +232,6 @@ static int apply_service_config(daemon_ctx *d)
                                                    (uint32_t)m->timeout_ms) < 0)
                 return fail("serviceinstances.%s.mutations.%s: %s", s->id, m->id,
                             kraken_error_last());
-#else
-            if (m->disable || m->has_timeout)
-                kd_log(KRAKEN_LOG_WARNING, "daemon",
-                       "serviceinstances.%s.mutations.%s: this libkraken has no mutation "
-                       "overrides; ignored",
-                       s->id, m->id);
-#endif
         }
     }
     return 0;
@@ -416,6 +426,10 @@ static int start(daemon_ctx *d)
     d->api.metrics_hook = websocket_metrics;
     d->api.metrics_userdata = d->websocket;
 #endif
+    /* The engine's own "sync" service runs unless the config or the state file says otherwise. */
+    if (kraken_engine_find_service(d->engine, "sync") && !cfg_state_known(d, "sync") &&
+        set_self_text(d, KRAKEN_CFG, "/Services/sync/State", "RUN") < 0)
+        return -1;
     if (apply_service_config(d) < 0)
         return -1;
     if (start_sync(d) < 0)

@@ -669,6 +669,60 @@ static void h_frozen(kd_api *api, const kd_request *req, const kraken_uuid *id, 
     reply_frozen(api, resp);
 }
 
+/* ---- mutations ---------------------------------------------------------------------------- */
+
+static cJSON *facts_json(const kraken_fact *facts, size_t n)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddStringToObject(o, facts[i].url, facts[i].value ? facts[i].value : "");
+    return o;
+}
+
+/* Every declared mutation with the overrides in force (serviceinstances.<id>.mutations). */
+static void h_mutations(kd_api *api, const kd_request *req, const kraken_uuid *id,
+                        kd_response *resp)
+{
+    (void)req;
+    (void)id;
+    static const char *contexts[] = {"SELF", "CHILD", "ALL"};
+    kraken_mutation_info *infos = NULL;
+    size_t n = 0;
+    int rc = kraken_mutation_set_list(kraken_engine_mutations(api->engine), &infos, &n);
+    if (rc < 0) {
+        reply_kraken_error(resp, rc);
+        return;
+    }
+    cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "mutations");
+    for (size_t i = 0; i < n; i++) {
+        const kraken_mutation_info *m = &infos[i];
+        cJSON *o = cJSON_CreateObject(), *mutates = cJSON_CreateArray();
+        cJSON_AddStringToObject(o, "service", m->service_id);
+        cJSON_AddStringToObject(o, "id", m->mutation_id);
+        for (size_t j = 0; j < m->n_mutates; j++) {
+            cJSON *mu = cJSON_CreateObject();
+            cJSON_AddStringToObject(mu, "url", m->mutates[j].url);
+            cJSON_AddStringToObject(mu, "from", m->mutates[j].from ? m->mutates[j].from : "");
+            cJSON_AddStringToObject(mu, "to", m->mutates[j].to ? m->mutates[j].to : "");
+            cJSON_AddItemToArray(mutates, mu);
+        }
+        cJSON_AddItemToObject(o, "mutates", mutates);
+        cJSON_AddItemToObject(o, "requires", facts_json(m->requires, m->n_requires));
+        cJSON_AddItemToObject(o, "excludes", facts_json(m->excludes, m->n_excludes));
+        cJSON_AddStringToObject(o, "context", (unsigned)m->context < 3 ? contexts[m->context]
+                                                                       : "UNKNOWN");
+        cJSON_AddNumberToObject(o, "timeoutMs", m->timeout_ms);
+        cJSON_AddNumberToObject(o, "declaredTimeoutMs", m->declared_timeout_ms);
+        if (m->fail_to.url)
+            cJSON_AddItemToObject(o, "failTo", facts_json(&m->fail_to, 1));
+        cJSON_AddNumberToObject(o, "cost", m->cost);
+        cJSON_AddBoolToObject(o, "disabled", m->disabled);
+        cJSON_AddItemToArray(list, o);
+    }
+    kraken_mutation_infos_free(infos, n);
+    reply_cjson(resp, 200, root);
+}
+
 /* ---- enumerables, websocket, metrics ------------------------------------------------------- */
 
 /* snake_case -> lowerCamel ("dns_nameservers" -> "dnsNameservers"), as the JSON names. */
@@ -800,6 +854,7 @@ static const route routes[] = {
     {"/graph/json", "GET, OPTIONS", {{"GET", h_graph, false}}},
     {"/graph/node/{id}/json", "GET, OPTIONS", {{"GET", h_graph_node, false}}},
     {"/graph/node/{id}/path", "GET, OPTIONS", {{"GET", h_graph_path, false}}},
+    {"/mutations", "GET, OPTIONS", {{"GET", h_mutations, false}}},
     /* The original froze and thawed on GET; POST is accepted too. Both change state. */
     {"/sme/freeze", "GET, POST, OPTIONS", {{"GET", h_freeze, true}, {"POST", h_freeze, true}}},
     {"/sme/thaw", "GET, POST, OPTIONS", {{"GET", h_thaw, true}, {"POST", h_thaw, true}}},

@@ -95,6 +95,10 @@ class Daemon:
         finally:
             conn.close()
 
+    def self_id(self):
+        line = self.wait_line(r"daemon: ready: node ")
+        return re.search(r"ready: node ([0-9a-f-]{36})", line).group(1)
+
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
 

@@ -150,9 +150,36 @@ def test_unknown_service_in_config_is_warned(tmp_path):
     cfg.write_text("serviceinstances:\n  powerman:\n    disable: true\n")
     d = Daemon(["-config", str(cfg)])
     try:
-        d.wait_line(r"WARNING daemon: serviceinstances\.powerman: no such service instance")
+        d.wait_line(r"NOTICE daemon: serviceinstances\.powerman: no such service instance yet; "
+                    r"its settings apply when it registers")
+        me = d.get("/cfg/node/" + d.self_id())[2]
+        assert {"id": "powerman", "state": "STOP"} in me["services"]
     finally:
         d.stop()
+
+
+def test_mutation_overrides_from_the_config(tmp_path):
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text("serviceinstances:\n  sync:\n    mutations:\n"
+                   "      INITtoSYNC: {disable: true, timeout: 5s}\n"
+                   "  later:\n    mutations:\n      X: {timeout: 1m30s}\n")
+    d = Daemon(["-config", str(cfg)])
+    try:
+        status, _, body = d.get("/mutations")
+        assert status == 200
+        m = [x for x in body["mutations"] if (x["service"], x["id"]) == ("sync", "INITtoSYNC")]
+        assert len(m) == 1, body
+        m = m[0]
+        assert m["disabled"] is True
+        assert m["timeoutMs"] == 5000 and m["declaredTimeoutMs"] == 90000
+        assert m["context"] == "CHILD"
+        assert m["mutates"] == [{"url": "/RunState", "from": "INIT", "to": "SYNC"}]
+        assert m["requires"] == {"/PhysState": "POWER_ON"}
+        # The engine's sync service runs.
+        me = d.get("/dsc/node/" + d.self_id())[2]
+        assert [s["state"] for s in me["services"] if s["id"] == "sync"] == ["RUN"]
+    finally:
+        assert d.stop() == 0
 
 
 def test_oversized_body_is_refused_and_others_served():
