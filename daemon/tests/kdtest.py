@@ -112,12 +112,20 @@ class Daemon:
             rc = self.proc.wait()
             raise AssertionError("daemon did not stop within %ss; log:\n%s" % (timeout, self.log()))
         self.reader.join(5)
+        check_sanitizer_output(self.log())
         return rc
 
     def kill9(self):
         self.proc.kill()
         self.proc.wait()
         self.reader.join(5)
+
+
+def check_sanitizer_output(text):
+    """UBSan reports and goes on: a report in the log is a failure too."""
+    for marker in ("runtime error:", "AddressSanitizer", "LeakSanitizer"):
+        if marker in text:
+            raise AssertionError("sanitizer report in the daemon's log:\n" + text)
 
 
 def run_daemon(args, timeout=20):
@@ -127,6 +135,7 @@ def run_daemon(args, timeout=20):
         args += ["-wsport", "0"]
     p = subprocess.run([DAEMON] + args, stdin=subprocess.DEVNULL, capture_output=True,
                        timeout=timeout)
+    check_sanitizer_output(p.stderr.decode())
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 

@@ -321,6 +321,8 @@ def test_child_without_secret_is_refused():
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+@pytest.mark.skipif(os.environ.get("KD_SANITIZE", "none") != "none",
+                    reason="a sanitizer build does not run under valgrind")
 def test_valgrind_clean_run_and_shutdown(tmp_path):
     state = tmp_path / "state.json"
     shutil.copy(os.path.join(FIXTURES, "cluster4.json"), state)
