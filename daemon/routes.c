@@ -167,13 +167,8 @@ static kraken_node *body_node(const kd_request *req, const kraken_uuid *path_id,
 
 static void get_nodes(kd_api *api, kraken_state_kind kind, kd_response *resp)
 {
-    kraken_node **nodes = NULL;
-    size_t n = 0;
     char *text = NULL;
-    int rc = kraken_store_read_all(api->store, kind, &nodes, &n);
-    if (rc == 0)
-        rc = kraken_nodes_to_json(nodes, n, 0, &text);
-    kraken_nodes_free(nodes, n);
+    int rc = kraken_store_to_json(api->store, kind, 0, &text);
     if (rc < 0)
         reply_kraken_error(resp, rc);
     else
@@ -327,7 +322,7 @@ static void bulk(kd_api *api, const kd_request *req, enum bulk_op op, kd_respons
         return;
     }
     kraken_result *results = calloc(n ? n : 1, sizeof *results);
-    kraken_node **done = calloc(n ? n : 1, sizeof *done);
+    kraken_node **done = calloc(n ? n : 1, sizeof *done); /* borrowed from nodes[] */
     size_t n_done = 0;
     if (!results || !done) {
         reply_error(resp, 500, "out of memory");
@@ -345,9 +340,9 @@ static void bulk(kd_api *api, const kd_request *req, enum bulk_op op, kd_respons
             add_item_error(errors, index[i], id,
                            results[i].message ? results[i].message
                                               : kraken_strerror(results[i].code));
-        } else if (kraken_store_read(api->store, kind, kraken_node_id(nodes[i]),
-                                     &done[n_done]) == 0) {
-            n_done++;
+        } else {
+            /* A create or replace stores exactly the given node: answer with it, no re-read. */
+            done[n_done++] = nodes[i];
         }
     }
     kraken_error_clear();
@@ -383,7 +378,7 @@ out:
     if (results)
         kraken_results_clear(results, n);
     free(results);
-    kraken_nodes_free(done, n_done);
+    free(done);
     kraken_nodes_free(nodes, n);
     free(index);
     cJSON_Delete(errors);
