@@ -425,6 +425,11 @@ static int start(daemon_ctx *d)
     d->api.websocket_userdata = d->websocket;
     d->api.metrics_hook = websocket_metrics;
     d->api.metrics_userdata = d->websocket;
+    if (!kd_addr_is_loopback(d->api_host) && d->token && !c->apiopenreads)
+        kd_log(KRAKEN_LOG_WARNING, "websocket",
+               "the event stream on %s has no token check: whoever reaches it can read every "
+               "state change (the REST API's reads need the token)",
+               d->api_host);
 #endif
     /* The engine's own "sync" service runs unless the config or the state file says otherwise. */
     if (kraken_engine_find_service(d->engine, "sync") && !cfg_state_known(d, "sync") &&

@@ -804,10 +804,13 @@ static void h_ws(kd_api *api, const kd_request *req, const kraken_uuid *id, kd_r
         reply_error(resp, 503, "no websocket service is running on this instance");
         return;
     }
-    char port_text[16];
+    char port_text[16], host[300];
     snprintf(port_text, sizeof port_text, "%d", port);
+    const char *h = req->host && *req->host ? req->host : "127.0.0.1";
+    /* Clients build "ws://HOST:PORT/ws": an IPv6 address needs its brackets. */
+    snprintf(host, sizeof host, strchr(h, ':') ? "[%s]" : "%s", h);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "host", req->host && *req->host ? req->host : "127.0.0.1");
+    cJSON_AddStringToObject(o, "host", host);
     cJSON_AddStringToObject(o, "port", port_text); /* a string, as the original sent it */
     cJSON_AddStringToObject(o, "url", "/ws");
     reply_cjson(resp, 200, o);
