@@ -2516,18 +2516,6 @@ int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id, uin
     return 0;
 }
 
-void kraken_service_log(kraken_service *service, int level, const char *fmt, ...)
-{
-    if (!service || !fmt || !kraken__engine_log_enabled(service->engine, level))
-        return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    kraken__engine_log(service->engine, level, service->id, "%s", line);
-}
-
 int kraken_service_report(kraken_service *service, const kraken_uuid *node_id,
                           uint64_t request_id, const char *url, const kraken_value *value)
 {
@@ -2550,6 +2538,18 @@ int kraken_service_report_text(kraken_service *service, const kraken_uuid *node_
     if ((rc = request_node(service, "service_report_text", node_id, request_id, &n)) < 0)
         return rc;
     return discover(service, node_id, url, NULL, text);
+}
+
+void kraken_service_log(kraken_service *service, int level, const char *fmt, ...)
+{
+    if (!service || !fmt || !kraken__engine_log_enabled(service->engine, level))
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    kraken__engine_log(service->engine, level, service->id, "%s", line);
 }
 
 /* ---- node control ------------------------------------------------------------------------------ */

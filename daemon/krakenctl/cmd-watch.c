@@ -40,7 +40,9 @@ typedef struct watch {
     bool open;           /* handshake done */
     bool refetch;        /* a node was created or deleted */
     bool dirty;
+    bool synced;         /* our subscriptions are active and the lists were read after them */
     int result;
+    struct event_base *base; /* the websocket's loop; REST calls run ctx->base meanwhile */
     char key[32];        /* Sec-WebSocket-Key sent */
     struct bufferevent *bev;
     wslay_event_context_ptr wslay;
@@ -140,7 +142,7 @@ static void draw(watch *w)
 static void finish(watch *w, int result)
 {
     w->result = result;
-    event_base_loopbreak(w->ctx->base);
+    event_base_loopbreak(w->base);
 }
 
 static void after_events(watch *w)
@@ -210,6 +212,28 @@ static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, voi
     return getentropy(buf, len) == 0 ? 0 : -1;
 }
 
+/*
+ * The daemon answered our ping, so it has handled the subscriptions sent
+ * before it: read the node lists now. Every change after this point arrives as
+ * an event (they wait in the socket while the lists are read, and are applied
+ * in order afterwards), so the table cannot miss one.
+ */
+static void on_synced(watch *w)
+{
+    int rc = fetch_lists(w);
+    if (rc != 0) {
+        finish(w, rc);
+        return;
+    }
+    w->synced = true;
+    if (w->until_converged && converged(w, NULL)) {
+        printf("converged\n");
+        finish(w, KC_EXIT_OK);
+        return;
+    }
+    draw(w);
+}
+
 static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                    void *user_data)
 {
@@ -222,7 +246,11 @@ static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         finish(w, KC_EXIT_CONNECT);
         return;
     }
-    if (arg->opcode != WSLAY_TEXT_FRAME)
+    if (arg->opcode == WSLAY_PONG && arg->msg_length == 4 && memcmp(arg->msg, "sync", 4) == 0) {
+        on_synced(w);
+        return;
+    }
+    if (arg->opcode != WSLAY_TEXT_FRAME || !w->synced)
         return;
     cJSON *ev = cJSON_ParseWithLength((const char *)arg->msg, arg->msg_length);
     if (!ev)
@@ -289,6 +317,8 @@ static int finish_handshake(watch *w)
     subscribe(w, "STATE_CHANGE");
     if (!w->tty)
         subscribe(w, "STATE_MUTATION");
+    struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"sync", 4};
+    wslay_event_queue_msg(w->wslay, &ping);
     return 0;
 }
 
@@ -310,7 +340,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
             finish(w, kc_error(w->ctx, KC_EXIT_CONNECT, "the event stream broke (bad frame)"));
         return;
     }
-    if (w->result == -1)
+    if (w->result == -1 && w->synced)
         after_events(w);
 }
 
@@ -346,7 +376,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     watch *w = arg;
-    if (!w->tty)
+    if (!w->tty && w->synced)
         draw(w);
     size_t pending = 0;
     converged(w, &pending);
@@ -405,26 +435,16 @@ static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
     if (optind != argc)
         return kc_usage(ctx, &kc_cmd_watch_entry);
     unsigned port = 0;
-    int rc = fetch_lists(&w);
-    if (rc == 0)
-        rc = ws_port(&w, &port);
-    if (rc != 0) {
-        cJSON_Delete(w.cfg);
-        cJSON_Delete(w.dsc);
+    int rc = ws_port(&w, &port);
+    if (rc != 0)
         return rc;
-    }
-    if (!w.until_converged || w.tty)
-        draw(&w);
-    if (w.until_converged && converged(&w, NULL)) {
-        printf("converged\n");
-        cJSON_Delete(w.cfg);
-        cJSON_Delete(w.dsc);
-        return KC_EXIT_OK;
-    }
-    w.bev = bufferevent_socket_new(ctx->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    w.redraw = evtimer_new(ctx->base, redraw_cb, &w);
-    w.deadline = evtimer_new(ctx->base, deadline_cb, &w);
-    w.sigint = evsignal_new(ctx->base, SIGINT, sigint_cb, &w);
+    w.base = event_base_new();
+    if (!w.base)
+        return kc_error(ctx, KC_EXIT_CONNECT, "cannot create an event loop");
+    w.bev = bufferevent_socket_new(w.base, -1, BEV_OPT_CLOSE_ON_FREE);
+    w.redraw = evtimer_new(w.base, redraw_cb, &w);
+    w.deadline = evtimer_new(w.base, deadline_cb, &w);
+    w.sigint = evsignal_new(w.base, SIGINT, sigint_cb, &w);
     bufferevent_setcb(w.bev, read_cb, NULL, event_cb, &w);
     bufferevent_enable(w.bev, EV_READ | EV_WRITE);
     event_add(w.sigint, NULL);
@@ -436,8 +456,8 @@ static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
         w.result = kc_error(ctx, KC_EXIT_CONNECT, "cannot connect to the event stream at %s:%u",
                             ctx->host, port);
     else
-        event_base_dispatch(ctx->base);
-    if (w.result == KC_EXIT_OK && !w.until_converged && !w.tty)
+        event_base_dispatch(w.base);
+    if (w.result == KC_EXIT_OK && !w.until_converged && !w.tty && w.synced)
         draw(&w);
     if (w.wslay)
         wslay_event_context_free(w.wslay);
@@ -445,6 +465,7 @@ static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
     event_free(w.redraw);
     event_free(w.deadline);
     event_free(w.sigint);
+    event_base_free(w.base);
     cJSON_Delete(w.cfg);
     cJSON_Delete(w.dsc);
     return w.result < 0 ? KC_EXIT_OK : w.result;
