@@ -32,13 +32,15 @@ def test_acknowledged_writes_survive_kill9_and_restart(tmp_path):
     assert d.request("PUT", "/cfg/nodes", {"nodes": [node(ids[2], nodename="bulk")]})[0] == 200
     d.kill9()
     assert not list(tmp_path.glob("*.tmp*")), "a temporary file was left behind"
-    # The changes are in the journal (the state file is rewritten only after a quiet moment).
-    assert os.path.exists(str(state) + ".journal")
+    # The changes are in the journal (the state file is rewritten only 2 s after the writes
+    # stop, which a loaded machine may have reached before the kill).
+    journaled = os.path.exists(str(state) + ".journal")
     assert durable_cfg(state)[ids[0]]["physState"] == "POWER_OFF"
 
     d = Daemon(["-id", SELF_ID, "-state", str(state), "-log", "5"], addr=d.addr)
     try:
-        d.wait_line(r"NOTICE state: replayed \d+ change\(s\) from .*state\.json\.journal")
+        if journaled:
+            d.wait_line(r"NOTICE state: replayed \d+ change\(s\) from .*state\.json\.journal")
         # Replayed and compacted at start: the state file alone is the whole Cfg again.
         assert not os.path.exists(str(state) + ".journal")
         saved = {n["id"]: n for n in json.loads(state.read_text())["nodes"]}
