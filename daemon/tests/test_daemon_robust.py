@@ -88,7 +88,7 @@ def test_many_single_writes_use_the_journal(tmp_path):
         text = d.get("/metrics")[2]
         appends = int(re.search(r"kraken_state_journal_appends_total (\d+)", text).group(1))
         saves = int(re.search(r"kraken_state_saves_total (\d+)", text).group(1))
-        assert appends >= 30 and saves <= 2, text
+        assert appends >= 30 and saves <= 5, text  # a rewrite only after a 2 s pause
         assert len(durable_cfg(state)) == 31
     finally:
         assert d.stop() == 0
