@@ -171,6 +171,14 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void free_body(const void *data, size_t len, void *extra)
+{
+    (void)len;
+    (void)extra;
+    free((void *)data);
+}
+
+/* Send the answer; the body (large for node lists) is handed to libevent, not copied. */
 static void send_answer(struct evhttp_request *req, kd_response *resp)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
@@ -182,8 +190,9 @@ static void send_answer(struct evhttp_request *req, kd_response *resp)
     if (resp->status == 401)
         evhttp_add_header(out, "WWW-Authenticate", "Bearer realm=\"kraken\"");
     struct evbuffer *body = evbuffer_new();
-    if (body && resp->body)
-        evbuffer_add(body, resp->body, resp->body_len);
+    if (body && resp->body &&
+        evbuffer_add_reference(body, resp->body, resp->body_len, free_body, NULL) == 0)
+        resp->body = NULL; /* the buffer frees it once sent */
     evhttp_send_reply(req, resp->status, reason_phrase(resp->status), body);
     if (body)
         evbuffer_free(body);

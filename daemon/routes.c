@@ -895,6 +895,9 @@ static const route *find_route(const char *path, char *param, size_t param_len)
 
 static const method_handler *find_method(const route *r, const char *method)
 {
+    /* HEAD is GET without the body (evhttp leaves the body out of the answer). */
+    if (strcmp(method, "HEAD") == 0)
+        method = "GET";
     for (size_t i = 0; i < 5 && r->methods[i].method; i++)
         if (strcmp(r->methods[i].method, method) == 0)
             return &r->methods[i];
