@@ -449,6 +449,7 @@ static int start(daemon_ctx *d)
 
 static void stop(daemon_ctx *d)
 {
+    kd_rest_commit(d->rest); /* writes answered by the last loop iteration */
     if (d->state && kd_state_flush(d->state) == 0)
         kd_log(KRAKEN_LOG_INFO, "state", "state saved");
     kd_state_close(d->state); /* before anything removes services from the self node */

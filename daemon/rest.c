@@ -29,6 +29,14 @@
 #define CONFIG_URL "/Services/restapi/Config/" KRAKEN_TYPE_URL_PREFIX CONFIG_TYPE
 #define MAX_HEADERS_SIZE (64 * 1024)
 
+/* A write's answer waiting for the next commit (one state flush for the whole batch). */
+typedef struct pending_answer {
+    struct evhttp_request *req;
+    kd_response resp;
+    const char *method;
+    double start;
+} pending_answer;
+
 struct kd_rest {
     kd_api *api;
     struct event_base *base;
@@ -43,6 +51,9 @@ struct kd_rest {
     struct evhttp *retired;     /* previous listener, freed shortly (its last answers drain) */
     struct event *retire_timer;
     bool started_once, start_failed;
+    pending_answer *pending;    /* answers of writes since the last commit */
+    size_t n_pending, cap_pending;
+    struct event *commit_event;
 };
 
 /* ---- addresses ----------------------------------------------------------------------------- */
@@ -210,6 +221,61 @@ static void preflight(struct evhttp_request *req, const kd_response *route)
     evhttp_send_reply(req, 200, "OK", NULL);
 }
 
+/* Send an answer, count it, free it. */
+static void finish(kd_rest *r, struct evhttp_request *hreq, kd_response *resp, const char *method,
+                   double start)
+{
+    send_answer(hreq, resp);
+    kd_metrics_observe(r->api->metrics, method, resp->route, resp->status, now_seconds() - start);
+    free(resp->body);
+    resp->body = NULL;
+}
+
+/*
+ * Group commit: the answers of the writes that arrived in one loop iteration wait for one
+ * flush of the state (a journal append + fdatasync), made by the commit event that runs
+ * after them. A client that went away meanwhile is handled by evhttp (the reply frees the
+ * detached request).
+ */
+void kd_rest_commit(kd_rest *r)
+{
+    if (!r || !r->n_pending)
+        return;
+    bool saved = kd_state_flush(r->api->state) == 0;
+    size_t n = r->n_pending;
+    r->n_pending = 0;
+    for (size_t i = 0; i < n; i++) {
+        pending_answer *p = &r->pending[i];
+        if (!saved)
+            kd_rest_reply_unsaved(&p->resp);
+        finish(r, p->req, &p->resp, p->method, p->start);
+    }
+}
+
+static void on_commit(evutil_socket_t fd, short what, void *userdata)
+{
+    (void)fd;
+    (void)what;
+    kd_rest_commit(userdata);
+}
+
+static int queue_answer(kd_rest *r, struct evhttp_request *hreq, kd_response *resp,
+                        const char *method, double start)
+{
+    if (r->n_pending == r->cap_pending) {
+        size_t cap = r->cap_pending ? r->cap_pending * 2 : 16;
+        pending_answer *grown = realloc(r->pending, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        r->pending = grown;
+        r->cap_pending = cap;
+    }
+    r->pending[r->n_pending++] = (pending_answer){hreq, *resp, method, start};
+    if (r->n_pending == 1)
+        event_active(r->commit_event, EV_TIMEOUT, 0);
+    return 0;
+}
+
 static void on_request(struct evhttp_request *hreq, void *userdata)
 {
     kd_rest *r = userdata;
@@ -252,9 +318,13 @@ static void on_request(struct evhttp_request *hreq, void *userdata)
         kd_rest_dispatch(r->api, &req, &resp);
     }
     kd_log(KRAKEN_LOG_DEBUG, "restapi", "%s %s -> %d", method, req.path, resp.status);
-    send_answer(hreq, &resp);
-    kd_metrics_observe(r->api->metrics, method, resp.route, resp.status, now_seconds() - start);
-    free(resp.body);
+    if (resp.flush_pending && queue_answer(r, hreq, &resp, method, start) == 0) {
+        free(path);
+        return;
+    }
+    if (resp.flush_pending && kd_state_flush(r->api->state) < 0) /* could not queue it */
+        kd_rest_reply_unsaved(&resp);
+    finish(r, hreq, &resp, method, start);
     free(path);
 }
 
@@ -462,9 +532,11 @@ int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_re
     r->opts.token = NULL;
     r->opts.default_addr = NULL;
     r->retire_timer = evtimer_new(base, on_retire, r);
+    r->commit_event = event_new(base, -1, 0, on_commit, r);
+    api->defer_flush = true;
     static const kraken_service_ops ops = {.start = svc_start, .stop = svc_stop,
                                            .config_changed = svc_config_changed};
-    if (!r->default_addr || (opts->token && !r->token) || !r->retire_timer ||
+    if (!r->default_addr || (opts->token && !r->token) || !r->retire_timer || !r->commit_event ||
         kraken_engine_add_service(api->engine, "restapi", "restapi", &ops, r, NULL,
                                   &r->service) < 0) {
         kd_rest_free(r);
@@ -483,6 +555,14 @@ void kd_rest_free(kd_rest *r)
      * and the state file, alone): this only releases the handle.
      */
     kraken_service_remove(r->service);
+    /* Normally empty (main.c commits before closing the state): answers are only dropped. */
+    for (size_t i = 0; i < r->n_pending; i++) {
+        evhttp_send_error(r->pending[i].req, 503, "shutting down");
+        free(r->pending[i].resp.body);
+    }
+    free(r->pending);
+    if (r->commit_event)
+        event_free(r->commit_event);
     if (r->http)
         evhttp_free(r->http);
     retire_now(r);

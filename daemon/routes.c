@@ -948,7 +948,16 @@ void kd_rest_dispatch(kd_api *api, const kd_request *req, kd_response *resp)
     m->fn(api, req, idp, resp);
     kraken_error_clear();
     /* An acknowledged write is on disk: a kill -9 right after the answer loses nothing. */
-    if (m->write && resp->status < 300 && api->state && kd_state_flush(api->state) < 0)
-        reply_error(resp, 500, "the change was applied but could not be saved to the state "
-                               "file (see the daemon's log)");
+    if (!m->write || resp->status >= 300 || !api->state)
+        return;
+    if (api->defer_flush)
+        resp->flush_pending = true;
+    else if (kd_state_flush(api->state) < 0)
+        kd_rest_reply_unsaved(resp);
+}
+
+void kd_rest_reply_unsaved(kd_response *resp)
+{
+    reply_error(resp, 500, "the change was applied but could not be saved to the state "
+                           "file (see the daemon's log)");
 }

@@ -97,6 +97,41 @@ def test_many_single_writes_use_the_journal(tmp_path):
     assert len(json.loads(state.read_text())["nodes"]) == 31
 
 
+def test_concurrent_writers_all_durable_with_group_commit(tmp_path):
+    import threading
+    state = tmp_path / "state.json"
+    d = Daemon(["-state", str(state), "-persist-delay", "1h"])
+    ids = ["15151515-0000-4000-8000-%012d" % i for i in range(8)]
+    statuses = []
+    try:
+        for nid in ids:
+            assert d.request("POST", "/cfg/node", node(nid))[0] == 200
+        before = int(re.search(r"kraken_state_journal_appends_total (\d+)",
+                               d.get("/metrics")[2]).group(1))
+
+        def writer(nid):
+            for k in range(20):
+                statuses.append(d.request("PATCH", "/cfg/node/" + nid,
+                                          {"nodename": "w%d" % k})[0])
+
+        threads = [threading.Thread(target=writer, args=(nid,)) for nid in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert statuses == [200] * 160
+        after = int(re.search(r"kraken_state_journal_appends_total (\d+)",
+                              d.get("/metrics")[2]).group(1))
+        assert 0 < after - before <= 160   # one append per batch of answers
+        saved = durable_cfg(state)
+        assert all(saved[nid]["nodename"] == "w19" for nid in ids)
+        d.kill9()
+        d = Daemon(["-state", str(state)], addr=d.addr)
+        assert all(d.get("/cfg/node/" + nid)[2]["nodename"] == "w19" for nid in ids)
+    finally:
+        assert d.stop() == 0
+
+
 def test_state_file_is_written_whole_and_valid_on_sigterm(tmp_path):
     state = tmp_path / "state.json"
     d = Daemon(["-state", str(state), "-id", SELF_ID])
