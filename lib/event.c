@@ -85,7 +85,7 @@ const char *kraken_event_type_name(kraken_event_type type)
 }
 
 /* Accepts the names in any case and, as the websocket protocol sends them, the numbers. */
-int kraken_event_type_parse(const char *name, kraken_event_type *out)
+int kraken_event_type_parse(kraken_event_type *out, const char *name)
 {
     if (!name || !out)
         return kraken__err(KRAKEN_EINVAL, "event_type_parse: name and out must not be NULL");

@@ -446,21 +446,21 @@ START_TEST(type_names)
     ck_assert_ptr_null(kraken_event_type_name((kraken_event_type)3));
 
     kraken_event_type t = KRAKEN_EVENT_SYNC;
-    ck_assert_int_eq(kraken_event_type_parse("DISCOVERY", &t), 0);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "DISCOVERY"), 0);
     ck_assert_int_eq(t, KRAKEN_EVENT_DISCOVERY);
-    ck_assert_int_eq(kraken_event_type_parse("state_mutation", &t), 0);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "state_mutation"), 0);
     ck_assert_int_eq(t, KRAKEN_EVENT_STATE_MUTATION);
-    ck_assert_int_eq(kraken_event_type_parse("1", &t), 0);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "1"), 0);
     ck_assert_int_eq(t, KRAKEN_EVENT_STATE_CHANGE);
     t = KRAKEN_EVENT_SYNC;
-    ck_assert_int_eq(kraken_event_type_parse("3", &t), KRAKEN_EPARSE);
-    ck_assert_int_eq(kraken_event_type_parse("ALL", &t), KRAKEN_EPARSE);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "3"), KRAKEN_EPARSE);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "ALL"), KRAKEN_EPARSE);
     ck_assert_ptr_nonnull(strstr(kraken_error_last(), "'ALL'")); /* the message names it */
-    ck_assert_int_eq(kraken_event_type_parse("1x", &t), KRAKEN_EPARSE);
-    ck_assert_int_eq(kraken_event_type_parse("", &t), KRAKEN_EPARSE);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "1x"), KRAKEN_EPARSE);
+    ck_assert_int_eq(kraken_event_type_parse(&t, ""), KRAKEN_EPARSE);
     ck_assert_int_eq(t, KRAKEN_EVENT_SYNC); /* unchanged on error */
-    ck_assert_int_eq(kraken_event_type_parse(NULL, &t), KRAKEN_EINVAL);
-    ck_assert_int_eq(kraken_event_type_parse("SYNC", NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_event_type_parse(&t, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_event_type_parse(NULL, "SYNC"), KRAKEN_EINVAL);
 }
 END_TEST
 

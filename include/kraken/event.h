@@ -122,8 +122,11 @@ void kraken_bus_flush(kraken_bus *bus);
 
 /** Name of an event type ("STATE_CHANGE"), or NULL if unknown. */
 const char *kraken_event_type_name(kraken_event_type type);
-/** Parse an event type name ("DISCOVERY"); KRAKEN_EPARSE if unknown. */
-int kraken_event_type_parse(const char *name, kraken_event_type *out);
+/**
+ * Parse an event type name ("DISCOVERY", any case) or number ("5") into @p out;
+ * KRAKEN_EPARSE if unknown. (A _parse makes a value: its output comes first, see error.h.)
+ */
+int kraken_event_type_parse(kraken_event_type *out, const char *name);
 
 /** True if @p url matches the glob @p pattern ('*' any run, '?' one char). */
 bool kraken_url_match(const char *pattern, const char *url);
