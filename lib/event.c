@@ -274,6 +274,19 @@ static bool sub_wants(const kraken_subscription *sub, const kraken_event *ev)
 
 /* ---- subscriptions ------------------------------------------------------------- */
 
+int kraken_subscribe_options_init(kraken_subscribe_options *opts, unsigned version)
+{
+    if (!opts)
+        return kraken__err(KRAKEN_EINVAL, "subscribe_options_init: opts must not be NULL");
+    if (version < 1 || version > KRAKEN_SUBSCRIBE_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "subscribe_options_init: version %u, this library "
+                                          "knows 1..%u", version, KRAKEN_SUBSCRIBE_OPTIONS_VERSION);
+    static const kraken_subscribe_options defaults = KRAKEN_SUBSCRIBE_OPTIONS_INIT;
+    *opts = defaults;
+    opts->version = version;
+    return 0;
+}
+
 static void sub_unlink(kraken_bus *bus, kraken_subscription *sub)
 {
     if (sub->prev)
@@ -342,6 +355,10 @@ int kraken_bus_subscribe(kraken_bus *bus, const kraken_subscribe_options *opts, 
     int rc = kraken__owner_check(&bus->owner, "bus_subscribe", "bus");
     if (rc < 0)
         return rc;
+    if (opts && (opts->version < 1 || opts->version > KRAKEN_SUBSCRIBE_OPTIONS_VERSION))
+        return kraken__err(KRAKEN_EINVAL, "bus_subscribe: options version %u, expected 1..%u "
+                           "(start from KRAKEN_SUBSCRIBE_OPTIONS_INIT)", opts->version,
+                           KRAKEN_SUBSCRIBE_OPTIONS_VERSION);
     if (bus->free_pending)
         return kraken__err(KRAKEN_ESTATE, "bus_subscribe: the bus is being freed");
     kraken_subscription *sub = calloc(1, sizeof *sub);

@@ -387,7 +387,8 @@ int sim_new(sim **out, kraken_engine *engine, struct event_base *base, const sim
     if (rc == 0)
         rc = add_service(s, &s->pxe, "pxe", pxe_urls, 2);
     if (rc == 0 && s->opts.virtual_sync) {
-        kraken_subscribe_options so = {KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION), NULL,
+        kraken_subscribe_options so = {KRAKEN_SUBSCRIBE_OPTIONS_VERSION,
+                                       KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION), NULL,
                                        (size_t)1 << 22};
         rc = kraken_bus_subscribe(kraken_engine_bus(engine), &so, on_event, s, NULL,
                                   &s->sync_sub);

@@ -124,7 +124,8 @@ static void inst_engine(inst *x, unsigned n, const char *ip)
     kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
     eo.self_id = x->id;
     ck_assert_int_eq(kraken_engine_new(&x->engine, base, NULL, &eo), 0);
-    kraken_subscribe_options so = {KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC), NULL, 0};
+    kraken_subscribe_options so = {KRAKEN_SUBSCRIBE_OPTIONS_VERSION, KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC),
+                                   NULL, 0};
     ck_assert_int_eq(kraken_bus_subscribe(kraken_engine_bus(x->engine), &so, on_sync_event, x,
                                           NULL, NULL),
                      0);

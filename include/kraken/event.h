@@ -86,12 +86,28 @@ typedef struct kraken_event {
 
 typedef void (*kraken_event_fn)(const kraken_event *event, void *userdata);
 
-/** Subscription filter and queue bound. */
+#define KRAKEN_SUBSCRIBE_OPTIONS_VERSION 1
+
+/**
+ * Subscription filter and queue bound; start from KRAKEN_SUBSCRIBE_OPTIONS_INIT
+ * or kraken_subscribe_options_init(). Versioned as kraken_engine_options: older
+ * versions are accepted, an unknown one (including 0) is refused.
+ */
 typedef struct kraken_subscribe_options {
+    unsigned version;        /**< KRAKEN_SUBSCRIBE_OPTIONS_VERSION */
     unsigned types;          /**< mask of KRAKEN_EVENT_MASK(type); 0 means all */
     const char *url_pattern; /**< glob ('*', '?') on the event URL; NULL matches all */
     size_t queue_limit;      /**< max queued events; 0 = 4096 */
 } kraken_subscribe_options;
+
+/** Every event, default queue bound. */
+#define KRAKEN_SUBSCRIBE_OPTIONS_INIT {KRAKEN_SUBSCRIBE_OPTIONS_VERSION, 0, NULL, 0}
+
+/**
+ * Fill @p opts as KRAKEN_SUBSCRIBE_OPTIONS_INIT for struct version @p version
+ * (pass KRAKEN_SUBSCRIBE_OPTIONS_VERSION). KRAKEN_EINVAL for an unknown version.
+ */
+int kraken_subscribe_options_init(kraken_subscribe_options *opts, unsigned version);
 
 /** Create a bus delivering on @p base (not owned). */
 int kraken_bus_new(kraken_bus **out, struct event_base *base);
