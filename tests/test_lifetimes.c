@@ -312,6 +312,138 @@ START_TEST(standalone_bus_either_order)
 }
 END_TEST
 
+/* ---- frees from inside callbacks ---------------------------------------------------------- */
+
+typedef enum free_site { FROM_START, FROM_MUTATE, FROM_SUBSCRIBER, N_SITES } free_site;
+
+typedef struct inner {
+    free_site site;
+    kraken_store *store; /* borrowed by the engine; freed from the callback */
+    kraken_engine *engine;
+    kraken_service *service;
+    kraken_subscription *sub;
+    int destroys;
+    bool store_freed;
+} inner;
+
+static void inner_free_store(inner *t)
+{
+    if (t->store_freed)
+        return;
+    kraken_store_free(t->store);
+    t->store = NULL;
+    t->store_freed = true;
+}
+
+static void inner_start(kraken_service *svc, void *userdata)
+{
+    inner *t = userdata;
+    if (t->site == FROM_START)
+        inner_free_store(t);
+    else
+        kraken_service_set_state(svc, KRAKEN_SERVICE_RUN, NULL);
+}
+
+static void inner_mutate(kraken_service *svc, const kraken_mutation_request *r, void *userdata)
+{
+    (void)svc;
+    (void)r;
+    inner *t = userdata;
+    if (t->site == FROM_MUTATE)
+        inner_free_store(t);
+}
+
+static void inner_event(const kraken_event *ev, void *userdata)
+{
+    inner *t = userdata;
+    if (t->site == FROM_SUBSCRIBER && ev->type == KRAKEN_EVENT_STATE_MUTATION)
+        inner_free_store(t);
+}
+
+static void inner_destroy(void *userdata)
+{
+    ((inner *)userdata)->destroys++;
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* Run the loop until *flag is set or @p ms elapse (a 2 ms ticker keeps each pass short). */
+static bool run_until_set(struct event_base *base, const bool *flag, int ms)
+{
+    struct event *ticker = event_new(base, -1, EV_PERSIST, tick, NULL);
+    struct timeval tv = {0, 2000};
+    event_add(ticker, &tv);
+    struct timeval start, now;
+    evutil_gettimeofday(&start, NULL);
+    for (;;) {
+        if (flag && *flag)
+            break;
+        evutil_gettimeofday(&now, NULL);
+        if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_usec - start.tv_usec) / 1000 >= ms)
+            break;
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(ticker);
+    return !flag || *flag;
+}
+
+/*
+ * The engine's borrowed store freed from inside the engine's own callbacks (a
+ * service's start or mutate) or from a bus subscriber: the engine detaches once
+ * the callback returns, its service and subscription handles stay valid, and
+ * nothing touches the freed store afterwards.
+ */
+START_TEST(store_freed_from_inside_a_callback)
+{
+    static const kraken_mutate to_on[] = {{"/PhysState", "PHYS_UNKNOWN", "POWER_ON"}};
+    kraken_mutation_decl on = {"UKtoON", to_on, 1, NULL, 0, NULL, 0, KRAKEN_CONTEXT_ALL,
+                               60000, {NULL, NULL}, 1};
+    struct event_base *base = event_base_new();
+    inner t = {.site = (free_site)_i};
+    ck_assert_int_eq(kraken_store_new(&t.store), 0);
+    kraken_engine_options o;
+    ck_assert_int_eq(kraken_engine_options_init(&o, KRAKEN_ENGINE_OPTIONS_VERSION), 0);
+    o.no_sync_service = true;
+    ck_assert_int_eq(kraken_engine_new(&t.engine, base, t.store, &o), 0);
+    kraken_service_ops ops = {.start = inner_start, .mutate = inner_mutate};
+    ck_assert_int_eq(kraken_engine_add_service(t.engine, "probe", "probe", &ops, &t,
+                                               inner_destroy, &t.service),
+                     0);
+    ck_assert_int_eq(kraken_service_declare_mutation(t.service, &on), 0);
+    kraken_subscribe_options so = KRAKEN_SUBSCRIBE_OPTIONS_INIT;
+    ck_assert_int_eq(kraken_bus_subscribe(kraken_engine_bus(t.engine), &so, inner_event, &t,
+                                          inner_destroy, &t.sub),
+                     0);
+    kraken_uuid id = {{0x4a, 1}};
+    kraken_node *n;
+    ck_assert_int_eq(kraken_node_new(&n, &id), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/PhysState", "POWER_ON"), 0);
+    ck_assert_int_eq(kraken_store_create(t.store, n), 0);
+    kraken_node_free(n);
+
+    ck_assert(run_until_set(base, &t.store_freed, 5000));
+    ck_assert_int_eq(t.destroys, 2); /* the service's and the subscription's hooks, once */
+    run_until_set(base, NULL, 30); /* passes, timers: none may touch the freed store */
+    ck_assert_int_eq(kraken_engine_reset_node(t.engine, &id), KRAKEN_ESTATE);
+    ck_assert_str_eq(kraken_error_last(),
+                     "engine_reset_node: the engine was detached: its store was freed");
+    ck_assert_int_eq(kraken_service_discover_text(t.service, &id, "/PhysState", "POWER_ON"),
+                     KRAKEN_ESTATE);
+    ck_assert_str_eq(kraken_error_last(), "service_discover_text: service 'probe' was detached: "
+                                          "its engine was freed");
+    kraken_service_remove(t.service);
+    kraken_subscription_remove(t.sub);
+    kraken_engine_free(t.engine);
+    ck_assert_int_eq(t.destroys, 2);
+    event_base_free(base);
+}
+END_TEST
+
 /* ---- threads ------------------------------------------------------------------------------ */
 
 typedef struct intruder {
@@ -390,6 +522,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, every_free_order, 0, N_HANDLES);
     tcase_add_test(tc, hooks_release_their_handles_while_detached);
     tcase_add_test(tc, standalone_bus_either_order);
+    tcase_add_loop_test(tc, store_freed_from_inside_a_callback, 0, N_SITES);
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("threads");
     tcase_add_test(th, calls_from_another_thread_are_refused);
