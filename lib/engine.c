@@ -2406,6 +2406,11 @@ void kraken_engine_free(kraken_engine *engine)
     free(engine);
 }
 
+int kraken__engine_usable(const kraken_engine *engine, const char *op)
+{
+    return engine_entry(engine, op);
+}
+
 int kraken__engine_attach(kraken_engine *engine, void (*detach)(void *arg), void *arg)
 {
     int rc = engine_entry(engine, "engine_attach");

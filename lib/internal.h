@@ -474,6 +474,8 @@ KRAKEN_PRIVATE int kraken__engine_discoverable_urls(kraken_engine *engine, char 
 KRAKEN_PRIVATE int kraken__engine_attach(kraken_engine *engine, void (*detach)(void *arg),
                                          void *arg);
 KRAKEN_PRIVATE void kraken__engine_unattach(kraken_engine *engine, void *arg);
+/* 0 if @p engine may be used from here (live, this thread); else the public calls' error. */
+KRAKEN_PRIVATE int kraken__engine_usable(const kraken_engine *engine, const char *op);
 
 /* -- crypto (sync_crypto.c) -- */
 #define KRAKEN_SYNC_KEY_LEN 32

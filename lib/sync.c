@@ -2781,8 +2781,8 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if (out == NULL || engine == NULL || base == NULL || opts == NULL)
         return kraken__err(KRAKEN_EINVAL, "kraken_sync_new: out, engine, base and opts are "
                                           "required");
-    int rc = check_options(opts);
-    if (rc < 0 || (rc = kraken__sync_crypto_init()) < 0)
+    int rc = kraken__engine_usable(engine, "kraken_sync_new");
+    if (rc < 0 || (rc = check_options(opts)) < 0 || (rc = kraken__sync_crypto_init()) < 0)
         return rc;
     kraken_sync *s = calloc(1, sizeof *s);
     if (s == NULL)

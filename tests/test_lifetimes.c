@@ -280,6 +280,33 @@ START_TEST(hooks_release_their_handles_while_detached)
 }
 END_TEST
 
+/* A listener that frees its store is refused: the write that called it still uses the store. */
+static char free_msg[256];
+
+static void free_my_store(const kraken_state_change *change, void *userdata)
+{
+    (void)change;
+    kraken_store_free(userdata);
+    snprintf(free_msg, sizeof free_msg, "%s", kraken_error_last());
+}
+
+START_TEST(store_free_from_its_listener_is_refused)
+{
+    kraken_store *store;
+    ck_assert_int_eq(kraken_store_new(&store), 0);
+    ck_assert_int_eq(kraken_store_listen(store, free_my_store, store, NULL, NULL), 0);
+    kraken_uuid id = {{9}};
+    kraken_node *n;
+    ck_assert_int_eq(kraken_node_new(&n, &id), 0);
+    ck_assert_int_eq(kraken_store_create(store, n), 0);
+    kraken_node_free(n);
+    ck_assert_str_eq(free_msg, "store_free: called from a store listener; the store is not "
+                               "freed (free it after the listener returns)");
+    ck_assert_uint_eq(kraken_store_count(store), 1);
+    kraken_store_free(store);
+}
+END_TEST
+
 /* A standalone bus freed before and after its subscription. */
 START_TEST(standalone_bus_either_order)
 {
@@ -448,7 +475,7 @@ END_TEST
 
 typedef struct intruder {
     world *w;
-    int store_rc, engine_rc, service_rc, bus_rc, listen_rc;
+    int store_rc, engine_rc, service_rc, bus_rc, listen_rc, sync_rc;
     size_t count;
     bool frozen;
     kraken_store *engine_store;
@@ -480,6 +507,11 @@ static void *intrude(void *arg)
     kraken_engine_free(w->engine);
     kraken_sync_free(w->sync);
     kraken_store_free(w->store);
+    kraken_sync_options so = KRAKEN_SYNC_OPTIONS_INIT;
+    so.insecure = true;
+    so.port = 0;
+    kraken_sync *sync = NULL;
+    t->sync_rc = kraken_sync_new(&sync, w->engine, w->base, &so);
     return NULL;
 }
 
@@ -501,6 +533,7 @@ START_TEST(calls_from_another_thread_are_refused)
     ck_assert_ptr_null(t.engine_store);
     ck_assert_int_eq(t.service_rc, KRAKEN_ETHREAD);
     ck_assert_int_eq(t.bus_rc, KRAKEN_ETHREAD);
+    ck_assert_int_eq(t.sync_rc, KRAKEN_ETHREAD);
     /* Nothing changed, and everything still works from the owner thread. */
     ck_assert(!kraken_engine_frozen(w.engine));
     kraken_uuid id = {{7}};
@@ -522,6 +555,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, every_free_order, 0, N_HANDLES);
     tcase_add_test(tc, hooks_release_their_handles_while_detached);
     tcase_add_test(tc, standalone_bus_either_order);
+    tcase_add_test(tc, store_free_from_its_listener_is_refused);
     tcase_add_loop_test(tc, store_freed_from_inside_a_callback, 0, N_SITES);
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("threads");

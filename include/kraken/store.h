@@ -70,7 +70,8 @@ int kraken_store_new(kraken_store **out);
 /**
  * Free the store and its nodes; detach its listeners (their destroy hooks run;
  * an engine using the store as its borrowed store is detached too, see
- * engine.h). NULL-safe. Not from a store listener.
+ * engine.h). NULL-safe. From a store listener it is refused (nothing is
+ * freed; KRAKEN_ESTATE is left as the message).
  */
 void kraken_store_free(kraken_store *store);
 
