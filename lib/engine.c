@@ -389,14 +389,20 @@ static void publish_discovery(kraken_engine *e, const kraken_uuid *node, const c
 
 /* ---- services: lookup ------------------------------------------------------------ */
 
-kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id)
+/* Internal lookup: no entry checks (the engine's own paths run on its thread, also while dying). */
+static kraken_service *service_lookup(const kraken_engine *engine, const char *service_id)
 {
-    if (!service_id || engine_entry(engine, "engine_find_service") < 0)
-        return NULL;
     for (size_t i = 0; i < engine->n_services; i++)
         if (strcmp(engine->services[i]->id, service_id) == 0)
             return engine->services[i];
     return NULL;
+}
+
+kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id)
+{
+    if (!service_id || engine_entry(engine, "engine_find_service") < 0)
+        return NULL;
+    return service_lookup(engine, service_id);
 }
 
 /* The service named by a self-node URL "/Services/<id>/<rest>", and <rest>. */
@@ -609,7 +615,7 @@ static void step_interrupt(kraken_engine *e, enode *n, const char *why)
     n->phase = PH_IDLE;
     const char *sid = step_service(n), *mid = step_mutation(n);
     publish_mutation(e, KRAKEN_MUTATION_INTERRUPT, &n->id, sid, mid, why);
-    kraken_service *svc = kraken_engine_find_service(e, sid);
+    kraken_service *svc = service_lookup(e, sid);
     if (!svc || !svc->ops.interrupt)
         return;
     const kraken_node *cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
@@ -765,7 +771,7 @@ static void step_start(kraken_engine *e, enode *n, const kraken_node *cfg)
         return;
     }
     n->backoff_until = 0;
-    kraken_service *svc = kraken_engine_find_service(e, m->service);
+    kraken_service *svc = service_lookup(e, m->service);
     if (!svc) {
         timer_cancel(n);
         n->phase = PH_PASSIVE;
@@ -1573,7 +1579,7 @@ int kraken_engine_add_service(kraken_engine *engine, const char *service_id, con
     rc = check_service_id(service_id);
     if (rc < 0)
         return rc;
-    if (kraken_engine_find_service(engine, service_id))
+    if (service_lookup(engine, service_id))
         return kraken__err(KRAKEN_EEXISTS, "engine_add_service: service '%s' already exists",
                            service_id);
     if ((rc = ensure_self(engine)) < 0)
