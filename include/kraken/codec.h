@@ -5,6 +5,7 @@
  * Decoders never crash or over-read on malformed input: they fail with
  * KRAKEN_EPARSE (JSON) or KRAKEN_EPROTO (binary) and a message naming the
  * source, node index/id, field and position. Nothing is returned on failure.
+ * They use only their arguments: safe from any thread.
  */
 #ifndef KRAKEN_CODEC_H
 #define KRAKEN_CODEC_H
