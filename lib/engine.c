@@ -2221,12 +2221,41 @@ static int adopt_existing_nodes(kraken_engine *e)
     return rc;
 }
 
+/*
+ * Bytes of kraken_engine_options that a caller built against struct version
+ * @p version has (0: unknown version). A version that adds fields adds a case.
+ */
+static size_t options_size(unsigned version)
+{
+    switch (version) {
+    case 1:
+        return offsetof(kraken_engine_options, no_sync_service) + sizeof(bool);
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The caller's options over the defaults: only the bytes its version has are
+ * read (never past an older caller's smaller struct); later fields keep their
+ * defaults. A version this library does not know is refused.
+ */
+static int options_read(const kraken_engine_options *caller, kraken_engine_options *out)
+{
+    static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
+    *out = defaults;
+    if (!caller)
+        return 0;
+    size_t size = options_size(caller->version);
+    if (size == 0)
+        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected 1..%u",
+                           caller->version, KRAKEN_ENGINE_OPTIONS_VERSION);
+    memcpy(out, caller, size);
+    return 0;
+}
+
 static int check_options(const kraken_engine_options *o)
 {
-    /* Older callers' structs (version < current) are accepted: fields they lack keep defaults. */
-    if (o->version < 1 || o->version > KRAKEN_ENGINE_OPTIONS_VERSION)
-        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected 1..%u",
-                           o->version, KRAKEN_ENGINE_OPTIONS_VERSION);
     if (!(o->timeout_scale > 0.0))
         return kraken__err(KRAKEN_EINVAL, "engine_new: timeout_scale must be > 0");
     if (o->backoff_max_ms < o->backoff_initial_ms)
@@ -2241,7 +2270,7 @@ int kraken_engine_options_init(kraken_engine_options *opts, unsigned version)
 {
     if (!opts)
         return kraken__err(KRAKEN_EINVAL, "engine_options_init: opts must not be NULL");
-    if (version < 1 || version > KRAKEN_ENGINE_OPTIONS_VERSION)
+    if (options_size(version) == 0)
         return kraken__err(KRAKEN_EINVAL, "engine_options_init: version %u, this library knows "
                                           "1..%u", version, KRAKEN_ENGINE_OPTIONS_VERSION);
     static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
@@ -2253,17 +2282,16 @@ int kraken_engine_options_init(kraken_engine_options *opts, unsigned version)
 int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store *store,
                       const kraken_engine_options *opts)
 {
-    static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
     if (!out)
         return kraken__err(KRAKEN_EINVAL, "engine_new: out must not be NULL");
     *out = NULL;
     if (!base)
         return kraken__err(KRAKEN_EINVAL, "engine_new: base must not be NULL");
-    if (!opts)
-        opts = &defaults;
-    int rc = check_options(opts);
-    if (rc < 0)
+    kraken_engine_options merged;
+    int rc = options_read(opts, &merged);
+    if (rc < 0 || (rc = check_options(&merged)) < 0)
         return rc;
+    opts = &merged;
     kraken_engine *e = calloc(1, sizeof *e);
     if (!e)
         return kraken__err(KRAKEN_ENOMEM, "engine_new: out of memory");

@@ -274,11 +274,34 @@ static bool sub_wants(const kraken_subscription *sub, const kraken_event *ev)
 
 /* ---- subscriptions ------------------------------------------------------------- */
 
+/* Bytes of the options struct a caller of @p version has (0: unknown). See engine.c. */
+static size_t subscribe_options_size(unsigned version)
+{
+    return version == 1 ? offsetof(kraken_subscribe_options, queue_limit) + sizeof(size_t) : 0;
+}
+
+/* The caller's options (NULL: all events) over the defaults, reading only its version's bytes. */
+static int subscribe_options_read(const kraken_subscribe_options *caller,
+                                  kraken_subscribe_options *out)
+{
+    static const kraken_subscribe_options defaults = KRAKEN_SUBSCRIBE_OPTIONS_INIT;
+    *out = defaults;
+    if (!caller)
+        return 0;
+    size_t size = subscribe_options_size(caller->version);
+    if (size == 0)
+        return kraken__err(KRAKEN_EINVAL, "bus_subscribe: options version %u, expected 1..%u "
+                           "(start from KRAKEN_SUBSCRIBE_OPTIONS_INIT)", caller->version,
+                           KRAKEN_SUBSCRIBE_OPTIONS_VERSION);
+    memcpy(out, caller, size);
+    return 0;
+}
+
 int kraken_subscribe_options_init(kraken_subscribe_options *opts, unsigned version)
 {
     if (!opts)
         return kraken__err(KRAKEN_EINVAL, "subscribe_options_init: opts must not be NULL");
-    if (version < 1 || version > KRAKEN_SUBSCRIBE_OPTIONS_VERSION)
+    if (subscribe_options_size(version) == 0)
         return kraken__err(KRAKEN_EINVAL, "subscribe_options_init: version %u, this library "
                                           "knows 1..%u", version, KRAKEN_SUBSCRIBE_OPTIONS_VERSION);
     static const kraken_subscribe_options defaults = KRAKEN_SUBSCRIBE_OPTIONS_INIT;
@@ -355,10 +378,10 @@ int kraken_bus_subscribe(kraken_bus *bus, const kraken_subscribe_options *opts, 
     int rc = kraken__owner_check(&bus->owner, "bus_subscribe", "bus");
     if (rc < 0)
         return rc;
-    if (opts && (opts->version < 1 || opts->version > KRAKEN_SUBSCRIBE_OPTIONS_VERSION))
-        return kraken__err(KRAKEN_EINVAL, "bus_subscribe: options version %u, expected 1..%u "
-                           "(start from KRAKEN_SUBSCRIBE_OPTIONS_INIT)", opts->version,
-                           KRAKEN_SUBSCRIBE_OPTIONS_VERSION);
+    kraken_subscribe_options o;
+    if ((rc = subscribe_options_read(opts, &o)) < 0)
+        return rc;
+    opts = &o;
     if (bus->free_pending)
         return kraken__err(KRAKEN_ESTATE, "bus_subscribe: the bus is being freed");
     kraken_subscription *sub = calloc(1, sizeof *sub);
