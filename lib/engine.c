@@ -1459,6 +1459,7 @@ static void service_free(kraken_service *svc)
     if (!svc)
         return;
     svc->engine = NULL;
+    svc->detaching = true; /* a hook removing its own service only disowns it */
     if (svc->destroy)
         svc->destroy(svc->userdata);
     for (size_t i = 0; i < svc->n_discoverable; i++)

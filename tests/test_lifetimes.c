@@ -307,6 +307,33 @@ START_TEST(store_free_from_its_listener_is_refused)
 }
 END_TEST
 
+/* A destroy hook that removes its own service while the service is being removed. */
+static void remove_own_service(void *userdata)
+{
+    kraken_service **svc = userdata;
+    kraken_service_remove(*svc);
+    *svc = NULL;
+}
+
+START_TEST(service_hook_removing_its_service)
+{
+    struct event_base *base = event_base_new();
+    kraken_engine_options o = KRAKEN_ENGINE_OPTIONS_INIT;
+    o.no_sync_service = true;
+    kraken_engine *e;
+    ck_assert_int_eq(kraken_engine_new(&e, base, NULL, &o), 0);
+    kraken_service *a = NULL, *b = NULL;
+    ck_assert_int_eq(kraken_engine_add_service(e, "a", "m", NULL, &a, remove_own_service, &a), 0);
+    ck_assert_int_eq(kraken_engine_add_service(e, "b", "m", NULL, &b, remove_own_service, &b), 0);
+    kraken_service_remove(a); /* its hook removes it again: one free */
+    ck_assert_ptr_null(a);
+    ck_assert_ptr_null(kraken_engine_find_service(e, "a"));
+    kraken_engine_free(e); /* b's hook runs while b is detached: one free */
+    ck_assert_ptr_null(b);
+    event_base_free(base);
+}
+END_TEST
+
 /* A standalone bus freed before and after its subscription. */
 START_TEST(standalone_bus_either_order)
 {
@@ -556,6 +583,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, hooks_release_their_handles_while_detached);
     tcase_add_test(tc, standalone_bus_either_order);
     tcase_add_test(tc, store_free_from_its_listener_is_refused);
+    tcase_add_test(tc, service_hook_removing_its_service);
     tcase_add_loop_test(tc, store_freed_from_inside_a_callback, 0, N_SITES);
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("threads");
