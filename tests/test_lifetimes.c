@@ -334,6 +334,51 @@ START_TEST(service_hook_removing_its_service)
 }
 END_TEST
 
+/* The engine's own store and bus: their listener, subscription and a sync outlive the engine. */
+START_TEST(children_of_an_owned_store_outlive_the_engine)
+{
+    struct event_base *base = event_base_new();
+    world w;
+    memset(&w, 0, sizeof w);
+    hook hl = {&w, H_LISTENER}, hs = {&w, H_SUBSCRIPTION};
+    kraken_engine *e;
+    ck_assert_int_eq(kraken_engine_new(&e, base, NULL, NULL), 0);
+    kraken_store_listener *l;
+    kraken_subscription *sub;
+    ck_assert_int_eq(kraken_store_listen(kraken_engine_store(e), on_change, &hl, on_destroy, &l),
+                     0);
+    ck_assert_int_eq(kraken_bus_subscribe(kraken_engine_bus(e), NULL, on_event, &hs, on_destroy,
+                                          &sub),
+                     0);
+    kraken_sync_options so;
+    ck_assert_int_eq(kraken_sync_options_init(&so, KRAKEN_SYNC_OPTIONS_VERSION), 0);
+    so.listen_addr = "127.0.0.1";
+    so.port = 0;
+    so.insecure = true;
+    kraken_sync *sync;
+    ck_assert_int_eq(kraken_sync_new(&sync, e, base, &so), 0);
+    if (_i == 0) {
+        kraken_engine_free(e); /* frees its store and bus: every child is detached */
+        ck_assert_int_eq(w.destroyed[H_LISTENER], 1);
+        ck_assert_int_eq(w.destroyed[H_SUBSCRIPTION], 1);
+        ck_assert_uint_eq(kraken_sync_port(sync), 0);
+        kraken_store_listener_remove(l);
+        kraken_subscription_remove(sub);
+        kraken_sync_free(sync);
+    } else {
+        kraken_sync_free(sync);
+        kraken_subscription_remove(sub);
+        kraken_store_listener_remove(l);
+        ck_assert_int_eq(w.destroyed[H_LISTENER], 1);
+        ck_assert_int_eq(w.destroyed[H_SUBSCRIPTION], 1);
+        kraken_engine_free(e);
+    }
+    ck_assert_int_eq(w.destroyed[H_LISTENER], 1);
+    ck_assert_int_eq(w.destroyed[H_SUBSCRIPTION], 1);
+    event_base_free(base);
+}
+END_TEST
+
 /* A standalone bus freed before and after its subscription. */
 START_TEST(standalone_bus_either_order)
 {
@@ -584,6 +629,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, standalone_bus_either_order);
     tcase_add_test(tc, store_free_from_its_listener_is_refused);
     tcase_add_test(tc, service_hook_removing_its_service);
+    tcase_add_loop_test(tc, children_of_an_owned_store_outlive_the_engine, 0, 2);
     tcase_add_loop_test(tc, store_freed_from_inside_a_callback, 0, N_SITES);
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("threads");
