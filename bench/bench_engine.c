@@ -165,7 +165,7 @@ static void svc_mutate(kraken_service *service, const kraken_mutation_request *r
     run->mutates++;
     const struct answer *a = find_answer(req->mutation_id);
     if (!a) {
-        kraken_service_fail(service, &req->node_id, req->mutation_id, "bench: unknown mutation");
+        kraken_service_fail(service, &req->node_id, req->id, "bench: unknown mutation");
         return;
     }
     if (run->next_turn)

@@ -30,12 +30,39 @@
 
 #include "internal.h"
 
+/* FreeBusy.BUSY (SPEC 1.1 field 8). */
+#define FREEBUSY_BUSY 1
 /* Service id used as the origin of the engine's own discoveries (knowledge rule). */
 #define ENGINE_ORIGIN "engine"
-/* Bit of a node's change mask for mutator URLs past the 63 that have their own bit. */
-#define MASK_OVERFLOW (UINT64_C(1) << 63)
 /* Distinct timer durations given their own O(1) queue (libevent allows 256 per base). */
 #define ENGINE_COMMON_TIMEOUTS 32
+
+/*
+ * A set of URL bits indexed by kraken_murl.index: one inline word, more words
+ * on the heap only for sets with more than 64 URLs (more[-1] is their count).
+ */
+typedef struct ebits {
+    uint64_t word;
+    uint64_t *more;
+} ebits;
+
+/*
+ * A timer on the engine's clock. With the default clock it is a libevent timer
+ * (a common timeout for the durations many nodes share); with an injected one
+ * it waits in the engine's heap until kraken_engine_clock_moved() finds it due.
+ */
+struct kraken_timer {
+    struct kraken_engine *engine; /* NULL once the engine is gone (module timers) */
+    void (*fn)(kraken_timer *timer, void *userdata);
+    void *userdata;
+    struct event *ev;       /* default clock */
+    uint64_t deadline;      /* engine clock ms */
+    uint64_t seq;           /* arming order: equal deadlines fire in this order */
+    size_t heap_pos;        /* injected clock: index in the engine's heap */
+    bool armed;
+    bool is_module;         /* on the engine's list of module timers */
+    kraken_timer *prev, *next;
+};
 
 typedef enum node_phase {
     PH_IDLE = 0,      /* needs (re)planning; also "waiting for thaw" while frozen */
@@ -45,7 +72,8 @@ typedef enum node_phase {
     PH_PASSIVE,       /* step runs elsewhere: following discoveries */
     PH_BACKOFF,       /* failed; waiting before trying again */
     PH_STUCK,         /* too many failures in a row */
-    PH_NO_PATH        /* the planner found no way */
+    PH_NO_PATH,       /* the planner found no way */
+    PH_BUSY           /* /Busy = BUSY: no plan, no mutation */
 } node_phase;
 
 typedef struct enode {
@@ -59,15 +87,16 @@ typedef struct enode {
     bool replan;       /* re-plan even without changes (thaw, set changed, timer) */
     bool deleted;      /* removed from the store; freed by the next pass */
     bool recreated;    /* deleted and created again before the pass saw it */
-    bool timer_armed;
-    uint64_t changed;  /* Dsc mutator URLs changed since the last evaluation */
-    uint64_t stale;    /* mutator URLs the knowledge rule already called unknown */
+    bool busy;         /* Cfg or Dsc /Busy = BUSY: the engine keeps its hands off */
+    ebits changed;     /* Dsc mutator URLs changed since the last evaluation */
+    ebits stale;       /* mutator URLs the knowledge rule already called unknown */
     uint64_t stale_gen;
+    uint64_t request_id; /* of the step in flight (0: none) */
     unsigned failures;
     char *last_failed; /* "service/mutation" of the last failure */
     char *reason;
-    uint64_t backoff_until; /* monotonic ms */
-    struct event *timer;
+    uint64_t backoff_until; /* engine clock ms */
+    kraken_timer *timer;    /* created on first use */
     struct enode *next_dirty;
 } enode;
 
@@ -130,10 +159,21 @@ struct kraken_engine {
     struct event *pass_ev;
     bool pass_scheduled;
     uint64_t generation;       /* of the mutation set, as last seen by a pass */
-    uint64_t cond_mask, cond_gen; /* see condition_mask() */
+    uint64_t cond_gen; /* generation cond_bits was computed for */
 
     kraken_service **services;
     size_t n_services, cap_services;
+
+    /* the clock (kraken_engine_options.now_ms) and, when injected, its timers */
+    bool virtual_clock;
+    kraken_timer **heap; /* min-heap by (deadline, seq) */
+    size_t n_heap, cap_heap;
+    uint64_t timer_seq;
+    struct event *clock_ev; /* fires due timers from the loop */
+    bool clock_scheduled;
+    kraken_timer *module_timers; /* kraken_timer_new(): detached when the engine goes */
+    uint64_t next_request; /* request ids */
+    ebits cond_bits;       /* see condition_bits() */
 
     /* libevent "common timeouts": O(1) queues for the few durations in use (step timeouts) */
     struct {
@@ -180,11 +220,17 @@ static int service_entry(const kraken_service *svc, const char *op)
     return engine_entry(svc->engine, op);
 }
 
-static uint64_t now_ms(void)
+static uint64_t monotonic_ms(void *unused)
 {
+    (void)unused;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t now_ms(const kraken_engine *e)
+{
+    return e->opts.now_ms(e->opts.clock_userdata);
 }
 
 static struct timeval ms_tv(uint64_t ms)
@@ -209,6 +255,69 @@ static void set_reason(enode *n, char *reason)
 {
     free(n->reason);
     n->reason = reason;
+}
+
+/* ---- URL bit sets ------------------------------------------------------------ */
+
+static size_t bits_words(const ebits *b)
+{
+    return 1 + (b->more ? (size_t)b->more[0] : 0);
+}
+
+/* Word @p w (0: the inline one), or 0 beyond the allocated ones. */
+static uint64_t bits_word(const ebits *b, size_t w)
+{
+    if (w == 0)
+        return b->word;
+    return b->more && w <= b->more[0] ? b->more[w] : 0;
+}
+
+static bool bits_test(const ebits *b, size_t i)
+{
+    return (bits_word(b, i / 64) >> (i % 64)) & 1;
+}
+
+/* False when out of memory (the bit is not set). */
+static bool bits_set(ebits *b, size_t i)
+{
+    size_t w = i / 64;
+    if (w == 0) {
+        b->word |= UINT64_C(1) << i;
+        return true;
+    }
+    if (!b->more || w > b->more[0]) {
+        size_t have = b->more ? (size_t)b->more[0] : 0, want = w + 4;
+        uint64_t *more = realloc(b->more, (want + 1) * sizeof *more);
+        if (!more)
+            return false;
+        memset(more + 1 + have, 0, (want - have) * sizeof *more);
+        more[0] = want;
+        b->more = more;
+    }
+    b->more[w] |= UINT64_C(1) << (i % 64);
+    return true;
+}
+
+static bool bits_any(const ebits *b)
+{
+    for (size_t w = 0; w < bits_words(b); w++)
+        if (bits_word(b, w))
+            return true;
+    return false;
+}
+
+static bool bits_intersect(const ebits *a, const ebits *b)
+{
+    for (size_t w = 0; w < bits_words(a); w++)
+        if (bits_word(a, w) & bits_word(b, w))
+            return true;
+    return false;
+}
+
+static void bits_free(ebits *b)
+{
+    free(b->more);
+    *b = (ebits){0, NULL};
 }
 
 static const char *uuid_str(const kraken_uuid *id, char buf[KRAKEN_UUID_STRLEN + 1])
@@ -305,10 +414,14 @@ static enode *node_add(kraken_engine *e, const kraken_uuid *id)
     return n;
 }
 
+static void bits_free(ebits *b);
+static void timer_destroy(kraken_timer *t);
+
 static void node_free(enode *n)
 {
-    if (n->timer)
-        event_free(n->timer);
+    timer_destroy(n->timer);
+    bits_free(&n->changed);
+    bits_free(&n->stale);
     kraken_plan_free(n->plan);
     free(n->last_failed);
     free(n->reason);
@@ -426,24 +539,11 @@ static kraken_service *service_of_url(kraken_engine *e, const char *url, const c
 
 /* ---- store listener -------------------------------------------------------------- */
 
-/* Bit of a mutator URL in the change masks, or 0 when the URL does not matter for plans. */
-static uint64_t mutator_bit(const kraken_mutation_set *set, const char *canonical)
+/* The mutator URL (a URL some mutation mutates) with this canonical text, or NULL. */
+static const kraken_murl *mutator_url(const kraken_mutation_set *set, const char *canonical)
 {
     const kraken_murl *u = kraken__mutation_set_find_url(set, canonical);
-    if (!u || u->n_mutating == 0)
-        return 0;
-    for (size_t i = 0; i < set->n_urls && i < 63; i++)
-        if (set->urls[i] == u)
-            return UINT64_C(1) << i;
-    return MASK_OVERFLOW;
-}
-
-static uint64_t murl_bit(const kraken_mutation_set *set, const kraken_murl *u)
-{
-    for (size_t i = 0; i < set->n_urls && i < 63; i++)
-        if (set->urls[i] == u)
-            return UINT64_C(1) << i;
-    return MASK_OVERFLOW;
+    return u && u->n_mutating ? u : NULL;
 }
 
 /* A change on the self node's /Services/<id>/...: keep the service's cached states. */
@@ -529,11 +629,14 @@ static void on_store_change(const kraken_state_change *c, void *userdata)
     case KRAKEN_CHANGE_UPDATE: {
         if (!n)
             return;
-        uint64_t bit = c->url ? mutator_bit(e->set, c->url) : 0;
-        if (bit) {
-            n->changed |= bit;
+        const kraken_murl *u = c->url ? mutator_url(e->set, c->url) : NULL;
+        if (u) {
+            if (!bits_set(&n->changed, u->index))
+                n->replan = true; /* out of memory: look at everything again */
             break;
         }
+        if (c->url && strcmp(c->url, "/Busy") == 0)
+            break; /* evaluate() looks at it */
         if (memcmp(c->node_id.bytes, e->self.bytes, 16) == 0)
             self_service_change(e, c);
         return; /* nothing the plan depends on */
@@ -546,9 +649,10 @@ static void on_store_change(const kraken_state_change *c, void *userdata)
     mark_dirty(e, n);
 }
 
-/* ---- timers ------------------------------------------------------------------------ */
+/* ---- timers on the engine's clock ------------------------------------------------------ */
 
-static void node_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void node_timer_cb(kraken_timer *t, void *arg);
+static void node_timer_phase(kraken_engine *e, enode *n);
 
 /*
  * Thousands of nodes arm the same few durations (a mutation's timeout): a
@@ -572,24 +676,278 @@ static const struct timeval *common_timeout(kraken_engine *e, uint64_t ms)
     return common;
 }
 
+static bool heap_before(const kraken_timer *a, const kraken_timer *b)
+{
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+}
+
+static void heap_set(kraken_engine *e, size_t i, kraken_timer *t)
+{
+    e->heap[i] = t;
+    t->heap_pos = i;
+}
+
+static void heap_up(kraken_engine *e, size_t i)
+{
+    kraken_timer *t = e->heap[i];
+    while (i > 0 && heap_before(t, e->heap[(i - 1) / 2])) {
+        heap_set(e, i, e->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(e, i, t);
+}
+
+static void heap_down(kraken_engine *e, size_t i)
+{
+    kraken_timer *t = e->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= e->n_heap)
+            break;
+        if (c + 1 < e->n_heap && heap_before(e->heap[c + 1], e->heap[c]))
+            c++;
+        if (!heap_before(e->heap[c], t))
+            break;
+        heap_set(e, i, e->heap[c]);
+        i = c;
+    }
+    heap_set(e, i, t);
+}
+
+static void heap_remove(kraken_engine *e, kraken_timer *t)
+{
+    size_t i = t->heap_pos;
+    kraken_timer *last = e->heap[--e->n_heap];
+    if (last != t) {
+        heap_set(e, i, last);
+        heap_up(e, i);
+        heap_down(e, last->heap_pos);
+    }
+}
+
+static void schedule_clock(kraken_engine *e)
+{
+    if (!e->clock_scheduled && e->clock_ev) {
+        e->clock_scheduled = true;
+        event_active(e->clock_ev, 0, 0);
+    }
+}
+
+static void timer_disarm(kraken_timer *t)
+{
+    if (!t || !t->armed)
+        return;
+    t->armed = false;
+    if (t->ev)
+        evtimer_del(t->ev);
+    else if (t->engine)
+        heap_remove(t->engine, t);
+}
+
+static void engine_unbusy(kraken_engine *e);
+
+/* Default clock: libevent runs the timer. */
+static void timer_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_timer *t = arg;
+    kraken_engine *e = t->engine;
+    t->armed = false;
+    e->busy++; /* the callback may free the engine: it waits for us (kraken_engine_free) */
+    t->fn(t, t->userdata); /* may free t */
+    engine_unbusy(e);
+}
+
+static kraken_timer *etimer_create(kraken_engine *e, void (*fn)(kraken_timer *, void *), void *arg)
+{
+    kraken_timer *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    *t = (kraken_timer){.engine = e, .fn = fn, .userdata = arg};
+    if (!e->virtual_clock && !(t->ev = evtimer_new(e->base, timer_event_cb, t))) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void timer_destroy(kraken_timer *t)
+{
+    if (!t)
+        return;
+    timer_disarm(t);
+    if (t->ev)
+        event_free(t->ev);
+    free(t);
+}
+
+/* (Re)arm @p t for @p ms from now on the engine's clock. */
+static int timer_start(kraken_timer *t, uint64_t ms)
+{
+    kraken_engine *e = t->engine;
+    timer_disarm(t);
+    t->deadline = now_ms(e) + ms;
+    t->seq = ++e->timer_seq;
+    t->armed = true;
+    if (t->ev) {
+        const struct timeval *common = common_timeout(e, ms);
+        struct timeval tv = ms_tv(ms);
+        if (evtimer_add(t->ev, common ? common : &tv) < 0) {
+            t->armed = false;
+            return kraken__err(KRAKEN_EIO, "engine: cannot arm a timer");
+        }
+        return 0;
+    }
+    if (e->n_heap == e->cap_heap) {
+        size_t cap = e->cap_heap ? e->cap_heap * 2 : 64;
+        kraken_timer **h = realloc(e->heap, cap * sizeof *h);
+        if (!h) {
+            t->armed = false;
+            return kraken__err(KRAKEN_ENOMEM, "engine: out of memory");
+        }
+        e->heap = h;
+        e->cap_heap = cap;
+    }
+    e->heap[e->n_heap] = t;
+    t->heap_pos = e->n_heap++;
+    heap_up(e, t->heap_pos);
+    if (ms == 0)
+        schedule_clock(e); /* due already: fires from the loop, as with libevent */
+    return 0;
+}
+
+/*
+ * Injected clock: fire what is due, earliest first. Timers armed while this
+ * runs wait for the next round (a timer re-armed with 0 cannot spin here).
+ */
+static void clock_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_engine *e = arg;
+    e->clock_scheduled = false;
+    e->busy++;
+    uint64_t now = now_ms(e), last_seq = e->timer_seq;
+    while (!e->dying && e->n_heap && e->heap[0]->deadline <= now && e->heap[0]->seq <= last_seq) {
+        kraken_timer *t = e->heap[0];
+        heap_remove(e, t);
+        t->armed = false;
+        t->fn(t, t->userdata); /* may free t, arm timers, free the engine */
+    }
+    if (!e->dying && e->n_heap && e->heap[0]->deadline <= now)
+        schedule_clock(e);
+    engine_unbusy(e);
+}
+
 /* Arm the node's timer (its meaning is the node's phase). Frozen engines arm nothing. */
 static void timer_arm(kraken_engine *e, enode *n, uint64_t ms)
 {
     if (e->frozen)
         return;
-    if (!n->timer && !(n->timer = evtimer_new(e->base, node_timer_cb, n)))
+    if (!n->timer && !(n->timer = etimer_create(e, node_timer_cb, n)))
         return; /* out of memory: the step runs without a timer */
-    const struct timeval *common = common_timeout(e, ms);
-    struct timeval tv = ms_tv(ms);
-    evtimer_add(n->timer, common ? common : &tv);
-    n->timer_armed = true;
+    if (timer_start(n->timer, ms) < 0)
+        kraken_error_clear(); /* the same: no timer */
 }
 
 static void timer_cancel(enode *n)
 {
-    if (n->timer && n->timer_armed)
-        evtimer_del(n->timer);
-    n->timer_armed = false;
+    timer_disarm(n->timer);
+}
+
+/* ---- module timers and the clock (public) ---------------------------------------------- */
+
+uint64_t kraken_engine_now_ms(const kraken_engine *engine)
+{
+    return engine ? now_ms(engine) : 0;
+}
+
+int kraken_engine_clock_moved(kraken_engine *engine)
+{
+    if (!engine)
+        return kraken__err(KRAKEN_EINVAL, "engine_clock_moved: engine is NULL");
+    if (engine->virtual_clock && !engine->dying)
+        schedule_clock(engine);
+    return 0;
+}
+
+int kraken_timer_new(kraken_timer **out, kraken_engine *engine,
+                     void (*fn)(kraken_timer *timer, void *userdata), void *userdata)
+{
+    if (out)
+        *out = NULL;
+    if (!out || !engine || !fn)
+        return kraken__err(KRAKEN_EINVAL, "timer_new: out, engine and fn are required");
+    kraken_timer *t = etimer_create(engine, fn, userdata);
+    if (!t)
+        return kraken__err(KRAKEN_ENOMEM, "timer_new: out of memory");
+    t->is_module = true;
+    t->next = engine->module_timers;
+    if (t->next)
+        t->next->prev = t;
+    engine->module_timers = t;
+    *out = t;
+    return 0;
+}
+
+int kraken_timer_arm(kraken_timer *timer, uint64_t ms)
+{
+    if (!timer)
+        return kraken__err(KRAKEN_EINVAL, "timer_arm: timer is NULL");
+    if (!timer->engine || timer->engine->dying)
+        return kraken__err(KRAKEN_ESTATE, "timer_arm: the timer's engine is gone");
+    return timer_start(timer, ms);
+}
+
+void kraken_timer_cancel(kraken_timer *timer)
+{
+    timer_disarm(timer);
+}
+
+bool kraken_timer_armed(const kraken_timer *timer)
+{
+    return timer && timer->armed;
+}
+
+void kraken_timer_free(kraken_timer *timer)
+{
+    if (!timer)
+        return;
+    kraken_engine *e = timer->engine;
+    if (e && timer->is_module) {
+        if (timer->prev)
+            timer->prev->next = timer->next;
+        else
+            e->module_timers = timer->next;
+        if (timer->next)
+            timer->next->prev = timer->prev;
+    }
+    timer_destroy(timer);
+}
+
+bool kraken__engine_next_deadline(const kraken_engine *engine, uint64_t *out)
+{
+    if (!engine || !engine->n_heap)
+        return false;
+    *out = engine->heap[0]->deadline;
+    return true;
+}
+
+/* The engine goes: module timers stay valid handles that do nothing. */
+static void detach_module_timers(kraken_engine *e)
+{
+    while (e->module_timers) {
+        kraken_timer *t = e->module_timers;
+        e->module_timers = t->next;
+        timer_disarm(t);
+        if (t->ev)
+            event_free(t->ev);
+        t->ev = NULL;
+        t->engine = NULL;
+        t->prev = t->next = NULL;
+        t->is_module = false;
+    }
 }
 
 /* ---- requests to services ------------------------------------------------------------ */
@@ -604,32 +962,54 @@ static const char *step_mutation(const enode *n)
     return kraken_plan_step_mutation(n->plan, n->step);
 }
 
+/*
+ * A request for a module: the mutation's URL list and copies of the node's
+ * Cfg and Dsc (nothing a module holds may point into the store). For a
+ * deleted node both are empty nodes with its id. False when out of memory.
+ */
+static bool request_make(kraken_engine *e, const enode *n, const kraken_mutation *m,
+                         uint64_t id, kraken_mutation_request *req)
+{
+    kraken_node *cfg = NULL, *dsc = NULL;
+    const kraken_node *c = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
+    const kraken_node *d = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
+    int rc = c ? kraken_node_copy(&cfg, c) : kraken_node_new(&cfg, &n->id);
+    if (rc == 0)
+        rc = d ? kraken_node_copy(&dsc, d) : kraken_node_new(&dsc, &n->id);
+    if (rc < 0) {
+        kraken_node_free(cfg);
+        kraken_error_clear();
+        return false;
+    }
+    *req = (kraken_mutation_request){id, n->id, m->service, m->id, m->text, m->n_mutates,
+                                     cfg, dsc};
+    return true;
+}
+
+static void request_clear(kraken_mutation_request *req)
+{
+    kraken_node_free((kraken_node *)req->cfg);
+    kraken_node_free((kraken_node *)req->dsc);
+}
+
 /* Tell the owning service to abandon the node's in-flight step (INTERRUPT). */
 static void step_interrupt(kraken_engine *e, enode *n, const char *why)
 {
-    if (n->phase != PH_IN_FLIGHT) {
-        timer_cancel(n);
-        return;
-    }
     timer_cancel(n);
+    if (n->phase != PH_IN_FLIGHT)
+        return;
     n->phase = PH_IDLE;
+    uint64_t id = n->request_id;
+    n->request_id = 0; /* from now on a report for it is a late answer */
     const char *sid = step_service(n), *mid = step_mutation(n);
     publish_mutation(e, KRAKEN_MUTATION_INTERRUPT, &n->id, sid, mid, why);
     kraken_service *svc = service_lookup(e, sid);
-    if (!svc || !svc->ops.interrupt)
+    const kraken_mutation *m = kraken__mutation_find(e->set, sid, mid);
+    kraken_mutation_request req;
+    if (!svc || !svc->ops.interrupt || !m || !request_make(e, n, m, id, &req))
         return;
-    const kraken_node *cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
-    const kraken_node *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
-    kraken_node *empty = NULL;
-    if (!cfg || !dsc) {
-        /* Deleted node: the service still gets nodes that carry the id. */
-        if (kraken_node_new(&empty, &n->id) < 0)
-            return;
-        cfg = dsc = empty;
-    }
-    kraken_mutation_request req = {n->id, sid, mid, cfg, dsc};
     svc->ops.interrupt(svc, &req, svc->userdata);
-    kraken_node_free(empty);
+    request_clear(&req);
 }
 
 /* ---- failures ---------------------------------------------------------------------------- */
@@ -646,6 +1026,7 @@ static uint64_t backoff_delay(const kraken_engine *e, unsigned failures)
 static void node_fail(kraken_engine *e, enode *n, char *reason)
 {
     timer_cancel(n);
+    n->request_id = 0;
     n->failures++;
     free(n->last_failed);
     n->last_failed = n->plan && n->step < kraken_plan_length(n->plan)
@@ -660,7 +1041,7 @@ static void node_fail(kraken_engine *e, enode *n, char *reason)
     }
     set_reason(n, reason);
     uint64_t delay = backoff_delay(e, n->failures);
-    n->backoff_until = now_ms() + delay;
+    n->backoff_until = now_ms(e) + delay;
     n->phase = PH_BACKOFF;
     timer_arm(e, n, delay);
 }
@@ -722,19 +1103,22 @@ static void service_request_start(kraken_engine *e, kraken_service *svc)
 static void dispatch(kraken_engine *e, enode *n, const kraken_mutation *m, kraken_service *svc,
                      const kraken_node *cfg)
 {
-    const kraken_node *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
+    (void)cfg;
     kraken_plan *plan = n->plan;
     size_t step = n->step;
+    uint64_t id = ++e->next_request;
     n->phase = PH_IN_FLIGHT;
+    n->request_id = id;
     publish_mutation(e, KRAKEN_MUTATION_MUTATE, &n->id, m->service, m->id, NULL);
     uint64_t timeout = m->timeout_ms ? step_timeout_ms(e, m) : 0;
-    if (svc->ops.mutate) {
-        kraken_mutation_request req = {n->id, svc->id, kraken_plan_step_mutation(plan, step),
-                                       cfg, dsc};
+    kraken_mutation_request req;
+    if (svc->ops.mutate && request_make(e, n, m, id, &req)) {
         svc->ops.mutate(svc, &req, svc->userdata);
+        request_clear(&req);
     }
     /* The service may have failed the step from inside mutate() (node_fail set the timer). */
-    if (n->phase != PH_IN_FLIGHT || n->plan != plan || n->step != step)
+    if (e->dying || n->phase != PH_IN_FLIGHT || n->request_id != id || n->plan != plan ||
+        n->step != step)
         return;
     if (timeout)
         timer_arm(e, n, timeout); /* replaces whatever the timer was set for */
@@ -764,7 +1148,7 @@ static void step_start(kraken_engine *e, enode *n, const kraken_node *cfg)
         n->phase = PH_IDLE;
         return;
     }
-    uint64_t now = n->backoff_until ? now_ms() : 0;
+    uint64_t now = n->backoff_until ? now_ms(e) : 0;
     if (n->backoff_until > now) {
         n->phase = PH_BACKOFF;
         timer_arm(e, n, n->backoff_until - now);
@@ -855,12 +1239,13 @@ static void replan(kraken_engine *e, enode *n, const kraken_node *cfg, const kra
  * mutation that mutates something from zero (a superset of the conditions).
  * Only their changes can make another URL stale. Cached per set generation.
  */
-static uint64_t condition_mask(kraken_engine *e)
+static const ebits *condition_bits(kraken_engine *e)
 {
     uint64_t gen = kraken__mutation_set_generation(e->set);
     if (e->cond_gen == gen)
-        return e->cond_mask;
-    uint64_t mask = 0;
+        return &e->cond_bits;
+    bits_free(&e->cond_bits);
+    bool complete = true;
     for (size_t i = 0; i < e->set->n_muts; i++) {
         const kraken_mutation *m = e->set->muts[i];
         bool from_zero = false;
@@ -868,26 +1253,38 @@ static uint64_t condition_mask(kraken_engine *e)
             from_zero |= kraken_value_is_zero(&m->mutates[k].from);
         for (size_t k = 0; from_zero && k < m->n_requires; k++)
             if (m->requires[k].u->n_mutating)
-                mask |= murl_bit(e->set, m->requires[k].u);
+                complete &= bits_set(&e->cond_bits, m->requires[k].u->index);
     }
-    e->cond_mask = mask;
-    e->cond_gen = gen;
-    return mask;
+    e->cond_gen = complete ? gen : 0; /* out of memory: computed again next time */
+    return &e->cond_bits;
 }
 
+/* The URLs the knowledge rule calls unknown now (no bound on their number). */
 typedef struct stale_ctx {
-    const kraken_mutation_set *set;
-    uint64_t mask;
-    const kraken_murl *urls[64];
-    size_t n;
+    const kraken_murl **urls;
+    size_t n, cap;
+    ebits bits;
+    bool oom;
 } stale_ctx;
 
 static int collect_stale(const kraken_murl *u, void *userdata)
 {
     stale_ctx *ctx = userdata;
-    ctx->mask |= murl_bit(ctx->set, u);
-    if (ctx->n < 64)
-        ctx->urls[ctx->n++] = u;
+    if (ctx->n == ctx->cap) {
+        size_t cap = ctx->cap ? ctx->cap * 2 : 16;
+        const kraken_murl **v = realloc(ctx->urls, cap * sizeof *v);
+        if (!v) {
+            ctx->oom = true;
+            return KRAKEN_ENOMEM;
+        }
+        ctx->urls = v;
+        ctx->cap = cap;
+    }
+    ctx->urls[ctx->n++] = u;
+    if (!bits_set(&ctx->bits, u->index)) {
+        ctx->oom = true;
+        return KRAKEN_ENOMEM;
+    }
     return 0;
 }
 
@@ -906,36 +1303,52 @@ static kraken_value zero_of(const kraken_murl *u)
  * unknown, and the engine records that in Dsc. Only facts that were valid and
  * became stale through this change are cleared: a value that arrives while
  * its conditions are not (yet) known, e.g. RunState SYNC reported by a child
- * before the power module has spoken, is kept for when they are.
+ * before the power module has spoken, is kept for when they are. @p changed
+ * holds the Dsc mutator URLs changed since the last evaluation.
  */
 static bool apply_knowledge(kraken_engine *e, enode *n, const kraken_node *cfg,
-                            const kraken_node *dsc, uint64_t changed)
+                            const kraken_node *dsc, const ebits *changed)
 {
-    if (!(changed & condition_mask(e)) && !n->cfg_changed &&
-        n->stale_gen == kraken__mutation_set_generation(e->set))
+    uint64_t gen = kraken__mutation_set_generation(e->set);
+    if (!bits_intersect(changed, condition_bits(e)) && !n->cfg_changed && n->stale_gen == gen)
         return false; /* nothing any discovery condition reads has changed */
-    stale_ctx ctx = {.set = e->set};
-    if (kraken__mutation_set_stale(e->set, cfg, dsc, collect_stale, &ctx) < 0) {
+    stale_ctx ctx = {0};
+    if (kraken__mutation_set_stale(e->set, cfg, dsc, collect_stale, &ctx) < 0 || ctx.oom) {
         kraken_error_clear();
+        free(ctx.urls);
+        bits_free(&ctx.bits);
         return false;
     }
-    uint64_t gen = kraken__mutation_set_generation(e->set);
-    uint64_t clear = 0;
-    if (changed && n->stale_gen == gen)
-        clear = ctx.mask & ~n->stale & ~changed & ~MASK_OVERFLOW;
-    n->stale = ctx.mask & ~clear;
-    n->stale_gen = gen;
-    for (size_t i = 0; clear && i < ctx.n; i++) {
+    /* Judged against the last evaluation's baseline; a new set only takes a new baseline. */
+    bool judge = bits_any(changed) && n->stale_gen == gen;
+    const kraken_murl **clear = ctx.urls;
+    size_t n_clear = 0;
+    for (size_t i = 0; judge && i < ctx.n; i++) {
         const kraken_murl *u = ctx.urls[i];
-        if (!(clear & murl_bit(e->set, u)))
-            continue;
+        if (!bits_test(&n->stale, u->index) && !bits_test(changed, u->index))
+            clear[n_clear++] = u; /* compacts ctx.urls in place */
+    }
+    /* The new baseline: stale now, except what is cleared below (it will be unknown). */
+    bits_free(&n->stale);
+    n->stale = ctx.bits;
+    for (size_t i = 0; i < n_clear; i++) {
+        size_t b = clear[i]->index;
+        if (b / 64 == 0)
+            n->stale.word &= ~(UINT64_C(1) << b);
+        else
+            n->stale.more[b / 64] &= ~(UINT64_C(1) << (b % 64));
+    }
+    n->stale_gen = gen;
+    for (size_t i = 0; i < n_clear; i++) {
+        const kraken_murl *u = clear[i];
         kraken_value zero = zero_of(u);
         if (kraken_store_set_value(e->store, KRAKEN_DSC, &n->id, u->text, &zero) == 0)
             publish_discovery(e, &n->id, ENGINE_ORIGIN, u->text, &zero);
         else
             kraken_error_clear();
     }
-    return clear != 0;
+    free(ctx.urls);
+    return n_clear != 0;
 }
 
 /* ---- evaluating a node ----------------------------------------------------------------------- */
@@ -973,12 +1386,18 @@ static step_progress progress_of(const kraken_mutation *m, const kraken_node *ds
     return other_from_zero ? STEP_DISCOVERED : STEP_PENDING;
 }
 
-static uint64_t step_mask(const kraken_engine *e, const kraken_mutation *m)
+/* Did a Dsc mutator URL other than the step's own change? */
+static bool changed_outside_step(const ebits *changed, const kraken_mutation *m)
 {
-    uint64_t mask = 0;
-    for (size_t i = 0; i < m->n_mutates; i++)
-        mask |= murl_bit(e->set, m->mutates[i].u);
-    return mask;
+    for (size_t w = 0; w < bits_words(changed); w++) {
+        uint64_t word = bits_word(changed, w);
+        for (size_t i = 0; i < m->n_mutates; i++)
+            if (m->mutates[i].u->index / 64 == w)
+                word &= ~(UINT64_C(1) << (m->mutates[i].u->index % 64));
+        if (word)
+            return true;
+    }
+    return false;
 }
 
 static char *contradiction_reason(const kraken_mutation *m, const kraken_murl *u,
@@ -1013,7 +1432,7 @@ static bool reload(const kraken_engine *e, const enode *n, const kraken_node **c
 
 /* The node holds a step (waiting for its service, in flight, or followed passively). */
 static void follow_step(kraken_engine *e, enode *n, const kraken_node *cfg, const kraken_node *dsc,
-                        uint64_t changed, bool replan_wanted)
+                        const ebits *changed, bool replan_wanted)
 {
     const kraken_mutation *m = kraken__mutation_find(e->set, step_service(n), step_mutation(n));
     if (!m) { /* the mutation was removed */
@@ -1051,7 +1470,7 @@ static void follow_step(kraken_engine *e, enode *n, const kraken_node *cfg, cons
         break;
     }
     /* Still under way: re-plan only when something else changed. */
-    if (!replan_wanted && !(changed & ~step_mask(e, m))) {
+    if (!replan_wanted && !changed_outside_step(changed, m)) {
         if (n->phase == PH_WAIT_SERVICE)
             step_start(e, n, cfg);
         return;
@@ -1097,6 +1516,89 @@ static void node_forget(kraken_engine *e, enode *n)
     node_free(n);
 }
 
+static bool node_is_busy(const kraken_node *node)
+{
+    return node->rec.slots[KRAKEN_NODE_F_BUSY].i == FREEBUSY_BUSY;
+}
+
+/* /Busy = BUSY in Cfg or Dsc: the node is someone else's (a scheduler, an operator). */
+static void enter_busy(kraken_engine *e, enode *n)
+{
+    step_interrupt(e, n, "node busy"); /* only an in-flight step is told; any timer stops */
+    timer_cancel(n);
+    kraken_plan_free(n->plan);
+    n->plan = NULL;
+    n->step = 0;
+    n->phase = PH_BUSY;
+}
+
+/* A stuck node whose Dsc came to match its Cfg (someone fixed it) is converged. */
+static void stuck_check(kraken_engine *e, enode *n, const kraken_node *cfg, const kraken_node *dsc)
+{
+    kraken_plan *plan = NULL;
+    if (kraken_mutation_set_plan(e->set, cfg, dsc, &plan) < 0) {
+        kraken_error_clear();
+        return;
+    }
+    if (kraken_plan_length(plan) == 0) {
+        kraken_plan_free(n->plan);
+        n->plan = plan;
+        n->step = 0;
+        n->phase = PH_IDLE;
+        step_start(e, n, cfg); /* an empty plan: converged, failures and reason cleared */
+        return;
+    }
+    kraken_plan_free(plan);
+}
+
+/* The node's run state after its changes were noted (and the knowledge rule applied). */
+static void evaluate_phase(kraken_engine *e, enode *n, const kraken_node *cfg,
+                           const kraken_node *dsc, const ebits *changed, bool cfg_changed,
+                           bool replan_wanted)
+{
+    if (cfg_changed) {
+        /* A Cfg change is the operator's word: start afresh, as kraken_engine_reset_node(). */
+        n->failures = 0;
+        n->backoff_until = 0;
+        free(n->last_failed);
+        n->last_failed = NULL;
+        set_reason(n, NULL);
+        if (n->phase == PH_STUCK || n->phase == PH_BACKOFF) {
+            timer_cancel(n);
+            n->phase = PH_IDLE;
+        }
+    }
+    if (node_is_busy(cfg) || node_is_busy(dsc)) {
+        if (n->phase != PH_BUSY)
+            enter_busy(e, n);
+        return;
+    }
+    switch ((node_phase)n->phase) {
+    case PH_STUCK:
+        if (bits_any(changed))
+            stuck_check(e, n, cfg, dsc);
+        return;
+    case PH_BACKOFF:
+        return;
+    case PH_WAIT_SERVICE:
+    case PH_IN_FLIGHT:
+    case PH_PASSIVE:
+        follow_step(e, n, cfg, dsc, changed, replan_wanted);
+        return;
+    case PH_IDLE:
+    case PH_CONVERGED:
+    case PH_NO_PATH:
+    case PH_BUSY:
+        if (n->phase == PH_NO_PATH) {
+            timer_cancel(n);
+            set_reason(n, NULL); /* set again if there is still no path */
+        }
+        n->phase = PH_IDLE;
+        replan(e, n, cfg, dsc);
+        return;
+    }
+}
+
 static void evaluate(kraken_engine *e, enode *n)
 {
     const kraken_node *cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
@@ -1113,59 +1615,30 @@ static void evaluate(kraken_engine *e, enode *n)
         free(n->last_failed);
         n->last_failed = NULL;
         set_reason(n, NULL);
-        n->stale = 0;
+        bits_free(&n->stale);
         n->phase = PH_IDLE;
     }
     const kraken_node *dsc;
     if (!reload(e, n, &cfg, &dsc))
         return;
-    uint64_t changed = n->changed;
+    /* The changes are ours now; the knowledge rule's own writes mark the node again. */
+    ebits changed = n->changed;
+    n->changed = (ebits){0, NULL};
     bool cfg_changed = n->cfg_changed, replan_wanted = n->replan || cfg_changed;
     /* A new set: the knowledge baseline is taken again, so the next change can be judged. */
     bool new_set = n->stale_gen != kraken__mutation_set_generation(e->set);
-    if ((changed || cfg_changed || new_set) && apply_knowledge(e, n, cfg, dsc, changed)) {
+    if ((bits_any(&changed) || cfg_changed || new_set) &&
+        apply_knowledge(e, n, cfg, dsc, &changed)) {
         /* Stored nodes may have been replaced by the writes: look again. */
         cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
         dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
-        if (!cfg || !dsc)
-            return;
     }
-    n->changed = 0;
+    bits_free(&n->changed);
     n->cfg_changed = false;
     n->replan = false;
-
-    if (cfg_changed) {
-        /* A Cfg change is the operator's word: start afresh, as kraken_engine_reset_node(). */
-        n->failures = 0;
-        n->backoff_until = 0;
-        free(n->last_failed);
-        n->last_failed = NULL;
-        set_reason(n, NULL);
-        if (n->phase == PH_STUCK || n->phase == PH_BACKOFF) {
-            timer_cancel(n);
-            n->phase = PH_IDLE;
-        }
-    }
-    switch ((node_phase)n->phase) {
-    case PH_STUCK:
-    case PH_BACKOFF:
-        return;
-    case PH_WAIT_SERVICE:
-    case PH_IN_FLIGHT:
-    case PH_PASSIVE:
-        follow_step(e, n, cfg, dsc, changed, replan_wanted);
-        return;
-    case PH_IDLE:
-    case PH_CONVERGED:
-    case PH_NO_PATH:
-        if (n->phase == PH_NO_PATH) {
-            timer_cancel(n);
-            set_reason(n, NULL); /* set again if there is still no path */
-        }
-        n->phase = PH_IDLE;
-        replan(e, n, cfg, dsc);
-        return;
-    }
+    if (cfg && dsc)
+        evaluate_phase(e, n, cfg, dsc, &changed, cfg_changed, replan_wanted);
+    bits_free(&changed);
 }
 
 /* ---- service reconciliation ---------------------------------------------------------------- */
@@ -1313,17 +1786,13 @@ static void step_timeout(kraken_engine *e, enode *n)
     node_fail(e, n, why);
 }
 
-static void node_timer_phase(kraken_engine *e, enode *n);
-
 /* A node's timer (the engine counts as busy while it runs: see kraken_engine_free()). */
-static void node_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void node_timer_cb(kraken_timer *t, void *arg)
 {
-    (void)fd;
-    (void)what;
+    (void)t;
     enode *n = arg;
     kraken_engine *e = n->engine;
-    n->timer_armed = false;
-    if (n->deleted || e->frozen)
+    if (n->deleted || e->frozen || e->dying)
         return;
     e->busy++;
     node_timer_phase(e, n);
@@ -1370,7 +1839,7 @@ void kraken_engine_freeze(kraken_engine *engine)
 /* Re-arm what freezing cancelled: in-flight steps get a fresh timeout. */
 static void rearm_after_thaw(kraken_engine *e, enode *n)
 {
-    uint64_t now = now_ms();
+    uint64_t now = now_ms(e);
     switch ((node_phase)n->phase) {
     case PH_IN_FLIGHT: {
         const kraken_mutation *m =
@@ -1731,6 +2200,8 @@ kraken_engine *kraken_service_engine(kraken_service *service)
     return service && service->engine && !service->engine->dying ? service->engine : NULL;
 }
 
+static int add_discoverable(kraken_service *svc, const char *url);
+
 int kraken_service_declare_mutation(kraken_service *service, const kraken_mutation_decl *decl)
 {
     int rc = service_entry(service, "service_declare_mutation");
@@ -1741,8 +2212,59 @@ int kraken_service_declare_mutation(kraken_service *service, const kraken_mutati
     rc = kraken_mutation_set_add(service->engine->set, service->id, decl);
     if (rc < 0)
         return rc;
+    /*
+     * The service answers its steps by discovering what they mutate: those URLs
+     * are its to discover (a module that forgot to say so would hang until the
+     * timeout). The set holds them in canonical form.
+     */
+    const kraken_mutation *m = kraken__mutation_find(service->engine->set, service->id, decl->id);
+    for (size_t i = 0; rc == 0 && m && i < m->n_mutates; i++)
+        rc = add_discoverable(service, m->mutates[i].u->text);
+    if (rc < 0) {
+        /* Out of memory: the URLs stay declarable by hand; the mutation stands. */
+        kraken_error_clear();
+    }
     schedule_pass(service->engine); /* the pass sees the new generation and replans */
     return 0;
+}
+
+int kraken_engine_mutation_disable(kraken_engine *e, const char *service_id,
+                                   const char *mutation_id, bool disabled)
+{
+    if (!e)
+        return kraken__err(KRAKEN_EINVAL, "engine_mutation_disable: engine is NULL");
+    int rc = kraken_mutation_set_disable(e->set, service_id, mutation_id, disabled);
+    if (rc < 0)
+        return kraken__err_prefix(rc, "engine_mutation_disable");
+    schedule_pass(e); /* a new generation: every node is planned again */
+    return 0;
+}
+
+int kraken_engine_mutation_set_timeout(kraken_engine *e, const char *service_id,
+                                       const char *mutation_id, uint32_t timeout_ms)
+{
+    if (!e)
+        return kraken__err(KRAKEN_EINVAL, "engine_mutation_set_timeout: engine is NULL");
+    int rc = kraken_mutation_set_timeout(e->set, service_id, mutation_id, timeout_ms);
+    return rc < 0 ? kraken__err_prefix(rc, "engine_mutation_set_timeout") : 0;
+}
+
+int kraken_engine_diff(kraken_engine *engine, const kraken_uuid *node_id, kraken_change **out,
+                       size_t *n)
+{
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    if (!engine || !node_id || !out || !n)
+        return kraken__err(KRAKEN_EINVAL, "engine_diff: engine, node id, out and n are required");
+    const kraken_node *cfg = kraken__store_peek(engine->store, KRAKEN_CFG, node_id);
+    const kraken_node *dsc = kraken__store_peek(engine->store, KRAKEN_DSC, node_id);
+    char buf[KRAKEN_UUID_STRLEN + 1];
+    if (!cfg || !dsc)
+        return kraken__err(KRAKEN_ENOTFOUND, "engine_diff: node %s not found",
+                           uuid_str(node_id, buf));
+    return kraken_mutation_set_diff(engine->set, cfg, dsc, out, n);
 }
 
 /* ---- discoveries ---------------------------------------------------------------------------- */
@@ -1955,25 +2477,45 @@ int kraken_service_set_state(kraken_service *service, kraken_service_state state
     return rc < 0 ? kraken__err_prefix(rc, "service_set_state '%s'", service->id) : 0;
 }
 
-int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id,
-                        const char *mutation_id, const char *reason)
+/*
+ * The node whose step in flight for @p svc is request @p request_id (@p op
+ * names the call in errors): a late answer is refused here.
+ */
+static int request_node(kraken_service *svc, const char *op, const kraken_uuid *node_id,
+                        uint64_t request_id, enode **out)
 {
-    if (!service || !node_id || !mutation_id)
-        return kraken__err(KRAKEN_EINVAL, "service_fail: service, node id and mutation id are "
-                                          "required");
-    int entry = service_entry(service, "service_fail");
+    int entry = service_entry(svc, op);
     if (entry < 0)
         return entry;
-    kraken_engine *e = service->engine;
-    enode *n = node_find(e, node_id);
+    enode *n = node_find(svc->engine, node_id);
     char buf[KRAKEN_UUID_STRLEN + 1];
     if (!n || n->deleted)
-        return kraken__err(KRAKEN_ENOTFOUND, "service_fail: node %s not found",
-                           uuid_str(node_id, buf));
-    if (n->phase != PH_IN_FLIGHT || strcmp(step_service(n), service->id) != 0 ||
-        strcmp(step_mutation(n), mutation_id) != 0)
-        return kraken__err(KRAKEN_ESTATE, "service_fail: node %s has no step %s/%s in flight",
-                           uuid_str(node_id, buf), service->id, mutation_id);
+        return kraken__err(KRAKEN_ENOTFOUND, "%s: node %s not found", op, uuid_str(node_id, buf));
+    *out = n;
+    if (n->phase == PH_IN_FLIGHT && n->request_id == request_id &&
+        strcmp(step_service(n), svc->id) == 0)
+        return 0;
+    if (n->phase == PH_IN_FLIGHT && strcmp(step_service(n), svc->id) == 0)
+        return kraken__err(KRAKEN_ESTATE, "%s: request %llu of service '%s' on node %s is not in "
+                    "flight (a late answer? request %llu %s/%s is)", op,
+                    (unsigned long long)request_id, svc->id, uuid_str(node_id, buf),
+                    (unsigned long long)n->request_id, svc->id, step_mutation(n));
+    return kraken__err(KRAKEN_ESTATE, "%s: request %llu of service '%s' on node %s is not in "
+                       "flight (a late answer?)", op, (unsigned long long)request_id, svc->id,
+                       uuid_str(node_id, buf));
+}
+
+int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id, uint64_t request_id,
+                        const char *reason)
+{
+    if (!service || !node_id)
+        return kraken__err(KRAKEN_EINVAL, "service_fail: service and node id are required");
+    kraken_engine *e = service->engine;
+    enode *n;
+    int rc = request_node(service, "service_fail", node_id, request_id, &n);
+    if (rc < 0)
+        return rc;
+    const char *mutation_id = step_mutation(n);
     publish_mutation(e, KRAKEN_MUTATION_FAILED, node_id, service->id, mutation_id,
                      reason ? reason : "failed");
     node_fail(e, n, str_printf("%s/%s failed: %s", service->id, mutation_id,
@@ -1981,10 +2523,46 @@ int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id,
     return 0;
 }
 
+int kraken_service_report(kraken_service *service, const kraken_uuid *node_id,
+                          uint64_t request_id, const char *url, const kraken_value *value)
+{
+    int rc = check_discover_args(service, node_id, url, value, "service_report");
+    if (rc < 0)
+        return rc;
+    enode *n;
+    if ((rc = request_node(service, "service_report", node_id, request_id, &n)) < 0)
+        return rc;
+    return discover(service, node_id, url, value, NULL);
+}
+
+int kraken_service_report_text(kraken_service *service, const kraken_uuid *node_id,
+                               uint64_t request_id, const char *url, const char *text)
+{
+    int rc = check_discover_args(service, node_id, url, text, "service_report_text");
+    if (rc < 0)
+        return rc;
+    enode *n;
+    if ((rc = request_node(service, "service_report_text", node_id, request_id, &n)) < 0)
+        return rc;
+    return discover(service, node_id, url, NULL, text);
+}
+
+void kraken_service_log(kraken_service *service, int level, const char *fmt, ...)
+{
+    if (!service || !fmt || !kraken__engine_log_enabled(service->engine, level))
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    kraken__engine_log(service->engine, level, service->id, "%s", line);
+}
+
 /* ---- node control ------------------------------------------------------------------------------ */
 
 static const char *const plan_state_names[] = {
-    "CONVERGED", "RUNNING", "PASSIVE", "BACKOFF", "STUCK", "NO_PATH", "FROZEN",
+    "CONVERGED", "RUNNING", "PASSIVE", "BACKOFF", "STUCK", "NO_PATH", "FROZEN", "BUSY",
 };
 
 const char *kraken_plan_state_name(kraken_plan_state state)
@@ -2005,6 +2583,8 @@ static kraken_plan_state public_state(const kraken_engine *e, const enode *n)
         return KRAKEN_PLAN_STUCK;
     case PH_NO_PATH:
         return KRAKEN_PLAN_NO_PATH;
+    case PH_BUSY:
+        return KRAKEN_PLAN_BUSY;
     default:
         break;
     }
@@ -2231,6 +2811,8 @@ static size_t options_size(unsigned version)
     switch (version) {
     case 1:
         return offsetof(kraken_engine_options, no_sync_service) + sizeof(bool);
+    case 2:
+        return offsetof(kraken_engine_options, clock_userdata) + sizeof(void *);
     default:
         return 0;
     }
@@ -2299,6 +2881,9 @@ int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store
     e->base = base;
     kraken__owner_init(&e->owner);
     e->opts = *opts;
+    e->virtual_clock = opts->now_ms != NULL;
+    if (!e->virtual_clock)
+        e->opts.now_ms = monotonic_ms;
     e->self = opts->self_id;
     e->frozen = opts->start_frozen;
     if (kraken_uuid_is_zero(&e->self))
@@ -2315,6 +2900,8 @@ int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store
         rc = kraken_mutation_set_new(&e->set);
     if (rc == 0 && !(e->pass_ev = event_new(base, -1, 0, pass_cb, e)))
         rc = kraken__err(KRAKEN_ENOMEM, "engine_new: cannot create the pass event");
+    if (rc == 0 && e->virtual_clock && !(e->clock_ev = event_new(base, -1, 0, clock_cb, e)))
+        rc = kraken__err(KRAKEN_ENOMEM, "engine_new: cannot create the clock event");
     if (rc == 0)
         rc = kraken_store_listen(e->store, on_store_change, e, on_store_gone, &e->listener);
     if (rc == 0)
@@ -2377,6 +2964,13 @@ static void engine_teardown(kraken_engine *engine)
     free(engine->slots);
     engine->slots = NULL;
     engine->cap = engine->count = 0;
+    detach_module_timers(engine);
+    free(engine->heap);
+    engine->heap = NULL;
+    bits_free(&engine->cond_bits);
+    if (engine->clock_ev)
+        event_free(engine->clock_ev);
+    engine->clock_ev = NULL;
     if (engine->pass_ev)
         event_free(engine->pass_ev);
     engine->pass_ev = NULL;

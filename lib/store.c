@@ -892,38 +892,18 @@ int kraken_store_save(const kraken_store *store, kraken_state_kind kind, const c
     return rc;
 }
 
-static int node_ptr_id_cmp(const void *a, const void *b)
-{
-    const kraken_node *const *x = a, *const *y = b;
-    return kraken_uuid_compare(kraken_node_id(*x), kraken_node_id(*y));
-}
-
-/* Every id in a loaded file must be non-zero, new to the store and unique in the file. */
+/* The node list loader already refused nodes without an id and ids given twice in the file
+ * (kraken_nodes_from_json); here every id must also be new to the store. */
 static int check_loaded_ids(const kraken_store *s, kraken_node **nodes, size_t n, const char *path)
 {
     char buf[KRAKEN_UUID_STRLEN + 1];
     for (size_t i = 0; i < n; i++) {
         const kraken_uuid *id = kraken_node_id(nodes[i]);
-        if (kraken_uuid_is_zero(id))
-            return kraken__err(KRAKEN_EINVAL, "%s: node %zu has no id", path, i);
         if (table_find(s, id))
             return kraken__err(KRAKEN_EEXISTS, "%s: node %zu (%s) already exists", path, i,
                                kraken_uuid_format(id, buf));
     }
-    if (n < 2)
-        return 0;
-    kraken_node **sorted = malloc(n * sizeof *sorted);
-    if (!sorted)
-        return kraken__err(KRAKEN_ENOMEM, "%s: out of memory checking ids", path);
-    memcpy(sorted, nodes, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, node_ptr_id_cmp);
-    int rc = 0;
-    for (size_t i = 1; i < n && rc == 0; i++)
-        if (node_ptr_id_cmp(&sorted[i - 1], &sorted[i]) == 0)
-            rc = kraken__err(KRAKEN_EEXISTS, "%s: node %s appears more than once", path,
-                             kraken_uuid_format(kraken_node_id(sorted[i]), buf));
-    free(sorted);
-    return rc;
+    return 0;
 }
 
 int kraken_store_load(kraken_store *store, const char *path)
@@ -964,33 +944,19 @@ fail:
     return rc;
 }
 
-/* Every id in a Dsc file must be in the store already and appear once in the file. */
+/* Every id in a Dsc file must be in the store already (the node-list loader has refused
+ * missing and duplicate ids). */
 static int check_dsc_ids(const kraken_store *s, kraken_node **nodes, size_t n, const char *path)
 {
     char buf[KRAKEN_UUID_STRLEN + 1];
     for (size_t i = 0; i < n; i++) {
         const kraken_uuid *id = kraken_node_id(nodes[i]);
-        if (kraken_uuid_is_zero(id))
-            return kraken__err(KRAKEN_EINVAL, "%s: node %zu has no id", path, i);
         if (!table_find(s, id))
             return kraken__err(KRAKEN_ENOTFOUND,
                                "%s: node %zu (%s) is not in the store (load its Cfg first)", path,
                                i, kraken_uuid_format(id, buf));
     }
-    if (n < 2)
-        return 0;
-    kraken_node **sorted = malloc(n * sizeof *sorted);
-    if (!sorted)
-        return kraken__err(KRAKEN_ENOMEM, "%s: out of memory checking ids", path);
-    memcpy(sorted, nodes, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, node_ptr_id_cmp);
-    int rc = 0;
-    for (size_t i = 1; i < n && rc == 0; i++)
-        if (node_ptr_id_cmp(&sorted[i - 1], &sorted[i]) == 0)
-            rc = kraken__err(KRAKEN_EEXISTS, "%s: node %s appears more than once", path,
-                             kraken_uuid_format(kraken_node_id(sorted[i]), buf));
-    free(sorted);
-    return rc;
+    return 0;
 }
 
 int kraken_store_load_dsc(kraken_store *store, const char *path)

@@ -9,6 +9,7 @@
 #   MISSING kraken_foo: declared in a public header but not in lib/kraken.map;
 #           add this line to the KRAKEN_1 global list (alphabetical order):     kraken_foo;
 set -eu
+. "$(dirname "$0")/tap.sh"
 cc=$1; lib=$2; map=$3; inc=$4
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -27,40 +28,41 @@ cut -d'|' -f1 "$tmp/exported_versioned" | sort -u >"$tmp/exported"
 
 fail=0
 if ! cmp -s "$tmp/listed_raw" "$tmp/listed"; then
-    echo "FAIL: lib/kraken.map lists a name twice or out of order:"
-    diff "$tmp/listed_raw" "$tmp/listed" | sed -n 's/^[<>] /    /p' | head -5
+    echo "# FAIL: lib/kraken.map lists a name twice or out of order:"
+    diff "$tmp/listed_raw" "$tmp/listed" | sed -n 's/^[<>] /#     /p' | head -5
     fail=1
 fi
 for s in $(comm -23 "$tmp/declared" "$tmp/listed"); do
-    echo "MISSING $s: declared in a public header but not in lib/kraken.map;"
-    echo "        add this line to the KRAKEN_1 global list (alphabetical order):     $s;"
+    echo "# MISSING $s: declared in a public header but not in lib/kraken.map;"
+    echo "#         add this line to the KRAKEN_1 global list (alphabetical order):     $s;"
     fail=1
 done
 for s in $(comm -13 "$tmp/declared" "$tmp/listed"); do
-    echo "EXTRA $s: listed in lib/kraken.map but declared in no public header;"
-    echo "      remove the line '    $s;' from lib/kraken.map (or declare it in include/kraken/)"
+    echo "# EXTRA $s: listed in lib/kraken.map but declared in no public header;"
+    echo "#       remove the line '    $s;' from lib/kraken.map (or declare it in include/kraken/)"
     fail=1
 done
 for s in $(comm -23 "$tmp/listed" "$tmp/exported"); do
-    echo "UNDEFINED $s: listed in lib/kraken.map but libkraken.so does not define it;"
-    echo "          implement it in lib/ (non-static) or remove its line from lib/kraken.map"
+    echo "# UNDEFINED $s: listed in lib/kraken.map but libkraken.so does not define it;"
+    echo "#           implement it in lib/ (non-static) or remove its line from lib/kraken.map"
     fail=1
 done
 for s in $(comm -13 "$tmp/listed" "$tmp/exported"); do
-    echo "LEAK $s: exported by libkraken.so but not listed in lib/kraken.map (internals, nanopb"
-    echo "     descriptors and libraries linked in must stay local)"
+    echo "# LEAK $s: exported by libkraken.so but not listed in lib/kraken.map (internals, nanopb"
+    echo "#      descriptors and libraries linked in must stay local)"
     fail=1
 done
 for s in $(cat "$tmp/exported"); do
     v=$(grep "^$s|" "$tmp/exported_versioned" | head -n 1 | cut -d'|' -f2)
     if [ "$v" != "KRAKEN_1" ]; then
-        echo "UNVERSIONED $s: exported with version '${v:-none}', expected KRAKEN_1"
+        echo "# UNVERSIONED $s: exported with version '${v:-none}', expected KRAKEN_1"
         fail=1
     fi
 done
 if [ "$fail" -ne 0 ]; then
-    echo "FAIL: the exported ABI differs from lib/kraken.map (see above)"
-    exit 1
+    tap_fail "the exported ABI differs from lib/kraken.map (see the lines above)"
+else
+    tap_ok "$(wc -l <"$tmp/listed") symbols, each declared in include/kraken/, listed in" \
+        "lib/kraken.map and exported as KRAKEN_1; nothing else exported"
 fi
-echo "ok: $(wc -l <"$tmp/listed") symbols, each declared in include/kraken/, listed in" \
-    "lib/kraken.map and exported as KRAKEN_1; nothing else exported"
+tap_done

@@ -47,8 +47,16 @@ struct event_base;
 
 typedef struct kraken_engine kraken_engine;
 typedef struct kraken_service kraken_service;
+typedef struct kraken_timer kraken_timer;
 
-#define KRAKEN_ENGINE_OPTIONS_VERSION 1
+/**
+ * A time source: milliseconds on a monotonic clock (any epoch). See
+ * kraken_engine_options.now_ms and kraken_engine_clock_moved().
+ */
+typedef uint64_t (*kraken_clock_fn)(void *userdata);
+
+/* Version 1: up to no_sync_service. Version 2 added now_ms and clock_userdata. */
+#define KRAKEN_ENGINE_OPTIONS_VERSION 2
 
 /**
  * Engine options; start from KRAKEN_ENGINE_OPTIONS_INIT or
@@ -68,10 +76,21 @@ typedef struct kraken_engine_options {
     uint32_t no_path_retry_ms;     /**< re-check "no path" nodes this often (0: only on change) */
     double timeout_scale;          /**< multiply mutation timeouts (tests); 1.0 */
     bool no_sync_service;          /**< do not add the built-in "sync" service (false) */
+    /* ---- since version 2 ---- */
+    /**
+     * The engine's clock (NULL: CLOCK_MONOTONIC). Every engine timer (step
+     * timeouts, service start waits, back-off, no-path retries, and the
+     * kraken_timer objects of modules) runs on it. With an injected clock no
+     * timer ever waits for real time: a timer fires when the caller has moved
+     * the clock past its deadline and called kraken_engine_clock_moved(). That
+     * is how a test harness drives timeouts without sleeping.
+     */
+    kraken_clock_fn now_ms;
+    void *clock_userdata;          /**< passed to now_ms */
 } kraken_engine_options;
 
 #define KRAKEN_ENGINE_OPTIONS_INIT                                             \
-    {KRAKEN_ENGINE_OPTIONS_VERSION, {{0}}, false, 1000, 300000, 5, 10000, 0, 1.0, false}
+    {KRAKEN_ENGINE_OPTIONS_VERSION, {{0}}, false, 1000, 300000, 5, 10000, 0, 1.0, false, NULL, NULL}
 
 /**
  * Fill @p opts with the defaults (as KRAKEN_ENGINE_OPTIONS_INIT) for struct
@@ -113,19 +132,82 @@ kraken_bus *kraken_engine_bus(kraken_engine *engine);
 kraken_mutation_set *kraken_engine_mutations(kraken_engine *engine);
 const kraken_uuid *kraken_engine_self_id(const kraken_engine *engine);
 
+/* ---- time -------------------------------------------------------------- */
+
+/** The engine's clock now, in ms (kraken_engine_options.now_ms, or CLOCK_MONOTONIC). */
+uint64_t kraken_engine_now_ms(const kraken_engine *engine);
+/**
+ * With an injected clock: tell the engine that its clock moved. The timers
+ * whose deadline has passed fire from the loop (not from this call), in
+ * deadline order (ties in the order they were armed); timers they arm that
+ * are already due fire in a following loop iteration. Harmless (and useless)
+ * with the default clock. KRAKEN_EINVAL when @p engine is NULL.
+ */
+int kraken_engine_clock_moved(kraken_engine *engine);
+
+/**
+ * A one-shot timer on the engine's clock, for modules: with an injected clock
+ * it fires when the harness moves the clock, like the engine's own timers.
+ * @p fn runs from the loop; it may arm or free its timer.
+ */
+int kraken_timer_new(kraken_timer **out, kraken_engine *engine,
+                     void (*fn)(kraken_timer *timer, void *userdata), void *userdata);
+/** (Re)arm to fire @p ms after the engine's now; KRAKEN_ESTATE once the engine is freed. */
+int kraken_timer_arm(kraken_timer *timer, uint64_t ms);
+/** Disarm (NULL-safe; nothing happens when it is not armed). */
+void kraken_timer_cancel(kraken_timer *timer);
+/** True while armed and not yet fired. */
+bool kraken_timer_armed(const kraken_timer *timer);
+/**
+ * Free (NULL-safe), also from its own callback. A timer may outlive its
+ * engine: the engine's free disarms it, and only kraken_timer_free() remains.
+ */
+void kraken_timer_free(kraken_timer *timer);
+
+/* ---- the mutation set as the engine applies it ----------------------------- */
+
+/**
+ * Disable (or enable again) mutation @p mutation_id of service @p service_id:
+ * a disabled mutation is never planned with (nodes replan at once; an
+ * in-flight step of it is interrupted when the new plan differs). May be
+ * called before the mutation is declared: it applies when it is.
+ */
+int kraken_engine_mutation_disable(kraken_engine *e, const char *service_id,
+                                   const char *mutation_id, bool disabled);
+/**
+ * Override the timeout of a mutation (0: none), before or after it is
+ * declared. Applies to steps dispatched from now on (before timeout_scale).
+ */
+int kraken_engine_mutation_set_timeout(kraken_engine *e, const char *service_id,
+                                       const char *mutation_id, uint32_t timeout_ms);
+
+/**
+ * The leaves of node @p node_id that the planner compares: each mutator URL
+ * whose Cfg value is set and differs from Dsc, in URL order (old_value is
+ * the Dsc value, new_value the Cfg goal). Release with kraken_changes_free().
+ * An empty list (*n 0, *out NULL) when the node has nothing left to do.
+ */
+int kraken_engine_diff(kraken_engine *engine, const kraken_uuid *node_id, kraken_change **out,
+                       size_t *n);
+
 /* ---- services ---------------------------------------------------------- */
 
 /**
- * A step dispatched to a service. Pointers are valid during the callback; @c cfg
- * and @c dsc are the stored nodes (not copies): read them before writing to the
- * store from the callback. For a deleted node they are empty nodes with its id.
+ * A step dispatched to a service (and, with the same id, its interrupt).
+ * Everything is valid during the callback only and nothing points into the
+ * store: @c cfg and @c dsc are copies made for this request (a module may
+ * write to the store from the callback; keep a node with kraken_node_copy()).
+ * For a deleted node they are empty nodes with its id.
  */
 typedef struct kraken_mutation_request {
+    uint64_t id;                  /**< request id: unique per engine, never 0 */
     kraken_uuid node_id;
     const char *service_id;
     const char *mutation_id;
-    const kraken_node *cfg; /**< the node's Cfg */
-    const kraken_node *dsc; /**< the node's Dsc */
+    const kraken_mutate *mutates; /**< the mutation's (url, from, to), canonical text */
+    size_t n_mutates;
+    const kraken_node *cfg;       /**< copy of the node's Cfg */
+    const kraken_node *dsc;       /**< copy of the node's Dsc */
 } kraken_mutation_request;
 
 /** Handlers of a service instance; any may be NULL. */
@@ -167,7 +249,12 @@ const char *kraken_service_id(const kraken_service *service);
 /** The service's engine; NULL once the service was detached. */
 kraken_engine *kraken_service_engine(kraken_service *service);
 
-/** Declare a mutation of this service (see kraken_mutation_set_add()). */
+/**
+ * Declare a mutation of this service (see kraken_mutation_set_add()). The
+ * URLs it mutates become discoverable by the service (a module answers its
+ * steps by discovering them). Overrides set with
+ * kraken_engine_mutation_disable() / _set_timeout() apply.
+ */
 int kraken_service_declare_mutation(kraken_service *service, const kraken_mutation_decl *decl);
 /**
  * Declare a URL this service may discover. With @p value_name, also register
@@ -195,13 +282,38 @@ int kraken_service_discover_text(kraken_service *service, const kraken_uuid *nod
 int kraken_service_set_state(kraken_service *service, kraken_service_state state,
                              const char *error_msg);
 /**
- * Report that the in-flight step @p mutation_id on @p node_id failed, with a
+ * Report that request @p request_id (on node @p node_id) failed, with a
  * reason: a FAILED event, then failure handling as for a timeout (back-off,
  * stuck after max_failures) but without recording fail_to.
- * KRAKEN_ESTATE when that step is not in flight for this service.
+ * KRAKEN_ESTATE, and nothing changes, when that request is not the node's
+ * step in flight for this service: interrupted, timed out or answered
+ * already (a late answer), or never dispatched to it.
  */
-int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id,
-                        const char *mutation_id, const char *reason);
+int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id, uint64_t request_id,
+                        const char *reason);
+/**
+ * Answer request @p request_id with a discovery (as kraken_service_discover(),
+ * with the same checks), refused with KRAKEN_ESTATE and no change when the
+ * request is no longer in flight: an external process's late answer to a
+ * step that was interrupted or timed out must not look like a fresh fact.
+ */
+int kraken_service_report(kraken_service *service, const kraken_uuid *node_id,
+                          uint64_t request_id, const char *url, const kraken_value *value);
+/** kraken_service_report() with the value as text. */
+int kraken_service_report_text(kraken_service *service, const kraken_uuid *node_id,
+                               uint64_t request_id, const char *url, const char *text);
+
+/**
+ * Log one line on behalf of a service through the engine's log callback
+ * (kraken_engine_set_log()); the subsystem is the service id. printf-style.
+ * A no-op when no callback is installed or @p level is above its max_level.
+ * Control characters in the formatted line become spaces (one line, always).
+ */
+void kraken_service_log(kraken_service *service, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 
 /* ---- node control ------------------------------------------------------ */
 
@@ -213,7 +325,8 @@ typedef enum kraken_plan_state {
     KRAKEN_PLAN_BACKOFF = 3,   /**< waiting to retry after a failure */
     KRAKEN_PLAN_STUCK = 4,     /**< too many failures in a row; see reason */
     KRAKEN_PLAN_NO_PATH = 5,   /**< no mutation sequence reaches Cfg */
-    KRAKEN_PLAN_FROZEN = 6     /**< the engine is frozen */
+    KRAKEN_PLAN_FROZEN = 6,    /**< the engine is frozen */
+    KRAKEN_PLAN_BUSY = 7       /**< Cfg or Dsc /Busy is BUSY: the node is someone else's */
 } kraken_plan_state;
 
 /**

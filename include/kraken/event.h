@@ -62,7 +62,15 @@ typedef enum kraken_sync_event {
     KRAKEN_SYNC_NEIGHBOR_UP = 0,
     KRAKEN_SYNC_NEIGHBOR_DOWN = 1,
     KRAKEN_SYNC_JOIN_ACCEPTED = 2,
-    KRAKEN_SYNC_JOIN_REFUSED = 3
+    KRAKEN_SYNC_JOIN_REFUSED = 3,
+    /** Two instances joined with the same node id; the established session is kept for a
+     *  hold-down time and the other refused (doc/PROTOCOL.md 3). */
+    KRAKEN_SYNC_ID_CONFLICT = 4,
+    /** Nodes under a child link can no longer be seen (the link died, or the child has not
+     *  learned them since it restarted): their last known facts are kept, marked stale. */
+    KRAKEN_SYNC_NODES_STALE = 5,
+    /** Stale nodes under a child link are seen again (fresh facts arrived). */
+    KRAKEN_SYNC_NODES_FRESH = 6
 } kraken_sync_event;
 
 /**

@@ -29,15 +29,6 @@ typedef struct kraken_sync kraken_sync;
 #define KRAKEN_SYNC_OPTIONS_VERSION 1
 #define KRAKEN_SYNC_DEFAULT_PORT 31415
 
-/** Deterministic fault injection on sent datagrams (tests only). */
-typedef struct kraken_sync_faults {
-    double loss;       /**< probability a datagram is dropped */
-    double duplicate;  /**< probability it is sent twice */
-    double reorder;    /**< probability it is held back and sent after the next one */
-    uint32_t delay_ms; /**< fixed extra delay for every datagram */
-    uint32_t seed;     /**< PRNG seed */
-} kraken_sync_faults;
-
 /**
  * Options; start from KRAKEN_SYNC_OPTIONS_INIT or kraken_sync_options_init().
  * Versioned as kraken_engine_options: older versions accepted, unknown refused.
@@ -55,12 +46,11 @@ typedef struct kraken_sync_options {
     uint32_t damping_ms;        /**< coalesce changes this long before sending (5) */
     uint32_t rejoin_min_ms;     /**< first rejoin delay (250), doubling ... */
     uint32_t rejoin_max_ms;     /**< ... up to this (30000) */
-    const kraken_sync_faults *faults; /**< NULL: none */
 } kraken_sync_options;
 
 #define KRAKEN_SYNC_OPTIONS_INIT                                               \
     {KRAKEN_SYNC_OPTIONS_VERSION, NULL, KRAKEN_SYNC_DEFAULT_PORT, NULL, NULL, false, 10000, \
-     40000, 5, 250, 30000, NULL}
+     40000, 5, 250, 30000}
 
 /**
  * Fill @p opts with the defaults (as KRAKEN_SYNC_OPTIONS_INIT) for struct
@@ -82,6 +72,13 @@ typedef struct kraken_sync_stats {
     uint64_t joins_accepted, joins_refused;
     uint64_t full_resends;           /**< snapshots sent on join or digest mismatch */
     uint64_t peers_lost;             /**< links declared dead */
+    uint64_t accept_errors;          /**< accept() failures (e.g. at the fd limit) */
+    uint64_t dropped_old;            /**< node states older than one already applied */
+    uint64_t apply_failed;           /**< authenticated, authorized state the store refused
+                                          (e.g. a Cfg or fact the local schemas lack) */
+    uint64_t id_conflicts;           /**< joins refused: another instance has the node id */
+    uint64_t send_failed;            /**< messages that could not be queued (repaired later
+                                          by a snapshot) */
 } kraken_sync_stats;
 
 /**
