@@ -865,8 +865,9 @@ uint64_t kraken_engine_now_ms(const kraken_engine *engine)
 
 int kraken_engine_clock_moved(kraken_engine *engine)
 {
-    if (!engine)
-        return kraken__err(KRAKEN_EINVAL, "engine_clock_moved: engine is NULL");
+    int rc = engine_entry(engine, "engine_clock_moved");
+    if (rc < 0)
+        return rc;
     if (engine->virtual_clock && !engine->dying)
         schedule_clock(engine);
     return 0;
@@ -879,6 +880,9 @@ int kraken_timer_new(kraken_timer **out, kraken_engine *engine,
         *out = NULL;
     if (!out || !engine || !fn)
         return kraken__err(KRAKEN_EINVAL, "timer_new: out, engine and fn are required");
+    int rc = engine_entry(engine, "timer_new");
+    if (rc < 0)
+        return rc;
     kraken_timer *t = etimer_create(engine, fn, userdata);
     if (!t)
         return kraken__err(KRAKEN_ENOMEM, "timer_new: out of memory");
@@ -897,7 +901,8 @@ int kraken_timer_arm(kraken_timer *timer, uint64_t ms)
         return kraken__err(KRAKEN_EINVAL, "timer_arm: timer is NULL");
     if (!timer->engine || timer->engine->dying)
         return kraken__err(KRAKEN_ESTATE, "timer_arm: the timer's engine is gone");
-    return timer_start(timer, ms);
+    int rc = kraken__owner_check(&timer->engine->owner, "timer_arm", "engine");
+    return rc < 0 ? rc : timer_start(timer, ms);
 }
 
 void kraken_timer_cancel(kraken_timer *timer)
@@ -2231,9 +2236,10 @@ int kraken_service_declare_mutation(kraken_service *service, const kraken_mutati
 int kraken_engine_mutation_disable(kraken_engine *e, const char *service_id,
                                    const char *mutation_id, bool disabled)
 {
-    if (!e)
-        return kraken__err(KRAKEN_EINVAL, "engine_mutation_disable: engine is NULL");
-    int rc = kraken_mutation_set_disable(e->set, service_id, mutation_id, disabled);
+    int rc = engine_entry(e, "engine_mutation_disable");
+    if (rc < 0)
+        return rc;
+    rc = kraken_mutation_set_disable(e->set, service_id, mutation_id, disabled);
     if (rc < 0)
         return kraken__err_prefix(rc, "engine_mutation_disable");
     schedule_pass(e); /* a new generation: every node is planned again */
@@ -2243,9 +2249,10 @@ int kraken_engine_mutation_disable(kraken_engine *e, const char *service_id,
 int kraken_engine_mutation_set_timeout(kraken_engine *e, const char *service_id,
                                        const char *mutation_id, uint32_t timeout_ms)
 {
-    if (!e)
-        return kraken__err(KRAKEN_EINVAL, "engine_mutation_set_timeout: engine is NULL");
-    int rc = kraken_mutation_set_timeout(e->set, service_id, mutation_id, timeout_ms);
+    int rc = engine_entry(e, "engine_mutation_set_timeout");
+    if (rc < 0)
+        return rc;
+    rc = kraken_mutation_set_timeout(e->set, service_id, mutation_id, timeout_ms);
     return rc < 0 ? kraken__err_prefix(rc, "engine_mutation_set_timeout") : 0;
 }
 
@@ -2256,7 +2263,10 @@ int kraken_engine_diff(kraken_engine *engine, const kraken_uuid *node_id, kraken
         *out = NULL;
     if (n)
         *n = 0;
-    if (!engine || !node_id || !out || !n)
+    int rc = engine_entry(engine, "engine_diff");
+    if (rc < 0)
+        return rc;
+    if (!node_id || !out || !n)
         return kraken__err(KRAKEN_EINVAL, "engine_diff: engine, node id, out and n are required");
     const kraken_node *cfg = kraken__store_peek(engine->store, KRAKEN_CFG, node_id);
     const kraken_node *dsc = kraken__store_peek(engine->store, KRAKEN_DSC, node_id);

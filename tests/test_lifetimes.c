@@ -545,9 +545,16 @@ END_TEST
 
 /* ---- threads ------------------------------------------------------------------------------ */
 
+static void on_timer(kraken_timer *timer, void *userdata)
+{
+    (void)timer;
+    (void)userdata;
+}
+
 typedef struct intruder {
     world *w;
-    int store_rc, engine_rc, service_rc, bus_rc, listen_rc, sync_rc;
+    int store_rc, engine_rc, service_rc, bus_rc, listen_rc, sync_rc, disable_rc, timer_rc;
+    kraken_timer *timer;
     size_t count;
     bool frozen;
     kraken_store *engine_store;
@@ -571,6 +578,8 @@ static void *intrude(void *arg)
     kraken_engine_freeze(w->engine); /* refused: the engine stays thawed */
     t->engine_store = kraken_engine_store(w->engine);
     t->service_rc = kraken_service_set_state(w->service, KRAKEN_SERVICE_RUN, NULL);
+    t->disable_rc = kraken_engine_mutation_disable(w->engine, "svc", "m", true);
+    t->timer_rc = kraken_timer_arm(t->timer, 5);
     kraken_event ev = {.type = KRAKEN_EVENT_SYNC};
     t->bus_rc = kraken_bus_publish(w->bus, &ev);
     /* Frees from the wrong thread are refused too (the handles stay usable). */
@@ -592,6 +601,7 @@ START_TEST(calls_from_another_thread_are_refused)
     world w;
     world_make(&w);
     intruder t = {.w = &w};
+    ck_assert_int_eq(kraken_timer_new(&t.timer, w.engine, on_timer, NULL), 0);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, intrude, &t), 0);
     ck_assert_int_eq(pthread_join(th, NULL), 0);
@@ -606,6 +616,9 @@ START_TEST(calls_from_another_thread_are_refused)
     ck_assert_int_eq(t.service_rc, KRAKEN_ETHREAD);
     ck_assert_int_eq(t.bus_rc, KRAKEN_ETHREAD);
     ck_assert_int_eq(t.sync_rc, KRAKEN_ETHREAD);
+    ck_assert_int_eq(t.disable_rc, KRAKEN_ETHREAD);
+    ck_assert_int_eq(t.timer_rc, KRAKEN_ETHREAD);
+    ck_assert(!kraken_timer_armed(t.timer));
     /* Nothing changed, and everything still works from the owner thread. */
     ck_assert(!kraken_engine_frozen(w.engine));
     kraken_uuid id = {{7}};
@@ -615,6 +628,9 @@ START_TEST(calls_from_another_thread_are_refused)
     ck_assert_int_eq(kraken_service_set_state(w.service, KRAKEN_SERVICE_RUN, NULL), 0);
     for (int i = 0; i < N_HANDLES; i++)
         release(&w, i);
+    /* A module timer outlives its engine as a detached handle. */
+    ck_assert_int_eq(kraken_timer_arm(t.timer, 5), KRAKEN_ESTATE);
+    kraken_timer_free(t.timer);
     event_base_free(w.base);
 }
 END_TEST
