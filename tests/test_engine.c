@@ -1939,6 +1939,7 @@ START_TEST(stale_facts_past_64_urls)
     ck_assert_uint_eq(fx.n_engine_discoveries, N);
     for (unsigned i = 0; i < N; i++)
         ck_assert_str_eq(dsc(&id, urls[i]), "");
+    kraken_service_remove(wide); /* the handle asked for is ours to release */
 }
 END_TEST
 
