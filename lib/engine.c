@@ -880,12 +880,12 @@ void kraken_timer_free(kraken_timer *timer)
     timer_destroy(timer);
 }
 
-bool kraken__engine_next_deadline(const kraken_engine *engine, uint64_t *out)
+int kraken_engine_next_deadline(const kraken_engine *engine, uint64_t *out)
 {
-    if (!engine || !engine->n_heap)
-        return false;
-    *out = engine->heap[0]->deadline;
-    return true;
+    if (!engine || !out)
+        return kraken__err(KRAKEN_EINVAL, "engine_next_deadline: engine and out are required");
+    *out = engine->n_heap ? engine->heap[0]->deadline : UINT64_MAX;
+    return 0;
 }
 
 /* The engine goes: module timers stay valid handles that do nothing. */

@@ -460,9 +460,7 @@ KRAKEN_PRIVATE void kraken__engine_log(kraken_engine *engine, int level, const c
  * /Services/<id>/State. Canonical form, sorted, without duplicates; the caller frees each string
  * and the array. These are the Dsc URLs a parent owns for its child nodes (doc/PROTOCOL.md 1). */
 KRAKEN_PRIVATE int kraken__engine_discoverable_urls(kraken_engine *engine, char ***urls, size_t *n);
-/* With an injected clock: the earliest deadline of an armed timer (false when none). For tests
- * that move the clock from one deadline to the next. */
-KRAKEN_PRIVATE bool kraken__engine_next_deadline(const kraken_engine *engine, uint64_t *out);
+
 
 /* -- crypto (sync_crypto.c) -- */
 #define KRAKEN_SYNC_KEY_LEN 32

@@ -146,16 +146,19 @@ static void restart(const kraken_engine_options *o, const kraken_sim_options *so
 static void settle(void)
 {
     while (event_base_get_num_events(fx.base, EVENT_BASE_COUNT_ACTIVE) > 0)
-        ck_assert_int_ge(event_base_loop(fx.base, EVLOOP_NONBLOCK), 0);
+        if (event_base_loop(fx.base, EVLOOP_NONBLOCK) < 0)
+            ck_abort_msg("event_base_loop failed");
 }
 
 /* The earliest timer deadline of the engines on the clock, or UINT64_MAX. */
 static uint64_t next_deadline(void)
 {
     uint64_t a = UINT64_MAX, b = UINT64_MAX;
-    kraken__engine_next_deadline(fx.engine, &a);
+    if (kraken_engine_next_deadline(fx.engine, &a) < 0)
+        ck_abort_msg("%s", kraken_error_last());
     if (fx.other)
-        kraken__engine_next_deadline(fx.other, &b);
+        if (kraken_engine_next_deadline(fx.other, &b) < 0)
+            ck_abort_msg("%s", kraken_error_last());
     return a < b ? a : b;
 }
 
@@ -163,9 +166,9 @@ static uint64_t next_deadline(void)
 static void clock_to(uint64_t to)
 {
     fx.now = to;
-    ck_assert_int_eq(kraken_engine_clock_moved(fx.engine), 0);
+    kraken_engine_clock_moved(fx.engine);
     if (fx.other)
-        ck_assert_int_eq(kraken_engine_clock_moved(fx.other), 0);
+        kraken_engine_clock_moved(fx.other);
 }
 
 typedef bool (*predicate)(void *arg);
