@@ -38,8 +38,9 @@
 #define ENGINE_COMMON_TIMEOUTS 32
 
 /*
- * A set of URL bits indexed by kraken_murl.index: one inline word, more words
- * on the heap only for sets with more than 64 URLs (more[-1] is their count).
+ * A set of URL bits indexed by kraken_murl.index: one inline word (URLs 0-63),
+ * more words on the heap only for sets with more than 64 URLs: more[0] is their
+ * count, more[w] holds URLs 64w .. 64w+63.
  */
 typedef struct ebits {
     uint64_t word;
@@ -56,8 +57,8 @@ struct kraken_timer {
     void (*fn)(kraken_timer *timer, void *userdata);
     void *userdata;
     struct event *ev;       /* default clock */
-    uint64_t deadline;      /* engine clock ms */
-    uint64_t seq;           /* arming order: equal deadlines fire in this order */
+    uint64_t deadline;      /* injected clock: engine clock ms */
+    uint64_t seq;           /* injected clock: arming order, the tie-break of deadlines */
     size_t heap_pos;        /* injected clock: index in the engine's heap */
     bool armed;
     bool is_module;         /* on the engine's list of module timers */
@@ -87,7 +88,6 @@ typedef struct enode {
     bool replan;       /* re-plan even without changes (thaw, set changed, timer) */
     bool deleted;      /* removed from the store; freed by the next pass */
     bool recreated;    /* deleted and created again before the pass saw it */
-    bool busy;         /* Cfg or Dsc /Busy = BUSY: the engine keeps its hands off */
     ebits changed;     /* Dsc mutator URLs changed since the last evaluation */
     ebits stale;       /* mutator URLs the knowledge rule already called unknown */
     uint64_t stale_gen;
@@ -374,7 +374,6 @@ static enode *node_add(kraken_engine *e, const kraken_uuid *id)
     return n;
 }
 
-static void bits_free(ebits *b);
 static void timer_destroy(kraken_timer *t);
 
 static void node_free(enode *n)
@@ -741,10 +740,8 @@ static int timer_start(kraken_timer *t, uint64_t ms)
 {
     kraken_engine *e = t->engine;
     timer_disarm(t);
-    t->deadline = now_ms(e) + ms;
-    t->seq = ++e->timer_seq;
     t->armed = true;
-    if (t->ev) {
+    if (t->ev) { /* libevent keeps the deadline (no clock read per arm: thousands of nodes) */
         const struct timeval *common = common_timeout(e, ms);
         struct timeval tv = ms_tv(ms);
         if (evtimer_add(t->ev, common ? common : &tv) < 0) {
@@ -753,6 +750,8 @@ static int timer_start(kraken_timer *t, uint64_t ms)
         }
         return 0;
     }
+    t->deadline = now_ms(e) + ms;
+    t->seq = ++e->timer_seq;
     if (e->n_heap == e->cap_heap) {
         size_t cap = e->cap_heap ? e->cap_heap * 2 : 64;
         kraken_timer **h = realloc(e->heap, cap * sizeof *h);
