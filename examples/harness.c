@@ -133,7 +133,7 @@ int main(void)
         kraken_node_free(dsc);
     }
     printf("all converged at %" PRIu64 " ms of clock time\n", clock_ms);
-    kraken_subscription_cancel(sub);
+    kraken_subscription_remove(sub);
     kraken_sim_free(sim);
     kraken_engine_free(engine);
     event_base_free(base);

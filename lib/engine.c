@@ -117,6 +117,8 @@ struct kraken_service {
     int cfg_state, dsc_state;          /* cached from the self node */
     bool start_requested, stop_requested, config_changed, queued;
     struct kraken_service *next_queued;
+    bool caller_owned; /* the caller holds the handle (add_service's out) and has not removed it */
+    bool detaching;    /* its destroy hook runs as the engine goes: a remove then only disowns it */
 };
 
 typedef struct named_value {
@@ -136,7 +138,16 @@ struct kraken_engine {
     kraken_uuid self;
     bool frozen;
     unsigned busy; /* our loop callbacks (pass, node timer) on the stack */
-    bool dying;    /* kraken_engine_free() was called: from inside one of them, it waits */
+    bool dying;    /* going away (freed, or detached from a freed store): no more callbacks */
+    bool free_requested; /* kraken_engine_free() was called */
+    bool torn_down;      /* everything but the handle is released (see engine_teardown()) */
+    kraken__owner owner;
+    /* Attached children (syncs): detached before the engine goes (see kraken__engine_attach). */
+    struct engine_child {
+        void (*detach)(void *arg);
+        void *arg;
+    } *children;
+    size_t n_children;
 
     /* node run states: open addressing, linear probing, backward-shift deletion */
     enode **slots;
@@ -179,6 +190,35 @@ struct kraken_engine {
 };
 
 /* ---- small helpers --------------------------------------------------------- */
+
+/*
+ * First check of every public entry point: the engine is alive (not detached
+ * because its borrowed store was freed, not being freed) and this is its thread.
+ */
+static int engine_entry(const kraken_engine *e, const char *op)
+{
+    if (!e)
+        return kraken__err(KRAKEN_EINVAL, "%s: engine must not be NULL", op);
+    int rc = kraken__owner_check(&e->owner, op, "engine");
+    if (rc < 0)
+        return rc;
+    if (e->dying)
+        return kraken__err(KRAKEN_ESTATE, "%s: the engine %s", op,
+                           e->free_requested ? "is being freed"
+                                             : "was detached: its store was freed");
+    return 0;
+}
+
+/* The same for calls on a service handle, which outlives its engine as a detached handle. */
+static int service_entry(const kraken_service *svc, const char *op)
+{
+    if (!svc)
+        return kraken__err(KRAKEN_EINVAL, "%s: service must not be NULL", op);
+    if (!svc->engine)
+        return kraken__err(KRAKEN_ESTATE, "%s: service '%s' was detached: its engine was freed",
+                           op, svc->id);
+    return engine_entry(svc->engine, op);
+}
 
 static uint64_t monotonic_ms(void *unused)
 {
@@ -463,7 +503,7 @@ static void publish_discovery(kraken_engine *e, const kraken_uuid *node, const c
 
 kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id)
 {
-    if (!engine || !service_id)
+    if (!service_id || engine_entry(engine, "engine_find_service") < 0)
         return NULL;
     for (size_t i = 0; i < engine->n_services; i++)
         if (strcmp(engine->services[i]->id, service_id) == 0)
@@ -1656,13 +1696,16 @@ static void wake_waiters(kraken_engine *e)
 
 /* ---- the pass ------------------------------------------------------------------------------ */
 
-static void engine_destroy(kraken_engine *e);
+static void engine_teardown(kraken_engine *e);
 
-/* Leaving one of our loop callbacks: a kraken_engine_free() made inside it takes effect. */
+/* Leaving one of our loop callbacks: a free (or detach) made inside it takes effect. */
 static void engine_unbusy(kraken_engine *e)
 {
-    if (--e->busy == 0 && e->dying)
-        engine_destroy(e);
+    if (--e->busy == 0 && e->dying) {
+        engine_teardown(e);
+        if (e->free_requested)
+            free(e);
+    }
 }
 
 static void pass_run(kraken_engine *e)
@@ -1778,7 +1821,7 @@ static void node_timer_phase(kraken_engine *e, enode *n)
 
 void kraken_engine_freeze(kraken_engine *engine)
 {
-    if (!engine || engine->frozen)
+    if (engine_entry(engine, "engine_freeze") < 0 || engine->frozen)
         return;
     engine->frozen = true;
     for (size_t i = 0; i < engine->cap; i++)
@@ -1815,7 +1858,7 @@ static void rearm_after_thaw(kraken_engine *e, enode *n)
 
 void kraken_engine_thaw(kraken_engine *engine)
 {
-    if (!engine || !engine->frozen)
+    if (engine_entry(engine, "engine_thaw") < 0 || !engine->frozen)
         return;
     engine->frozen = false;
     for (size_t i = 0; i < engine->cap; i++)
@@ -1829,8 +1872,9 @@ void kraken_engine_thaw(kraken_engine *engine)
 int kraken_engine_set_log(kraken_engine *engine, int max_level, kraken_log_fn fn, void *userdata,
                           void (*destroy)(void *userdata))
 {
-    if (!engine)
-        return kraken__err(KRAKEN_EINVAL, "kraken_engine_set_log: engine is NULL");
+    int rc = engine_entry(engine, "engine_set_log");
+    if (rc < 0)
+        return rc;
     if (max_level < KRAKEN_LOG_PANIC || max_level > KRAKEN_LOG_DDDEBUG)
         return kraken__err(KRAKEN_EINVAL, "kraken_engine_set_log: level %d is outside 0..9",
                            max_level);
@@ -1867,7 +1911,7 @@ void kraken__engine_log(kraken_engine *engine, int level, const char *subsystem,
 
 bool kraken_engine_frozen(const kraken_engine *engine)
 {
-    return engine && engine->frozen;
+    return engine_entry(engine, "engine_frozen") == 0 && engine->frozen;
 }
 
 /* ---- services: life cycle --------------------------------------------------------------------- */
@@ -1876,6 +1920,7 @@ static void service_free(kraken_service *svc)
 {
     if (!svc)
         return;
+    svc->engine = NULL;
     if (svc->destroy)
         svc->destroy(svc->userdata);
     for (size_t i = 0; i < svc->n_discoverable; i++)
@@ -1893,6 +1938,23 @@ static void service_free(kraken_service *svc)
     free(svc->error_url);
     free(svc->config_url);
     free(svc);
+}
+
+/*
+ * The engine goes away under a service: its destroy hook runs now; the handle
+ * stays (detached, calls fail with KRAKEN_ESTATE) while the caller holds it.
+ */
+static void service_detach(kraken_service *svc)
+{
+    svc->engine = NULL;
+    svc->detaching = true;
+    void (*destroy)(void *userdata) = svc->destroy;
+    svc->destroy = NULL;
+    if (destroy)
+        destroy(svc->userdata); /* may call kraken_service_remove(svc): it only disowns it */
+    svc->detaching = false;
+    if (!svc->caller_owned)
+        service_free(svc);
 }
 
 static int check_service_id(const char *id)
@@ -1971,9 +2033,12 @@ int kraken_engine_add_service(kraken_engine *engine, const char *service_id, con
 {
     if (out)
         *out = NULL;
-    if (!engine || !module || !*module)
+    int rc = engine_entry(engine, "engine_add_service");
+    if (rc < 0)
+        return rc;
+    if (!module || !*module)
         return kraken__err(KRAKEN_EINVAL, "engine_add_service: engine and module are required");
-    int rc = check_service_id(service_id);
+    rc = check_service_id(service_id);
     if (rc < 0)
         return rc;
     if (kraken_engine_find_service(engine, service_id))
@@ -2015,6 +2080,7 @@ int kraken_engine_add_service(kraken_engine *engine, const char *service_id, con
         svc->start_requested = true;
         queue_service(engine, svc);
     }
+    svc->caller_owned = out != NULL;
     if (out)
         *out = svc;
     return 0;
@@ -2035,9 +2101,21 @@ static void service_unpublish(kraken_engine *e, const kraken_service *svc)
     kraken_error_clear();
 }
 
-void kraken_engine_remove_service(kraken_engine *engine, kraken_service *service)
+void kraken_service_remove(kraken_service *service)
 {
-    if (!engine || !service || !services_remove(engine, service))
+    if (!service)
+        return;
+    kraken_engine *engine = service->engine;
+    if (!engine) {
+        /* Detached by the engine's free: its destroy hook ran (or is running). */
+        if (service->detaching)
+            service->caller_owned = false; /* the detach frees it when the hook returns */
+        else
+            service_free(service);
+        return;
+    }
+    if (kraken__owner_check(&engine->owner, "service_remove", "engine") < 0 ||
+        !services_remove(engine, service))
         return;
     /* Its steps stop here; the service itself is going away, so it gets no callback. */
     for (size_t i = 0; i < engine->cap; i++) {
@@ -2111,16 +2189,19 @@ const char *kraken_service_id(const kraken_service *service)
 
 kraken_engine *kraken_service_engine(kraken_service *service)
 {
-    return service ? service->engine : NULL;
+    return service && service->engine && !service->engine->dying ? service->engine : NULL;
 }
 
 static int add_discoverable(kraken_service *svc, const char *url);
 
 int kraken_service_declare_mutation(kraken_service *service, const kraken_mutation_decl *decl)
 {
-    if (!service || !decl)
+    int rc = service_entry(service, "service_declare_mutation");
+    if (rc < 0)
+        return rc;
+    if (!decl)
         return kraken__err(KRAKEN_EINVAL, "service_declare_mutation: service and decl are required");
-    int rc = kraken_mutation_set_add(service->engine->set, service->id, decl);
+    rc = kraken_mutation_set_add(service->engine->set, service->id, decl);
     if (rc < 0)
         return rc;
     /*
@@ -2254,6 +2335,9 @@ int kraken_service_declare_discoverable(kraken_service *service, const char *url
     if (!service || !url || !*url)
         return kraken__err(KRAKEN_EINVAL, "service_declare_discoverable: service and url are "
                                           "required");
+    int entry = service_entry(service, "service_declare_discoverable");
+    if (entry < 0)
+        return entry;
     if (!value_name != !value_text)
         return kraken__err(KRAKEN_EINVAL, "service_declare_discoverable '%s': value_name and "
                                           "value_text go together", url);
@@ -2327,7 +2411,7 @@ static int check_discover_args(const kraken_service *svc, const kraken_uuid *nod
 {
     if (!svc || !node_id || !url || !what)
         return kraken__err(KRAKEN_EINVAL, "%s: service, node id, url and value are required", op);
-    return 0;
+    return service_entry(svc, op);
 }
 
 int kraken_service_discover(kraken_service *service, const kraken_uuid *node_id, const char *url,
@@ -2366,8 +2450,9 @@ int kraken_service_discover_named(kraken_service *service, const kraken_uuid *no
 int kraken_service_set_state(kraken_service *service, kraken_service_state state,
                              const char *error_msg)
 {
-    if (!service)
-        return kraken__err(KRAKEN_EINVAL, "service_set_state: service is required");
+    int entry = service_entry(service, "service_set_state");
+    if (entry < 0)
+        return entry;
     if ((int)state < KRAKEN_SERVICE_UNKNOWN || (int)state > KRAKEN_SERVICE_ERROR)
         return kraken__err(KRAKEN_EINVAL, "service_set_state '%s': bad state %d", service->id,
                            (int)state);
@@ -2391,6 +2476,9 @@ int kraken_service_set_state(kraken_service *service, kraken_service_state state
 static int request_node(kraken_service *svc, const char *op, const kraken_uuid *node_id,
                         uint64_t request_id, enode **out)
 {
+    int entry = service_entry(svc, op);
+    if (entry < 0)
+        return entry;
     enode *n = node_find(svc->engine, node_id);
     char buf[KRAKEN_UUID_STRLEN + 1];
     if (!n || n->deleted)
@@ -2506,10 +2594,14 @@ void kraken_plan_status_clear(kraken_plan_status *status)
 int kraken_engine_node_status(kraken_engine *engine, const kraken_uuid *node_id,
                               kraken_plan_status *out)
 {
-    if (!engine || !node_id || !out)
+    if (out)
+        memset(out, 0, sizeof *out);
+    int rc = engine_entry(engine, "engine_node_status");
+    if (rc < 0)
+        return rc;
+    if (!node_id || !out)
         return kraken__err(KRAKEN_EINVAL, "engine_node_status: engine, node id and out are "
                                           "required");
-    memset(out, 0, sizeof *out);
     const enode *n = node_find(engine, node_id);
     char buf[KRAKEN_UUID_STRLEN + 1];
     if (!n || n->deleted)
@@ -2538,7 +2630,10 @@ int kraken_engine_node_status(kraken_engine *engine, const kraken_uuid *node_id,
 
 int kraken_engine_reset_node(kraken_engine *engine, const kraken_uuid *node_id)
 {
-    if (!engine || !node_id)
+    int rc = engine_entry(engine, "engine_reset_node");
+    if (rc < 0)
+        return rc;
+    if (!node_id)
         return kraken__err(KRAKEN_EINVAL, "engine_reset_node: engine and node id are required");
     enode *n = node_find(engine, node_id);
     char buf[KRAKEN_UUID_STRLEN + 1];
@@ -2563,7 +2658,10 @@ int kraken_engine_graph_json(kraken_engine *engine, const kraken_uuid *node_id, 
 {
     if (out)
         *out = NULL;
-    if (!engine || !out)
+    int rc = engine_entry(engine, "engine_graph_json");
+    if (rc < 0)
+        return rc;
+    if (!out)
         return kraken__err(KRAKEN_EINVAL, "engine_graph_json: engine and out are required");
     if (!node_id)
         return kraken_mutation_set_graph_json(engine->set, NULL, NULL, 0, out);
@@ -2580,17 +2678,17 @@ int kraken_engine_graph_json(kraken_engine *engine, const kraken_uuid *node_id, 
 
 kraken_store *kraken_engine_store(kraken_engine *engine)
 {
-    return engine ? engine->store : NULL;
+    return engine_entry(engine, "engine_store") == 0 ? engine->store : NULL;
 }
 
 kraken_bus *kraken_engine_bus(kraken_engine *engine)
 {
-    return engine ? engine->bus : NULL;
+    return engine_entry(engine, "engine_bus") == 0 ? engine->bus : NULL;
 }
 
 kraken_mutation_set *kraken_engine_mutations(kraken_engine *engine)
 {
-    return engine ? engine->set : NULL;
+    return engine_entry(engine, "engine_mutations") == 0 ? engine->set : NULL;
 }
 
 const kraken_uuid *kraken_engine_self_id(const kraken_engine *engine)
@@ -2634,6 +2732,8 @@ static int add_sync_service(kraken_engine *e)
     };
     kraken_service *svc;
     int rc = kraken_engine_add_service(e, "sync", "sync", &ops, NULL, NULL, &svc);
+    if (rc == 0)
+        svc->caller_owned = false; /* the engine's own: it goes with the engine */
     if (rc == 0)
         rc = kraken_service_declare_discoverable(svc, "/RunState", NULL, NULL);
     if (rc == 0)
@@ -2684,14 +2784,30 @@ static int adopt_existing_nodes(kraken_engine *e)
 
 static int check_options(const kraken_engine_options *o)
 {
-    if (o->version != KRAKEN_ENGINE_OPTIONS_VERSION)
-        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected %u",
+    /* Older callers' structs (version < current) are accepted: fields they lack keep defaults. */
+    if (o->version < 1 || o->version > KRAKEN_ENGINE_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected 1..%u",
                            o->version, KRAKEN_ENGINE_OPTIONS_VERSION);
     if (!(o->timeout_scale > 0.0))
         return kraken__err(KRAKEN_EINVAL, "engine_new: timeout_scale must be > 0");
     if (o->backoff_max_ms < o->backoff_initial_ms)
         return kraken__err(KRAKEN_EINVAL, "engine_new: backoff_max_ms (%u) < backoff_initial_ms "
                                           "(%u)", o->backoff_max_ms, o->backoff_initial_ms);
+    return 0;
+}
+
+static void on_store_gone(void *arg);
+
+int kraken_engine_options_init(kraken_engine_options *opts, unsigned version)
+{
+    if (!opts)
+        return kraken__err(KRAKEN_EINVAL, "engine_options_init: opts must not be NULL");
+    if (version < 1 || version > KRAKEN_ENGINE_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "engine_options_init: version %u, this library knows "
+                                          "1..%u", version, KRAKEN_ENGINE_OPTIONS_VERSION);
+    static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
+    *opts = defaults;
+    opts->version = version;
     return 0;
 }
 
@@ -2713,6 +2829,7 @@ int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store
     if (!e)
         return kraken__err(KRAKEN_ENOMEM, "engine_new: out of memory");
     e->base = base;
+    kraken__owner_init(&e->owner);
     e->opts = *opts;
     e->virtual_clock = opts->now_ms != NULL;
     if (!e->virtual_clock)
@@ -2736,7 +2853,7 @@ int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store
     if (rc == 0 && e->virtual_clock && !(e->clock_ev = event_new(base, -1, 0, clock_cb, e)))
         rc = kraken__err(KRAKEN_ENOMEM, "engine_new: cannot create the clock event");
     if (rc == 0)
-        rc = kraken_store_listen(e->store, on_store_change, e, NULL, &e->listener);
+        rc = kraken_store_listen(e->store, on_store_change, e, on_store_gone, &e->listener);
     if (rc == 0)
         rc = adopt_existing_nodes(e);
     if (rc == 0)
@@ -2753,11 +2870,31 @@ int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store
     return 0;
 }
 
-static void engine_destroy(kraken_engine *engine)
+/* Detach the attached syncs: they stop using the engine, its store and its bus. */
+static void detach_children(kraken_engine *e)
 {
-    engine->dying = true; /* a destroy hook calling kraken_engine_free() does nothing */
+    while (e->n_children > 0) {
+        struct engine_child c = e->children[--e->n_children];
+        c.detach(c.arg); /* may call kraken__engine_unattach(): already off the list */
+    }
+    free(e->children);
+    e->children = NULL;
+}
+
+/*
+ * Release everything but the handle: children, services (destroy hooks), node
+ * states, bus (subscriptions detached), mutation set, an owned store. Runs once,
+ * when the engine is freed or detached from its freed store, never while one
+ * of its loop callbacks is on the stack (see engine_unbusy()).
+ */
+static void engine_teardown(kraken_engine *engine)
+{
+    if (engine->torn_down)
+        return;
+    engine->dying = true; /* a destroy hook calling the engine gets KRAKEN_ESTATE */
+    detach_children(engine);
     if (engine->listener)
-        kraken_store_unlisten(engine->store, engine->listener);
+        kraken_store_listener_remove(engine->listener);
     engine->listener = NULL;
     /*
      * Services first: their destroy hooks may still use the bus. The list is
@@ -2769,32 +2906,69 @@ static void engine_destroy(kraken_engine *engine)
     engine->n_services = engine->cap_services = 0;
     engine->svc_queue = NULL;
     for (size_t i = 0; i < n_services; i++)
-        service_free(services[i]);
+        service_detach(services[i]);
     free(services);
     for (size_t i = 0; i < engine->cap; i++)
         if (engine->slots[i])
             node_free(engine->slots[i]);
     free(engine->slots);
+    engine->slots = NULL;
+    engine->cap = engine->count = 0;
     detach_module_timers(engine);
     free(engine->heap);
+    engine->heap = NULL;
     bits_free(&engine->cond_bits);
     if (engine->clock_ev)
         event_free(engine->clock_ev);
+    engine->clock_ev = NULL;
     if (engine->pass_ev)
         event_free(engine->pass_ev);
+    engine->pass_ev = NULL;
     kraken_bus_free(engine->bus);
+    engine->bus = NULL;
     kraken_mutation_set_free(engine->set);
+    engine->set = NULL;
     if (engine->own_store)
         kraken_store_free(engine->store);
+    engine->store = NULL;
     if (engine->log_destroy)
         engine->log_destroy(engine->log_userdata);
-    free(engine);
+    engine->log_fn = NULL;
+    engine->log_destroy = NULL;
+    engine->torn_down = true;
+}
+
+/*
+ * The borrowed store is being freed (its free detaches our listener): the
+ * engine lets go of everything now and stays a detached handle whose calls
+ * fail with KRAKEN_ESTATE until kraken_engine_free().
+ */
+static void on_store_gone(void *arg)
+{
+    kraken_engine *e = arg;
+    if (e->dying)
+        return; /* our own free removed the listener */
+    kraken_store_listener_remove(e->listener); /* the store frees the handle after this hook */
+    e->listener = NULL;
+    e->store = NULL;
+    e->own_store = false;
+    e->dying = true;
+    if (!e->busy)
+        engine_teardown(e);
 }
 
 void kraken_engine_free(kraken_engine *engine)
 {
-    if (!engine || engine->dying)
+    if (!engine || engine->free_requested ||
+        kraken__owner_check(&engine->owner, "engine_free", "engine") < 0)
         return;
+    engine->free_requested = true;
+    if (engine->torn_down) {
+        free(engine); /* detached earlier: only the handle was left */
+        return;
+    }
+    if (engine->dying)
+        return; /* a teardown runs (this is one of its hooks) or waits for a callback to return */
     if (engine->busy) {
         /*
          * Called from a service callback: the engine's stack still runs. It goes
@@ -2803,9 +2977,33 @@ void kraken_engine_free(kraken_engine *engine)
          */
         engine->dying = true;
         if (engine->listener)
-            kraken_store_unlisten(engine->store, engine->listener);
+            kraken_store_listener_remove(engine->listener);
         engine->listener = NULL;
         return;
     }
-    engine_destroy(engine);
+    engine_teardown(engine);
+    free(engine);
+}
+
+int kraken__engine_attach(kraken_engine *engine, void (*detach)(void *arg), void *arg)
+{
+    int rc = engine_entry(engine, "engine_attach");
+    if (rc < 0)
+        return rc;
+    struct engine_child *v = realloc(engine->children, (engine->n_children + 1) * sizeof *v);
+    if (!v)
+        return kraken__err(KRAKEN_ENOMEM, "engine_attach: out of memory");
+    engine->children = v;
+    engine->children[engine->n_children++] = (struct engine_child){detach, arg};
+    return 0;
+}
+
+void kraken__engine_unattach(kraken_engine *engine, void *arg)
+{
+    for (size_t i = 0; engine && i < engine->n_children; i++) {
+        if (engine->children[i].arg == arg) {
+            engine->children[i] = engine->children[--engine->n_children];
+            return;
+        }
+    }
 }

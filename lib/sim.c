@@ -402,8 +402,9 @@ int kraken_sim_new(kraken_sim **out, kraken_engine *engine, const kraken_sim_opt
 
 static void service_release(kraken_sim *s, sim_service *ss)
 {
+    (void)s;
     if (ss->service)
-        kraken_engine_remove_service(s->engine, ss->service); /* runs on_destroy */
+        kraken_service_remove(ss->service); /* runs on_destroy */
     kraken_timer_free(ss->start_timer);
 }
 
@@ -411,7 +412,7 @@ void kraken_sim_free(kraken_sim *s)
 {
     if (!s)
         return;
-    kraken_subscription_cancel(s->sync_sub);
+    kraken_subscription_remove(s->sync_sub);
     service_release(s, &s->power);
     service_release(s, &s->pxe);
     while (s->answers)

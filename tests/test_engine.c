@@ -126,7 +126,7 @@ static void setup(void)
 static void teardown(void)
 {
     kraken_sim_free(fx.sim);
-    kraken_subscription_cancel(fx.sub);
+    kraken_subscription_remove(fx.sub);
     kraken_engine_free(fx.engine);
     event_base_free(fx.base);
     free(fx.log);
@@ -851,13 +851,12 @@ START_TEST(service_lifecycle)
     ck_assert_int_eq(kraken_engine_add_service(fx.engine, "x", NULL, &ops, NULL, NULL, NULL),
                      KRAKEN_EINVAL);
     ck_assert_ptr_null(kraken_engine_find_service(fx.engine, "a/b"));
-    kraken_engine_remove_service(fx.engine, svc);
+    kraken_service_remove(svc);
     ck_assert_int_eq(destroyed, 1);
     ck_assert_ptr_null(kraken_engine_find_service(fx.engine, "extra"));
     ck_assert_str_eq(dsc(&fx.self, "/Services/extra/Module"), "");
     ck_assert_str_eq(value_text(KRAKEN_CFG, &fx.self, "/Services/extra/Module"), "");
-    kraken_engine_remove_service(fx.engine, NULL);
-    kraken_engine_remove_service(NULL, NULL);
+    kraken_service_remove(NULL);
 }
 END_TEST
 
@@ -1135,6 +1134,7 @@ START_TEST(config_changed_delivered)
     ck_assert(run_until(started_and_configured, both, DEADLINE_MS));
     ck_assert_ptr_nonnull(strstr(last_config, "pm:4"));
     ck_assert_str_eq(dsc(&fx.self, "/Services/extra/State"), "RUN");
+    kraken_service_remove(svc);
 }
 END_TEST
 
@@ -1403,6 +1403,8 @@ START_TEST(engine_freed_from_callback)
     ck_assert_int_eq(kraken_store_set_text(store, KRAKEN_DSC, &ids[0], "/PhysState", "POWER_ON"),
                      0);
     kraken_store_free(store);
+    kraken_service_remove(p.service); /* detached by the engine's free: only the handle goes */
+    ck_assert_int_eq(p.destroys, 1);
 }
 END_TEST
 
@@ -1417,7 +1419,7 @@ static void remove_self_on_destroy(void *u)
 {
     self_remover *r = u;
     r->destroys++;
-    kraken_engine_remove_service(r->engine, r->service);
+    kraken_service_remove(r->service);
 }
 
 START_TEST(destroy_hook_removes_own_service)
@@ -1483,7 +1485,6 @@ START_TEST(null_arguments)
     ck_assert_int_eq(kraken_engine_reset_node(fx.engine, NULL), KRAKEN_EINVAL);
     ck_assert_int_eq(kraken_engine_graph_json(fx.engine, NULL, NULL), KRAKEN_EINVAL);
     ck_assert_int_eq(kraken_engine_graph_json(fx.engine, &id, NULL), KRAKEN_EINVAL);
-    kraken_engine_remove_service(NULL, power);
     ck_assert_ptr_eq(kraken_engine_find_service(fx.engine, "power"), power);
     run_for(5);
     ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_CONVERGED);
@@ -1619,7 +1620,7 @@ START_TEST(module_timers_on_engine_clock)
     ck_assert_int_eq(kraken_timer_arm(a, 5), 0);
     kraken_sim_free(fx.sim);
     fx.sim = NULL;
-    kraken_subscription_cancel(fx.sub);
+    kraken_subscription_remove(fx.sub);
     fx.sub = NULL;
     kraken_engine_free(fx.engine);
     fx.engine = NULL;

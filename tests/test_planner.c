@@ -497,6 +497,7 @@ START_TEST(registration_order_does_not_matter)
 {
     static const size_t reversed[] = {6, 5, 4, 3, 2, 1, 0};
     static const size_t shuffled[] = {4, 0, 6, 2, 5, 3, 1};
+    /* 2 Cfgs x (6 PhysStates x 4 RunStates x 3 PXE states) = 2 x 72 = 144 Dsc cases. */
     static char a[144][160], b[144][160], c[144][160];
     kraken_mutation_set *s1 = set_s(), *s2 = set_s_ordered(reversed),
                         *s3 = set_s_ordered(shuffled);
@@ -509,7 +510,8 @@ START_TEST(registration_order_does_not_matter)
         ck_assert_str_eq(a[i], c[i]);
         with_path += strcmp(a[i], "(no path)") != 0;
     }
-    /* Only POWER_CYCLE and PHYS_ERROR (2 of 6 PhysStates) have no way out in S. */
+    /* Only POWER_CYCLE and PHYS_ERROR (2 of 6 PhysStates) have no way out in S: they are
+     * 2 x 4 x 3 = 24 of the 72 cases per Cfg, so 2 x (72 - 24) = 96 have a plan. */
     ck_assert_uint_eq(with_path, 96);
     kraken_mutation_set_free(s1);
     kraken_mutation_set_free(s2);
@@ -742,7 +744,11 @@ START_TEST(graph_of_spec_set)
 {
     kraken_mutation_set *set = set_s();
     parsed_graph g = graph_of(set, NULL, NULL, 0);
-    /* {?,?,?} -> OFF -> ON -> ON+WAIT -> ON+INIT+INIT -> ON+SYNC+INIT; ONtoOFF back from 4. */
+    /* Vertices (PhysState, RunState, PXE): the chain {?,?,NONE} -> {OFF,?,NONE} ->
+     * {ON,?,NONE} -> {ON,?,WAIT} -> {ON,INIT,INIT} -> {ON,SYNC,INIT}: 6. Edges: the 5 chain
+     * steps (UKtoOFF, OFFtoON, NONEtoWAIT, WAITtoINIT, INITtoSYNC) plus ONtoOFF from each of
+     * the 4 POWER_ON vertices, all back to {OFF,?,NONE} since powering off forgets RunState
+     * and PXE state (their discovery conditions need POWER_ON): 5 + 4 = 9. */
     ck_assert_int_eq(cJSON_GetArraySize(g.nodes), 6);
     ck_assert_int_eq(cJSON_GetArraySize(g.edges), 9);
     const cJSON *start = find_by(g.nodes, "label",
@@ -819,6 +825,8 @@ START_TEST(graph_highlights_plan)
     kraken_node *dsc = EMPTY_NODE();
     kraken_plan *plan;
     ck_assert_int_eq(kraken_mutation_set_plan(set, cfg, dsc, &plan), 0);
+    /* The plan is the 5-step chain; at step 2 (NONEtoWAIT, red) the other 4 plan steps are
+     * green and the 4 ONtoOFF edges off the plan grey: the 9 edges of graph_of_spec_set. */
     parsed_graph g = graph_of(set, cfg, plan, 2);
     ck_assert_int_eq(count_color(g.edges, "green"), 4);
     ck_assert_int_eq(count_color(g.edges, "red"), 1);
@@ -829,9 +837,10 @@ START_TEST(graph_highlights_plan)
     ck_assert_str_eq(str_field(from, "color"), "#fb7e81");
     ck_assert_str_eq(str_field(from, "label"),
                      "PhysState=POWER_ON, RunState=UNKNOWN, PXE.Client/State=NONE");
+    /* plan vertices (green): the 6 chain vertices but the current one (red) */
     ck_assert_int_eq(count_color(g.nodes, "#7be141"), 5);
     cJSON_Delete(g.root);
-    /* Past the end: plan green, nothing red. */
+    /* Past the end: all 5 plan steps green, nothing red. */
     g = graph_of(set, cfg, plan, 99);
     ck_assert_int_eq(count_color(g.edges, "green"), 5);
     ck_assert_int_eq(count_color(g.edges, "red"), 0);
@@ -841,6 +850,9 @@ START_TEST(graph_highlights_plan)
     /* A start state not reachable from all-unknown is added with what it reaches. */
     kraken_node *dsc4 = NODE("/PhysState", "POWER_ON", "/RunState", "ERROR", PXE_STATE, "INIT");
     ck_assert_int_eq(kraken_mutation_set_plan(set, cfg, dsc4, &plan), 0);
+    /* 6 + the start {ON,ERROR,INIT}; 9 + its one way out (ONtoOFF: NONEtoWAIT, WAITtoINIT and
+     * INITtoSYNC need PXE NONE, PXE WAIT, RunState INIT). The plan: ONtoOFF (red, current),
+     * then the 4 steps OFFtoON .. INITtoSYNC (green). */
     g = graph_of(set, cfg, plan, 0);
     ck_assert_int_eq(cJSON_GetArraySize(g.nodes), 7);
     ck_assert_int_eq(cJSON_GetArraySize(g.edges), 10);
@@ -855,7 +867,7 @@ START_TEST(graph_highlights_plan)
     static const decl_spec extra = {"sync", "SYNCtoINIT", {{"/RunState", "SYNC", "INIT"}}, 1, ON,
                                     {{0}}, 0, KRAKEN_CONTEXT_SELF, 0, {0}, 0};
     add_spec(set, &extra);
-    g = graph_of(set, cfg, plan, 0);
+    g = graph_of(set, cfg, plan, 0); /* the 6 vertices again; 9 edges + SYNCtoINIT = 10 */
     ck_assert_int_eq(cJSON_GetArraySize(g.nodes), 6);
     ck_assert_int_eq(cJSON_GetArraySize(g.edges), 10);
     ck_assert_int_eq(count_color(g.edges, "green") + count_color(g.edges, "red"), 0);

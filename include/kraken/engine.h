@@ -7,6 +7,24 @@
  * event_base. It owns a store (or borrows one), a mutation set and a bus.
  * Every callback into a service runs from the loop, never from inside the
  * API call that caused it, so services may call the engine freely.
+ *
+ * Threads: an engine belongs to the thread that created it, which must be the
+ * thread running @c base. Every call on the engine or on one of its services
+ * from another thread changes nothing and fails with KRAKEN_ETHREAD (calls
+ * that cannot return an error return NULL/false/nothing and leave the message).
+ *
+ * Lifetime: see doc/ARCHITECTURE.md "Ownership". kraken_engine_free() detaches
+ * the engine's children: services (destroy hooks run), the bus's subscriptions,
+ * store listeners of an owned store, and syncs. A detached handle stays valid
+ * and harmless: calls on it fail with KRAKEN_ESTATE ("... was detached") and
+ * its own release (kraken_service_remove(), kraken_subscription_remove(),
+ * kraken_store_listener_remove(), kraken_sync_free()) only frees the handle.
+ * An engine on a borrowed store is itself a child of that store: freeing the
+ * store first detaches the engine the same way (kraken_engine_free() then only
+ * releases the handle). Pointers the engine lends (kraken_engine_store(),
+ * kraken_engine_bus(), kraken_engine_mutations(), kraken_engine_find_service()
+ * for a service added without @c out) are valid while the engine lives and
+ * are never freed by the caller.
  */
 #ifndef KRAKEN_ENGINE_H
 #define KRAKEN_ENGINE_H
@@ -39,7 +57,13 @@ typedef uint64_t (*kraken_clock_fn)(void *userdata);
 
 #define KRAKEN_ENGINE_OPTIONS_VERSION 1
 
-/** Engine options; start from KRAKEN_ENGINE_OPTIONS_INIT. */
+/**
+ * Engine options; start from KRAKEN_ENGINE_OPTIONS_INIT or
+ * kraken_engine_options_init(). @c version tells the library which fields the
+ * caller's struct has: a library newer than the caller accepts every older
+ * version (fields added later keep their defaults); a version it does not
+ * know is refused with KRAKEN_EINVAL.
+ */
 typedef struct kraken_engine_options {
     unsigned version;              /**< KRAKEN_ENGINE_OPTIONS_VERSION */
     kraken_uuid self_id;           /**< this instance's node id (zero: generated) */
@@ -67,6 +91,14 @@ typedef struct kraken_engine_options {
     {KRAKEN_ENGINE_OPTIONS_VERSION, {{0}}, false, 1000, 300000, 5, 10000, 0, 1.0, false, NULL, NULL}
 
 /**
+ * Fill @p opts with the defaults (as KRAKEN_ENGINE_OPTIONS_INIT) for struct
+ * version @p version (pass KRAKEN_ENGINE_OPTIONS_VERSION). For bindings, which
+ * cannot use initialiser macros. KRAKEN_EINVAL for a version this library does
+ * not know (newer than it, or 0).
+ */
+int kraken_engine_options_init(kraken_engine_options *opts, unsigned version);
+
+/**
  * Create an engine on @p base. @p store may be NULL (the engine creates and
  * owns one) or a store the caller owns and keeps alive longer than the engine;
  * nodes already in it are driven too. The self node (id = opts->self_id) is
@@ -80,7 +112,8 @@ typedef struct kraken_engine_options {
 int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store *store,
                       const kraken_engine_options *opts);
 /**
- * Interrupts nothing, frees services (destroy hooks), bus, plans. NULL-safe.
+ * Interrupts nothing, frees services (destroy hooks), bus, plans, an owned
+ * store; detaches the children the caller still holds (see above). NULL-safe.
  * May be called from a service callback: the engine then makes no further
  * callbacks and no store access (a borrowed store may be freed at once), and
  * is freed when that callback returns.
@@ -200,16 +233,24 @@ typedef struct kraken_service_ops {
 /**
  * Add service instance @p service_id of module @p module to this instance's
  * self node (Cfg and Dsc /Services/<id>, Dsc state STOP). @p destroy (may be
- * NULL) is called with @p userdata when the service is removed or the engine freed.
+ * NULL) is called with @p userdata when the service is removed or the engine
+ * freed. With @p out, the caller owns the handle and releases it with
+ * kraken_service_remove() (before or after the engine's free); with @p out
+ * NULL the service lives as long as the engine.
  */
 int kraken_engine_add_service(kraken_engine *engine, const char *service_id, const char *module,
                               const kraken_service_ops *ops, void *userdata,
                               void (*destroy)(void *userdata), kraken_service **out);
-/** Remove a service: interrupts its steps, removes its mutations. NULL-safe. */
-void kraken_engine_remove_service(kraken_engine *engine, kraken_service *service);
+/**
+ * Remove a service and release its handle: interrupts its steps, removes its
+ * mutations and its instance on the self node; its destroy hook runs (unless
+ * the engine's free already ran it). NULL-safe; allowed after the engine's free.
+ */
+void kraken_service_remove(kraken_service *service);
 kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id);
 
 const char *kraken_service_id(const kraken_service *service);
+/** The service's engine; NULL once the service was detached. */
 kraken_engine *kraken_service_engine(kraken_service *service);
 
 /**
