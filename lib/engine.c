@@ -853,14 +853,17 @@ static void timer_cancel(enode *n)
 
 uint64_t kraken_engine_now_ms(const kraken_engine *engine)
 {
-    return engine ? now_ms(engine) : 0;
+    if (engine_entry(engine, "engine_now_ms") < 0)
+        return 0;
+    return now_ms(engine);
 }
 
 int kraken_engine_clock_moved(kraken_engine *engine)
 {
-    if (!engine)
-        return kraken__err(KRAKEN_EINVAL, "engine_clock_moved: engine is NULL");
-    if (engine->virtual_clock && !engine->dying)
+    int rc = engine_entry(engine, "engine_clock_moved");
+    if (rc < 0)
+        return rc;
+    if (engine->virtual_clock)
         schedule_clock(engine);
     return 0;
 }
@@ -870,8 +873,11 @@ int kraken_timer_new(kraken_timer **out, kraken_engine *engine,
 {
     if (out)
         *out = NULL;
-    if (!out || !engine || !fn)
-        return kraken__err(KRAKEN_EINVAL, "timer_new: out, engine and fn are required");
+    if (!out || !fn)
+        return kraken__err(KRAKEN_EINVAL, "timer_new: out and fn are required");
+    int rc = engine_entry(engine, "timer_new");
+    if (rc < 0)
+        return rc;
     kraken_timer *t = etimer_create(engine, fn, userdata);
     if (!t)
         return kraken__err(KRAKEN_ENOMEM, "timer_new: out of memory");
@@ -888,9 +894,10 @@ int kraken_timer_arm(kraken_timer *timer, uint64_t ms)
 {
     if (!timer)
         return kraken__err(KRAKEN_EINVAL, "timer_arm: timer is NULL");
-    if (!timer->engine || timer->engine->dying)
+    if (!timer->engine)
         return kraken__err(KRAKEN_ESTATE, "timer_arm: the timer's engine is gone");
-    return timer_start(timer, ms);
+    int rc = engine_entry(timer->engine, "timer_arm");
+    return rc < 0 ? rc : timer_start(timer, ms);
 }
 
 void kraken_timer_cancel(kraken_timer *timer)
@@ -921,8 +928,11 @@ void kraken_timer_free(kraken_timer *timer)
 
 int kraken_engine_next_deadline(const kraken_engine *engine, uint64_t *out)
 {
-    if (!engine || !out)
-        return kraken__err(KRAKEN_EINVAL, "engine_next_deadline: engine and out are required");
+    if (!out)
+        return kraken__err(KRAKEN_EINVAL, "engine_next_deadline: out is required");
+    int rc = engine_entry(engine, "engine_next_deadline");
+    if (rc < 0)
+        return rc;
     *out = engine->n_heap ? engine->heap[0]->deadline : UINT64_MAX;
     return 0;
 }
@@ -2223,9 +2233,10 @@ int kraken_service_declare_mutation(kraken_service *service, const kraken_mutati
 int kraken_engine_mutation_disable(kraken_engine *e, const char *service_id,
                                    const char *mutation_id, bool disabled)
 {
-    if (!e)
-        return kraken__err(KRAKEN_EINVAL, "engine_mutation_disable: engine is NULL");
-    int rc = kraken_mutation_set_disable(e->set, service_id, mutation_id, disabled);
+    int rc = engine_entry(e, "engine_mutation_disable");
+    if (rc < 0)
+        return rc;
+    rc = kraken_mutation_set_disable(e->set, service_id, mutation_id, disabled);
     if (rc < 0)
         return kraken__err_prefix(rc, "engine_mutation_disable");
     schedule_pass(e); /* a new generation: every node is planned again */
@@ -2235,9 +2246,10 @@ int kraken_engine_mutation_disable(kraken_engine *e, const char *service_id,
 int kraken_engine_mutation_set_timeout(kraken_engine *e, const char *service_id,
                                        const char *mutation_id, uint32_t timeout_ms)
 {
-    if (!e)
-        return kraken__err(KRAKEN_EINVAL, "engine_mutation_set_timeout: engine is NULL");
-    int rc = kraken_mutation_set_timeout(e->set, service_id, mutation_id, timeout_ms);
+    int rc = engine_entry(e, "engine_mutation_set_timeout");
+    if (rc < 0)
+        return rc;
+    rc = kraken_mutation_set_timeout(e->set, service_id, mutation_id, timeout_ms);
     return rc < 0 ? kraken__err_prefix(rc, "engine_mutation_set_timeout") : 0;
 }
 
@@ -2248,8 +2260,11 @@ int kraken_engine_diff(kraken_engine *engine, const kraken_uuid *node_id, kraken
         *out = NULL;
     if (n)
         *n = 0;
-    if (!engine || !node_id || !out || !n)
-        return kraken__err(KRAKEN_EINVAL, "engine_diff: engine, node id, out and n are required");
+    if (!node_id || !out || !n)
+        return kraken__err(KRAKEN_EINVAL, "engine_diff: node id, out and n are required");
+    int rc = engine_entry(engine, "engine_diff");
+    if (rc < 0)
+        return rc;
     const kraken_node *cfg = kraken__store_peek(engine->store, KRAKEN_CFG, node_id);
     const kraken_node *dsc = kraken__store_peek(engine->store, KRAKEN_DSC, node_id);
     char buf[KRAKEN_UUID_STRLEN + 1];

@@ -371,6 +371,19 @@ static int add_service(kraken_sim *s, sim_service *ss, const char *id)
     return rc;
 }
 
+int kraken_sim_options_init(kraken_sim_options *opts, unsigned version)
+{
+    static const kraken_sim_options defaults = KRAKEN_SIM_OPTIONS_INIT;
+    if (!opts)
+        return kraken__err(KRAKEN_EINVAL, "sim_options_init: opts must not be NULL");
+    if (version < 1 || version > KRAKEN_SIM_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "sim_options_init: version %u, this library knows "
+                                          "1..%u", version, KRAKEN_SIM_OPTIONS_VERSION);
+    *opts = defaults;
+    opts->version = version;
+    return 0;
+}
+
 int kraken_sim_new(kraken_sim **out, kraken_engine *engine, const kraken_sim_options *opts)
 {
     static const kraken_sim_options defaults = KRAKEN_SIM_OPTIONS_INIT;
@@ -378,6 +391,10 @@ int kraken_sim_new(kraken_sim **out, kraken_engine *engine, const kraken_sim_opt
         *out = NULL;
     if (!out || !engine)
         return kraken__err(KRAKEN_EINVAL, "sim_new: out and engine are required");
+    if (opts && (opts->version < 1 || opts->version > KRAKEN_SIM_OPTIONS_VERSION))
+        return kraken__err(KRAKEN_EINVAL, "sim_new: options version %u, this library knows "
+                                          "1..%u (start from KRAKEN_SIM_OPTIONS_INIT)",
+                           opts->version, KRAKEN_SIM_OPTIONS_VERSION);
     kraken_sim *s = calloc(1, sizeof *s);
     if (!s)
         return kraken__err(KRAKEN_ENOMEM, "sim_new: out of memory");

@@ -1634,6 +1634,48 @@ START_TEST(module_timers_on_engine_clock)
     ck_assert_int_eq(kraken_engine_clock_moved(NULL), KRAKEN_EINVAL);
     ck_assert_int_eq(kraken_timer_new(&a, NULL, timer_mark, "a"), KRAKEN_EINVAL);
     ck_assert_ptr_null(a);
+    uint64_t next;
+    ck_assert_int_eq(kraken_engine_next_deadline(NULL, &next), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "engine_next_deadline: engine must not be NULL");
+}
+END_TEST
+
+/* Simulator options: versioned like the engine's, bad input refused with the reason. */
+START_TEST(sim_options_and_misuse)
+{
+    kraken_sim_options so;
+    ck_assert_int_eq(kraken_sim_options_init(&so, KRAKEN_SIM_OPTIONS_VERSION), 0);
+    ck_assert_uint_eq(so.version, KRAKEN_SIM_OPTIONS_VERSION);
+    ck_assert(so.virtual_sync);
+    ck_assert_int_eq(kraken_sim_options_init(&so, 2), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "sim_options_init: version 2, this library knows 1..1");
+    ck_assert_int_eq(kraken_sim_options_init(NULL, 1), KRAKEN_EINVAL);
+    kraken_sim_free(fx.sim);
+    fx.sim = NULL;
+    so.version = 0;
+    kraken_sim *sim = (kraken_sim *)1;
+    ck_assert_int_eq(kraken_sim_new(&sim, fx.engine, &so), KRAKEN_EINVAL);
+    ck_assert_ptr_null(sim);
+    ck_assert_str_eq(kraken_error_last(), "sim_new: options version 0, this library knows 1..1 "
+                                          "(start from KRAKEN_SIM_OPTIONS_INIT)");
+    ck_assert_ptr_null(kraken_engine_find_service(fx.engine, "power"));
+    /* Power only. */
+    ck_assert_int_eq(kraken_sim_options_init(&so, 1), 0);
+    so.no_pxe = true;
+    ck_assert_int_eq(kraken_sim_new(&fx.sim, fx.engine, &so), 0);
+    ck_assert_ptr_nonnull(kraken_engine_find_service(fx.engine, "power"));
+    ck_assert_ptr_null(kraken_engine_find_service(fx.engine, "pxe"));
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "OFFtoON", KRAKEN_SIM_REPORT, 1, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "sim_inject: sim, mutation id (and, to report, a value) "
+                                          "are required");
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "OFFtoON", (kraken_sim_fault_kind)7, 1, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "sim_inject: bad fault kind 7");
+    kraken_uuid id = add_node_with(0, "sim", NULL, SELF);
+    set_cfg(&id, "/PhysState", "POWER_ON");
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON D:OFFtoON");
 }
 END_TEST
 
@@ -2021,6 +2063,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(svc, engine_freed_from_callback, FREE_FROM_MUTATE, FREE_FROM_START + 1);
     tcase_add_test(svc, destroy_hook_removes_own_service);
     tcase_add_test(svc, module_timers_on_engine_clock);
+    tcase_add_test(svc, sim_options_and_misuse);
     tcase_add_test(svc, request_ids_and_late_answers);
     tcase_add_test(svc, mutation_overrides);
     tcase_add_test(svc, planner_diff);
