@@ -73,7 +73,7 @@ typedef struct sim_fault {
 typedef struct sim_answer sim_answer;
 typedef struct sim_service {
     kraken_sim *owner;
-    kraken_service *service; /* NULL once the engine destroyed it */
+    kraken_service *service; /* ours until kraken_sim_free() (NULL: not added) */
     kraken_timer *start_timer;
 } sim_service;
 
@@ -326,12 +326,6 @@ void kraken_sim_on_interrupt(kraken_sim *s, kraken_sim_interrupt_hook fn, void *
     s->interrupt_arg = arg;
 }
 
-static void on_destroy(void *userdata)
-{
-    sim_service *ss = userdata;
-    ss->service = NULL;
-}
-
 /*
  * virtual_sync: a MUTATE of sync/INITtoSYNC is answered as the booted child
  * would (phone home -> parent-side discovery of RunState SYNC); an INTERRUPT
@@ -364,7 +358,8 @@ static int add_service(kraken_sim *s, sim_service *ss, const char *id)
     int rc = kraken_timer_new(&ss->start_timer, s->engine, report_run, ss);
     if (rc < 0)
         return rc;
-    rc = kraken_engine_add_service(s->engine, id, id, &sim_ops, ss, on_destroy, &ss->service);
+    /* The handle is ours until kraken_sim_free(), also after the engine's free (engine.h). */
+    rc = kraken_engine_add_service(s->engine, id, id, &sim_ops, ss, NULL, &ss->service);
     for (size_t i = 0; rc == 0 && i < N_SIM_MUTATIONS; i++)
         if (!strcmp(sim_mutations[i].service, id))
             rc = kraken_service_declare_mutation(ss->service, &sim_mutations[i].decl);
@@ -420,8 +415,7 @@ int kraken_sim_new(kraken_sim **out, kraken_engine *engine, const kraken_sim_opt
 static void service_release(kraken_sim *s, sim_service *ss)
 {
     (void)s;
-    if (ss->service)
-        kraken_service_remove(ss->service); /* runs on_destroy */
+    kraken_service_remove(ss->service); /* NULL-safe; a detached handle is only freed */
     kraken_timer_free(ss->start_timer);
 }
 

@@ -154,7 +154,7 @@ static void settle(void)
 static uint64_t next_deadline(void)
 {
     uint64_t a = UINT64_MAX, b = UINT64_MAX;
-    if (kraken_engine_next_deadline(fx.engine, &a) < 0)
+    if (fx.engine && kraken_engine_next_deadline(fx.engine, &a) < 0)
         ck_abort_msg("%s", kraken_error_last());
     if (fx.other)
         if (kraken_engine_next_deadline(fx.other, &b) < 0)
@@ -166,7 +166,8 @@ static uint64_t next_deadline(void)
 static void clock_to(uint64_t to)
 {
     fx.now = to;
-    kraken_engine_clock_moved(fx.engine);
+    if (fx.engine)
+        kraken_engine_clock_moved(fx.engine);
     if (fx.other)
         kraken_engine_clock_moved(fx.other);
 }
@@ -1679,6 +1680,27 @@ START_TEST(sim_options_and_misuse)
 }
 END_TEST
 
+/* A harness (or a garbage collector) may free the engine before the simulator. */
+START_TEST(sim_outlives_engine)
+{
+    kraken_engine_options o = test_options();
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
+    so.delay_ms = 100;
+    restart(&o, &so);
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "UKtoOFF", 1));
+    ck_assert_uint_eq(kraken_sim_pending(fx.sim), 1);
+    kraken_subscription_remove(fx.sub);
+    fx.sub = NULL;
+    kraken_engine_free(fx.engine);
+    fx.engine = NULL;
+    (void)id;
+    run_for(1000); /* the pending answer's timer went with the engine */
+    kraken_sim_free(fx.sim); /* frees its detached service handles and timers */
+    fx.sim = NULL;
+}
+END_TEST
+
 /* A module that keeps its requests and answers when the test says. */
 typedef struct lab {
     kraken_service *service;
@@ -1984,6 +2006,7 @@ START_TEST(stale_facts_past_64_urls)
     ck_assert_uint_eq(fx.n_engine_discoveries, N);
     for (unsigned i = 0; i < N; i++)
         ck_assert_str_eq(dsc(&id, urls[i]), "");
+    kraken_service_remove(wide);
 }
 END_TEST
 
@@ -2064,6 +2087,7 @@ static Suite *make_suite(void)
     tcase_add_test(svc, destroy_hook_removes_own_service);
     tcase_add_test(svc, module_timers_on_engine_clock);
     tcase_add_test(svc, sim_options_and_misuse);
+    tcase_add_test(svc, sim_outlives_engine);
     tcase_add_test(svc, request_ids_and_late_answers);
     tcase_add_test(svc, mutation_overrides);
     tcase_add_test(svc, planner_diff);
