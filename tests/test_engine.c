@@ -1510,7 +1510,7 @@ START_TEST(backoff_doubles_to_cap_then_stuck)
 {
     kraken_engine_options o = test_options();
     o.backoff_initial_ms = 1000;
-    o.backoff_max_ms = 4000;
+    o.backoff_max_ms = 3000; /* not a doubling of 1000: the cap itself must cut the delay */
     o.max_failures = 6;
     kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     restart(&o, &so);
@@ -1525,7 +1525,7 @@ START_TEST(backoff_doubles_to_cap_then_stuck)
         ck_assert_int_eq(st.state, KRAKEN_PLAN_BACKOFF);
         ck_assert_uint_eq(st.failures, k);
         kraken_plan_status_clear(&st);
-        uint64_t delay = k == 1 ? 1000 : k == 2 ? 2000 : 4000;
+        uint64_t delay = k == 1 ? 1000 : k == 2 ? 2000 : 3000;
         run_for(delay - 1);
         ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), k);
         run_for(1);
@@ -1535,7 +1535,7 @@ START_TEST(backoff_doubles_to_cap_then_stuck)
     ck_assert_uint_eq(count_events(KRAKEN_MUTATION_FAILED, "OFFtoON", &id), 6);
     uint64_t at[8];
     ck_assert_uint_eq(mutate_times("OFFtoON", at, 8), 6);
-    const uint64_t gaps[5] = {1000, 2000, 4000, 4000, 4000};
+    const uint64_t gaps[5] = {1000, 2000, 3000, 3000, 3000};
     for (size_t i = 0; i < 5; i++)
         ck_assert_uint_eq(at[i + 1] - at[i], gaps[i]);
     kraken_plan_status st;
