@@ -1607,7 +1607,11 @@ START_TEST(module_timers_on_engine_clock)
     ck_assert(kraken_timer_armed(a));
     settle();
     ck_assert_str_eq(timer_trace, ""); /* the clock did not move: nothing is due */
-    fx.now += 100;
+    fx.now += 99;
+    ck_assert_int_eq(kraken_engine_clock_moved(fx.engine), 0);
+    settle();
+    ck_assert_str_eq(timer_trace, ""); /* 1 ms before the deadline */
+    fx.now += 1;
     settle();
     ck_assert_str_eq(timer_trace, ""); /* moved, but the engine was not told */
     ck_assert_int_eq(kraken_engine_clock_moved(fx.engine), 0);
