@@ -17,7 +17,7 @@
 #define RUN "/RunState"
 #define PXE_STATE "type.googleapis.com/PXE.Client/State"
 
-/* One simulated mutation: the URLs it mutates (max 2) and its declaration. */
+/* One simulated mutation: its service and its declaration. */
 typedef struct sim_mutation {
     const char *service;
     kraken_mutation_decl decl;
@@ -33,31 +33,34 @@ static const kraken_mutate none_to_wait[] = {{PXE_STATE, "NONE", "WAIT"}};
 static const kraken_mutate wait_to_init[] = {{PXE_STATE, "WAIT", "INIT"},
                                              {RUN, "UNKNOWN", "INIT"}};
 
+/* Designated initialisers (KRAKEN_MUTATION_DECL_INIT): the declarations read like SPEC 4.3. */
 #define POWER_DECL(name, mut)                                                             \
-    {"power",                                                                             \
-     {name, mut, 1, platform_sim, 1, NULL, 0, KRAKEN_CONTEXT_CHILD, 10000,               \
-      {PHYS, "PHYS_HANG"}, 1}}
+    {"power", KRAKEN_MUTATION_DECL_INIT(.id = name, KRAKEN_DECL_MUTATES(mut),               \
+                                        KRAKEN_DECL_REQUIRES(platform_sim),                 \
+                                        .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 10000, \
+                                        .fail_to = {PHYS, "PHYS_HANG"})}
 
 static const sim_mutation sim_mutations[] = {
     POWER_DECL("UKtoOFF", uk_to_off),
     POWER_DECL("OFFtoON", off_to_on),
     POWER_DECL("ONtoOFF", on_to_off),
     POWER_DECL("HANGtoOFF", hang_to_off),
-    {"pxe",
-     {"NONEtoWAIT", none_to_wait, 1, powered_on, 1, NULL, 0, KRAKEN_CONTEXT_CHILD, 10000,
-      {NULL, NULL}, 1}},
-    {"pxe",
-     {"WAITtoINIT", wait_to_init, 2, powered_on, 1, NULL, 0, KRAKEN_CONTEXT_CHILD, 90000,
-      {NULL, NULL}, 1}},
+    {"pxe", KRAKEN_MUTATION_DECL_INIT(.id = "NONEtoWAIT", KRAKEN_DECL_MUTATES(none_to_wait),
+                                      KRAKEN_DECL_REQUIRES(powered_on),
+                                      .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 10000)},
+    {"pxe", KRAKEN_MUTATION_DECL_INIT(.id = "WAITtoINIT", KRAKEN_DECL_MUTATES(wait_to_init),
+                                      KRAKEN_DECL_REQUIRES(powered_on),
+                                      .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 90000)},
 };
 #define N_SIM_MUTATIONS (sizeof sim_mutations / sizeof sim_mutations[0])
 
 /* INITtoSYNC as the engine declares it (answered when virtual_sync is on). */
 static const kraken_mutate init_to_sync[] = {{RUN, "INIT", "SYNC"}};
 static const sim_mutation sync_mutation = {
-    "sync",
-    {"INITtoSYNC", init_to_sync, 1, powered_on, 1, NULL, 0, KRAKEN_CONTEXT_CHILD, 90000,
-     {PHYS, "PHYS_HANG"}, 1}};
+    "sync", KRAKEN_MUTATION_DECL_INIT(.id = "INITtoSYNC", KRAKEN_DECL_MUTATES(init_to_sync),
+                                      KRAKEN_DECL_REQUIRES(powered_on),
+                                      .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 90000,
+                                      .fail_to = {PHYS, "PHYS_HANG"})};
 
 typedef struct sim_fault {
     bool any_node;
