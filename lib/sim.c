@@ -242,7 +242,10 @@ static void answer_schedule(kraken_sim *s, const char *service_id, size_t mutati
     a->action = f ? f->kind : KRAKEN_SIM_REPORT;
     if (f && f->kind == KRAKEN_SIM_REPORT) {
         a->report = true;
-        a->report_value = strdup(f->value);
+        if (!(a->report_value = strdup(f->value))) {
+            free(a);
+            return; /* out of memory: as a hang (the step times out) */
+        }
     }
     if (kraken_timer_new(&a->timer, s->engine, answer_fire, a) < 0) {
         kraken_error_clear();
@@ -261,13 +264,14 @@ static void answer_schedule(kraken_sim *s, const char *service_id, size_t mutati
     }
 }
 
-/* Drop the pending answer of a step (interrupted). */
+/* Drop the pending answer of an interrupted step: by request id, or (INITtoSYNC) by step. */
 static void answer_cancel(kraken_sim *s, const char *service_id, const kraken_uuid *node,
-                          const char *mutation_id)
+                          const char *mutation_id, uint64_t request_id)
 {
     size_t m = mutation_index(service_id, mutation_id);
     for (sim_answer *a = s->answers; a; a = a->next) {
-        if (a->mutation == m && kraken_uuid_compare(&a->node, node) == 0) {
+        if (request_id ? a->request_id == request_id
+                       : a->mutation == m && kraken_uuid_compare(&a->node, node) == 0) {
             answer_unlink_free(a);
             return;
         }
@@ -316,7 +320,8 @@ static void on_interrupt(kraken_service *service, const kraken_mutation_request 
 {
     sim_service *ss = userdata;
     ss->owner->interrupted++;
-    answer_cancel(ss->owner, kraken_service_id(service), &req->node_id, req->mutation_id);
+    answer_cancel(ss->owner, kraken_service_id(service), &req->node_id, req->mutation_id,
+                  req->id);
     if (ss->owner->interrupt_hook)
         ss->owner->interrupt_hook(service, req, ss->owner->interrupt_arg);
 }
@@ -344,7 +349,7 @@ static void on_event(const kraken_event *ev, void *userdata)
     if (ev->kind == KRAKEN_MUTATION_MUTATE)
         answer_schedule(s, "sync", N_SIM_MUTATIONS, &ev->node_id, 0);
     else if (ev->kind == KRAKEN_MUTATION_INTERRUPT)
-        answer_cancel(s, "sync", &ev->node_id, ev->mutation_id);
+        answer_cancel(s, "sync", &ev->node_id, ev->mutation_id, 0);
 }
 
 static const kraken_service_ops sim_ops = {
