@@ -2554,6 +2554,18 @@ int kraken_service_report_text(kraken_service *service, const kraken_uuid *node_
     return discover(service, node_id, url, NULL, text);
 }
 
+void kraken_service_log(kraken_service *service, int level, const char *fmt, ...)
+{
+    if (!service || !fmt || !kraken__engine_log_enabled(service->engine, level))
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    kraken__engine_log(service->engine, level, service->id, "%s", line);
+}
+
 /* ---- node control ------------------------------------------------------------------------------ */
 
 static const char *const plan_state_names[] = {

@@ -58,6 +58,19 @@ int kraken__err(int code, const char *fmt, ...)
     return code;
 }
 
+int kraken_error_set(int code, const char *fmt, ...)
+{
+    if (!fmt) {
+        last_message[0] = '\0';
+        return code;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
 /* Append @p text at *pos in last_message, truncating at the buffer's end. */
 static void append_message(size_t *pos, const char *text)
 {

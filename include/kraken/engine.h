@@ -307,6 +307,18 @@ int kraken_service_report(kraken_service *service, const kraken_uuid *node_id,
 int kraken_service_report_text(kraken_service *service, const kraken_uuid *node_id,
                                uint64_t request_id, const char *url, const char *text);
 
+/**
+ * Log one line on behalf of a service through the engine's log callback
+ * (kraken_engine_set_log()); the subsystem is the service id. printf-style.
+ * A no-op when no callback is installed or @p level is above its max_level.
+ * Control characters in the formatted line become spaces (one line, always).
+ */
+void kraken_service_log(kraken_service *service, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 /* ---- node control ------------------------------------------------------ */
 
 /** Plan status of a node. */

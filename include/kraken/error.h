@@ -48,6 +48,17 @@ const char *kraken_error_last(void);
 /** Clear this thread's last-error message. */
 void kraken_error_clear(void);
 
+/**
+ * Set this thread's last-error message (printf-style) and return @p code, so
+ * that code built on libkraken (modules, the daemon, bindings) reports its
+ * failures the same way: `return kraken_error_set(KRAKEN_EIO, "cannot ...");`.
+ */
+int kraken_error_set(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 #ifdef __cplusplus
 }
 #endif
