@@ -38,8 +38,9 @@
 #define ENGINE_COMMON_TIMEOUTS 32
 
 /*
- * A set of URL bits indexed by kraken_murl.index: one inline word, more words
- * on the heap only for sets with more than 64 URLs (more[-1] is their count).
+ * A set of URL bits indexed by kraken_murl.index: one inline word (URLs 0-63),
+ * more words on the heap only for sets with more than 64 URLs: more[0] is their
+ * count, more[w] holds URLs 64w .. 64w+63.
  */
 typedef struct ebits {
     uint64_t word;
@@ -56,8 +57,8 @@ struct kraken_timer {
     void (*fn)(kraken_timer *timer, void *userdata);
     void *userdata;
     struct event *ev;       /* default clock */
-    uint64_t deadline;      /* engine clock ms */
-    uint64_t seq;           /* arming order: equal deadlines fire in this order */
+    uint64_t deadline;      /* injected clock: engine clock ms */
+    uint64_t seq;           /* injected clock: arming order, the tie-break of deadlines */
     size_t heap_pos;        /* injected clock: index in the engine's heap */
     bool armed;
     bool is_module;         /* on the engine's list of module timers */
@@ -87,7 +88,6 @@ typedef struct enode {
     bool replan;       /* re-plan even without changes (thaw, set changed, timer) */
     bool deleted;      /* removed from the store; freed by the next pass */
     bool recreated;    /* deleted and created again before the pass saw it */
-    bool busy;         /* Cfg or Dsc /Busy = BUSY: the engine keeps its hands off */
     ebits changed;     /* Dsc mutator URLs changed since the last evaluation */
     ebits stale;       /* mutator URLs the knowledge rule already called unknown */
     uint64_t stale_gen;
@@ -414,7 +414,6 @@ static enode *node_add(kraken_engine *e, const kraken_uuid *id)
     return n;
 }
 
-static void bits_free(ebits *b);
 static void timer_destroy(kraken_timer *t);
 
 static void node_free(enode *n)
@@ -787,10 +786,8 @@ static int timer_start(kraken_timer *t, uint64_t ms)
 {
     kraken_engine *e = t->engine;
     timer_disarm(t);
-    t->deadline = now_ms(e) + ms;
-    t->seq = ++e->timer_seq;
     t->armed = true;
-    if (t->ev) {
+    if (t->ev) { /* libevent keeps the deadline (no clock read per arm: thousands of nodes) */
         const struct timeval *common = common_timeout(e, ms);
         struct timeval tv = ms_tv(ms);
         if (evtimer_add(t->ev, common ? common : &tv) < 0) {
@@ -799,6 +796,8 @@ static int timer_start(kraken_timer *t, uint64_t ms)
         }
         return 0;
     }
+    t->deadline = now_ms(e) + ms;
+    t->seq = ++e->timer_seq;
     if (e->n_heap == e->cap_heap) {
         size_t cap = e->cap_heap ? e->cap_heap * 2 : 64;
         kraken_timer **h = realloc(e->heap, cap * sizeof *h);
@@ -860,7 +859,9 @@ static void timer_cancel(enode *n)
 
 uint64_t kraken_engine_now_ms(const kraken_engine *engine)
 {
-    return engine ? now_ms(engine) : 0;
+    if (engine_entry(engine, "engine_now_ms") < 0)
+        return 0;
+    return now_ms(engine);
 }
 
 int kraken_engine_clock_moved(kraken_engine *engine)
@@ -899,9 +900,9 @@ int kraken_timer_arm(kraken_timer *timer, uint64_t ms)
 {
     if (!timer)
         return kraken__err(KRAKEN_EINVAL, "timer_arm: timer is NULL");
-    if (!timer->engine || timer->engine->dying)
+    if (!timer->engine)
         return kraken__err(KRAKEN_ESTATE, "timer_arm: the timer's engine is gone");
-    int rc = kraken__owner_check(&timer->engine->owner, "timer_arm", "engine");
+    int rc = engine_entry(timer->engine, "timer_arm");
     return rc < 0 ? rc : timer_start(timer, ms);
 }
 
@@ -931,12 +932,15 @@ void kraken_timer_free(kraken_timer *timer)
     timer_destroy(timer);
 }
 
-bool kraken__engine_next_deadline(const kraken_engine *engine, uint64_t *out)
+int kraken_engine_next_deadline(const kraken_engine *engine, uint64_t *out)
 {
-    if (!engine || !engine->n_heap)
-        return false;
-    *out = engine->heap[0]->deadline;
-    return true;
+    if (!out)
+        return kraken__err(KRAKEN_EINVAL, "engine_next_deadline: out is required");
+    int rc = engine_entry(engine, "engine_next_deadline");
+    if (rc < 0)
+        return rc;
+    *out = engine->n_heap ? engine->heap[0]->deadline : UINT64_MAX;
+    return 0;
 }
 
 /* The engine goes: module timers stay valid handles that do nothing. */
@@ -2263,11 +2267,11 @@ int kraken_engine_diff(kraken_engine *engine, const kraken_uuid *node_id, kraken
         *out = NULL;
     if (n)
         *n = 0;
+    if (!node_id || !out || !n)
+        return kraken__err(KRAKEN_EINVAL, "engine_diff: node id, out and n are required");
     int rc = engine_entry(engine, "engine_diff");
     if (rc < 0)
         return rc;
-    if (!node_id || !out || !n)
-        return kraken__err(KRAKEN_EINVAL, "engine_diff: engine, node id, out and n are required");
     const kraken_node *cfg = kraken__store_peek(engine->store, KRAKEN_CFG, node_id);
     const kraken_node *dsc = kraken__store_peek(engine->store, KRAKEN_DSC, node_id);
     char buf[KRAKEN_UUID_STRLEN + 1];

@@ -595,9 +595,6 @@ KRAKEN_PRIVATE int kraken__engine_attach(kraken_engine *engine, void (*detach)(v
 KRAKEN_PRIVATE void kraken__engine_unattach(kraken_engine *engine, void *arg);
 /* 0 if @p engine may be used from here (live, this thread); else the public calls' error. */
 KRAKEN_PRIVATE int kraken__engine_usable(const kraken_engine *engine, const char *op);
-/* With an injected clock: the earliest deadline of an armed timer (false when none). For tests
- * that move the clock from one deadline to the next. */
-KRAKEN_PRIVATE bool kraken__engine_next_deadline(const kraken_engine *engine, uint64_t *out);
 
 /* -- crypto (sync_crypto.c) -- */
 #define KRAKEN_SYNC_KEY_LEN 32

@@ -144,6 +144,12 @@ uint64_t kraken_engine_now_ms(const kraken_engine *engine);
  * with the default clock. KRAKEN_EINVAL when @p engine is NULL.
  */
 int kraken_engine_clock_moved(kraken_engine *engine);
+/**
+ * With an injected clock: the earliest deadline (engine clock ms) of an armed
+ * timer, engine and module timers alike, or UINT64_MAX when none is armed. A
+ * harness moves its clock there to skip idle time exactly.
+ */
+int kraken_engine_next_deadline(const kraken_engine *engine, uint64_t *out);
 
 /**
  * A one-shot timer on the engine's clock, for modules: with an injected clock
