@@ -1384,7 +1384,7 @@ static int read_node_list(kraken_jscan *s, node_array *a)
             return kraken__jscan_error(s, s->pos, "expected a member name (a string), found %s",
                                kraken__jscan_found(s, s->pos, fb, sizeof fb));
         size_t key = s->pos;
-        if ((rc = kraken__jscan_string(s)) != 0)
+        if ((rc = kraken__jscan_string(s, true)) != 0)
             return rc;
         f->key = s->text + key + 1;
         f->key_len = s->pos - key - 2;
