@@ -25,9 +25,6 @@
  * is quoted with kraken__quote(): one line, no raw control characters.
  */
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
