@@ -382,3 +382,19 @@ int kraken__write_file_atomic(const char *path, const void *data, size_t len)
         rc = kraken__afile_commit(&af);
     return rc;
 }
+
+/* ---- owner threads ------------------------------------------------------------- */
+
+void kraken__owner_init(kraken__owner *owner)
+{
+    owner->thread = pthread_self();
+    owner->tid = (long)gettid();
+}
+
+int kraken__owner_refuse(const kraken__owner *owner, const char *op, const char *what)
+{
+    return kraken__err(KRAKEN_ETHREAD,
+                       "%s: called from thread %ld, but the %s belongs to thread %ld (the one that "
+                       "created it); libkraken handles are single-threaded",
+                       op, (long)gettid(), what, owner->tid);
+}

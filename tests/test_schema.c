@@ -493,6 +493,8 @@ START_TEST(load_file_good)
     /* Buffers need not be NUL-terminated: only len bytes count. */
     ck_assert_int_eq(kraken_schema_load_json("{}garbage", 2, "buf"), 0);
     ck_assert_int_eq(kraken_schema_load_json("{} x", 4, "buf"), KRAKEN_EPARSE);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "buf"));
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "byte 3"));
 }
 END_TEST
 
