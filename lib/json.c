@@ -10,7 +10,7 @@
  *
  * Input additionally accepts snake_case names, numeric enums and integers as numbers or
  * strings. Reading goes in two steps:
- *   1. a scanner (kraken_jscan) checks the syntax of the text strictly (RFC 8259, UTF-8, no NUL in
+ *   1. the scanner (jsonscan.c) checks the syntax of the text strictly (RFC 8259, UTF-8, no NUL in
  *      any string) and knows where it is, so a malformed file is reported with its byte,
  *      line and column, the node index and the member being parsed. For a node list it
  *      finds where each node's object ends;
