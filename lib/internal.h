@@ -531,8 +531,8 @@ KRAKEN_PRIVATE void kraken__jscan_ws(kraken_jscan *s);
 /* Check one value at s->pos (after whitespace) and move past it; KRAKEN_EPARSE with byte, line,
  * column, node index and member path on a syntax error. Number offsets go to s->nums. */
 KRAKEN_PRIVATE int kraken__jscan_value(kraken_jscan *s);
-/* The string at s->pos (its opening quote). */
-KRAKEN_PRIVATE int kraken__jscan_string(kraken_jscan *s);
+/* The string at s->pos (its opening quote); @p is_key: a member name (for messages). */
+KRAKEN_PRIVATE int kraken__jscan_string(kraken_jscan *s, bool is_key);
 /* Enter the object/array at s->pos (consumes '{' or '['); the caller pops s->depth. */
 KRAKEN_PRIVATE int kraken__jscan_push(kraken_jscan *s, bool is_array);
 /* Only whitespace (or one NUL terminator counted in len) may follow the last value. */

@@ -1739,6 +1739,43 @@ START_TEST(accept_paused_at_fd_limit)
 }
 END_TEST
 
+/* Issue 8: the node field busy (8) and an extension whose fields are all zero travel both
+ * ways like any state, and once they are there the digests agree (no resend loop). */
+START_TEST(busy_and_empty_extension_sync)
+{
+    inst r, c;
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&c, 2, "127.0.0.2");
+    put_cfg(&r, &c.id, &r.id, "child");
+    inst_sync(&r, NULL);
+    inst_sync(&c, &r);
+    ck_assert(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS));
+    /* Cfg down: a busy node with a PXE.Client whose fields are all zero */
+    kraken_uuid n3 = make_id(3);
+    char id3[KRAKEN_UUID_STRLEN + 1], idc[KRAKEN_UUID_STRLEN + 1], json[256];
+    snprintf(json, sizeof json,
+             "{\"id\": \"%s\", \"parentId\": \"%s\", \"busy\": \"BUSY\", \"extensions\": "
+             "[{\"@type\": \"type.googleapis.com/PXE.Client\"}]}",
+             kraken_uuid_format(&n3, id3), kraken_uuid_format(&c.id, idc));
+    kraken_node *node = NULL;
+    ck_assert_int_eq(kraken_node_from_json(json, strlen(json), "test", &node), 0);
+    ck_assert_int_eq(kraken_store_create(store_of(&r), node), 0);
+    kraken_node_free(node);
+    ck_assert(WAIT_FOR(has_text(&c, KRAKEN_CFG, &n3, "/Busy", "BUSY"), DEADLINE_MS));
+    ck_assert(has_text(&c, KRAKEN_CFG, &n3, "type.googleapis.com/PXE.Client/State", "NONE"));
+    /* Dsc up */
+    set_dsc(&c, &n3, "/Busy", "BUSY");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &n3, "/Busy", "BUSY"), DEADLINE_MS));
+    /* converged: an idle link sends hellos only */
+    run_for(300);
+    uint64_t full = stats_of(&r).full_resends + stats_of(&c).full_resends;
+    run_for(500);
+    ck_assert_uint_eq(stats_of(&r).full_resends + stats_of(&c).full_resends, full);
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("sync");
@@ -1777,6 +1814,7 @@ static Suite *make_suite(void)
     tcase_add_test(proto, honest_join_diagnosis);
     tcase_add_test(proto, no_rollback_across_transports);
     tcase_add_test(proto, accept_paused_at_fd_limit);
+    tcase_add_test(proto, busy_and_empty_extension_sync);
     suite_add_tcase(s, proto);
     return s;
 }
