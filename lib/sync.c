@@ -56,6 +56,7 @@ typedef struct blob {
     uint8_t *data;
     size_t len;
     uint32_t depth; /* Cfg depth below the link, so parents go before their children */
+    bool reliable;  /* TCP only: a stale node's facts, which the digests do not cover */
 } blob;
 
 typedef struct blobs {
@@ -82,7 +83,7 @@ static int blobs_push(blobs *b, uint8_t *data, size_t len, uint32_t depth)
         b->v = v;
         b->cap = cap;
     }
-    b->v[b->n++] = (blob){data, len, depth};
+    b->v[b->n++] = (blob){data, len, depth, false};
     return KRAKEN_OK;
 }
 
@@ -165,8 +166,13 @@ typedef struct snode {
     uint8_t h_full[KRAKEN_SYNC_DIGEST_LEN];  /* every Dsc fact */
     uint8_t h_excl[KRAKEN_SYNC_DIGEST_LEN];  /* facts the node's parent link does not own */
     uint8_t h_owned[KRAKEN_SYNC_DIGEST_LEN]; /* facts the node's parent link owns */
+    /* Stale facts (PROTOCOL.md 4, "Stale facts"): a node under a child link is fresh once
+     * that link reported its facts, and stale again when the link ends, the node moves to
+     * another link, or the child reports it stale. Not used for this instance's own node. */
+    bool fresh, stale_hash_ok;
+    uint8_t h_stale[KRAKEN_SYNC_DIGEST_LEN]; /* stands for the facts of a stale node */
     /* pending deltas */
-    bool queued, cfg_dirty, owned_dirty, up_all;
+    bool queued, cfg_dirty, owned_dirty, up_all, fresh_dirty;
     char **up_urls;
     size_t n_up_urls, cap_up_urls;
 } snode;
@@ -682,6 +688,28 @@ static int push_tomb(peer *p, const kraken_uuid *id)
     return KRAKEN_OK;
 }
 
+/*
+ * Mark a node's facts confirmed by its link (fresh) or not (stale). The digests cover it, and a
+ * parent hears of each change: stale as a flag, fresh again with the node's whole Dsc (facts
+ * may have gone while it was stale, and a delta would not say so). True when it changed.
+ */
+static bool set_fresh(kraken_sync *s, snode *n, bool fresh)
+{
+    if (n->fresh == fresh || uuid_eq(&n->id, &s->self))
+        return false;
+    n->fresh = fresh;
+    s->change_gen++;
+    if (s->has_parent) {
+        n->fresh_dirty = true;
+        if (fresh) {
+            snode_clear_urls(n);
+            n->up_all = true;
+        }
+        queue_node(s, n);
+    }
+    return true;
+}
+
 static const kraken_uuid *cfg_parent_of(const kraken_node *cfg)
 {
     const kraken_uuid *p = cfg != NULL ? cfg->rec.slots[KRAKEN_NODE_F_PARENT_ID].uuid : NULL;
@@ -741,6 +769,12 @@ static void on_store_change(const kraken_state_change *ch, void *ud)
         if (n == NULL || ch->url == NULL)
             return;
         n->dsc_ok = false;
+        /* This instance itself reports a fact about a node below it that is not one of its
+         * own (owned) discoveries: it speaks for the node (no instance below does), so its
+         * facts are as current as they get. */
+        if (s->applying_from == NULL && !n->fresh && !uuid_eq(&n->route, &zero_uuid) &&
+            !(is_direct_child(s, n) && urlset_match(&s->my_owned, ch->url)))
+            (void)set_fresh(s, n, true);
         bool queued = false;
         if (s->has_parent && (s->parent == NULL || s->applying_from != s->parent)) {
             queue_up_url(n, ch->url);
@@ -841,6 +875,7 @@ static void recompute_routes(kraken_sync *s)
         peer *old = uuid_eq(&n->old_route, &zero_uuid) ? NULL : find_child(s, &n->old_route);
         if (old != NULL)
             (void)push_tomb(old, &n->id);
+        (void)set_fresh(s, n, false); /* the new link has not reported it yet */
         if (!uuid_eq(&n->route, &zero_uuid)) {
             n->cfg_dirty = true;
             n->owned_dirty = uuid_eq(&n->route, &n->id);
@@ -1026,6 +1061,14 @@ static void node_hashes(kraken_sync *s, snode *n)
         kraken__sync_hash_final(&h.owned, n->h_owned);
         n->dsc_ok = true;
     }
+    if (!n->stale_hash_ok) {
+        kraken_sync_hash h;
+        kraken__sync_hash_init(&h);
+        kraken__sync_hash_update(&h, n->id.bytes, 16);
+        kraken__sync_hash_update(&h, "stale", 5);
+        kraken__sync_hash_final(&h, n->h_stale);
+        n->stale_hash_ok = true;
+    }
 }
 
 static void xor_into(uint8_t *acc, const uint8_t *h)
@@ -1076,11 +1119,12 @@ static void compute_digests(kraken_sync *s)
             xor_into(down->dig_send, n->h_cfg);
             if (top)
                 xor_into(down->dig_send, n->h_owned);
-            xor_into(down->dig_hold, top ? n->h_excl : n->h_full);
+            /* a stale node counts as "stale", whatever facts we kept: the child reports it so */
+            xor_into(down->dig_hold, !n->fresh ? n->h_stale : top ? n->h_excl : n->h_full);
         }
         if (to_parent) {
             bool me = uuid_eq(&n->id, &s->self);
-            xor_into(up->dig_send, me ? n->h_excl : n->h_full);
+            xor_into(up->dig_send, me ? n->h_excl : n->fresh ? n->h_full : n->h_stale);
             xor_into(up->dig_hold, n->h_cfg);
             if (me)
                 xor_into(up->dig_hold, n->h_owned);
@@ -1253,7 +1297,8 @@ static int send_deltas(kraken_sync *s, peer *p, blobs *b)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < b->n; i++) {
         blob *x = &b->v[i];
-        bool fits = x->len + 1 + kraken__varint_size(x->len) <= DGRAM_NODES_BUDGET;
+        bool fits =
+            !x->reliable && x->len + 1 + kraken__varint_size(x->len) <= DGRAM_NODES_BUDGET;
         rc = blobs_push(fits ? &small : &big, x->data, x->len, x->depth);
         if (rc == 0)
             x->data = NULL; /* moved */
@@ -1315,8 +1360,8 @@ static pb_ostream_t wbuf_stream(wbuf *w)
 }
 
 static int encode_node_state(const kraken_uuid *id, bool deleted, const uint8_t *cfg,
-                             size_t cfg_len, const factlist *facts, bool dsc_full, blobs *out,
-                             uint32_t depth)
+                             size_t cfg_len, const factlist *facts, bool dsc_full, bool stale,
+                             blobs *out, uint32_t depth)
 {
     wbuf w = {0};
     pb_ostream_t os = wbuf_stream(&w);
@@ -1333,6 +1378,9 @@ static int encode_node_state(const kraken_uuid *id, bool deleted, const uint8_t 
              pb_encode_submessage(&os, kraken_sync_Fact_fields, &facts->v[i]);
     if (ok && dsc_full)
         ok = pb_encode_tag(&os, PB_WT_VARINT, kraken_sync_NodeState_dsc_full_tag) &&
+             pb_encode_varint(&os, 1);
+    if (ok && stale)
+        ok = pb_encode_tag(&os, PB_WT_VARINT, kraken_sync_NodeState_stale_tag) &&
              pb_encode_varint(&os, 1);
     if (!ok || blobs_push(out, w.p, w.len, depth) < 0) {
         free(w.p);
@@ -1360,48 +1408,56 @@ static int down_state(kraken_sync *s, const snode *n, bool with_cfg, bool with_o
     static const uint8_t empty_cfg[1];
     if (rc == 0)
         rc = encode_node_state(&n->id, false, cfg != NULL ? cfg : with_cfg ? empty_cfg : NULL,
-                               cfg_len, with_owned ? &facts : NULL, with_owned, out, n->depth);
+                               cfg_len, with_owned ? &facts : NULL, with_owned, false, out,
+                               n->depth);
     free(cfg);
     factlist_clear(&facts);
     return rc;
 }
 
-/* Up to the parent: the node's Dsc facts (all, or those of @p urls), minus what the parent
- * owns for this instance's own node. */
+/*
+ * Up to the parent: the node's Dsc facts (all, or those of @p urls), minus what the parent
+ * owns for this instance's own node. A stale node (PROTOCOL.md 4, "Stale facts") goes with the
+ * facts this instance has, flagged stale and never as the whole Dsc: claiming that was all
+ * would make the parent forget what it knows. The digests do not cover a stale node's facts,
+ * so they go over TCP, where nothing is lost.
+ */
 static int up_state(kraken_sync *s, const snode *n, bool all, char **urls, size_t n_urls,
                     blobs *out)
 {
+    bool self = uuid_eq(&n->id, &s->self);
+    bool stale = !self && !n->fresh;
     const kraken_node *dsc = kraken__store_peek(s->store, KRAKEN_DSC, &n->id);
-    if (dsc == NULL)
-        return KRAKEN_OK;
-    const urlset *skip = uuid_eq(&n->id, &s->self) ? &s->parent->owned : NULL;
+    const urlset *skip = self ? &s->parent->owned : NULL;
     factlist facts = {0};
     int rc = 0;
-    if (all) {
+    if (dsc != NULL && all) {
         rc = collect_facts(dsc, skip, skip != NULL ? FACTS_NOT_OWNED : FACTS_ALL, &facts);
-    } else {
+    } else if (dsc != NULL) {
         for (size_t i = 0; rc == 0 && i < n_urls; i++) {
             if (urlset_match(skip, urls[i]))
                 continue;
             kraken_value v = KRAKEN_VALUE_INIT;
             int g = kraken_node_get(dsc, urls[i], &v);
             if (g < 0)
-                kraken_error_clear();
+                kraken_error_clear(); /* absent: sent as unset */
             rc = factlist_add(&facts, urls[i], g < 0 ? NULL : &v);
             kraken_value_clear(&v);
         }
-        if (rc == 0 && facts.n == 0)
-            return KRAKEN_OK;
     }
-    if (rc == 0)
-        rc = encode_node_state(&n->id, false, NULL, 0, &facts, all, out, n->depth);
+    if (rc == 0 && (all || facts.n > 0 || n->fresh_dirty)) {
+        rc = encode_node_state(&n->id, false, NULL, 0, &facts, all && !stale, stale, out,
+                               n->depth);
+        if (rc == 0 && stale)
+            out->v[out->n - 1].reliable = true;
+    }
     factlist_clear(&facts);
     return rc;
 }
 
 static int tomb_state(const kraken_uuid *id, blobs *out)
 {
-    return encode_node_state(id, true, NULL, 0, NULL, false, out, 0);
+    return encode_node_state(id, true, NULL, 0, NULL, false, false, out, 0);
 }
 
 /* ---- snapshots ------------------------------------------------------------------------ */
@@ -1471,10 +1527,10 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
         if (down != NULL && (n->cfg_dirty || (top && n->owned_dirty)) &&
             down_state(s, n, n->cfg_dirty, top && n->owned_dirty, &down->out) < 0)
             log_send_error(s, down, "a delta");
-        if (up != NULL && n->in_subtree && (n->up_all || n->n_up_urls > 0) &&
+        if (up != NULL && n->in_subtree && (n->up_all || n->n_up_urls > 0 || n->fresh_dirty) &&
             up_state(s, n, n->up_all, n->up_urls, n->n_up_urls, &up->out) < 0)
             log_send_error(s, up, "a delta");
-        n->queued = n->cfg_dirty = n->owned_dirty = n->up_all = false;
+        n->queued = n->cfg_dirty = n->owned_dirty = n->up_all = n->fresh_dirty = false;
         snode_clear_urls(n);
     }
     s->n_dirty = 0;
@@ -1499,7 +1555,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 typedef struct rx_node {
     kraken_uuid id;
-    bool deleted, dsc_full, has_cfg;
+    bool deleted, dsc_full, has_cfg, stale;
     const uint8_t *cfg; /* points into the received buffer */
     size_t cfg_len;
     kraken_sync_Fact *facts;
@@ -1615,7 +1671,9 @@ static bool parse_node_state(rx_update *u, const uint8_t *data, size_t len)
                 return false;
         } else if (f.tag == kraken_sync_NodeState_dsc_full_tag && f.wt == PB_WT_VARINT) {
             n->dsc_full = f.v != 0;
-        } else if (f.tag <= kraken_sync_NodeState_dsc_full_tag) {
+        } else if (f.tag == kraken_sync_NodeState_stale_tag && f.wt == PB_WT_VARINT) {
+            n->stale = f.v != 0;
+        } else if (f.tag <= kraken_sync_NodeState_stale_tag) {
             return false; /* a known field with the wrong wire type or size */
         }
     }
@@ -2075,6 +2133,7 @@ static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
 /* State from a child: Dsc facts of its subtree, minus the facts we own for its own node. */
 static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
 {
+    size_t went_stale = 0, went_fresh = 0;
     ensure_routes(s);
     if (u->full && !p->rx_snapshot) {
         p->rx_snapshot = true;
@@ -2103,24 +2162,45 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
             continue;
         }
         bool top = uuid_eq(&ns->id, &p->id);
-        apply_facts(s, p, &ns->id, ns->facts, ns->n_facts, ns->dsc_full, &s->my_owned,
-                    top ? FACTS_NOT_OWNED : FACTS_ALL);
-        stamp(p, nt_find(&s->nodes, &ns->id));
+        /* a stale node keeps what we have: only the facts listed (the child's own discoveries
+         * about it) apply, never a replacement */
+        bool replace = ns->dsc_full && !ns->stale;
+        if (ns->n_facts > 0 || replace)
+            apply_facts(s, p, &ns->id, ns->facts, ns->n_facts, replace, &s->my_owned,
+                        top ? FACTS_NOT_OWNED : FACTS_ALL);
+        n = nt_find(&s->nodes, &ns->id);
+        if (n == NULL)
+            continue;
+        stamp(p, n);
+        if (ns->stale)
+            went_stale += set_fresh(s, n, false);
+        else if (replace)
+            went_fresh += set_fresh(s, n, true);
         if (u->full)
             (void)seen_add(s, p, &ns->id);
     }
     if (u->full && !u->more) {
+        /* A node of the child's subtree it did not list: it does not know it (yet). Keep the
+         * facts, marked stale; never conclude it has none. */
         p->rx_snapshot = false;
         kraken_uuid *rest = NULL;
         size_t n_rest = snapshot_leftovers(s, p, &rest);
         for (size_t i = 0; i < n_rest; i++) {
-            bool top = uuid_eq(&rest[i], &p->id);
-            apply_facts(s, p, &rest[i], NULL, 0, true, &s->my_owned,
-                        top ? FACTS_NOT_OWNED : FACTS_ALL);
+            snode *n = nt_find(&s->nodes, &rest[i]);
+            if (n != NULL)
+                went_stale += set_fresh(s, n, false);
         }
         free(rest);
         p->n_seen = 0;
     }
+    char buf[KRAKEN_UUID_STRLEN + 1];
+    if (went_stale > 0)
+        publish(s, KRAKEN_SYNC_NODES_STALE, &p->id,
+                "%zu nodes under child %s are stale: the child has not (re)learned their facts",
+                went_stale, fmt_id(&p->id, buf));
+    if (went_fresh > 0)
+        publish(s, KRAKEN_SYNC_NODES_FRESH, &p->id, "%zu nodes under child %s are fresh again",
+                went_fresh, fmt_id(&p->id, buf));
 }
 
 static void apply_update(kraken_sync *s, peer *p, const rx_update *u)
@@ -2296,12 +2376,30 @@ static int peer_start(kraken_sync *s, peer *p)
     return KRAKEN_OK;
 }
 
+/* Every node under child link @p id: its facts are no longer confirmed. */
+static size_t mark_link_stale(kraken_sync *s, const kraken_uuid *id)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nodes.cap; i++) {
+        snode *x = s->nodes.slots[i];
+        if (x != NULL && uuid_eq(&x->route, id))
+            n += set_fresh(s, x, false);
+    }
+    return n;
+}
+
 static void end_child_session(kraken_sync *s, peer *p, const char *why, bool link_lost)
 {
     kraken_uuid id = p->id;
     children_remove(s, p);
     peer_free(p);
     char buf[KRAKEN_UUID_STRLEN + 1];
+    ensure_routes(s);
+    size_t stale = mark_link_stale(s, &id);
+    if (stale > 0)
+        publish(s, KRAKEN_SYNC_NODES_STALE, &id,
+                "%zu nodes under child %s are stale (last known facts kept): %s", stale,
+                fmt_id(&id, buf), why);
     if (link_lost) {
         s->stats.peers_lost++;
         discover_run_state(s, &id, "ERROR");
@@ -3286,6 +3384,19 @@ bool kraken_sync_joined(const kraken_sync *sync)
 size_t kraken_sync_children(const kraken_sync *sync)
 {
     return sync != NULL ? sync->n_children : 0;
+}
+
+kraken_sync_view kraken_sync_node_view(const kraken_sync *sync, const kraken_uuid *id)
+{
+    if (sync == NULL || id == NULL)
+        return KRAKEN_SYNC_VIEW_NONE;
+    const kraken_sync *s = sync; /* routes as of the last flush (a Cfg change: damping_ms) */
+    const snode *n = nt_find(&s->nodes, id);
+    if (n == NULL || !n->in_subtree)
+        return KRAKEN_SYNC_VIEW_NONE;
+    if (uuid_eq(id, &s->self))
+        return KRAKEN_SYNC_VIEW_SELF;
+    return n->fresh ? KRAKEN_SYNC_VIEW_LIVE : KRAKEN_SYNC_VIEW_STALE;
 }
 
 void kraken_sync_get_stats(const kraken_sync *sync, kraken_sync_stats *out)

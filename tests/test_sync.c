@@ -1639,6 +1639,115 @@ START_TEST(duplicate_node_id)
 }
 END_TEST
 
+/* Root r <- intermediate m (127.0.0.2) <- leaf l (127.0.0.3), all joined, the leaf's /Arch
+ * known at the root and the leaf seen live there. */
+static void tree_of_three(inst *r, inst *m, inst *l)
+{
+    inst_engine(r, 1, "127.0.0.1");
+    inst_engine(m, 2, "127.0.0.2");
+    inst_engine(l, 3, "127.0.0.3");
+    put_cfg(r, &m->id, &r->id, "middle");
+    put_cfg(r, &l->id, &m->id, "leaf");
+    inst_sync(r, NULL);
+    inst_sync(m, r);
+    ck_assert(WAIT_FOR(has_text(m, KRAKEN_CFG, &l->id, "/Nodename", "leaf"), DEADLINE_MS));
+    inst_sync(l, m);
+    ck_assert(WAIT_FOR(kraken_sync_joined(l->sync), DEADLINE_MS));
+    set_dsc(l, &l->id, "/Arch", "ppc64le");
+    ck_assert(WAIT_FOR(has_text(r, KRAKEN_DSC, &l->id, "/Arch", "ppc64le") &&
+                           kraken_sync_node_view(r->sync, &l->id) == KRAKEN_SYNC_VIEW_LIVE,
+                       DEADLINE_MS));
+    ck_assert_int_eq(kraken_sync_node_view(r->sync, &m->id), KRAKEN_SYNC_VIEW_LIVE);
+    ck_assert_int_eq(kraken_sync_node_view(r->sync, &r->id), KRAKEN_SYNC_VIEW_SELF);
+    ck_assert_int_eq(kraken_sync_node_view(l->sync, &r->id), KRAKEN_SYNC_VIEW_NONE);
+}
+
+/* Restart @p m (empty memory) on @p port. */
+static void restart_empty(inst *m, unsigned n, const char *ip, const inst *parent, uint16_t port)
+{
+    inst_free(m);
+    inst_engine(m, n, ip);
+    inst_sync_opts(m, parent, port, fast_options());
+}
+
+/*
+ * Defect 3 of issue 9: while the intermediate is dead, the root cannot see its leaves: it says
+ * so (stale), keeps their last facts and takes no action on them (the leaf's RunState is the
+ * intermediate's to set); when the intermediate is back, the leaves are live again.
+ */
+START_TEST(dead_intermediate_hides_leaves)
+{
+    inst r, m, l;
+    tree_of_three(&r, &m, &l);
+    ck_assert(has_text(&r, KRAKEN_DSC, &l.id, "/RunState", "SYNC"));
+    uint16_t port = kraken_sync_port(m.sync);
+    kraken_sync_free(m.sync); /* the intermediate dies */
+    m.sync = NULL;
+    ck_assert(WAIT_FOR(kraken_sync_node_view(r.sync, &m.id) == KRAKEN_SYNC_VIEW_STALE &&
+                           kraken_sync_node_view(r.sync, &l.id) == KRAKEN_SYNC_VIEW_STALE,
+                       DEADLINE_MS));
+    ck_assert_uint_ge(r.events[KRAKEN_SYNC_NODES_STALE], 1);
+    ck_assert(has_text(&r, KRAKEN_DSC, &m.id, "/RunState", "ERROR")); /* the root's own call */
+    ck_assert(has_text(&r, KRAKEN_DSC, &l.id, "/RunState", "SYNC"));  /* m's, kept as it was */
+    ck_assert(has_text(&r, KRAKEN_DSC, &l.id, "/Arch", "ppc64le"));
+    restart_empty(&m, 2, "127.0.0.2", &r, port);
+    /* the leaf rejoins the new intermediate, which reports it: live again at the root */
+    ck_assert(WAIT_FOR(kraken_sync_joined(l.sync) &&
+                           kraken_sync_node_view(r.sync, &l.id) == KRAKEN_SYNC_VIEW_LIVE &&
+                           kraken_sync_node_view(r.sync, &m.id) == KRAKEN_SYNC_VIEW_LIVE,
+                       DEADLINE_MS));
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &l.id, "/RunState", "SYNC") &&
+                           has_text(&r, KRAKEN_DSC, &l.id, "/Arch", "ppc64le"),
+                       DEADLINE_MS));
+    ck_assert_uint_ge(r.events[KRAKEN_SYNC_NODES_FRESH], 1);
+    inst_free(&l);
+    inst_free(&m);
+    inst_free(&r);
+}
+END_TEST
+
+/*
+ * Defect 2 of issue 9: an intermediate that restarts with empty memory must not tell the root
+ * that its leaves have no facts. The root keeps them (stale) until the leaf reports again; the
+ * leaf's new report then replaces them.
+ */
+START_TEST(restarted_intermediate_keeps_leaf_facts)
+{
+    inst r, m, l;
+    tree_of_three(&r, &m, &l);
+    kraken_sync_free(l.sync); /* the leaf is down for the whole restart */
+    l.sync = NULL;
+    ck_assert(WAIT_FOR(kraken_sync_node_view(r.sync, &l.id) == KRAKEN_SYNC_VIEW_STALE,
+                       DEADLINE_MS));
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &l.id, "/RunState", "ERROR"), DEADLINE_MS));
+    restart_empty(&m, 2, "127.0.0.2", &r, kraken_sync_port(m.sync));
+    ck_assert(WAIT_FOR(kraken_sync_joined(m.sync), DEADLINE_MS));
+    /* the root has applied the new intermediate's first snapshot once m is live again */
+    ck_assert(WAIT_FOR(kraken_sync_node_view(r.sync, &m.id) == KRAKEN_SYNC_VIEW_LIVE,
+                       DEADLINE_MS));
+    run_for(100);
+    ck_assert(has_text(&r, KRAKEN_DSC, &l.id, "/Arch", "ppc64le"));
+    ck_assert(has_text(&r, KRAKEN_DSC, &l.id, "/RunState", "ERROR"));
+    ck_assert_int_eq(kraken_sync_node_view(r.sync, &l.id), KRAKEN_SYNC_VIEW_STALE);
+    ck_assert_int_eq(kraken_sync_node_view(m.sync, &l.id), KRAKEN_SYNC_VIEW_STALE);
+    /* and the digests agree on the stale node: no snapshot per hello while idle */
+    uint64_t full = stats_of(&r).full_resends + stats_of(&m).full_resends;
+    run_for(400);
+    ck_assert_uint_eq(stats_of(&r).full_resends + stats_of(&m).full_resends, full);
+    /* the leaf comes back (also with empty memory): its report replaces the kept facts */
+    inst_free(&l);
+    inst_engine(&l, 3, "127.0.0.3");
+    inst_sync(&l, &m);
+    ck_assert(WAIT_FOR(kraken_sync_node_view(r.sync, &l.id) == KRAKEN_SYNC_VIEW_LIVE &&
+                           has_text(&r, KRAKEN_DSC, &l.id, "/RunState", "SYNC"),
+                       DEADLINE_MS));
+    ck_assert(WAIT_FOR(!has_text(&r, KRAKEN_DSC, &l.id, "/Arch", "ppc64le"), DEADLINE_MS));
+    inst_free(&l);
+    inst_free(&m);
+    inst_free(&r);
+}
+END_TEST
+
 static bool peer_gone(int fd)
 {
     char c;
@@ -1772,6 +1881,8 @@ static Suite *make_suite(void)
     tcase_add_test(proto, snapshot_requests_limited);
     tcase_add_test(proto, pending_join_flood);
     tcase_add_test(proto, preauth_memory_bounded);
+    tcase_add_test(proto, dead_intermediate_hides_leaves);
+    tcase_add_test(proto, restarted_intermediate_keeps_leaf_facts);
     tcase_add_test(proto, duplicate_node_id);
     tcase_add_test(proto, loop_errors_logged);
     tcase_add_test(proto, honest_join_diagnosis);

@@ -90,6 +90,24 @@ bool kraken_sync_joined(const kraken_sync *sync);
 size_t kraken_sync_children(const kraken_sync *sync);
 void kraken_sync_get_stats(const kraken_sync *sync, kraken_sync_stats *out);
 
+/** How this instance sees a node's discovered state (doc/PROTOCOL.md 4, "Stale facts"). */
+typedef enum kraken_sync_view {
+    KRAKEN_SYNC_VIEW_NONE = 0, /**< not in this instance's subtree (or not in its Cfg) */
+    KRAKEN_SYNC_VIEW_SELF = 1, /**< this instance's own node */
+    KRAKEN_SYNC_VIEW_LIVE = 2, /**< under a child link that currently reports it */
+    KRAKEN_SYNC_VIEW_STALE = 3 /**< cannot be seen now: the link below is down, or the instance
+                                    below restarted and has not heard from it yet. Its last
+                                    known Dsc facts are kept, unconfirmed. */
+} kraken_sync_view;
+
+/**
+ * How @p sync sees node @p id (KRAKEN_SYNC_VIEW_NONE for unknown nodes). A STALE node's Dsc
+ * (RunState included) is what was last reported; the parent of the node, not this instance,
+ * decides about it. Changes are published as SYNC events NODES_STALE / NODES_FRESH, one per
+ * child link and message, with the count of nodes.
+ */
+kraken_sync_view kraken_sync_node_view(const kraken_sync *sync, const kraken_uuid *id);
+
 /** Write a new random cluster secret file (mode 0600). */
 int kraken_sync_write_secret(const char *path);
 
