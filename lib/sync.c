@@ -3425,6 +3425,21 @@ bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data, s
     return sync != NULL && kraken__sync_net_last_sent(sync->net, data, len, to);
 }
 
+static void age_snapshot(peer *p, uint64_t ms)
+{
+    if (p != NULL)
+        p->last_snapshot_at = p->last_snapshot_at > ms ? p->last_snapshot_at - ms : 0;
+}
+
+void kraken__sync_age_snapshots(kraken_sync *sync, uint64_t ms)
+{
+    if (sync == NULL)
+        return;
+    for (size_t i = 0; i < sync->n_children; i++)
+        age_snapshot(sync->children[i], ms);
+    age_snapshot(sync->parent, ms);
+}
+
 size_t kraken__sync_buffered(const kraken_sync *sync)
 {
     return sync != NULL ? kraken__sync_net_buffered(sync->net) : 0;
