@@ -234,6 +234,8 @@ typedef struct inst {
     kraken_sync *sync;
     kraken_service *echo;
     char addr[20];
+    bool key_ok;
+    uint8_t key[KRAKEN_SYNC_NODE_KEY_LEN]; /* node key (children), derived as the root would */
 } inst;
 
 /* The state of one process of a run: the coordinator (owner 0) or a worker (owner w + 1). */
@@ -550,6 +552,31 @@ static int lowest_free_fd(void)
     return fd;
 }
 
+/* A child's node key: derived from its parent's key along the tree, from the cluster secret
+ * at the root (doc/PROTOCOL.md 2). Every instance but the root holds only its own. */
+static const uint8_t *node_key(bench *b, inst *x)
+{
+    if (!x->key_ok) {
+        static uint8_t secret[64];
+        static size_t secret_len;
+        if (secret_len == 0) {
+            FILE *f = fopen(b->secret, "rb");
+            secret_len = f != NULL ? fread(secret, 1, sizeof secret, f) : 0;
+            if (f != NULL)
+                fclose(f);
+        }
+        inst *up = &b->v[x->parent];
+        const uint8_t *pk = x->parent == 0 ? secret : node_key(b, up);
+        size_t pk_len = x->parent == 0 ? secret_len : KRAKEN_SYNC_NODE_KEY_LEN;
+        if (kraken_sync_derive_node_key(pk, pk_len, &x->id, x->key) != 0) {
+            fprintf(stderr, "bench_sync: node key: %s\n", kraken_error_last());
+            exit(1);
+        }
+        x->key_ok = true;
+    }
+    return x->key;
+}
+
 static void new_sync(bench *b, inst *x)
 {
     char parent[40];
@@ -558,6 +585,9 @@ static void new_sync(bench *b, inst *x)
     o.port = (uint16_t)b->opt->port;
     o.secret_file = b->secret;
     if (x->index != 0) {
+        o.secret_file = NULL;
+        o.key = node_key(b, x);
+        o.key_len = KRAKEN_SYNC_NODE_KEY_LEN;
         snprintf(parent, sizeof parent, "%s:%u", b->v[x->parent].addr, b->opt->port);
         o.parent_addr = parent;
     }

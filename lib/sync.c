@@ -2775,7 +2775,9 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
     if (!decode_small(kraken_sync_JoinProof_fields, data, len, &proof) ||
         !kraken__sync_equal(expected, proof.proof, sizeof expected)) {
         refuse_join(s, &pj->tr.child_id, pj->conn,
-                    "the child's proof does not match (wrong cluster secret?)");
+                    "the child's proof does not match: its node key is not the one this "
+                    "instance derives for it (a key from another cluster secret, or from "
+                    "before the node moved here?)");
         pending_free(s, pj, true);
         return;
     }
@@ -3008,6 +3010,16 @@ static void child_refused(kraken_sync *s, const char *reason)
     schedule_rejoin(s);
 }
 
+/* The key this instance proves as a child: its node key file as given; in insecure mode,
+ * derived from the well-known secret like every other key. */
+static void own_node_key(const kraken_sync *s, uint8_t out[KRAKEN_SYNC_KEY_LEN])
+{
+    if (s->opts.insecure)
+        kraken__sync_node_key(s->secret, s->secret_len, &s->self, out);
+    else
+        memcpy(out, s->secret, KRAKEN_SYNC_KEY_LEN);
+}
+
 static void on_challenge(kraken_sync *s, const uint8_t *data, size_t len)
 {
     kraken_sync_JoinChallenge ch = kraken_sync_JoinChallenge_init_zero;
@@ -3020,11 +3032,13 @@ static void on_challenge(kraken_sync *s, const uint8_t *data, size_t len)
     memcpy(s->jtr.nonce_parent, ch.nonce, KRAKEN_SYNC_NONCE_LEN);
     s->jtr.epoch_parent = ch.epoch;
     uint8_t key[KRAKEN_SYNC_KEY_LEN], expected[KRAKEN_SYNC_KEY_LEN];
-    kraken__sync_node_key(s->secret, s->secret_len, &s->self, key);
+    own_node_key(s, key);
     kraken__sync_proof(key, true, &s->jtr, expected);
     if (!kraken__sync_equal(expected, ch.proof, sizeof expected)) {
         kraken__sync_wipe(key, sizeof key);
-        child_refused(s, "the parent's proof does not match (wrong cluster secret?)");
+        child_refused(s, "the parent's proof does not match: this instance's node key is not "
+                         "the one its parent derives (a key from another cluster secret, or "
+                         "from before the node moved to this parent?)");
         return;
     }
     kraken_sync_JoinProof proof = kraken_sync_JoinProof_init_zero;
@@ -3182,9 +3196,15 @@ static int check_options(const kraken_sync_options *o)
     if (o->version != KRAKEN_SYNC_OPTIONS_VERSION)
         return kraken__err(KRAKEN_EINVAL, "sync options: version %u, expected %u", o->version,
                            KRAKEN_SYNC_OPTIONS_VERSION);
-    if (!o->insecure && (o->secret_file == NULL || o->secret_file[0] == '\0'))
-        return kraken__err(KRAKEN_EINVAL,
-                           "sync options: no secret_file (set insecure for a demo without one)");
+    bool has_file = o->secret_file != NULL && o->secret_file[0] != '\0';
+    if (!o->insecure && !has_file && o->key == NULL)
+        return kraken__err(KRAKEN_EINVAL, "sync options: no secret_file and no key (set insecure "
+                                          "for a demo without one)");
+    if (has_file && o->key != NULL)
+        return kraken__err(KRAKEN_EINVAL, "sync options: both secret_file and key are set");
+    if (o->key != NULL && (o->key_len < KRAKEN_SYNC_SECRET_MIN || o->key_len > KRAKEN_SYNC_SECRET_MAX))
+        return kraken__err(KRAKEN_EINVAL, "sync options: key of %zu bytes, need %d to %d",
+                           o->key_len, KRAKEN_SYNC_SECRET_MIN, KRAKEN_SYNC_SECRET_MAX);
     if (o->hello_ms == 0)
         return kraken__err(KRAKEN_EINVAL, "sync options: hello_ms must be > 0");
     if (o->dead_ms <= o->hello_ms)
@@ -3262,6 +3282,7 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     s->opts.listen_addr = s->listen_text;
     s->opts.parent_addr = s->parent_text;
     s->opts.secret_file = NULL;
+    s->opts.key = NULL;
     s->self = *kraken_engine_self_id(engine);
     s->backoff_ms = opts->rejoin_min_ms;
     struct rlimit nofile;
@@ -3302,10 +3323,27 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
         const uint8_t *fixed;
         kraken__sync_insecure_secret(&fixed, &s->secret_len);
         s->secret = (uint8_t *)fixed;
+    } else if (opts->key != NULL) {
+        if ((s->secret = malloc(opts->key_len)) == NULL) {
+            rc = kraken__err(KRAKEN_ENOMEM, "kraken_sync_new: out of memory");
+            goto fail;
+        }
+        memcpy(s->secret, opts->key, opts->key_len);
+        s->secret_len = opts->key_len;
+        s->secret_owned = true;
     } else {
         if ((rc = kraken__sync_secret_load(opts->secret_file, &s->secret, &s->secret_len)) < 0)
             goto fail;
         s->secret_owned = true;
+    }
+    /* A child proves its own node key (PROTOCOL.md 2): 32 bytes, from its parent's key. */
+    if (s->has_parent && !opts->insecure && s->secret_len != KRAKEN_SYNC_KEY_LEN) {
+        rc = kraken__err(KRAKEN_EINVAL,
+                         "sync %s: %zu bytes, but a child's key is its %d-byte node key "
+                         "(kraken_sync_write_node_key on the root), not the cluster secret",
+                         opts->key != NULL ? "key" : "secret_file", s->secret_len,
+                         KRAKEN_SYNC_KEY_LEN);
+        goto fail;
     }
     if ((rc = owned_urls_of_engine(engine, &s->my_owned)) < 0 || (rc = load_nodes(s)) < 0)
         goto fail;

@@ -114,6 +114,8 @@ typedef struct inst {
     unsigned events[8]; /* SYNC events by kind */
     char last_refusal[256];
     logbook log;
+    uint8_t key[KRAKEN_SYNC_SECRET_MAX]; /* its key: the secret on a root, else its node key */
+    size_t key_len;
 } inst;
 
 static kraken_uuid make_id(unsigned n)
@@ -167,11 +169,38 @@ static kraken_sync_options fast_options(void)
     return o;
 }
 
-/* Start x's sync; @p parent NULL for a root. */
+static void load_key(const char *path, uint8_t *out, size_t *len)
+{
+    uint8_t *k = NULL;
+    ck_assert_int_eq(kraken__sync_secret_load(path, &k, len), 0);
+    memcpy(out, k, *len);
+    kraken__sync_secret_free(k, *len);
+}
+
+/*
+ * Start x's sync; @p parent NULL for a root. A root's key is o.secret_file; a child gets its
+ * node key (PROTOCOL.md 2) derived from its parent's key, or, when o.secret_file is another
+ * file (another cluster's secret), from that file as if its parent were that cluster's root.
+ */
 static void inst_sync_opts(inst *x, const inst *parent, uint16_t port, kraken_sync_options o)
 {
     o.listen_addr = x->ip;
     o.port = port;
+    if (parent == NULL && o.secret_file != NULL) {
+        load_key(o.secret_file, x->key, &x->key_len);
+    } else if (parent != NULL && !o.insecure && o.key == NULL && o.secret_file != NULL) {
+        uint8_t base_key[KRAKEN_SYNC_SECRET_MAX];
+        size_t base_len = parent->key_len;
+        if (strcmp(o.secret_file, secret) == 0)
+            memcpy(base_key, parent->key, base_len);
+        else
+            load_key(o.secret_file, base_key, &base_len);
+        ck_assert_int_eq(kraken_sync_derive_node_key(base_key, base_len, &x->id, x->key), 0);
+        x->key_len = KRAKEN_SYNC_NODE_KEY_LEN;
+        o.secret_file = NULL;
+        o.key = x->key;
+        o.key_len = x->key_len;
+    }
     if (parent != NULL) {
         bool v6 = strchr(parent->ip, ':') != NULL;
         snprintf(x->parent, sizeof x->parent, "%s%s%s:%u", v6 ? "[" : "", parent->ip,
@@ -610,6 +639,86 @@ START_TEST(no_sigpipe_on_dead_connection)
     ck_assert_ptr_eq(after.sa_handler, SIG_DFL);
     kraken__sync_net_free(n1);
     kraken__sync_net_free(n2);
+}
+END_TEST
+
+/* Node key files (PROTOCOL.md 2): derived along the Cfg chain from the root down, written
+ * 0600, replaced atomically; clear errors for a broken chain or the root itself. */
+START_TEST(node_key_files)
+{
+    inst r;
+    inst_engine(&r, 1, "127.0.0.1");
+    kraken_uuid m = make_id(2), l = make_id(3), orphan = make_id(4), nowhere = make_id(5);
+    put_cfg(&r, &m, &r.id, "middle");
+    put_cfg(&r, &l, &m, "leaf");
+    put_cfg(&r, &orphan, &nowhere, "orphan");
+    uint8_t sec[KRAKEN_SYNC_SECRET_MAX], km[32], kl[32], got[64];
+    size_t sec_len;
+    load_key(secret, sec, &sec_len);
+    ck_assert_int_eq(kraken_sync_derive_node_key(sec, sec_len, &m, km), 0);
+    ck_assert_int_eq(kraken_sync_derive_node_key(km, sizeof km, &l, kl), 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/leaf.key", dir);
+    ck_assert_int_eq(kraken_sync_write_node_key(secret, store_of(&r), &l, path), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_eq(read(fd, got, sizeof got), 32);
+    close(fd);
+    ck_assert_int_eq(memcmp(got, kl, 32), 0);
+    /* a leaf's key is not its parent's, nor what the secret gives for it directly */
+    uint8_t flat[32];
+    kraken_sync_derive_node_key(sec, sec_len, &l, flat);
+    ck_assert_int_ne(memcmp(kl, flat, 32), 0);
+    ck_assert_int_ne(memcmp(kl, km, 32), 0);
+    /* the leaf moves under the root: a new key replaces the file */
+    put_cfg(&r, &l, &r.id, "leaf");
+    ck_assert_int_eq(kraken_sync_write_node_key(secret, store_of(&r), &l, path), 0);
+    fd = open(path, O_RDONLY);
+    ck_assert_int_eq(read(fd, got, sizeof got), 32);
+    close(fd);
+    ck_assert_int_eq(memcmp(got, flat, 32), 0);
+    unlink(path);
+
+    char a[KRAKEN_UUID_STRLEN + 1], b[KRAKEN_UUID_STRLEN + 1], want[256];
+    ck_assert_int_eq(kraken_sync_write_node_key(secret, store_of(&r), &r.id, path), KRAKEN_EINVAL);
+    snprintf(want, sizeof want,
+             "node %s has no parentId: it is the root, whose key is the cluster secret itself",
+             kraken_uuid_format(&r.id, a));
+    ck_assert_str_eq(kraken_error_last(), want);
+    ck_assert_int_eq(kraken_sync_write_node_key(secret, store_of(&r), &orphan, path),
+                     KRAKEN_ENOTFOUND);
+    snprintf(want, sizeof want,
+             "node %s: its ancestor %s is not in the store (the chain must reach the root)",
+             kraken_uuid_format(&orphan, a), kraken_uuid_format(&nowhere, b));
+    ck_assert_str_eq(kraken_error_last(), want);
+    ck_assert_int_eq(kraken_sync_write_node_key(secret, store_of(&r), &nowhere, path),
+                     KRAKEN_ENOTFOUND);
+    ck_assert_int_eq(access(path, F_OK), -1); /* nothing written on failure */
+    ck_assert_int_eq(kraken_sync_derive_node_key(sec, 8, &l, flat), KRAKEN_EINVAL);
+
+    /* a child given the cluster secret of another size, or nothing to prove: refused early */
+    kraken_sync_options o = fast_options();
+    o.parent_addr = "127.0.0.1:9";
+    o.secret_file = NULL;
+    o.key = sec;
+    o.key_len = 16;
+    kraken_sync *s = NULL;
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "sync key: 16 bytes, but a child's key is its 32-byte node key "
+                     "(kraken_sync_write_node_key on the root), not the cluster secret");
+    o.secret_file = NULL;
+    o.key = NULL;
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    o = fast_options();
+    o.key = sec;
+    o.key_len = 32;
+    ck_assert_int_eq(kraken_sync_new(&s, r.engine, base, &o), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "sync options: both secret_file and key are set");
+    ck_assert_ptr_null(s);
+    inst_free(&r);
 }
 END_TEST
 
@@ -1145,6 +1254,13 @@ static void put_data(bytes *b, unsigned tag, const void *data, size_t len)
     b->n += len;
 }
 
+static bool peer_gone(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 typedef struct fake {
     kraken_uuid id;
     int tcp, udp;
@@ -1153,6 +1269,7 @@ typedef struct fake {
     uint64_t seq[2];
     uint8_t *rx;
     size_t rx_len;
+    kraken_sync_transcript tr; /* of its join */
 } fake;
 
 #define FAKE_EPOCH 77u
@@ -1253,11 +1370,12 @@ static void fake_join_ex(fake *f, inst *parent, unsigned n, const char *ip, bool
     pb_istream_t is = pb_istream_from_buffer(ch, len);
     kraken_sync_JoinChallenge c = kraken_sync_JoinChallenge_init_zero;
     ck_assert(pb_decode(&is, kraken_sync_JoinChallenge_fields, &c));
-    if (stop_at_challenge)
-        return;
     memcpy(tr.parent_id.bytes, c.parent_id, 16);
     memcpy(tr.nonce_parent, c.nonce, sizeof tr.nonce_parent);
     tr.epoch_parent = c.epoch;
+    f->tr = tr;
+    if (stop_at_challenge)
+        return;
     uint8_t *sec = NULL, node_key[KRAKEN_SYNC_KEY_LEN], proof[KRAKEN_SYNC_KEY_LEN];
     size_t sec_len = 0;
     ck_assert_int_eq(kraken__sync_secret_load(secret, &sec, &sec_len), 0);
@@ -1759,12 +1877,69 @@ START_TEST(restarted_intermediate_keeps_leaf_facts)
 }
 END_TEST
 
-static bool peer_gone(int fd)
+/* Item 9 of issue 9: a leaf's key speaks for that leaf only. With it, nobody can join as a
+ * sibling, as the intermediate, or at another place in the tree. */
+START_TEST(leaf_key_cannot_impersonate)
 {
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+    inst r, m, l1, l2;
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&m, 2, "127.0.0.2");
+    inst_engine(&l1, 3, "127.0.0.3");
+    put_cfg(&r, &m.id, &r.id, "middle");
+    put_cfg(&r, &l1.id, &m.id, "leaf1");
+    kraken_uuid l2_id = make_id(4);
+    put_cfg(&r, &l2_id, &m.id, "leaf2");
+    inst_sync(&r, NULL);
+    inst_sync(&m, &r);
+    ck_assert(WAIT_FOR(has_text(&m, KRAKEN_CFG, &l2_id, "/Nodename", "leaf2"), DEADLINE_MS));
+    inst_sync(&l1, &m);
+    ck_assert(WAIT_FOR(kraken_sync_joined(l1.sync), DEADLINE_MS));
+
+    /* l1's key, used by an instance claiming to be l2 (its sibling) */
+    kraken_sync_options o = fast_options();
+    o.secret_file = NULL;
+    o.key = l1.key;
+    o.key_len = l1.key_len;
+    inst_engine(&l2, 4, "127.0.0.4");
+    inst_sync_opts(&l2, &m, 0, o);
+    ck_assert(WAIT_FOR(l2.events[KRAKEN_SYNC_JOIN_REFUSED] >= 1, DEADLINE_MS));
+    /* it already sees that m's proof is not for its key, and gives up */
+    ck_assert_ptr_nonnull(strstr(l2.last_refusal, "the parent's proof does not match"));
+    ck_assert(!kraken_sync_joined(l2.sync));
+    inst_free(&l2);
+    /* a forger that sends a proof anyway, made with l1's key: refused by m */
+    fake f;
+    fake_join_ex(&f, &m, 4, "127.0.0.4", true);
+    uint8_t proof[KRAKEN_SYNC_KEY_LEN];
+    kraken__sync_proof(l1.key, false, &f.tr, proof);
+    bytes msg = {.n = 0};
+    put_data(&msg, 1, proof, sizeof proof);
+    unsigned m_refused = m.events[KRAKEN_SYNC_JOIN_REFUSED];
+    fake_send_frame(&f, msg.v, msg.n);
+    ck_assert(WAIT_FOR(m.events[KRAKEN_SYNC_JOIN_REFUSED] > m_refused, DEADLINE_MS));
+    ck_assert_ptr_nonnull(strstr(m.last_refusal, "the child's proof does not match"));
+    ck_assert(WAIT_FOR(peer_gone(f.tcp), DEADLINE_MS));
+    fake_close(&f);
+    /* ... and by an instance claiming to be the intermediate, at the root */
+    unsigned refused = r.events[KRAKEN_SYNC_JOIN_REFUSED];
+    inst fake_m;
+    inst_engine(&fake_m, 2, "127.0.0.5");
+    inst_sync_opts(&fake_m, &r, 0, o);
+    ck_assert(WAIT_FOR(r.events[KRAKEN_SYNC_JOIN_REFUSED] > refused, DEADLINE_MS));
+    ck_assert(!kraken_sync_joined(fake_m.sync));
+    ck_assert_uint_eq(stats_of(&r).id_conflicts, 0); /* refused before any session */
+    inst_free(&fake_m);
+    /* the real l2, with the key the root derived for it, gets in */
+    inst_engine(&l2, 4, "127.0.0.4");
+    inst_sync(&l2, &m);
+    ck_assert(WAIT_FOR(kraken_sync_joined(l2.sync), DEADLINE_MS));
+    ck_assert(kraken_sync_joined(l1.sync));
+    inst_free(&l2);
+    inst_free(&l1);
+    inst_free(&m);
+    inst_free(&r);
 }
+END_TEST
 
 /* Before it has proven the key, a peer can make the parent buffer one small frame at most;
  * a larger announced frame closes the connection, and the memory is back once they go. */
@@ -1871,6 +2046,7 @@ static Suite *make_suite(void)
     tcase_add_test(units, transport_tcp_faults);
     tcase_add_test(units, no_sigpipe_on_dead_connection);
     tcase_add_test(units, bad_options);
+    tcase_add_test(units, node_key_files);
     tcase_add_test(units, wire_decoders);
     suite_add_tcase(s, units);
 
@@ -1892,6 +2068,7 @@ static Suite *make_suite(void)
     tcase_add_test(proto, snapshot_requests_limited);
     tcase_add_test(proto, pending_join_flood);
     tcase_add_test(proto, preauth_memory_bounded);
+    tcase_add_test(proto, leaf_key_cannot_impersonate);
     tcase_add_test(proto, dead_intermediate_hides_leaves);
     tcase_add_test(proto, restarted_intermediate_keeps_leaf_facts);
     tcase_add_test(proto, duplicate_node_id);
