@@ -158,6 +158,12 @@ typedef struct snode {
     uint32_t down_session, up_session;
     uint64_t down_seq, up_seq;
     uint32_t stamp;         /* route generation the route was computed in */
+    /* The nodes of a child link (route = that child), listed at the link's top node (the
+     * direct child), so that a join, a snapshot or a lost link costs the size of that subtree,
+     * not of the whole table (issue 9, item 10). */
+    struct snode *members;          /* top nodes: the first member (the top itself included) */
+    struct snode *m_next, *m_prev;  /* in m_top's list */
+    struct snode *m_top;            /* whose list this node is in; NULL: none */
     bool in_subtree;        /* self, or under a direct child */
     bool visiting;          /* cycle detection during route computation */
     /* digest cache */
@@ -264,6 +270,44 @@ static void snode_clear_urls(snode *n)
     free(n->up_urls);
     n->up_urls = NULL;
     n->n_up_urls = n->cap_up_urls = 0;
+}
+
+static void member_unlink(snode *n)
+{
+    if (n->m_top == NULL)
+        return;
+    if (n->m_prev != NULL)
+        n->m_prev->m_next = n->m_next;
+    else
+        n->m_top->members = n->m_next;
+    if (n->m_next != NULL)
+        n->m_next->m_prev = n->m_prev;
+    n->m_next = n->m_prev = n->m_top = NULL;
+}
+
+static void member_link(snode *n, snode *top)
+{
+    member_unlink(n);
+    if (top == NULL)
+        return;
+    n->m_top = top;
+    n->m_prev = NULL;
+    n->m_next = top->members;
+    if (top->members != NULL)
+        top->members->m_prev = n;
+    top->members = n;
+}
+
+/* Before a node leaves the table: out of its list, and its own list (if a top) dissolved; the
+ * next route computation files those nodes again. */
+static void member_detach(snode *n)
+{
+    member_unlink(n);
+    for (snode *m = n->members, *next; m != NULL; m = next) {
+        next = m->m_next;
+        m->m_next = m->m_prev = m->m_top = NULL;
+    }
+    n->members = NULL;
 }
 
 static void snode_free(snode *n)
@@ -746,6 +790,7 @@ static void on_store_change(const kraken_state_change *ch, void *ud)
             if (p != NULL && p != s->applying_from && push_tomb(p, &n->id) == 0)
                 arm_flush(s);
         }
+        member_detach(n);
         nt_remove(&s->nodes, &ch->node_id);
         s->topo_dirty = true;
         return;
@@ -870,7 +915,12 @@ static void recompute_routes(kraken_sync *s)
     free(path);
     for (size_t i = 0; i < s->nodes.cap; i++) {
         snode *n = s->nodes.slots[i];
-        if (n == NULL || uuid_eq(&n->route, &n->old_route))
+        if (n == NULL)
+            continue;
+        snode *top = uuid_eq(&n->route, &zero_uuid) ? NULL : nt_find(&s->nodes, &n->route);
+        if (n->m_top != top)
+            member_link(n, top);
+        if (uuid_eq(&n->route, &n->old_route))
             continue;
         peer *old = uuid_eq(&n->old_route, &zero_uuid) ? NULL : find_child(s, &n->old_route);
         if (old != NULL)
@@ -1468,14 +1518,16 @@ static int send_snapshot(kraken_sync *s, peer *p)
     ensure_routes(s);
     blobs b = {0};
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < s->nodes.cap; i++) {
-        snode *n = s->nodes.slots[i];
-        if (n == NULL)
-            continue;
-        if (p->role == ROLE_CHILD && uuid_eq(&n->route, &p->id))
-            rc = down_state(s, n, true, uuid_eq(&n->id, &p->id), &b);
-        else if (p->role == ROLE_PARENT && n->in_subtree)
-            rc = up_state(s, n, true, NULL, 0, &b);
+    if (p->role == ROLE_CHILD) { /* the child's subtree only: a join costs its own size */
+        snode *top = nt_find(&s->nodes, &p->id);
+        for (snode *n = top != NULL ? top->members : NULL; rc == 0 && n != NULL; n = n->m_next)
+            rc = down_state(s, n, true, n == top, &b);
+    } else {
+        for (size_t i = 0; rc == 0 && i < s->nodes.cap; i++) {
+            snode *n = s->nodes.slots[i];
+            if (n != NULL && n->in_subtree)
+                rc = up_state(s, n, true, NULL, 0, &b);
+        }
     }
     if (rc == 0) {
         qsort(b.v, b.n, sizeof *b.v, blob_depth_cmp);
@@ -1981,23 +2033,30 @@ static bool deleted_later(const peer *p, const kraken_uuid *id)
 static size_t snapshot_leftovers(kraken_sync *s, peer *p, kraken_uuid **out)
 {
     qsort(p->seen, p->n_seen, sizeof *p->seen, uuid_cmp);
+    snode *top = p->role == ROLE_CHILD ? nt_find(&s->nodes, &p->id) : NULL;
+    size_t cap = 0;
+    if (p->role == ROLE_CHILD) /* a child link's own nodes: the cost of its subtree */
+        for (snode *x = top != NULL ? top->members : NULL; x != NULL; x = x->m_next)
+            cap++;
+    else
+        cap = s->nodes.count;
+    kraken_uuid *v = malloc((cap + 1) * sizeof *v);
     size_t n = 0;
-    kraken_uuid *v = malloc((s->nodes.count + 1) * sizeof *v);
     if (v == NULL)
         return 0;
-    for (size_t i = 0; i < s->nodes.cap; i++) {
-        snode *x = s->nodes.slots[i];
-        if (x == NULL)
-            continue;
-        bool mine = p->role == ROLE_PARENT ? x->in_subtree && !uuid_eq(&x->id, &s->self)
-                                           : uuid_eq(&x->route, &p->id);
-        if (mine && (p->role == ROLE_PARENT
-                         ? stamp_newer(x->down_session, x->down_seq, p, p->snap_seq)
-                         : stamp_newer(x->up_session, x->up_seq, p, p->snap_seq)))
-            continue;
-        /* the cheap test first: a leaf's link carries one node of the whole table */
-        if (mine && !seen_has(p, &x->id))
-            v[n++] = x->id;
+    if (p->role == ROLE_CHILD) {
+        for (snode *x = top != NULL ? top->members : NULL; x != NULL; x = x->m_next)
+            if (!stamp_newer(x->up_session, x->up_seq, p, p->snap_seq) && !seen_has(p, &x->id))
+                v[n++] = x->id;
+    } else {
+        for (size_t i = 0; i < s->nodes.cap; i++) {
+            snode *x = s->nodes.slots[i];
+            if (x == NULL || !x->in_subtree || uuid_eq(&x->id, &s->self) ||
+                stamp_newer(x->down_session, x->down_seq, p, p->snap_seq))
+                continue;
+            if (!seen_has(p, &x->id))
+                v[n++] = x->id;
+        }
     }
     *out = v;
     return n;
@@ -2380,11 +2439,9 @@ static int peer_start(kraken_sync *s, peer *p)
 static size_t mark_link_stale(kraken_sync *s, const kraken_uuid *id)
 {
     size_t n = 0;
-    for (size_t i = 0; i < s->nodes.cap; i++) {
-        snode *x = s->nodes.slots[i];
-        if (x != NULL && uuid_eq(&x->route, id))
-            n += set_fresh(s, x, false);
-    }
+    snode *top = nt_find(&s->nodes, id);
+    for (snode *x = top != NULL ? top->members : NULL; x != NULL; x = x->m_next)
+        n += set_fresh(s, x, false);
     return n;
 }
 
