@@ -12,6 +12,7 @@
  *     --procs W              0: every instance in one process (the default when the fd limit
  *                            allows); W > 0: the root in one process, the children spread over
  *                            W worker processes (default when RLIMIT_NOFILE cannot be raised)
+ *     --intermediates K      two-level: K intermediates (default round(sqrt(N)))
  *     --sequential-ids       ids that differ only in their last bytes (default: random v4)
  *     --tune-parents BYTES   experiment, not the library's behaviour: after a parent's (root's,
  *                            intermediate's) kraken_sync_new, set its UDP receive buffer to
@@ -166,6 +167,7 @@ typedef struct options {
     unsigned port;
     double join_timeout_s;
     int procs;              /* -1: automatic */
+    size_t intermediates;   /* two-level: 0 = round(sqrt(N)) */
     long tune_rcvbuf;       /* 0: off */
     rlim_t fd_limit;        /* RLIMIT_NOFILE soft limit in effect */
 } options;
@@ -447,7 +449,11 @@ static void format_addr(char *buf, size_t size, uint32_t index)
 static void plan_tree(bench *b, topo t, int workers)
 {
     result *r = b->res;
-    size_t k = t == TOPO_TWO ? (size_t)lround(sqrt((double)b->n)) : 0;
+    size_t k = t != TOPO_TWO             ? 0
+               : b->opt->intermediates > 0 ? b->opt->intermediates
+                                           : (size_t)lround(sqrt((double)b->n));
+    if (k >= b->n)
+        k = b->n > 1 ? b->n - 1 : 1;
     if (t == TOPO_TWO && k < 1)
         k = 1;
     r->n_mid = k;
@@ -1462,7 +1468,8 @@ static void usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--topo flat|two|both] [--window S] [--rounds R] [--port P] "
-            "[--join-timeout S] [--procs W] [--sequential-ids] [--tune-parents BYTES] [N ...]\n"
+            "[--join-timeout S] [--procs W] [--intermediates K] [--sequential-ids] "
+            "[--tune-parents BYTES] [N ...]\n"
             "  (N child instances per run, default 1000 10000)\n",
             prog);
     exit(2);
@@ -1511,13 +1518,16 @@ static void parse_args(int argc, char **argv, options *o)
         } else if (strcmp(a, "--procs") == 0) {
             o->procs = (int)parse_num(argv[0], val, 0, MAX_WORKERS);
             i++;
+        } else if (strcmp(a, "--intermediates") == 0) {
+            o->intermediates = (size_t)parse_num(argv[0], val, 1, 10000);
+            i++;
         } else if (strcmp(a, "--sequential-ids") == 0) {
             sequential_ids = true;
         } else if (strcmp(a, "--tune-parents") == 0) {
             o->tune_rcvbuf = (long)parse_num(argv[0], val, 1, 1 << 30);
             i++;
         } else if (a[0] != '-' && o->n_sizes < MAX_SIZES) {
-            o->sizes[o->n_sizes++] = (size_t)parse_num(argv[0], a, 1, 60000);
+            o->sizes[o->n_sizes++] = (size_t)parse_num(argv[0], a, 1, 250000);
         } else {
             usage(argv[0]);
         }
