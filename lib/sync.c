@@ -814,11 +814,11 @@ static void on_store_change(const kraken_state_change *ch, void *ud)
         if (n == NULL || ch->url == NULL)
             return;
         n->dsc_ok = false;
-        /* This instance itself reports a fact about a node below it that is not one of its
-         * own (owned) discoveries: it speaks for the node (no instance below does), so its
-         * facts are as current as they get. */
-        if (s->applying_from == NULL && !n->fresh && !uuid_eq(&n->route, &zero_uuid) &&
-            !(is_direct_child(s, n) && urlset_match(&s->my_owned, ch->url)))
+        /* This instance itself reports a fact about one of its direct children that is not
+         * one of the URLs it owns for them: it speaks for that node (no instance below does),
+         * so its facts are as current as they get. Deeper nodes are learned from links only. */
+        if (s->applying_from == NULL && !n->fresh && is_direct_child(s, n) &&
+            !urlset_match(&s->my_owned, ch->url))
             (void)set_fresh(s, n, true);
         bool queued = false;
         if (s->has_parent && (s->parent == NULL || s->applying_from != s->parent)) {
