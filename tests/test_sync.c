@@ -1254,6 +1254,7 @@ static void put_data(bytes *b, unsigned tag, const void *data, size_t len)
     b->n += len;
 }
 
+
 static bool peer_gone(int fd)
 {
     char c;
@@ -2034,6 +2035,61 @@ START_TEST(accept_paused_at_fd_limit)
 }
 END_TEST
 
+/* Every fault at once, TCP included: lost, duplicated, jittered datagrams, a delayed stream and
+ * resets of it. A value set in order v1, v2, ... at the root only ever moves forward at the
+ * child, some changes too big for a datagram, and both sides converge once the writes stop. */
+START_TEST(converges_under_tcp_faults)
+{
+    inst r, c;
+    inst_engine(&r, 1, "127.0.0.1");
+    inst_engine(&c, 2, "127.0.0.2");
+    put_cfg(&r, &c.id, &r.id, "v0");
+    kraken_sync_options o = fast_options();
+    o.dead_ms = 3000;
+    kraken_sync_faults f = {0};
+    f.loss = 0.02;
+    f.duplicate = 0.05;
+    f.jitter_ms = 30;
+    f.tcp_delay_ms = 20;
+    f.tcp_reset = 0.03;
+    f.seed = 77;
+    inst_sync_opts(&r, NULL, 0, o);
+    kraken__sync_set_faults(r.sync, &f);
+    inst_sync_opts(&c, &r, 0, o);
+    f.seed = 78;
+    kraken__sync_set_faults(c.sync, &f);
+    history h = {.id = c.id, .url = "/Nodename"};
+    kraken_store_listener *l;
+    ck_assert_int_eq(kraken_store_listen(store_of(&c), history_cb, &h, NULL, &l), 0);
+    ck_assert(WAIT_FOR(kraken_sync_joined(c.sync), DEADLINE_MS));
+    char name[16];
+    for (int i = 1; i <= 40; i++) {
+        snprintf(name, sizeof name, "v%d", i);
+        put_cfg(&r, &c.id, &r.id, name);
+        if (i % 8 == 0)
+            put_ifaces(&r, KRAKEN_CFG, &c.id, 20 + i); /* too big for a datagram */
+        snprintf(name, sizeof name, "arch-%d", i);
+        if (kraken_sync_joined(c.sync))
+            set_dsc(&c, &c.id, "/Arch", name);
+        run_for(3);
+    }
+    ck_assert(WAIT_FOR(has_text(&c, KRAKEN_CFG, &c.id, "/Nodename", "v40") &&
+                           has_text(&c, KRAKEN_CFG, &c.id, IFACE_URL "eth59/Eth/Mtu", "9000"),
+                       60000));
+    set_dsc(&c, &c.id, "/Arch", "final");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &c.id, "/Arch", "final"), 60000));
+    for (unsigned i = 1; i < h.n; i++)
+        ck_assert_msg(atoi(h.values[i] + 1) >= atoi(h.values[i - 1] + 1),
+                      "Nodename went back from %s to %s", h.values[i - 1], h.values[i]);
+    kraken_sync_stats rs = stats_of(&r), cs = stats_of(&c);
+    ck_assert_uint_eq(rs.dropped_bad_mac + cs.dropped_bad_mac, 0);
+    ck_assert_uint_eq(rs.dropped_malformed + cs.dropped_malformed, 0);
+    kraken_store_unlisten(store_of(&c), l);
+    inst_free(&c);
+    inst_free(&r);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("sync");
@@ -2075,6 +2131,7 @@ static Suite *make_suite(void)
     tcase_add_test(proto, loop_errors_logged);
     tcase_add_test(proto, honest_join_diagnosis);
     tcase_add_test(proto, no_rollback_across_transports);
+    tcase_add_test(proto, converges_under_tcp_faults);
     tcase_add_test(proto, accept_paused_at_fd_limit);
     suite_add_tcase(s, proto);
     return s;
