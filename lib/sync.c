@@ -460,6 +460,7 @@ struct kraken_sync {
     uint32_t route_gen;
     uint64_t change_gen;
     uint64_t owned_refreshed_at; /* hello_cb: refresh_my_owned once per hello period */
+    uint64_t digests_at;         /* when compute_digests last ran */
     kraken_uuid *dirty;
     size_t n_dirty, cap_dirty;
     peer *applying_from;       /* set while applying a peer's state: do not echo it back */
@@ -1184,6 +1185,7 @@ static void compute_digests(kraken_sync *s)
         s->children[i]->digest_gen = s->change_gen;
     if (up != NULL)
         up->digest_gen = s->change_gen;
+    s->digests_at = now_ms();
 }
 
 /* ---- encoding ------------------------------------------------------------------------- */
@@ -2396,7 +2398,13 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
 {
     if (!p->ready)
         return;
-    if (p->digest_gen != s->change_gen)
+    /* Recomputing is O(nodes): during a join storm every hello would pay it. Digests at most
+     * one tick old only delay the detection of a loss by one hello (the two-strike rule below
+     * already absorbs a mismatch that is only in flight), and they never hide one for longer:
+     * the next hello compares fresh ones. */
+    uint64_t tick_now = now_ms();
+    if (p->digest_gen != s->change_gen &&
+        (p->digest_gen == UINT64_MAX || tick_now - s->digests_at >= hello_tick_ms(s)))
         compute_digests(s);
     if (memcmp(h->your_digest, p->dig_send, KRAKEN_SYNC_HELLO_DIGEST_LEN) == 0) {
         p->strikes = 0;
