@@ -202,6 +202,7 @@ typedef struct result {
     /* totals over all instances at the end */
     uint64_t joins_accepted, joins_refused, peers_lost, full_resends;
     uint64_t dropped_mac, dropped_unknown, dropped_replay, dropped_auth, dropped_malformed;
+    uint64_t dropped_old, apply_failed, accept_errors;
     uint64_t join_lost;
     /* kernel counters over the join and the round trips */
     uint64_t join_listen_overflows, join_rcvbuf_errors, join_backlog_drops;
@@ -1368,6 +1369,9 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
     r->dropped_replay = z.all.dropped_replay;
     r->dropped_auth = z.all.dropped_not_authorized;
     r->dropped_malformed = z.all.dropped_malformed;
+    r->dropped_old = z.all.dropped_old;
+    r->apply_failed = z.all.apply_failed;
+    r->accept_errors = z.all.accept_errors;
     if (b->echo_errors)
         fail(b, "%llu echo discoveries failed", (unsigned long long)b->echo_errors);
 
@@ -1651,12 +1655,13 @@ static void print_details(const options *o, const result *rs, size_t n_rs)
                r->rss_total_mib);
         printf("  totals: joins accepted %llu, refused %llu, peers lost %llu, snapshots %llu; "
                "dropped: bad mac %llu, unknown sender %llu, replay %llu, not authorized %llu, "
-               "malformed %llu\n",
+               "malformed %llu, older than applied %llu; store refused %llu; accept errors %llu\n",
                (unsigned long long)r->joins_accepted, (unsigned long long)r->joins_refused,
                (unsigned long long)r->peers_lost, (unsigned long long)r->full_resends,
                (unsigned long long)r->dropped_mac, (unsigned long long)r->dropped_unknown,
                (unsigned long long)r->dropped_replay, (unsigned long long)r->dropped_auth,
-               (unsigned long long)r->dropped_malformed);
+               (unsigned long long)r->dropped_malformed, (unsigned long long)r->dropped_old,
+               (unsigned long long)r->apply_failed, (unsigned long long)r->accept_errors);
         if (o->tune_rcvbuf > 0)
             printf("  --tune-parents: %d parent sockets changed\n", r->tuned_sockets);
         if (!r->ok)
