@@ -771,6 +771,9 @@ KRAKEN_PRIVATE size_t kraken__sync_pending_limit(uint64_t nofile);
 KRAKEN_PRIVATE void kraken__sync_set_faults(kraken_sync *sync, const kraken_sync_faults *faults);
 KRAKEN_PRIVATE bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data,
                                                size_t *len, kraken_sync_addr *to);
+/* Pretend @p ms more have passed since every session's last snapshot (tests of the snapshot
+ * rate limit, without waiting). */
+KRAKEN_PRIVATE void kraken__sync_age_snapshots(kraken_sync *sync, uint64_t ms);
 /* Bytes received and held on every TCP connection, and half-open joins held (and their cap). */
 KRAKEN_PRIVATE size_t kraken__sync_buffered(const kraken_sync *sync);
 KRAKEN_PRIVATE size_t kraken__sync_pending_joins(const kraken_sync *sync, size_t *limit);
