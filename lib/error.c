@@ -26,6 +26,7 @@ static const struct {
     {KRAKEN_ESTATE, "KRAKEN_ESTATE", "invalid in the current state"},
     {KRAKEN_ELIMIT, "KRAKEN_ELIMIT", "limit exceeded"},
     {KRAKEN_ENOPATH, "KRAKEN_ENOPATH", "no mutation path"},
+    {KRAKEN_ETHREAD, "KRAKEN_ETHREAD", "wrong thread"},
 };
 
 const char *kraken_strerror(int err)
@@ -50,6 +51,19 @@ void kraken_error_clear(void) { last_message[0] = '\0'; }
 
 int kraken__err(int code, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_message, sizeof last_message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int kraken_error_set(int code, const char *fmt, ...)
+{
+    if (!fmt) {
+        last_message[0] = '\0';
+        return code;
+    }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_message, sizeof last_message, fmt, ap);

@@ -14,7 +14,6 @@
 #include <cjson/cJSON.h>
 
 #include "internal.h"
-#include "sim_module.h"
 #include "testutil.h"
 
 #define SELF "c0ffee00-0000-4000-8000-000000000001"
@@ -28,7 +27,7 @@
 
 static struct event_base *base;
 static kraken_engine *engine;
-static sim *simulator;
+static kraken_sim *simulator;
 
 static void setup(void)
 {
@@ -38,14 +37,14 @@ static void setup(void)
     ck_assert_int_eq(kraken_uuid_parse(&o.self_id, SELF), 0);
     o.timeout_scale = 0.002;
     ck_assert_int_eq(kraken_engine_new(&engine, base, NULL, &o), 0);
-    sim_options so = SIM_OPTIONS_INIT;
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     so.delay_ms = 600000; /* steps are dispatched but never answered: the plan stays put */
-    ck_assert_int_eq(sim_new(&simulator, engine, base, &so), 0);
+    ck_assert_int_eq(kraken_sim_new(&simulator, engine, &so), 0);
 }
 
 static void teardown(void)
 {
-    sim_free(simulator);
+    kraken_sim_free(simulator);
     kraken_engine_free(engine);
     event_base_free(base);
 }
@@ -202,7 +201,7 @@ START_TEST(whole_set_exact)
 }
 END_TEST
 
-static bool dispatched(void) { return sim_dispatched(simulator, NULL) > 0; }
+static bool dispatched(void) { return kraken_sim_dispatched(simulator, NULL) > 0; }
 
 START_TEST(node_plan_highlighted)
 {
@@ -219,7 +218,7 @@ START_TEST(node_plan_highlighted)
     uint64_t deadline = mono_ms() + DEADLINE_MS;
     while (!dispatched() && mono_ms() < deadline)
         event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-    ck_assert_uint_eq(sim_dispatched(simulator, "UKtoOFF"), 1);
+    ck_assert_uint_eq(kraken_sim_dispatched(simulator, "UKtoOFF"), 1);
 
     cJSON *root = graph(&id);
     const cJSON *nodes, *edges;

@@ -18,7 +18,7 @@ START_TEST(strerror_and_names)
     ck_assert_str_eq(kraken_err_name(KRAKEN_EPROTO), "KRAKEN_EPROTO");
     ck_assert_str_eq(kraken_strerror(-999), "unknown error");
     ck_assert_str_eq(kraken_err_name(12345), "KRAKEN_E?");
-    for (int code = KRAKEN_OK; code >= KRAKEN_ENOPATH; code--)
+    for (int code = KRAKEN_OK; code >= KRAKEN_ETHREAD; code--)
         ck_assert_str_ne(kraken_strerror(code), "unknown error");
 }
 END_TEST
@@ -35,6 +35,18 @@ START_TEST(last_error_is_per_call_and_prefixable)
     kraken_error_clear();
     kraken__err_prefix(KRAKEN_EIO, "f.json");
     ck_assert_str_eq(kraken_error_last(), "f.json: I/O error");
+}
+END_TEST
+
+START_TEST(public_error_set_reports_like_the_library)
+{
+    ck_assert_int_eq(kraken_error_set(KRAKEN_EIO, "cannot listen on %s port %d", "::1", 3142),
+                     KRAKEN_EIO);
+    ck_assert_str_eq(kraken_error_last(), "cannot listen on ::1 port 3142");
+    kraken__err_prefix(KRAKEN_EIO, "websocket");
+    ck_assert_str_eq(kraken_error_last(), "websocket: cannot listen on ::1 port 3142");
+    ck_assert_int_eq(kraken_error_set(KRAKEN_EINVAL, NULL), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "");
 }
 END_TEST
 
@@ -236,6 +248,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, strerror_and_names);
     tcase_add_test(tc, last_error_is_per_call_and_prefixable);
     tcase_add_test(tc, long_messages_truncate_safely);
+    tcase_add_test(tc, public_error_set_reports_like_the_library);
     tcase_add_test(tc, version_matches_header);
     tcase_add_test(tc, atomic_write_and_read_back);
     tcase_add_test(tc, atomic_write_replaces_never_rewrites);

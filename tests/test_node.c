@@ -189,7 +189,7 @@ START_TEST(extensions_and_services)
     ck_assert_ptr_eq(kraken__list_find_keyed(ef, el, url, strlen(url)), &el->items[1]);
     ck_assert_ptr_eq(kraken__list_find_keyed(ef, el, "PXE.Client", 10), &el->items[1]);
     ck_assert_ptr_eq(kraken__list_find_keyed(ef, el, "PXE.Client/State", 10), &el->items[1]);
-    ck_assert_ptr_null(kraken__list_find_keyed(ef, el, "PXE.Config", 10));
+    ck_assert_ptr_null(kraken__list_find_keyed(ef, el, "TestModule.Config", 10));
     ck_assert_ptr_null(kraken__list_find_keyed(ef, el, "PXE", 3));
     ck_assert_ptr_null(kraken__list_find_keyed(ef, NULL, "PXE.Client", 10));
 
@@ -210,7 +210,7 @@ START_TEST(extensions_and_services)
     ck_assert_str_eq(kraken__list_item_key(sf, &sl->items[2]), "zeta");
 
     /* Polymorphic service config holds any registered record. */
-    kraken_record *cfg = kraken__record_new(kraken_schema_find("PXE.Config"));
+    kraken_record *cfg = kraken__record_new(kraken_schema_find("TestModule.Config"));
     set_parsed(cfg, "srv_ip", "192.168.0.1");
     pxe->slots[KRAKEN_SVC_F_CONFIG].rec = cfg;
     set_parsed(pxe, "state", "RUN");
@@ -319,7 +319,7 @@ START_TEST(zero_values_equal_absent)
     ck_assert(kraken_node_equal(a, b));
     /* Absent and present-but-empty records are equal; different schemas are not. */
     kraken_record *e1 = kraken__record_new(kraken_schema_find("IPv4.IPv4"));
-    kraken_record *e2 = kraken__record_new(kraken_schema_find("IPv4.Hostname"));
+    kraken_record *e2 = kraken__record_new(kraken_schema_find("IPv4.DNSA"));
     ck_assert(kraken__record_equal(e1, NULL));
     ck_assert(kraken__record_equal(NULL, e1));
     ck_assert(!kraken__record_equal(e1, e2));

@@ -9,7 +9,7 @@
 #define IP4 "type.googleapis.com/IPv4.IPv4OverEthernet"
 #define PXE "type.googleapis.com/PXE.Client"
 #define ALL "type.googleapis.com/Test.All"
-#define CFG_TYPED "/Services/pxe/Config/type.googleapis.com/PXE.Config"
+#define CFG_TYPED "/Services/pxe/Config/type.googleapis.com/TestModule.Config"
 
 #define ID "4afd5b83-2a2b-4b2a-9c3e-1c6d2e0e7a10"
 
@@ -30,7 +30,7 @@ static void register_test_schema(void)
         {"owner", 11, KRAKEN_T_UUID, KRAKEN_T_NONE, NULL},
         {"tags", 12, KRAKEN_T_MAP, KRAKEN_T_STRING, NULL},
         {"ports", 13, KRAKEN_T_LIST, KRAKEN_T_UINT32, NULL},
-        {"host", 14, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.Hostname"},
+        {"host", 14, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.DNSA"},
     };
     ck_assert_int_eq(kraken_schema_register("Test.All", fields, sizeof fields / sizeof fields[0],
                                             NULL),
@@ -755,7 +755,7 @@ START_TEST(canonical_forms)
     expect_canonical("extensions", "/Extensions");
     expect_canonical(IP4 "/routes/007/ip", IP4 "/Routes/7/Ip");
     expect_canonical("services/pxe/state", "/Services/pxe/State");
-    expect_canonical("services/pxe/config/type.googleapis.com/PXE.Config/tftp_dir",
+    expect_canonical("services/pxe/config/type.googleapis.com/TestModule.Config/tftp_dir",
                      CFG_TYPED "/TftpDir");
     /* Untyped config paths keep their unresolved part as written. */
     expect_canonical("services/pxe/config/tftp_dir", "/Services/pxe/Config/tftp_dir");

@@ -28,7 +28,8 @@ typedef enum kraken_err {
     KRAKEN_EAUTH = -9,     /**< authentication failed */
     KRAKEN_ESTATE = -10,   /**< operation not valid in the current state */
     KRAKEN_ELIMIT = -11,   /**< a size or count limit was exceeded */
-    KRAKEN_ENOPATH = -12   /**< no mutation path reaches the goal */
+    KRAKEN_ENOPATH = -12,  /**< no mutation path reaches the goal */
+    KRAKEN_ETHREAD = -13   /**< called from a thread that does not own the handle */
 } kraken_err;
 
 /** Short static description of an error code ("not found"). Never NULL. */
@@ -46,6 +47,17 @@ const char *kraken_error_last(void);
 
 /** Clear this thread's last-error message. */
 void kraken_error_clear(void);
+
+/**
+ * Set this thread's last-error message (printf-style) and return @p code, so
+ * that code built on libkraken (modules, the daemon, bindings) reports its
+ * failures the same way: `return kraken_error_set(KRAKEN_EIO, "cannot ...");`.
+ */
+int kraken_error_set(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 #ifdef __cplusplus
 }

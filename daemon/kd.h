@@ -1,0 +1,213 @@
+/*
+ * kd.h: the pieces of kraken-daemon (SPEC 9), shared between its files.
+ *
+ * The daemon is a program on libkraken's public API only: config.c reads the
+ * command line and config files, log.c writes the log, state.c loads and
+ * persists the Cfg state file, rest.c serves the REST API on evhttp (routes.c
+ * answers the requests, independent of the transport so it can be fuzzed),
+ * main.c ties them to one event loop.
+ */
+#ifndef KD_H
+#define KD_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <kraken/kraken.h>
+
+struct event_base;
+
+#define KD_PROGRAM "kraken-daemon"
+#define KD_REST_DEFAULT_PORT 3141
+#define KD_WEBSOCKET_DEFAULT_PORT 3142
+
+/* ---- config (config.c) --------------------------------------------------------------------- */
+
+/** serviceinstances.<svc>.mutations.<id> */
+typedef struct kd_mutation_cfg {
+    char *id;
+    bool disable;
+    bool has_timeout; /* an omitted timeout keeps the module's default */
+    uint64_t timeout_ms;
+} kd_mutation_cfg;
+
+/** serviceinstances.<id> */
+typedef struct kd_service_cfg {
+    char *id;
+    bool disable;
+    char *module;
+    kd_mutation_cfg *mutations;
+    size_t n_mutations;
+} kd_service_cfg;
+
+/** The effective configuration: defaults < config file < flags. */
+typedef struct kd_config {
+    /* the original's keys */
+    bool freeze;
+    char *id;        /* self id; NULL: generated */
+    char *ip;        /* sync address; also the self node's kraken interface */
+    char *ipapi;     /* REST listen address ("addr" or "addr:port") */
+    int loglevel;    /* 0..9 */
+    char *parent;    /* parent address: child mode */
+    bool noprefix;
+    bool sdnotify;
+    char *statefile;
+    kd_service_cfg *services;
+    size_t n_services;
+    /* beyond the original */
+    char *secretfile;     /* cluster secret for sync */
+    bool syncinsecure;    /* sync without a secret (warned at every start) */
+    int syncport;         /* sync UDP/TCP port (31415; 0 picks one) */
+    char *schemadir;      /* schema description files loaded before the state */
+    char *apitokenfile;   /* bearer token for the REST API */
+    bool apiinsecure;     /* REST on a non-loopback address without a token */
+    bool apiopenreads;    /* with a token: GETs need none */
+    uint64_t apitimeout_ms;  /* idle / slow-client timeout */
+    uint64_t apimaxbody;     /* request body limit in bytes */
+    uint64_t persistdelay_ms; /* debounce of state-file writes */
+    /* command, not config */
+    char *config_path;
+    bool printrc, version, help;
+} kd_config;
+
+/** Fill @p cfg with the defaults. */
+void kd_config_defaults(kd_config *cfg);
+void kd_config_clear(kd_config *cfg);
+/**
+ * Parse the command line (and the config file it names) into @p cfg.
+ * Returns 0, or -1 with a one-line reason in @p err.
+ */
+int kd_config_parse(kd_config *cfg, int argc, char **argv, char *err, size_t errlen);
+/** Load a YAML or JSON config file over @p cfg. -1 with "FILE:LINE:COL: reason" in @p err. */
+int kd_config_load_file(kd_config *cfg, const char *path, char *err, size_t errlen);
+/** Print the config as YAML ("---" first), as -printrc does. */
+void kd_config_print(const kd_config *cfg, FILE *out);
+void kd_config_usage(FILE *out);
+const kd_service_cfg *kd_config_service(const kd_config *cfg, const char *id);
+
+/** Go duration ("10s", "1m30s", "250ms") -> milliseconds (rounded up from sub-ms). */
+int kd_duration_parse(const char *text, uint64_t *ms);
+/** milliseconds -> Go duration text as Go prints it ("1m30s", "250ms", "0s"). */
+void kd_duration_format(uint64_t ms, char *buf, size_t len);
+
+/* ---- log (log.c) --------------------------------------------------------------------------- */
+
+void kd_log_setup(int max_level, bool noprefix);
+int kd_log_level(void);
+void kd_log(int level, const char *subsystem, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/** A kraken_log_fn writing to the daemon's log. */
+void kd_log_engine(int level, const char *subsystem, const char *message, void *userdata);
+
+/* ---- state (state.c) ----------------------------------------------------------------------- */
+
+typedef struct kd_state kd_state;
+
+/**
+ * Load @p path (if it exists) into @p engine's store: nodes are created, a
+ * node with the engine's self id is merged into the self node. Afterwards
+ * every Cfg change is written back atomically, @p delay_ms after the last
+ * change (kd_state_flush() writes at once). @p path NULL: no persistence.
+ */
+int kd_state_open(kd_state **out, kraken_engine *engine, struct event_base *base,
+                  const char *path, uint64_t delay_ms, char *err, size_t errlen);
+/** Write pending changes now. 0 when nothing was pending or the write succeeded. */
+int kd_state_flush(kd_state *state);
+void kd_state_close(kd_state *state);
+uint64_t kd_state_saves(const kd_state *state);
+
+/** Load every "*.json" schema description in @p dir, in name order. */
+int kd_schemas_load_dir(const char *dir, char *err, size_t errlen);
+
+/**
+ * JSON merge (RFC 7396) of @p patch into @p target, except that the node
+ * lists "extensions" (keyed by "@type") and "services" (keyed by "id") merge
+ * element by element. Both are cJSON objects; @p target is modified.
+ */
+struct cJSON;
+int kd_json_merge_node(struct cJSON *target, const struct cJSON *patch);
+
+/* ---- REST API (routes.c, rest.c) ----------------------------------------------------------- */
+
+/** What a route handler needs from the daemon. */
+typedef struct kd_api {
+    kraken_engine *engine;
+    kraken_store *store;
+    kd_state *state;         /* may be NULL */
+    kraken_sync *sync;       /* may be NULL */
+    struct kd_metrics *metrics;
+    uint16_t (*websocket_port)(void *userdata); /* NULL: from the self node's Cfg */
+    void *websocket_userdata;
+} kd_api;
+
+/** One request, independent of the HTTP library. */
+typedef struct kd_request {
+    const char *method;  /* "GET", ... */
+    const char *path;    /* decoded path, no query */
+    const char *body;
+    size_t body_len;
+    const char *host;    /* Host header without port (for /ws) */
+} kd_request;
+
+/** One answer: status, content type and a malloc'ed body. */
+typedef struct kd_response {
+    int status;
+    const char *content_type;
+    char *body;
+    size_t body_len;
+    const char *allow;   /* Allow header for 405 */
+    const char *route;   /* route template for metrics ("/cfg/node/{id}") */
+    bool write;          /* the route changes state (needs the token) */
+} kd_response;
+
+/** Find the route of a request without running it: sets route, write, allow; 0 if found. */
+int kd_route_lookup(const kd_request *req, kd_response *resp);
+/** Answer a request. Always fills @p resp (free its body with free()). */
+void kd_rest_dispatch(kd_api *api, const kd_request *req, kd_response *resp);
+
+typedef struct kd_metrics kd_metrics;
+int kd_metrics_new(kd_metrics **out);
+void kd_metrics_free(kd_metrics *m);
+void kd_metrics_observe(kd_metrics *m, const char *method, const char *route, int status,
+                        double seconds);
+/** Prometheus text exposition of everything the daemon knows. *out malloc'ed. */
+int kd_metrics_render(kd_metrics *m, kd_api *api, char **out, size_t *len);
+
+typedef struct kd_rest kd_rest;
+
+/** REST access policy, from the config. */
+typedef struct kd_rest_options {
+    const char *default_addr;   /* from -ipapi */
+    int default_port;
+    const char *token;          /* NULL: no token */
+    bool insecure;              /* allow non-loopback without a token */
+    bool open_reads;
+    uint64_t timeout_ms;
+    uint64_t max_body;
+    /** Called once, after the first start attempt (@p ok: listening). */
+    void (*started)(void *userdata, bool ok);
+    void *started_userdata;
+} kd_rest_options;
+
+/**
+ * Register schema restapi.Config and service instance "restapi" on the self
+ * node; its Cfg config gives address and port. The listener is (re)bound when
+ * the service starts or its config changes.
+ */
+int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts);
+/** Free; call after kraken_engine_free() (it releases the service handle, see engine.h). */
+void kd_rest_free(kd_rest *rest);
+/** Bound port, 0 while not listening. */
+uint16_t kd_rest_port(const kd_rest *rest);
+/** True once the first start attempt finished (bound or failed). */
+bool kd_rest_start_failed(const kd_rest *rest);
+
+/** Whether @p addr is a loopback address (127.0.0.0/8, ::1, "localhost"). */
+bool kd_addr_is_loopback(const char *addr);
+/** Split "host", "host:port", "[v6]:port" into host (malloc'ed) and port (-1 if absent). */
+int kd_addr_split(const char *text, char **host, int *port);
+
+#endif

@@ -1,0 +1,217 @@
+/*
+ * krakenctl: main, global options and the command table.
+ *
+ *   krakenctl [-i HOST:PORT] [--json] [--token-file FILE] [-v] [-d] COMMAND [ARGS]
+ *
+ * Commands are found by their name ("list"), the original krakenctl's two-word
+ * form ("node list") or a short alias ("ls").
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "krakenctl.h"
+
+static const kc_cmd_entry *const cmd_table[] = {
+    &kc_cmd_list_entry,   &kc_cmd_show_entry,   &kc_cmd_get_entry,    &kc_cmd_set_entry,
+    &kc_cmd_create_entry, &kc_cmd_update_entry, &kc_cmd_delete_entry, &kc_cmd_freeze_entry,
+    &kc_cmd_thaw_entry,   &kc_cmd_status_entry, &kc_cmd_plan_entry,   &kc_cmd_graph_entry,
+    &kc_cmd_watch_entry,
+};
+#define N_CMDS (sizeof cmd_table / sizeof cmd_table[0])
+
+static void print_help(FILE *out)
+{
+    fprintf(out,
+            "usage: krakenctl [-i HOST:PORT] [--json] [--token-file FILE] [--color WHEN] [-v] [-d]\n"
+            "                 COMMAND [ARGS]\n\n"
+            "Global options:\n"
+            "  -i, --ip HOST:PORT     the daemon's REST API (default 127.0.0.1:3141, or $KRAKEN_API)\n"
+            "  -j, --json             machine-readable JSON output\n"
+            "      --token-file FILE  bearer token for state-changing requests (or $KRAKEN_TOKEN)\n"
+            "      --color WHEN       auto (a tty), always or never\n"
+            "      --timeout SECONDS  per request (default 10)\n"
+            "  -v, --verbose          more detail\n"
+            "  -d, --debug            show each request on stderr\n"
+            "  -h, --help             this help; `krakenctl COMMAND --help` for a command\n"
+            "  -V, --version          print the version\n\n"
+            "Commands:\n");
+    for (size_t i = 0; i < N_CMDS; i++) {
+        const kc_cmd_entry *c = cmd_table[i];
+        char names[64];
+        snprintf(names, sizeof names, "%s%s%s", c->name, c->alias ? ", " : "",
+                 c->alias ? c->alias : "");
+        fprintf(out, "  %-22s %s\n", names, c->summary);
+    }
+    fprintf(out, "\nExit status: 0 success, 1 the daemon refused or reported an error, 2 usage,\n"
+                 "3 the daemon could not be reached. See krakenctl(1).\n");
+}
+
+/* Find the command named by argv[0] (or argv[0] argv[1]); *used = words consumed. */
+static const kc_cmd_entry *find_cmd(int argc, char **argv, int *used)
+{
+    if (argc >= 2) {
+        char two[128];
+        snprintf(two, sizeof two, "%s %s", argv[0], argv[1]);
+        for (size_t i = 0; i < N_CMDS; i++)
+            if (cmd_table[i]->alias && strcmp(cmd_table[i]->alias, two) == 0) {
+                *used = 2;
+                return cmd_table[i];
+            }
+    }
+    for (size_t i = 0; i < N_CMDS; i++) {
+        const kc_cmd_entry *c = cmd_table[i];
+        if (strcmp(c->name, argv[0]) == 0 || (c->alias2 && strcmp(c->alias2, argv[0]) == 0)) {
+            *used = 1;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static int parse_endpoint(kc_ctx *ctx, const char *text)
+{
+    const char *colon = strrchr(text, ':');
+    char host[sizeof ctx->host];
+    unsigned long port = 3141;
+    if (colon && (text[0] != '[' || colon > strchr(text, ']'))) {
+        char *end;
+        errno = 0;
+        port = strtoul(colon + 1, &end, 10);
+        if (colon[1] == '\0' || *end || errno || port == 0 || port > 65535)
+            return kc_error(ctx, KC_EXIT_USAGE, "-i %s: the port must be 1..65535", text);
+        snprintf(host, sizeof host, "%.*s", (int)(colon - text), text);
+    } else {
+        snprintf(host, sizeof host, "%s", text);
+    }
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') { /* [::1] */
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = '\0';
+    }
+    if (!host[0])
+        return kc_error(ctx, KC_EXIT_USAGE, "-i %s: no host (expected HOST:PORT)", text);
+    snprintf(ctx->host, sizeof ctx->host, "%s", host);
+    ctx->port = (unsigned)port;
+    return 0;
+}
+
+static int load_token(kc_ctx *ctx, const char *file)
+{
+    if (file) {
+        FILE *f = fopen(file, "r");
+        if (!f)
+            return kc_error(ctx, KC_EXIT_USAGE, "--token-file %s: %s", file, strerror(errno));
+        char buf[4096];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        buf[strcspn(buf, "\r\n")] = '\0';
+        if (!buf[0])
+            return kc_error(ctx, KC_EXIT_USAGE, "--token-file %s: the file is empty", file);
+        ctx->token = strdup(buf);
+    } else if (getenv("KRAKEN_TOKEN") && *getenv("KRAKEN_TOKEN")) {
+        ctx->token = strdup(getenv("KRAKEN_TOKEN"));
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    kc_ctx ctx = {.prog = "krakenctl", .port = 3141, .timeout_s = 10};
+    snprintf(ctx.host, sizeof ctx.host, "127.0.0.1");
+    const char *color = "auto", *token_file = NULL;
+    enum { OPT_TOKEN = 256, OPT_COLOR, OPT_TIMEOUT };
+    static const struct option opts[] = {
+        {"ip", required_argument, NULL, 'i'},
+        {"json", no_argument, NULL, 'j'},
+        {"token-file", required_argument, NULL, OPT_TOKEN},
+        {"color", required_argument, NULL, OPT_COLOR},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"verbose", no_argument, NULL, 'v'},
+        {"debug", no_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int rc;
+    if (getenv("KRAKEN_API") && *getenv("KRAKEN_API") &&
+        (rc = parse_endpoint(&ctx, getenv("KRAKEN_API"))) != 0)
+        return rc;
+    int opt;
+    opterr = 0;
+    /* "+": stop at the command; its own options follow it. */
+    while ((opt = getopt_long(argc, argv, "+i:jvdhV", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'i':
+            if ((rc = parse_endpoint(&ctx, optarg)) != 0)
+                return rc;
+            break;
+        case 'j': ctx.json = true; break;
+        case 'v': ctx.verbose = true; break;
+        case 'd': ctx.debug = true; break;
+        case OPT_TOKEN: token_file = optarg; break;
+        case OPT_COLOR: color = optarg; break;
+        case OPT_TIMEOUT: {
+            char *end;
+            ctx.timeout_s = strtod(optarg, &end);
+            if (*end || ctx.timeout_s <= 0)
+                return kc_error(&ctx, KC_EXIT_USAGE, "--timeout %s: expected seconds > 0",
+                                optarg);
+            break;
+        }
+        case 'h': print_help(stdout); return KC_EXIT_OK;
+        case 'V': printf("krakenctl %s\n", kraken_version()); return KC_EXIT_OK;
+        default:
+            if (optopt)
+                return kc_error(&ctx, KC_EXIT_USAGE, "unknown option -%c or missing argument "
+                                                     "(see krakenctl --help)", optopt);
+            return kc_error(&ctx, KC_EXIT_USAGE, "unknown option %s (see krakenctl --help)",
+                            argv[optind - 1]);
+        }
+    }
+    if (strcmp(color, "always") == 0)
+        ctx.color = true;
+    else if (strcmp(color, "never") == 0)
+        ctx.color = false;
+    else if (strcmp(color, "auto") == 0)
+        ctx.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    else
+        return kc_error(&ctx, KC_EXIT_USAGE, "--color %s: expected auto, always or never", color);
+    if (optind >= argc) {
+        print_help(stderr);
+        return KC_EXIT_USAGE;
+    }
+    int used = 0;
+    const kc_cmd_entry *cmd = find_cmd(argc - optind, argv + optind, &used);
+    if (!cmd)
+        return kc_error(&ctx, KC_EXIT_USAGE, "unknown command '%s' (see krakenctl --help)",
+                        argv[optind]);
+    if ((rc = load_token(&ctx, token_file)) != 0)
+        return rc;
+    signal(SIGPIPE, SIG_IGN);
+    kc_register_known_schemas();
+    ctx.base = event_base_new();
+    if (!ctx.base)
+        return kc_error(&ctx, KC_EXIT_CONNECT, "cannot create an event loop");
+    /* The command sees itself as argv[0] (one word even for "node list"). */
+    int cargc = argc - optind - used + 1;
+    char **cargv = argv + optind + used - 1;
+    char *saved = cargv[0];
+    cargv[0] = (char *)cmd->name;
+    optind = 0; /* reset getopt for the command's own options */
+    rc = cmd->exec(&ctx, cargc, cargv);
+    cargv[0] = saved;
+    if (ctx.conn)
+        evhttp_connection_free(ctx.conn);
+    event_base_free(ctx.base);
+    free(ctx.token);
+    libevent_global_shutdown();
+    return rc;
+}

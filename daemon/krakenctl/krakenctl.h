@@ -1,0 +1,130 @@
+/*
+ * krakenctl: command-line client of kraken-daemon's REST API and event stream.
+ *
+ * Shaped like tmux: one small file per command (cmd-*.c), each exporting a
+ * kc_cmd_entry, and a command table in krakenctl.c. The client is thin: the
+ * REST API does the work; node JSON is read with libkraken's codecs where a
+ * command needs values by URL (get, set, show).
+ */
+#ifndef KRAKENCTL_H
+#define KRAKENCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+#include <kraken/kraken.h>
+
+struct event_base;
+struct evhttp_connection;
+
+/* Exit codes (documented in krakenctl.1). */
+enum {
+    KC_EXIT_OK = 0,
+    KC_EXIT_FAILED = 1,  /* the daemon refused or reported an error; or watch timed out */
+    KC_EXIT_USAGE = 2,   /* bad command line or bad input file */
+    KC_EXIT_CONNECT = 3  /* the daemon could not be reached or answered nonsense */
+};
+
+/* Global options and the connection, shared by every command. */
+typedef struct kc_ctx {
+    const char *prog;
+    char host[256];
+    unsigned port;
+    char *token;          /* bearer token (file or KRAKEN_TOKEN), or NULL */
+    bool json;            /* --json: machine-readable output */
+    bool color;           /* colour the tables (a tty, unless --color=never) */
+    bool debug;           /* -d: show requests on stderr */
+    bool verbose;         /* -v */
+    double timeout_s;     /* per request */
+    struct event_base *base;
+    struct evhttp_connection *conn;
+} kc_ctx;
+
+/* One HTTP answer. body is NUL-terminated (malloc'ed). */
+typedef struct kc_response {
+    int status;
+    char *body;
+    size_t len;
+} kc_response;
+
+/* A command: "node list" (words), its aliases, usage line and handler. */
+typedef struct kc_cmd_entry {
+    const char *name;     /* e.g. "list" */
+    const char *alias;    /* the original krakenctl's form, e.g. "node list"; or NULL */
+    const char *alias2;   /* another short form, e.g. "ls"; or NULL */
+    const char *usage;    /* arguments, e.g. "[-t mixed|cfg|dsc] [-j]" */
+    const char *summary;  /* one line for --help */
+    int (*exec)(kc_ctx *ctx, int argc, char **argv); /* argv[0] is the command name */
+} kc_cmd_entry;
+
+extern const kc_cmd_entry kc_cmd_list_entry;
+extern const kc_cmd_entry kc_cmd_show_entry;
+extern const kc_cmd_entry kc_cmd_get_entry;
+extern const kc_cmd_entry kc_cmd_set_entry;
+extern const kc_cmd_entry kc_cmd_create_entry;
+extern const kc_cmd_entry kc_cmd_update_entry;
+extern const kc_cmd_entry kc_cmd_delete_entry;
+extern const kc_cmd_entry kc_cmd_freeze_entry;
+extern const kc_cmd_entry kc_cmd_thaw_entry;
+extern const kc_cmd_entry kc_cmd_status_entry;
+extern const kc_cmd_entry kc_cmd_plan_entry;
+extern const kc_cmd_entry kc_cmd_graph_entry;
+extern const kc_cmd_entry kc_cmd_watch_entry;
+
+/* ---- errors and output (util.c) ---- */
+
+/* Print "krakenctl: <message>" on stderr and return @p code. */
+int kc_error(kc_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* "usage: krakenctl CMD USAGE" on stderr; returns KC_EXIT_USAGE. */
+int kc_usage(kc_ctx *ctx, const kc_cmd_entry *cmd);
+/* Print a cJSON value (pretty) on stdout. */
+void kc_print_json(const cJSON *json);
+/* Parse a node id; prints the error. */
+int kc_parse_id(kc_ctx *ctx, const char *text, kraken_uuid *out);
+/* Read a whole file ("-" = stdin); NULL with an error printed. */
+char *kc_read_input(kc_ctx *ctx, const char *path, size_t *len);
+/* Register the module-config schemas a daemon's self node carries (restapi, websocket). */
+void kc_register_known_schemas(void);
+
+/* ---- HTTP (http.c) ---- */
+
+/*
+ * One request to the daemon; waits for the answer. Returns 0 with @p out
+ * filled (any HTTP status), or KC_EXIT_CONNECT after printing why the daemon
+ * could not be reached.
+ */
+int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body, size_t body_len,
+            kc_response *out);
+void kc_response_clear(kc_response *r);
+/*
+ * GET/PUT/... @p path and parse the JSON answer. A non-2xx status prints the
+ * daemon's {"error"} message ("krakenctl: GET /cfg/node/x: 404: node x not
+ * found") and returns KC_EXIT_FAILED. *out is the parsed body (cJSON_Delete).
+ */
+int kc_request_json(kc_ctx *ctx, const char *method, const char *path, const char *body,
+                    cJSON **out);
+
+/* ---- node tables (table.c) ---- */
+
+typedef struct kc_table kc_table;
+kc_table *kc_table_new(size_t n_cols, const char *const *headers);
+/* Add a row of n_cols cells; colors[i] is an ANSI SGR code ("32") or NULL. */
+void kc_table_add(kc_table *t, const char *const *cells, const char *const *colors);
+void kc_table_print(kc_table *t, bool color, FILE *out);
+void kc_table_free(kc_table *t);
+
+/* Colour of a Dsc value next to its Cfg: green when it matches (or Cfg does not care),
+ * red for an error state, yellow while it differs. NULL when not colouring. */
+const char *kc_state_color(const char *cfg, const char *dsc);
+
+/* The side-by-side node table of `list` and `watch`, from {"nodes": [...]} answers. */
+int kc_print_node_table(kc_ctx *ctx, const cJSON *cfg_list, const cJSON *dsc_list,
+                        const char *kind, FILE *out);
+/* Same string of a top-level node field ("physState") or "" */
+const char *kc_node_field(const cJSON *node, const char *field);
+/* Find a node by id in a {"nodes": [...]} answer. */
+const cJSON *kc_find_node(const cJSON *list, const char *id);
+
+#endif

@@ -1,0 +1,45 @@
+/* node.c: fetch one node and decode it with libkraken's JSON codec (get, set, show). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "krakenctl.h"
+#include "node.h"
+
+int kc_fetch_node(kc_ctx *ctx, const char *kind, const kraken_uuid *id, kraken_node **out)
+{
+    *out = NULL;
+    char idtext[KRAKEN_UUID_STRLEN + 1], path[128];
+    kraken_uuid_format(id, idtext);
+    snprintf(path, sizeof path, "/%s/node/%s", kind, idtext);
+    cJSON *json = NULL;
+    int rc = kc_request_json(ctx, "GET", path, NULL, &json);
+    if (rc != 0)
+        return rc;
+    char *text = cJSON_PrintUnformatted(json);
+    cJSON_Delete(json);
+    char source[160];
+    snprintf(source, sizeof source, "GET %s", path);
+    if (!text || kraken_node_from_json(text, strlen(text), source, out) != 0) {
+        cJSON_free(text);
+        return kc_error(ctx, KC_EXIT_CONNECT, "%s", kraken_error_last());
+    }
+    cJSON_free(text);
+    return 0;
+}
+
+int kc_split_node_url(kc_ctx *ctx, int argc, char **argv, kraken_uuid *id, const char **url)
+{
+    /* "ID URL" or the node-qualified "ID:URL" (SPEC 1.3) */
+    if (argc >= 1 && strlen(argv[0]) > KRAKEN_UUID_STRLEN && argv[0][KRAKEN_UUID_STRLEN] == ':') {
+        char idtext[KRAKEN_UUID_STRLEN + 1];
+        memcpy(idtext, argv[0], KRAKEN_UUID_STRLEN);
+        idtext[KRAKEN_UUID_STRLEN] = '\0';
+        *url = argv[0] + KRAKEN_UUID_STRLEN + 1;
+        return kc_parse_id(ctx, idtext, id) == 0 ? 1 : -1;
+    }
+    if (argc < 2)
+        return 0;
+    *url = argv[1];
+    return kc_parse_id(ctx, argv[0], id) == 0 ? 2 : -1;
+}

@@ -1,0 +1,15 @@
+/* node.h: one node through libkraken's codec (node.c). */
+#ifndef KRAKENCTL_NODE_H
+#define KRAKENCTL_NODE_H
+
+#include "krakenctl.h"
+
+/* GET /<kind>/node/<id> and decode it; prints the error and returns an exit code. */
+int kc_fetch_node(kc_ctx *ctx, const char *kind, const kraken_uuid *id, kraken_node **out);
+/*
+ * Parse "ID URL" or "ID:URL" from argv. Returns the number of words used (1 or
+ * 2), 0 when they are missing, -1 after printing a bad-id error.
+ */
+int kc_split_node_url(kc_ctx *ctx, int argc, char **argv, kraken_uuid *id, const char **url);
+
+#endif

@@ -1,0 +1,108 @@
+/* util.c: errors, input files, ids and JSON output shared by the commands. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "krakenctl.h"
+
+int kc_error(kc_ctx *ctx, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", ctx->prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+int kc_usage(kc_ctx *ctx, const kc_cmd_entry *cmd)
+{
+    fprintf(stderr, "usage: %s %s %s\n", ctx->prog, cmd->name, cmd->usage);
+    return KC_EXIT_USAGE;
+}
+
+void kc_print_json(const cJSON *json)
+{
+    char *text = cJSON_Print(json);
+    if (text) {
+        fputs(text, stdout);
+        fputc('\n', stdout);
+    }
+    cJSON_free(text);
+}
+
+int kc_parse_id(kc_ctx *ctx, const char *text, kraken_uuid *out)
+{
+    if (kraken_uuid_parse(out, text) != 0)
+        return kc_error(ctx, KC_EXIT_USAGE,
+                        "'%s' is not a node id (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+                        text);
+    return 0;
+}
+
+char *kc_read_input(kc_ctx *ctx, const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        kc_error(ctx, KC_EXIT_USAGE, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap)
+            break;
+        char *bigger = realloc(buf, cap * 2 + 1);
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    bool failed = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (!buf || failed) {
+        free(buf);
+        kc_error(ctx, KC_EXIT_USAGE, "%s: cannot read the file", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/*
+ * The daemon's self node carries the configs of its own services. Their
+ * schemas are registered by the daemon at run time, not built into the
+ * library, so a client decoding the self node must know them too
+ * (SPEC Appendix A). An identical registration is a no-op.
+ */
+void kc_register_known_schemas(void)
+{
+    static const kraken_field_def restapi[] = {
+        {"addr", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
+        {"port", 2, KRAKEN_T_INT32, KRAKEN_T_NONE, NULL},
+    };
+    static const kraken_field_def websocket[] = {
+        {"port", 2, KRAKEN_T_INT32, KRAKEN_T_NONE, NULL},
+        {"writeWait", 3, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
+        {"pongWait", 4, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
+        {"pingPeriod", 5, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
+        {"maxMessageSize", 6, KRAKEN_T_INT64, KRAKEN_T_NONE, NULL},
+    };
+    if (!kraken_schema_find("restapi.Config"))
+        kraken_schema_register("restapi.Config", restapi, sizeof restapi / sizeof restapi[0],
+                               NULL);
+    if (!kraken_schema_find("WebSocket.Config"))
+        kraken_schema_register("WebSocket.Config", websocket,
+                               sizeof websocket / sizeof websocket[0], NULL);
+    kraken_error_clear();
+}

@@ -1,0 +1,453 @@
+/*
+ * main.c: kraken-daemon (SPEC 9), the reference kraken instance on
+ * libkraken's public API. It reads its config (config.c), creates the engine
+ * on one libevent loop, loads and persists the state file (state.c), runs the
+ * REST API (rest.c) and, when built with it, the websocket event stream as
+ * service instances of its own node, joins the sync tree (root, or child with
+ * -parent), and stops cleanly on SIGTERM/SIGINT: state saved, sockets closed,
+ * everything freed.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <event2/event.h>
+
+#ifdef KD_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+#ifdef KD_HAVE_WEBSOCKET
+#include "websocket.h"
+#endif
+
+#include "kd.h"
+
+#define KRAKEN_IFACE_IP_URL "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
+
+typedef struct daemon_ctx {
+    kd_config cfg;
+    struct event_base *base;
+    kraken_engine *engine;
+    kraken_sync *sync;
+    kd_state *state;
+    kd_rest *rest;
+    kd_metrics *metrics;
+    kd_api api;
+    struct event *sig_term, *sig_int;
+    kraken_subscription *events;
+    char *token;
+    char *api_host; /* from -ipapi (default 127.0.0.1) */
+    int api_port;   /* from -ipapi (default 3141) */
+#ifdef KD_HAVE_WEBSOCKET
+    kd_websocket *websocket;
+#endif
+} daemon_ctx;
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The one line a failed start leaves: "kraken-daemon: <reason>". */
+static int fail(const char *fmt, ...)
+{
+    char reason[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, KD_PROGRAM ": %s\n", reason);
+    return -1;
+}
+
+static void notify(daemon_ctx *d, const char *state)
+{
+#ifdef KD_HAVE_SYSTEMD
+    if (d->cfg.sdnotify) {
+        int rc = sd_notify(0, state);
+        if (rc < 0)
+            kd_log(KRAKEN_LOG_WARNING, "daemon", "sd_notify: %s", strerror(-rc));
+        else if (rc == 0)
+            kd_log(KRAKEN_LOG_WARNING, "daemon", "-sdnotify: NOTIFY_SOCKET is not set");
+    }
+#else
+    (void)d;
+    (void)state;
+#endif
+}
+
+/* Thousands of nodes and clients need descriptors: take what the hard limit allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t before = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            kd_log(KRAKEN_LOG_WARNING, "daemon", "cannot raise the open-file limit: %s",
+                   strerror(errno));
+            return;
+        }
+    }
+    kd_log(KRAKEN_LOG_INFO, "daemon", "open-file limit %llu (was %llu, hard limit %llu)",
+           (unsigned long long)rl.rlim_cur, (unsigned long long)before,
+           (unsigned long long)rl.rlim_max);
+}
+
+static int read_token(const char *path, char **out)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return fail("%s: cannot open the API token file: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) == 0 && (sb.st_mode & 077))
+        kd_log(KRAKEN_LOG_WARNING, "restapi", "%s: the token file is readable by others "
+                                              "(mode %03o); chmod 600 it",
+               path, (unsigned)(sb.st_mode & 0777));
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+                 buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    if (n < 16)
+        return fail("%s: the API token must be at least 16 characters", path);
+    if (strpbrk(buf, " \t\r\n"))
+        return fail("%s: the API token must be one line without blanks", path);
+    *out = strdup(buf);
+    return *out ? 0 : fail("out of memory");
+}
+
+/* ---- the self node ------------------------------------------------------------------------- */
+
+static int set_self_text(daemon_ctx *d, kraken_state_kind kind, const char *url, const char *text)
+{
+    int rc = kraken_store_set_text(kraken_engine_store(d->engine), kind,
+                                   kraken_engine_self_id(d->engine), url, text);
+    if (rc < 0) {
+        fail("self node %s: %s", url, kraken_error_last());
+        kraken_error_clear();
+    }
+    return rc;
+}
+
+/* -ip describes the kraken interface of the self node (an IPv4 address; names are left out). */
+static int describe_self(daemon_ctx *d)
+{
+    const char *ip = d->cfg.ip ? d->cfg.ip : "127.0.0.1";
+    kraken_value v = KRAKEN_VALUE_INIT;
+    if (kraken_url_parse_value(KRAKEN_IFACE_IP_URL, ip, &v) < 0) {
+        kraken_error_clear();
+        kd_log(KRAKEN_LOG_NOTICE, "daemon", "-ip %s is not an IPv4 address: the self node's "
+                                            "kraken interface is not described", ip);
+        return 0;
+    }
+    kraken_value_clear(&v);
+    if (set_self_text(d, KRAKEN_CFG, KRAKEN_IFACE_IP_URL, ip) < 0 ||
+        set_self_text(d, KRAKEN_DSC, KRAKEN_IFACE_IP_URL, ip) < 0)
+        return -1;
+    return 0;
+}
+
+/*
+ * The REST listener's Cfg config: -ipapi when given, else what Cfg has (the
+ * state file, or the parent for a child), else the default. An absent config
+ * later (a parent's Cfg without one) also means the -ipapi address.
+ */
+static int configure_restapi(daemon_ctx *d)
+{
+    kraken_value v = KRAKEN_VALUE_INIT;
+    bool have = kraken_store_get_value(kraken_engine_store(d->engine), KRAKEN_CFG,
+                                       kraken_engine_self_id(d->engine),
+                                       "/Services/restapi/Config", &v) == 0 &&
+                v.type == KRAKEN_T_RECORD;
+    kraken_value_clear(&v);
+    kraken_error_clear();
+    if (d->cfg.ipapi || !have) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "{\"@type\": \"type.googleapis.com/restapi.Config\", \"addr\": \"%s\", "
+                 "\"port\": %d}",
+                 d->api_host, d->api_port);
+        if (set_self_text(d, KRAKEN_CFG, "/Services/restapi/Config", text) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_ipapi(daemon_ctx *d)
+{
+    int port = -1;
+    if (kd_addr_split(d->cfg.ipapi ? d->cfg.ipapi : "127.0.0.1", &d->api_host, &port) < 0 ||
+        !*d->api_host)
+        return fail("-ipapi '%s': expected ADDR or ADDR:PORT", d->cfg.ipapi);
+    d->api_port = port < 0 ? KD_REST_DEFAULT_PORT : port;
+    return 0;
+}
+
+/* serviceinstances: disable services, disable mutations, override timeouts. */
+static int apply_service_config(daemon_ctx *d)
+{
+    for (size_t i = 0; i < d->cfg.n_services; i++) {
+        const kd_service_cfg *s = &d->cfg.services[i];
+        kraken_service *svc = kraken_engine_find_service(d->engine, s->id);
+        if (!svc) {
+            kd_log(KRAKEN_LOG_WARNING, "daemon",
+                   "serviceinstances.%s: no such service instance in this daemon; ignored", s->id);
+            continue;
+        }
+        char url[256];
+        snprintf(url, sizeof url, "/Services/%s/State", s->id);
+        if (set_self_text(d, KRAKEN_CFG, url, s->disable ? "STOP" : "RUN") < 0)
+            return -1;
+        for (size_t j = 0; j < s->n_mutations; j++) {
+            const kd_mutation_cfg *m = &s->mutations[j];
+#ifdef KD_HAVE_MUTATION_OVERRIDES
+            if (m->disable && kraken_engine_mutation_disable(d->engine, s->id, m->id, true) < 0)
+                return fail("serviceinstances.%s.mutations.%s: %s", s->id, m->id,
+                            kraken_error_last());
+            if (m->has_timeout &&
+                kraken_engine_mutation_set_timeout(d->engine, s->id, m->id,
+                                                   (uint32_t)m->timeout_ms) < 0)
+                return fail("serviceinstances.%s.mutations.%s: %s", s->id, m->id,
+                            kraken_error_last());
+#else
+            if (m->disable || m->has_timeout)
+                kd_log(KRAKEN_LOG_WARNING, "daemon",
+                       "serviceinstances.%s.mutations.%s: this libkraken has no mutation "
+                       "overrides; ignored",
+                       s->id, m->id);
+#endif
+        }
+    }
+    return 0;
+}
+
+/* ---- start, run, stop ---------------------------------------------------------------------- */
+
+/* What an operator wants in the log: sync links, mutation steps, failures. */
+static void on_event(const kraken_event *ev, void *userdata)
+{
+    (void)userdata;
+    char id[KRAKEN_UUID_STRLEN + 1];
+    kraken_uuid_format(&ev->node_id, id);
+    if (ev->type == KRAKEN_EVENT_SYNC) {
+        static const char *what[] = {"neighbor up", "neighbor down", "join accepted",
+                                     "join refused"};
+        bool bad = ev->kind == KRAKEN_SYNC_NEIGHBOR_DOWN || ev->kind == KRAKEN_SYNC_JOIN_REFUSED;
+        kd_log(bad ? KRAKEN_LOG_WARNING : KRAKEN_LOG_NOTICE, "sync", "%s: %s%s%s",
+               ev->kind >= 0 && ev->kind < 4 ? what[ev->kind] : "event", id,
+               ev->message ? ": " : "", ev->message ? ev->message : "");
+    } else if (ev->type == KRAKEN_EVENT_STATE_MUTATION) {
+        static const char *what[] = {"mutate", "interrupt", "failed", "done"};
+        int level = ev->kind == KRAKEN_MUTATION_FAILED      ? KRAKEN_LOG_WARNING
+                    : ev->kind == KRAKEN_MUTATION_INTERRUPT ? KRAKEN_LOG_NOTICE
+                                                            : KRAKEN_LOG_INFO;
+        kd_log(level, "engine", "%s %s %s/%s%s%s", ev->kind >= 0 && ev->kind < 4 ? what[ev->kind]
+                                                                               : "mutation",
+               id, ev->service_id ? ev->service_id : "", ev->mutation_id ? ev->mutation_id : "",
+               ev->message ? ": " : "", ev->message ? ev->message : "");
+    }
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *userdata)
+{
+    (void)what;
+    daemon_ctx *d = userdata;
+    kd_log(KRAKEN_LOG_NOTICE, "daemon", "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    notify(d, "STOPPING=1");
+    event_base_loopexit(d->base, NULL);
+}
+
+static void on_rest_started(void *userdata, bool ok)
+{
+    daemon_ctx *d = userdata;
+    if (!ok)
+        return;
+    char id[KRAKEN_UUID_STRLEN + 1];
+    kd_log(KRAKEN_LOG_NOTICE, "daemon", "ready: node %s, %s, REST port %u%s",
+           kraken_uuid_format(kraken_engine_self_id(d->engine), id),
+           d->cfg.parent ? "child" : "root", (unsigned)kd_rest_port(d->rest),
+           kraken_engine_frozen(d->engine) ? ", frozen" : "");
+    notify(d, "READY=1");
+}
+
+#ifdef KD_HAVE_WEBSOCKET
+static uint16_t websocket_port(void *userdata)
+{
+    return kd_websocket_port(userdata);
+}
+#endif
+
+static int start_sync(daemon_ctx *d)
+{
+    const kd_config *c = &d->cfg;
+    if (!c->parent && !c->secretfile && !c->syncinsecure) {
+        kd_log(KRAKEN_LOG_NOTICE, "sync",
+               "no -secret FILE: sync is off (children cannot join this root)");
+        return 0;
+    }
+    if (c->syncinsecure)
+        kd_log(KRAKEN_LOG_WARNING, "sync",
+               "-sync-insecure: sync runs with a fixed, public key; anyone on the network can "
+               "forge state. Use -secret FILE outside demos.");
+    kraken_sync_options so = KRAKEN_SYNC_OPTIONS_INIT;
+    so.listen_addr = c->ip;
+    so.port = (uint16_t)c->syncport;
+    so.parent_addr = c->parent;
+    so.secret_file = c->secretfile;
+    so.insecure = c->syncinsecure && !c->secretfile;
+    if (kraken_sync_new(&d->sync, d->engine, d->base, &so) < 0) {
+        fail("sync: %s", kraken_error_last());
+        kraken_error_clear();
+        return -1;
+    }
+    kd_log(KRAKEN_LOG_NOTICE, "sync", "listening on %s port %u%s%s", c->ip ? c->ip : "0.0.0.0",
+           (unsigned)kraken_sync_port(d->sync), c->parent ? ", parent " : "",
+           c->parent ? c->parent : "");
+    d->api.sync = d->sync;
+    return 0;
+}
+
+static int start(daemon_ctx *d)
+{
+    kd_config *c = &d->cfg;
+    char err[1024] = "";
+    if (parse_ipapi(d) < 0)
+        return -1;
+    raise_fd_limit();
+    if (c->apitokenfile && read_token(c->apitokenfile, &d->token) < 0)
+        return -1;
+    if (c->schemadir && kd_schemas_load_dir(c->schemadir, err, sizeof err) < 0)
+        return fail("%s", err);
+    if (!(d->base = event_base_new()))
+        return fail("cannot create the event loop");
+    /* Before anything can say READY: a SIGTERM right after READY must stop cleanly. */
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    if (!d->sig_term || !d->sig_int || evsignal_add(d->sig_term, NULL) < 0 ||
+        evsignal_add(d->sig_int, NULL) < 0)
+        return fail("cannot install signal handlers");
+
+    kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
+    if (c->id && kraken_uuid_parse(&eo.self_id, c->id) < 0)
+        return fail("-id '%s': %s", c->id, kraken_error_last());
+    if (!c->id && kraken_uuid_generate(&eo.self_id) < 0)
+        return fail("cannot generate a node id: %s", kraken_error_last());
+    eo.start_frozen = c->freeze;
+    if (kraken_engine_new(&d->engine, d->base, NULL, &eo) < 0)
+        return fail("engine: %s", kraken_error_last());
+    kraken_engine_set_log(d->engine, c->loglevel, kd_log_engine, NULL, NULL);
+    kraken_subscribe_options so = {
+        .types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC) |
+                 KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION)};
+    if (kraken_bus_subscribe(kraken_engine_bus(d->engine), &so, on_event, d, NULL, &d->events) <
+        0)
+        return fail("engine: %s", kraken_error_last());
+
+    if (kd_metrics_new(&d->metrics) < 0)
+        return fail("out of memory");
+    d->api.engine = d->engine;
+    d->api.store = kraken_engine_store(d->engine);
+    d->api.metrics = d->metrics;
+
+    kd_rest_options ro = {.default_addr = d->api_host, .default_port = d->api_port,
+                          .token = d->token, .insecure = c->apiinsecure,
+                          .open_reads = c->apiopenreads, .timeout_ms = c->apitimeout_ms,
+                          .max_body = c->apimaxbody, .started = on_rest_started,
+                          .started_userdata = d};
+    if (kd_rest_new(&d->rest, &d->api, d->base, &ro) < 0)
+        return fail("restapi: %s", kraken_error_last());
+#ifdef KD_HAVE_WEBSOCKET
+    if (kd_websocket_new(&d->websocket, d->engine, d->base, c->ipapi ? NULL : "127.0.0.1") < 0)
+        return fail("websocket: %s", kraken_error_last());
+    d->api.websocket_port = websocket_port;
+    d->api.websocket_userdata = d->websocket;
+#endif
+    if (kd_state_open(&d->state, d->engine, d->base, c->statefile, c->persistdelay_ms, err,
+                      sizeof err) < 0)
+        return fail("%s", err);
+    d->api.state = d->state;
+    if (describe_self(d) < 0 || configure_restapi(d) < 0 ||
+        set_self_text(d, KRAKEN_CFG, "/Services/restapi/State", "RUN") < 0 ||
+        apply_service_config(d) < 0)
+        return -1;
+    if (start_sync(d) < 0)
+        return -1;
+    /* A state file or a config can leave the restapi disabled: then nothing else says READY. */
+    const kd_service_cfg *rs = kd_config_service(c, "restapi");
+    if (rs && rs->disable)
+        on_rest_started(d, true);
+
+    return 0;
+}
+
+static void stop(daemon_ctx *d)
+{
+    if (d->state && kd_state_flush(d->state) == 0)
+        kd_log(KRAKEN_LOG_INFO, "state", "state saved");
+    kd_state_close(d->state); /* before anything removes services from the self node */
+    kraken_sync_free(d->sync);
+    kraken_subscription_remove(d->events);
+#ifdef KD_HAVE_WEBSOCKET
+    kd_websocket_free(d->websocket);
+#endif
+    kraken_engine_free(d->engine);
+    kd_rest_free(d->rest);
+    kd_metrics_free(d->metrics);
+    if (d->sig_term)
+        event_free(d->sig_term);
+    if (d->sig_int)
+        event_free(d->sig_int);
+    if (d->base)
+        event_base_free(d->base);
+    libevent_global_shutdown();
+    free(d->token);
+    free(d->api_host);
+    kd_config_clear(&d->cfg);
+}
+
+int main(int argc, char **argv)
+{
+    daemon_ctx d;
+    memset(&d, 0, sizeof d);
+    kd_config_defaults(&d.cfg);
+    char err[1024];
+    if (kd_config_parse(&d.cfg, argc, argv, err, sizeof err) < 0) {
+        fprintf(stderr, KD_PROGRAM ": %s\n", err);
+        kd_config_clear(&d.cfg);
+        return 2;
+    }
+    if (d.cfg.help || d.cfg.version || d.cfg.printrc) {
+        if (d.cfg.help)
+            kd_config_usage(stdout);
+        else if (d.cfg.version)
+            printf(KD_PROGRAM " %s (libkraken %s)\n", KRAKEN_VERSION_STRING, kraken_version());
+        else
+            kd_config_print(&d.cfg, stdout);
+        kd_config_clear(&d.cfg);
+        return 0;
+    }
+#ifndef KD_HAVE_SYSTEMD
+    if (d.cfg.sdnotify) {
+        fprintf(stderr, KD_PROGRAM ": -sdnotify: this build has no libsystemd\n");
+        kd_config_clear(&d.cfg);
+        return 2;
+    }
+#endif
+    kd_log_setup(d.cfg.loglevel, d.cfg.noprefix);
+    /* A client that hangs up mid-answer must not kill the daemon. */
+    signal(SIGPIPE, SIG_IGN);
+
+    int code = 1;
+    if (start(&d) == 0) {
+        event_base_dispatch(d.base);
+        code = kd_rest_start_failed(d.rest) ? 1 : 0;
+        kd_log(KRAKEN_LOG_NOTICE, "daemon", "stopped");
+    }
+    stop(&d);
+    return code;
+}

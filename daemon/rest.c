@@ -1,0 +1,496 @@
+/*
+ * rest.c: the REST API's HTTP side on libevent's evhttp, run as service
+ * instance "restapi" (module "restapi") of the self node, as in the original:
+ * its Cfg config (restapi.Config {addr = 1, port = 2}) says where it listens,
+ * and a change there rebinds it. The answers come from routes.c.
+ *
+ * Access policy: loopback addresses are open as the original was; any other
+ * address needs a bearer token file (checked on every state-changing request,
+ * and on reads unless reads are opened) or an explicit -api-insecure, which is
+ * warned about at every start. Limits: body size, header size, and one
+ * timeout for idle and slow clients (evhttp closes the connection).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "kd.h"
+
+#define CONFIG_TYPE "restapi.Config"
+#define CONFIG_URL "/Services/restapi/Config/" KRAKEN_TYPE_URL_PREFIX CONFIG_TYPE
+#define MAX_HEADERS_SIZE (64 * 1024)
+
+struct kd_rest {
+    kd_api *api;
+    struct event_base *base;
+    kraken_service *service;
+    kd_rest_options opts;
+    char *token;
+    char *default_addr;
+    struct evhttp *http;        /* current listener */
+    char *addr;
+    int port;                   /* as configured */
+    uint16_t bound_port;
+    struct evhttp *retired;     /* previous listener, freed shortly (its last answers drain) */
+    struct event *retire_timer;
+    bool started_once, start_failed;
+};
+
+/* ---- addresses ----------------------------------------------------------------------------- */
+
+bool kd_addr_is_loopback(const char *addr)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcmp(addr, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, addr, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, addr, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+int kd_addr_split(const char *text, char **host, int *port)
+{
+    *host = NULL;
+    *port = -1;
+    const char *colon = NULL, *end = text + strlen(text);
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || (close[1] && close[1] != ':'))
+            return -1;
+        *host = strndup(text + 1, (size_t)(close - text - 1));
+        colon = close[1] == ':' ? close + 1 : NULL;
+    } else {
+        colon = strchr(text, ':');
+        if (colon && strchr(colon + 1, ':')) /* a bare IPv6 address */
+            colon = NULL;
+        *host = strndup(text, (size_t)((colon ? colon : end) - text));
+    }
+    if (!*host)
+        return -1;
+    if (colon) {
+        char *stop;
+        long p = strtol(colon + 1, &stop, 10);
+        if (!colon[1] || *stop || p < 0 || p > 65535) {
+            free(*host);
+            *host = NULL;
+            return -1;
+        }
+        *port = (int)p;
+    }
+    return 0;
+}
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    }
+    return "OTHER";
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 503: return "Service Unavailable";
+    default: return status >= 500 ? "Internal Server Error" : "Error";
+    }
+}
+
+/* Constant-time comparison: the token check must not leak how much of it matched. */
+static bool token_equal(const char *given, size_t given_len, const char *token)
+{
+    size_t len = strlen(token);
+    unsigned char diff = given_len != len;
+    for (size_t i = 0; i < len; i++)
+        diff |= (unsigned char)(token[i] ^ (i < given_len ? given[i] : 0));
+    return diff == 0;
+}
+
+static bool authorized(kd_rest *r, struct evkeyvalq *headers)
+{
+    const char *auth = evhttp_find_header(headers, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return false;
+    const char *given = auth + 7;
+    while (*given == ' ')
+        given++;
+    size_t len = strlen(given);
+    while (len && (given[len - 1] == ' ' || given[len - 1] == '\t'))
+        len--;
+    return token_equal(given, len, r->token);
+}
+
+/* Host header without the port: where the client reached us, for /ws. */
+static void request_host(struct evkeyvalq *headers, char *out, size_t len)
+{
+    const char *host = evhttp_find_header(headers, "Host");
+    *out = '\0';
+    if (!host)
+        return;
+    char *h = NULL;
+    int port;
+    if (kd_addr_split(host, &h, &port) == 0)
+        snprintf(out, len, "%s", h);
+    free(h);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void send_answer(struct evhttp_request *req, kd_response *resp)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    evhttp_add_header(out, "Access-Control-Allow-Origin", "*");
+    if (resp->content_type)
+        evhttp_add_header(out, "Content-Type", resp->content_type);
+    if (resp->status == 405 && resp->allow)
+        evhttp_add_header(out, "Allow", resp->allow);
+    if (resp->status == 401)
+        evhttp_add_header(out, "WWW-Authenticate", "Bearer realm=\"kraken\"");
+    struct evbuffer *body = evbuffer_new();
+    if (body && resp->body)
+        evbuffer_add(body, resp->body, resp->body_len);
+    evhttp_send_reply(req, resp->status, reason_phrase(resp->status), body);
+    if (body)
+        evbuffer_free(body);
+}
+
+static void preflight(struct evhttp_request *req, const kd_response *route)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    evhttp_add_header(out, "Access-Control-Allow-Origin", "*");
+    evhttp_add_header(out, "Access-Control-Allow-Methods", "PUT, GET, POST, DELETE, PATCH");
+    evhttp_add_header(out, "Access-Control-Allow-Headers",
+                      "X-Requested-With, Content-Type, Authorization");
+    evhttp_add_header(out, "Access-Control-Max-Age", "600");
+    evhttp_add_header(out, "Allow", route->allow);
+    evhttp_send_reply(req, 200, "OK", NULL);
+}
+
+static void on_request(struct evhttp_request *hreq, void *userdata)
+{
+    kd_rest *r = userdata;
+    double start = now_seconds();
+    const char *method = method_name(evhttp_request_get_command(hreq));
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(hreq);
+    const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
+    char *path = evhttp_uridecode(raw_path && *raw_path ? raw_path : "/", 0, NULL);
+    struct evkeyvalq *headers = evhttp_request_get_input_headers(hreq);
+    char host[256];
+    request_host(headers, host, sizeof host);
+    struct evbuffer *in = evhttp_request_get_input_buffer(hreq);
+    size_t body_len = evbuffer_get_length(in);
+    kd_request req = {.method = method, .path = path ? path : "/", .host = host,
+                      .body = body_len ? (const char *)evbuffer_pullup(in, -1) : "",
+                      .body_len = body_len};
+    kd_response resp;
+    memset(&resp, 0, sizeof resp);
+    bool known = kd_route_lookup(&req, &resp) == 0;
+    if (strcmp(method, "OPTIONS") == 0 && resp.allow) {
+        preflight(hreq, &resp);
+        kd_metrics_observe(r->api->metrics, method, resp.route, 200, now_seconds() - start);
+        free(path);
+        return;
+    }
+    if (known && r->token && (resp.write || !r->opts.open_reads) && !authorized(r, headers)) {
+        const char *route = resp.route;
+        memset(&resp, 0, sizeof resp);
+        resp.status = 401;
+        resp.content_type = "application/json";
+        resp.body = strdup(evhttp_find_header(headers, "Authorization")
+                               ? "{\"error\":\"invalid bearer token\"}"
+                               : "{\"error\":\"this request needs a bearer token "
+                                 "(Authorization: Bearer <token>)\"}");
+        resp.body_len = resp.body ? strlen(resp.body) : 0;
+        resp.route = route;
+        kd_log(KRAKEN_LOG_WARNING, "restapi", "refused %s %s: %s bearer token", method, req.path,
+               evhttp_find_header(headers, "Authorization") ? "invalid" : "no");
+    } else {
+        kd_rest_dispatch(r->api, &req, &resp);
+    }
+    kd_log(KRAKEN_LOG_DEBUG, "restapi", "%s %s -> %d", method, req.path, resp.status);
+    send_answer(hreq, &resp);
+    kd_metrics_observe(r->api->metrics, method, resp.route, resp.status, now_seconds() - start);
+    free(resp.body);
+    free(path);
+}
+
+/* ---- listener ------------------------------------------------------------------------------ */
+
+static void retire_now(kd_rest *r)
+{
+    if (r->retired) {
+        evhttp_free(r->retired);
+        r->retired = NULL;
+    }
+}
+
+static void on_retire(evutil_socket_t fd, short what, void *userdata)
+{
+    (void)fd;
+    (void)what;
+    retire_now(userdata);
+}
+
+/* Close the current listener after a grace second, so the answer that caused it gets out. */
+static void retire_current(kd_rest *r)
+{
+    if (!r->http)
+        return;
+    retire_now(r);
+    r->retired = r->http;
+    r->http = NULL;
+    r->bound_port = 0;
+    struct timeval tv = {1, 0};
+    evtimer_add(r->retire_timer, &tv);
+}
+
+static int listen_on(kd_rest *r, const char *addr, int port, char *err, size_t errlen)
+{
+    if (!kd_addr_is_loopback(addr) && !r->token && !r->opts.insecure) {
+        snprintf(err, errlen,
+                 "refusing to listen on %s: not a loopback address and no -api-token FILE "
+                 "(or -api-insecure to allow anyone who can reach it to change state)",
+                 addr);
+        return -1;
+    }
+    struct evhttp *http = evhttp_new(r->base);
+    if (!http) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                         EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
+    evhttp_set_max_body_size(http, (ev_ssize_t)r->opts.max_body);
+    evhttp_set_max_headers_size(http, MAX_HEADERS_SIZE);
+    struct timeval tv = {(time_t)(r->opts.timeout_ms / 1000),
+                         (suseconds_t)(r->opts.timeout_ms % 1000 * 1000)};
+    evhttp_set_timeout_tv(http, &tv);
+    evhttp_set_gencb(http, on_request, r);
+    struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(http, addr, (ev_uint16_t)port);
+    if (!sock) {
+        snprintf(err, errlen, "cannot listen on %s port %d: %s", addr, port,
+                 errno ? strerror(errno) : "bind failed");
+        evhttp_free(http);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    uint16_t bound = (uint16_t)port;
+    if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) == 0)
+        bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    retire_current(r);
+    r->http = http;
+    r->bound_port = bound;
+    kd_log(KRAKEN_LOG_NOTICE, "restapi", "listening on %s port %u", addr, (unsigned)bound);
+    if (!kd_addr_is_loopback(addr) && !r->token)
+        kd_log(KRAKEN_LOG_WARNING, "restapi",
+               "-api-insecure: the REST API on %s has no token; anyone who can reach it can "
+               "change the cluster's state",
+               addr);
+    return 0;
+}
+
+/* The configured address and port: Cfg config, else the defaults. */
+static void configured(kd_rest *r, char **addr, int *port)
+{
+    kraken_value v = KRAKEN_VALUE_INIT;
+    const kraken_uuid *self = kraken_engine_self_id(r->api->engine);
+    *addr = NULL;
+    *port = r->opts.default_port;
+    if (kraken_store_get_value(r->api->store, KRAKEN_CFG, self, CONFIG_URL "/Addr", &v) == 0 &&
+        v.type == KRAKEN_T_STRING && v.v.str.len)
+        *addr = strdup(v.v.str.data);
+    kraken_value_clear(&v);
+    if (kraken_store_get_value(r->api->store, KRAKEN_CFG, self, CONFIG_URL "/Port", &v) == 0 &&
+        (v.type == KRAKEN_T_INT32 || v.type == KRAKEN_T_INT64) && v.v.i > 0 && v.v.i <= 65535)
+        *port = (int)v.v.i;
+    kraken_value_clear(&v);
+    kraken_error_clear();
+    if (!*addr)
+        *addr = strdup(r->default_addr);
+}
+
+/* Say in Dsc where the API really listens (the port differs from Cfg when Cfg asks for 0). */
+static void discover_binding(kd_rest *r)
+{
+    char text[256];
+    snprintf(text, sizeof text,
+             "{\"@type\": \"" KRAKEN_TYPE_URL_PREFIX CONFIG_TYPE "\", \"addr\": \"%s\", "
+             "\"port\": %u}",
+             r->addr ? r->addr : "", (unsigned)r->bound_port);
+    if (kraken_store_set_text(r->api->store, KRAKEN_DSC, kraken_engine_self_id(r->api->engine),
+                              "/Services/restapi/Config", text) < 0)
+        kraken_error_clear();
+}
+
+static void first_start_done(kd_rest *r, bool ok)
+{
+    if (r->started_once)
+        return;
+    r->started_once = true;
+    if (r->opts.started)
+        r->opts.started(r->opts.started_userdata, ok);
+}
+
+static void apply_config(kd_rest *r, bool starting)
+{
+    char *addr = NULL, err[512];
+    int port;
+    configured(r, &addr, &port);
+    if (!addr) {
+        kraken_service_set_state(r->service, KRAKEN_SERVICE_ERROR, "out of memory");
+        return;
+    }
+    if (!starting && r->http && r->addr && strcmp(addr, r->addr) == 0 && port == r->port) {
+        free(addr);
+        return;
+    }
+    if (listen_on(r, addr, port, err, sizeof err) < 0) {
+        kd_log(r->started_once ? KRAKEN_LOG_ERROR : KRAKEN_LOG_CRITICAL, "restapi", "%s", err);
+        if (!r->started_once) {
+            r->start_failed = true;
+            event_base_loopbreak(r->base); /* a daemon without its API at start: fail fast */
+        }
+        if (!r->http)
+            kraken_service_set_state(r->service, KRAKEN_SERVICE_ERROR, err);
+        free(addr);
+        first_start_done(r, false);
+        return;
+    }
+    free(r->addr);
+    r->addr = addr;
+    r->port = port;
+    discover_binding(r);
+    kraken_service_set_state(r->service, KRAKEN_SERVICE_RUN, NULL);
+    first_start_done(r, true);
+}
+
+static void svc_start(kraken_service *service, void *userdata)
+{
+    (void)service;
+    apply_config(userdata, true);
+}
+
+static void svc_stop(kraken_service *service, void *userdata)
+{
+    kd_rest *r = userdata;
+    retire_current(r);
+    kd_log(KRAKEN_LOG_NOTICE, "restapi", "stopped");
+    kraken_service_set_state(service, KRAKEN_SERVICE_STOP, NULL);
+}
+
+static void svc_config_changed(kraken_service *service, const kraken_value *config,
+                               void *userdata)
+{
+    (void)service;
+    (void)config;
+    kd_rest *r = userdata;
+    if (r->http) /* running: rebind if the address changed */
+        apply_config(r, false);
+}
+
+/* ---- lifetime ------------------------------------------------------------------------------ */
+
+static int register_schema(void)
+{
+    static const kraken_field_def fields[] = {
+        {"addr", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
+        {"port", 2, KRAKEN_T_INT32, KRAKEN_T_NONE, NULL},
+    };
+    return kraken_schema_register(CONFIG_TYPE, fields, 2, NULL);
+}
+
+int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts)
+{
+    *out = NULL;
+    if (register_schema() < 0)
+        return -1;
+    kd_rest *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    r->api = api;
+    r->base = base;
+    r->opts = *opts;
+    r->default_addr = strdup(opts->default_addr ? opts->default_addr : "127.0.0.1");
+    r->token = opts->token ? strdup(opts->token) : NULL;
+    r->opts.token = NULL;
+    r->opts.default_addr = NULL;
+    r->retire_timer = evtimer_new(base, on_retire, r);
+    static const kraken_service_ops ops = {.start = svc_start, .stop = svc_stop,
+                                           .config_changed = svc_config_changed};
+    if (!r->default_addr || (opts->token && !r->token) || !r->retire_timer ||
+        kraken_engine_add_service(api->engine, "restapi", "restapi", &ops, r, NULL,
+                                  &r->service) < 0) {
+        kd_rest_free(r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+void kd_rest_free(kd_rest *r)
+{
+    if (!r)
+        return;
+    /*
+     * Called after the engine's free (main.c), so this only releases our handle: the service
+     * stays on the self node and in the state file.
+     */
+    kraken_service_remove(r->service);
+    if (r->http)
+        evhttp_free(r->http);
+    retire_now(r);
+    if (r->retire_timer)
+        event_free(r->retire_timer);
+    free(r->default_addr);
+    free(r->addr);
+    free(r->token);
+    free(r);
+}
+
+uint16_t kd_rest_port(const kd_rest *r)
+{
+    return r ? r->bound_port : 0;
+}
+
+bool kd_rest_start_failed(const kd_rest *r)
+{
+    return r && r->start_failed;
+}

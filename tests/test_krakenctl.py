@@ -1,0 +1,364 @@
+"""
+krakenctl end to end against a real kraken-daemon on ephemeral ports: every command,
+its table/JSON output, its error messages and exit codes, the original's command
+forms, token handling and `watch` over the websocket event stream.
+"""
+import json
+import os
+import re
+import select
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+KRAKENCTL = os.environ.get("KRAKENCTL", "build/daemon/krakenctl/krakenctl")
+DAEMON = os.environ.get("KRAKEN_DAEMON", "build/daemon/kraken-daemon")
+SELF = "c0ffee00-0000-4000-8000-000000000001"
+N1 = "11111111-2222-4333-8444-555555555555"
+N2 = "22222222-2222-4333-8444-555555555555"
+N3 = "33333333-2222-4333-8444-555555555555"
+DEADLINE = 10.0
+
+STATE = {"nodes": [
+    {"id": SELF, "nodename": "root",
+     "services": [{"id": "websocket", "module": "websocket", "state": "RUN",
+                   # no port: the stream listens where the system says (ephemeral)
+                   "config": {"@type": "type.googleapis.com/WebSocket.Config",
+                              "pingPeriod": "54s"}}]},
+    {"id": N1, "nodename": "n1", "physState": "POWER_ON", "platform": "sim"},
+]}
+
+
+class Daemon:
+    def __init__(self, tmp, *extra):
+        self.state = os.path.join(tmp, "state.json")
+        with open(self.state, "w") as f:
+            json.dump(STATE, f)
+        self.log_path = os.path.join(tmp, "daemon.log")
+        self.proc = subprocess.Popen(
+            [DAEMON, "-id", SELF, "-ipapi", "127.0.0.1:0", "-syncport", "0", "-sync-insecure",
+             "-state", self.state, "-log", "6", "-noprefix", *extra],
+            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
+        end = time.monotonic() + DEADLINE
+        while time.monotonic() < end:
+            m = re.search(r"REST port (\d+)", self.log())
+            if m:
+                self.port = int(m.group(1))
+                return
+            assert self.proc.poll() is None, self.log()
+            select.select([], [], [], 0.01)
+        raise AssertionError("daemon not ready:\n" + self.log())
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        self.proc.terminate()
+        assert self.proc.wait(timeout=DEADLINE) == 0, self.log()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(str(tmp_path))
+    yield d
+    d.stop()
+
+
+def ctl(d, *args, env=None, stdin=None, api=True):
+    full = [KRAKENCTL] + (["-i", f"127.0.0.1:{d.port}"] if api and d else []) + list(args)
+    e = dict(os.environ)
+    e.pop("KRAKEN_TOKEN", None)
+    e.pop("KRAKEN_API", None)
+    e.update(env or {})
+    r = subprocess.run(full, capture_output=True, text=True, env=e, input=stdin,
+                       timeout=DEADLINE * 2)
+    return r.returncode, r.stdout, r.stderr
+
+
+def ok(d, *args, **kw):
+    rc, out, err = ctl(d, *args, **kw)
+    assert rc == 0, f"{args}: rc {rc}: {err}"
+    return out
+
+
+# ---- list and show -----------------------------------------------------------------------------
+
+def test_list_table_puts_cfg_next_to_dsc(daemon):
+    out = ok(daemon, "list")
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "PHYS", "CFG", "PHYS", "DSC", "RUN", "CFG", "RUN",
+                                "DSC", "PLATFORM", "BUSY"]
+    assert lines[1].split() == [N1, "n1", "POWER_ON", "sim"]
+    assert lines[2].split() == [SELF, "root", "POWER_ON", "SYNC"]
+    # the original's form and alias give the same table; no colour when not a tty
+    assert ok(daemon, "node", "list") == out
+    assert ok(daemon, "ls") == out
+    assert "\033[" not in out
+
+
+def test_list_colours_dsc_against_cfg(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    out = ok(daemon, "--color", "always", "list")
+    assert "\033[33mPOWER_OFF\033[0m" in out      # differs from Cfg: converging
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "PHYS_HANG")
+    assert "\033[1;31mPHYS_HANG\033[0m" in ok(daemon, "--color", "always", "list")
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+    assert "\033[32mPOWER_ON\033[0m" in ok(daemon, "--color", "always", "list")
+
+
+def test_list_json_and_single_kinds(daemon):
+    mixed = json.loads(ok(daemon, "--json", "list"))
+    assert [n["id"] for n in mixed["nodes"]] == [N1, SELF]
+    assert mixed["nodes"][0]["cfg"]["physState"] == "POWER_ON"
+    assert mixed["nodes"][0]["dsc"]["id"] == N1
+    cfg = json.loads(ok(daemon, "list", "-t", "cfg", "-j"))
+    assert cfg["nodes"][0]["nodename"] == "n1"
+    out = ok(daemon, "node", "list", "-t", "dsc")
+    assert out.splitlines()[0].split() == ["ID", "NAME", "PHYS", "RUN", "PLATFORM", "ARCH", "BUSY"]
+    assert out.splitlines()[2].split() == [SELF, "root", "POWER_ON", "SYNC"]
+    rc, _, err = ctl(daemon, "list", "-t", "both")
+    assert (rc, err) == (2, "krakenctl: -t both: expected mixed, cfg or dsc\n")
+
+
+def test_show_lists_every_value_and_the_plan(daemon):
+    out = ok(daemon, "show", N1)
+    lines = out.splitlines()
+    assert lines[0] == f"node {N1}"
+    assert lines[1].split() == ["URL", "CFG", "DSC"]
+    rows = {l.split()[0]: l.split()[1:] for l in lines[2:] if l.startswith("/")}
+    assert rows["/PhysState"] == ["POWER_ON"]
+    assert rows["/Platform"] == ["sim"]
+    assert rows["/Id"] == [N1, N1]
+    assert re.search(r"^plan: [A-Z_]+", out, re.M)
+    assert ok(daemon, "node", "info", N1) == out
+    doc = json.loads(ok(daemon, "show", "--json", N1))
+    assert doc["id"] == N1 and doc["cfg"]["nodename"] == "n1" and "state" in doc["plan"]
+
+
+def test_show_unknown_node_is_404(daemon):
+    rc, out, err = ctl(daemon, "show", N3)
+    assert rc == 1 and out == ""
+    assert err == f"krakenctl: GET /cfg/node/{N3}: 404: node {N3} not found\n"
+
+
+# ---- get and set -------------------------------------------------------------------------------
+
+def test_get_and_set_by_url(daemon):
+    assert ok(daemon, "get", N1, "/PhysState") == "POWER_ON\n"
+    ok(daemon, "set", N1, "/Arch", "amd64")
+    assert ok(daemon, "get", f"{N1}:/Arch") == "amd64\n"
+    url = "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
+    ok(daemon, "set", f"{N1}:{url}", "10.0.0.5")
+    assert ok(daemon, "get", N1, url) == "10.0.0.5\n"
+    assert json.loads(ok(daemon, "get", "-j", N1, url)) == {
+        "id": N1, "state": "cfg", "url": url, "value": "10.0.0.5"}
+    ok(daemon, "set", "--dsc", N1, "/RunState", "INIT")
+    assert ok(daemon, "get", "--dsc", N1, "/RunState") == "INIT\n"
+    # the self node carries the daemon's own service configs
+    assert ok(daemon, "get", SELF, "/Services/websocket/Config/PingPeriod") == "54s\n"
+
+
+def test_set_refuses_bad_values_before_sending(daemon):
+    rc, _, err = ctl(daemon, "set", N1, "/PhysState", "ON")
+    assert rc == 2
+    assert err == "krakenctl: URL '/PhysState': 'ON' is not a member of enum PhysState\n"
+    assert ok(daemon, "get", N1, "/PhysState") == "POWER_ON\n"
+    rc, _, err = ctl(daemon, "get", N1, "/Bogus")
+    assert (rc, err) == (1, "krakenctl: cfg: URL '/Bogus': kraken.Node has no field 'Bogus'\n")
+    rc, _, err = ctl(daemon, "get", "n1", "/PhysState")
+    assert (rc, err) == (2, "krakenctl: 'n1' is not a node id "
+                            "(expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)\n")
+    rc, _, err = ctl(daemon, "set", N1, "/Arch")
+    assert (rc, err) == (2, "usage: krakenctl set [--dsc] ID URL VALUE | ID:URL VALUE\n")
+
+
+# ---- create, update, delete --------------------------------------------------------------------
+
+def test_create_reports_each_node(daemon, tmp_path):
+    f = tmp_path / "new.json"
+    f.write_text(json.dumps({"nodes": [
+        {"id": N2, "nodename": "n2"},
+        {"id": N1},
+        {"id": N3, "physState": "BOGUS"}]}))
+    rc, out, err = ctl(daemon, "create", str(f))
+    assert rc == 1
+    assert out == "1 node(s) created, 2 failed\n"
+    errs = err.splitlines()
+    assert len(errs) == 2
+    assert errs[0].startswith(f"krakenctl: {N1}: ") and "already exists" in errs[0]
+    assert errs[1].startswith(f"krakenctl: {N3}: ") and "BOGUS" in errs[1]
+    assert ok(daemon, "get", N2, "/Nodename") == "n2\n"
+    # one node object from stdin, the original's form
+    out = ok(daemon, "node", "create", "-", stdin=json.dumps({"id": N3, "nodename": "n3"}))
+    assert out == "1 node(s) created, 0 failed\n"
+
+
+def test_create_refuses_bad_files(daemon, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"nodes": [\n  {"id": }\n]}')
+    rc, _, err = ctl(daemon, "create", str(bad))
+    assert (rc, err) == (2, f"krakenctl: {bad}:2:10: invalid JSON\n")
+    rc, _, err = ctl(daemon, "create", str(tmp_path / "missing.json"))
+    assert (rc, err) == (2, f"krakenctl: {tmp_path}/missing.json: No such file or directory\n")
+    arr = tmp_path / "arr.json"
+    arr.write_text("[1, 2]")
+    rc, _, err = ctl(daemon, "create", str(arr))
+    assert (rc, err) == (2, f'krakenctl: {arr}: expected {{"nodes": [...]}} or one node object\n')
+
+
+def test_update_cfg_and_dsc(daemon, tmp_path):
+    f = tmp_path / "upd.json"
+    f.write_text(json.dumps({"nodes": [{"id": N1, "nodename": "renamed", "physState": "POWER_OFF"}]}))
+    assert ok(daemon, "node", "update", str(f)) == "1 node(s) updated, 0 failed\n"
+    assert ok(daemon, "get", N1, "/Nodename") == "renamed\n"
+    f.write_text(json.dumps({"nodes": [{"id": N1, "physState": "POWER_OFF"}]}))
+    ok(daemon, "update", "-t", "dsc", str(f))
+    assert ok(daemon, "get", "--dsc", N1, "/PhysState") == "POWER_OFF\n"
+
+
+def test_delete_checks_every_id_first(daemon):
+    rc, _, err = ctl(daemon, "delete", N1, "not-a-uuid")
+    assert rc == 2 and "'not-a-uuid' is not a node id" in err
+    assert ok(daemon, "get", N1, "/Nodename") == "n1\n"     # nothing was deleted
+    assert ok(daemon, "-v", "delete", N1) == f"deleted {N1}\n"
+    rc, _, err = ctl(daemon, "rm", N1)
+    assert (rc, err) == (1, f"krakenctl: DELETE /cfg/node/{N1}: 404: node {N1} not found\n")
+
+
+# ---- engine control, plans, graph --------------------------------------------------------------
+
+def test_freeze_thaw_status_in_both_forms(daemon):
+    assert ok(daemon, "status") == "thawed\n"
+    assert ok(daemon, "freeze") == "frozen\n"
+    assert ok(daemon, "sme", "status") == "frozen\n"
+    assert json.loads(ok(daemon, "sme", "thaw", "--json")) == {"frozen": False}
+    assert ok(daemon, "frozen") == "thawed\n"
+
+
+def test_plan_shows_state_steps_and_reason(daemon):
+    out = ok(daemon, "plan", N1)
+    assert re.match(rf"node {N1}: [A-Z_]+", out)
+    doc = json.loads(ok(daemon, "plan", "-j", N1))
+    assert doc["id"] == N1 and isinstance(doc["steps"], list)
+    if doc.get("reason"):
+        assert f"why: {doc['reason']}" in out
+    rc, _, err = ctl(daemon, "plan", N3)
+    assert rc == 1 and err.startswith(f"krakenctl: GET /graph/node/{N3}/path: 404: ")
+
+
+def test_graph_as_dot(daemon):
+    out = ok(daemon, "graph")
+    assert out.startswith("digraph kraken {\n") and out.endswith("}\n")
+    graph = json.loads(ok(daemon, "graph", "--json"))
+    declared = set(re.findall(r'^  "([^"]+)" \[label=', out, re.M))
+    assert declared == {n["id"] for n in graph["nodes"]}
+    edges = re.findall(r'^  "([^"]+)" -> "([^"]+)"', out, re.M)
+    assert len(edges) == len(graph["edges"])
+    assert all(a in declared and b in declared for a, b in edges)
+    assert ok(daemon, "graph", N1).startswith("digraph kraken {\n")
+
+
+# ---- watch -------------------------------------------------------------------------------------
+
+def test_watch_converges_as_events_arrive(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{daemon.port}", "watch",
+                              "--until-converged", "--timeout", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The first table is printed once watch's subscription is active.
+    first = watch.stdout.readline()
+    assert first.startswith(f"kraken at 127.0.0.1:{daemon.port}: 2 node(s), 1 converging"), first
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+    out, err = watch.communicate(timeout=DEADLINE * 2)
+    assert watch.returncode == 0, err
+    assert f"(UPDATE) {N1}:/PhysState = POWER_ON\n" in out
+    assert out.endswith("converged\n")
+    assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_ON", out, re.M)
+
+
+def test_watch_times_out_when_not_converging(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    rc, out, err = ctl(daemon, "watch", "--until-converged", "--timeout", "0.3")
+    assert rc == 1
+    assert err == "krakenctl: not converged in time: 1 node(s) still differ\n"
+    assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_OFF", out, re.M)
+
+
+def test_watch_already_converged_exits_at_once(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+    assert ok(daemon, "watch", "--until-converged") == "converged\n"
+
+
+# ---- tokens, usage, connection errors ----------------------------------------------------------
+
+def test_token_from_file_or_environment(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret-token-0123456789\n")
+    os.chmod(token, 0o600)
+    d = Daemon(str(tmp_path), "-api-token", str(token))
+    try:
+        rc, _, err = ctl(d, "freeze")
+        assert rc == 1
+        assert err == ("krakenctl: GET /sme/freeze: 401: this request needs a bearer token "
+                       "(Authorization: Bearer <token>) (pass --token-file FILE or set "
+                       "KRAKEN_TOKEN)\n")
+        assert ok(d, "--token-file", str(token), "freeze") == "frozen\n"
+        assert ok(d, "thaw", env={"KRAKEN_TOKEN": "s3cret-token-0123456789"}) == "thawed\n"
+        rc, _, err = ctl(d, "thaw", env={"KRAKEN_TOKEN": "wrong"})
+        assert (rc, err) == (1, "krakenctl: GET /sme/thaw: 401: invalid bearer token\n")
+        empty = tmp_path / "empty"
+        empty.write_text("")
+        rc, _, err = ctl(d, "--token-file", str(empty), "thaw")
+        assert (rc, err) == (2, f"krakenctl: --token-file {empty}: the file is empty\n")
+    finally:
+        d.stop()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.parametrize("args,rc,err", [
+    (["frob"], 2, "krakenctl: unknown command 'frob' (see krakenctl --help)\n"),
+    (["--bogus", "list"], 2, "krakenctl: unknown option --bogus (see krakenctl --help)\n"),
+    (["-i", "host:99999", "list"], 2, "krakenctl: -i host:99999: the port must be 1..65535\n"),
+    (["-i", ":3141", "list"], 2, "krakenctl: -i :3141: no host (expected HOST:PORT)\n"),
+    (["--color", "pink", "list"], 2, "krakenctl: --color pink: expected auto, always or never\n"),
+    (["--token-file", "/nonexistent/token", "list"], 2,
+     "krakenctl: --token-file /nonexistent/token: No such file or directory\n"),
+    (["show"], 2, "usage: krakenctl show [-j] ID\n"),
+    (["node", "info"], 2, "usage: krakenctl show [-j] ID\n"),
+])
+def test_usage_errors(args, rc, err):
+    got = subprocess.run([KRAKENCTL, *args], capture_output=True, text=True)
+    assert (got.returncode, got.stderr) == (rc, err)
+
+
+def test_unreachable_daemon_is_exit_3():
+    port = free_port()
+    got = subprocess.run([KRAKENCTL, "-i", f"127.0.0.1:{port}", "list"], capture_output=True,
+                         text=True)
+    assert got.returncode == 3
+    assert got.stderr == (f"krakenctl: GET /cfg/nodes at 127.0.0.1:{port}: cannot connect "
+                          "(is kraken-daemon listening there?)\n")
+    # KRAKEN_API gives the default endpoint
+    env = dict(os.environ, KRAKEN_API=f"127.0.0.1:{port}")
+    got = subprocess.run([KRAKENCTL, "status"], capture_output=True, text=True, env=env)
+    assert got.returncode == 3 and f"127.0.0.1:{port}" in got.stderr
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([KRAKENCTL, "--help"], capture_output=True, text=True).stdout
+    for cmd in ["list, node list", "show, node info", "get", "set", "create, node create",
+                "update, node update", "delete, node delete", "freeze, sme freeze",
+                "thaw, sme thaw", "status, sme status", "plan, node plan", "graph, node graph",
+                "watch"]:
+        assert f"  {cmd} " in out
