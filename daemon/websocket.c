@@ -29,6 +29,7 @@
 #include <nettle/base64.h>
 #include <nettle/sha1.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -1047,6 +1048,9 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
         ws_log(ws, KRAKEN_LOG_ERROR, "out of memory accepting a websocket client");
         return;
     }
+    /* Events are small frames that should leave at once, not wait for Nagle's timer. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->ws = ws;
     c->bev = bev;
     c->timer = timer;
