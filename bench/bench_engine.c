@@ -165,7 +165,7 @@ static void svc_mutate(kraken_service *service, const kraken_mutation_request *r
     run->mutates++;
     const struct answer *a = find_answer(req->mutation_id);
     if (!a) {
-        kraken_service_fail(service, &req->node_id, req->mutation_id, "bench: unknown mutation");
+        kraken_service_fail(service, &req->node_id, req->id, "bench: unknown mutation");
         return;
     }
     if (run->next_turn)
@@ -457,10 +457,10 @@ static void run_once(size_t n, bool next_turn, bool watch_all, bool verbose, str
         report_stragglers(&run);
     }
 
-    kraken_subscription_cancel(mut_sub);
-    kraken_subscription_cancel(sync_sub);
-    kraken_subscription_cancel(sub);
-    kraken_store_unlisten(kraken_engine_store(run.engine), listener);
+    kraken_subscription_remove(mut_sub);
+    kraken_subscription_remove(sync_sub);
+    kraken_subscription_remove(sub);
+    kraken_store_listener_remove(listener);
     kraken_engine_free(run.engine);
     event_free(run.answer_ev);
     event_free(tick);

@@ -198,6 +198,7 @@ typedef struct kd_rest_options {
  * the service starts or its config changes.
  */
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts);
+/** Free; call after kraken_engine_free() (it releases the service handle, see engine.h). */
 void kd_rest_free(kd_rest *rest);
 /** Bound port, 0 while not listening. */
 uint16_t kd_rest_port(const kd_rest *rest);

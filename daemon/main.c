@@ -37,7 +37,10 @@ typedef struct daemon_ctx {
     kd_metrics *metrics;
     kd_api api;
     struct event *sig_term, *sig_int;
+    kraken_subscription *events;
     char *token;
+    char *api_host; /* from -ipapi (default 127.0.0.1) */
+    int api_port;   /* from -ipapi (default 3141) */
 #ifdef KD_HAVE_WEBSOCKET
     kd_websocket *websocket;
 #endif
@@ -149,7 +152,11 @@ static int describe_self(daemon_ctx *d)
     return 0;
 }
 
-/* The REST listener's Cfg config: -ipapi when given, else what Cfg has, else the default. */
+/*
+ * The REST listener's Cfg config: -ipapi when given, else what Cfg has (the
+ * state file, or the parent for a child), else the default. An absent config
+ * later (a parent's Cfg without one) also means the -ipapi address.
+ */
 static int configure_restapi(daemon_ctx *d)
 {
     kraken_value v = KRAKEN_VALUE_INIT;
@@ -160,19 +167,24 @@ static int configure_restapi(daemon_ctx *d)
     kraken_value_clear(&v);
     kraken_error_clear();
     if (d->cfg.ipapi || !have) {
-        char *host = NULL;
-        int port = -1;
-        if (kd_addr_split(d->cfg.ipapi ? d->cfg.ipapi : "127.0.0.1", &host, &port) < 0)
-            return fail("-ipapi '%s': expected ADDR or ADDR:PORT", d->cfg.ipapi);
         char text[512];
         snprintf(text, sizeof text,
                  "{\"@type\": \"type.googleapis.com/restapi.Config\", \"addr\": \"%s\", "
                  "\"port\": %d}",
-                 host, port < 0 ? KD_REST_DEFAULT_PORT : port);
-        free(host);
+                 d->api_host, d->api_port);
         if (set_self_text(d, KRAKEN_CFG, "/Services/restapi/Config", text) < 0)
             return -1;
     }
+    return 0;
+}
+
+static int parse_ipapi(daemon_ctx *d)
+{
+    int port = -1;
+    if (kd_addr_split(d->cfg.ipapi ? d->cfg.ipapi : "127.0.0.1", &d->api_host, &port) < 0 ||
+        !*d->api_host)
+        return fail("-ipapi '%s': expected ADDR or ADDR:PORT", d->cfg.ipapi);
+    d->api_port = port < 0 ? KD_REST_DEFAULT_PORT : port;
     return 0;
 }
 
@@ -215,6 +227,31 @@ static int apply_service_config(daemon_ctx *d)
 }
 
 /* ---- start, run, stop ---------------------------------------------------------------------- */
+
+/* What an operator wants in the log: sync links, mutation steps, failures. */
+static void on_event(const kraken_event *ev, void *userdata)
+{
+    (void)userdata;
+    char id[KRAKEN_UUID_STRLEN + 1];
+    kraken_uuid_format(&ev->node_id, id);
+    if (ev->type == KRAKEN_EVENT_SYNC) {
+        static const char *what[] = {"neighbor up", "neighbor down", "join accepted",
+                                     "join refused"};
+        bool bad = ev->kind == KRAKEN_SYNC_NEIGHBOR_DOWN || ev->kind == KRAKEN_SYNC_JOIN_REFUSED;
+        kd_log(bad ? KRAKEN_LOG_WARNING : KRAKEN_LOG_NOTICE, "sync", "%s: %s%s%s",
+               ev->kind >= 0 && ev->kind < 4 ? what[ev->kind] : "event", id,
+               ev->message ? ": " : "", ev->message ? ev->message : "");
+    } else if (ev->type == KRAKEN_EVENT_STATE_MUTATION) {
+        static const char *what[] = {"mutate", "interrupt", "failed", "done"};
+        int level = ev->kind == KRAKEN_MUTATION_FAILED      ? KRAKEN_LOG_WARNING
+                    : ev->kind == KRAKEN_MUTATION_INTERRUPT ? KRAKEN_LOG_NOTICE
+                                                            : KRAKEN_LOG_INFO;
+        kd_log(level, "engine", "%s %s %s/%s%s%s", ev->kind >= 0 && ev->kind < 4 ? what[ev->kind]
+                                                                               : "mutation",
+               id, ev->service_id ? ev->service_id : "", ev->mutation_id ? ev->mutation_id : "",
+               ev->message ? ": " : "", ev->message ? ev->message : "");
+    }
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *userdata)
 {
@@ -279,6 +316,8 @@ static int start(daemon_ctx *d)
 {
     kd_config *c = &d->cfg;
     char err[1024] = "";
+    if (parse_ipapi(d) < 0)
+        return -1;
     raise_fd_limit();
     if (c->apitokenfile && read_token(c->apitokenfile, &d->token) < 0)
         return -1;
@@ -286,6 +325,12 @@ static int start(daemon_ctx *d)
         return fail("%s", err);
     if (!(d->base = event_base_new()))
         return fail("cannot create the event loop");
+    /* Before anything can say READY: a SIGTERM right after READY must stop cleanly. */
+    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
+    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
+    if (!d->sig_term || !d->sig_int || evsignal_add(d->sig_term, NULL) < 0 ||
+        evsignal_add(d->sig_int, NULL) < 0)
+        return fail("cannot install signal handlers");
 
     kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
     if (c->id && kraken_uuid_parse(&eo.self_id, c->id) < 0)
@@ -296,6 +341,12 @@ static int start(daemon_ctx *d)
     if (kraken_engine_new(&d->engine, d->base, NULL, &eo) < 0)
         return fail("engine: %s", kraken_error_last());
     kraken_engine_set_log(d->engine, c->loglevel, kd_log_engine, NULL, NULL);
+    kraken_subscribe_options so = {
+        .types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC) |
+                 KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION)};
+    if (kraken_bus_subscribe(kraken_engine_bus(d->engine), &so, on_event, d, NULL, &d->events) <
+        0)
+        return fail("engine: %s", kraken_error_last());
 
     if (kd_metrics_new(&d->metrics) < 0)
         return fail("out of memory");
@@ -303,7 +354,7 @@ static int start(daemon_ctx *d)
     d->api.store = kraken_engine_store(d->engine);
     d->api.metrics = d->metrics;
 
-    kd_rest_options ro = {.default_addr = "127.0.0.1", .default_port = KD_REST_DEFAULT_PORT,
+    kd_rest_options ro = {.default_addr = d->api_host, .default_port = d->api_port,
                           .token = d->token, .insecure = c->apiinsecure,
                           .open_reads = c->apiopenreads, .timeout_ms = c->apitimeout_ms,
                           .max_body = c->apimaxbody, .started = on_rest_started,
@@ -331,11 +382,6 @@ static int start(daemon_ctx *d)
     if (rs && rs->disable)
         on_rest_started(d, true);
 
-    d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
-    d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
-    if (!d->sig_term || !d->sig_int || evsignal_add(d->sig_term, NULL) < 0 ||
-        evsignal_add(d->sig_int, NULL) < 0)
-        return fail("cannot install signal handlers");
     return 0;
 }
 
@@ -345,6 +391,7 @@ static void stop(daemon_ctx *d)
         kd_log(KRAKEN_LOG_INFO, "state", "state saved");
     kd_state_close(d->state); /* before anything removes services from the self node */
     kraken_sync_free(d->sync);
+    kraken_subscription_remove(d->events);
 #ifdef KD_HAVE_WEBSOCKET
     kd_websocket_free(d->websocket);
 #endif
@@ -359,6 +406,7 @@ static void stop(daemon_ctx *d)
         event_base_free(d->base);
     libevent_global_shutdown();
     free(d->token);
+    free(d->api_host);
     kd_config_clear(&d->cfg);
 }
 

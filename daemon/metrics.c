@@ -266,7 +266,9 @@ static void render_http(text *t, kd_metrics *m)
 
 int kd_metrics_render(kd_metrics *m, kd_api *api, char **out, size_t *len)
 {
-    text t = {0};
+    text t = {malloc(8192), 0, 8192, false};
+    if (!t.buf)
+        return -1;
     render_nodes(&t, api);
     header(&t, "kraken_frozen", "gauge", "1 while the state engine is frozen.");
     put(&t, "kraken_frozen %d\n", kraken_engine_frozen(api->engine) ? 1 : 0);

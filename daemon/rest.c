@@ -339,7 +339,7 @@ static void configured(kd_rest *r, char **addr, int *port)
         *addr = strdup(v.v.str.data);
     kraken_value_clear(&v);
     if (kraken_store_get_value(r->api->store, KRAKEN_CFG, self, CONFIG_URL "/Port", &v) == 0 &&
-        (v.type == KRAKEN_T_INT32 || v.type == KRAKEN_T_INT64) && v.v.i >= 0 && v.v.i <= 65535)
+        (v.type == KRAKEN_T_INT32 || v.type == KRAKEN_T_INT64) && v.v.i > 0 && v.v.i <= 65535)
         *port = (int)v.v.i;
     kraken_value_clear(&v);
     kraken_error_clear();
@@ -469,7 +469,11 @@ void kd_rest_free(kd_rest *r)
 {
     if (!r)
         return;
-    /* The service stays on the self node (and in the state file); the engine frees it. */
+    /*
+     * Called after the engine's free (main.c), so this only releases our handle: the service
+     * stays on the self node and in the state file.
+     */
+    kraken_service_remove(r->service);
     if (r->http)
         evhttp_free(r->http);
     retire_now(r);

@@ -209,6 +209,27 @@ static int add_item_error(cJSON *errors, size_t index, const char *id, const cha
     return 0;
 }
 
+static int error_index_cmp(const void *a, const void *b)
+{
+    double x = cJSON_GetObjectItem(*(cJSON *const *)a, "index")->valuedouble;
+    double y = cJSON_GetObjectItem(*(cJSON *const *)b, "index")->valuedouble;
+    return (x > y) - (x < y);
+}
+
+static void sort_errors(cJSON *errors)
+{
+    int n = cJSON_GetArraySize(errors);
+    cJSON **items = n > 1 ? malloc((size_t)n * sizeof *items) : NULL;
+    if (!items)
+        return;
+    for (int i = 0; i < n; i++)
+        items[i] = cJSON_DetachItemFromArray(errors, 0);
+    qsort(items, (size_t)n, sizeof *items, error_index_cmp);
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(errors, items[i]);
+    free(items);
+}
+
 /*
  * Decode {"nodes": [...]} item by item, so one bad item is reported and the
  * others still go through. The common all-good case decodes in one call.
@@ -243,8 +264,11 @@ static int decode_node_list(const kd_request *req, kraken_node ***nodes_out, siz
     }
     kraken_node **all = NULL;
     size_t n_all = 0;
-    if (kraken_nodes_from_json(req->body, req->body_len, "request body", &all, &n_all) == 0 &&
-        n_all == n) {
+    bool all_ok = kraken_nodes_from_json(req->body, req->body_len, "request body", &all,
+                                         &n_all) == 0 && n_all == n;
+    for (size_t i = 0; all_ok && i < n_all; i++)
+        all_ok = !kraken_uuid_is_zero(kraken_node_id(all[i]));
+    if (all_ok) {
         for (size_t i = 0; i < n; i++) {
             nodes[i] = all[i];
             index[i] = i;
@@ -311,9 +335,9 @@ static void bulk(kd_api *api, const kd_request *req, enum bulk_op op, kd_respons
     }
     kraken_state_kind kind = op == BULK_UPDATE_DSC ? KRAKEN_DSC : KRAKEN_CFG;
     if (op == BULK_CREATE)
-        kraken_store_create_many(api->store, nodes, n, results);
+        kraken_store_create_many(api->store, nodes, n, results, NULL);
     else
-        kraken_store_update_many(api->store, kind, nodes, n, results);
+        kraken_store_update_many(api->store, kind, nodes, n, results, NULL);
     for (size_t i = 0; i < n; i++) {
         char id[KRAKEN_UUID_STRLEN + 1];
         kraken_uuid_format(kraken_node_id(nodes[i]), id);
@@ -327,18 +351,8 @@ static void bulk(kd_api *api, const kd_request *req, enum bulk_op op, kd_respons
         }
     }
     kraken_error_clear();
-    /* Failed items in request order. */
-    int n_err = cJSON_GetArraySize(errors);
-    for (int a = 1; a < n_err; a++) {
-        for (int b = a; b > 0; b--) {
-            cJSON *x = cJSON_GetArrayItem(errors, b - 1), *y = cJSON_GetArrayItem(errors, b);
-            if (cJSON_GetObjectItem(x, "index")->valuedouble <=
-                cJSON_GetObjectItem(y, "index")->valuedouble)
-                break;
-            cJSON_DetachItemViaPointer(errors, y);
-            cJSON_InsertItemInArray(errors, b - 1, y);
-        }
-    }
+    /* Failed items in request order (decoding failures were listed first). */
+    sort_errors(errors);
     char *nodes_text = NULL, *errors_text = cJSON_PrintUnformatted(errors);
     int rc = kraken_nodes_to_json(done, n_done, 0, &nodes_text);
     char *end = nodes_text ? strrchr(nodes_text, '}') : NULL;

@@ -616,7 +616,7 @@ static void update_subscription(kd_websocket *ws)
         }
         ws->bus_dropped_seen = 0;
     } else if (ws->stats.clients == 0 && ws->sub) {
-        kraken_subscription_cancel(ws->sub); /* destroy hook clears ws->sub */
+        kraken_subscription_remove(ws->sub); /* destroy hook clears ws->sub */
         ws->sub = NULL;
     }
 }
@@ -1358,14 +1358,14 @@ void kd_websocket_free(kd_websocket *ws)
     while (ws->clients)
         client_free(ws->clients);
     if (ws->sub)
-        kraken_subscription_cancel(ws->sub);
+        kraken_subscription_remove(ws->sub);
     listener_close(ws);
     if (ws->accept_pause)
         event_free(ws->accept_pause);
     if (ws->service) {
         kraken_service *svc = ws->service;
         ws->service = NULL;
-        kraken_engine_remove_service(ws->engine, svc); /* its destroy hook only clears a pointer */
+        kraken_service_remove(svc); /* its destroy hook only clears a pointer */
     }
     free(ws->bind_addr);
     free(ws);

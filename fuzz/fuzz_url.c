@@ -9,7 +9,7 @@ static const char base_json[] =
     " \"runState\": \"SYNC\", \"physState\": \"POWER_ON\", \"arch\": \"amd64\","
     " \"platform\": \"sim\", \"parentId\": \"c0ffee00-0000-4000-8000-000000000002\","
     " \"services\": [{\"id\": \"pxe\", \"module\": \"pxe\", \"state\": \"RUN\","
-    "   \"config\": {\"@type\": \"type.googleapis.com/PXE.Config\", \"srvIp\": \"10.0.0.1\"}}],"
+    "   \"config\": {\"@type\": \"type.googleapis.com/Powerman.Control\", \"apiServer\": \"10.0.0.1\"}}],"
     " \"extensions\": [{\"@type\": \"type.googleapis.com/PXE.Client\", \"method\": \"iPXE\"},"
     "  {\"@type\": \"type.googleapis.com/IPv4.IPv4OverEthernet\", \"ifaces\": {\"kraken\":"
     "   {\"eth\": {\"iface\": \"eth0\", \"mac\": \"02:00:00:00:01:01\", \"mtu\": 9000},"

@@ -30,12 +30,39 @@
 
 #include "internal.h"
 
+/* FreeBusy.BUSY (SPEC 1.1 field 8). */
+#define FREEBUSY_BUSY 1
 /* Service id used as the origin of the engine's own discoveries (knowledge rule). */
 #define ENGINE_ORIGIN "engine"
-/* Bit of a node's change mask for mutator URLs past the 63 that have their own bit. */
-#define MASK_OVERFLOW (UINT64_C(1) << 63)
 /* Distinct timer durations given their own O(1) queue (libevent allows 256 per base). */
 #define ENGINE_COMMON_TIMEOUTS 32
+
+/*
+ * A set of URL bits indexed by kraken_murl.index: one inline word, more words
+ * on the heap only for sets with more than 64 URLs (more[-1] is their count).
+ */
+typedef struct ebits {
+    uint64_t word;
+    uint64_t *more;
+} ebits;
+
+/*
+ * A timer on the engine's clock. With the default clock it is a libevent timer
+ * (a common timeout for the durations many nodes share); with an injected one
+ * it waits in the engine's heap until kraken_engine_clock_moved() finds it due.
+ */
+struct kraken_timer {
+    struct kraken_engine *engine; /* NULL once the engine is gone (module timers) */
+    void (*fn)(kraken_timer *timer, void *userdata);
+    void *userdata;
+    struct event *ev;       /* default clock */
+    uint64_t deadline;      /* engine clock ms */
+    uint64_t seq;           /* arming order: equal deadlines fire in this order */
+    size_t heap_pos;        /* injected clock: index in the engine's heap */
+    bool armed;
+    bool is_module;         /* on the engine's list of module timers */
+    kraken_timer *prev, *next;
+};
 
 typedef enum node_phase {
     PH_IDLE = 0,      /* needs (re)planning; also "waiting for thaw" while frozen */
@@ -45,7 +72,8 @@ typedef enum node_phase {
     PH_PASSIVE,       /* step runs elsewhere: following discoveries */
     PH_BACKOFF,       /* failed; waiting before trying again */
     PH_STUCK,         /* too many failures in a row */
-    PH_NO_PATH        /* the planner found no way */
+    PH_NO_PATH,       /* the planner found no way */
+    PH_BUSY           /* /Busy = BUSY: no plan, no mutation */
 } node_phase;
 
 typedef struct enode {
@@ -59,15 +87,16 @@ typedef struct enode {
     bool replan;       /* re-plan even without changes (thaw, set changed, timer) */
     bool deleted;      /* removed from the store; freed by the next pass */
     bool recreated;    /* deleted and created again before the pass saw it */
-    bool timer_armed;
-    uint64_t changed;  /* Dsc mutator URLs changed since the last evaluation */
-    uint64_t stale;    /* mutator URLs the knowledge rule already called unknown */
+    bool busy;         /* Cfg or Dsc /Busy = BUSY: the engine keeps its hands off */
+    ebits changed;     /* Dsc mutator URLs changed since the last evaluation */
+    ebits stale;       /* mutator URLs the knowledge rule already called unknown */
     uint64_t stale_gen;
+    uint64_t request_id; /* of the step in flight (0: none) */
     unsigned failures;
     char *last_failed; /* "service/mutation" of the last failure */
     char *reason;
-    uint64_t backoff_until; /* monotonic ms */
-    struct event *timer;
+    uint64_t backoff_until; /* engine clock ms */
+    kraken_timer *timer;    /* created on first use */
     struct enode *next_dirty;
 } enode;
 
@@ -88,6 +117,8 @@ struct kraken_service {
     int cfg_state, dsc_state;          /* cached from the self node */
     bool start_requested, stop_requested, config_changed, queued;
     struct kraken_service *next_queued;
+    bool caller_owned; /* the caller holds the handle (add_service's out) and has not removed it */
+    bool detaching;    /* its destroy hook runs as the engine goes: a remove then only disowns it */
 };
 
 typedef struct named_value {
@@ -107,7 +138,16 @@ struct kraken_engine {
     kraken_uuid self;
     bool frozen;
     unsigned busy; /* our loop callbacks (pass, node timer) on the stack */
-    bool dying;    /* kraken_engine_free() was called: from inside one of them, it waits */
+    bool dying;    /* going away (freed, or detached from a freed store): no more callbacks */
+    bool free_requested; /* kraken_engine_free() was called */
+    bool torn_down;      /* everything but the handle is released (see engine_teardown()) */
+    kraken__owner owner;
+    /* Attached children (syncs): detached before the engine goes (see kraken__engine_attach). */
+    struct engine_child {
+        void (*detach)(void *arg);
+        void *arg;
+    } *children;
+    size_t n_children;
 
     /* node run states: open addressing, linear probing, backward-shift deletion */
     enode **slots;
@@ -119,10 +159,21 @@ struct kraken_engine {
     struct event *pass_ev;
     bool pass_scheduled;
     uint64_t generation;       /* of the mutation set, as last seen by a pass */
-    uint64_t cond_mask, cond_gen; /* see condition_mask() */
+    uint64_t cond_gen; /* generation cond_bits was computed for */
 
     kraken_service **services;
     size_t n_services, cap_services;
+
+    /* the clock (kraken_engine_options.now_ms) and, when injected, its timers */
+    bool virtual_clock;
+    kraken_timer **heap; /* min-heap by (deadline, seq) */
+    size_t n_heap, cap_heap;
+    uint64_t timer_seq;
+    struct event *clock_ev; /* fires due timers from the loop */
+    bool clock_scheduled;
+    kraken_timer *module_timers; /* kraken_timer_new(): detached when the engine goes */
+    uint64_t next_request; /* request ids */
+    ebits cond_bits;       /* see condition_bits() */
 
     /* libevent "common timeouts": O(1) queues for the few durations in use (step timeouts) */
     struct {
@@ -140,11 +191,46 @@ struct kraken_engine {
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static uint64_t now_ms(void)
+/*
+ * First check of every public entry point: the engine is alive (not detached
+ * because its borrowed store was freed, not being freed) and this is its thread.
+ */
+static int engine_entry(const kraken_engine *e, const char *op)
 {
+    if (!e)
+        return kraken__err(KRAKEN_EINVAL, "%s: engine must not be NULL", op);
+    int rc = kraken__owner_check(&e->owner, op, "engine");
+    if (rc < 0)
+        return rc;
+    if (e->dying)
+        return kraken__err(KRAKEN_ESTATE, "%s: the engine %s", op,
+                           e->free_requested ? "is being freed"
+                                             : "was detached: its store was freed");
+    return 0;
+}
+
+/* The same for calls on a service handle, which outlives its engine as a detached handle. */
+static int service_entry(const kraken_service *svc, const char *op)
+{
+    if (!svc)
+        return kraken__err(KRAKEN_EINVAL, "%s: service must not be NULL", op);
+    if (!svc->engine)
+        return kraken__err(KRAKEN_ESTATE, "%s: service '%s' was detached: its engine was freed",
+                           op, svc->id);
+    return engine_entry(svc->engine, op);
+}
+
+static uint64_t monotonic_ms(void *unused)
+{
+    (void)unused;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t now_ms(const kraken_engine *e)
+{
+    return e->opts.now_ms(e->opts.clock_userdata);
 }
 
 static struct timeval ms_tv(uint64_t ms)
@@ -169,6 +255,69 @@ static void set_reason(enode *n, char *reason)
 {
     free(n->reason);
     n->reason = reason;
+}
+
+/* ---- URL bit sets ------------------------------------------------------------ */
+
+static size_t bits_words(const ebits *b)
+{
+    return 1 + (b->more ? (size_t)b->more[0] : 0);
+}
+
+/* Word @p w (0: the inline one), or 0 beyond the allocated ones. */
+static uint64_t bits_word(const ebits *b, size_t w)
+{
+    if (w == 0)
+        return b->word;
+    return b->more && w <= b->more[0] ? b->more[w] : 0;
+}
+
+static bool bits_test(const ebits *b, size_t i)
+{
+    return (bits_word(b, i / 64) >> (i % 64)) & 1;
+}
+
+/* False when out of memory (the bit is not set). */
+static bool bits_set(ebits *b, size_t i)
+{
+    size_t w = i / 64;
+    if (w == 0) {
+        b->word |= UINT64_C(1) << i;
+        return true;
+    }
+    if (!b->more || w > b->more[0]) {
+        size_t have = b->more ? (size_t)b->more[0] : 0, want = w + 4;
+        uint64_t *more = realloc(b->more, (want + 1) * sizeof *more);
+        if (!more)
+            return false;
+        memset(more + 1 + have, 0, (want - have) * sizeof *more);
+        more[0] = want;
+        b->more = more;
+    }
+    b->more[w] |= UINT64_C(1) << (i % 64);
+    return true;
+}
+
+static bool bits_any(const ebits *b)
+{
+    for (size_t w = 0; w < bits_words(b); w++)
+        if (bits_word(b, w))
+            return true;
+    return false;
+}
+
+static bool bits_intersect(const ebits *a, const ebits *b)
+{
+    for (size_t w = 0; w < bits_words(a); w++)
+        if (bits_word(a, w) & bits_word(b, w))
+            return true;
+    return false;
+}
+
+static void bits_free(ebits *b)
+{
+    free(b->more);
+    *b = (ebits){0, NULL};
 }
 
 static const char *uuid_str(const kraken_uuid *id, char buf[KRAKEN_UUID_STRLEN + 1])
@@ -265,10 +414,14 @@ static enode *node_add(kraken_engine *e, const kraken_uuid *id)
     return n;
 }
 
+static void bits_free(ebits *b);
+static void timer_destroy(kraken_timer *t);
+
 static void node_free(enode *n)
 {
-    if (n->timer)
-        event_free(n->timer);
+    timer_destroy(n->timer);
+    bits_free(&n->changed);
+    bits_free(&n->stale);
     kraken_plan_free(n->plan);
     free(n->last_failed);
     free(n->reason);
@@ -351,7 +504,7 @@ static void publish_discovery(kraken_engine *e, const kraken_uuid *node, const c
 
 kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id)
 {
-    if (!engine || !service_id)
+    if (!service_id || engine_entry(engine, "engine_find_service") < 0)
         return NULL;
     for (size_t i = 0; i < engine->n_services; i++)
         if (strcmp(engine->services[i]->id, service_id) == 0)
@@ -380,24 +533,11 @@ static kraken_service *service_of_url(kraken_engine *e, const char *url, const c
 
 /* ---- store listener -------------------------------------------------------------- */
 
-/* Bit of a mutator URL in the change masks, or 0 when the URL does not matter for plans. */
-static uint64_t mutator_bit(const kraken_mutation_set *set, const char *canonical)
+/* The mutator URL (a URL some mutation mutates) with this canonical text, or NULL. */
+static const kraken_murl *mutator_url(const kraken_mutation_set *set, const char *canonical)
 {
     const kraken_murl *u = kraken__mutation_set_find_url(set, canonical);
-    if (!u || u->n_mutating == 0)
-        return 0;
-    for (size_t i = 0; i < set->n_urls && i < 63; i++)
-        if (set->urls[i] == u)
-            return UINT64_C(1) << i;
-    return MASK_OVERFLOW;
-}
-
-static uint64_t murl_bit(const kraken_mutation_set *set, const kraken_murl *u)
-{
-    for (size_t i = 0; i < set->n_urls && i < 63; i++)
-        if (set->urls[i] == u)
-            return UINT64_C(1) << i;
-    return MASK_OVERFLOW;
+    return u && u->n_mutating ? u : NULL;
 }
 
 /* A change on the self node's /Services/<id>/...: keep the service's cached states. */
@@ -483,11 +623,14 @@ static void on_store_change(const kraken_state_change *c, void *userdata)
     case KRAKEN_CHANGE_UPDATE: {
         if (!n)
             return;
-        uint64_t bit = c->url ? mutator_bit(e->set, c->url) : 0;
-        if (bit) {
-            n->changed |= bit;
+        const kraken_murl *u = c->url ? mutator_url(e->set, c->url) : NULL;
+        if (u) {
+            if (!bits_set(&n->changed, u->index))
+                n->replan = true; /* out of memory: look at everything again */
             break;
         }
+        if (c->url && strcmp(c->url, "/Busy") == 0)
+            break; /* evaluate() looks at it */
         if (memcmp(c->node_id.bytes, e->self.bytes, 16) == 0)
             self_service_change(e, c);
         return; /* nothing the plan depends on */
@@ -500,9 +643,10 @@ static void on_store_change(const kraken_state_change *c, void *userdata)
     mark_dirty(e, n);
 }
 
-/* ---- timers ------------------------------------------------------------------------ */
+/* ---- timers on the engine's clock ------------------------------------------------------ */
 
-static void node_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void node_timer_cb(kraken_timer *t, void *arg);
+static void node_timer_phase(kraken_engine *e, enode *n);
 
 /*
  * Thousands of nodes arm the same few durations (a mutation's timeout): a
@@ -526,24 +670,278 @@ static const struct timeval *common_timeout(kraken_engine *e, uint64_t ms)
     return common;
 }
 
+static bool heap_before(const kraken_timer *a, const kraken_timer *b)
+{
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+}
+
+static void heap_set(kraken_engine *e, size_t i, kraken_timer *t)
+{
+    e->heap[i] = t;
+    t->heap_pos = i;
+}
+
+static void heap_up(kraken_engine *e, size_t i)
+{
+    kraken_timer *t = e->heap[i];
+    while (i > 0 && heap_before(t, e->heap[(i - 1) / 2])) {
+        heap_set(e, i, e->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(e, i, t);
+}
+
+static void heap_down(kraken_engine *e, size_t i)
+{
+    kraken_timer *t = e->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= e->n_heap)
+            break;
+        if (c + 1 < e->n_heap && heap_before(e->heap[c + 1], e->heap[c]))
+            c++;
+        if (!heap_before(e->heap[c], t))
+            break;
+        heap_set(e, i, e->heap[c]);
+        i = c;
+    }
+    heap_set(e, i, t);
+}
+
+static void heap_remove(kraken_engine *e, kraken_timer *t)
+{
+    size_t i = t->heap_pos;
+    kraken_timer *last = e->heap[--e->n_heap];
+    if (last != t) {
+        heap_set(e, i, last);
+        heap_up(e, i);
+        heap_down(e, last->heap_pos);
+    }
+}
+
+static void schedule_clock(kraken_engine *e)
+{
+    if (!e->clock_scheduled && e->clock_ev) {
+        e->clock_scheduled = true;
+        event_active(e->clock_ev, 0, 0);
+    }
+}
+
+static void timer_disarm(kraken_timer *t)
+{
+    if (!t || !t->armed)
+        return;
+    t->armed = false;
+    if (t->ev)
+        evtimer_del(t->ev);
+    else if (t->engine)
+        heap_remove(t->engine, t);
+}
+
+static void engine_unbusy(kraken_engine *e);
+
+/* Default clock: libevent runs the timer. */
+static void timer_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_timer *t = arg;
+    kraken_engine *e = t->engine;
+    t->armed = false;
+    e->busy++; /* the callback may free the engine: it waits for us (kraken_engine_free) */
+    t->fn(t, t->userdata); /* may free t */
+    engine_unbusy(e);
+}
+
+static kraken_timer *etimer_create(kraken_engine *e, void (*fn)(kraken_timer *, void *), void *arg)
+{
+    kraken_timer *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    *t = (kraken_timer){.engine = e, .fn = fn, .userdata = arg};
+    if (!e->virtual_clock && !(t->ev = evtimer_new(e->base, timer_event_cb, t))) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void timer_destroy(kraken_timer *t)
+{
+    if (!t)
+        return;
+    timer_disarm(t);
+    if (t->ev)
+        event_free(t->ev);
+    free(t);
+}
+
+/* (Re)arm @p t for @p ms from now on the engine's clock. */
+static int timer_start(kraken_timer *t, uint64_t ms)
+{
+    kraken_engine *e = t->engine;
+    timer_disarm(t);
+    t->deadline = now_ms(e) + ms;
+    t->seq = ++e->timer_seq;
+    t->armed = true;
+    if (t->ev) {
+        const struct timeval *common = common_timeout(e, ms);
+        struct timeval tv = ms_tv(ms);
+        if (evtimer_add(t->ev, common ? common : &tv) < 0) {
+            t->armed = false;
+            return kraken__err(KRAKEN_EIO, "engine: cannot arm a timer");
+        }
+        return 0;
+    }
+    if (e->n_heap == e->cap_heap) {
+        size_t cap = e->cap_heap ? e->cap_heap * 2 : 64;
+        kraken_timer **h = realloc(e->heap, cap * sizeof *h);
+        if (!h) {
+            t->armed = false;
+            return kraken__err(KRAKEN_ENOMEM, "engine: out of memory");
+        }
+        e->heap = h;
+        e->cap_heap = cap;
+    }
+    e->heap[e->n_heap] = t;
+    t->heap_pos = e->n_heap++;
+    heap_up(e, t->heap_pos);
+    if (ms == 0)
+        schedule_clock(e); /* due already: fires from the loop, as with libevent */
+    return 0;
+}
+
+/*
+ * Injected clock: fire what is due, earliest first. Timers armed while this
+ * runs wait for the next round (a timer re-armed with 0 cannot spin here).
+ */
+static void clock_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_engine *e = arg;
+    e->clock_scheduled = false;
+    e->busy++;
+    uint64_t now = now_ms(e), last_seq = e->timer_seq;
+    while (!e->dying && e->n_heap && e->heap[0]->deadline <= now && e->heap[0]->seq <= last_seq) {
+        kraken_timer *t = e->heap[0];
+        heap_remove(e, t);
+        t->armed = false;
+        t->fn(t, t->userdata); /* may free t, arm timers, free the engine */
+    }
+    if (!e->dying && e->n_heap && e->heap[0]->deadline <= now)
+        schedule_clock(e);
+    engine_unbusy(e);
+}
+
 /* Arm the node's timer (its meaning is the node's phase). Frozen engines arm nothing. */
 static void timer_arm(kraken_engine *e, enode *n, uint64_t ms)
 {
     if (e->frozen)
         return;
-    if (!n->timer && !(n->timer = evtimer_new(e->base, node_timer_cb, n)))
+    if (!n->timer && !(n->timer = etimer_create(e, node_timer_cb, n)))
         return; /* out of memory: the step runs without a timer */
-    const struct timeval *common = common_timeout(e, ms);
-    struct timeval tv = ms_tv(ms);
-    evtimer_add(n->timer, common ? common : &tv);
-    n->timer_armed = true;
+    if (timer_start(n->timer, ms) < 0)
+        kraken_error_clear(); /* the same: no timer */
 }
 
 static void timer_cancel(enode *n)
 {
-    if (n->timer && n->timer_armed)
-        evtimer_del(n->timer);
-    n->timer_armed = false;
+    timer_disarm(n->timer);
+}
+
+/* ---- module timers and the clock (public) ---------------------------------------------- */
+
+uint64_t kraken_engine_now_ms(const kraken_engine *engine)
+{
+    return engine ? now_ms(engine) : 0;
+}
+
+int kraken_engine_clock_moved(kraken_engine *engine)
+{
+    if (!engine)
+        return kraken__err(KRAKEN_EINVAL, "engine_clock_moved: engine is NULL");
+    if (engine->virtual_clock && !engine->dying)
+        schedule_clock(engine);
+    return 0;
+}
+
+int kraken_timer_new(kraken_timer **out, kraken_engine *engine,
+                     void (*fn)(kraken_timer *timer, void *userdata), void *userdata)
+{
+    if (out)
+        *out = NULL;
+    if (!out || !engine || !fn)
+        return kraken__err(KRAKEN_EINVAL, "timer_new: out, engine and fn are required");
+    kraken_timer *t = etimer_create(engine, fn, userdata);
+    if (!t)
+        return kraken__err(KRAKEN_ENOMEM, "timer_new: out of memory");
+    t->is_module = true;
+    t->next = engine->module_timers;
+    if (t->next)
+        t->next->prev = t;
+    engine->module_timers = t;
+    *out = t;
+    return 0;
+}
+
+int kraken_timer_arm(kraken_timer *timer, uint64_t ms)
+{
+    if (!timer)
+        return kraken__err(KRAKEN_EINVAL, "timer_arm: timer is NULL");
+    if (!timer->engine || timer->engine->dying)
+        return kraken__err(KRAKEN_ESTATE, "timer_arm: the timer's engine is gone");
+    return timer_start(timer, ms);
+}
+
+void kraken_timer_cancel(kraken_timer *timer)
+{
+    timer_disarm(timer);
+}
+
+bool kraken_timer_armed(const kraken_timer *timer)
+{
+    return timer && timer->armed;
+}
+
+void kraken_timer_free(kraken_timer *timer)
+{
+    if (!timer)
+        return;
+    kraken_engine *e = timer->engine;
+    if (e && timer->is_module) {
+        if (timer->prev)
+            timer->prev->next = timer->next;
+        else
+            e->module_timers = timer->next;
+        if (timer->next)
+            timer->next->prev = timer->prev;
+    }
+    timer_destroy(timer);
+}
+
+bool kraken__engine_next_deadline(const kraken_engine *engine, uint64_t *out)
+{
+    if (!engine || !engine->n_heap)
+        return false;
+    *out = engine->heap[0]->deadline;
+    return true;
+}
+
+/* The engine goes: module timers stay valid handles that do nothing. */
+static void detach_module_timers(kraken_engine *e)
+{
+    while (e->module_timers) {
+        kraken_timer *t = e->module_timers;
+        e->module_timers = t->next;
+        timer_disarm(t);
+        if (t->ev)
+            event_free(t->ev);
+        t->ev = NULL;
+        t->engine = NULL;
+        t->prev = t->next = NULL;
+        t->is_module = false;
+    }
 }
 
 /* ---- requests to services ------------------------------------------------------------ */
@@ -558,32 +956,54 @@ static const char *step_mutation(const enode *n)
     return kraken_plan_step_mutation(n->plan, n->step);
 }
 
+/*
+ * A request for a module: the mutation's URL list and copies of the node's
+ * Cfg and Dsc (nothing a module holds may point into the store). For a
+ * deleted node both are empty nodes with its id. False when out of memory.
+ */
+static bool request_make(kraken_engine *e, const enode *n, const kraken_mutation *m,
+                         uint64_t id, kraken_mutation_request *req)
+{
+    kraken_node *cfg = NULL, *dsc = NULL;
+    const kraken_node *c = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
+    const kraken_node *d = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
+    int rc = c ? kraken_node_copy(&cfg, c) : kraken_node_new(&cfg, &n->id);
+    if (rc == 0)
+        rc = d ? kraken_node_copy(&dsc, d) : kraken_node_new(&dsc, &n->id);
+    if (rc < 0) {
+        kraken_node_free(cfg);
+        kraken_error_clear();
+        return false;
+    }
+    *req = (kraken_mutation_request){id, n->id, m->service, m->id, m->text, m->n_mutates,
+                                     cfg, dsc};
+    return true;
+}
+
+static void request_clear(kraken_mutation_request *req)
+{
+    kraken_node_free((kraken_node *)req->cfg);
+    kraken_node_free((kraken_node *)req->dsc);
+}
+
 /* Tell the owning service to abandon the node's in-flight step (INTERRUPT). */
 static void step_interrupt(kraken_engine *e, enode *n, const char *why)
 {
-    if (n->phase != PH_IN_FLIGHT) {
-        timer_cancel(n);
-        return;
-    }
     timer_cancel(n);
+    if (n->phase != PH_IN_FLIGHT)
+        return;
     n->phase = PH_IDLE;
+    uint64_t id = n->request_id;
+    n->request_id = 0; /* from now on a report for it is a late answer */
     const char *sid = step_service(n), *mid = step_mutation(n);
     publish_mutation(e, KRAKEN_MUTATION_INTERRUPT, &n->id, sid, mid, why);
     kraken_service *svc = kraken_engine_find_service(e, sid);
-    if (!svc || !svc->ops.interrupt)
+    const kraken_mutation *m = kraken__mutation_find(e->set, sid, mid);
+    kraken_mutation_request req;
+    if (!svc || !svc->ops.interrupt || !m || !request_make(e, n, m, id, &req))
         return;
-    const kraken_node *cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
-    const kraken_node *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
-    kraken_node *empty = NULL;
-    if (!cfg || !dsc) {
-        /* Deleted node: the service still gets nodes that carry the id. */
-        if (kraken_node_new(&empty, &n->id) < 0)
-            return;
-        cfg = dsc = empty;
-    }
-    kraken_mutation_request req = {n->id, sid, mid, cfg, dsc};
     svc->ops.interrupt(svc, &req, svc->userdata);
-    kraken_node_free(empty);
+    request_clear(&req);
 }
 
 /* ---- failures ---------------------------------------------------------------------------- */
@@ -600,6 +1020,7 @@ static uint64_t backoff_delay(const kraken_engine *e, unsigned failures)
 static void node_fail(kraken_engine *e, enode *n, char *reason)
 {
     timer_cancel(n);
+    n->request_id = 0;
     n->failures++;
     free(n->last_failed);
     n->last_failed = n->plan && n->step < kraken_plan_length(n->plan)
@@ -614,7 +1035,7 @@ static void node_fail(kraken_engine *e, enode *n, char *reason)
     }
     set_reason(n, reason);
     uint64_t delay = backoff_delay(e, n->failures);
-    n->backoff_until = now_ms() + delay;
+    n->backoff_until = now_ms(e) + delay;
     n->phase = PH_BACKOFF;
     timer_arm(e, n, delay);
 }
@@ -676,19 +1097,22 @@ static void service_request_start(kraken_engine *e, kraken_service *svc)
 static void dispatch(kraken_engine *e, enode *n, const kraken_mutation *m, kraken_service *svc,
                      const kraken_node *cfg)
 {
-    const kraken_node *dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
+    (void)cfg;
     kraken_plan *plan = n->plan;
     size_t step = n->step;
+    uint64_t id = ++e->next_request;
     n->phase = PH_IN_FLIGHT;
+    n->request_id = id;
     publish_mutation(e, KRAKEN_MUTATION_MUTATE, &n->id, m->service, m->id, NULL);
     uint64_t timeout = m->timeout_ms ? step_timeout_ms(e, m) : 0;
-    if (svc->ops.mutate) {
-        kraken_mutation_request req = {n->id, svc->id, kraken_plan_step_mutation(plan, step),
-                                       cfg, dsc};
+    kraken_mutation_request req;
+    if (svc->ops.mutate && request_make(e, n, m, id, &req)) {
         svc->ops.mutate(svc, &req, svc->userdata);
+        request_clear(&req);
     }
     /* The service may have failed the step from inside mutate() (node_fail set the timer). */
-    if (n->phase != PH_IN_FLIGHT || n->plan != plan || n->step != step)
+    if (e->dying || n->phase != PH_IN_FLIGHT || n->request_id != id || n->plan != plan ||
+        n->step != step)
         return;
     if (timeout)
         timer_arm(e, n, timeout); /* replaces whatever the timer was set for */
@@ -718,7 +1142,7 @@ static void step_start(kraken_engine *e, enode *n, const kraken_node *cfg)
         n->phase = PH_IDLE;
         return;
     }
-    uint64_t now = n->backoff_until ? now_ms() : 0;
+    uint64_t now = n->backoff_until ? now_ms(e) : 0;
     if (n->backoff_until > now) {
         n->phase = PH_BACKOFF;
         timer_arm(e, n, n->backoff_until - now);
@@ -809,12 +1233,13 @@ static void replan(kraken_engine *e, enode *n, const kraken_node *cfg, const kra
  * mutation that mutates something from zero (a superset of the conditions).
  * Only their changes can make another URL stale. Cached per set generation.
  */
-static uint64_t condition_mask(kraken_engine *e)
+static const ebits *condition_bits(kraken_engine *e)
 {
     uint64_t gen = kraken__mutation_set_generation(e->set);
     if (e->cond_gen == gen)
-        return e->cond_mask;
-    uint64_t mask = 0;
+        return &e->cond_bits;
+    bits_free(&e->cond_bits);
+    bool complete = true;
     for (size_t i = 0; i < e->set->n_muts; i++) {
         const kraken_mutation *m = e->set->muts[i];
         bool from_zero = false;
@@ -822,26 +1247,38 @@ static uint64_t condition_mask(kraken_engine *e)
             from_zero |= kraken_value_is_zero(&m->mutates[k].from);
         for (size_t k = 0; from_zero && k < m->n_requires; k++)
             if (m->requires[k].u->n_mutating)
-                mask |= murl_bit(e->set, m->requires[k].u);
+                complete &= bits_set(&e->cond_bits, m->requires[k].u->index);
     }
-    e->cond_mask = mask;
-    e->cond_gen = gen;
-    return mask;
+    e->cond_gen = complete ? gen : 0; /* out of memory: computed again next time */
+    return &e->cond_bits;
 }
 
+/* The URLs the knowledge rule calls unknown now (no bound on their number). */
 typedef struct stale_ctx {
-    const kraken_mutation_set *set;
-    uint64_t mask;
-    const kraken_murl *urls[64];
-    size_t n;
+    const kraken_murl **urls;
+    size_t n, cap;
+    ebits bits;
+    bool oom;
 } stale_ctx;
 
 static int collect_stale(const kraken_murl *u, void *userdata)
 {
     stale_ctx *ctx = userdata;
-    ctx->mask |= murl_bit(ctx->set, u);
-    if (ctx->n < 64)
-        ctx->urls[ctx->n++] = u;
+    if (ctx->n == ctx->cap) {
+        size_t cap = ctx->cap ? ctx->cap * 2 : 16;
+        const kraken_murl **v = realloc(ctx->urls, cap * sizeof *v);
+        if (!v) {
+            ctx->oom = true;
+            return KRAKEN_ENOMEM;
+        }
+        ctx->urls = v;
+        ctx->cap = cap;
+    }
+    ctx->urls[ctx->n++] = u;
+    if (!bits_set(&ctx->bits, u->index)) {
+        ctx->oom = true;
+        return KRAKEN_ENOMEM;
+    }
     return 0;
 }
 
@@ -860,36 +1297,52 @@ static kraken_value zero_of(const kraken_murl *u)
  * unknown, and the engine records that in Dsc. Only facts that were valid and
  * became stale through this change are cleared: a value that arrives while
  * its conditions are not (yet) known, e.g. RunState SYNC reported by a child
- * before the power module has spoken, is kept for when they are.
+ * before the power module has spoken, is kept for when they are. @p changed
+ * holds the Dsc mutator URLs changed since the last evaluation.
  */
 static bool apply_knowledge(kraken_engine *e, enode *n, const kraken_node *cfg,
-                            const kraken_node *dsc, uint64_t changed)
+                            const kraken_node *dsc, const ebits *changed)
 {
-    if (!(changed & condition_mask(e)) && !n->cfg_changed &&
-        n->stale_gen == kraken__mutation_set_generation(e->set))
+    uint64_t gen = kraken__mutation_set_generation(e->set);
+    if (!bits_intersect(changed, condition_bits(e)) && !n->cfg_changed && n->stale_gen == gen)
         return false; /* nothing any discovery condition reads has changed */
-    stale_ctx ctx = {.set = e->set};
-    if (kraken__mutation_set_stale(e->set, cfg, dsc, collect_stale, &ctx) < 0) {
+    stale_ctx ctx = {0};
+    if (kraken__mutation_set_stale(e->set, cfg, dsc, collect_stale, &ctx) < 0 || ctx.oom) {
         kraken_error_clear();
+        free(ctx.urls);
+        bits_free(&ctx.bits);
         return false;
     }
-    uint64_t gen = kraken__mutation_set_generation(e->set);
-    uint64_t clear = 0;
-    if (changed && n->stale_gen == gen)
-        clear = ctx.mask & ~n->stale & ~changed & ~MASK_OVERFLOW;
-    n->stale = ctx.mask & ~clear;
-    n->stale_gen = gen;
-    for (size_t i = 0; clear && i < ctx.n; i++) {
+    /* Judged against the last evaluation's baseline; a new set only takes a new baseline. */
+    bool judge = bits_any(changed) && n->stale_gen == gen;
+    const kraken_murl **clear = ctx.urls;
+    size_t n_clear = 0;
+    for (size_t i = 0; judge && i < ctx.n; i++) {
         const kraken_murl *u = ctx.urls[i];
-        if (!(clear & murl_bit(e->set, u)))
-            continue;
+        if (!bits_test(&n->stale, u->index) && !bits_test(changed, u->index))
+            clear[n_clear++] = u; /* compacts ctx.urls in place */
+    }
+    /* The new baseline: stale now, except what is cleared below (it will be unknown). */
+    bits_free(&n->stale);
+    n->stale = ctx.bits;
+    for (size_t i = 0; i < n_clear; i++) {
+        size_t b = clear[i]->index;
+        if (b / 64 == 0)
+            n->stale.word &= ~(UINT64_C(1) << b);
+        else
+            n->stale.more[b / 64] &= ~(UINT64_C(1) << (b % 64));
+    }
+    n->stale_gen = gen;
+    for (size_t i = 0; i < n_clear; i++) {
+        const kraken_murl *u = clear[i];
         kraken_value zero = zero_of(u);
         if (kraken_store_set_value(e->store, KRAKEN_DSC, &n->id, u->text, &zero) == 0)
             publish_discovery(e, &n->id, ENGINE_ORIGIN, u->text, &zero);
         else
             kraken_error_clear();
     }
-    return clear != 0;
+    free(ctx.urls);
+    return n_clear != 0;
 }
 
 /* ---- evaluating a node ----------------------------------------------------------------------- */
@@ -927,12 +1380,18 @@ static step_progress progress_of(const kraken_mutation *m, const kraken_node *ds
     return other_from_zero ? STEP_DISCOVERED : STEP_PENDING;
 }
 
-static uint64_t step_mask(const kraken_engine *e, const kraken_mutation *m)
+/* Did a Dsc mutator URL other than the step's own change? */
+static bool changed_outside_step(const ebits *changed, const kraken_mutation *m)
 {
-    uint64_t mask = 0;
-    for (size_t i = 0; i < m->n_mutates; i++)
-        mask |= murl_bit(e->set, m->mutates[i].u);
-    return mask;
+    for (size_t w = 0; w < bits_words(changed); w++) {
+        uint64_t word = bits_word(changed, w);
+        for (size_t i = 0; i < m->n_mutates; i++)
+            if (m->mutates[i].u->index / 64 == w)
+                word &= ~(UINT64_C(1) << (m->mutates[i].u->index % 64));
+        if (word)
+            return true;
+    }
+    return false;
 }
 
 static char *contradiction_reason(const kraken_mutation *m, const kraken_murl *u,
@@ -967,7 +1426,7 @@ static bool reload(const kraken_engine *e, const enode *n, const kraken_node **c
 
 /* The node holds a step (waiting for its service, in flight, or followed passively). */
 static void follow_step(kraken_engine *e, enode *n, const kraken_node *cfg, const kraken_node *dsc,
-                        uint64_t changed, bool replan_wanted)
+                        const ebits *changed, bool replan_wanted)
 {
     const kraken_mutation *m = kraken__mutation_find(e->set, step_service(n), step_mutation(n));
     if (!m) { /* the mutation was removed */
@@ -1005,7 +1464,7 @@ static void follow_step(kraken_engine *e, enode *n, const kraken_node *cfg, cons
         break;
     }
     /* Still under way: re-plan only when something else changed. */
-    if (!replan_wanted && !(changed & ~step_mask(e, m))) {
+    if (!replan_wanted && !changed_outside_step(changed, m)) {
         if (n->phase == PH_WAIT_SERVICE)
             step_start(e, n, cfg);
         return;
@@ -1051,6 +1510,89 @@ static void node_forget(kraken_engine *e, enode *n)
     node_free(n);
 }
 
+static bool node_is_busy(const kraken_node *node)
+{
+    return node->rec.slots[KRAKEN_NODE_F_BUSY].i == FREEBUSY_BUSY;
+}
+
+/* /Busy = BUSY in Cfg or Dsc: the node is someone else's (a scheduler, an operator). */
+static void enter_busy(kraken_engine *e, enode *n)
+{
+    step_interrupt(e, n, "node busy"); /* only an in-flight step is told; any timer stops */
+    timer_cancel(n);
+    kraken_plan_free(n->plan);
+    n->plan = NULL;
+    n->step = 0;
+    n->phase = PH_BUSY;
+}
+
+/* A stuck node whose Dsc came to match its Cfg (someone fixed it) is converged. */
+static void stuck_check(kraken_engine *e, enode *n, const kraken_node *cfg, const kraken_node *dsc)
+{
+    kraken_plan *plan = NULL;
+    if (kraken_mutation_set_plan(e->set, cfg, dsc, &plan) < 0) {
+        kraken_error_clear();
+        return;
+    }
+    if (kraken_plan_length(plan) == 0) {
+        kraken_plan_free(n->plan);
+        n->plan = plan;
+        n->step = 0;
+        n->phase = PH_IDLE;
+        step_start(e, n, cfg); /* an empty plan: converged, failures and reason cleared */
+        return;
+    }
+    kraken_plan_free(plan);
+}
+
+/* The node's run state after its changes were noted (and the knowledge rule applied). */
+static void evaluate_phase(kraken_engine *e, enode *n, const kraken_node *cfg,
+                           const kraken_node *dsc, const ebits *changed, bool cfg_changed,
+                           bool replan_wanted)
+{
+    if (cfg_changed) {
+        /* A Cfg change is the operator's word: start afresh, as kraken_engine_reset_node(). */
+        n->failures = 0;
+        n->backoff_until = 0;
+        free(n->last_failed);
+        n->last_failed = NULL;
+        set_reason(n, NULL);
+        if (n->phase == PH_STUCK || n->phase == PH_BACKOFF) {
+            timer_cancel(n);
+            n->phase = PH_IDLE;
+        }
+    }
+    if (node_is_busy(cfg) || node_is_busy(dsc)) {
+        if (n->phase != PH_BUSY)
+            enter_busy(e, n);
+        return;
+    }
+    switch ((node_phase)n->phase) {
+    case PH_STUCK:
+        if (bits_any(changed))
+            stuck_check(e, n, cfg, dsc);
+        return;
+    case PH_BACKOFF:
+        return;
+    case PH_WAIT_SERVICE:
+    case PH_IN_FLIGHT:
+    case PH_PASSIVE:
+        follow_step(e, n, cfg, dsc, changed, replan_wanted);
+        return;
+    case PH_IDLE:
+    case PH_CONVERGED:
+    case PH_NO_PATH:
+    case PH_BUSY:
+        if (n->phase == PH_NO_PATH) {
+            timer_cancel(n);
+            set_reason(n, NULL); /* set again if there is still no path */
+        }
+        n->phase = PH_IDLE;
+        replan(e, n, cfg, dsc);
+        return;
+    }
+}
+
 static void evaluate(kraken_engine *e, enode *n)
 {
     const kraken_node *cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
@@ -1067,59 +1609,30 @@ static void evaluate(kraken_engine *e, enode *n)
         free(n->last_failed);
         n->last_failed = NULL;
         set_reason(n, NULL);
-        n->stale = 0;
+        bits_free(&n->stale);
         n->phase = PH_IDLE;
     }
     const kraken_node *dsc;
     if (!reload(e, n, &cfg, &dsc))
         return;
-    uint64_t changed = n->changed;
+    /* The changes are ours now; the knowledge rule's own writes mark the node again. */
+    ebits changed = n->changed;
+    n->changed = (ebits){0, NULL};
     bool cfg_changed = n->cfg_changed, replan_wanted = n->replan || cfg_changed;
     /* A new set: the knowledge baseline is taken again, so the next change can be judged. */
     bool new_set = n->stale_gen != kraken__mutation_set_generation(e->set);
-    if ((changed || cfg_changed || new_set) && apply_knowledge(e, n, cfg, dsc, changed)) {
+    if ((bits_any(&changed) || cfg_changed || new_set) &&
+        apply_knowledge(e, n, cfg, dsc, &changed)) {
         /* Stored nodes may have been replaced by the writes: look again. */
         cfg = kraken__store_peek(e->store, KRAKEN_CFG, &n->id);
         dsc = kraken__store_peek(e->store, KRAKEN_DSC, &n->id);
-        if (!cfg || !dsc)
-            return;
     }
-    n->changed = 0;
+    bits_free(&n->changed);
     n->cfg_changed = false;
     n->replan = false;
-
-    if (cfg_changed) {
-        /* A Cfg change is the operator's word: start afresh, as kraken_engine_reset_node(). */
-        n->failures = 0;
-        n->backoff_until = 0;
-        free(n->last_failed);
-        n->last_failed = NULL;
-        set_reason(n, NULL);
-        if (n->phase == PH_STUCK || n->phase == PH_BACKOFF) {
-            timer_cancel(n);
-            n->phase = PH_IDLE;
-        }
-    }
-    switch ((node_phase)n->phase) {
-    case PH_STUCK:
-    case PH_BACKOFF:
-        return;
-    case PH_WAIT_SERVICE:
-    case PH_IN_FLIGHT:
-    case PH_PASSIVE:
-        follow_step(e, n, cfg, dsc, changed, replan_wanted);
-        return;
-    case PH_IDLE:
-    case PH_CONVERGED:
-    case PH_NO_PATH:
-        if (n->phase == PH_NO_PATH) {
-            timer_cancel(n);
-            set_reason(n, NULL); /* set again if there is still no path */
-        }
-        n->phase = PH_IDLE;
-        replan(e, n, cfg, dsc);
-        return;
-    }
+    if (cfg && dsc)
+        evaluate_phase(e, n, cfg, dsc, &changed, cfg_changed, replan_wanted);
+    bits_free(&changed);
 }
 
 /* ---- service reconciliation ---------------------------------------------------------------- */
@@ -1184,13 +1697,16 @@ static void wake_waiters(kraken_engine *e)
 
 /* ---- the pass ------------------------------------------------------------------------------ */
 
-static void engine_destroy(kraken_engine *e);
+static void engine_teardown(kraken_engine *e);
 
-/* Leaving one of our loop callbacks: a kraken_engine_free() made inside it takes effect. */
+/* Leaving one of our loop callbacks: a free (or detach) made inside it takes effect. */
 static void engine_unbusy(kraken_engine *e)
 {
-    if (--e->busy == 0 && e->dying)
-        engine_destroy(e);
+    if (--e->busy == 0 && e->dying) {
+        engine_teardown(e);
+        if (e->free_requested)
+            free(e);
+    }
 }
 
 static void pass_run(kraken_engine *e)
@@ -1264,17 +1780,13 @@ static void step_timeout(kraken_engine *e, enode *n)
     node_fail(e, n, why);
 }
 
-static void node_timer_phase(kraken_engine *e, enode *n);
-
 /* A node's timer (the engine counts as busy while it runs: see kraken_engine_free()). */
-static void node_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void node_timer_cb(kraken_timer *t, void *arg)
 {
-    (void)fd;
-    (void)what;
+    (void)t;
     enode *n = arg;
     kraken_engine *e = n->engine;
-    n->timer_armed = false;
-    if (n->deleted || e->frozen)
+    if (n->deleted || e->frozen || e->dying)
         return;
     e->busy++;
     node_timer_phase(e, n);
@@ -1310,7 +1822,7 @@ static void node_timer_phase(kraken_engine *e, enode *n)
 
 void kraken_engine_freeze(kraken_engine *engine)
 {
-    if (!engine || engine->frozen)
+    if (engine_entry(engine, "engine_freeze") < 0 || engine->frozen)
         return;
     engine->frozen = true;
     for (size_t i = 0; i < engine->cap; i++)
@@ -1321,7 +1833,7 @@ void kraken_engine_freeze(kraken_engine *engine)
 /* Re-arm what freezing cancelled: in-flight steps get a fresh timeout. */
 static void rearm_after_thaw(kraken_engine *e, enode *n)
 {
-    uint64_t now = now_ms();
+    uint64_t now = now_ms(e);
     switch ((node_phase)n->phase) {
     case PH_IN_FLIGHT: {
         const kraken_mutation *m =
@@ -1347,7 +1859,7 @@ static void rearm_after_thaw(kraken_engine *e, enode *n)
 
 void kraken_engine_thaw(kraken_engine *engine)
 {
-    if (!engine || !engine->frozen)
+    if (engine_entry(engine, "engine_thaw") < 0 || !engine->frozen)
         return;
     engine->frozen = false;
     for (size_t i = 0; i < engine->cap; i++)
@@ -1361,8 +1873,9 @@ void kraken_engine_thaw(kraken_engine *engine)
 int kraken_engine_set_log(kraken_engine *engine, int max_level, kraken_log_fn fn, void *userdata,
                           void (*destroy)(void *userdata))
 {
-    if (!engine)
-        return kraken__err(KRAKEN_EINVAL, "kraken_engine_set_log: engine is NULL");
+    int rc = engine_entry(engine, "engine_set_log");
+    if (rc < 0)
+        return rc;
     if (max_level < KRAKEN_LOG_PANIC || max_level > KRAKEN_LOG_DDDEBUG)
         return kraken__err(KRAKEN_EINVAL, "kraken_engine_set_log: level %d is outside 0..9",
                            max_level);
@@ -1399,7 +1912,7 @@ void kraken__engine_log(kraken_engine *engine, int level, const char *subsystem,
 
 bool kraken_engine_frozen(const kraken_engine *engine)
 {
-    return engine && engine->frozen;
+    return engine_entry(engine, "engine_frozen") == 0 && engine->frozen;
 }
 
 /* ---- services: life cycle --------------------------------------------------------------------- */
@@ -1408,6 +1921,7 @@ static void service_free(kraken_service *svc)
 {
     if (!svc)
         return;
+    svc->engine = NULL;
     if (svc->destroy)
         svc->destroy(svc->userdata);
     for (size_t i = 0; i < svc->n_discoverable; i++)
@@ -1425,6 +1939,23 @@ static void service_free(kraken_service *svc)
     free(svc->error_url);
     free(svc->config_url);
     free(svc);
+}
+
+/*
+ * The engine goes away under a service: its destroy hook runs now; the handle
+ * stays (detached, calls fail with KRAKEN_ESTATE) while the caller holds it.
+ */
+static void service_detach(kraken_service *svc)
+{
+    svc->engine = NULL;
+    svc->detaching = true;
+    void (*destroy)(void *userdata) = svc->destroy;
+    svc->destroy = NULL;
+    if (destroy)
+        destroy(svc->userdata); /* may call kraken_service_remove(svc): it only disowns it */
+    svc->detaching = false;
+    if (!svc->caller_owned)
+        service_free(svc);
 }
 
 static int check_service_id(const char *id)
@@ -1503,9 +2034,12 @@ int kraken_engine_add_service(kraken_engine *engine, const char *service_id, con
 {
     if (out)
         *out = NULL;
-    if (!engine || !module || !*module)
+    int rc = engine_entry(engine, "engine_add_service");
+    if (rc < 0)
+        return rc;
+    if (!module || !*module)
         return kraken__err(KRAKEN_EINVAL, "engine_add_service: engine and module are required");
-    int rc = check_service_id(service_id);
+    rc = check_service_id(service_id);
     if (rc < 0)
         return rc;
     if (kraken_engine_find_service(engine, service_id))
@@ -1547,6 +2081,7 @@ int kraken_engine_add_service(kraken_engine *engine, const char *service_id, con
         svc->start_requested = true;
         queue_service(engine, svc);
     }
+    svc->caller_owned = out != NULL;
     if (out)
         *out = svc;
     return 0;
@@ -1567,9 +2102,21 @@ static void service_unpublish(kraken_engine *e, const kraken_service *svc)
     kraken_error_clear();
 }
 
-void kraken_engine_remove_service(kraken_engine *engine, kraken_service *service)
+void kraken_service_remove(kraken_service *service)
 {
-    if (!engine || !service || !services_remove(engine, service))
+    if (!service)
+        return;
+    kraken_engine *engine = service->engine;
+    if (!engine) {
+        /* Detached by the engine's free: its destroy hook ran (or is running). */
+        if (service->detaching)
+            service->caller_owned = false; /* the detach frees it when the hook returns */
+        else
+            service_free(service);
+        return;
+    }
+    if (kraken__owner_check(&engine->owner, "service_remove", "engine") < 0 ||
+        !services_remove(engine, service))
         return;
     /* Its steps stop here; the service itself is going away, so it gets no callback. */
     for (size_t i = 0; i < engine->cap; i++) {
@@ -1643,18 +2190,74 @@ const char *kraken_service_id(const kraken_service *service)
 
 kraken_engine *kraken_service_engine(kraken_service *service)
 {
-    return service ? service->engine : NULL;
+    return service && service->engine && !service->engine->dying ? service->engine : NULL;
 }
+
+static int add_discoverable(kraken_service *svc, const char *url);
 
 int kraken_service_declare_mutation(kraken_service *service, const kraken_mutation_decl *decl)
 {
-    if (!service || !decl)
-        return kraken__err(KRAKEN_EINVAL, "service_declare_mutation: service and decl are required");
-    int rc = kraken_mutation_set_add(service->engine->set, service->id, decl);
+    int rc = service_entry(service, "service_declare_mutation");
     if (rc < 0)
         return rc;
+    if (!decl)
+        return kraken__err(KRAKEN_EINVAL, "service_declare_mutation: service and decl are required");
+    rc = kraken_mutation_set_add(service->engine->set, service->id, decl);
+    if (rc < 0)
+        return rc;
+    /*
+     * The service answers its steps by discovering what they mutate: those URLs
+     * are its to discover (a module that forgot to say so would hang until the
+     * timeout). The set holds them in canonical form.
+     */
+    const kraken_mutation *m = kraken__mutation_find(service->engine->set, service->id, decl->id);
+    for (size_t i = 0; rc == 0 && m && i < m->n_mutates; i++)
+        rc = add_discoverable(service, m->mutates[i].u->text);
+    if (rc < 0) {
+        /* Out of memory: the URLs stay declarable by hand; the mutation stands. */
+        kraken_error_clear();
+    }
     schedule_pass(service->engine); /* the pass sees the new generation and replans */
     return 0;
+}
+
+int kraken_engine_mutation_disable(kraken_engine *e, const char *service_id,
+                                   const char *mutation_id, bool disabled)
+{
+    if (!e)
+        return kraken__err(KRAKEN_EINVAL, "engine_mutation_disable: engine is NULL");
+    int rc = kraken_mutation_set_disable(e->set, service_id, mutation_id, disabled);
+    if (rc < 0)
+        return kraken__err_prefix(rc, "engine_mutation_disable");
+    schedule_pass(e); /* a new generation: every node is planned again */
+    return 0;
+}
+
+int kraken_engine_mutation_set_timeout(kraken_engine *e, const char *service_id,
+                                       const char *mutation_id, uint32_t timeout_ms)
+{
+    if (!e)
+        return kraken__err(KRAKEN_EINVAL, "engine_mutation_set_timeout: engine is NULL");
+    int rc = kraken_mutation_set_timeout(e->set, service_id, mutation_id, timeout_ms);
+    return rc < 0 ? kraken__err_prefix(rc, "engine_mutation_set_timeout") : 0;
+}
+
+int kraken_engine_diff(kraken_engine *engine, const kraken_uuid *node_id, kraken_change **out,
+                       size_t *n)
+{
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    if (!engine || !node_id || !out || !n)
+        return kraken__err(KRAKEN_EINVAL, "engine_diff: engine, node id, out and n are required");
+    const kraken_node *cfg = kraken__store_peek(engine->store, KRAKEN_CFG, node_id);
+    const kraken_node *dsc = kraken__store_peek(engine->store, KRAKEN_DSC, node_id);
+    char buf[KRAKEN_UUID_STRLEN + 1];
+    if (!cfg || !dsc)
+        return kraken__err(KRAKEN_ENOTFOUND, "engine_diff: node %s not found",
+                           uuid_str(node_id, buf));
+    return kraken_mutation_set_diff(engine->set, cfg, dsc, out, n);
 }
 
 /* ---- discoveries ---------------------------------------------------------------------------- */
@@ -1733,6 +2336,9 @@ int kraken_service_declare_discoverable(kraken_service *service, const char *url
     if (!service || !url || !*url)
         return kraken__err(KRAKEN_EINVAL, "service_declare_discoverable: service and url are "
                                           "required");
+    int entry = service_entry(service, "service_declare_discoverable");
+    if (entry < 0)
+        return entry;
     if (!value_name != !value_text)
         return kraken__err(KRAKEN_EINVAL, "service_declare_discoverable '%s': value_name and "
                                           "value_text go together", url);
@@ -1806,7 +2412,7 @@ static int check_discover_args(const kraken_service *svc, const kraken_uuid *nod
 {
     if (!svc || !node_id || !url || !what)
         return kraken__err(KRAKEN_EINVAL, "%s: service, node id, url and value are required", op);
-    return 0;
+    return service_entry(svc, op);
 }
 
 int kraken_service_discover(kraken_service *service, const kraken_uuid *node_id, const char *url,
@@ -1845,8 +2451,9 @@ int kraken_service_discover_named(kraken_service *service, const kraken_uuid *no
 int kraken_service_set_state(kraken_service *service, kraken_service_state state,
                              const char *error_msg)
 {
-    if (!service)
-        return kraken__err(KRAKEN_EINVAL, "service_set_state: service is required");
+    int entry = service_entry(service, "service_set_state");
+    if (entry < 0)
+        return entry;
     if ((int)state < KRAKEN_SERVICE_UNKNOWN || (int)state > KRAKEN_SERVICE_ERROR)
         return kraken__err(KRAKEN_EINVAL, "service_set_state '%s': bad state %d", service->id,
                            (int)state);
@@ -1863,27 +2470,74 @@ int kraken_service_set_state(kraken_service *service, kraken_service_state state
     return rc < 0 ? kraken__err_prefix(rc, "service_set_state '%s'", service->id) : 0;
 }
 
-int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id,
-                        const char *mutation_id, const char *reason)
+/*
+ * The node whose step in flight for @p svc is request @p request_id (@p op
+ * names the call in errors): a late answer is refused here.
+ */
+static int request_node(kraken_service *svc, const char *op, const kraken_uuid *node_id,
+                        uint64_t request_id, enode **out)
 {
-    if (!service || !node_id || !mutation_id)
-        return kraken__err(KRAKEN_EINVAL, "service_fail: service, node id and mutation id are "
-                                          "required");
-    kraken_engine *e = service->engine;
-    enode *n = node_find(e, node_id);
+    int entry = service_entry(svc, op);
+    if (entry < 0)
+        return entry;
+    enode *n = node_find(svc->engine, node_id);
     char buf[KRAKEN_UUID_STRLEN + 1];
     if (!n || n->deleted)
-        return kraken__err(KRAKEN_ENOTFOUND, "service_fail: node %s not found",
-                           uuid_str(node_id, buf));
-    if (n->phase != PH_IN_FLIGHT || strcmp(step_service(n), service->id) != 0 ||
-        strcmp(step_mutation(n), mutation_id) != 0)
-        return kraken__err(KRAKEN_ESTATE, "service_fail: node %s has no step %s/%s in flight",
-                           uuid_str(node_id, buf), service->id, mutation_id);
+        return kraken__err(KRAKEN_ENOTFOUND, "%s: node %s not found", op, uuid_str(node_id, buf));
+    *out = n;
+    if (n->phase == PH_IN_FLIGHT && n->request_id == request_id &&
+        strcmp(step_service(n), svc->id) == 0)
+        return 0;
+    if (n->phase == PH_IN_FLIGHT && strcmp(step_service(n), svc->id) == 0)
+        return kraken__err(KRAKEN_ESTATE, "%s: request %llu of service '%s' on node %s is not in "
+                    "flight (a late answer? request %llu %s/%s is)", op,
+                    (unsigned long long)request_id, svc->id, uuid_str(node_id, buf),
+                    (unsigned long long)n->request_id, svc->id, step_mutation(n));
+    return kraken__err(KRAKEN_ESTATE, "%s: request %llu of service '%s' on node %s is not in "
+                       "flight (a late answer?)", op, (unsigned long long)request_id, svc->id,
+                       uuid_str(node_id, buf));
+}
+
+int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id, uint64_t request_id,
+                        const char *reason)
+{
+    if (!service || !node_id)
+        return kraken__err(KRAKEN_EINVAL, "service_fail: service and node id are required");
+    kraken_engine *e = service->engine;
+    enode *n;
+    int rc = request_node(service, "service_fail", node_id, request_id, &n);
+    if (rc < 0)
+        return rc;
+    const char *mutation_id = step_mutation(n);
     publish_mutation(e, KRAKEN_MUTATION_FAILED, node_id, service->id, mutation_id,
                      reason ? reason : "failed");
     node_fail(e, n, str_printf("%s/%s failed: %s", service->id, mutation_id,
                                reason ? reason : "no reason given"));
     return 0;
+}
+
+int kraken_service_report(kraken_service *service, const kraken_uuid *node_id,
+                          uint64_t request_id, const char *url, const kraken_value *value)
+{
+    int rc = check_discover_args(service, node_id, url, value, "service_report");
+    if (rc < 0)
+        return rc;
+    enode *n;
+    if ((rc = request_node(service, "service_report", node_id, request_id, &n)) < 0)
+        return rc;
+    return discover(service, node_id, url, value, NULL);
+}
+
+int kraken_service_report_text(kraken_service *service, const kraken_uuid *node_id,
+                               uint64_t request_id, const char *url, const char *text)
+{
+    int rc = check_discover_args(service, node_id, url, text, "service_report_text");
+    if (rc < 0)
+        return rc;
+    enode *n;
+    if ((rc = request_node(service, "service_report_text", node_id, request_id, &n)) < 0)
+        return rc;
+    return discover(service, node_id, url, NULL, text);
 }
 
 void kraken_service_log(kraken_service *service, int level, const char *fmt, ...)
@@ -1901,7 +2555,7 @@ void kraken_service_log(kraken_service *service, int level, const char *fmt, ...
 /* ---- node control ------------------------------------------------------------------------------ */
 
 static const char *const plan_state_names[] = {
-    "CONVERGED", "RUNNING", "PASSIVE", "BACKOFF", "STUCK", "NO_PATH", "FROZEN",
+    "CONVERGED", "RUNNING", "PASSIVE", "BACKOFF", "STUCK", "NO_PATH", "FROZEN", "BUSY",
 };
 
 const char *kraken_plan_state_name(kraken_plan_state state)
@@ -1922,6 +2576,8 @@ static kraken_plan_state public_state(const kraken_engine *e, const enode *n)
         return KRAKEN_PLAN_STUCK;
     case PH_NO_PATH:
         return KRAKEN_PLAN_NO_PATH;
+    case PH_BUSY:
+        return KRAKEN_PLAN_BUSY;
     default:
         break;
     }
@@ -1951,10 +2607,14 @@ void kraken_plan_status_clear(kraken_plan_status *status)
 int kraken_engine_node_status(kraken_engine *engine, const kraken_uuid *node_id,
                               kraken_plan_status *out)
 {
-    if (!engine || !node_id || !out)
+    if (out)
+        memset(out, 0, sizeof *out);
+    int rc = engine_entry(engine, "engine_node_status");
+    if (rc < 0)
+        return rc;
+    if (!node_id || !out)
         return kraken__err(KRAKEN_EINVAL, "engine_node_status: engine, node id and out are "
                                           "required");
-    memset(out, 0, sizeof *out);
     const enode *n = node_find(engine, node_id);
     char buf[KRAKEN_UUID_STRLEN + 1];
     if (!n || n->deleted)
@@ -1983,7 +2643,10 @@ int kraken_engine_node_status(kraken_engine *engine, const kraken_uuid *node_id,
 
 int kraken_engine_reset_node(kraken_engine *engine, const kraken_uuid *node_id)
 {
-    if (!engine || !node_id)
+    int rc = engine_entry(engine, "engine_reset_node");
+    if (rc < 0)
+        return rc;
+    if (!node_id)
         return kraken__err(KRAKEN_EINVAL, "engine_reset_node: engine and node id are required");
     enode *n = node_find(engine, node_id);
     char buf[KRAKEN_UUID_STRLEN + 1];
@@ -2008,7 +2671,10 @@ int kraken_engine_graph_json(kraken_engine *engine, const kraken_uuid *node_id, 
 {
     if (out)
         *out = NULL;
-    if (!engine || !out)
+    int rc = engine_entry(engine, "engine_graph_json");
+    if (rc < 0)
+        return rc;
+    if (!out)
         return kraken__err(KRAKEN_EINVAL, "engine_graph_json: engine and out are required");
     if (!node_id)
         return kraken_mutation_set_graph_json(engine->set, NULL, NULL, 0, out);
@@ -2025,17 +2691,17 @@ int kraken_engine_graph_json(kraken_engine *engine, const kraken_uuid *node_id, 
 
 kraken_store *kraken_engine_store(kraken_engine *engine)
 {
-    return engine ? engine->store : NULL;
+    return engine_entry(engine, "engine_store") == 0 ? engine->store : NULL;
 }
 
 kraken_bus *kraken_engine_bus(kraken_engine *engine)
 {
-    return engine ? engine->bus : NULL;
+    return engine_entry(engine, "engine_bus") == 0 ? engine->bus : NULL;
 }
 
 kraken_mutation_set *kraken_engine_mutations(kraken_engine *engine)
 {
-    return engine ? engine->set : NULL;
+    return engine_entry(engine, "engine_mutations") == 0 ? engine->set : NULL;
 }
 
 const kraken_uuid *kraken_engine_self_id(const kraken_engine *engine)
@@ -2079,6 +2745,8 @@ static int add_sync_service(kraken_engine *e)
     };
     kraken_service *svc;
     int rc = kraken_engine_add_service(e, "sync", "sync", &ops, NULL, NULL, &svc);
+    if (rc == 0)
+        svc->caller_owned = false; /* the engine's own: it goes with the engine */
     if (rc == 0)
         rc = kraken_service_declare_discoverable(svc, "/RunState", NULL, NULL);
     if (rc == 0)
@@ -2129,14 +2797,30 @@ static int adopt_existing_nodes(kraken_engine *e)
 
 static int check_options(const kraken_engine_options *o)
 {
-    if (o->version != KRAKEN_ENGINE_OPTIONS_VERSION)
-        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected %u",
+    /* Older callers' structs (version < current) are accepted: fields they lack keep defaults. */
+    if (o->version < 1 || o->version > KRAKEN_ENGINE_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected 1..%u",
                            o->version, KRAKEN_ENGINE_OPTIONS_VERSION);
     if (!(o->timeout_scale > 0.0))
         return kraken__err(KRAKEN_EINVAL, "engine_new: timeout_scale must be > 0");
     if (o->backoff_max_ms < o->backoff_initial_ms)
         return kraken__err(KRAKEN_EINVAL, "engine_new: backoff_max_ms (%u) < backoff_initial_ms "
                                           "(%u)", o->backoff_max_ms, o->backoff_initial_ms);
+    return 0;
+}
+
+static void on_store_gone(void *arg);
+
+int kraken_engine_options_init(kraken_engine_options *opts, unsigned version)
+{
+    if (!opts)
+        return kraken__err(KRAKEN_EINVAL, "engine_options_init: opts must not be NULL");
+    if (version < 1 || version > KRAKEN_ENGINE_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "engine_options_init: version %u, this library knows "
+                                          "1..%u", version, KRAKEN_ENGINE_OPTIONS_VERSION);
+    static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
+    *opts = defaults;
+    opts->version = version;
     return 0;
 }
 
@@ -2158,7 +2842,11 @@ int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store
     if (!e)
         return kraken__err(KRAKEN_ENOMEM, "engine_new: out of memory");
     e->base = base;
+    kraken__owner_init(&e->owner);
     e->opts = *opts;
+    e->virtual_clock = opts->now_ms != NULL;
+    if (!e->virtual_clock)
+        e->opts.now_ms = monotonic_ms;
     e->self = opts->self_id;
     e->frozen = opts->start_frozen;
     if (kraken_uuid_is_zero(&e->self))
@@ -2175,8 +2863,10 @@ int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store
         rc = kraken_mutation_set_new(&e->set);
     if (rc == 0 && !(e->pass_ev = event_new(base, -1, 0, pass_cb, e)))
         rc = kraken__err(KRAKEN_ENOMEM, "engine_new: cannot create the pass event");
+    if (rc == 0 && e->virtual_clock && !(e->clock_ev = event_new(base, -1, 0, clock_cb, e)))
+        rc = kraken__err(KRAKEN_ENOMEM, "engine_new: cannot create the clock event");
     if (rc == 0)
-        rc = kraken_store_listen(e->store, on_store_change, e, NULL, &e->listener);
+        rc = kraken_store_listen(e->store, on_store_change, e, on_store_gone, &e->listener);
     if (rc == 0)
         rc = adopt_existing_nodes(e);
     if (rc == 0)
@@ -2193,11 +2883,31 @@ int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store
     return 0;
 }
 
-static void engine_destroy(kraken_engine *engine)
+/* Detach the attached syncs: they stop using the engine, its store and its bus. */
+static void detach_children(kraken_engine *e)
 {
-    engine->dying = true; /* a destroy hook calling kraken_engine_free() does nothing */
+    while (e->n_children > 0) {
+        struct engine_child c = e->children[--e->n_children];
+        c.detach(c.arg); /* may call kraken__engine_unattach(): already off the list */
+    }
+    free(e->children);
+    e->children = NULL;
+}
+
+/*
+ * Release everything but the handle: children, services (destroy hooks), node
+ * states, bus (subscriptions detached), mutation set, an owned store. Runs once,
+ * when the engine is freed or detached from its freed store, never while one
+ * of its loop callbacks is on the stack (see engine_unbusy()).
+ */
+static void engine_teardown(kraken_engine *engine)
+{
+    if (engine->torn_down)
+        return;
+    engine->dying = true; /* a destroy hook calling the engine gets KRAKEN_ESTATE */
+    detach_children(engine);
     if (engine->listener)
-        kraken_store_unlisten(engine->store, engine->listener);
+        kraken_store_listener_remove(engine->listener);
     engine->listener = NULL;
     /*
      * Services first: their destroy hooks may still use the bus. The list is
@@ -2209,27 +2919,69 @@ static void engine_destroy(kraken_engine *engine)
     engine->n_services = engine->cap_services = 0;
     engine->svc_queue = NULL;
     for (size_t i = 0; i < n_services; i++)
-        service_free(services[i]);
+        service_detach(services[i]);
     free(services);
     for (size_t i = 0; i < engine->cap; i++)
         if (engine->slots[i])
             node_free(engine->slots[i]);
     free(engine->slots);
+    engine->slots = NULL;
+    engine->cap = engine->count = 0;
+    detach_module_timers(engine);
+    free(engine->heap);
+    engine->heap = NULL;
+    bits_free(&engine->cond_bits);
+    if (engine->clock_ev)
+        event_free(engine->clock_ev);
+    engine->clock_ev = NULL;
     if (engine->pass_ev)
         event_free(engine->pass_ev);
+    engine->pass_ev = NULL;
     kraken_bus_free(engine->bus);
+    engine->bus = NULL;
     kraken_mutation_set_free(engine->set);
+    engine->set = NULL;
     if (engine->own_store)
         kraken_store_free(engine->store);
+    engine->store = NULL;
     if (engine->log_destroy)
         engine->log_destroy(engine->log_userdata);
-    free(engine);
+    engine->log_fn = NULL;
+    engine->log_destroy = NULL;
+    engine->torn_down = true;
+}
+
+/*
+ * The borrowed store is being freed (its free detaches our listener): the
+ * engine lets go of everything now and stays a detached handle whose calls
+ * fail with KRAKEN_ESTATE until kraken_engine_free().
+ */
+static void on_store_gone(void *arg)
+{
+    kraken_engine *e = arg;
+    if (e->dying)
+        return; /* our own free removed the listener */
+    kraken_store_listener_remove(e->listener); /* the store frees the handle after this hook */
+    e->listener = NULL;
+    e->store = NULL;
+    e->own_store = false;
+    e->dying = true;
+    if (!e->busy)
+        engine_teardown(e);
 }
 
 void kraken_engine_free(kraken_engine *engine)
 {
-    if (!engine || engine->dying)
+    if (!engine || engine->free_requested ||
+        kraken__owner_check(&engine->owner, "engine_free", "engine") < 0)
         return;
+    engine->free_requested = true;
+    if (engine->torn_down) {
+        free(engine); /* detached earlier: only the handle was left */
+        return;
+    }
+    if (engine->dying)
+        return; /* a teardown runs (this is one of its hooks) or waits for a callback to return */
     if (engine->busy) {
         /*
          * Called from a service callback: the engine's stack still runs. It goes
@@ -2238,9 +2990,33 @@ void kraken_engine_free(kraken_engine *engine)
          */
         engine->dying = true;
         if (engine->listener)
-            kraken_store_unlisten(engine->store, engine->listener);
+            kraken_store_listener_remove(engine->listener);
         engine->listener = NULL;
         return;
     }
-    engine_destroy(engine);
+    engine_teardown(engine);
+    free(engine);
+}
+
+int kraken__engine_attach(kraken_engine *engine, void (*detach)(void *arg), void *arg)
+{
+    int rc = engine_entry(engine, "engine_attach");
+    if (rc < 0)
+        return rc;
+    struct engine_child *v = realloc(engine->children, (engine->n_children + 1) * sizeof *v);
+    if (!v)
+        return kraken__err(KRAKEN_ENOMEM, "engine_attach: out of memory");
+    engine->children = v;
+    engine->children[engine->n_children++] = (struct engine_child){detach, arg};
+    return 0;
+}
+
+void kraken__engine_unattach(kraken_engine *engine, void *arg)
+{
+    for (size_t i = 0; engine && i < engine->n_children; i++) {
+        if (engine->children[i].arg == arg) {
+            engine->children[i] = engine->children[--engine->n_children];
+            return;
+        }
+    }
 }

@@ -26,6 +26,7 @@ static const struct {
     {KRAKEN_ESTATE, "KRAKEN_ESTATE", "invalid in the current state"},
     {KRAKEN_ELIMIT, "KRAKEN_ELIMIT", "limit exceeded"},
     {KRAKEN_ENOPATH, "KRAKEN_ENOPATH", "no mutation path"},
+    {KRAKEN_ETHREAD, "KRAKEN_ETHREAD", "wrong thread"},
 };
 
 const char *kraken_strerror(int err)

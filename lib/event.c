@@ -10,8 +10,12 @@
  * the pass began; events published by callbacks wait for the next pass, which
  * keeps every subscriber's order and bounds the pass.
  *
- * Subscriptions cancelled during a pass are only marked: the pass still walks
+ * Subscriptions removed during a pass are only marked: the pass still walks
  * the list, so they are unlinked and freed (destroy hook included) after it.
+ *
+ * Lifetime (see event.h): a subscription whose handle the caller asked for is
+ * the caller's until kraken_subscription_remove(). The bus's free detaches it
+ * (bus = NULL, destroy hook run); the later remove only frees the shell.
  */
 #include <ctype.h>
 #include <event2/event.h>
@@ -33,7 +37,7 @@ typedef struct bus_event {
 } bus_event;
 
 struct kraken_subscription {
-    kraken_bus *bus;
+    kraken_bus *bus; /* NULL once detached by the bus's free */
     struct kraken_subscription *prev, *next;
     unsigned types;
     char *pattern; /* NULL: every URL */
@@ -45,6 +49,8 @@ struct kraken_subscription {
     size_t head, len, cap, limit;
     uint64_t dropped;
     bool cancelled;
+    bool caller_owned; /* the caller holds the handle and has not removed it yet */
+    bool detaching;    /* its destroy hook runs as the bus goes: a remove only disowns it */
 };
 
 struct kraken_bus {
@@ -55,6 +61,7 @@ struct kraken_bus {
     unsigned delivering;  /* a delivery pass is running */
     bool need_reap;       /* some subscription was cancelled during the pass */
     bool free_pending;    /* kraken_bus_free() was called by a callback during the pass */
+    kraken__owner owner;
 };
 
 /* ---- event type names ------------------------------------------------------ */
@@ -288,6 +295,27 @@ static void sub_free(kraken_subscription *sub)
     free(sub);
 }
 
+/*
+ * The bus goes away under an unlinked subscription: run its destroy hook and
+ * keep the handle (detached) if the caller still holds it.
+ */
+static void sub_detach(kraken_subscription *sub)
+{
+    queue_clear(sub);
+    sub->bus = NULL;
+    sub->cancelled = true;
+    free(sub->pattern);
+    sub->pattern = NULL;
+    void (*destroy)(void *) = sub->destroy;
+    sub->destroy = NULL;
+    sub->detaching = true;
+    if (destroy)
+        destroy(sub->userdata); /* may call kraken_subscription_remove(sub): it only disowns it */
+    sub->detaching = false;
+    if (!sub->caller_owned)
+        free(sub);
+}
+
 /* Free the subscriptions cancelled during a pass, once no pass is walking the list. */
 static void bus_reap(kraken_bus *bus)
 {
@@ -311,6 +339,9 @@ int kraken_bus_subscribe(kraken_bus *bus, const kraken_subscribe_options *opts, 
         *out = NULL;
     if (!bus || !fn)
         return kraken__err(KRAKEN_EINVAL, "bus_subscribe: bus and fn must not be NULL");
+    int rc = kraken__owner_check(&bus->owner, "bus_subscribe", "bus");
+    if (rc < 0)
+        return rc;
     if (bus->free_pending)
         return kraken__err(KRAKEN_ESTATE, "bus_subscribe: the bus is being freed");
     kraken_subscription *sub = calloc(1, sizeof *sub);
@@ -326,6 +357,7 @@ int kraken_bus_subscribe(kraken_bus *bus, const kraken_subscribe_options *opts, 
     sub->fn = fn;
     sub->userdata = userdata;
     sub->destroy = destroy;
+    sub->caller_owned = out != NULL;
     sub->prev = bus->last;
     if (bus->last)
         bus->last->next = sub;
@@ -337,11 +369,24 @@ int kraken_bus_subscribe(kraken_bus *bus, const kraken_subscribe_options *opts, 
     return 0;
 }
 
-void kraken_subscription_cancel(kraken_subscription *sub)
+void kraken_subscription_remove(kraken_subscription *sub)
 {
-    if (!sub || sub->cancelled)
+    if (!sub)
         return;
     kraken_bus *bus = sub->bus;
+    if (!bus) {
+        /* Detached by the bus's free: its destroy hook ran (or is running). */
+        if (sub->detaching)
+            sub->caller_owned = false; /* freed when the hook returns */
+        else
+            free(sub);
+        return;
+    }
+    if (kraken__owner_check(&bus->owner, "subscription_remove", "bus") < 0)
+        return;
+    sub->caller_owned = false; /* a pending reap or bus free now frees it */
+    if (sub->cancelled)
+        return;
     sub->cancelled = true;
     if (bus->delivering) {
         /* A pass may be walking through this subscription: only stop its deliveries now. */
@@ -355,7 +400,10 @@ void kraken_subscription_cancel(kraken_subscription *sub)
 
 uint64_t kraken_subscription_dropped(const kraken_subscription *sub)
 {
-    return sub ? sub->dropped : 0;
+    if (!sub || (sub->bus && kraken__owner_check(&sub->bus->owner, "subscription_dropped",
+                                                 "bus") < 0))
+        return 0;
+    return sub->dropped;
 }
 
 /* ---- delivery ---------------------------------------------------------------- */
@@ -403,7 +451,7 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
 void kraken_bus_flush(kraken_bus *bus)
 {
     /* From inside a callback the running pass already delivers in order: nothing to do. */
-    if (!bus || bus->delivering)
+    if (!bus || bus->delivering || kraken__owner_check(&bus->owner, "bus_flush", "bus") < 0)
         return;
     /* Events published by the callbacks of this flush go to the loop, like any others. */
     if (deliver_pass(bus, bus->seq))
@@ -414,6 +462,9 @@ int kraken_bus_publish(kraken_bus *bus, const kraken_event *event)
 {
     if (!bus || !event)
         return kraken__err(KRAKEN_EINVAL, "bus_publish: bus and event must not be NULL");
+    int rc = kraken__owner_check(&bus->owner, "bus_publish", "bus");
+    if (rc < 0)
+        return rc;
     if (bus->free_pending)
         return kraken__err(KRAKEN_ESTATE, "bus_publish: the bus is being freed");
     if (!kraken_event_type_name(event->type))
@@ -425,8 +476,7 @@ int kraken_bus_publish(kraken_bus *bus, const kraken_event *event)
             continue;
         if (!be) {
             /* Copied only once someone wants it. */
-            int rc = bus_event_new(event, seq, &be);
-            if (rc < 0)
+            if ((rc = bus_event_new(event, seq, &be)) < 0)
                 return rc;
         }
         queue_push(sub, be);
@@ -451,6 +501,7 @@ int kraken_bus_new(kraken_bus **out, struct event_base *base)
     if (!bus)
         return kraken__err(KRAKEN_ENOMEM, "bus_new: out of memory");
     bus->base = base;
+    kraken__owner_init(&bus->owner);
     bus->deliver_ev = event_new(base, -1, 0, deliver_cb, bus);
     if (!bus->deliver_ev) {
         free(bus);
@@ -463,18 +514,19 @@ int kraken_bus_new(kraken_bus **out, struct event_base *base)
 static void bus_destroy(kraken_bus *bus)
 {
     event_free(bus->deliver_ev); /* also deactivates it */
-    kraken_subscription *sub = bus->first;
-    while (sub) {
-        kraken_subscription *next = sub->next;
-        sub_free(sub);
-        sub = next;
+    /* Unlink each before its hook runs: a hook may remove other subscriptions. */
+    while (bus->first) {
+        kraken_subscription *sub = bus->first;
+        sub_unlink(bus, sub);
+        sub->prev = sub->next = NULL;
+        sub_detach(sub);
     }
     free(bus);
 }
 
 void kraken_bus_free(kraken_bus *bus)
 {
-    if (!bus || bus->free_pending)
+    if (!bus || bus->free_pending || kraken__owner_check(&bus->owner, "bus_free", "bus") < 0)
         return;
     if (bus->delivering) {
         /* Called from a callback: stop every delivery now, free when the pass unwinds. */

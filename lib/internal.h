@@ -10,6 +10,7 @@
 #ifndef KRAKEN_INTERNAL_H
 #define KRAKEN_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,6 +26,29 @@
 KRAKEN_PRIVATE int kraken__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prepend "prefix: " to the current message, keep the code; returns @p code. */
 KRAKEN_PRIVATE int kraken__err_prefix(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- owner threads (util.c) ------------------------------------------------ */
+
+/*
+ * A store, bus, engine and sync belong to the thread that created them (their
+ * loop's thread). Public entry points call kraken__owner_check() first: a call
+ * from another thread fails with KRAKEN_ETHREAD instead of racing the owner.
+ */
+typedef struct kraken__owner {
+    pthread_t thread;
+    long tid; /* for the message */
+} kraken__owner;
+
+KRAKEN_PRIVATE void kraken__owner_init(kraken__owner *owner);
+KRAKEN_PRIVATE int kraken__owner_refuse(const kraken__owner *owner, const char *op,
+                                        const char *what);
+/* 0 on the owner thread; else KRAKEN_ETHREAD "op: called from thread T, but the <what> belongs to thread O". */
+static inline int kraken__owner_check(const kraken__owner *owner, const char *op, const char *what)
+{
+    if (__builtin_expect(pthread_equal(owner->thread, pthread_self()) != 0, 1))
+        return 0;
+    return kraken__owner_refuse(owner, op, what);
+}
 
 /* ---- schemas (schema.c) -------------------------------------------------- */
 
@@ -199,9 +223,17 @@ KRAKEN_PRIVATE const kraken_slot *kraken__url_peek(const kraken_url *url, const 
 KRAKEN_PRIVATE int kraken__url_get(const kraken_url *url, const kraken_node *node, kraken_value *out);
 KRAKEN_PRIVATE int kraken__url_set(const kraken_url *url, kraken_node *node, const kraken_value *v);
 
-/* Text <-> value for a field element (shared by URL set_text, JSON and mutation declarations). */
+/* Text <-> value for a field element (shared by URL set_text, JSON and mutation declarations).
+ * Scalars are parsed by value.c; RECORD/MAP/LIST text is JSON, parsed by json.c (which
+ * implements this dispatcher and kraken_value_format(), so value.c never calls the codec). */
 KRAKEN_PRIVATE int kraken__value_parse(const kraken_field *f, kraken_type type, const char *text,
                                        kraken_value *out);
+KRAKEN_PRIVATE int kraken__value_parse_scalar(const kraken_field *f, kraken_type type,
+                                              const char *text, kraken_value *out);
+KRAKEN_PRIVATE int kraken__value_format_scalar(const kraken_value *value, char **out);
+/* A compound value holding @p slot (taken with @p take, else deep-copied). */
+KRAKEN_PRIVATE int kraken__value_tree_new(const kraken_field *f, kraken_type type,
+                                          const kraken_slot *slot, bool take, kraken_value *out);
 
 /* Opaque compound value held by kraken_value.v.tree: a deep copy of a slot. */
 struct kraken_tree {
@@ -210,7 +242,7 @@ struct kraken_tree {
     kraken_slot slot;
 };
 
-/* ---- JSON bridge (json.c), used by value.c for compound values ---------- */
+/* ---- JSON text of compound values (json.c) -------------------------------- */
 /* A RECORD/MAP/LIST slot as JSON text (the same form as inside a node's JSON). */
 KRAKEN_PRIVATE int kraken__slot_to_json_text(const kraken_field *f, kraken_type type,
                                              const kraken_slot *slot, char **out);
@@ -222,12 +254,40 @@ KRAKEN_PRIVATE int kraken__slot_from_json_text(const kraken_field *f, kraken_typ
 /* Bytes a protobuf varint of @p v takes (pbcodec.c). */
 KRAKEN_PRIVATE size_t kraken__varint_size(uint64_t v);
 
-/* ---- util ---------------------------------------------------------------- */
+/* ---- util (util.c: the bottom layer) --------------------------------------- */
 KRAKEN_PRIVATE char *kraken__strndup(const char *s, size_t n);
+/* snprintf at buf + *len that never runs past @p size (truncates instead); advances *len. */
+KRAKEN_PRIVATE void kraken__appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* True when @p text[0..len) is valid UTF-8 without NUL bytes (strings are NUL-terminated). */
+KRAKEN_PRIVATE bool kraken__utf8_valid(const char *text, size_t len);
+/* Length of the valid UTF-8 sequence at @p text (code point in *cp), 0 if invalid. */
+KRAKEN_PRIVATE size_t kraken__utf8_seq(const char *text, size_t len, uint32_t *cp);
+/* Input text for an error message: single-quoted, escaped so that it stays on one line and
+ * prints no control character (\n, \t, \xHH for bytes that are not UTF-8, \uHHHH for C1 and
+ * bidi controls), cut with "..." to fit @p size. Returns @p buf. */
+#define KRAKEN_QUOTE_SIZE 96
+KRAKEN_PRIVATE const char *kraken__quote(char *buf, size_t size, const char *text, size_t len);
 /* Read a whole file; error names the path. */
 KRAKEN_PRIVATE int kraken__read_file(const char *path, char **out, size_t *len);
-/* Atomic replace: temp file in the same directory, fsync, rename, fsync dir. */
+/* Atomic replace: temp file "<path>.tmp.XXXXXX" in the same directory, fsync, rename, fsync
+ * dir. Opening first removes the stale temporary files of @p path that interrupted saves left
+ * (kraken__remove_stale_temps). The writer holds an flock on its temporary file. */
+typedef struct kraken__afile {
+    const char *path; /* borrowed */
+    char *tmp;
+    int fd;
+} kraken__afile;
+KRAKEN_PRIVATE int kraken__afile_open(kraken__afile *af, const char *path);
+/* On failure the temporary file is already removed (no abort needed). */
+KRAKEN_PRIVATE int kraken__afile_write(kraken__afile *af, const void *data, size_t len);
+KRAKEN_PRIVATE int kraken__afile_commit(kraken__afile *af);
+/* Close and remove the temporary file; the old file stays. Safe after a failure. */
+KRAKEN_PRIVATE void kraken__afile_abort(kraken__afile *af);
 KRAKEN_PRIVATE int kraken__write_file_atomic(const char *path, const void *data, size_t len);
+/* Remove "<path>.tmp.XXXXXX" regular files of this user that no save holds locked; returns how
+ * many. Best effort, never fails. */
+KRAKEN_PRIVATE size_t kraken__remove_stale_temps(const char *path);
 
 /* Store internals for the engine: borrowed pointer to the stored node (no copy). */
 KRAKEN_PRIVATE const kraken_node *kraken__store_peek(const kraken_store *store,
@@ -287,6 +347,8 @@ typedef struct kraken_murl {
     size_t n_facts;                    /* requires/excludes naming it; static (read from Cfg)
                                         * when n_facts > 0 and n_mutating == 0 */
     size_t model_index;                /* scratch for the planner model build */
+    size_t index;                      /* interning order: 0, 1, ...; never changes (the
+                                        * engine's per-node change bits are indexed by it) */
 } kraken_murl;
 
 typedef struct kraken_mfact {
@@ -314,7 +376,19 @@ typedef struct kraken_mutation {
     bool has_fail_to;
     kraken_mfact fail_to;
     uint32_t cost;                     /* >= 1 */
+    uint32_t declared_timeout_ms;      /* timeout_ms is this or the override in force */
+    bool disabled;                     /* never planned with (an override) */
+    kraken_mutate *text;               /* mutates as canonical text, for requests (owned) */
 } kraken_mutation;
+
+/* An override of a mutation's settings, kept by (service, id) whether declared or not. */
+typedef struct kraken_moverride {
+    char *service;
+    char *id;
+    bool has_disabled, disabled;
+    bool has_timeout;
+    uint32_t timeout_ms;
+} kraken_moverride;
 
 struct kraken_planner;
 
@@ -329,6 +403,9 @@ struct kraken_mutation_set {
     struct kraken_planner *planner;    /* model + plan cache, rebuilt lazily per generation */
     size_t max_states;                 /* bound on states per search/graph (beyond: ELIMIT);
                                         * KRAKEN_PLANNER_MAX_STATES unless a test lowers it */
+    kraken_moverride *overrides;       /* disable/timeout settings by (service, id) */
+    size_t n_overrides;
+    uint64_t searches;                 /* plan searches run (cache misses), for tests */
 };
 
 /* -- for the engine -- */
@@ -342,6 +419,8 @@ KRAKEN_PRIVATE bool kraken__mutation_done(const kraken_mutation *m, const kraken
 KRAKEN_PRIVATE const kraken_murl *kraken__mutation_set_find_url(const kraken_mutation_set *set,
                                                                 const char *canonical);
 KRAKEN_PRIVATE uint64_t kraken__mutation_set_generation(const kraken_mutation_set *set);
+/* Interned URLs so far (bounds kraken_murl.index). */
+KRAKEN_PRIVATE size_t kraken__mutation_set_url_count(const kraken_mutation_set *set);
 /* Knowledge rule on a Dsc node: calls @p fn for every mutator URL whose Dsc value is non-zero
  * but must be unknown because its discovery conditions fail (to fixpoint; static facts from
  * @p cfg). The engine records those as zero in Dsc. Stops at and returns fn's negative value. */
@@ -401,8 +480,6 @@ KRAKEN_PRIVATE const uint8_t *kraken__stateset_vec(const kraken_stateset *ss, si
  * and the encoder, so whatever one codec accepts the other does too. Built-in schemas
  * nest ~5 deep; polymorphic fields (service config) could otherwise nest without end. */
 #define KRAKEN_CODEC_MAX_DEPTH 64
-/* True when @p text[0..len) is valid UTF-8 without NUL bytes (strings are NUL-terminated). */
-KRAKEN_PRIVATE bool kraken__utf8_valid(const char *text, size_t len);
 /* Sort a decoded KEY_FIELD/KEY_TYPE list into its stored order (kraken__list_item_key, strcmp).
  * Returns -1 with *bad_key set when an item has no key ("") or two items share one. */
 KRAKEN_PRIVATE int kraken__list_sort_keyed(const kraken_field *f, kraken_list *l,
@@ -412,6 +489,72 @@ KRAKEN_PRIVATE int kraken__list_sort_keyed(const kraken_field *f, kraken_list *l
  * is the number of leading items an index list keeps (l->n for keyed lists). */
 KRAKEN_PRIVATE size_t kraken__list_encoded_count(const kraken_field *f, const kraken_list *l);
 /* ==== end codec additions ==== */
+
+
+/* ==== strict JSON syntax (owner: state; jsonscan.c, used by json.c and schema.c) ==== */
+struct cJSON;
+/* Containers nested deeper than this are refused. Records nest at most KRAKEN_CODEC_MAX_DEPTH
+ * deep and each record level adds at most two JSON levels (a map or list, then the object), so
+ * no node the codecs accept comes near it. */
+#define KRAKEN_JSON_MAX_NESTING 256
+/* cJSON copies at most 63 characters of a number; longer ones are refused up front. */
+#define KRAKEN_JSON_MAX_NUMBER 63
+/* Member paths in messages ("extensions[0].ifaces.kraken") are cut at this length. */
+#define KRAKEN_JSON_PATH_MAX 256
+
+/* One open container, for messages: an object's current member or an array's element. */
+typedef struct kraken_jframe {
+    const char *key; /* object: raw text of the current member name (NULL before the first) */
+    size_t key_len;
+    long index; /* array: current element (-1 before the first) */
+    bool is_array;
+} kraken_jframe;
+
+typedef struct kraken_jscan {
+    const char *text;
+    size_t len, pos;
+    const char *source;
+    long node_index; /* node being scanned in a node list, -1 outside one */
+    int node_depth;  /* frames below this belong to the node list, not the node */
+    int depth;
+    kraken_jframe frames[KRAKEN_JSON_MAX_NESTING];
+    size_t *nums; /* offsets of the number tokens of the value scanned last, in order */
+    size_t n_nums, cap_nums;
+} kraken_jscan;
+
+/* Start scanning @p text (@p len bytes, no NUL terminator needed); @p source names it. */
+KRAKEN_PRIVATE void kraken__jscan_init(kraken_jscan *s, const char *text, size_t len,
+                                       const char *source);
+KRAKEN_PRIVATE void kraken__jscan_free(kraken_jscan *s);
+/* Skip JSON whitespace. */
+KRAKEN_PRIVATE void kraken__jscan_ws(kraken_jscan *s);
+/* Check one value at s->pos (after whitespace) and move past it; KRAKEN_EPARSE with byte, line,
+ * column, node index and member path on a syntax error. Number offsets go to s->nums. */
+KRAKEN_PRIVATE int kraken__jscan_value(kraken_jscan *s);
+/* The string at s->pos (its opening quote). */
+KRAKEN_PRIVATE int kraken__jscan_string(kraken_jscan *s);
+/* Enter the object/array at s->pos (consumes '{' or '['); the caller pops s->depth. */
+KRAKEN_PRIVATE int kraken__jscan_push(kraken_jscan *s, bool is_array);
+/* Only whitespace (or one NUL terminator counted in len) may follow the last value. */
+KRAKEN_PRIVATE int kraken__jscan_end(kraken_jscan *s);
+/* A syntax error at byte @p at: "source[: node N][: member 'path']: malformed JSON at byte X
+ * (line L, column C): <message>". Returns KRAKEN_EPARSE. */
+KRAKEN_PRIVATE int kraken__jscan_error(const kraken_jscan *s, size_t at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The character at @p at quoted for "found ..." (or "the end of the input"). */
+KRAKEN_PRIVATE const char *kraken__jscan_found(const kraken_jscan *s, size_t at, char *buf,
+                                               size_t size);
+/* "an object", "a string", ... for the checked value starting at @p at. */
+KRAKEN_PRIVATE const char *kraken__jscan_kind_at(const kraken_jscan *s, size_t at);
+/* cJSON tree of the checked value text[start, end); each number item's valueint is set to the
+ * index in s->nums of its token (read numbers with kraken__json_number_len from there). */
+KRAKEN_PRIVATE int kraken__jscan_parse_slice(kraken_jscan *s, size_t start, size_t end,
+                                             struct cJSON **out);
+/* Check the whole text as one JSON value, then parse it (kraken__jscan_parse_slice). */
+KRAKEN_PRIVATE int kraken__jscan_parse(kraken_jscan *s, struct cJSON **out);
+/* Length of the JSON number token at @p p (at most @p max bytes), 0 if there is none. */
+KRAKEN_PRIVATE size_t kraken__json_number_len(const char *p, size_t max);
+/* ==== end strict JSON syntax ==== */
 
 
 /* ==== url/diff additions (owner: url; url.c, diff.c) ==== */
@@ -441,6 +584,18 @@ KRAKEN_PRIVATE void kraken__engine_log(kraken_engine *engine, int level, const c
  * /Services/<id>/State. Canonical form, sorted, without duplicates; the caller frees each string
  * and the array. These are the Dsc URLs a parent owns for its child nodes (doc/PROTOCOL.md 1). */
 KRAKEN_PRIVATE int kraken__engine_discoverable_urls(kraken_engine *engine, char ***urls, size_t *n);
+/*
+ * Children that depend on an engine (a sync) attach a detach callback: the
+ * engine's free (or its detach from a freed store) calls it before anything
+ * else goes, and the child must stop using the engine, its store and bus.
+ * A child freed first unattaches itself.
+ */
+KRAKEN_PRIVATE int kraken__engine_attach(kraken_engine *engine, void (*detach)(void *arg),
+                                         void *arg);
+KRAKEN_PRIVATE void kraken__engine_unattach(kraken_engine *engine, void *arg);
+/* With an injected clock: the earliest deadline of an armed timer (false when none). For tests
+ * that move the clock from one deadline to the next. */
+KRAKEN_PRIVATE bool kraken__engine_next_deadline(const kraken_engine *engine, uint64_t *out);
 
 /* -- crypto (sync_crypto.c) -- */
 #define KRAKEN_SYNC_KEY_LEN 32
@@ -505,8 +660,28 @@ KRAKEN_PRIVATE void kraken__sync_hash_final(kraken_sync_hash *h,
 #define KRAKEN_SYNC_MAX_FRAME (16u << 20)   /* TCP frame cap */
 #define KRAKEN_SYNC_MAX_DATAGRAM 1200       /* no IP fragmentation on an ordinary LAN */
 /* Unauthenticated TCP joins a parent holds at once (the oldest gives way beyond); sized for
- * thousands of children starting together. */
+ * thousands of children starting together, and lowered to what the fd limit allows
+ * (kraken__sync_pending_limit). */
 #define KRAKEN_SYNC_MAX_PENDING_JOINS 2048
+/* Largest frame a peer may make us buffer before it has proven the key: a JoinRequest or a
+ * JoinProof is under 100 bytes. */
+#define KRAKEN_SYNC_PREAUTH_MAX_FRAME 256
+
+/* Deterministic fault injection, for tests and benchmarks only (kraken__sync_set_faults); not
+ * part of the public options. Datagrams: loss, duplication, reordering (hold one back until the
+ * next), a fixed delay plus a uniform jitter (which also reorders). TCP: a fixed delay for every
+ * frame written (so datagrams overtake it, or it overtakes delayed datagrams) and a probability
+ * that writing a frame resets the connection instead (RST, as a crashed peer). */
+typedef struct kraken_sync_faults {
+    double loss;           /* probability a datagram is dropped */
+    double duplicate;      /* probability it is sent twice */
+    double reorder;        /* probability it is held back and sent after the next one */
+    uint32_t delay_ms;     /* fixed extra delay for every datagram */
+    uint32_t seed;         /* PRNG seed */
+    uint32_t jitter_ms;    /* plus a uniform extra delay in [0, jitter_ms] per datagram */
+    uint32_t tcp_delay_ms; /* every TCP frame is written this much later */
+    double tcp_reset;      /* probability that a frame resets its connection instead */
+} kraken_sync_faults;
 
 typedef struct kraken_sync_addr {
     socklen_t len;
@@ -537,6 +712,9 @@ typedef struct kraken_sync_net_ops {
     void (*datagram)(const uint8_t *data, size_t len, const kraken_sync_addr *from, void *ud);
     /* A TCP connection was accepted; set its ops with kraken__sync_conn_set_ops() or close it. */
     void (*accepted)(kraken_sync_conn *conn, void *ud);
+    /* accept() failed with @p err (errno); the listener pauses for @p pause_ms. @p first is
+     * true for the first failure after a successful accept (report that one). May be NULL. */
+    void (*accept_failed)(int err, uint32_t pause_ms, bool first, void *ud);
 } kraken_sync_net_ops;
 
 typedef struct kraken_sync_conn_ops {
@@ -554,7 +732,7 @@ KRAKEN_PRIVATE int kraken__sync_net_new(kraken_sync_net **out, struct event_base
 /* Close everything, connections included (no callbacks). NULL-safe. */
 KRAKEN_PRIVATE void kraken__sync_net_free(kraken_sync_net *net);
 KRAKEN_PRIVATE uint16_t kraken__sync_net_port(const kraken_sync_net *net);
-/* Faults for sent datagrams (copied; NULL: none). */
+/* Faults for sent datagrams and TCP frames (copied; NULL: none). */
 KRAKEN_PRIVATE void kraken__sync_net_set_faults(kraken_sync_net *net, const kraken_sync_faults *f);
 /* Send one datagram (through the fault shim). */
 KRAKEN_PRIVATE int kraken__sync_net_send(kraken_sync_net *net, const kraken_sync_addr *to,
@@ -579,11 +757,24 @@ KRAKEN_PRIVATE const kraken_sync_addr *kraken__sync_conn_peer(const kraken_sync_
 KRAKEN_PRIVATE void kraken__sync_conn_set_max_frame(kraken_sync_conn *conn, uint32_t max);
 /* Bytes queued for the peer and not yet written to the socket. */
 KRAKEN_PRIVATE size_t kraken__sync_conn_queued(const kraken_sync_conn *conn);
+/* Bytes received from the peer and held (an unfinished frame), for tests. */
+KRAKEN_PRIVATE size_t kraken__sync_conn_buffered(const kraken_sync_conn *conn);
+/* The socket, for tests that provoke socket errors. */
+KRAKEN_PRIVATE int kraken__sync_conn_fd(const kraken_sync_conn *conn);
+/* Sum of kraken__sync_conn_buffered over every connection of @p net, for tests. */
+KRAKEN_PRIVATE size_t kraken__sync_net_buffered(const kraken_sync_net *net);
+/* Half-open joins a parent may hold: KRAKEN_SYNC_MAX_PENDING_JOINS, or fewer when the process's
+ * fd limit (@p nofile, RLIMIT_NOFILE's soft limit) leaves less room: a half-open join holds one
+ * descriptor, and sessions, the sockets and the host program need the rest. At least 8. */
+KRAKEN_PRIVATE size_t kraken__sync_pending_limit(uint64_t nofile);
 
 /* -- test hooks (sync.c) -- */
 KRAKEN_PRIVATE void kraken__sync_set_faults(kraken_sync *sync, const kraken_sync_faults *faults);
 KRAKEN_PRIVATE bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data,
                                                size_t *len, kraken_sync_addr *to);
+/* Bytes received and held on every TCP connection, and half-open joins held (and their cap). */
+KRAKEN_PRIVATE size_t kraken__sync_buffered(const kraken_sync *sync);
+KRAKEN_PRIVATE size_t kraken__sync_pending_joins(const kraken_sync *sync, size_t *limit);
 
 /* -- wire decoders, exposed for fuzz/fuzz_sync.c and tests (owner: syncreview) -- */
 #define KRAKEN_SYNC_FRAME_HEAD 4 /* TCP frame: 4-byte big-endian length, then the message */

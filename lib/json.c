@@ -1,70 +1,40 @@
 /*
  * json.c: nodes <-> JSON text in the original's protobuf-JSON form (SPEC 1.4).
  *
- * Output: lowerCamel names in schema declaration order, enum names, zero fields
- * omitted, typed records as objects carrying "@type", maps as objects, lists as
- * arrays, 64-bit integers as strings (proto3 JSON). Input additionally accepts
- * snake_case names, numeric enums and integers as numbers or strings.
+ * Output: lowerCamel names in schema declaration order, enum names, zero fields omitted (an
+ * extension whose fields are all zero is kept: {"@type": ...}), typed records as objects
+ * carrying "@type", maps as objects, lists as arrays, 64-bit integers as strings (proto3 JSON).
+ * The pretty form is the original's (Go's jsonpb with a two-space indent): one member per
+ * line, "name": value. A direct printer writes it, into memory or straight into the
+ * temporary file of an atomic save, without building a tree.
  *
- * Decoding builds every record aside and frees it on the first error, so a
- * failed parse returns nothing. Unknown names are errors: data is never dropped.
+ * Input additionally accepts snake_case names, numeric enums and integers as numbers or
+ * strings. Reading goes in two steps:
+ *   1. a scanner (kraken_jscan) checks the syntax of the text strictly (RFC 8259, UTF-8, no NUL in
+ *      any string) and knows where it is, so a malformed file is reported with its byte,
+ *      line and column, the node index and the member being parsed. For a node list it
+ *      finds where each node's object ends;
+ *   2. each node's text alone is parsed by cJSON, converted to a record and freed before the
+ *      next node is read. Loading a file therefore costs the file plus the nodes built, not
+ *      a tree of the whole file.
+ * Numbers are read from their text (the scanner records where each one is), never through
+ * a double: 64-bit integers are exact and messages print a number as it was written.
+ *
+ * Decoding builds every record aside and frees it on the first error, so a failed parse
+ * returns nothing. Unknown names are errors: data is never dropped. Input text in messages
+ * is quoted with kraken__quote(): one line, no raw control characters.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-#define JSON_PATH_MAX 256
-#define JSON_MAX_SAFE_INT 9007199254740992.0 /* 2^53: 2^53 + 1 reads as 2^53, so stop below */
-
-/* ---- UTF-8 (shared with pbcodec.c) --------------------------------------- */
-
-bool kraken__utf8_valid(const char *text, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)text;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            if (c == 0)
-                return false; /* strings are stored NUL-terminated */
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i <= n)
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        /* Reject overlong forms, surrogates and code points past U+10FFFF. */
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
+#define JSON_PATH_MAX KRAKEN_JSON_PATH_MAX
 
 /* ---- keyed lists (shared with pbcodec.c) --------------------------------- */
 
@@ -104,37 +74,26 @@ size_t kraken__list_encoded_count(const kraken_field *f, const kraken_list *l)
     return n;
 }
 
-/* ---- decoding context and errors ----------------------------------------- */
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* ==== 1. cJSON tree -> records ============================================= */
 
 typedef struct jctx {
     const char *source; /* file name, "request", ... */
+    const kraken_jscan *scan;  /* for number texts */
     long node_index;    /* index in a node list, -1 if not in one */
-    char node_id[40];   /* the node's "id" as written, "" if unknown */
+    char node_id[KRAKEN_UUID_STRLEN + 1]; /* the node's id if it is a valid UUID, else "" */
     char path[JSON_PATH_MAX];
     size_t path_len;
     int depth;
 } jctx;
 
-static void jctx_init(jctx *c, const char *source)
+static void jctx_init(jctx *c, const kraken_jscan *scan)
 {
     memset(c, 0, sizeof *c);
-    c->source = source != NULL ? source : "JSON";
+    c->source = scan->source;
+    c->scan = scan;
     c->node_index = -1;
-}
-
-/* snprintf at *len that never runs past the buffer (truncates instead). */
-static void appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
-{
-    if (*len + 1 >= size)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf + *len, size - *len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
 }
 
 /* "source: node 2 (id): field 'a.b'" describing where the decoder is. */
@@ -142,16 +101,18 @@ static void jctx_where(const jctx *c, char *buf, size_t size)
 {
     size_t len = 0;
     buf[0] = '\0';
-    appendf(buf, size, &len, "%s", c->source);
+    kraken__appendf(buf, size, &len, "%s", c->source);
     if (c->node_index >= 0 || c->node_id[0] != '\0') {
-        appendf(buf, size, &len, ": node");
+        kraken__appendf(buf, size, &len, ": node");
         if (c->node_index >= 0)
-            appendf(buf, size, &len, " %ld", c->node_index);
+            kraken__appendf(buf, size, &len, " %ld", c->node_index);
         if (c->node_id[0] != '\0')
-            appendf(buf, size, &len, " (%s)", c->node_id);
+            kraken__appendf(buf, size, &len, " (%s)", c->node_id);
     }
-    if (c->path_len > 0)
-        appendf(buf, size, &len, ": field '%s'", c->path);
+    if (c->path_len > 0) {
+        char q[JSON_PATH_MAX + 32];
+        kraken__appendf(buf, size, &len, ": field %s", kraken__quote(q, sizeof q, c->path, c->path_len));
+    }
 }
 
 static int jerr(const jctx *c, int code, const char *fmt, ...)
@@ -175,26 +136,21 @@ static int jerr_prefix(const jctx *c, int code)
     return kraken__err_prefix(code, "%s", where);
 }
 
-/* Append "<sep><name>" to the field path; returns the length to restore. */
+/* Append "<sep><name>" to the field path (raw: the whole path is quoted when printed);
+ * returns the length to restore. */
 static size_t path_push(jctx *c, const char *sep, const char *name)
 {
     size_t old = c->path_len;
     if (c->path_len == 0)
         sep = "";
-    int n = snprintf(c->path + c->path_len, sizeof c->path - c->path_len, "%s%s", sep, name);
-    if (n > 0)
-        c->path_len += (size_t)n;
-    if (c->path_len >= sizeof c->path)
-        c->path_len = sizeof c->path - 1;
+    kraken__appendf(c->path, sizeof c->path, &c->path_len, "%s%s", sep, name);
     return old;
 }
 
 static size_t path_push_index(jctx *c, size_t i)
 {
-    char buf[32];
-    snprintf(buf, sizeof buf, "[%zu]", i);
     size_t old = c->path_len;
-    path_push(c, "", buf);
+    kraken__appendf(c->path, sizeof c->path, &c->path_len, "[%zu]", i);
     return old;
 }
 
@@ -221,71 +177,159 @@ static const char *json_kind(const cJSON *it)
     return "invalid";
 }
 
-/* ---- JSON -> slots --------------------------------------------------------- */
+/* The text of a number item as written in the input (see jscan_parse_slice). */
+static void number_text(const jctx *c, const cJSON *it, const char **text, size_t *len)
+{
+    size_t off = c->scan->nums[it->valueint];
+    *text = c->scan->text + off;
+    *len = kraken__json_number_len(*text, c->scan->len - off);
+}
 
-static int json_to_slot(jctx *c, const kraken_field *f, kraken_type type, const cJSON *it,
-                        kraken_slot *out);
+enum { NUM_OK = 0, NUM_FRACTION = -1, NUM_TOO_BIG = -2 };
 
-static int parse_int_text(const char *text, kraken_type type, int64_t *i, uint64_t *u)
+/*
+ * The exact integer a JSON number token denotes, as sign and magnitude, without going
+ * through a double: "1e2" is 100, "1.50e1" is 15, "1.5" has a fraction, "1e20" does not fit
+ * 64 bits. Integers of any size are exact, so 64-bit values need not be written as strings.
+ */
+static int number_integer(const char *t, size_t len, bool *neg, uint64_t *mag)
+{
+    size_t i = 0;
+    *neg = (len > 0 && t[0] == '-');
+    if (*neg)
+        i++;
+    const char *digits[2] = {t + i, NULL};
+    size_t n_digits[2] = {0, 0};
+    while (i < len && is_digit(t[i]))
+        n_digits[0]++, i++;
+    if (i < len && t[i] == '.') {
+        digits[1] = t + ++i;
+        while (i < len && is_digit(t[i]))
+            n_digits[1]++, i++;
+    }
+    long exp = 0;
+    if (i < len && (t[i] == 'e' || t[i] == 'E')) {
+        bool eneg = t[++i] == '-';
+        if (t[i] == '-' || t[i] == '+')
+            i++;
+        for (; i < len && is_digit(t[i]); i++)
+            if (exp < 100000)
+                exp = exp * 10 + (t[i] - '0');
+        if (eneg)
+            exp = -exp;
+    }
+    /* value = digits * 10^(exp - fraction digits): the first `keep` digits are the integer. */
+    long keep = (long)(n_digits[0] + n_digits[1]) + exp - (long)n_digits[1];
+    long k = 0;
+    uint64_t m = 0;
+    bool overflow = false;
+    for (int part = 0; part < 2; part++) {
+        for (size_t j = 0; j < n_digits[part]; j++, k++) {
+            unsigned d = (unsigned)(digits[part][j] - '0');
+            if (k >= keep) {
+                if (d != 0)
+                    return NUM_FRACTION;
+                continue;
+            }
+            if (m > (UINT64_MAX - d) / 10)
+                overflow = true;
+            else
+                m = m * 10 + d;
+        }
+    }
+    for (; k < keep && m != 0 && !overflow; k++) {
+        if (m > UINT64_MAX / 10)
+            overflow = true;
+        else
+            m *= 10;
+    }
+    if (overflow)
+        return NUM_TOO_BIG;
+    *mag = m;
+    return NUM_OK;
+}
+
+/* Signed/unsigned 64-bit value of sign + magnitude for @p type; false when out of range. */
+static bool int_in_range(kraken_type type, bool neg, uint64_t mag, kraken_slot *out)
+{
+    switch (type) {
+    case KRAKEN_T_INT32:
+    case KRAKEN_T_ENUM:
+        if (neg ? mag > (uint64_t)INT32_MAX + 1 : mag > INT32_MAX)
+            return false;
+        break;
+    case KRAKEN_T_INT64:
+        if (neg ? mag > (uint64_t)INT64_MAX + 1 : mag > INT64_MAX)
+            return false;
+        break;
+    case KRAKEN_T_UINT32:
+        if ((neg && mag != 0) || mag > UINT32_MAX)
+            return false;
+        break;
+    default: /* UINT64 */
+        if (neg && mag != 0)
+            return false;
+        break;
+    }
+    if (type == KRAKEN_T_UINT32 || type == KRAKEN_T_UINT64)
+        out->u = mag;
+    else
+        out->i = neg ? (int64_t)(0 - mag) : (int64_t)mag;
+    return true;
+}
+
+/* Strict decimal text in a JSON string ("12", "-3"): digits only, no spaces or '+'. */
+static bool int_text(const char *text, bool *neg, uint64_t *mag, bool *too_big)
 {
     const char *p = text;
-    bool neg = (*p == '-');
-    if (neg)
+    *neg = (*p == '-');
+    if (*neg)
         p++;
-    if (*p < '0' || *p > '9')
-        return -1;
-    for (const char *q = p; *q != '\0'; q++)
-        if (*q < '0' || *q > '9')
-            return -1;
-    errno = 0;
-    char *end;
-    if (type == KRAKEN_T_UINT32 || type == KRAKEN_T_UINT64) {
-        if (neg)
-            return -1;
-        *u = strtoull(p, &end, 10);
-    } else {
-        *i = strtoll(text, &end, 10);
+    if (!is_digit(*p))
+        return false;
+    uint64_t m = 0;
+    *too_big = false;
+    for (; *p != '\0'; p++) {
+        if (!is_digit(*p))
+            return false;
+        unsigned d = (unsigned)(*p - '0');
+        if (m > (UINT64_MAX - d) / 10)
+            *too_big = true;
+        else
+            m = m * 10 + d;
     }
-    return errno == 0 && *end == '\0' ? 0 : -1;
+    *mag = m;
+    return true;
 }
 
 static int json_to_int(jctx *c, kraken_type type, const cJSON *it, kraken_slot *out)
 {
-    bool is_unsigned = (type == KRAKEN_T_UINT32 || type == KRAKEN_T_UINT64);
-    int64_t i = 0;
-    uint64_t u = 0;
+    const char *tname = kraken_type_name(type);
+    bool neg = false, too_big = false;
+    uint64_t mag = 0;
+    char q[KRAKEN_QUOTE_SIZE];
     if (cJSON_IsNumber(it)) {
-        double d = it->valuedouble;
-        if (!isfinite(d) || d != floor(d))
-            return jerr(c, KRAKEN_EPARSE, "%s expects an integer, got %g", kraken_type_name(type),
-                        d);
-        if (fabs(d) >= JSON_MAX_SAFE_INT)
-            return jerr(c, KRAKEN_EPARSE,
-                        "integer %g is too large for a JSON number; write it as a string", d);
-        if (is_unsigned) {
-            if (d < 0)
-                return jerr(c, KRAKEN_EPARSE, "%s cannot be negative (%g)", kraken_type_name(type),
-                            d);
-            u = (uint64_t)d;
-        } else {
-            i = (int64_t)d;
-        }
-    } else if (cJSON_IsString(it)) {
-        if (parse_int_text(it->valuestring, type, &i, &u) != 0)
-            return jerr(c, KRAKEN_EPARSE, "'%s' is not a valid %s", it->valuestring,
-                        kraken_type_name(type));
-    } else {
-        return jerr(c, KRAKEN_EPARSE, "expected %s (number or string), got %s",
-                    kraken_type_name(type), json_kind(it));
+        const char *t;
+        size_t len;
+        number_text(c, it, &t, &len);
+        int rc = number_integer(t, len, &neg, &mag);
+        if (rc == NUM_FRACTION)
+            return jerr(c, KRAKEN_EPARSE, "%s expects an integer, got %.*s", tname, (int)len, t);
+        if (rc == NUM_TOO_BIG || !int_in_range(type, neg, mag, out))
+            return jerr(c, KRAKEN_EPARSE, "%.*s is out of range for %s", (int)len, t, tname);
+        return 0;
     }
-    if ((type == KRAKEN_T_INT32 && (i < INT32_MIN || i > INT32_MAX)) ||
-        (type == KRAKEN_T_UINT32 && u > UINT32_MAX))
-        return jerr(c, KRAKEN_EPARSE, "value out of range for %s", kraken_type_name(type));
-    if (is_unsigned)
-        out->u = u;
-    else
-        out->i = i;
-    return 0;
+    if (cJSON_IsString(it)) {
+        const char *t = it->valuestring;
+        if (!int_text(t, &neg, &mag, &too_big))
+            return jerr(c, KRAKEN_EPARSE, "%s is not a valid %s",
+                        kraken__quote(q, sizeof q, t, strlen(t)), tname);
+        if (too_big || !int_in_range(type, neg, mag, out))
+            return jerr(c, KRAKEN_EPARSE, "%s is out of range for %s",
+                        kraken__quote(q, sizeof q, t, strlen(t)), tname);
+        return 0;
+    }
+    return jerr(c, KRAKEN_EPARSE, "expected %s (number or string), got %s", tname, json_kind(it));
 }
 
 static int json_to_enum(jctx *c, const kraken_field *f, const cJSON *it, kraken_slot *out)
@@ -293,31 +337,40 @@ static int json_to_enum(jctx *c, const kraken_field *f, const cJSON *it, kraken_
     const struct kraken_enum_type *e = f->enm;
     const char *ename = e != NULL ? kraken_enum_type_name(e) : "enum";
     if (cJSON_IsString(it)) {
-        const kraken_enum_member *m =
-            e != NULL ? kraken__enum_by_name(e, it->valuestring, strlen(it->valuestring)) : NULL;
-        if (m == NULL)
-            return jerr(c, KRAKEN_EPARSE, "unknown %s name '%s'", ename, it->valuestring);
+        const char *name = it->valuestring;
+        const kraken_enum_member *m = e != NULL ? kraken__enum_by_name(e, name, strlen(name)) : NULL;
+        if (m == NULL) {
+            char q[KRAKEN_QUOTE_SIZE];
+            return jerr(c, KRAKEN_EPARSE, "unknown %s name %s", ename,
+                        kraken__quote(q, sizeof q, name, strlen(name)));
+        }
         out->i = m->number;
         return 0;
     }
     if (cJSON_IsNumber(it)) {
-        double d = it->valuedouble;
-        if (!isfinite(d) || d != floor(d) || d < INT32_MIN || d > INT32_MAX || e == NULL ||
-            kraken_enum_type_lookup(e, (int32_t)d) == NULL)
-            return jerr(c, KRAKEN_EPARSE, "%g is not a %s number", d, ename);
-        out->i = (int32_t)d;
+        const char *t;
+        size_t len;
+        number_text(c, it, &t, &len);
+        bool neg;
+        uint64_t mag;
+        if (number_integer(t, len, &neg, &mag) != NUM_OK ||
+            !int_in_range(KRAKEN_T_ENUM, neg, mag, out) || e == NULL ||
+            kraken_enum_type_lookup(e, (int32_t)out->i) == NULL) {
+            out->i = 0;
+            return jerr(c, KRAKEN_EPARSE, "%.*s is not a %s number", (int)len, t, ename);
+        }
         return 0;
     }
     return jerr(c, KRAKEN_EPARSE, "expected a %s name or number, got %s", ename, json_kind(it));
 }
 
+/* The scanner refused NUL and invalid UTF-8 in every string, so valuestring is the whole
+ * string and valid. */
 static int json_to_string(jctx *c, const cJSON *it, kraken_slot *out)
 {
     if (!cJSON_IsString(it))
         return jerr(c, KRAKEN_EPARSE, "expected a string, got %s", json_kind(it));
     size_t len = strlen(it->valuestring);
-    if (!kraken__utf8_valid(it->valuestring, len))
-        return jerr(c, KRAKEN_EPARSE, "string is not valid UTF-8");
     if (len == 0) {
         out->s = NULL;
         return 0;
@@ -336,10 +389,21 @@ static int json_to_text_scalar(jctx *c, const kraken_field *f, kraken_type type,
     memset(out, 0, sizeof *out);
     if (it->valuestring[0] == '\0')
         return 0;
+    if (type == KRAKEN_T_UUID) { /* the common case, without a kraken_value in between */
+        kraken_uuid id;
+        if (kraken_uuid_parse(&id, it->valuestring) == 0) {
+            if (kraken_uuid_is_zero(&id))
+                return 0;
+            if ((out->uuid = malloc(sizeof id)) == NULL)
+                return jerr(c, KRAKEN_ENOMEM, "out of memory");
+            *out->uuid = id;
+            return 0;
+        }
+    }
     kraken_value v = KRAKEN_VALUE_INIT;
-    int rc = kraken__value_parse(f, type, it->valuestring, &v);
+    int rc = kraken__value_parse_scalar(f, type, it->valuestring, &v);
     if (rc == 0) {
-        rc = kraken__value_to_slot(f, type, &v, out, c->path);
+        rc = kraken__value_to_slot(f, type, &v, out, NULL);
         kraken_value_clear(&v);
     }
     if (rc != 0)
@@ -361,8 +425,18 @@ static const kraken_field *json_field(const struct kraken_schema *s, const char 
 static const struct kraken_schema *json_record_schema(jctx *c, const struct kraken_schema *schema,
                                                       const cJSON *obj, int *rc)
 {
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(obj, "@type");
+    const cJSON *type = NULL;
+    char q[KRAKEN_QUOTE_SIZE];
     *rc = 0;
+    for (const cJSON *it = obj->child; it != NULL; it = it->next) {
+        if (strcmp(it->string, "@type") != 0)
+            continue;
+        if (type != NULL) {
+            *rc = jerr(c, KRAKEN_EPARSE, "\"@type\" given twice");
+            return NULL;
+        }
+        type = it;
+    }
     if (type == NULL) {
         if (schema == NULL)
             *rc = jerr(c, KRAKEN_EPARSE, "typed record without \"@type\"");
@@ -372,18 +446,22 @@ static const struct kraken_schema *json_record_schema(jctx *c, const struct krak
         *rc = jerr(c, KRAKEN_EPARSE, "\"@type\" must be a string, got %s", json_kind(type));
         return NULL;
     }
-    const struct kraken_schema *named = kraken_schema_find(type->valuestring);
+    const char *tn = type->valuestring;
+    const struct kraken_schema *named = kraken_schema_find(tn);
     if (named == NULL) {
-        *rc = jerr(c, KRAKEN_EPARSE, "unknown @type '%s'", type->valuestring);
+        *rc = jerr(c, KRAKEN_EPARSE, "unknown @type %s", kraken__quote(q, sizeof q, tn, strlen(tn)));
         return NULL;
     }
     if (schema != NULL && named != schema) {
-        *rc = jerr(c, KRAKEN_EPARSE, "\"@type\" '%s' where %s is expected", type->valuestring,
-                   schema->name);
+        *rc = jerr(c, KRAKEN_EPARSE, "\"@type\" %s where %s is expected",
+                   kraken__quote(q, sizeof q, tn, strlen(tn)), schema->name);
         return NULL;
     }
     return named;
 }
+
+static int json_to_slot(jctx *c, const kraken_field *f, kraken_type type, const cJSON *it,
+                        kraken_slot *out);
 
 static int json_to_record(jctx *c, const struct kraken_schema *schema, const cJSON *obj,
                           kraken_record **out)
@@ -403,6 +481,14 @@ static int json_to_record(jctx *c, const struct kraken_schema *schema, const cJS
     kraken_record *rec = kraken__record_new(schema);
     if (rec == NULL)
         return jerr(c, KRAKEN_ENOMEM, "out of memory");
+    /* Which fields were given, to refuse one given twice (camel and snake spelling). */
+    uint8_t seen_small[64];
+    uint8_t *seen = schema->n_fields <= sizeof seen_small ? seen_small : calloc(schema->n_fields, 1);
+    if (seen == NULL) {
+        kraken__record_free(rec);
+        return jerr(c, KRAKEN_ENOMEM, "out of memory");
+    }
+    memset(seen, 0, schema->n_fields <= sizeof seen_small ? schema->n_fields : 0);
     c->depth++;
     /* Name the type in paths below a typed record: "extensions[0](PXE.Client).state". */
     size_t type_mark = c->path_len;
@@ -411,33 +497,34 @@ static int json_to_record(jctx *c, const struct kraken_schema *schema, const cJS
         snprintf(buf, sizeof buf, "(%s)", schema->name);
         path_push(c, "", buf);
     }
+    char q[KRAKEN_QUOTE_SIZE];
     for (const cJSON *it = obj->child; it != NULL; it = it->next) {
         if (strcmp(it->string, "@type") == 0)
             continue;
         const kraken_field *f = json_field(schema, it->string);
         if (f == NULL) {
-            rc = jerr(c, KRAKEN_EPARSE, "unknown field '%s' in %s", it->string, schema->name);
+            rc = jerr(c, KRAKEN_EPARSE, "unknown field %s in %s",
+                      kraken__quote(q, sizeof q, it->string, strlen(it->string)), schema->name);
             break;
         }
-        /* A name given twice (e.g. camel and snake spelling) would silently overwrite. */
-        for (const cJSON *prev = obj->child; prev != it; prev = prev->next) {
-            if (json_field(schema, prev->string) == f) {
-                rc = jerr(c, KRAKEN_EPARSE, "field '%s' given twice in %s", it->string,
-                          schema->name);
-                break;
-            }
-        }
-        if (rc != 0)
+        size_t idx = (size_t)(f - schema->fields);
+        if (seen[idx]) {
+            rc = jerr(c, KRAKEN_EPARSE, "field %s given twice in %s",
+                      kraken__quote(q, sizeof q, it->string, strlen(it->string)), schema->name);
             break;
+        }
+        seen[idx] = 1;
         if (cJSON_IsNull(it))
             continue;
         size_t old = path_push(c, ".", f->json_name);
-        rc = json_to_slot(c, f, f->type, it, &rec->slots[f - schema->fields]);
+        rc = json_to_slot(c, f, f->type, it, &rec->slots[idx]);
         if (rc != 0)
             break;
         path_pop(c, old);
     }
     c->depth--;
+    if (seen != seen_small)
+        free(seen);
     if (rc != 0) {
         kraken__record_free(rec);
         return rc;
@@ -456,10 +543,10 @@ static int json_to_map(jctx *c, const kraken_field *f, const cJSON *obj, kraken_
     for (const cJSON *it = obj->child; it != NULL && rc == 0; it = it->next) {
         size_t klen = strlen(it->string);
         size_t old = path_push(c, ".", it->string);
-        if (!kraken__utf8_valid(it->string, klen)) {
-            rc = jerr(c, KRAKEN_EPARSE, "map key is not valid UTF-8");
-        } else if (map != NULL && kraken__map_find(map, it->string, klen) != NULL) {
-            rc = jerr(c, KRAKEN_EPARSE, "duplicate map key '%s'", it->string);
+        if (map != NULL && kraken__map_find(map, it->string, klen) != NULL) {
+            char q[KRAKEN_QUOTE_SIZE];
+            rc = jerr(c, KRAKEN_EPARSE, "duplicate map key %s",
+                      kraken__quote(q, sizeof q, it->string, klen));
         } else {
             kraken_map_entry *e = kraken__map_insert(&map, it->string, klen);
             if (e == NULL)
@@ -505,11 +592,13 @@ static int json_to_list(jctx *c, const kraken_field *f, const cJSON *arr, kraken
     }
     const char *bad_key;
     if (rc == 0 && kraken__list_sort_keyed(f, list, &bad_key) != 0) {
+        char q[KRAKEN_QUOTE_SIZE];
         if (bad_key[0] == '\0')
             rc = jerr(c, KRAKEN_EPARSE, "element without a key (%s)",
                       f->list_key == KRAKEN_KEY_FIELD ? "id" : "@type");
         else
-            rc = jerr(c, KRAKEN_EPARSE, "duplicate element '%s'", bad_key);
+            rc = jerr(c, KRAKEN_EPARSE, "duplicate element %s",
+                      kraken__quote(q, sizeof q, bad_key, strlen(bad_key)));
     }
     kraken_slot slot = {.list = list};
     if (rc != 0) {
@@ -525,333 +614,50 @@ static int json_to_slot(jctx *c, const kraken_field *f, kraken_type type, const 
                         kraken_slot *out)
 {
     memset(out, 0, sizeof *out);
-    int rc;
     switch (type) {
     case KRAKEN_T_BOOL:
-        if (cJSON_IsBool(it)) {
-            out->b = cJSON_IsTrue(it);
-            rc = 0;
-        } else {
-            rc = jerr(c, KRAKEN_EPARSE, "expected true or false, got %s", json_kind(it));
-        }
-        break;
+        if (!cJSON_IsBool(it))
+            return jerr(c, KRAKEN_EPARSE, "expected true or false, got %s", json_kind(it));
+        out->b = cJSON_IsTrue(it);
+        return 0;
     case KRAKEN_T_INT32:
     case KRAKEN_T_INT64:
     case KRAKEN_T_UINT32:
     case KRAKEN_T_UINT64:
-        rc = json_to_int(c, type, it, out);
-        break;
+        return json_to_int(c, type, it, out);
     case KRAKEN_T_ENUM:
-        rc = json_to_enum(c, f, it, out);
-        break;
+        return json_to_enum(c, f, it, out);
     case KRAKEN_T_STRING:
-        rc = json_to_string(c, it, out);
-        break;
+        return json_to_string(c, it, out);
     case KRAKEN_T_BYTES:
     case KRAKEN_T_IPV4:
     case KRAKEN_T_MAC:
     case KRAKEN_T_UUID:
-        rc = json_to_text_scalar(c, f, type, it, out);
-        break;
+        return json_to_text_scalar(c, f, type, it, out);
     case KRAKEN_T_RECORD:
-        rc = json_to_record(c, f->record, it, &out->rec);
-        break;
+        return json_to_record(c, f->record, it, &out->rec);
     case KRAKEN_T_MAP:
-        rc = json_to_map(c, f, it, &out->map);
-        break;
+        return json_to_map(c, f, it, &out->map);
     case KRAKEN_T_LIST:
-        rc = json_to_list(c, f, it, &out->list);
-        break;
+        return json_to_list(c, f, it, &out->list);
     default:
-        rc = jerr(c, KRAKEN_EINVAL, "field has no JSON form (type %d)", (int)type);
-        break;
+        return jerr(c, KRAKEN_EINVAL, "field has no JSON form (type %d)", (int)type);
     }
-    return rc;
 }
 
-/* ---- JSON parsing with positions ------------------------------------------ */
-
-static int json_parse(const jctx *c, const char *text, size_t len, cJSON **out)
+/* The node's id, if it is a valid UUID, names the node in messages. */
+static void jctx_learn_id(jctx *c, const cJSON *obj)
 {
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
-    size_t off = 0;
-    if (root != NULL) {
-        off = (size_t)(end - text);
-        while (off < len &&
-               (text[off] == ' ' || text[off] == '\t' || text[off] == '\n' || text[off] == '\r'))
-            off++;
-        if (off == len || (text[off] == '\0' && off + 1 == len)) {
-            *out = root;
-            return 0;
-        }
-        cJSON_Delete(root);
-    } else {
-        off =
-            end != NULL && end >= text && (size_t)(end - text) <= len ? (size_t)(end - text) : len;
-    }
-    size_t line = 1, col = 1;
-    for (size_t i = 0; i < off; i++) {
-        if (text[i] == '\n') {
-            line++;
-            col = 1;
-        } else {
-            col++;
-        }
-    }
-    /* Quote the text around the position (same line only): cJSON's position can be a
-     * character past the real culprit. */
-    char near[32];
-    size_t k = 0, start = off;
-    while (start > 0 && off - start < 12 && text[start - 1] != '\n')
-        start--;
-    for (size_t i = start; i < len && k + 1 < sizeof near && text[i] != '\n' && text[i] != '\0';
-         i++)
-        near[k++] = (text[i] >= 0x20 && text[i] < 0x7f) ? text[i] : '?';
-    near[k] = '\0';
-    return kraken__err(KRAKEN_EPARSE,
-                       "%s: malformed JSON at byte %zu (line %zu, column %zu)%s%s%s%s", c->source,
-                       off, line, col, root != NULL ? ": trailing data" : "",
-                       k > 0 ? " near '" : "", near, k > 0 ? "'" : "");
+    c->node_id[0] = '\0';
+    const cJSON *id = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "id") : NULL;
+    kraken_uuid uuid;
+    if (cJSON_IsString(id) && kraken_uuid_parse(&uuid, id->valuestring) == 0)
+        kraken_uuid_format(&uuid, c->node_id);
 }
-
-/* ---- slots -> JSON ------------------------------------------------------- */
-
-static int slot_to_json(const kraken_field *f, kraken_type type, const kraken_slot *slot,
-                        cJSON **out);
-
-static int out_of_memory(void) { return kraken__err(KRAKEN_ENOMEM, "out of memory building JSON"); }
-
-static cJSON *json_int64_string(bool is_unsigned, const kraken_slot *slot)
-{
-    char buf[32];
-    if (is_unsigned)
-        snprintf(buf, sizeof buf, "%" PRIu64, slot->u);
-    else
-        snprintf(buf, sizeof buf, "%" PRId64, slot->i);
-    return cJSON_CreateString(buf);
-}
-
-static int text_scalar_to_json(const kraken_field *f, kraken_type type, const kraken_slot *slot,
-                               cJSON **out)
-{
-    char buf[64];
-    const uint8_t *b;
-    switch (type) {
-    case KRAKEN_T_IPV4:
-        b = (const uint8_t *)&slot->ipv4;
-        snprintf(buf, sizeof buf, "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
-        break;
-    case KRAKEN_T_MAC:
-        b = (const uint8_t *)&slot->mac;
-        snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4],
-                 b[5]);
-        break;
-    case KRAKEN_T_UUID: {
-        static const kraken_uuid zero;
-        kraken_uuid_format(slot->uuid != NULL ? slot->uuid : &zero, buf);
-        break;
-    }
-    default: { /* BYTES: base64 from the value layer */
-        kraken_value v = KRAKEN_VALUE_INIT;
-        char *text = NULL;
-        int rc = kraken__slot_to_value(f, type, slot, &v);
-        if (rc == 0)
-            rc = kraken_value_format(&v, &text);
-        kraken_value_clear(&v);
-        if (rc != 0)
-            return rc;
-        *out = cJSON_CreateString(text);
-        free(text);
-        return *out != NULL ? 0 : out_of_memory();
-    }
-    }
-    *out = cJSON_CreateString(buf);
-    return *out != NULL ? 0 : out_of_memory();
-}
-
-static int record_to_json(const kraken_record *rec, bool with_type, cJSON **out)
-{
-    cJSON *obj = cJSON_CreateObject();
-    if (obj == NULL)
-        return out_of_memory();
-    if (with_type && cJSON_AddStringToObject(obj, "@type", rec->schema->type_url) == NULL) {
-        cJSON_Delete(obj);
-        return out_of_memory();
-    }
-    const struct kraken_schema *s = rec->schema;
-    for (size_t i = 0; i < s->n_fields; i++) {
-        const kraken_field *f = &s->fields[i];
-        if (kraken__slot_is_zero_deep(f, f->type, &rec->slots[i]))
-            continue;
-        cJSON *item = NULL;
-        int rc = slot_to_json(f, f->type, &rec->slots[i], &item);
-        if (rc != 0) {
-            cJSON_Delete(obj);
-            return kraken__err_prefix(rc, "%s.%s", s->name, f->json_name);
-        }
-        cJSON_AddItemToObject(obj, f->json_name, item);
-    }
-    *out = obj;
-    return 0;
-}
-
-static int map_to_json(const kraken_field *f, const kraken_map *map, cJSON **out)
-{
-    cJSON *obj = cJSON_CreateObject();
-    if (obj == NULL)
-        return out_of_memory();
-    for (size_t i = 0; map != NULL && i < map->n; i++) {
-        const kraken_map_entry *e = &map->entries[i];
-        if (kraken__slot_is_zero_deep(f, f->elem_type, &e->value))
-            continue; /* zero entries equal absent ones: leave them out */
-        if (!kraken__utf8_valid(e->key, strlen(e->key))) {
-            cJSON_Delete(obj);
-            return kraken__err(KRAKEN_EINVAL, "map key is not valid UTF-8");
-        }
-        cJSON *item = NULL;
-        int rc = slot_to_json(f, f->elem_type, &e->value, &item);
-        if (rc != 0) {
-            cJSON_Delete(obj);
-            return kraken__err_prefix(rc, "[%s]", e->key);
-        }
-        cJSON_AddItemToObject(obj, e->key, item);
-    }
-    *out = obj;
-    return 0;
-}
-
-static int list_to_json(const kraken_field *f, const kraken_list *list, cJSON **out)
-{
-    cJSON *arr = cJSON_CreateArray();
-    if (arr == NULL)
-        return out_of_memory();
-    size_t n = kraken__list_encoded_count(f, list);
-    for (size_t i = 0; i < n; i++) {
-        if (f->list_key != KRAKEN_KEY_INDEX && kraken__record_is_empty(list->items[i].rec))
-            continue;
-        cJSON *item = NULL;
-        int rc = slot_to_json(f, f->elem_type, &list->items[i], &item);
-        if (rc != 0) {
-            cJSON_Delete(arr);
-            return kraken__err_prefix(rc, "[%zu]", i);
-        }
-        cJSON_AddItemToArray(arr, item);
-    }
-    *out = arr;
-    return 0;
-}
-
-static int slot_to_json(const kraken_field *f, kraken_type type, const kraken_slot *slot,
-                        cJSON **out)
-{
-    *out = NULL;
-    switch (type) {
-    case KRAKEN_T_BOOL:
-        *out = cJSON_CreateBool(slot->b);
-        break;
-    case KRAKEN_T_INT32:
-        *out = cJSON_CreateNumber((double)slot->i);
-        break;
-    case KRAKEN_T_UINT32:
-        *out = cJSON_CreateNumber((double)slot->u);
-        break;
-    case KRAKEN_T_INT64:
-    case KRAKEN_T_UINT64:
-        *out = json_int64_string(type == KRAKEN_T_UINT64, slot);
-        break;
-    case KRAKEN_T_ENUM: {
-        const char *name = f->enm != NULL && slot->i >= INT32_MIN && slot->i <= INT32_MAX
-                               ? kraken_enum_type_lookup(f->enm, (int32_t)slot->i)
-                               : NULL;
-        *out = name != NULL ? cJSON_CreateString(name) : cJSON_CreateNumber((double)slot->i);
-        break;
-    }
-    case KRAKEN_T_STRING: {
-        const char *s = slot->s != NULL ? slot->s : "";
-        if (!kraken__utf8_valid(s, strlen(s)))
-            return kraken__err(KRAKEN_EINVAL, "string is not valid UTF-8");
-        *out = cJSON_CreateString(s);
-        break;
-    }
-    case KRAKEN_T_BYTES:
-    case KRAKEN_T_IPV4:
-    case KRAKEN_T_MAC:
-    case KRAKEN_T_UUID:
-        return text_scalar_to_json(f, type, slot, out);
-    case KRAKEN_T_RECORD:
-        if (slot->rec == NULL) {
-            /* Only list elements get here: an absent record of a known type is {}. */
-            *out = f->record != NULL ? cJSON_CreateObject() : cJSON_CreateNull();
-            break;
-        }
-        return record_to_json(slot->rec, f->record == NULL, out);
-    case KRAKEN_T_MAP:
-        return map_to_json(f, slot->map, out);
-    case KRAKEN_T_LIST:
-        return list_to_json(f, slot->list, out);
-    default:
-        return kraken__err(KRAKEN_EINVAL, "type %d has no JSON form", (int)type);
-    }
-    return *out != NULL ? 0 : out_of_memory();
-}
-
-static int json_print(cJSON *root, unsigned flags, char **out)
-{
-    char *text = (flags & KRAKEN_JSON_PRETTY) ? cJSON_Print(root) : cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (text == NULL)
-        return out_of_memory();
-    /* cJSON allocates with its hooks (malloc by default); hand out a plain malloc'ed copy. */
-    *out = strdup(text);
-    cJSON_free(text);
-    return *out != NULL ? 0 : out_of_memory();
-}
-
-/* ---- internal bridge for value.c ------------------------------------------ */
-
-int kraken__slot_to_json_text(const kraken_field *f, kraken_type type, const kraken_slot *slot,
-                              char **out)
-{
-    if (f == NULL || slot == NULL || out == NULL)
-        return kraken__err(KRAKEN_EINVAL, "kraken__slot_to_json_text: NULL argument");
-    *out = NULL;
-    cJSON *root = NULL;
-    int rc = slot_to_json(f, type, slot, &root);
-    if (rc != 0)
-        return rc;
-    return json_print(root, 0, out);
-}
-
-int kraken__slot_from_json_text(const kraken_field *f, kraken_type type, const char *text,
-                                size_t len, const char *source, kraken_slot *out)
-{
-    if (f == NULL || text == NULL || out == NULL)
-        return kraken__err(KRAKEN_EINVAL, "kraken__slot_from_json_text: NULL argument");
-    kraken__schemas_init();
-    jctx c;
-    jctx_init(&c, source);
-    cJSON *root = NULL;
-    int rc = json_parse(&c, text, len, &root);
-    if (rc != 0)
-        return rc;
-    kraken_slot slot;
-    rc = json_to_slot(&c, f, type, root, &slot);
-    cJSON_Delete(root);
-    if (rc == 0)
-        *out = slot;
-    return rc;
-}
-
-/* ---- nodes ----------------------------------------------------------------- */
 
 static int json_to_node(jctx *c, const cJSON *obj, kraken_node **out)
 {
-    /* Learn the id first so that every message about this node can name it. */
-    const cJSON *id = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "id") : NULL;
-    c->node_id[0] = '\0';
-    if (cJSON_IsString(id))
-        snprintf(c->node_id, sizeof c->node_id, "%.36s", id->valuestring);
+    jctx_learn_id(c, obj);
     kraken_record *rec = NULL;
     int rc = json_to_record(c, kraken__node_schema(), obj, &rec);
     if (rc != 0)
@@ -860,21 +666,509 @@ static int json_to_node(jctx *c, const cJSON *obj, kraken_node **out)
     return 0;
 }
 
-static int node_to_json(const kraken_node *node, cJSON **out)
+/* ==== 2. records -> JSON text (direct printer) ============================== */
+
+#define JOUT_CHUNK (64 * 1024)
+
+typedef struct jout {
+    char *buf;
+    size_t len, cap;
+    kraken__afile *file; /* NULL: the whole text stays in buf */
+    int rc;              /* first error; output stops there */
+    bool file_failed;    /* rc came from writing the file (its message names the path) */
+    bool pretty;
+    int level;
+} jout;
+
+static void jout_init(jout *o, bool pretty, kraken__afile *file)
 {
-    return record_to_json(&node->rec, false, out);
+    memset(o, 0, sizeof *o);
+    o->pretty = pretty;
+    o->file = file;
 }
+
+static void jout_fail(jout *o, int rc)
+{
+    if (o->rc == 0)
+        o->rc = rc;
+}
+
+static bool jout_flush(jout *o)
+{
+    if (o->file != NULL && o->len > 0 && o->rc == 0) {
+        int rc = kraken__afile_write(o->file, o->buf, o->len);
+        if (rc != 0) {
+            jout_fail(o, rc);
+            o->file_failed = true;
+            return false;
+        }
+        o->len = 0;
+    }
+    return o->rc == 0;
+}
+
+static void jout_put(jout *o, const char *data, size_t n)
+{
+    if (o->rc != 0)
+        return;
+    if (o->len + n + 1 > o->cap) {
+        if (o->file != NULL && o->len > 0 && !jout_flush(o))
+            return;
+        if (o->len + n + 1 > o->cap) {
+            size_t cap = o->cap ? o->cap : (o->file != NULL ? JOUT_CHUNK : 256);
+            while (cap < o->len + n + 1)
+                cap *= 2;
+            char *buf = realloc(o->buf, cap);
+            if (buf == NULL) {
+                jout_fail(o, kraken__err(KRAKEN_ENOMEM, "out of memory writing JSON"));
+                return;
+            }
+            o->buf = buf;
+            o->cap = cap;
+        }
+    }
+    memcpy(o->buf + o->len, data, n);
+    o->len += n;
+}
+
+static void jout_putc(jout *o, char c) { jout_put(o, &c, 1); }
+
+static void jout_newline(jout *o)
+{
+    static const char spaces[] = "                                ";
+    jout_putc(o, '\n');
+    for (int n = o->level * 2; n > 0; n -= (int)(sizeof spaces - 1))
+        jout_put(o, spaces, n < (int)(sizeof spaces - 1) ? (size_t)n : sizeof spaces - 1);
+}
+
+/* Containers: open, then one jout_item per member/element, then close. */
+static void jout_open(jout *o, char c, bool *first)
+{
+    jout_putc(o, c);
+    o->level++;
+    *first = true;
+}
+
+static void jout_item(jout *o, bool *first)
+{
+    if (!*first)
+        jout_putc(o, ',');
+    *first = false;
+    if (o->pretty)
+        jout_newline(o);
+}
+
+static void jout_close(jout *o, char c, bool first)
+{
+    o->level--;
+    if (o->pretty && !first)
+        jout_newline(o);
+    jout_putc(o, c);
+}
+
+/* A JSON string: escapes what JSON requires (quote, backslash, control characters). The text
+ * must be UTF-8 (stored strings always are; checked on the way as a last line of defence). */
+static void jout_string(jout *o, const char *s, size_t n)
+{
+    jout_putc(o, '"');
+    size_t i = 0;
+    while (i < n && o->rc == 0) {
+        size_t run = i;
+        while (run < n) {
+            unsigned char c = (unsigned char)s[run];
+            if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80)
+                break;
+            run++;
+        }
+        jout_put(o, s + i, run - i);
+        i = run;
+        if (i >= n)
+            break;
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            uint32_t cp;
+            size_t len = kraken__utf8_seq(s + i, n - i, &cp);
+            if (len == 0) {
+                jout_fail(o, kraken__err(KRAKEN_EINVAL, "string is not valid UTF-8"));
+                return;
+            }
+            jout_put(o, s + i, len);
+            i += len;
+            continue;
+        }
+        char esc[8];
+        switch (c) {
+        case '"': jout_put(o, "\\\"", 2); break;
+        case '\\': jout_put(o, "\\\\", 2); break;
+        case '\b': jout_put(o, "\\b", 2); break;
+        case '\f': jout_put(o, "\\f", 2); break;
+        case '\n': jout_put(o, "\\n", 2); break;
+        case '\r': jout_put(o, "\\r", 2); break;
+        case '\t': jout_put(o, "\\t", 2); break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            jout_put(o, esc, 6);
+        }
+        i++;
+    }
+    jout_putc(o, '"');
+}
+
+static void jout_cstring(jout *o, const char *s) { jout_string(o, s, strlen(s)); }
+
+static void jout_member(jout *o, bool *first, const char *name)
+{
+    jout_item(o, first);
+    jout_cstring(o, name);
+    if (o->pretty)
+        jout_put(o, ": ", 2);
+    else
+        jout_putc(o, ':');
+}
+
+/* Decimal digits of @p v into the end of @p buf[24]; returns the first digit. */
+static char *u64_dec(char *end, uint64_t v)
+{
+    *--end = '\0';
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
+}
+
+static void jout_int(jout *o, int64_t v, bool quoted)
+{
+    char buf[24];
+    char *p = u64_dec(buf + sizeof buf, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    if (v < 0)
+        *--p = '-';
+    if (quoted)
+        jout_putc(o, '"');
+    jout_put(o, p, strlen(p));
+    if (quoted)
+        jout_putc(o, '"');
+}
+
+static void jout_uint(jout *o, uint64_t v, bool quoted)
+{
+    char buf[24];
+    char *p = u64_dec(buf + sizeof buf, v);
+    if (quoted)
+        jout_putc(o, '"');
+    jout_put(o, p, strlen(p));
+    if (quoted)
+        jout_putc(o, '"');
+}
+
+static void print_text_scalar(jout *o, const kraken_field *f, kraken_type type,
+                              const kraken_slot *slot)
+{
+    static const char hex[] = "0123456789abcdef";
+    char buf[64];
+    size_t n = 0;
+    const uint8_t *b;
+    switch (type) {
+    case KRAKEN_T_IPV4:
+        b = (const uint8_t *)&slot->ipv4;
+        for (int i = 0; i < 4; i++) {
+            char d[4];
+            char *p = u64_dec(d + sizeof d, b[i]);
+            size_t dl = strlen(p);
+            memcpy(buf + n, p, dl);
+            n += dl;
+            if (i < 3)
+                buf[n++] = '.';
+        }
+        break;
+    case KRAKEN_T_MAC:
+        b = (const uint8_t *)&slot->mac;
+        for (int i = 0; i < 6; i++) {
+            buf[n++] = hex[b[i] >> 4];
+            buf[n++] = hex[b[i] & 15];
+            if (i < 5)
+                buf[n++] = ':';
+        }
+        break;
+    case KRAKEN_T_UUID: {
+        static const kraken_uuid zero;
+        kraken_uuid_format(slot->uuid != NULL ? slot->uuid : &zero, buf);
+        n = KRAKEN_UUID_STRLEN;
+        break;
+    }
+    default: { /* BYTES: base64 from the value layer */
+        kraken_value v = KRAKEN_VALUE_INIT;
+        char *text = NULL;
+        int rc = kraken__slot_to_value(f, type, slot, &v);
+        if (rc == 0)
+            rc = kraken__value_format_scalar(&v, &text);
+        kraken_value_clear(&v);
+        if (rc != 0) {
+            jout_fail(o, rc);
+            return;
+        }
+        jout_cstring(o, text);
+        free(text);
+        return;
+    }
+    }
+    jout_putc(o, '"');
+    jout_put(o, buf, n);
+    jout_putc(o, '"');
+}
+
+static void print_slot(jout *o, const kraken_field *f, kraken_type type, const kraken_slot *slot);
+
+/* Whether a record field appears in the output. Zero values are left out, except that a keyed
+ * list keeps every record it holds: an extension whose fields are all zero still says which
+ * extension the node has ({"@type": ...}), as the original writes it. */
+static bool field_present(const kraken_field *f, const kraken_slot *slot)
+{
+    if (f->type == KRAKEN_T_LIST && f->list_key != KRAKEN_KEY_INDEX) {
+        for (size_t i = 0; slot->list != NULL && i < slot->list->n; i++)
+            if (slot->list->items[i].rec != NULL)
+                return true;
+        return false;
+    }
+    return !kraken__slot_is_zero_deep(f, f->type, slot);
+}
+
+static void print_record(jout *o, const kraken_record *rec, bool with_type)
+{
+    const struct kraken_schema *s = rec->schema;
+    bool first;
+    jout_open(o, '{', &first);
+    if (with_type) {
+        jout_member(o, &first, "@type");
+        jout_cstring(o, s->type_url);
+    }
+    for (size_t i = 0; i < s->n_fields && o->rc == 0; i++) {
+        const kraken_field *f = &s->fields[i];
+        if (!field_present(f, &rec->slots[i]))
+            continue;
+        jout_member(o, &first, f->json_name);
+        print_slot(o, f, f->type, &rec->slots[i]);
+        if (o->rc != 0)
+            kraken__err_prefix(o->rc, "%s.%s", s->name, f->json_name);
+    }
+    jout_close(o, '}', first);
+}
+
+static void print_map(jout *o, const kraken_field *f, const kraken_map *map)
+{
+    bool first;
+    jout_open(o, '{', &first);
+    for (size_t i = 0; map != NULL && i < map->n && o->rc == 0; i++) {
+        const kraken_map_entry *e = &map->entries[i];
+        if (kraken__slot_is_zero_deep(f, f->elem_type, &e->value))
+            continue; /* zero entries equal absent ones: leave them out */
+        jout_member(o, &first, e->key);
+        print_slot(o, f, f->elem_type, &e->value);
+        if (o->rc != 0) {
+            char q[KRAKEN_QUOTE_SIZE];
+            kraken__err_prefix(o->rc, "[%s]", kraken__quote(q, sizeof q, e->key, strlen(e->key)));
+        }
+    }
+    jout_close(o, '}', first);
+}
+
+static void print_list(jout *o, const kraken_field *f, const kraken_list *list)
+{
+    bool first;
+    jout_open(o, '[', &first);
+    size_t n = kraken__list_encoded_count(f, list);
+    for (size_t i = 0; i < n && o->rc == 0; i++) {
+        if (f->list_key != KRAKEN_KEY_INDEX && list->items[i].rec == NULL)
+            continue;
+        jout_item(o, &first);
+        print_slot(o, f, f->elem_type, &list->items[i]);
+        if (o->rc != 0)
+            kraken__err_prefix(o->rc, "[%zu]", i);
+    }
+    jout_close(o, ']', first);
+}
+
+static void print_slot(jout *o, const kraken_field *f, kraken_type type, const kraken_slot *slot)
+{
+    switch (type) {
+    case KRAKEN_T_BOOL:
+        if (slot->b)
+            jout_put(o, "true", 4);
+        else
+            jout_put(o, "false", 5);
+        return;
+    case KRAKEN_T_INT32:
+        jout_int(o, slot->i, false);
+        return;
+    case KRAKEN_T_UINT32:
+        jout_uint(o, slot->u, false);
+        return;
+    case KRAKEN_T_INT64: /* proto3 JSON: 64-bit integers are strings */
+        jout_int(o, slot->i, true);
+        return;
+    case KRAKEN_T_UINT64:
+        jout_uint(o, slot->u, true);
+        return;
+    case KRAKEN_T_ENUM: {
+        const char *name = f->enm != NULL && slot->i >= INT32_MIN && slot->i <= INT32_MAX
+                               ? kraken_enum_type_lookup(f->enm, (int32_t)slot->i)
+                               : NULL;
+        if (name != NULL)
+            jout_cstring(o, name);
+        else
+            jout_int(o, slot->i, false);
+        return;
+    }
+    case KRAKEN_T_STRING:
+        jout_cstring(o, slot->s != NULL ? slot->s : "");
+        return;
+    case KRAKEN_T_BYTES:
+    case KRAKEN_T_IPV4:
+    case KRAKEN_T_MAC:
+    case KRAKEN_T_UUID:
+        print_text_scalar(o, f, type, slot);
+        return;
+    case KRAKEN_T_RECORD:
+        if (slot->rec == NULL) {
+            /* Only list elements get here: an absent record of a known type is {}. */
+            if (f->record != NULL)
+                jout_put(o, "{}", 2);
+            else
+                jout_put(o, "null", 4);
+            return;
+        }
+        print_record(o, slot->rec, f->record == NULL);
+        return;
+    case KRAKEN_T_MAP:
+        print_map(o, f, slot->map);
+        return;
+    case KRAKEN_T_LIST:
+        print_list(o, f, slot->list);
+        return;
+    default:
+        jout_fail(o, kraken__err(KRAKEN_EINVAL, "type %d has no JSON form", (int)type));
+    }
+}
+
+static void print_node_list(jout *o, kraken_node *const *nodes, size_t n)
+{
+    bool first;
+    jout_open(o, '{', &first);
+    jout_member(o, &first, "nodes");
+    bool first_node;
+    jout_open(o, '[', &first_node);
+    for (size_t i = 0; i < n && o->rc == 0; i++) {
+        jout_item(o, &first_node);
+        print_record(o, &nodes[i]->rec, false);
+        if (o->rc != 0) {
+            char id[KRAKEN_UUID_STRLEN + 1];
+            kraken__err_prefix(o->rc, "node %zu (%s)", i,
+                               kraken_uuid_format(kraken_node_id(nodes[i]), id));
+        }
+        /* A file is written as it is printed: memory stays at one chunk. */
+        if (o->file != NULL && o->len >= JOUT_CHUNK)
+            jout_flush(o);
+    }
+    jout_close(o, ']', first_node);
+    jout_close(o, '}', first);
+}
+
+/* The text built in memory (NUL-terminated, malloc'ed), or the error. */
+static int jout_finish(jout *o, char **out)
+{
+    *out = NULL;
+    if (o->rc == 0 && o->buf == NULL)
+        jout_put(o, "", 0);
+    if (o->rc != 0) {
+        free(o->buf);
+        return o->rc;
+    }
+    o->buf[o->len] = '\0';
+    *out = o->buf;
+    return 0;
+}
+
+/* ==== 3. entry points ======================================================== */
+
+/* ---- JSON text of compound values (the text form of kraken_value) ---------- */
+
+int kraken__slot_to_json_text(const kraken_field *f, kraken_type type, const kraken_slot *slot,
+                              char **out)
+{
+    if (f == NULL || slot == NULL || out == NULL)
+        return kraken__err(KRAKEN_EINVAL, "kraken__slot_to_json_text: NULL argument");
+    jout o;
+    jout_init(&o, false, NULL);
+    print_slot(&o, f, type, slot);
+    return jout_finish(&o, out);
+}
+
+int kraken__slot_from_json_text(const kraken_field *f, kraken_type type, const char *text,
+                                size_t len, const char *source, kraken_slot *out)
+{
+    if (f == NULL || text == NULL || out == NULL)
+        return kraken__err(KRAKEN_EINVAL, "kraken__slot_from_json_text: NULL argument");
+    kraken__schemas_init();
+    kraken_jscan s;
+    kraken__jscan_init(&s, text, len, source);
+    cJSON *root = NULL;
+    int rc = kraken__jscan_parse(&s, &root);
+    if (rc == 0) {
+        jctx c;
+        jctx_init(&c, &s);
+        kraken_slot slot;
+        rc = json_to_slot(&c, f, type, root, &slot);
+        if (rc == 0)
+            *out = slot;
+    }
+    cJSON_Delete(root);
+    kraken__jscan_free(&s);
+    return rc;
+}
+
+int kraken_value_format(const kraken_value *value, char **out)
+{
+    if (value == NULL || out == NULL)
+        return kraken__err(KRAKEN_EINVAL, "kraken_value_format: NULL argument");
+    if (value->type != KRAKEN_T_RECORD && value->type != KRAKEN_T_MAP &&
+        value->type != KRAKEN_T_LIST)
+        return kraken__value_format_scalar(value, out);
+    if (value->v.tree == NULL)
+        return kraken__err(KRAKEN_EINVAL, "kraken_value_format: compound value without data");
+    return kraken__slot_to_json_text(value->v.tree->field, value->v.tree->type,
+                                     &value->v.tree->slot, out);
+}
+
+int kraken__value_parse(const kraken_field *f, kraken_type type, const char *text,
+                        kraken_value *out)
+{
+    if (type != KRAKEN_T_RECORD && type != KRAKEN_T_MAP && type != KRAKEN_T_LIST)
+        return kraken__value_parse_scalar(f, type, text, out);
+    if (text == NULL || out == NULL)
+        return kraken__err(KRAKEN_EINVAL, "kraken__value_parse: NULL argument");
+    if (f == NULL)
+        return kraken__err(KRAKEN_EINVAL, "compound value without a field");
+    kraken_slot slot;
+    memset(&slot, 0, sizeof slot);
+    int rc = kraken__slot_from_json_text(f, type, text, strlen(text), "value", &slot);
+    if (rc < 0)
+        return rc;
+    rc = kraken__value_tree_new(f, type, &slot, true, out);
+    if (rc < 0)
+        kraken__slot_free(f, type, &slot);
+    return rc;
+}
+
+/* ---- nodes ------------------------------------------------------------------ */
 
 int kraken_node_to_json(const kraken_node *node, unsigned flags, char **out)
 {
     if (node == NULL || out == NULL)
         return kraken__err(KRAKEN_EINVAL, "kraken_node_to_json: NULL argument");
-    *out = NULL;
-    cJSON *root = NULL;
-    int rc = node_to_json(node, &root);
-    if (rc != 0)
-        return rc;
-    return json_print(root, flags, out);
+    jout o;
+    jout_init(&o, (flags & KRAKEN_JSON_PRETTY) != 0, NULL);
+    print_record(&o, &node->rec, false);
+    return jout_finish(&o, out);
 }
 
 int kraken_node_from_json(const char *json, size_t len, const char *source, kraken_node **out)
@@ -883,43 +1177,42 @@ int kraken_node_from_json(const char *json, size_t len, const char *source, krak
         return kraken__err(KRAKEN_EINVAL, "kraken_node_from_json: NULL argument");
     *out = NULL;
     kraken__schemas_init();
-    jctx c;
-    jctx_init(&c, source);
+    kraken_jscan s;
+    kraken__jscan_init(&s, json, len, source);
     cJSON *root = NULL;
-    int rc = json_parse(&c, json, len, &root);
-    if (rc != 0)
-        return rc;
-    rc = json_to_node(&c, root, out);
+    int rc = kraken__jscan_parse(&s, &root);
+    if (rc == 0) {
+        jctx c;
+        jctx_init(&c, &s);
+        rc = json_to_node(&c, root, out);
+    }
     cJSON_Delete(root);
+    kraken__jscan_free(&s);
     return rc;
+}
+
+static int check_node_args(kraken_node *const *nodes, size_t n, const char *fn)
+{
+    if (nodes == NULL && n > 0)
+        return kraken__err(KRAKEN_EINVAL, "%s: NULL argument", fn);
+    for (size_t i = 0; i < n; i++)
+        if (nodes[i] == NULL)
+            return kraken__err(KRAKEN_EINVAL, "%s: node %zu is NULL", fn, i);
+    return 0;
 }
 
 int kraken_nodes_to_json(kraken_node *const *nodes, size_t n, unsigned flags, char **out)
 {
-    if ((nodes == NULL && n > 0) || out == NULL)
+    if (out == NULL)
         return kraken__err(KRAKEN_EINVAL, "kraken_nodes_to_json: NULL argument");
     *out = NULL;
-    for (size_t i = 0; i < n; i++)
-        if (nodes[i] == NULL)
-            return kraken__err(KRAKEN_EINVAL, "kraken_nodes_to_json: node %zu is NULL", i);
-    cJSON *root = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(root, "nodes");
-    if (arr == NULL) {
-        cJSON_Delete(root);
-        return out_of_memory();
-    }
-    for (size_t i = 0; i < n; i++) {
-        cJSON *item = NULL;
-        int rc = node_to_json(nodes[i], &item);
-        if (rc != 0) {
-            cJSON_Delete(root);
-            char id[KRAKEN_UUID_STRLEN + 1];
-            return kraken__err_prefix(rc, "node %zu (%s)", i,
-                                      kraken_uuid_format(kraken_node_id(nodes[i]), id));
-        }
-        cJSON_AddItemToArray(arr, item);
-    }
-    return json_print(root, flags, out);
+    int rc = check_node_args(nodes, n, "kraken_nodes_to_json");
+    if (rc != 0)
+        return rc;
+    jout o;
+    jout_init(&o, (flags & KRAKEN_JSON_PRETTY) != 0, NULL);
+    print_node_list(&o, nodes, n);
+    return jout_finish(&o, out);
 }
 
 void kraken_nodes_free(kraken_node **nodes, size_t n)
@@ -931,38 +1224,205 @@ void kraken_nodes_free(kraken_node **nodes, size_t n)
     free(nodes);
 }
 
-static int json_to_node_list(jctx *c, const cJSON *root, kraken_node ***out, size_t *n_out)
+/* ---- node lists ----------------------------------------------------------------- */
+
+typedef struct node_array {
+    kraken_node **items;
+    size_t n, cap;
+} node_array;
+
+static int node_array_push(node_array *a, kraken_node *node)
 {
-    if (!cJSON_IsObject(root))
-        return jerr(c, KRAKEN_EPARSE, "expected an object {\"nodes\": [...]}, got %s",
-                    json_kind(root));
-    const cJSON *arr = NULL;
-    for (const cJSON *it = root->child; it != NULL; it = it->next) {
-        if (strcmp(it->string, "nodes") != 0)
-            return jerr(c, KRAKEN_EPARSE, "unknown member '%s' (expected \"nodes\")", it->string);
-        if (arr != NULL)
-            return jerr(c, KRAKEN_EPARSE, "\"nodes\" given twice");
-        arr = it;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 16;
+        kraken_node **items = realloc(a->items, cap * sizeof *items);
+        if (items == NULL)
+            return -1;
+        a->items = items;
+        a->cap = cap;
     }
-    if (arr != NULL && !cJSON_IsArray(arr) && !cJSON_IsNull(arr))
-        return jerr(c, KRAKEN_EPARSE, "\"nodes\" must be an array, got %s", json_kind(arr));
-    size_t count = cJSON_IsArray(arr) ? (size_t)cJSON_GetArraySize(arr) : 0;
-    kraken_node **nodes = calloc(count > 0 ? count : 1, sizeof *nodes);
-    if (nodes == NULL)
-        return jerr(c, KRAKEN_ENOMEM, "out of memory");
-    size_t n = 0;
-    for (const cJSON *it = count > 0 ? arr->child : NULL; it != NULL; it = it->next) {
-        c->node_index = (long)n;
-        int rc = json_to_node(c, it, &nodes[n]);
-        if (rc != 0) {
-            kraken_nodes_free(nodes, n);
-            return rc;
-        }
-        n++;
-    }
-    *out = nodes;
-    *n_out = n;
+    a->items[a->n++] = node;
     return 0;
+}
+
+typedef struct id_index {
+    const kraken_uuid *id;
+    size_t index;
+} id_index;
+
+static int id_index_cmp(const void *a, const void *b)
+{
+    const id_index *x = a, *y = b;
+    int c = memcmp(x->id->bytes, y->id->bytes, sizeof x->id->bytes);
+    return c != 0 ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* A node list is a set of nodes keyed by id: every node has one, and no two share it. */
+static int check_list_ids(const kraken_jscan *s, kraken_node *const *nodes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (kraken_uuid_is_zero(kraken_node_id(nodes[i])))
+            return kraken__err(KRAKEN_EINVAL, "%s: node %zu: no \"id\" (every node needs one)",
+                               s->source, i);
+    if (n < 2)
+        return 0;
+    id_index *ids = malloc(n * sizeof *ids);
+    if (ids == NULL)
+        return kraken__err(KRAKEN_ENOMEM, "%s: out of memory checking ids", s->source);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (id_index){kraken_node_id(nodes[i]), i};
+    qsort(ids, n, sizeof *ids, id_index_cmp);
+    int rc = 0;
+    for (size_t i = 1; i < n && rc == 0; i++) {
+        if (memcmp(ids[i - 1].id->bytes, ids[i].id->bytes, sizeof ids[i].id->bytes) == 0) {
+            char buf[KRAKEN_UUID_STRLEN + 1];
+            rc = kraken__err(KRAKEN_EEXISTS, "%s: node %zu (%s): duplicate id (node %zu has it too)",
+                             s->source, ids[i].index, kraken_uuid_format(ids[i].id, buf),
+                             ids[i - 1].index);
+        }
+    }
+    free(ids);
+    return rc;
+}
+
+/* Scan the node at s->pos, parse its text alone with cJSON, build it, free the tree. */
+static int read_one_node(kraken_jscan *s, kraken_node **out)
+{
+    size_t start = s->pos;
+    s->n_nums = 0;
+    int rc = kraken__jscan_value(s);
+    if (rc != 0)
+        return rc;
+    if (s->text[start] != '{')
+        return kraken__err(KRAKEN_EPARSE, "%s: node %ld: expected an object, got %s", s->source,
+                           s->node_index, kraken__jscan_kind_at(s, start));
+    cJSON *tree = NULL;
+    if ((rc = kraken__jscan_parse_slice(s, start, s->pos, &tree)) != 0)
+        return rc;
+    jctx c;
+    jctx_init(&c, s);
+    c.node_index = s->node_index;
+    rc = json_to_node(&c, tree, out);
+    cJSON_Delete(tree);
+    return rc;
+}
+
+/* The elements of the "nodes" array, node by node; s->pos is at its '['. */
+static int read_node_array(kraken_jscan *s, node_array *a)
+{
+    int rc = kraken__jscan_push(s, true);
+    if (rc != 0)
+        return rc;
+    kraken_jframe *f = &s->frames[s->depth - 1];
+    s->node_depth = s->depth;
+    kraken__jscan_ws(s);
+    if (s->pos < s->len && s->text[s->pos] == ']') {
+        s->pos++;
+        s->depth--;
+        return 0;
+    }
+    for (;;) {
+        f->index++;
+        kraken__jscan_ws(s);
+        s->node_index = f->index;
+        kraken_node *node = NULL;
+        if ((rc = read_one_node(s, &node)) != 0)
+            return rc;
+        if (node_array_push(a, node) != 0) {
+            kraken_node_free(node);
+            return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", s->source);
+        }
+        s->node_index = -1;
+        kraken__jscan_ws(s);
+        char fb[16];
+        if (s->pos < s->len && s->text[s->pos] == ',') {
+            s->pos++;
+            kraken__jscan_ws(s);
+            if (s->pos < s->len && s->text[s->pos] == ']')
+                return kraken__jscan_error(s, s->pos, "trailing comma before ']'");
+            continue;
+        }
+        if (s->pos < s->len && s->text[s->pos] == ']') {
+            s->pos++;
+            s->depth--;
+            return 0;
+        }
+        return kraken__jscan_error(s, s->pos, "expected ',' or ']' after a node, found %s",
+                           kraken__jscan_found(s, s->pos, fb, sizeof fb));
+    }
+}
+
+/* {"nodes": [...]}: the only member is "nodes" (null or absent: no nodes). */
+static int read_node_list(kraken_jscan *s, node_array *a)
+{
+    char fb[16], q[KRAKEN_QUOTE_SIZE];
+    kraken__jscan_ws(s);
+    if (s->pos >= s->len)
+        return kraken__jscan_error(s, s->pos, "expected an object {\"nodes\": [...]}, found the end of "
+                                      "the input");
+    if (s->text[s->pos] != '{') {
+        size_t at = s->pos;
+        int rc = kraken__jscan_value(s);
+        if (rc != 0)
+            return rc;
+        return kraken__err(KRAKEN_EPARSE, "%s: expected an object {\"nodes\": [...]}, got %s",
+                           s->source, kraken__jscan_kind_at(s, at));
+    }
+    int rc = kraken__jscan_push(s, false);
+    if (rc != 0)
+        return rc;
+    kraken_jframe *f = &s->frames[s->depth - 1];
+    bool seen = false;
+    kraken__jscan_ws(s);
+    if (s->pos < s->len && s->text[s->pos] == '}') {
+        s->pos++;
+        s->depth--;
+        return 0;
+    }
+    for (;;) {
+        if (s->pos >= s->len || s->text[s->pos] != '"')
+            return kraken__jscan_error(s, s->pos, "expected a member name (a string), found %s",
+                               kraken__jscan_found(s, s->pos, fb, sizeof fb));
+        size_t key = s->pos;
+        if ((rc = kraken__jscan_string(s)) != 0)
+            return rc;
+        f->key = s->text + key + 1;
+        f->key_len = s->pos - key - 2;
+        if (f->key_len != 5 || memcmp(f->key, "nodes", 5) != 0)
+            return kraken__err(KRAKEN_EPARSE, "%s: unknown member %s (expected \"nodes\")",
+                               s->source, kraken__quote(q, sizeof q, f->key, f->key_len));
+        if (seen)
+            return kraken__err(KRAKEN_EPARSE, "%s: \"nodes\" given twice", s->source);
+        seen = true;
+        kraken__jscan_ws(s);
+        if (s->pos >= s->len || s->text[s->pos] != ':')
+            return kraken__jscan_error(s, s->pos, "expected ':' after the member name, found %s",
+                               kraken__jscan_found(s, s->pos, fb, sizeof fb));
+        s->pos++;
+        kraken__jscan_ws(s);
+        size_t at = s->pos;
+        if (s->pos < s->len && s->text[s->pos] == '[') {
+            rc = read_node_array(s, a);
+        } else if ((rc = kraken__jscan_value(s)) == 0 && s->text[at] != 'n') {
+            return kraken__err(KRAKEN_EPARSE, "%s: \"nodes\" must be an array, got %s", s->source,
+                               kraken__jscan_kind_at(s, at));
+        }
+        if (rc != 0)
+            return rc;
+        kraken__jscan_ws(s);
+        if (s->pos < s->len && s->text[s->pos] == ',') {
+            s->pos++;
+            kraken__jscan_ws(s);
+            continue;
+        }
+        if (s->pos < s->len && s->text[s->pos] == '}') {
+            s->pos++;
+            s->depth--;
+            return 0;
+        }
+        return kraken__jscan_error(s, s->pos, "expected ',' or '}' after a member, found %s",
+                           kraken__jscan_found(s, s->pos, fb, sizeof fb));
+    }
 }
 
 int kraken_nodes_from_json(const char *json, size_t len, const char *source, kraken_node ***out,
@@ -973,15 +1433,24 @@ int kraken_nodes_from_json(const char *json, size_t len, const char *source, kra
     *out = NULL;
     *n_out = 0;
     kraken__schemas_init();
-    jctx c;
-    jctx_init(&c, source);
-    cJSON *root = NULL;
-    int rc = json_parse(&c, json, len, &root);
-    if (rc != 0)
+    kraken_jscan s;
+    kraken__jscan_init(&s, json, len, source);
+    node_array a = {NULL, 0, 0};
+    int rc = read_node_list(&s, &a);
+    if (rc == 0)
+        rc = kraken__jscan_end(&s);
+    if (rc == 0)
+        rc = check_list_ids(&s, a.items, a.n);
+    kraken__jscan_free(&s);
+    if (rc != 0) {
+        kraken_nodes_free(a.items, a.n);
         return rc;
-    rc = json_to_node_list(&c, root, out, n_out);
-    cJSON_Delete(root);
-    return rc;
+    }
+    if (a.items == NULL && (a.items = malloc(sizeof *a.items)) == NULL)
+        return kraken__err(KRAKEN_ENOMEM, "out of memory");
+    *out = a.items;
+    *n_out = a.n;
+    return 0;
 }
 
 int kraken_nodes_load_file(const char *path, kraken_node ***out, size_t *n_out)
@@ -990,6 +1459,7 @@ int kraken_nodes_load_file(const char *path, kraken_node ***out, size_t *n_out)
         return kraken__err(KRAKEN_EINVAL, "kraken_nodes_load_file: NULL argument");
     *out = NULL;
     *n_out = 0;
+    kraken__remove_stale_temps(path);
     char *text = NULL;
     size_t len = 0;
     int rc = kraken__read_file(path, &text, &len);
@@ -1004,21 +1474,21 @@ int kraken_nodes_save_file(const char *path, kraken_node *const *nodes, size_t n
 {
     if (path == NULL)
         return kraken__err(KRAKEN_EINVAL, "kraken_nodes_save_file: NULL path");
-    char *text = NULL;
-    int rc = kraken_nodes_to_json(nodes, n, KRAKEN_JSON_PRETTY, &text);
+    int rc = check_node_args(nodes, n, "kraken_nodes_save_file");
     if (rc != 0)
         return kraken__err_prefix(rc, "%s", path);
-    size_t len = strlen(text);
-    /* End the file with a newline like any text file; the buffer has room for it
-     * after we grow it by one byte. */
-    char *with_nl = realloc(text, len + 2);
-    if (with_nl == NULL) {
-        free(text);
-        return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", path);
+    kraken__afile af;
+    if ((rc = kraken__afile_open(&af, path)) != 0)
+        return rc;
+    jout o;
+    jout_init(&o, true, &af);
+    print_node_list(&o, nodes, n);
+    jout_putc(&o, '\n'); /* a text file ends with a newline */
+    jout_flush(&o);
+    free(o.buf);
+    if (o.rc != 0) {
+        kraken__afile_abort(&af);
+        return o.file_failed ? o.rc : kraken__err_prefix(o.rc, "%s", path);
     }
-    with_nl[len] = '\n';
-    with_nl[len + 1] = '\0';
-    rc = kraken__write_file_atomic(path, with_nl, len + 1);
-    free(with_nl);
-    return rc;
+    return kraken__afile_commit(&af);
 }

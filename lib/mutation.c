@@ -75,6 +75,16 @@ static void fact_clear(kraken_mfact *f)
     kraken_value_clear(&f->value);
 }
 
+static void mutate_text_free(kraken_mutate *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++) {
+        free((char *)t[i].url);
+        free((char *)t[i].from);
+        free((char *)t[i].to);
+    }
+    free(t);
+}
+
 static void mutation_free(kraken_mutation *m)
 {
     if (!m)
@@ -88,6 +98,7 @@ static void mutation_free(kraken_mutation *m)
     for (size_t i = 0; i < m->n_excludes; i++)
         fact_clear(&m->excludes[i]);
     fact_clear(&m->fail_to);
+    mutate_text_free(m->text, m->n_mutates);
     free(m->mutates);
     free(m->requires);
     free(m->excludes);
@@ -124,6 +135,11 @@ void kraken_mutation_set_free(kraken_mutation_set *set)
     if (!set)
         return;
     kraken__planner_free(set->planner);
+    for (size_t i = 0; i < set->n_overrides; i++) {
+        free(set->overrides[i].service);
+        free(set->overrides[i].id);
+    }
+    free(set->overrides);
     for (size_t i = 0; i < set->n_muts; i++)
         mutation_free(set->muts[i]);
     for (size_t i = 0; i < set->n_urls; i++)
@@ -287,6 +303,45 @@ static int compile_facts(compiler *c, const kraken_fact *in, size_t n, bool is_e
     return 0;
 }
 
+/* The mutates list as canonical text (what a request hands to the module). */
+static int make_text(const compiler *c, kraken_mutation *m)
+{
+    m->text = calloc(m->n_mutates, sizeof *m->text);
+    if (!m->text)
+        return kraken__err(KRAKEN_ENOMEM, "mutation %s/%s: out of memory", c->service, c->id);
+    for (size_t i = 0; i < m->n_mutates; i++) {
+        char *from = NULL, *to = NULL, *url = strdup(m->mutates[i].u->text);
+        int rc = url ? kraken_value_format(&m->mutates[i].from, &from) : KRAKEN_ENOMEM;
+        if (rc == 0)
+            rc = kraken_value_format(&m->mutates[i].to, &to);
+        m->text[i] = (kraken_mutate){url, from, to};
+        if (rc < 0)
+            return kraken__err(KRAKEN_ENOMEM, "mutation %s/%s: out of memory", c->service,
+                               c->id);
+    }
+    return 0;
+}
+
+static const kraken_moverride *override_find(const kraken_mutation_set *set, const char *service,
+                                             const char *id)
+{
+    for (size_t i = 0; i < set->n_overrides; i++)
+        if (!strcmp(set->overrides[i].service, service) && !strcmp(set->overrides[i].id, id))
+            return &set->overrides[i];
+    return NULL;
+}
+
+/* Settings given before the declaration (kraken_mutation_set_disable / _timeout). */
+static void apply_override(const kraken_moverride *o, kraken_mutation *m)
+{
+    if (!o)
+        return;
+    if (o->has_disabled)
+        m->disabled = o->disabled;
+    if (o->has_timeout)
+        m->timeout_ms = o->timeout_ms;
+}
+
 static int compile_decl(compiler *c, const kraken_mutation_decl *decl, kraken_mutation **out)
 {
     kraken_mutation *m = calloc(1, sizeof *m);
@@ -313,13 +368,16 @@ static int compile_decl(compiler *c, const kraken_mutation_decl *decl, kraken_mu
         rc = compile_fact(c, "fail_to", &decl->fail_to, &m->fail_to);
         m->has_fail_to = rc == 0;
     }
+    if (rc == 0)
+        rc = make_text(c, m);
     if (rc < 0) {
         mutation_free(m);
         return rc;
     }
     m->context = decl->context;
-    m->timeout_ms = decl->timeout_ms;
+    m->timeout_ms = m->declared_timeout_ms = decl->timeout_ms;
     m->cost = decl->cost ? decl->cost : 1;
+    apply_override(override_find(c->set, c->service, c->id), m);
     *out = m;
     return 0;
 }
@@ -372,7 +430,7 @@ static void insert_url(kraken_mutation_set *set, kraken_murl *u)
     size_t pos = url_pos(set, u->text, &found);
     memmove(&set->urls[pos + 1], &set->urls[pos], (set->n_urls - pos) * sizeof *set->urls);
     set->urls[pos] = u;
-    set->n_urls++;
+    u->index = set->n_urls++; /* URLs are never removed: indexes stay unique and dense */
 }
 
 static void count_uses(kraken_mutation *m, int delta)
@@ -479,6 +537,201 @@ uint64_t kraken__mutation_set_generation(const kraken_mutation_set *set)
     return set ? set->generation : 0;
 }
 
+size_t kraken__mutation_set_url_count(const kraken_mutation_set *set)
+{
+    return set ? set->n_urls : 0;
+}
+
+/* ---- overrides ------------------------------------------------------------ */
+
+static int override_get(kraken_mutation_set *set, const char *op, const char *service,
+                        const char *id, kraken_moverride **out)
+{
+    if (!set || !service || !*service || !id || !*id)
+        return kraken__err(KRAKEN_EINVAL, "%s: set, service id and mutation id are required", op);
+    kraken_moverride *o = (kraken_moverride *)override_find(set, service, id);
+    if (!o) {
+        kraken_moverride *v = realloc(set->overrides, (set->n_overrides + 1) * sizeof *v);
+        if (!v)
+            return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", op);
+        set->overrides = v;
+        o = &v[set->n_overrides];
+        *o = (kraken_moverride){strdup(service), strdup(id), false, false, false, 0};
+        if (!o->service || !o->id) {
+            free(o->service);
+            free(o->id);
+            return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", op);
+        }
+        set->n_overrides++;
+    }
+    *out = o;
+    return 0;
+}
+
+int kraken_mutation_set_disable(kraken_mutation_set *set, const char *service_id,
+                                const char *mutation_id, bool disabled)
+{
+    kraken_moverride *o;
+    int rc = override_get(set, "mutation_set_disable", service_id, mutation_id, &o);
+    if (rc < 0)
+        return rc;
+    o->has_disabled = true;
+    o->disabled = disabled;
+    bool found;
+    size_t pos = mutation_pos(set, service_id, mutation_id, &found);
+    if (found && set->muts[pos]->disabled != disabled) {
+        set->muts[pos]->disabled = disabled;
+        invalidate(set); /* plans change: the engine replans every node */
+    }
+    return 0;
+}
+
+int kraken_mutation_set_timeout(kraken_mutation_set *set, const char *service_id,
+                                const char *mutation_id, uint32_t timeout_ms)
+{
+    kraken_moverride *o;
+    int rc = override_get(set, "mutation_set_timeout", service_id, mutation_id, &o);
+    if (rc < 0)
+        return rc;
+    o->has_timeout = true;
+    o->timeout_ms = timeout_ms;
+    bool found;
+    size_t pos = mutation_pos(set, service_id, mutation_id, &found);
+    if (found)
+        set->muts[pos]->timeout_ms = timeout_ms; /* plans do not depend on it */
+    return 0;
+}
+
+/* ---- listing ---------------------------------------------------------------- */
+
+void kraken_mutation_info_clear(kraken_mutation_info *info)
+{
+    if (!info)
+        return;
+    free(info->service_id);
+    free(info->mutation_id);
+    mutate_text_free(info->mutates, info->n_mutates);
+    for (size_t i = 0; info->requires && i < info->n_requires; i++) {
+        free((char *)info->requires[i].url);
+        free((char *)info->requires[i].value);
+    }
+    for (size_t i = 0; info->excludes && i < info->n_excludes; i++) {
+        free((char *)info->excludes[i].url);
+        free((char *)info->excludes[i].value);
+    }
+    free(info->requires);
+    free(info->excludes);
+    free((char *)info->fail_to.url);
+    free((char *)info->fail_to.value);
+    memset(info, 0, sizeof *info);
+}
+
+void kraken_mutation_infos_free(kraken_mutation_info *infos, size_t n)
+{
+    for (size_t i = 0; infos && i < n; i++)
+        kraken_mutation_info_clear(&infos[i]);
+    free(infos);
+}
+
+static int fact_text(const kraken_mfact *f, kraken_fact *out)
+{
+    char *url = strdup(f->u->text), *value = NULL;
+    int rc = url ? kraken_value_format(&f->value, &value) : KRAKEN_ENOMEM;
+    *out = (kraken_fact){url, value};
+    return rc < 0 ? kraken__err(KRAKEN_ENOMEM, "mutation info: out of memory") : 0;
+}
+
+static int facts_text(const kraken_mfact *in, size_t n, kraken_fact **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!n)
+        return 0;
+    if (!(*out = calloc(n, sizeof **out)))
+        return kraken__err(KRAKEN_ENOMEM, "mutation info: out of memory");
+    for (; *n_out < n; (*n_out)++) {
+        int rc = fact_text(&in[*n_out], &(*out)[*n_out]);
+        if (rc < 0) {
+            (*n_out)++; /* the half-made one is freed too */
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int info_make(const kraken_mutation *m, kraken_mutation_info *out)
+{
+    kraken_mutation_info in = {.context = m->context, .timeout_ms = m->timeout_ms,
+                               .declared_timeout_ms = m->declared_timeout_ms, .cost = m->cost,
+                               .disabled = m->disabled};
+    int rc = 0;
+    in.service_id = strdup(m->service);
+    in.mutation_id = strdup(m->id);
+    in.mutates = calloc(m->n_mutates, sizeof *in.mutates);
+    if (!in.service_id || !in.mutation_id || !in.mutates)
+        rc = kraken__err(KRAKEN_ENOMEM, "mutation info: out of memory");
+    for (size_t i = 0; rc == 0 && i < m->n_mutates; i++) {
+        in.n_mutates = i + 1;
+        in.mutates[i] = (kraken_mutate){strdup(m->text[i].url), strdup(m->text[i].from),
+                                        strdup(m->text[i].to)};
+        if (!in.mutates[i].url || !in.mutates[i].from || !in.mutates[i].to)
+            rc = kraken__err(KRAKEN_ENOMEM, "mutation info: out of memory");
+    }
+    if (rc == 0)
+        rc = facts_text(m->requires, m->n_requires, &in.requires, &in.n_requires);
+    if (rc == 0)
+        rc = facts_text(m->excludes, m->n_excludes, &in.excludes, &in.n_excludes);
+    if (rc == 0 && m->has_fail_to)
+        rc = fact_text(&m->fail_to, &in.fail_to);
+    if (rc < 0) {
+        kraken_mutation_info_clear(&in);
+        return rc;
+    }
+    *out = in;
+    return 0;
+}
+
+int kraken_mutation_set_list(const kraken_mutation_set *set, kraken_mutation_info **out,
+                             size_t *n)
+{
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    if (!set || !out || !n)
+        return kraken__err(KRAKEN_EINVAL, "mutation_set_list: set, out and n are required");
+    if (!set->n_muts)
+        return 0;
+    kraken_mutation_info *v = calloc(set->n_muts, sizeof *v);
+    if (!v)
+        return kraken__err(KRAKEN_ENOMEM, "mutation_set_list: out of memory");
+    for (size_t i = 0; i < set->n_muts; i++) {
+        int rc = info_make(set->muts[i], &v[i]);
+        if (rc < 0) {
+            kraken_mutation_infos_free(v, i);
+            return rc;
+        }
+    }
+    *out = v;
+    *n = set->n_muts;
+    return 0;
+}
+
+int kraken_mutation_set_lookup(const kraken_mutation_set *set, const char *service_id,
+                               const char *mutation_id, kraken_mutation_info *out)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!set || !service_id || !mutation_id || !out)
+        return kraken__err(KRAKEN_EINVAL, "mutation_set_lookup: set, service id, mutation id "
+                                          "and out are required");
+    const kraken_mutation *m = kraken__mutation_find(set, service_id, mutation_id);
+    if (!m)
+        return kraken__err(KRAKEN_ENOTFOUND, "mutation_set_lookup: no mutation %s/%s",
+                           service_id, mutation_id);
+    return info_make(m, out);
+}
+
 static bool bytes_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
     return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
@@ -530,4 +783,59 @@ bool kraken__mutation_done(const kraken_mutation *m, const kraken_node *dsc)
             return false;
     }
     return true;
+}
+
+/* ---- the planner's view of a node --------------------------------------------- */
+
+/* The value at a URL, NONE when absent (an extension the node lacks is "unknown"). */
+static int read_value(const kraken_murl *u, const kraken_node *node, kraken_value *out)
+{
+    *out = (kraken_value)KRAKEN_VALUE_INIT;
+    if (!kraken__url_peek(u->url, node))
+        return 0;
+    return kraken__url_get(u->url, node, out);
+}
+
+int kraken_mutation_set_diff(kraken_mutation_set *set, const kraken_node *cfg,
+                             const kraken_node *dsc, kraken_change **out, size_t *n)
+{
+    if (out)
+        *out = NULL;
+    if (n)
+        *n = 0;
+    if (!set || !cfg || !dsc || !out || !n)
+        return kraken__err(KRAKEN_EINVAL, "mutation_set_diff: set, cfg, dsc, out and n are "
+                                          "required");
+    kraken_change *v = NULL;
+    size_t count = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < set->n_urls; i++) {
+        const kraken_murl *u = set->urls[i];
+        if (!u->n_mutating)
+            continue;
+        kraken_value goal = KRAKEN_VALUE_INIT, now = KRAKEN_VALUE_INIT;
+        rc = read_value(u, cfg, &goal);
+        if (rc == 0)
+            rc = read_value(u, dsc, &now);
+        bool differs = rc == 0 && !kraken_value_is_zero(&goal) && !kraken_value_equal(&goal, &now);
+        kraken_change *grown = differs ? realloc(v, (count + 1) * sizeof *v) : v;
+        char *url = differs && grown ? strdup(u->text) : NULL;
+        if (differs && (!grown || !url)) {
+            rc = kraken__err(KRAKEN_ENOMEM, "mutation_set_diff: out of memory");
+            v = grown ? grown : v;
+        } else if (differs) {
+            v = grown;
+            v[count++] = (kraken_change){url, now, goal};
+            continue; /* the values now belong to the change */
+        }
+        kraken_value_clear(&goal);
+        kraken_value_clear(&now);
+    }
+    if (rc < 0) {
+        kraken_changes_free(v, count);
+        return rc;
+    }
+    *out = v;
+    *n = count;
+    return 0;
 }

@@ -287,7 +287,9 @@ static size_t size_list(penc *e, const kraken_field *f, const kraken_list *l, in
 {
     size_t tsize = tag_size(f->number);
     if (f->list_key != KRAKEN_KEY_INDEX) {
-        /* keyed records: empty ones equal absent ones */
+        /* Keyed records: empty ones equal absent ones, except extensions (KEY_TYPE): their
+         * type is information, and the original sends an Any with an empty value for a
+         * PXE.Client whose fields are all zero. */
         size_t total = 0;
         for (size_t i = 0; l != NULL && i < l->n; i++) {
             if (l->items[i].rec == NULL)
@@ -295,7 +297,7 @@ static size_t size_list(penc *e, const kraken_field *f, const kraken_list *l, in
             size_t idx;
             bool empty;
             size_t size = size_embedded_record(e, f, l->items[i].rec, depth, &idx, &empty);
-            if (empty)
+            if (empty && f->list_key != KRAKEN_KEY_TYPE)
                 size_omit(e, idx);
             else
                 total += tsize + size;

@@ -201,6 +201,7 @@ typedef struct pm_url {
 typedef struct cache_slot {
     uint64_t hash;
     kraken_plan *plan;  /* NULL with used = 2: "no path" */
+    char *why;          /* used = 2: the states part of the "no path" message (or NULL) */
     uint8_t used;       /* 0 empty, 1 plan, 2 no path */
 } cache_slot;
 
@@ -248,8 +249,10 @@ static void cache_clear(plan_cache *c)
     for (size_t i = 0; i < c->cap; i++) {
         if (c->slots[i].used == 1)
             kraken_plan_free(c->slots[i].plan);
+        free(c->slots[i].why);
         c->slots[i].used = 0;
         c->slots[i].plan = NULL;
+        c->slots[i].why = NULL;
     }
     c->n = 0;
 }
@@ -445,8 +448,9 @@ static bool facts_contain(const pm_fact *facts, size_t n, const pm_fact *f)
     return false;
 }
 
-/* Discovery conditions of mutator URL @p u: the requires common to every mutation that
- * mutates u from zero. */
+/* Discovery conditions of mutator URL @p u: the non-zero requires common to every mutation
+ * that mutates u from zero (SPEC 4.2). A require "X is unknown" is no condition for knowing
+ * u: with it, whether u is forgotten would depend on the order in which URLs are checked. */
 static int compute_conditions(kraken_planner *p, uint32_t u)
 {
     pm_url *pu = &p->urls[u];
@@ -463,8 +467,9 @@ static int compute_conditions(kraken_planner *p, uint32_t u)
             pu->cond = calloc(pm->n_req ? pm->n_req : 1, sizeof *pu->cond);
             if (!pu->cond)
                 return kraken__err(KRAKEN_ENOMEM, "planner: out of memory");
-            memcpy(pu->cond, pm->req, pm->n_req * sizeof *pu->cond);
-            pu->n_cond = pm->n_req;
+            for (size_t k = 0; k < pm->n_req; k++)
+                if (pm->req[k].code != 0)
+                    pu->cond[pu->n_cond++] = pm->req[k];
             continue;
         }
         size_t kept = 0;
@@ -768,6 +773,8 @@ static void apply_knowledge(const kraken_planner *p, uint8_t *state, const uint8
 
 static bool mutation_applies(const pm_mut *pm, const uint8_t *state, const uint8_t *statics)
 {
+    if (pm->m->disabled)
+        return false;
     for (size_t i = 0; i < pm->n_ch; i++)
         if (state[pm->ch[i].u] != pm->ch[i].from)
             return false;
@@ -1139,12 +1146,12 @@ static cache_slot *cache_find(const plan_cache *c, const uint8_t *key, uint64_t 
 }
 
 static void cache_place(plan_cache *c, uint64_t hash, const uint8_t *key, kraken_plan *plan,
-                        uint8_t used)
+                        char *why, uint8_t used)
 {
     size_t mask = c->cap - 1, i = (size_t)hash & mask;
     while (c->slots[i].used)
         i = (i + 1) & mask;
-    c->slots[i] = (cache_slot){hash, plan, used};
+    c->slots[i] = (cache_slot){hash, plan, why, used};
     memcpy(c->keys + i * c->klen, key, c->klen);
     c->n++;
 }
@@ -1167,20 +1174,23 @@ static int cache_grow(plan_cache *c)
     for (size_t i = 0; i < old.cap; i++)
         if (old.slots[i].used)
             cache_place(c, old.slots[i].hash, old.keys + i * old.klen, old.slots[i].plan,
-                        old.slots[i].used);
+                        old.slots[i].why, old.slots[i].used);
     free(old.slots);
     free(old.keys);
     return 0;
 }
 
-/* Remember a result; the cache takes its own reference. Failing to cache is harmless. */
-static void cache_put(plan_cache *c, const uint8_t *key, uint64_t hash, kraken_plan *plan)
+/* Remember a result (a plan, or "no path" with the text of its states); the cache takes
+ * its own reference / the text. Failing to cache is harmless. */
+static const cache_slot *cache_put(plan_cache *c, const uint8_t *key, uint64_t hash, kraken_plan *plan,
+                             char *why)
 {
     if (c->n >= CACHE_MAX_ENTRIES)
         cache_clear(c); /* crude, but bounded: thousands of nodes share few states */
     if ((c->n + 1) * 2 > c->cap && cache_grow(c) < 0)
-        return;
-    cache_place(c, hash, key, plan ? plan_ref(plan) : NULL, plan ? 1 : 2);
+        return NULL; /* the caller keeps @p why */
+    cache_place(c, hash, key, plan ? plan_ref(plan) : NULL, why, plan ? 1 : 2);
+    return cache_find(c, key, hash);
 }
 
 /* ---- public planning entry point --------------------------------------- */
@@ -1202,9 +1212,9 @@ static void append_state_text(const kraken_planner *p, const uint8_t *state, boo
     }
 }
 
-static int no_path_error(const kraken_planner *p, const kraken_node *cfg, const uint8_t *key)
+/* "{start} to goal {goal}" of a key with no path: built once per key, then cached. */
+static char *no_path_text(const kraken_planner *p, const uint8_t *key)
 {
-    char id[KRAKEN_UUID_STRLEN + 1];
     char text[512] = "";
     uint8_t *start = malloc(p->n_m ? p->n_m : 1);
     if (start) {
@@ -1216,15 +1226,17 @@ static int no_path_error(const kraken_planner *p, const kraken_node *cfg, const 
     size_t len = strlen(text);
     snprintf(text + len, sizeof text - len, "} to goal {");
     append_state_text(p, key + p->n_m + p->n_s, true, text, sizeof text);
-    return kraken__err(KRAKEN_ENOPATH, "node %s: no mutation path from {%s}",
-                       kraken_uuid_format(kraken_node_id(cfg), id), text);
+    return strdup(text);
 }
 
-static int deliver(const kraken_planner *p, const kraken_node *cfg, const uint8_t *key,
-                   kraken_plan *plan, kraken_plan **out)
+static int deliver(const kraken_node *cfg, kraken_plan *plan, const char *why, kraken_plan **out)
 {
-    if (!plan)
-        return no_path_error(p, cfg, key);
+    if (!plan) {
+        char id[KRAKEN_UUID_STRLEN + 1];
+        return kraken__err(KRAKEN_ENOPATH, "node %s: no mutation path from {%s}",
+                           kraken_uuid_format(kraken_node_id(cfg), id),
+                           why ? why : "(out of memory)");
+    }
     *out = plan_ref(plan);
     return 0;
 }
@@ -1251,13 +1263,17 @@ int kraken_mutation_set_plan(kraken_mutation_set *set, const kraken_node *cfg,
     uint64_t hash = hash_bytes(key, klen);
     cache_slot *hit = cache_find(&p->cache, key, hash);
     if (hit) {
-        rc = deliver(p, cfg, key, hit->plan, out);
+        rc = deliver(cfg, hit->plan, hit->why, out);
     } else {
         kraken_plan *plan = NULL;
+        set->searches++;
         rc = plan_search(p, set->max_states, key, &plan);
         if (rc == 0) {
-            cache_put(&p->cache, key, hash, plan);
-            rc = deliver(p, cfg, key, plan, out);
+            char *why = plan ? NULL : no_path_text(p, key);
+            bool cached = cache_put(&p->cache, key, hash, plan, why) != NULL;
+            rc = deliver(cfg, plan, why, out);
+            if (!cached)
+                free(why);
             kraken_plan_free(plan);
         }
     }

@@ -176,21 +176,27 @@ const char *kraken__type_url_name(const char *key, size_t len, size_t *name_len)
     return name;
 }
 
+/* Names are checked before they are printed raw; one that fails a check, or any text from a
+ * description file, is quoted (kraken__quote): a message stays on one line whatever the input. */
+#define QUOTED(buf, text) kraken__quote(buf, sizeof(buf), (text) ? (text) : "(null)", \
+                                        (text) ? strlen(text) : 6)
+
 /* ---- enum building ------------------------------------------------------- */
 
 static int enum_build(const char *name, const kraken_enum_member *members, size_t n,
                       struct kraken_enum_type **out)
 {
+    char q[KRAKEN_QUOTE_SIZE];
     if (!valid_type_name(name))
-        return kraken__err(KRAKEN_EINVAL, "enum '%s': invalid type name", name ? name : "(null)");
+        return kraken__err(KRAKEN_EINVAL, "enum %s: invalid type name", QUOTED(q, name));
     if (n == 0 || !members)
         return kraken__err(KRAKEN_EINVAL, "enum '%s': no members", name);
     bool has_zero = false;
     for (size_t i = 0; i < n; i++) {
         const kraken_enum_member *m = &members[i];
         if (!valid_identifier(m->name))
-            return kraken__err(KRAKEN_EINVAL, "enum '%s': member %zu: invalid name '%s'", name, i,
-                               m->name ? m->name : "(null)");
+            return kraken__err(KRAKEN_EINVAL, "enum '%s': member %zu: invalid name %s", name, i,
+                               QUOTED(q, m->name));
         for (size_t j = 0; j < i; j++) {
             if (strcmp(members[j].name, m->name) == 0)
                 return kraken__err(KRAKEN_EINVAL, "enum '%s': duplicate member name '%s'", name,
@@ -301,23 +307,26 @@ static int field_resolve(const char *sname, const kraken_field_def *d, bool allo
             return 0; /* polymorphic */
         }
         f->record = resolve_schema(p, d->type_name);
+        char q[KRAKEN_QUOTE_SIZE];
         if (!f->record)
             return kraken__err(KRAKEN_ENOTFOUND,
-                               "schema '%s': field '%s': unknown record type '%s'", sname,
-                               d->name, d->type_name);
+                               "schema '%s': field '%s': unknown record type %s", sname,
+                               d->name, QUOTED(q, d->type_name));
     } else if (t == KRAKEN_T_ENUM) {
         if (!d->type_name)
             return kraken__err(KRAKEN_EINVAL,
                                "schema '%s': field '%s': enum type needs a type_name", sname,
                                d->name);
         f->enm = resolve_enum(p, d->type_name);
+        char q[KRAKEN_QUOTE_SIZE];
         if (!f->enm)
-            return kraken__err(KRAKEN_ENOTFOUND, "schema '%s': field '%s': unknown enum type '%s'",
-                               sname, d->name, d->type_name);
+            return kraken__err(KRAKEN_ENOTFOUND, "schema '%s': field '%s': unknown enum type %s",
+                               sname, d->name, QUOTED(q, d->type_name));
     } else if (d->type_name) {
+        char q[KRAKEN_QUOTE_SIZE];
         return kraken__err(KRAKEN_EINVAL,
-                           "schema '%s': field '%s': type_name '%s' given for a %s field", sname,
-                           d->name, d->type_name, kraken_type_name(t));
+                           "schema '%s': field '%s': type_name %s given for a %s field", sname,
+                           d->name, QUOTED(q, d->type_name), kraken_type_name(t));
     }
     return 0;
 }
@@ -325,9 +334,10 @@ static int field_resolve(const char *sname, const kraken_field_def *d, bool allo
 static int field_check_name(const char *sname, const kraken_field_def *defs, size_t i)
 {
     const kraken_field_def *d = &defs[i];
+    char q[KRAKEN_QUOTE_SIZE];
     if (!valid_identifier(d->name))
-        return kraken__err(KRAKEN_EINVAL, "schema '%s': field %zu: invalid name '%s'", sname, i,
-                           d->name ? d->name : "(null)");
+        return kraken__err(KRAKEN_EINVAL, "schema '%s': field %zu: invalid name %s", sname, i,
+                           QUOTED(q, d->name));
     if (d->number == 0 || d->number > MAX_FIELD_NUMBER ||
         (d->number >= RESERVED_LO && d->number <= RESERVED_HI))
         return kraken__err(KRAKEN_EINVAL, "schema '%s': field '%s': invalid field number %u",
@@ -347,9 +357,9 @@ static int field_check_name(const char *sname, const kraken_field_def *defs, siz
 static int schema_build_p(const char *name, const kraken_field_def *defs, size_t n,
                           bool allow_any, const pending *p, struct kraken_schema **out)
 {
+    char q[KRAKEN_QUOTE_SIZE];
     if (!valid_type_name(name))
-        return kraken__err(KRAKEN_EINVAL, "schema '%s': invalid type name",
-                           name ? name : "(null)");
+        return kraken__err(KRAKEN_EINVAL, "schema %s: invalid type name", QUOTED(q, name));
     if (n > 0 && !defs)
         return kraken__err(KRAKEN_EINVAL, "schema '%s': fields missing", name);
     for (size_t i = 0; i < n; i++) {
@@ -765,9 +775,10 @@ static int check_keys(const loader *ld, const cJSON *obj, const char *const *all
         bool ok = false;
         for (const char *const *a = allowed; *a; a++)
             ok |= strcmp(c->string, *a) == 0;
+        char q[KRAKEN_QUOTE_SIZE];
         if (!ok)
-            return kraken__err(KRAKEN_EPARSE, "%s: %s: unknown key '%s'", ld->source, where,
-                               c->string);
+            return kraken__err(KRAKEN_EPARSE, "%s: %s: unknown key %s", ld->source, where,
+                               QUOTED(q, c->string));
     }
     return 0;
 }
@@ -792,11 +803,14 @@ static int get_string(const loader *ld, const cJSON *obj, const char *key, bool 
 static int get_int(const loader *ld, const cJSON *v, double lo, double hi, const char *where,
                    const char *what, int64_t *out)
 {
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble ||
-        v->valuedouble < lo || v->valuedouble > hi)
+    /* Range first: converting a double outside int64_t's range is undefined behaviour. */
+    double d = cJSON_IsNumber(v) ? v->valuedouble : 0.5;
+    if (!(d >= lo && d <= hi) || d != (double)(int64_t)d) {
+        char q[KRAKEN_QUOTE_SIZE];
         return kraken__err(KRAKEN_EPARSE, "%s: %s: %s must be an integer in [%.0f, %.0f]",
-                           ld->source, where, what, lo, hi);
-    *out = (int64_t)v->valuedouble;
+                           ld->source, where, QUOTED(q, what), lo, hi);
+    }
+    *out = (int64_t)d;
     return 0;
 }
 
@@ -809,7 +823,8 @@ static int load_enum_desc(loader *ld, const cJSON *j, desc_enum *d)
     if (rc < 0)
         return rc;
     char where[256];
-    snprintf(where, sizeof(where), "enum '%s'", d->name);
+    char q[KRAKEN_QUOTE_SIZE];
+    snprintf(where, sizeof(where), "enum %s", QUOTED(q, d->name));
     if ((rc = check_keys(ld, j, keys, where)) < 0)
         return rc;
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "members");
@@ -836,13 +851,14 @@ static int load_field_desc(loader *ld, const cJSON *j, const char *sname, size_t
 {
     static const char *const keys[] = {"name", "number", "type", "elem_type", "type_name", NULL};
     char where[512];
-    snprintf(where, sizeof(where), "schema '%s': field %zu", sname, idx);
+    char qs[KRAKEN_QUOTE_SIZE], qf[KRAKEN_QUOTE_SIZE];
+    snprintf(where, sizeof(where), "schema %s: field %zu", QUOTED(qs, sname), idx);
     if (!cJSON_IsObject(j))
         return kraken__err(KRAKEN_EPARSE, "%s: %s: must be an object", ld->source, where);
     int rc = get_string(ld, j, "name", true, where, &f->name);
     if (rc < 0)
         return rc;
-    snprintf(where, sizeof(where), "schema '%s': field '%s'", sname, f->name);
+    snprintf(where, sizeof(where), "schema %s: field %s", qs, QUOTED(qf, f->name));
     const char *type, *elem = NULL;
     int64_t num = 0;
     if ((rc = check_keys(ld, j, keys, where)) < 0 ||
@@ -853,14 +869,15 @@ static int load_field_desc(loader *ld, const cJSON *j, const char *sname, size_t
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "number");
     if (!n)
         return kraken__err(KRAKEN_EPARSE, "%s: %s: missing \"number\"", ld->source, where);
-    if ((rc = get_int(ld, n, 1, MAX_FIELD_NUMBER, where, "\"number\"", &num)) < 0)
+    if ((rc = get_int(ld, n, 1, MAX_FIELD_NUMBER, where, "number", &num)) < 0)
         return rc;
     f->number = (uint32_t)num;
     if (!parse_type_name(type, &f->type))
-        return kraken__err(KRAKEN_EPARSE, "%s: %s: unknown type '%s'", ld->source, where, type);
+        return kraken__err(KRAKEN_EPARSE, "%s: %s: unknown type %s", ld->source, where,
+                           QUOTED(qf, type));
     if (elem && !parse_type_name(elem, &f->elem_type))
-        return kraken__err(KRAKEN_EPARSE, "%s: %s: unknown elem_type '%s'", ld->source, where,
-                           elem);
+        return kraken__err(KRAKEN_EPARSE, "%s: %s: unknown elem_type %s", ld->source, where,
+                           QUOTED(qf, elem));
     return 0;
 }
 
@@ -873,7 +890,8 @@ static int load_schema_desc(loader *ld, const cJSON *j, desc_schema *d)
     if (rc < 0)
         return rc;
     char where[256];
-    snprintf(where, sizeof(where), "schema '%s'", d->name);
+    char q[KRAKEN_QUOTE_SIZE];
+    snprintf(where, sizeof(where), "schema %s", QUOTED(q, d->name));
     if ((rc = check_keys(ld, j, keys, where)) < 0)
         return rc;
     const cJSON *fields = cJSON_GetObjectItemCaseSensitive(j, "fields");
@@ -954,6 +972,7 @@ static bool schema_ready(const loader *ld, const desc_schema *d)
 static int build_all_locked(loader *ld)
 {
     int rc;
+    char q[KRAKEN_QUOTE_SIZE];
     for (size_t i = 0; i < ld->n_enums; i++) {
         const desc_enum *d = &ld->enums[i];
         struct kraken_enum_type *e, *existing;
@@ -977,8 +996,8 @@ static int build_all_locked(loader *ld)
     for (size_t i = 0; i < ld->n_schemas; i++)
         for (size_t k = 0; k < i; k++)
             if (strcmp(ld->schemas[i].name, ld->schemas[k].name) == 0)
-                return kraken__err(KRAKEN_EEXISTS, "%s: schema '%s' defined twice", ld->source,
-                                   ld->schemas[i].name);
+                return kraken__err(KRAKEN_EEXISTS, "%s: schema %s defined twice", ld->source,
+                                   QUOTED(q, ld->schemas[i].name));
     for (bool progress = true; progress;) {
         progress = false;
         for (size_t i = 0; i < ld->n_schemas; i++) {
@@ -1001,8 +1020,8 @@ static int build_all_locked(loader *ld)
     }
     for (size_t i = 0; i < ld->n_schemas; i++)
         if (!ld->schemas[i].done)
-            return kraken__err(KRAKEN_EINVAL, "%s: schema '%s': record types refer to each other "
-                               "in a cycle", ld->source, ld->schemas[i].name);
+            return kraken__err(KRAKEN_EINVAL, "%s: schema %s: record types refer to each other "
+                               "in a cycle", ld->source, QUOTED(q, ld->schemas[i].name));
     return 0;
 }
 
@@ -1054,22 +1073,16 @@ int kraken_schema_load_json(const char *json, size_t len, const char *source)
     if (!source)
         source = "schema description";
     kraken__schemas_init();
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
-    if (!root) {
-        size_t off = end ? (size_t)(end - json) : 0;
-        return kraken__err(KRAKEN_EPARSE, "%s: malformed JSON near byte %zu", source, off);
-    }
-    /* cJSON stops after the value; anything but whitespace after it is an error. */
-    while (end < json + len && isspace((unsigned char)*end))
-        end++;
-    if (end < json + len && *end != '\0') {
-        cJSON_Delete(root);
-        return kraken__err(KRAKEN_EPARSE, "%s: unexpected text after the JSON value at byte %zu",
-                           source, (size_t)(end - json));
-    }
+    /* Strict syntax first: positions in messages, and no NUL cutting a name short. */
+    kraken_jscan scan;
+    kraken__jscan_init(&scan, json, len, source);
+    cJSON *root = NULL;
+    int rc = kraken__jscan_parse(&scan, &root);
+    kraken__jscan_free(&scan);
+    if (rc < 0)
+        return rc;
     loader ld = {.source = source};
-    int rc = load_descriptions(&ld, root);
+    rc = load_descriptions(&ld, root);
     if (rc == 0) {
         pthread_mutex_lock(&reg_lock);
         rc = build_all_locked(&ld);

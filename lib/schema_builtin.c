@@ -1,7 +1,9 @@
 /*
- * Built-in enums and schemas (SPEC 1.1, 1.2), registered once by kraken__schemas_init().
- * Names and field numbers follow the original's .proto files so state files and wire
- * messages stay compatible. Field order of kraken.Node and kraken.ServiceInstance must match
+ * Built-in enums and schemas (SPEC 1.1, 1.2, Appendix A), registered once by
+ * kraken__schemas_init(). Names and field numbers follow the original's .proto files so state
+ * files and wire messages stay compatible. Only the node, the service instance and the
+ * extensions of Appendix A are built in: a module's config type (restapi.Config,
+ * PXEModule.Config, ...) is registered by that module or loaded from a schema file. Field order of kraken.Node and kraken.ServiceInstance must match
  * the KRAKEN_NODE_F_* and KRAKEN_SVC_F_* indexes in internal.h.
  */
 #include "internal.h"
@@ -44,26 +46,32 @@ static const kraken_field_def node_fields[] = {
     FC("extensions", 15, LIST, RECORD, NULL),
 };
 
+/* SPEC Appendix A: the original's extension types, field numbers as in its .proto files. */
 static const kraken_field_def ethernet_fields[] = {
     F("iface", 1, STRING), F("mac", 2, MAC), F("mtu", 3, UINT32), F("control", 4, BOOL)};
-static const kraken_field_def ipv4_fields[] = {F("ip", 1, IPV4), F("subnet", 2, IPV4)};
+/* Numbers 2 and 3, not 1 and 2: binary Any payloads must match the original's. */
+static const kraken_field_def ipv4_fields[] = {F("ip", 2, IPV4), F("subnet", 3, IPV4)};
 static const kraken_field_def configured_iface_fields[] = {
     FT("eth", 1, RECORD, "IPv4.Ethernet"), FT("ip", 2, RECORD, "IPv4.IPv4")};
-static const kraken_field_def hostname_fields[] = {
-    F("hostname", 1, STRING), F("domainname", 2, STRING), F("ip", 3, IPV4)};
+/* An A record (with its PTR): the address is an IPv4.IPv4 record, {"ip": {"ip": "10.0.0.5"}}. */
+static const kraken_field_def dnsa_fields[] = {
+    F("hostname", 1, STRING), F("domainname", 2, STRING), FT("ip", 3, RECORD, "IPv4.IPv4")};
+static const kraken_field_def dnscname_fields[] = {F("cname", 1, STRING), F("hostname", 2, STRING)};
 static const kraken_field_def ipv4_over_eth_fields[] = {
     FC("ifaces", 1, MAP, RECORD, "IPv4.IPv4OverEthernet.ConfiguredInterface"),
     FC("routes", 2, LIST, RECORD, "IPv4.IPv4"),
     FC("dns_nameservers", 3, LIST, RECORD, "IPv4.IPv4"),
     FC("dns_domains", 4, LIST, RECORD, "IPv4.IPv4"),
-    FT("hostname", 5, RECORD, "IPv4.Hostname"),
+    FT("hostname", 5, RECORD, "IPv4.DNSA"),
 };
 static const kraken_field_def pxe_client_fields[] = {
     FT("method", 1, ENUM, "PXE.Method"), FT("state", 2, ENUM, "PXE.State")};
-static const kraken_field_def pxe_config_fields[] = {
-    F("srv_iface", 1, STRING), F("srv_ip", 2, IPV4), F("tftp_dir", 3, STRING)};
 static const kraken_field_def powerman_fields[] = {
     F("api_server", 1, STRING), F("node_name", 2, STRING)};
+static const kraken_field_def powerapi_node_fields[] = {
+    F("api_server", 1, STRING), F("node_name", 2, STRING), F("node_uri", 3, STRING)};
+static const kraken_field_def vbox_vm_fields[] = {
+    F("api_server", 1, STRING), F("vm_name", 2, STRING), F("uuid", 3, STRING)};
 
 static const struct {
     const char *name;
@@ -90,11 +98,13 @@ static const struct {
     {"IPv4.IPv4", ipv4_fields, N(ipv4_fields)},
     {"IPv4.IPv4OverEthernet.ConfiguredInterface", configured_iface_fields,
      N(configured_iface_fields)},
-    {"IPv4.Hostname", hostname_fields, N(hostname_fields)},
+    {"IPv4.DNSA", dnsa_fields, N(dnsa_fields)},
+    {"IPv4.DNSCNAME", dnscname_fields, N(dnscname_fields)},
     {"IPv4.IPv4OverEthernet", ipv4_over_eth_fields, N(ipv4_over_eth_fields)},
     {"PXE.Client", pxe_client_fields, N(pxe_client_fields)},
-    {"PXE.Config", pxe_config_fields, N(pxe_config_fields)},
     {"Powerman.Control", powerman_fields, N(powerman_fields)},
+    {"PowerAPI.Node", powerapi_node_fields, N(powerapi_node_fields)},
+    {"VBox.VirtualMachine", vbox_vm_fields, N(vbox_vm_fields)},
 };
 
 /* How the two keyed lists of kraken.Node are addressed (not expressible in kraken_field_def). */

@@ -22,11 +22,20 @@ typedef struct store_entry {
     kraken_node *dsc;
 } store_entry;
 
+/*
+ * Lifetime (see store.h): a listener whose handle the caller asked for is the
+ * caller's until kraken_store_listener_remove(). The store's free only detaches
+ * it (store = NULL, destroy hook run) and the later remove frees the shell. A
+ * listener registered without an out handle belongs to the store.
+ */
 struct kraken_store_listener {
+    kraken_store *store; /* NULL once detached by the store's free */
     kraken_store_listener_fn fn;
     void *userdata;
     void (*destroy)(void *userdata);
-    bool removed; /* unlistened while listeners were running; freed by the sweep */
+    bool removed;      /* removed while listeners were running; freed by the sweep */
+    bool caller_owned; /* the caller holds the handle and has not removed it yet */
+    bool detaching;    /* its destroy hook runs as the store goes: a remove only disowns it */
 };
 
 struct kraken_store {
@@ -38,6 +47,7 @@ struct kraken_store {
     size_t n_listeners, cap_listeners;
     unsigned emitting;  /* depth of listener dispatch; writes are refused while > 0 */
     bool need_sweep;    /* some listener was removed during dispatch */
+    kraken__owner owner;
 };
 
 #define STORE_MIN_CAP 16
@@ -278,6 +288,9 @@ int kraken_store_listen(kraken_store *store, kraken_store_listener_fn fn, void *
         *out = NULL;
     if (!store || !fn)
         return kraken__err(KRAKEN_EINVAL, "store_listen: store and fn must not be NULL");
+    int rc = kraken__owner_check(&store->owner, "store_listen", "store");
+    if (rc < 0)
+        return rc;
     if (store->n_listeners == store->cap_listeners) {
         size_t cap = store->cap_listeners ? store->cap_listeners * 2 : 4;
         kraken_store_listener **v = realloc(store->listeners, cap * sizeof *v);
@@ -289,18 +302,34 @@ int kraken_store_listen(kraken_store *store, kraken_store_listener_fn fn, void *
     kraken_store_listener *l = calloc(1, sizeof *l);
     if (!l)
         return kraken__err(KRAKEN_ENOMEM, "store_listen: out of memory");
+    l->store = store;
     l->fn = fn;
     l->userdata = userdata;
     l->destroy = destroy;
+    l->caller_owned = out != NULL;
     store->listeners[store->n_listeners++] = l;
     if (out)
         *out = l;
     return 0;
 }
 
-void kraken_store_unlisten(kraken_store *store, kraken_store_listener *listener)
+void kraken_store_listener_remove(kraken_store_listener *listener)
 {
-    if (!store || !listener || listener->removed)
+    if (!listener)
+        return;
+    kraken_store *store = listener->store;
+    if (!store) {
+        /* Detached by the store's free: its destroy hook ran (or is running). */
+        if (listener->detaching)
+            listener->caller_owned = false; /* freed when the hook returns */
+        else
+            free(listener);
+        return;
+    }
+    if (kraken__owner_check(&store->owner, "store_listener_remove", "store") < 0)
+        return;
+    listener->caller_owned = false;
+    if (listener->removed)
         return;
     listener->removed = true;
     if (store->emitting) {
@@ -322,6 +351,7 @@ int kraken_store_new(kraken_store **out)
     kraken_store *s = calloc(1, sizeof *s);
     if (!s)
         return kraken__err(KRAKEN_ENOMEM, "store_new: out of memory");
+    kraken__owner_init(&s->owner);
     *out = s;
     return 0;
 }
@@ -339,25 +369,50 @@ static void free_all_nodes(kraken_store *s)
     s->cap = s->count = 0;
 }
 
+/*
+ * Detach the first listener: it leaves the array before its destroy hook runs,
+ * so a hook that removes listeners (its own or others, e.g. an engine tearing
+ * down a sync) finds a consistent array. A handle the caller holds survives as
+ * a detached shell; the others are freed.
+ */
+static void listener_detach_first(kraken_store *s)
+{
+    kraken_store_listener *l = s->listeners[0];
+    memmove(&s->listeners[0], &s->listeners[1], (s->n_listeners - 1) * sizeof *s->listeners);
+    s->n_listeners--;
+    l->store = NULL;
+    l->detaching = true;
+    if (l->destroy)
+        l->destroy(l->userdata); /* may call kraken_store_listener_remove(l): it only disowns it */
+    l->detaching = false;
+    if (!l->caller_owned || l->removed)
+        free(l);
+}
+
 void kraken_store_free(kraken_store *store)
 {
-    if (!store)
+    if (!store || kraken__owner_check(&store->owner, "store_free", "store") < 0)
         return;
+    /* Listeners first: their hooks (an engine's, a sync's) may still read the nodes. */
+    while (store->n_listeners > 0)
+        listener_detach_first(store);
     free_all_nodes(store);
-    for (size_t i = 0; i < store->n_listeners; i++)
-        listener_free(store->listeners[i]);
     free(store->listeners);
     free(store);
 }
 
 size_t kraken_store_count(const kraken_store *store)
 {
-    return store ? store->count : 0;
+    if (!store || kraken__owner_check(&store->owner, "store_count", "store") < 0)
+        return 0;
+    return store->count;
 }
 
 bool kraken_store_contains(const kraken_store *store, const kraken_uuid *id)
 {
-    return store && id && table_find(store, id) != NULL;
+    if (!store || !id || kraken__owner_check(&store->owner, "store_contains", "store") < 0)
+        return false;
+    return table_find(store, id) != NULL;
 }
 
 const kraken_node *kraken__store_peek(const kraken_store *store, kraken_state_kind kind,
@@ -375,6 +430,9 @@ static int check_writable(const kraken_store *s, const char *op)
 {
     if (!s)
         return kraken__err(KRAKEN_EINVAL, "%s: store must not be NULL", op);
+    int rc = kraken__owner_check(&s->owner, op, "store");
+    if (rc < 0)
+        return rc;
     if (s->emitting)
         return kraken__err(KRAKEN_ESTATE, "%s: a store listener must not write to the store", op);
     return 0;
@@ -407,6 +465,9 @@ static int lookup(const kraken_store *s, const kraken_uuid *id, const char *op, 
 {
     if (!s || !id)
         return kraken__err(KRAKEN_EINVAL, "%s: store and id must not be NULL", op);
+    int rc = kraken__owner_check(&s->owner, op, "store");
+    if (rc < 0)
+        return rc;
     *out = table_find(s, id);
     return *out ? 0 : not_found(op, id);
 }
@@ -462,6 +523,8 @@ int kraken_store_read_all(const kraken_store *store, kraken_state_kind kind, kra
         return rc;
     if (!store)
         return kraken__err(KRAKEN_EINVAL, "store_read_all: store must not be NULL");
+    if ((rc = kraken__owner_check(&store->owner, "store_read_all", "store")) < 0)
+        return rc;
     store_entry **sorted;
     if ((rc = table_sorted(store, &sorted)) < 0)
         return rc;
@@ -721,64 +784,77 @@ static int result_set(kraken_result *r, int rc)
 }
 
 static int check_bulk(const kraken_store *store, const void *items, size_t n,
-                      const kraken_result *results, const char *op)
+                      const kraken_result *results, size_t *n_failed, const char *op)
 {
+    if (n_failed)
+        *n_failed = 0;
     if (!store)
         return kraken__err(KRAKEN_EINVAL, "%s: store must not be NULL", op);
     if (n > 0 && (!items || !results))
         return kraken__err(KRAKEN_EINVAL, "%s: items and results must not be NULL", op);
+    return kraken__owner_check(&store->owner, op, "store");
+}
+
+/* A bulk call succeeds once every item was tried; how many failed goes to *n_failed. */
+static int bulk_done(size_t failed, size_t *n_failed)
+{
+    if (n_failed)
+        *n_failed = failed;
+    if (failed)
+        kraken_error_clear(); /* the messages are in the results, not the call's */
     return 0;
 }
 
 int kraken_store_create_many(kraken_store *store, kraken_node *const *nodes, size_t n,
-                             kraken_result *results)
+                             kraken_result *results, size_t *n_failed)
 {
-    int rc = check_bulk(store, nodes, n, results, "store_create_many");
+    int rc = check_bulk(store, nodes, n, results, n_failed, "store_create_many");
     if (rc < 0)
         return rc;
-    int failed = 0;
+    size_t failed = 0;
     for (size_t i = 0; i < n; i++)
-        failed += result_set(&results[i], kraken_store_create(store, nodes[i]));
-    return failed;
+        failed += (size_t)result_set(&results[i], kraken_store_create(store, nodes[i]));
+    return bulk_done(failed, n_failed);
 }
 
 int kraken_store_update_many(kraken_store *store, kraken_state_kind kind,
-                             kraken_node *const *nodes, size_t n, kraken_result *results)
+                             kraken_node *const *nodes, size_t n, kraken_result *results,
+                             size_t *n_failed)
 {
-    int rc = check_bulk(store, nodes, n, results, "store_update_many");
+    int rc = check_bulk(store, nodes, n, results, n_failed, "store_update_many");
     if (rc < 0)
         return rc;
-    int failed = 0;
+    size_t failed = 0;
     for (size_t i = 0; i < n; i++)
-        failed += result_set(&results[i], kraken_store_update(store, kind, nodes[i]));
-    return failed;
+        failed += (size_t)result_set(&results[i], kraken_store_update(store, kind, nodes[i]));
+    return bulk_done(failed, n_failed);
 }
 
 int kraken_store_read_many(const kraken_store *store, kraken_state_kind kind,
                            const kraken_uuid *ids, size_t n, kraken_node **out,
-                           kraken_result *results)
+                           kraken_result *results, size_t *n_failed)
 {
-    int rc = check_bulk(store, ids, n, results, "store_read_many");
+    int rc = check_bulk(store, ids, n, results, n_failed, "store_read_many");
     if (rc < 0)
         return rc;
     if (n > 0 && !out)
         return kraken__err(KRAKEN_EINVAL, "store_read_many: out must not be NULL");
-    int failed = 0;
+    size_t failed = 0;
     for (size_t i = 0; i < n; i++)
-        failed += result_set(&results[i], kraken_store_read(store, kind, &ids[i], &out[i]));
-    return failed;
+        failed += (size_t)result_set(&results[i], kraken_store_read(store, kind, &ids[i], &out[i]));
+    return bulk_done(failed, n_failed);
 }
 
 int kraken_store_delete_many(kraken_store *store, const kraken_uuid *ids, size_t n,
-                             kraken_result *results)
+                             kraken_result *results, size_t *n_failed)
 {
-    int rc = check_bulk(store, ids, n, results, "store_delete_many");
+    int rc = check_bulk(store, ids, n, results, n_failed, "store_delete_many");
     if (rc < 0)
         return rc;
-    int failed = 0;
+    size_t failed = 0;
     for (size_t i = 0; i < n; i++)
-        failed += result_set(&results[i], kraken_store_delete(store, &ids[i]));
-    return failed;
+        failed += (size_t)result_set(&results[i], kraken_store_delete(store, &ids[i]));
+    return bulk_done(failed, n_failed);
 }
 
 /* ---- files ------------------------------------------------------------------- */
@@ -790,6 +866,8 @@ int kraken_store_save(const kraken_store *store, kraken_state_kind kind, const c
         return rc;
     if (!store || !path)
         return kraken__err(KRAKEN_EINVAL, "store_save: store and path must not be NULL");
+    if ((rc = kraken__owner_check(&store->owner, "store_save", "store")) < 0)
+        return rc;
     store_entry **sorted;
     if ((rc = table_sorted(store, &sorted)) < 0)
         return rc;
@@ -808,38 +886,18 @@ int kraken_store_save(const kraken_store *store, kraken_state_kind kind, const c
     return rc;
 }
 
-static int node_ptr_id_cmp(const void *a, const void *b)
-{
-    const kraken_node *const *x = a, *const *y = b;
-    return kraken_uuid_compare(kraken_node_id(*x), kraken_node_id(*y));
-}
-
-/* Every id in a loaded file must be non-zero, new to the store and unique in the file. */
+/* The node list loader already refused nodes without an id and ids given twice in the file
+ * (kraken_nodes_from_json); here every id must also be new to the store. */
 static int check_loaded_ids(const kraken_store *s, kraken_node **nodes, size_t n, const char *path)
 {
     char buf[KRAKEN_UUID_STRLEN + 1];
     for (size_t i = 0; i < n; i++) {
         const kraken_uuid *id = kraken_node_id(nodes[i]);
-        if (kraken_uuid_is_zero(id))
-            return kraken__err(KRAKEN_EINVAL, "%s: node %zu has no id", path, i);
         if (table_find(s, id))
             return kraken__err(KRAKEN_EEXISTS, "%s: node %zu (%s) already exists", path, i,
                                kraken_uuid_format(id, buf));
     }
-    if (n < 2)
-        return 0;
-    kraken_node **sorted = malloc(n * sizeof *sorted);
-    if (!sorted)
-        return kraken__err(KRAKEN_ENOMEM, "%s: out of memory checking ids", path);
-    memcpy(sorted, nodes, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, node_ptr_id_cmp);
-    int rc = 0;
-    for (size_t i = 1; i < n && rc == 0; i++)
-        if (node_ptr_id_cmp(&sorted[i - 1], &sorted[i]) == 0)
-            rc = kraken__err(KRAKEN_EEXISTS, "%s: node %s appears more than once", path,
-                             kraken_uuid_format(kraken_node_id(sorted[i]), buf));
-    free(sorted);
-    return rc;
+    return 0;
 }
 
 int kraken_store_load(kraken_store *store, const char *path)
@@ -878,4 +936,89 @@ fail:
     kraken_nodes_free(dsc, made);
     kraken_nodes_free(nodes, n);
     return rc;
+}
+
+/* Every id in a Dsc file must be in the store already (the node-list loader has refused
+ * missing and duplicate ids). */
+static int check_dsc_ids(const kraken_store *s, kraken_node **nodes, size_t n, const char *path)
+{
+    char buf[KRAKEN_UUID_STRLEN + 1];
+    for (size_t i = 0; i < n; i++) {
+        const kraken_uuid *id = kraken_node_id(nodes[i]);
+        if (!table_find(s, id))
+            return kraken__err(KRAKEN_ENOTFOUND,
+                               "%s: node %zu (%s) is not in the store (load its Cfg first)", path,
+                               i, kraken_uuid_format(id, buf));
+    }
+    return 0;
+}
+
+int kraken_store_load_dsc(kraken_store *store, const char *path)
+{
+    int rc = check_writable(store, "store_load_dsc");
+    if (rc < 0)
+        return rc;
+    if (!path)
+        return kraken__err(KRAKEN_EINVAL, "store_load_dsc: path must not be NULL");
+    kraken_node **nodes = NULL;
+    size_t n = 0;
+    if ((rc = kraken_nodes_load_file(path, &nodes, &n)) < 0)
+        return rc;
+    rc = check_dsc_ids(store, nodes, n, path);
+    if (rc < 0) {
+        kraken_nodes_free(nodes, n);
+        return rc;
+    }
+    /* Nothing can fail from here: the loaded nodes replace the stored Dsc nodes as they are. */
+    for (size_t i = 0; i < n; i++) {
+        store_entry *e = table_find(store, kraken_node_id(nodes[i]));
+        kraken_node *old = e->dsc;
+        e->dsc = nodes[i];
+        kraken_uuid id = e->id;
+        if (has_listeners(store))
+            emit_diff(store, KRAKEN_DSC, &id, old, e->dsc);
+        kraken_node_free(old);
+    }
+    free(nodes);
+    return 0;
+}
+
+int kraken_store_find_by_nodename(const kraken_store *store, const char *nodename,
+                                  kraken_uuid *out)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!store || !nodename || !out)
+        return kraken__err(KRAKEN_EINVAL,
+                           "store_find_by_nodename: store, nodename and out must not be NULL");
+    int rc = kraken__owner_check(&store->owner, "store_find_by_nodename", "store");
+    if (rc < 0)
+        return rc;
+    const store_entry *found = NULL;
+    for (size_t i = 0; i < store->cap; i++) {
+        const store_entry *e = &store->slots[i];
+        if (!e->cfg)
+            continue;
+        const char *name = e->cfg->rec.slots[KRAKEN_NODE_F_NODENAME].s;
+        if (!name || strcmp(name, nodename) != 0)
+            continue;
+        if (found) {
+            char a[KRAKEN_UUID_STRLEN + 1], b[KRAKEN_UUID_STRLEN + 1];
+            const kraken_uuid *x = &found->id, *y = &e->id;
+            if (kraken_uuid_compare(x, y) > 0) {
+                const kraken_uuid *t = x;
+                x = y;
+                y = t;
+            }
+            return kraken__err(KRAKEN_EEXISTS, "store_find_by_nodename: nodename '%s' is "
+                               "shared by nodes %s and %s", nodename, kraken_uuid_format(x, a),
+                               kraken_uuid_format(y, b));
+        }
+        found = e;
+    }
+    if (!found)
+        return kraken__err(KRAKEN_ENOTFOUND, "store_find_by_nodename: no node has nodename '%s'",
+                           nodename);
+    *out = found->id;
+    return 0;
 }

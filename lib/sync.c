@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "internal.h"
@@ -24,7 +25,7 @@
 #define FRAME_NODES_BUDGET (1u << 20)   /* NodeState bytes per TCP frame */
 #define MAX_PENDING_URLS 64             /* beyond: send the node's whole Dsc */
 #define MAX_PATH_DEPTH 4096             /* Cfg parent chains longer than this are cycles */
-#define HANDSHAKE_MAX_FRAME (64u << 10) /* frame limit before a peer has proven anything */
+#define HANDSHAKE_MAX_FRAME (64u << 10) /* a joining child's limit for its chosen parent */
 
 enum { CH_UDP = 0, CH_TCP = 1 };
 static const char channel_byte[2] = {'U', 'T'};
@@ -150,6 +151,11 @@ typedef struct snode {
     kraken_uuid route;      /* the direct child of this instance the node is under; zero: none */
     kraken_uuid old_route;  /* route before the last recomputation */
     uint32_t depth;         /* links below this instance (direct child: 1, self: 0) */
+    /* Version of the last state applied for this node from the parent link (Cfg, owned
+     * facts) and from the child link it is under (Dsc): the session it came on and the
+     * sender's sequence number (PROTOCOL.md 4, "Ordering"). */
+    uint32_t down_session, up_session;
+    uint64_t down_seq, up_seq;
     uint32_t stamp;         /* route generation the route was computed in */
     bool in_subtree;        /* self, or under a direct child */
     bool visiting;          /* cycle detection during route computation */
@@ -301,13 +307,38 @@ static void nt_free(ntable *t)
 
 typedef enum peer_role { ROLE_CHILD = 0, ROLE_PARENT = 1 } peer_role;
 
+/* Kinds of dropped input, each rate-limited on its own in the log (log_drop). */
+typedef enum drop_kind {
+    DROP_MALFORMED = 0,
+    DROP_UNKNOWN_SENDER,
+    DROP_BAD_MAC,
+    DROP_REPLAY,
+    DROP_NOT_AUTHORIZED,
+    DROP_OLD,
+    DROP_APPLY, /* authenticated, authorized state the store refused */
+    DROP_KINDS
+} drop_kind;
+
+static const char *const drop_names[DROP_KINDS] = {
+    "undecodable messages", "messages from senders without a session", "messages with a bad MAC",
+    "replayed or overtaken messages", "unauthorized states", "states older than applied ones",
+    "states the store refused"};
+
+#define GONE_RING 64 /* deletions remembered per parent link (a ring) */
+
 typedef struct peer {
     struct kraken_sync *sync;
     peer_role role;
     kraken_uuid id;
     uint8_t key[KRAKEN_SYNC_KEY_LEN];
-    uint64_t seq_out[2];
+    uint32_t serial;          /* this session, unique within this instance's life */
+    uint64_t seq_out;         /* one sequence for both channels: it orders UDP against TCP */
     uint64_t in_epoch[2], in_seq[2];
+    uint64_t rx_seq;          /* sequence number of the message being applied */
+    uint64_t snap_seq;        /* ... of the first part of the snapshot being received */
+    /* parent link: recent deletions, so that a late creation does not bring a node back */
+    struct { kraken_uuid id; uint64_t seq; } gone[GONE_RING];
+    unsigned n_gone;
     kraken_sync_addr udp;
     kraken_sync_conn *conn;
     struct event *dead_ev;
@@ -315,6 +346,8 @@ typedef struct peer {
     uint64_t last_heard;
     uint64_t last_delta_at, last_snapshot_at;
     int strikes;              /* hellos in a row showing a digest mismatch */
+    uint64_t hold_until;      /* child link: refuse other instances with this id until then */
+    uint64_t conflict_reported_at;
     bool ready;               /* parent link: first full state applied; child link: always */
     urlset owned;             /* parent link: the URLs the parent owns for this node */
     /* incoming snapshot in parts */
@@ -355,7 +388,9 @@ typedef struct pending_join {
 } pending_join;
 
 struct kraken_sync {
-    kraken_engine *engine;
+    kraken_engine *engine; /* NULL once detached by the engine's free (see sync.h) */
+    kraken__owner owner;
+    bool attached;         /* on the engine's list of children */
     kraken_store *store;
     struct event_base *base;
     kraken_sync_options opts;
@@ -369,6 +404,8 @@ struct kraken_sync {
     kraken_sync_net *net;
     kraken_store_listener *listener;
     kraken_sync_stats stats;
+    uint32_t sessions;         /* serials handed out */
+    uint64_t drop_logged_at[DROP_KINDS], drop_quiet[DROP_KINDS]; /* see log_drop */
 
     ntable nodes;
     bool topo_dirty, check_children;
@@ -383,7 +420,7 @@ struct kraken_sync {
     peer **children;           /* sorted by id */
     size_t n_children, cap_children;
     pending_join *pending, *pending_tail; /* newest first */
-    size_t n_pending;
+    size_t n_pending, max_pending;        /* max: kraken__sync_pending_limit */
 
     /* child role */
     bool has_parent;
@@ -499,6 +536,59 @@ static void publish(kraken_sync *s, kraken_sync_event kind, const kraken_uuid *i
         (void)kraken_bus_publish(bus, &ev);
 }
 
+/* Log through the engine's callback (log.h), subsystem "sync". */
+#define slog(s, level, ...) kraken__engine_log((s)->engine, (level), "sync", __VA_ARGS__)
+
+#define DROP_LOG_INTERVAL_MS 1000
+
+static void log_drop(kraken_sync *s, drop_kind kind, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
+ * Dropped input is counted in the stats and logged with its cause. What peers send can come in
+ * floods (a forger, a replaying middlebox), so each kind is logged at most once per second; the
+ * count of the lines held back goes out with the next line of that kind, or from the hello
+ * timer (log_quiet_drops) when none follows.
+ */
+static void log_drop(kraken_sync *s, drop_kind kind, int level, const char *fmt, ...)
+{
+    if (!kraken__engine_log_enabled(s->engine, level))
+        return;
+    uint64_t now = now_ms();
+    if (s->drop_logged_at[kind] != 0 && now - s->drop_logged_at[kind] < DROP_LOG_INTERVAL_MS) {
+        s->drop_quiet[kind]++;
+        return;
+    }
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (s->drop_quiet[kind] > 0)
+        slog(s, level, "%s (and %llu more %s not logged since the last report)", msg,
+             (unsigned long long)s->drop_quiet[kind], drop_names[kind]);
+    else
+        slog(s, level, "%s", msg);
+    s->drop_logged_at[kind] = now;
+    s->drop_quiet[kind] = 0;
+}
+
+static void log_quiet_drops(kraken_sync *s)
+{
+    uint64_t now = now_ms();
+    for (int k = 0; k < DROP_KINDS; k++) {
+        if (s->drop_quiet[k] == 0 || now - s->drop_logged_at[k] < DROP_LOG_INTERVAL_MS)
+            continue;
+        slog(s, KRAKEN_LOG_NOTICE, "%llu more %s were dropped and not logged",
+             (unsigned long long)s->drop_quiet[k], drop_names[k]);
+        s->drop_quiet[k] = 0;
+        s->drop_logged_at[k] = now;
+    }
+}
+
+/* "parent <id>" or "child <id>", for log lines. */
+static const char *peer_name(const struct peer *p, char buf[64]);
+
 /* RunState discoveries go through the engine's built-in sync service, which owns the URL
  * (PROTOCOL.md 3); without one, straight into Dsc. */
 static void discover_run_state(kraken_sync *s, const kraken_uuid *id, const char *state)
@@ -514,6 +604,13 @@ static void discover_run_state(kraken_sync *s, const kraken_uuid *id, const char
 static char *fmt_id(const kraken_uuid *id, char buf[KRAKEN_UUID_STRLEN + 1])
 {
     return kraken_uuid_format(id, buf);
+}
+
+static const char *peer_name(const peer *p, char buf[64])
+{
+    char id[KRAKEN_UUID_STRLEN + 1];
+    snprintf(buf, 64, "%s %s", p->role == ROLE_PARENT ? "parent" : "child", fmt_id(&p->id, id));
+    return buf;
 }
 
 /* ---- queueing changes ----------------------------------------------------------------- */
@@ -1022,7 +1119,7 @@ static int encode_message(const pb_msgdesc_t *fields, const void *msg, uint8_t *
 static int seal(kraken_sync *s, peer *p, int ch, const uint8_t *body, size_t body_len,
                 uint8_t **out, size_t *out_len)
 {
-    uint64_t seq = ++p->seq_out[ch];
+    uint64_t seq = ++p->seq_out;
     uint8_t mac[KRAKEN_SYNC_KEY_LEN];
     kraken__sync_mac(p->key, s->self.bytes, s->epoch, seq, channel_byte[ch], body, body_len,
                      mac);
@@ -1341,6 +1438,23 @@ static int send_snapshot(kraken_sync *s, peer *p)
 
 /* ---- flushing deltas ------------------------------------------------------------------ */
 
+/* Sending failed (out of memory, a closing connection): the hello digests will notice what
+ * the peer missed and a snapshot repairs it, but the operator hears of it now. */
+static void log_send_error(kraken_sync *s, const peer *p, const char *what)
+{
+    char who[64];
+    s->stats.send_failed++;
+    slog(s, KRAKEN_LOG_ERROR, "cannot send %s to %s: %s", what, peer_name(p, who),
+         kraken_error_last());
+    kraken_error_clear();
+}
+
+static void snapshot_or_log(kraken_sync *s, peer *p)
+{
+    if (send_snapshot(s, p) < 0)
+        log_send_error(s, p, "a snapshot");
+}
+
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1356,10 +1470,12 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
             continue;
         peer *down = uuid_eq(&n->route, &zero_uuid) ? NULL : find_child(s, &n->route);
         bool top = down != NULL && uuid_eq(&n->id, &down->id);
-        if (down != NULL && (n->cfg_dirty || (top && n->owned_dirty)))
-            (void)down_state(s, n, n->cfg_dirty, top && n->owned_dirty, &down->out);
-        if (up != NULL && n->in_subtree && (n->up_all || n->n_up_urls > 0))
-            (void)up_state(s, n, n->up_all, n->up_urls, n->n_up_urls, &up->out);
+        if (down != NULL && (n->cfg_dirty || (top && n->owned_dirty)) &&
+            down_state(s, n, n->cfg_dirty, top && n->owned_dirty, &down->out) < 0)
+            log_send_error(s, down, "a delta");
+        if (up != NULL && n->in_subtree && (n->up_all || n->n_up_urls > 0) &&
+            up_state(s, n, n->up_all, n->up_urls, n->n_up_urls, &up->out) < 0)
+            log_send_error(s, up, "a delta");
         n->queued = n->cfg_dirty = n->owned_dirty = n->up_all = false;
         snode_clear_urls(n);
     }
@@ -1367,13 +1483,16 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < s->n_children; i++) {
         peer *p = s->children[i];
         for (size_t k = 0; k < p->n_tombs; k++)
-            (void)tomb_state(&p->tombs[k], &p->out);
+            if (tomb_state(&p->tombs[k], &p->out) < 0)
+                log_send_error(s, p, "a deletion");
         p->n_tombs = 0;
-        (void)send_deltas(s, p, &p->out);
+        if (send_deltas(s, p, &p->out) < 0)
+            log_send_error(s, p, "deltas");
         blobs_clear(&p->out);
     }
     if (up != NULL) {
-        (void)send_deltas(s, up, &up->out);
+        if (send_deltas(s, up, &up->out) < 0)
+            log_send_error(s, up, "deltas");
         blobs_clear(&up->out);
     }
 }
@@ -1652,11 +1771,16 @@ static int unset_collect_cb(const char *url, const kraken_value *old_value,
  * Apply Dsc facts to node @p id. @p filter/@p owned say which facts the sender may speak for:
  * others are dropped and counted. With @p full the sender's whole domain is replaced.
  */
-static void apply_facts(kraken_sync *s, const kraken_uuid *id, const kraken_sync_Fact *facts,
-                        size_t n_facts, bool full, const urlset *owned, enum fact_filter filter)
+static void apply_facts(kraken_sync *s, const peer *from, const kraken_uuid *id,
+                        const kraken_sync_Fact *facts, size_t n_facts, bool full,
+                        const urlset *owned, enum fact_filter filter)
 {
+    char who[64], nid[KRAKEN_UUID_STRLEN + 1];
     kraken_node *node = NULL;
     if (kraken_store_read(s->store, KRAKEN_DSC, id, &node) < 0) {
+        s->stats.apply_failed++;
+        log_drop(s, DROP_APPLY, KRAKEN_LOG_ERROR, "facts for node %s from %s not applied: %s",
+                 fmt_id(id, nid), peer_name(from, who), kraken_error_last());
         kraken_error_clear();
         return;
     }
@@ -1671,22 +1795,35 @@ static void apply_facts(kraken_sync *s, const kraken_uuid *id, const kraken_sync
         const kraken_sync_Fact *f = &facts[i];
         if (f->url == NULL || is_id_url(f->url)) {
             s->stats.dropped_malformed++;
+            log_drop(s, DROP_MALFORMED, KRAKEN_LOG_WARNING,
+                     "dropped a fact for node %s from %s: %s", fmt_id(id, nid),
+                     peer_name(from, who), f->url == NULL ? "no URL" : "/Id is not a fact");
             continue;
         }
         if (!filter_pass(filter, owned, f->url)) {
             s->stats.dropped_not_authorized++;
+            log_drop(s, DROP_NOT_AUTHORIZED, KRAKEN_LOG_WARNING,
+                     "dropped fact %s of node %s from %s: %s", f->url, fmt_id(id, nid),
+                     peer_name(from, who),
+                     filter == FACTS_OWNED ? "a parent speaks only for the URLs it owns"
+                                           : "this instance owns that URL for its child");
             continue;
         }
         int rc = f->unset || f->value == NULL ? kraken_node_unset(node, f->url)
                                               : kraken_node_set_text(node, f->url, f->value);
         if (rc < 0) {
+            s->stats.apply_failed++;
+            log_drop(s, DROP_APPLY, KRAKEN_LOG_ERROR,
+                     "fact %s of node %s from %s not applied: %s", f->url, fmt_id(id, nid),
+                     peer_name(from, who), kraken_error_last());
             kraken_error_clear();
-            s->stats.dropped_malformed++;
         }
     }
     if (kraken_store_update(s->store, KRAKEN_DSC, node) < 0) {
+        s->stats.apply_failed++;
+        log_drop(s, DROP_APPLY, KRAKEN_LOG_ERROR, "facts for node %s from %s not applied: %s",
+                 fmt_id(id, nid), peer_name(from, who), kraken_error_last());
         kraken_error_clear();
-        s->stats.dropped_malformed++;
     }
     kraken_node_free(node);
 }
@@ -1735,7 +1872,56 @@ static bool seen_has(const peer *p, const kraken_uuid *id)
     return p->n_seen > 0 && bsearch(id, p->seen, p->n_seen, sizeof *p->seen, uuid_cmp) != NULL;
 }
 
-/* Collect ids matching a predicate first: applying changes the node table. */
+/* ---- ordering: per-node versions (PROTOCOL.md 4, "Ordering") -------------------------- */
+
+/* Did a message of @p p's session later than @p than set this state? */
+static bool stamp_newer(uint32_t session, uint64_t seq, const peer *p, uint64_t than)
+{
+    return session == p->serial && seq > than;
+}
+
+/* The state in the message being applied is older than what this node already has from @p p
+ * (down: from our parent; up: from the child link it is under). */
+static bool older_than_applied(const peer *p, const snode *n)
+{
+    if (n == NULL)
+        return false;
+    return p->role == ROLE_PARENT ? stamp_newer(n->down_session, n->down_seq, p, p->rx_seq)
+                                  : stamp_newer(n->up_session, n->up_seq, p, p->rx_seq);
+}
+
+static void stamp(const peer *p, snode *n)
+{
+    if (n == NULL)
+        return;
+    if (p->role == ROLE_PARENT) {
+        n->down_session = p->serial;
+        n->down_seq = p->rx_seq;
+    } else {
+        n->up_session = p->serial;
+        n->up_seq = p->rx_seq;
+    }
+}
+
+static void remember_gone(peer *p, const kraken_uuid *id)
+{
+    unsigned i = p->n_gone++ % GONE_RING;
+    p->gone[i].id = *id;
+    p->gone[i].seq = p->rx_seq;
+}
+
+/* A node we do not hold: was it deleted by a message later than the one being applied? */
+static bool deleted_later(const peer *p, const kraken_uuid *id)
+{
+    unsigned n = p->n_gone < GONE_RING ? p->n_gone : GONE_RING;
+    for (unsigned i = 0; i < n; i++)
+        if (uuid_eq(&p->gone[i].id, id) && p->gone[i].seq > p->rx_seq)
+            return true;
+    return false;
+}
+
+/* Collect ids matching a predicate first: applying changes the node table. A node updated by a
+ * message sent after the snapshot started is not missing from it: it is newer. */
 static size_t snapshot_leftovers(kraken_sync *s, peer *p, kraken_uuid **out)
 {
     qsort(p->seen, p->n_seen, sizeof *p->seen, uuid_cmp);
@@ -1749,6 +1935,10 @@ static size_t snapshot_leftovers(kraken_sync *s, peer *p, kraken_uuid **out)
             continue;
         bool mine = p->role == ROLE_PARENT ? x->in_subtree && !uuid_eq(&x->id, &s->self)
                                            : uuid_eq(&x->route, &p->id);
+        if (mine && (p->role == ROLE_PARENT
+                         ? stamp_newer(x->down_session, x->down_seq, p, p->snap_seq)
+                         : stamp_newer(x->up_session, x->up_seq, p, p->snap_seq)))
+            continue;
         /* the cheap test first: a leaf's link carries one node of the whole table */
         if (mine && !seen_has(p, &x->id))
             v[n++] = x->id;
@@ -1763,6 +1953,7 @@ static void first_full_from_parent(kraken_sync *s, peer *p);
  * true when this completed the first full state of the session. */
 static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
 {
+    char who[64], nid[KRAKEN_UUID_STRLEN + 1];
     ensure_routes(s);
     idparent *msg = calloc(u->n + 1, sizeof *msg);
     kraken_node **decoded = calloc(u->n + 1, sizeof *decoded);
@@ -1778,6 +1969,10 @@ static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
             continue;
         if (kraken_node_decode(ns->cfg, ns->cfg_len, &decoded[i]) < 0 ||
             !uuid_eq(kraken_node_id(decoded[i]), &ns->id)) {
+            log_drop(s, DROP_MALFORMED, KRAKEN_LOG_WARNING,
+                     "dropped the Cfg of node %s from %s: %s", fmt_id(&ns->id, nid),
+                     peer_name(p, who),
+                     decoded[i] == NULL ? kraken_error_last() : "its /Id is another node's");
             kraken_error_clear();
             kraken_node_free(decoded[i]);
             decoded[i] = NULL;
@@ -1791,17 +1986,36 @@ static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
     qsort(msg, n_msg, sizeof *msg, idparent_cmp);
     if (u->full && !p->rx_snapshot) {
         p->rx_snapshot = true;
+        p->snap_seq = p->rx_seq;
         p->n_seen = 0;
     }
     for (size_t i = 0; i < u->n; i++) {
         const rx_node *ns = &u->nodes[i];
         bool self = uuid_eq(&ns->id, &s->self);
+        snode *n = nt_find(&s->nodes, &ns->id);
+        if (older_than_applied(p, n) || (n == NULL && deleted_later(p, &ns->id))) {
+            s->stats.dropped_old++; /* a later message already set (or deleted) it */
+            log_drop(s, DROP_OLD, KRAKEN_LOG_DEBUG,
+                     "ignored the state of node %s in message %llu from %s: a later message "
+                     "already %s it",
+                     fmt_id(&ns->id, nid), (unsigned long long)p->rx_seq, peer_name(p, who),
+                     n == NULL ? "deleted" : "set");
+            if (u->full)
+                (void)seen_add(s, p, &ns->id);
+            continue;
+        }
         if (ns->deleted) {
-            snode *n = nt_find(&s->nodes, &ns->id);
-            if (n != NULL && n->in_subtree && !self)
+            if (n != NULL && n->in_subtree && !self) {
+                remember_gone(p, &ns->id);
                 (void)kraken_store_delete(s->store, &ns->id);
-            else if (n != NULL)
+            } else if (n != NULL) {
                 s->stats.dropped_not_authorized++;
+                log_drop(s, DROP_NOT_AUTHORIZED, KRAKEN_LOG_WARNING,
+                         "dropped the deletion of node %s from %s: %s", fmt_id(&ns->id, nid),
+                         peer_name(p, who),
+                         self ? "an instance does not delete its own node"
+                              : "the node is outside this instance's subtree");
+            }
             continue;
         }
         if (ns->has_cfg && decoded[i] == NULL)
@@ -1809,24 +2023,37 @@ static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
         if (decoded[i] != NULL) {
             if (!chain_reaches_self(s, &ns->id, msg, n_msg)) {
                 s->stats.dropped_not_authorized++;
+                log_drop(s, DROP_NOT_AUTHORIZED, KRAKEN_LOG_WARNING,
+                         "dropped the Cfg of node %s from %s: its parent chain does not reach "
+                         "this instance",
+                         fmt_id(&ns->id, nid), peer_name(p, who));
                 continue;
             }
-            int rc = kraken_store_contains(s->store, &ns->id)
-                         ? kraken_store_update(s->store, KRAKEN_CFG, decoded[i])
-                         : kraken_store_create(s->store, decoded[i]);
+            bool exists = kraken_store_contains(s->store, &ns->id);
+            int rc = exists ? kraken_store_update(s->store, KRAKEN_CFG, decoded[i])
+                            : kraken_store_create(s->store, decoded[i]);
             if (rc < 0) {
+                s->stats.apply_failed++;
+                log_drop(s, DROP_APPLY, KRAKEN_LOG_ERROR,
+                         "Cfg of node %s from %s not applied (%s): %s", fmt_id(&ns->id, nid),
+                         peer_name(p, who), exists ? "update" : "create", kraken_error_last());
                 kraken_error_clear();
-                s->stats.dropped_malformed++;
                 continue;
             }
         }
         if (ns->n_facts > 0 || ns->dsc_full) {
-            if (self)
-                apply_facts(s, &ns->id, ns->facts, ns->n_facts, ns->dsc_full, &p->owned,
+            if (self) {
+                apply_facts(s, p, &ns->id, ns->facts, ns->n_facts, ns->dsc_full, &p->owned,
                             FACTS_OWNED);
-            else
+            } else {
                 s->stats.dropped_not_authorized += ns->n_facts ? ns->n_facts : 1;
+                log_drop(s, DROP_NOT_AUTHORIZED, KRAKEN_LOG_WARNING,
+                         "dropped %zu facts of node %s from %s: a parent sends facts only for "
+                         "this instance's own node",
+                         ns->n_facts, fmt_id(&ns->id, nid), peer_name(p, who));
+            }
         }
+        stamp(p, nt_find(&s->nodes, &ns->id));
         if (u->full)
             (void)seen_add(s, p, &ns->id);
     }
@@ -1853,6 +2080,7 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
     ensure_routes(s);
     if (u->full && !p->rx_snapshot) {
         p->rx_snapshot = true;
+        p->snap_seq = p->rx_seq;
         p->n_seen = 0;
     }
     for (size_t i = 0; i < u->n; i++) {
@@ -1861,11 +2089,25 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
         if (n == NULL || !uuid_eq(&n->route, &p->id) || ns->deleted || ns->has_cfg) {
             /* Outside its subtree, or Cfg/deletions, which only flow down. */
             s->stats.dropped_not_authorized++;
+            char who[64], nid[KRAKEN_UUID_STRLEN + 1];
+            log_drop(s, DROP_NOT_AUTHORIZED, KRAKEN_LOG_WARNING,
+                     "dropped %s node %s from %s: %s",
+                     ns->deleted ? "the deletion of" : ns->has_cfg ? "the Cfg of" : "facts of",
+                     fmt_id(&ns->id, nid), peer_name(p, who),
+                     ns->deleted || ns->has_cfg ? "Cfg and deletions flow only down"
+                                                : "the node is outside the child's subtree");
+            continue;
+        }
+        if (older_than_applied(p, n)) {
+            s->stats.dropped_old++;
+            if (u->full)
+                (void)seen_add(s, p, &ns->id);
             continue;
         }
         bool top = uuid_eq(&ns->id, &p->id);
-        apply_facts(s, &ns->id, ns->facts, ns->n_facts, ns->dsc_full, &s->my_owned,
+        apply_facts(s, p, &ns->id, ns->facts, ns->n_facts, ns->dsc_full, &s->my_owned,
                     top ? FACTS_NOT_OWNED : FACTS_ALL);
+        stamp(p, nt_find(&s->nodes, &ns->id));
         if (u->full)
             (void)seen_add(s, p, &ns->id);
     }
@@ -1875,7 +2117,7 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
         size_t n_rest = snapshot_leftovers(s, p, &rest);
         for (size_t i = 0; i < n_rest; i++) {
             bool top = uuid_eq(&rest[i], &p->id);
-            apply_facts(s, &rest[i], NULL, 0, true, &s->my_owned,
+            apply_facts(s, p, &rest[i], NULL, 0, true, &s->my_owned,
                         top ? FACTS_NOT_OWNED : FACTS_ALL);
         }
         free(rest);
@@ -1909,13 +2151,16 @@ static void send_hello(kraken_sync *s, peer *p)
     kraken_sync_Body b = kraken_sync_Body_init_zero;
     b.which_kind = kraken_sync_Body_hello_tag;
     memcpy(b.kind.hello.your_digest, p->dig_hold, KRAKEN_SYNC_HELLO_DIGEST_LEN);
-    (void)send_message(s, p, CH_UDP, &b);
+    if (send_message(s, p, CH_UDP, &b) < 0)
+        log_send_error(s, p, "a hello");
 }
 
 static void refresh_my_owned(kraken_sync *s)
 {
     urlset fresh;
     if (owned_urls_of_engine(s->engine, &fresh) < 0) {
+        slog(s, KRAKEN_LOG_ERROR, "cannot refresh the URLs this instance owns: %s",
+             kraken_error_last());
         kraken_error_clear();
         return;
     }
@@ -1981,6 +2226,7 @@ static void hello_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     kraken_sync *s = arg;
     uint64_t now = now_ms();
+    log_quiet_drops(s);
     if (now - s->owned_refreshed_at >= s->opts.hello_ms) {
         s->owned_refreshed_at = now;
         refresh_my_owned(s); /* the owned URLs the digests depend on */
@@ -2030,7 +2276,7 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
         guard = s->opts.hello_ms / 8;
     bool quiet = now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
     if ((p->strikes >= 2 || quiet) && snapshot_welcome(s, p)) {
-        (void)send_snapshot(s, p);
+        snapshot_or_log(s, p);
         p->strikes = -1; /* the next hello may predate the snapshot */
     }
 }
@@ -2063,6 +2309,8 @@ static void end_child_session(kraken_sync *s, peer *p, const char *why, bool lin
         discover_run_state(s, &id, "ERROR");
     }
     publish(s, KRAKEN_SYNC_NEIGHBOR_DOWN, &id, "child %s: %s", fmt_id(&id, buf), why);
+    slog(s, link_lost ? KRAKEN_LOG_WARNING : KRAKEN_LOG_NOTICE, "session with child %s ended: %s",
+         buf, why);
 }
 
 static void end_parent_session(kraken_sync *s, const char *why)
@@ -2081,6 +2329,8 @@ static void end_parent_session(kraken_sync *s, const char *why)
     discover_run_state(s, &s->self, "ERROR");
     publish(s, KRAKEN_SYNC_NEIGHBOR_DOWN, &id, "parent %s: %s%s", fmt_id(&id, buf), why,
             was_ready ? "" : " (before the first full state)");
+    slog(s, KRAKEN_LOG_WARNING, "session with parent %s ended: %s%s", buf, why,
+         was_ready ? "" : " (before the first full state)");
     schedule_rejoin(s);
 }
 
@@ -2111,11 +2361,19 @@ static void dead_cb(evutil_socket_t fd, short what, void *arg)
  * success *body is decoded; the caller clears it with rx_body_clear().
  */
 static peer *open_envelope(kraken_sync *s, const uint8_t *data, size_t len, int ch,
-                           peer *expect, rx_body *body)
+                           peer *expect, const kraken_sync_addr *from, rx_body *body)
 {
+    const char *what = ch == CH_UDP ? "datagram" : "TCP frame";
+    char where[80], who[64], id[KRAKEN_UUID_STRLEN + 1];
+    if (from != NULL)
+        kraken__sync_addr_format(from, where, sizeof where);
+    else
+        snprintf(where, sizeof where, "%s", expect != NULL ? peer_name(expect, who) : "?");
     rx_envelope env;
     if (!parse_envelope(&env, data, len)) {
         s->stats.dropped_malformed++;
+        log_drop(s, DROP_MALFORMED, KRAKEN_LOG_NOTICE,
+                 "dropped a %s of %zu bytes from %s: not a sync envelope", what, len, where);
         return NULL;
     }
     kraken_uuid sender;
@@ -2124,6 +2382,10 @@ static peer *open_envelope(kraken_sync *s, const uint8_t *data, size_t len, int 
                              : find_session(s, &sender);
     if (p == NULL) {
         s->stats.dropped_unknown_sender++;
+        log_drop(s, DROP_UNKNOWN_SENDER, KRAKEN_LOG_INFO,
+                 "dropped a %s from %s: sender %s has no session here (it or we restarted, "
+                 "or the link was declared dead)",
+                 what, where, fmt_id(&sender, id));
         return NULL;
     }
     uint8_t mac[KRAKEN_SYNC_KEY_LEN];
@@ -2131,19 +2393,32 @@ static peer *open_envelope(kraken_sync *s, const uint8_t *data, size_t len, int 
                      env.body_len, mac);
     if (!kraken__sync_equal(mac, env.mac, sizeof mac)) {
         s->stats.dropped_bad_mac++;
+        log_drop(s, DROP_BAD_MAC, KRAKEN_LOG_WARNING,
+                 "dropped a %s from %s claiming to be %s: its MAC does not verify under the "
+                 "session key (forged, corrupted, or from an earlier session)",
+                 what, where, peer_name(p, who));
         return NULL;
     }
     if (env.epoch < p->in_epoch[ch] || (env.epoch == p->in_epoch[ch] && env.seq <= p->in_seq[ch])) {
         s->stats.dropped_replay++;
+        log_drop(s, DROP_REPLAY, KRAKEN_LOG_INFO,
+                 "dropped a %s from %s: sequence %llu is not above %llu, the last accepted "
+                 "(a duplicate, a replay, or overtaken by a newer one)",
+                 what, peer_name(p, who), (unsigned long long)env.seq,
+                 (unsigned long long)p->in_seq[ch]);
         return NULL;
     }
     if (!parse_body(body, env.body, env.body_len)) {
         rx_body_clear(body);
         s->stats.dropped_malformed++;
+        log_drop(s, DROP_MALFORMED, KRAKEN_LOG_WARNING,
+                 "dropped a %s from %s: authenticated, but its body does not decode", what,
+                 peer_name(p, who));
         return NULL;
     }
     p->in_epoch[ch] = env.epoch;
     p->in_seq[ch] = env.seq;
+    p->rx_seq = env.seq;
     p->last_heard = now_ms();
     return p;
 }
@@ -2159,7 +2434,7 @@ static void dispatch_body(kraken_sync *s, peer *p, const rx_body *b)
         break;
     case kraken_sync_Body_resend_tag:
         if (p->ready && snapshot_welcome(s, p))
-            (void)send_snapshot(s, p);
+            snapshot_or_log(s, p);
         break;
     default:
         break; /* a join result outside a join: ignore */
@@ -2168,12 +2443,11 @@ static void dispatch_body(kraken_sync *s, peer *p, const rx_body *b)
 
 static void on_datagram(const uint8_t *data, size_t len, const kraken_sync_addr *from, void *ud)
 {
-    (void)from;
     kraken_sync *s = ud;
     s->stats.datagrams_received++;
     s->stats.bytes_received += len;
     rx_body body;
-    peer *p = open_envelope(s, data, len, CH_UDP, NULL, &body);
+    peer *p = open_envelope(s, data, len, CH_UDP, NULL, from, &body);
     if (p == NULL)
         return;
     dispatch_body(s, p, &body);
@@ -2188,7 +2462,7 @@ static void peer_frame(kraken_sync_conn *conn, const uint8_t *data, size_t len, 
     s->stats.tcp_messages_received++;
     s->stats.bytes_received += len;
     rx_body body;
-    if (open_envelope(s, data, len, CH_TCP, p, &body) == NULL)
+    if (open_envelope(s, data, len, CH_TCP, p, NULL, &body) == NULL)
         return;
     dispatch_body(s, p, &body);
     rx_body_clear(&body);
@@ -2229,12 +2503,16 @@ static void pending_free(kraken_sync *s, pending_join *pj, bool close_conn)
     free(pj);
 }
 
-static void refuse_join(kraken_sync *s, const kraken_uuid *child, const char *reason)
+static void refuse_join(kraken_sync *s, const kraken_uuid *child, const kraken_sync_conn *conn,
+                        const char *reason)
 {
-    char buf[KRAKEN_UUID_STRLEN + 1];
+    char buf[KRAKEN_UUID_STRLEN + 1], addr[80] = "?";
+    if (conn != NULL)
+        kraken__sync_addr_format(kraken__sync_conn_peer(conn), addr, sizeof addr);
     s->stats.joins_refused++;
     publish(s, KRAKEN_SYNC_JOIN_REFUSED, child, "join of %s refused: %s", fmt_id(child, buf),
             reason);
+    slog(s, KRAKEN_LOG_WARNING, "join of %s from %s refused: %s", buf, addr, reason);
 }
 
 static int send_frame_msg(kraken_sync *s, kraken_sync_conn *conn, const pb_msgdesc_t *fields,
@@ -2255,7 +2533,12 @@ static void pj_on_request(kraken_sync *s, pending_join *pj, const uint8_t *data,
 {
     kraken_sync_JoinRequest req = kraken_sync_JoinRequest_init_zero;
     if (!decode_small(kraken_sync_JoinRequest_fields, data, len, &req)) {
+        char addr[80];
         s->stats.dropped_malformed++;
+        log_drop(s, DROP_MALFORMED, KRAKEN_LOG_NOTICE,
+                 "closed a connection from %s: its first frame (%zu bytes) is not a JoinRequest",
+                 kraken__sync_addr_format(kraken__sync_conn_peer(pj->conn), addr, sizeof addr),
+                 len);
         pending_free(s, pj, true);
         return;
     }
@@ -2264,7 +2547,7 @@ static void pj_on_request(kraken_sync *s, pending_join *pj, const uint8_t *data,
         char reason[96];
         snprintf(reason, sizeof reason, "unsupported protocol version %u or bad UDP port %u",
                  (unsigned)req.version, (unsigned)req.udp_port);
-        refuse_join(s, &pj->tr.child_id, reason);
+        refuse_join(s, &pj->tr.child_id, pj->conn, reason);
         pending_free(s, pj, true);
         return;
     }
@@ -2284,6 +2567,10 @@ static void pj_on_request(kraken_sync *s, pending_join *pj, const uint8_t *data,
     ch.epoch = s->epoch;
     kraken__sync_proof(pj->node_key, true, &pj->tr, ch.proof);
     if (send_frame_msg(s, pj->conn, kraken_sync_JoinChallenge_fields, &ch) < 0) {
+        char id[KRAKEN_UUID_STRLEN + 1];
+        s->stats.send_failed++;
+        slog(s, KRAKEN_LOG_ERROR, "join of %s: cannot send the challenge: %s",
+             fmt_id(&pj->tr.child_id, id), kraken_error_last());
         kraken_error_clear();
         pending_free(s, pj, true);
         return;
@@ -2336,9 +2623,52 @@ static peer *peer_new(kraken_sync *s, peer_role role, const kraken_uuid *id,
     p->sync = s;
     p->role = role;
     p->id = *id;
+    p->serial = ++s->sessions;
     p->digest_gen = UINT64_MAX; /* no digests yet, whatever change_gen is */
     kraken__sync_session_key(node_key, tr, p->key);
     return p;
+}
+
+/*
+ * Duplicate node ids (PROTOCOL.md 3, issue 9 defect 6). A child that restarts joins again from
+ * the same address, or after its old session went quiet (a crashed host sends no FIN): the new
+ * session replaces the old one. A join from another address while the established session is
+ * alive (heard within two hello intervals) is a second instance with the same id: letting each
+ * replace the other made both flap forever. The established session is kept, and for a
+ * hold-down of dead_ms after each conflict the other is refused even through a missed hello.
+ */
+static bool id_conflict(kraken_sync *s, peer *old, const peer *fresh)
+{
+    if (kraken__sync_addr_equal(&old->udp, &fresh->udp))
+        return false;
+    uint64_t now = now_ms();
+    bool alive = now - old->last_heard < 2 * (uint64_t)s->opts.hello_ms; /* no hello lost */
+    if (!alive && now >= old->hold_until)
+        return false;
+    old->hold_until = now + s->opts.dead_ms;
+    return true;
+}
+
+/* Counted every time; the event and the log line once per hold-down, not at every retry. */
+static void report_conflict(kraken_sync *s, peer *old, const kraken_sync_addr *other)
+{
+    s->stats.id_conflicts++;
+    uint64_t now = now_ms();
+    if (old->conflict_reported_at != 0 && now - old->conflict_reported_at < s->opts.dead_ms)
+        return;
+    old->conflict_reported_at = now;
+    char id[KRAKEN_UUID_STRLEN + 1], a[80], b[80];
+    fmt_id(&old->id, id);
+    kraken__sync_addr_format(&old->udp, a, sizeof a);
+    kraken__sync_addr_format(other, b, sizeof b);
+    publish(s, KRAKEN_SYNC_ID_CONFLICT, &old->id,
+            "node id %s: a second instance at %s proved the node key while the session from "
+            "%s is alive; keeping %s",
+            id, b, a, a);
+    slog(s, KRAKEN_LOG_ERROR,
+         "duplicate node id %s: an instance at %s joined while the session from %s is alive; "
+         "keeping the established session and refusing the other for %u ms after each attempt",
+         id, b, a, (unsigned)s->opts.dead_ms);
 }
 
 static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, size_t len)
@@ -2348,7 +2678,7 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
     kraken__sync_proof(pj->node_key, false, &pj->tr, expected);
     if (!decode_small(kraken_sync_JoinProof_fields, data, len, &proof) ||
         !kraken__sync_equal(expected, proof.proof, sizeof expected)) {
-        refuse_join(s, &pj->tr.child_id,
+        refuse_join(s, &pj->tr.child_id, pj->conn,
                     "the child's proof does not match (wrong cluster secret?)");
         pending_free(s, pj, true);
         return;
@@ -2374,10 +2704,19 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
         kraken__sync_conn_close(p->conn, true);
         p->conn = NULL;
         peer_free(p);
-        refuse_join(s, &child, reason);
+        refuse_join(s, &child, NULL, reason);
         return;
     }
     peer *old = find_child(s, &child);
+    if (old != NULL && id_conflict(s, old, p)) {
+        (void)send_join_result(s, p, false, "another instance with this node id has a live "
+                                            "session with the parent (duplicate node id?)");
+        kraken__sync_conn_close(p->conn, true);
+        p->conn = NULL;
+        report_conflict(s, old, &p->udp);
+        peer_free(p);
+        return;
+    }
     if (old != NULL) { /* the child restarted: the new session replaces the old one */
         children_remove(s, old);
         peer_free(old);
@@ -2385,6 +2724,9 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
     refresh_my_owned(s);
     p->ready = true;
     if (children_insert(s, p) < 0 || peer_start(s, p) < 0) {
+        char id[KRAKEN_UUID_STRLEN + 1];
+        slog(s, KRAKEN_LOG_ERROR, "join of %s accepted but its session cannot start: %s",
+             fmt_id(&child, id), kraken_error_last());
         children_remove(s, p);
         peer_free(p);
         kraken_error_clear();
@@ -2399,7 +2741,7 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
     p = find_child(s, &child); /* the discovery ran store listeners only; still there */
     if (p == NULL)
         return;
-    (void)send_snapshot(s, p);
+    snapshot_or_log(s, p);
     publish(s, KRAKEN_SYNC_JOIN_ACCEPTED, &child, "child %s joined from %s", fmt_id(&child, buf),
             kraken__sync_addr_format(&p->udp, abuf, sizeof abuf));
     publish(s, KRAKEN_SYNC_NEIGHBOR_UP, &child, "child %s is up", buf);
@@ -2418,16 +2760,28 @@ static void pj_frame(kraken_sync_conn *conn, const uint8_t *data, size_t len, vo
         pj_on_proof(s, pj, data, len);
 }
 
+/*
+ * A half-open join ended before the proof. Say what was observed: a child that closes after
+ * our challenge may have found our proof wrong (it says so in its own log), or have given up
+ * waiting (a slow, resumed or overloaded parent), or have crashed; we cannot tell which, so no
+ * guess about the secret here (issue 9, defect 7).
+ */
 static void pj_closed(kraken_sync_conn *conn, const char *why, void *ud)
 {
-    (void)conn;
-    (void)why;
     pending_join *pj = ud;
     kraken_sync *s = pj->sync;
-    /* A child that closes after our challenge found our proof wrong: different secrets. */
-    if (pj->state == PJ_WAIT_PROOF)
-        refuse_join(s, &pj->tr.child_id,
-                    "the child closed the connection after the challenge (wrong cluster secret?)");
+    char addr[80], id[KRAKEN_UUID_STRLEN + 1];
+    kraken__sync_addr_format(kraken__sync_conn_peer(conn), addr, sizeof addr);
+    if (pj->state == PJ_WAIT_PROOF) {
+        char reason[300];
+        snprintf(reason, sizeof reason,
+                 "the child ended the handshake after our challenge, without a proof (%s)", why);
+        refuse_join(s, &pj->tr.child_id, conn, reason);
+    } else {
+        slog(s, KRAKEN_LOG_DEBUG, "connection from %s closed before a JoinRequest (%s)", addr,
+             why);
+    }
+    (void)id;
     pending_free(s, pj, false);
 }
 
@@ -2436,10 +2790,31 @@ static void pj_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     pending_join *pj = arg;
-    pending_free(pj->sync, pj, true);
+    kraken_sync *s = pj->sync;
+    char addr[80], id[KRAKEN_UUID_STRLEN + 1];
+    kraken__sync_addr_format(kraken__sync_conn_peer(pj->conn), addr, sizeof addr);
+    if (pj->state == PJ_WAIT_PROOF)
+        slog(s, KRAKEN_LOG_NOTICE,
+             "join of %s from %s dropped: no proof within %u ms of our challenge",
+             fmt_id(&pj->tr.child_id, id), addr, (unsigned)s->opts.dead_ms);
+    else
+        slog(s, KRAKEN_LOG_INFO, "connection from %s dropped: no JoinRequest within %u ms", addr,
+             (unsigned)s->opts.dead_ms);
+    pending_free(s, pj, true);
 }
 
 static const kraken_sync_conn_ops pending_conn_ops = {NULL, pj_frame, pj_closed};
+
+static void on_accept_failed(int err, uint32_t pause_ms, bool first, void *ud)
+{
+    kraken_sync *s = ud;
+    s->stats.accept_errors++;
+    if (first)
+        kraken__engine_log(s->engine, KRAKEN_LOG_ERROR, "sync",
+                           "cannot accept connections: %s (%zu half-open joins, %zu children); "
+                           "pausing accepts for %u ms, doubling up to 2 s while it lasts",
+                           strerror(err), s->n_pending, s->n_children, (unsigned)pause_ms);
+}
 
 static void on_accepted(kraken_sync_conn *conn, void *ud)
 {
@@ -2447,7 +2822,7 @@ static void on_accepted(kraken_sync_conn *conn, void *ud)
     /* Full: the oldest half-open join gives way. Refusing the new one instead would let a few
      * idle connections lock every child out for dead_ms; a real handshake takes one round
      * trip, so a flood must now outpace that to keep a child out. */
-    if (s->n_pending >= KRAKEN_SYNC_MAX_PENDING_JOINS && s->pending_tail != NULL)
+    if (s->n_pending >= s->max_pending && s->pending_tail != NULL)
         pending_free(s, s->pending_tail, true);
     pending_join *pj = calloc(1, sizeof *pj);
     if (pj == NULL) {
@@ -2470,7 +2845,7 @@ static void on_accepted(kraken_sync_conn *conn, void *ud)
     s->pending = pj;
     s->n_pending++;
     kraken__sync_conn_set_ops(conn, &pending_conn_ops, pj);
-    kraken__sync_conn_set_max_frame(conn, HANDSHAKE_MAX_FRAME);
+    kraken__sync_conn_set_max_frame(conn, KRAKEN_SYNC_PREAUTH_MAX_FRAME);
     arm_timer(pj->timeout, s->opts.dead_ms);
 }
 
@@ -2501,6 +2876,13 @@ static void join_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (s->jstate != JOIN_UP) {
+        char addr[80];
+        slog(s, KRAKEN_LOG_NOTICE, "join to the parent at %s timed out after %u ms (%s)",
+             kraken__sync_addr_format(&s->parent_addr, addr, sizeof addr),
+             (unsigned)s->opts.dead_ms,
+             s->jstate == JOIN_CONNECTING        ? "connecting"
+             : s->jstate == JOIN_WAIT_CHALLENGE ? "no challenge"
+                                                 : "no join result");
         abort_join(s);
         schedule_rejoin(s);
     }
@@ -2520,10 +2902,12 @@ static void schedule_rejoin(kraken_sync *s)
 
 static void child_refused(kraken_sync *s, const char *reason)
 {
-    char buf[KRAKEN_UUID_STRLEN + 1];
+    char buf[KRAKEN_UUID_STRLEN + 1], addr[80];
     s->stats.joins_refused++;
     publish(s, KRAKEN_SYNC_JOIN_REFUSED, &s->self, "join of %s to its parent refused: %s",
             fmt_id(&s->self, buf), reason);
+    slog(s, KRAKEN_LOG_WARNING, "join to the parent at %s refused: %s",
+         kraken__sync_addr_format(&s->parent_addr, addr, sizeof addr), reason);
     abort_join(s);
     schedule_rejoin(s);
 }
@@ -2552,6 +2936,8 @@ static void on_challenge(kraken_sync *s, const uint8_t *data, size_t len)
     s->jpeer = peer_new(s, ROLE_PARENT, &s->jtr.parent_id, &s->jtr, key);
     kraken__sync_wipe(key, sizeof key);
     if (s->jpeer == NULL || send_frame_msg(s, s->jconn, kraken_sync_JoinProof_fields, &proof) < 0) {
+        slog(s, KRAKEN_LOG_ERROR, "join: cannot send the proof: %s",
+             s->jpeer == NULL ? "out of memory" : kraken_error_last());
         kraken_error_clear();
         abort_join(s);
         schedule_rejoin(s);
@@ -2563,7 +2949,7 @@ static void on_challenge(kraken_sync *s, const uint8_t *data, size_t len)
 static void on_join_result(kraken_sync *s, const uint8_t *data, size_t len)
 {
     rx_body body;
-    peer *p = open_envelope(s, data, len, CH_TCP, s->jpeer, &body);
+    peer *p = open_envelope(s, data, len, CH_TCP, s->jpeer, NULL, &body);
     if (p == NULL || body.kind != kraken_sync_Body_join_result_tag) {
         if (p != NULL)
             rx_body_clear(&body);
@@ -2597,6 +2983,8 @@ static void on_join_result(kraken_sync *s, const uint8_t *data, size_t len)
     kraken__sync_conn_set_ops(p->conn, &peer_conn_ops, p);
     kraken__sync_conn_set_max_frame(p->conn, KRAKEN_SYNC_MAX_FRAME);
     if (peer_start(s, p) < 0) {
+        slog(s, KRAKEN_LOG_ERROR, "join accepted but the session cannot start: %s",
+             kraken_error_last());
         kraken_error_clear();
         peer_free(p);
         s->jstate = JOIN_IDLE;
@@ -2620,7 +3008,7 @@ static void first_full_from_parent(kraken_sync *s, peer *p)
         kraken_engine_thaw(s->engine);
     }
     /* Whatever was queued for the parent before we knew our subtree is in the snapshot. */
-    (void)send_snapshot(s, p);
+    snapshot_or_log(s, p);
     char buf[KRAKEN_UUID_STRLEN + 1], abuf[80];
     publish(s, KRAKEN_SYNC_JOIN_ACCEPTED, &p->id, "joined parent %s at %s", fmt_id(&p->id, buf),
             kraken__sync_addr_format(&s->parent_addr, abuf, sizeof abuf));
@@ -2641,6 +3029,7 @@ static void join_connected(kraken_sync_conn *conn, void *ud)
     s->jtr.epoch_child = s->epoch;
     s->jtr.udp_port = (uint16_t)req.udp_port;
     if (send_frame_msg(s, conn, kraken_sync_JoinRequest_fields, &req) < 0) {
+        slog(s, KRAKEN_LOG_ERROR, "join: cannot send the request: %s", kraken_error_last());
         kraken_error_clear();
         abort_join(s);
         schedule_rejoin(s);
@@ -2664,8 +3053,10 @@ static void join_frame(kraken_sync_conn *conn, const uint8_t *data, size_t len, 
 static void join_closed(kraken_sync_conn *conn, const char *why, void *ud)
 {
     (void)conn;
-    (void)why;
     kraken_sync *s = ud;
+    char addr[80];
+    slog(s, KRAKEN_LOG_NOTICE, "join to the parent at %s failed: %s",
+         kraken__sync_addr_format(&s->parent_addr, addr, sizeof addr), why);
     s->jconn = NULL; /* freed by sync_net after this returns */
     abort_join(s);
     schedule_rejoin(s);
@@ -2678,6 +3069,7 @@ static void start_join(kraken_sync *s)
     s->jstate = JOIN_CONNECTING;
     memset(&s->jtr, 0, sizeof s->jtr);
     if (kraken__sync_conn_connect(&s->jconn, s->net, &s->parent_addr, &join_conn_ops, s) < 0) {
+        slog(s, KRAKEN_LOG_WARNING, "join: %s", kraken_error_last());
         kraken_error_clear();
         s->jconn = NULL;
         schedule_rejoin(s);
@@ -2691,8 +3083,8 @@ static void start_join(kraken_sync *s)
 
 static int check_options(const kraken_sync_options *o)
 {
-    if (o->version != KRAKEN_SYNC_OPTIONS_VERSION)
-        return kraken__err(KRAKEN_EINVAL, "sync options: version %u, expected %u", o->version,
+    if (o->version < 1 || o->version > KRAKEN_SYNC_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "sync options: version %u, expected 1..%u", o->version,
                            KRAKEN_SYNC_OPTIONS_VERSION);
     if (!o->insecure && (o->secret_file == NULL || o->secret_file[0] == '\0'))
         return kraken__err(KRAKEN_EINVAL,
@@ -2706,11 +3098,6 @@ static int check_options(const kraken_sync_options *o)
         return kraken__err(KRAKEN_EINVAL,
                            "sync options: rejoin_max_ms (%u) is below rejoin_min_ms (%u)",
                            o->rejoin_max_ms, o->rejoin_min_ms);
-    const kraken_sync_faults *f = o->faults;
-    if (f != NULL && (!(f->loss >= 0 && f->loss <= 1) ||
-                      !(f->duplicate >= 0 && f->duplicate <= 1) ||
-                      !(f->reorder >= 0 && f->reorder <= 1)))
-        return kraken__err(KRAKEN_EINVAL, "sync options: fault probabilities must be in [0, 1]");
     return KRAKEN_OK;
 }
 
@@ -2758,6 +3145,21 @@ static int match_family(kraken_sync_addr *parent, const kraken_sync_addr *bind_a
 
 static char *dup_opt(const char *s) { return s != NULL ? strdup(s) : NULL; }
 
+static void sync_detach(void *arg);
+
+int kraken_sync_options_init(kraken_sync_options *opts, unsigned version)
+{
+    if (!opts)
+        return kraken__err(KRAKEN_EINVAL, "sync_options_init: opts must not be NULL");
+    if (version < 1 || version > KRAKEN_SYNC_OPTIONS_VERSION)
+        return kraken__err(KRAKEN_EINVAL, "sync_options_init: version %u, this library knows "
+                                          "1..%u", version, KRAKEN_SYNC_OPTIONS_VERSION);
+    static const kraken_sync_options defaults = KRAKEN_SYNC_OPTIONS_INIT;
+    *opts = defaults;
+    opts->version = version;
+    return 0;
+}
+
 int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base *base,
                     const kraken_sync_options *opts)
 {
@@ -2771,6 +3173,7 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if (s == NULL)
         return kraken__err(KRAKEN_ENOMEM, "kraken_sync_new: out of memory");
     s->engine = engine;
+    kraken__owner_init(&s->owner);
     s->store = kraken_engine_store(engine);
     s->base = base;
     s->opts = *opts;
@@ -2779,9 +3182,13 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     s->opts.listen_addr = s->listen_text;
     s->opts.parent_addr = s->parent_text;
     s->opts.secret_file = NULL;
-    s->opts.faults = NULL;
     s->self = *kraken_engine_self_id(engine);
     s->backoff_ms = opts->rejoin_min_ms;
+    struct rlimit nofile;
+    s->max_pending = kraken__sync_pending_limit(
+        getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+            ? (uint64_t)nofile.rlim_cur
+            : UINT64_MAX);
     s->change_gen = 1; /* new sessions start at digest_gen 0: stale */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -2820,8 +3227,6 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
             goto fail;
         s->secret_owned = true;
     }
-    if (opts->faults != NULL)
-        s->faults = *opts->faults;
     if ((rc = owned_urls_of_engine(engine, &s->my_owned)) < 0 || (rc = load_nodes(s)) < 0)
         goto fail;
     s->flush_ev = evtimer_new(base, flush_cb, s);
@@ -2831,11 +3236,9 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
         rc = kraken__err(KRAKEN_ENOMEM, "kraken_sync_new: out of memory");
         goto fail;
     }
-    static const kraken_sync_net_ops net_ops = {on_datagram, on_accepted};
+    static const kraken_sync_net_ops net_ops = {on_datagram, on_accepted, on_accept_failed};
     if ((rc = kraken__sync_net_new(&s->net, base, &bind_addr, &net_ops, s)) < 0)
         goto fail;
-    if (opts->faults != NULL)
-        kraken__sync_net_set_faults(s->net, &s->faults);
     if ((rc = kraken_store_listen(s->store, on_store_change, s, NULL, &s->listener)) < 0)
         goto fail;
     s->owned_refreshed_at = now_ms();
@@ -2848,6 +3251,9 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
         s->froze_engine = true;
         arm_timer(s->join_ev, 0); /* join from the loop, not from inside this call */
     }
+    if ((rc = kraken__engine_attach(engine, sync_detach, s)) < 0)
+        goto fail;
+    s->attached = true;
     *out = s;
     return KRAKEN_OK;
 fail:
@@ -2855,29 +3261,56 @@ fail:
     return rc;
 }
 
-void kraken_sync_free(kraken_sync *sync)
+/* Release sockets, timers, peers and the store listener; the handle stays. */
+static void sync_teardown(kraken_sync *s, bool engine_going)
 {
-    if (sync == NULL)
+    if (s->engine == NULL)
         return;
-    kraken_sync *s = sync;
-    if (s->froze_engine && !s->engine_was_frozen) /* never joined: as we found it */
+    if (s->attached)
+        kraken__engine_unattach(s->engine, s);
+    s->attached = false;
+    if (!engine_going && s->froze_engine && !s->engine_was_frozen) /* never joined: as found */
         kraken_engine_thaw(s->engine);
     for (size_t i = 0; i < s->n_children; i++)
         peer_free(s->children[i]);
     free(s->children);
+    s->children = NULL;
+    s->n_children = 0;
     peer_free(s->parent);
+    s->parent = NULL;
     abort_join(s);
     while (s->pending != NULL)
         pending_free(s, s->pending, true);
     kraken__sync_net_free(s->net);
+    s->net = NULL;
     if (s->listener != NULL)
-        kraken_store_unlisten(s->store, s->listener);
+        kraken_store_listener_remove(s->listener);
+    s->listener = NULL;
     if (s->flush_ev != NULL)
         event_free(s->flush_ev);
     if (s->hello_ev != NULL)
         event_free(s->hello_ev);
     if (s->join_ev != NULL)
         event_free(s->join_ev);
+    s->flush_ev = s->hello_ev = s->join_ev = NULL;
+    s->engine = NULL;
+    s->store = NULL;
+}
+
+/* The engine is being freed: stop now; kraken_sync_free() later releases the handle. */
+static void sync_detach(void *arg)
+{
+    kraken_sync *s = arg;
+    s->attached = false; /* the engine took us off its list */
+    sync_teardown(s, true);
+}
+
+void kraken_sync_free(kraken_sync *sync)
+{
+    if (sync == NULL || kraken__owner_check(&sync->owner, "sync_free", "sync") < 0)
+        return;
+    kraken_sync *s = sync;
+    sync_teardown(s, false);
     nt_free(&s->nodes);
     free(s->dirty);
     urlset_clear(&s->my_owned);
@@ -2888,26 +3321,33 @@ void kraken_sync_free(kraken_sync *sync)
     free(s);
 }
 
+/* Calls on a sync from another thread, or after its engine was freed, read nothing. */
+static bool sync_usable(const kraken_sync *sync, const char *op)
+{
+    return sync != NULL && kraken__owner_check(&sync->owner, op, "sync") == 0 &&
+           sync->engine != NULL;
+}
+
 uint16_t kraken_sync_port(const kraken_sync *sync)
 {
-    return sync != NULL ? kraken__sync_net_port(sync->net) : 0;
+    return sync_usable(sync, "sync_port") ? kraken__sync_net_port(sync->net) : 0;
 }
 
 bool kraken_sync_joined(const kraken_sync *sync)
 {
-    return sync != NULL && sync->parent != NULL && sync->parent->ready;
+    return sync_usable(sync, "sync_joined") && sync->parent != NULL && sync->parent->ready;
 }
 
 size_t kraken_sync_children(const kraken_sync *sync)
 {
-    return sync != NULL ? sync->n_children : 0;
+    return sync_usable(sync, "sync_children") ? sync->n_children : 0;
 }
 
 void kraken_sync_get_stats(const kraken_sync *sync, kraken_sync_stats *out)
 {
     if (out == NULL)
         return;
-    if (sync == NULL) {
+    if (sync == NULL || kraken__owner_check(&sync->owner, "sync_get_stats", "sync") < 0) {
         memset(out, 0, sizeof *out);
         return;
     }
@@ -2927,6 +3367,18 @@ bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data, s
                                 kraken_sync_addr *to)
 {
     return sync != NULL && kraken__sync_net_last_sent(sync->net, data, len, to);
+}
+
+size_t kraken__sync_buffered(const kraken_sync *sync)
+{
+    return sync != NULL ? kraken__sync_net_buffered(sync->net) : 0;
+}
+
+size_t kraken__sync_pending_joins(const kraken_sync *sync, size_t *limit)
+{
+    if (limit != NULL)
+        *limit = sync != NULL ? sync->max_pending : 0;
+    return sync != NULL ? sync->n_pending : 0;
 }
 
 /* ---- decoders for fuzz/fuzz_sync.c and tests ------------------------------------------ */

@@ -2,7 +2,7 @@
  * Sync transport: one UDP socket and one TCP listener on the same address and port, outgoing
  * TCP connections, length-prefixed TCP frames (4-byte big-endian length, capped at
  * KRAKEN_SYNC_MAX_FRAME), address parsing, and the fault-injection shim tests use on sent
- * datagrams. Protocol logic lives in sync.c; this file only moves bytes.
+ * datagrams and TCP frames. Protocol logic lives in sync.c; this file only moves bytes.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
+#include <sys/uio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,15 +186,39 @@ static bool addr_is_wildcard(const kraken_sync_addr *a)
 
 /* ---- objects ------------------------------------------------------------- */
 
+/* A TCP frame held back by the fault shim's delay (length prefix included). */
+typedef struct tframe {
+    struct tframe *next;
+    uint64_t due_us;
+    size_t len;
+    uint8_t data[];
+} tframe;
+
+/*
+ * A TCP connection. Reading goes through a bufferevent (with a read watermark, so an
+ * unauthenticated peer can make us buffer one small frame at most); writing does not: libevent
+ * writes with writev(), which raises SIGPIPE when the peer has reset the connection, and the
+ * library must neither die of that nor change the process's signal handling. Frames are queued
+ * in @c out and written with sendmsg(MSG_NOSIGNAL) when the socket is writable.
+ */
 struct kraken_sync_conn {
     kraken_sync_net *net;
-    struct bufferevent *bev;
+    struct bufferevent *bev; /* reading only */
+    evutil_socket_t fd;
+    struct evbuffer *out;    /* frames not yet written */
+    struct event *write_ev;  /* writable, or the connect finished */
+    struct event *delay_ev;  /* fault shim: next held frame due */
+    struct event *close_ev;  /* flushing a closing connection: give up after this */
+    tframe *held, *held_tail;
+    size_t held_bytes;
     kraken_sync_addr peer;
     kraken_sync_conn_ops ops;
     void *ud;
     uint32_t max_frame;
+    bool connecting;  /* outgoing connect() in progress */
     bool closing;     /* flushing queued frames, then freed; no more callbacks */
     bool doomed;      /* free as soon as no callback of ours is on the stack */
+    int write_err;    /* a write failed or the shim reset us: reported from the loop */
     unsigned in_cb;
     kraken_sync_conn *prev, *next;
 };
@@ -212,6 +237,8 @@ struct kraken_sync_net {
     int udp_fd;
     struct event *udp_ev;
     struct evconnlistener *listener;
+    struct event *accept_resume_ev; /* accepting paused after an accept() error */
+    uint32_t accept_pause_ms;       /* current back-off; 0 while accepting works */
     kraken_sync_net_ops ops;
     void *ud;
     kraken_sync_conn *conns;
@@ -219,7 +246,7 @@ struct kraken_sync_net {
     bool faulty;
     kraken_sync_faults faults;
     uint64_t prng;
-    dgram *delayed, *delayed_tail;
+    dgram *delayed, *delayed_tail; /* sorted by due time */
     struct event *delay_ev;
     dgram *held;
     struct event *held_ev;
@@ -239,6 +266,14 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+static void arm_us(struct event *ev, uint64_t us)
+{
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    event_add(ev, &tv);
+}
+
+static double prng_next(kraken_sync_net *net);
+
 /* ---- connections --------------------------------------------------------- */
 
 static void conn_destroy(kraken_sync_conn *c)
@@ -249,7 +284,20 @@ static void conn_destroy(kraken_sync_conn *c)
         c->net->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    bufferevent_free(c->bev);
+    if (c->write_ev != NULL)
+        event_free(c->write_ev);
+    if (c->delay_ev != NULL)
+        event_free(c->delay_ev);
+    if (c->close_ev != NULL)
+        event_free(c->close_ev);
+    while (c->held != NULL) {
+        tframe *f = c->held;
+        c->held = f->next;
+        free(f);
+    }
+    if (c->out != NULL)
+        evbuffer_free(c->out);
+    bufferevent_free(c->bev); /* closes the socket */
     free(c);
 }
 
@@ -328,29 +376,11 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         conn_destroy(c);
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
-{
-    kraken_sync_conn *c = arg;
-    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        conn_doom(c);
-}
-
+/* Read-side events of the bufferevent: end of stream or an error. */
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     kraken_sync_conn *c = arg;
-    if (what & BEV_EVENT_CONNECTED) {
-        int one = 1;
-        setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (c->ops.connected != NULL && !c->closing) {
-            c->in_cb++;
-            c->ops.connected(c, c->ud);
-            c->in_cb--;
-            if (c->doomed && c->in_cb == 0)
-                conn_destroy(c);
-        }
-        return;
-    }
     if (c->closing) {
         conn_doom(c);
         return;
@@ -358,29 +388,202 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     char why[160];
     if (what & BEV_EVENT_EOF)
         snprintf(why, sizeof why, "connection closed by peer");
-    else if (what & BEV_EVENT_TIMEOUT)
-        snprintf(why, sizeof why, "connection timed out");
     else
         snprintf(why, sizeof why, "connection error: %s",
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     conn_fail(c, why);
 }
 
-static kraken_sync_conn *conn_new(kraken_sync_net *net, struct bufferevent *bev,
+#define IOV_BATCH 64
+
+/* Write what the socket takes now: 0 (the rest waits for write_ev) or a negative errno. */
+static int conn_write_some(kraken_sync_conn *c)
+{
+    while (evbuffer_get_length(c->out) > 0) {
+        struct evbuffer_iovec v[IOV_BATCH];
+        int n = evbuffer_peek(c->out, -1, NULL, v, IOV_BATCH);
+        if (n > IOV_BATCH)
+            n = IOV_BATCH;
+        struct iovec iov[IOV_BATCH];
+        for (int i = 0; i < n; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+        }
+        struct msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = iov;
+        msg.msg_iovlen = (size_t)n;
+        ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                event_add(c->write_ev, NULL);
+                return 0;
+            }
+            return -errno;
+        }
+        evbuffer_drain(c->out, (size_t)w);
+    }
+    return 0;
+}
+
+static void conn_report_write_error(kraken_sync_conn *c)
+{
+    char why[160];
+    if (c->write_err == ECONNRESET && c->net->faulty && c->net->faults.tcp_reset > 0)
+        snprintf(why, sizeof why, "connection reset (fault injection)");
+    else
+        snprintf(why, sizeof why, "connection error: send: %s", strerror(c->write_err));
+    conn_fail(c, why);
+}
+
+static void conn_finish_connect(kraken_sync_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err != 0) {
+        char why[160];
+        snprintf(why, sizeof why, "connect: %s", strerror(err));
+        conn_fail(c, why);
+        return;
+    }
+    c->connecting = false;
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    bufferevent_enable(c->bev, EV_READ);
+    if (c->ops.connected != NULL && !c->closing) {
+        c->in_cb++;
+        c->ops.connected(c, c->ud);
+        c->in_cb--;
+    }
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_sync_conn *c = arg;
+    c->in_cb++; /* conn_fail below must not free c under our feet */
+    if (c->write_err == 0 && c->connecting)
+        conn_finish_connect(c);
+    if (!c->doomed && c->write_err == 0 && !c->connecting) {
+        int err = conn_write_some(c);
+        if (err < 0)
+            c->write_err = -err;
+    }
+    if (!c->doomed && c->write_err != 0)
+        conn_report_write_error(c);
+    else if (c->closing && evbuffer_get_length(c->out) == 0 && c->held == NULL)
+        c->doomed = true;
+    c->in_cb--;
+    if (c->doomed && c->in_cb == 0)
+        conn_destroy(c);
+}
+
+/* Have write_ev run soon (from the loop: callers of the API must not see the conn vanish). */
+static void conn_want_write(kraken_sync_conn *c)
+{
+    if (c->connecting)
+        return; /* write_ev is pending for the connect; it writes afterwards */
+    if (c->write_err != 0)
+        event_active(c->write_ev, EV_WRITE, 0);
+    else if (!event_pending(c->write_ev, EV_WRITE, NULL))
+        event_add(c->write_ev, NULL);
+}
+
+/* Fault shim: this frame resets the connection instead of going out (RST, as a crash). */
+static bool shim_resets(kraken_sync_conn *c)
+{
+    kraken_sync_net *net = c->net;
+    if (!net->faulty || net->faults.tcp_reset <= 0 || prng_next(net) >= net->faults.tcp_reset)
+        return false;
+    struct linger lg = {1, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    c->write_err = ECONNRESET;
+    return true;
+}
+
+static void conn_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_sync_conn *c = arg;
+    uint64_t now = now_us();
+    while (c->held != NULL && c->held->due_us <= now && c->write_err == 0) {
+        tframe *f = c->held;
+        c->held = f->next;
+        if (c->held == NULL)
+            c->held_tail = NULL;
+        c->held_bytes -= f->len;
+        if (!shim_resets(c) && evbuffer_add(c->out, f->data, f->len) != 0)
+            c->write_err = ENOMEM;
+        free(f);
+    }
+    if (c->held != NULL && c->write_err == 0)
+        arm_us(c->delay_ev, c->held->due_us > now ? c->held->due_us - now : 0);
+    conn_want_write(c);
+}
+
+/* Fault shim: hold the frame for tcp_delay_ms. Every frame gets the same delay, so the queue
+ * stays in order (a TCP stream never reorders itself). */
+static int conn_hold(kraken_sync_conn *c, const uint8_t head[4], const uint8_t *data, size_t len)
+{
+    if (c->delay_ev == NULL && (c->delay_ev = evtimer_new(c->net->base, conn_delay_cb, c)) == NULL)
+        return kraken__err(KRAKEN_ENOMEM, "out of memory queueing a %zu-byte frame", len);
+    tframe *f = malloc(sizeof *f + 4 + len);
+    if (f == NULL)
+        return kraken__err(KRAKEN_ENOMEM, "out of memory queueing a %zu-byte frame", len);
+    f->next = NULL;
+    f->len = 4 + len;
+    uint32_t delay_ms = c->net->faulty ? c->net->faults.tcp_delay_ms : 0;
+    f->due_us = now_us() + (uint64_t)delay_ms * 1000u;
+    memcpy(f->data, head, 4);
+    if (len > 0)
+        memcpy(f->data + 4, data, len);
+    if (c->held_tail != NULL)
+        c->held_tail->next = f;
+    else
+        c->held = f;
+    c->held_tail = f;
+    c->held_bytes += f->len;
+    if (!event_pending(c->delay_ev, EV_TIMEOUT, NULL))
+        arm_us(c->delay_ev, (uint64_t)delay_ms * 1000u);
+    return KRAKEN_OK;
+}
+
+static kraken_sync_conn *conn_new(kraken_sync_net *net, evutil_socket_t fd,
                                   const kraken_sync_addr *peer)
 {
     kraken_sync_conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
     c->net = net;
-    c->bev = bev;
+    c->fd = fd;
+    c->bev = bufferevent_socket_new(net->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->out = evbuffer_new();
+    c->write_ev = event_new(net->base, fd, EV_WRITE, conn_write_cb, c);
+    if (c->bev == NULL || c->out == NULL || c->write_ev == NULL) {
+        if (c->bev == NULL)
+            evutil_closesocket(fd);
+        else
+            bufferevent_free(c->bev);
+        if (c->out != NULL)
+            evbuffer_free(c->out);
+        if (c->write_ev != NULL)
+            event_free(c->write_ev);
+        free(c);
+        return NULL;
+    }
     c->peer = *peer;
     c->max_frame = KRAKEN_SYNC_MAX_FRAME;
     c->next = net->conns;
     if (net->conns != NULL)
         net->conns->prev = c;
     net->conns = c;
-    bufferevent_setcb(bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
     return c;
 }
 
@@ -397,13 +600,38 @@ void kraken__sync_conn_set_ops(kraken_sync_conn *conn, const kraken_sync_conn_op
 
 void kraken__sync_conn_set_max_frame(kraken_sync_conn *conn, uint32_t max)
 {
-    if (conn != NULL)
-        conn->max_frame = max < KRAKEN_SYNC_MAX_FRAME ? max : KRAKEN_SYNC_MAX_FRAME;
+    if (conn == NULL)
+        return;
+    conn->max_frame = max < KRAKEN_SYNC_MAX_FRAME ? max : KRAKEN_SYNC_MAX_FRAME;
+    /* Below the cap, read no more than one frame ahead: an unauthenticated peer that sends
+     * the start of a frame and stops holds only that much of our memory. */
+    size_t high = conn->max_frame < KRAKEN_SYNC_MAX_FRAME
+                      ? (size_t)conn->max_frame + KRAKEN_SYNC_FRAME_HEAD
+                      : 0;
+    bufferevent_setwatermark(conn->bev, EV_READ, 0, high);
 }
 
 size_t kraken__sync_conn_queued(const kraken_sync_conn *conn)
 {
-    return conn != NULL ? evbuffer_get_length(bufferevent_get_output(conn->bev)) : 0;
+    return conn != NULL ? evbuffer_get_length(conn->out) + conn->held_bytes : 0;
+}
+
+size_t kraken__sync_conn_buffered(const kraken_sync_conn *conn)
+{
+    return conn != NULL ? evbuffer_get_length(bufferevent_get_input(conn->bev)) : 0;
+}
+
+int kraken__sync_conn_fd(const kraken_sync_conn *conn)
+{
+    return conn != NULL ? (int)conn->fd : -1;
+}
+
+size_t kraken__sync_net_buffered(const kraken_sync_net *net)
+{
+    size_t sum = 0;
+    for (const kraken_sync_conn *c = net != NULL ? net->conns : NULL; c != NULL; c = c->next)
+        sum += kraken__sync_conn_buffered(c);
+    return sum;
 }
 
 const kraken_sync_addr *kraken__sync_conn_peer(const kraken_sync_conn *conn)
@@ -419,24 +647,40 @@ int kraken__sync_conn_send(kraken_sync_conn *conn, const uint8_t *data, size_t l
         return kraken__err(KRAKEN_ESTATE, "connection is closing");
     if (len > KRAKEN_SYNC_MAX_FRAME)
         return kraken__err(KRAKEN_ELIMIT, "frame of %zu bytes exceeds the 16 MiB limit", len);
+    if (conn->write_err != 0)
+        return KRAKEN_OK; /* failing: the loop reports it; this frame is lost with the link */
     uint8_t head[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
                        (uint8_t)len};
-    struct evbuffer *out = bufferevent_get_output(conn->bev);
-    if (evbuffer_add(out, head, sizeof head) != 0 || evbuffer_add(out, data, len) != 0)
+    kraken_sync_net *net = conn->net;
+    /* Behind frames the shim still holds (even once it is lifted): a stream keeps its order. */
+    if (conn->held != NULL || (net->faulty && net->faults.tcp_delay_ms > 0))
+        return conn_hold(conn, head, data, len);
+    if (!shim_resets(conn) &&
+        (evbuffer_add(conn->out, head, sizeof head) != 0 ||
+         evbuffer_add(conn->out, data, len) != 0))
         return kraken__err(KRAKEN_ENOMEM, "out of memory queueing a %zu-byte frame", len);
+    conn_want_write(conn);
     return KRAKEN_OK;
+}
+
+static void conn_close_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_doom(arg);
 }
 
 void kraken__sync_conn_close(kraken_sync_conn *conn, bool flush)
 {
     if (conn == NULL || conn->doomed)
         return;
-    if (flush && !conn->closing &&
-        evbuffer_get_length(bufferevent_get_output(conn->bev)) > 0) {
+    bool pending = evbuffer_get_length(conn->out) > 0 || conn->held != NULL;
+    if (flush && !conn->closing && pending && conn->write_err == 0 &&
+        (conn->close_ev = evtimer_new(conn->net->base, conn_close_timeout, conn)) != NULL) {
         conn->closing = true;
         bufferevent_disable(conn->bev, EV_READ);
-        struct timeval tv = {CLOSE_FLUSH_TIMEOUT_S, 0};
-        bufferevent_set_timeouts(conn->bev, NULL, &tv);
+        arm_us(conn->close_ev, (uint64_t)CLOSE_FLUSH_TIMEOUT_S * 1000000u);
+        conn_want_write(conn);
         return;
     }
     conn->closing = true;
@@ -465,34 +709,33 @@ int kraken__sync_conn_connect(kraken_sync_conn **out, kraken_sync_net *net,
                                kraken__sync_addr_format(to, buf, sizeof buf), strerror(saved));
         }
     }
-    struct bufferevent *bev = bufferevent_socket_new(net->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
+    if (connect(fd, &to->u.sa, to->len) != 0 && errno != EINPROGRESS) {
+        int saved = errno;
         close(fd);
-        return kraken__err(KRAKEN_ENOMEM, "connect: out of memory");
+        return kraken__err(KRAKEN_EIO, "connect to %s: %s",
+                           kraken__sync_addr_format(to, buf, sizeof buf), strerror(saved));
     }
-    kraken_sync_conn *c = conn_new(net, bev, to);
-    if (c == NULL) {
-        bufferevent_free(bev);
+    kraken_sync_conn *c = conn_new(net, fd, to);
+    if (c == NULL)
         return kraken__err(KRAKEN_ENOMEM, "connect: out of memory");
-    }
     kraken__sync_conn_set_ops(c, ops, ud);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(bev, &to->u.sa, (int)to->len) != 0) {
-        int rc = kraken__err(KRAKEN_EIO, "connect to %s: %s",
-                             kraken__sync_addr_format(to, buf, sizeof buf),
-                             evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        conn_destroy(c);
-        return rc;
-    }
+    c->connecting = true; /* write_ev reports the outcome; reading starts once connected */
+    event_add(c->write_ev, NULL);
     *out = c;
     return KRAKEN_OK;
 }
+
+/* ---- the listener -------------------------------------------------------- */
+
+#define ACCEPT_PAUSE_MIN_MS 50
+#define ACCEPT_PAUSE_MAX_MS 2000
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
     (void)l;
     kraken_sync_net *net = arg;
+    net->accept_pause_ms = 0; /* accepting works again: the next failure is reported */
     kraken_sync_addr peer;
     memset(&peer, 0, sizeof peer);
     if (socklen > 0 && (size_t)socklen <= sizeof peer.u) {
@@ -501,17 +744,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct bufferevent *bev = bufferevent_socket_new(net->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        evutil_closesocket(fd);
+    kraken_sync_conn *c = conn_new(net, fd, &peer);
+    if (c == NULL)
         return;
-    }
-    kraken_sync_conn *c = conn_new(net, bev, &peer);
-    if (c == NULL) {
-        bufferevent_free(bev);
-        return;
-    }
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ);
     c->in_cb++;
     if (net->ops.accepted != NULL)
         net->ops.accepted(c, net->ud);
@@ -520,6 +756,45 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         c->closing = c->doomed = true;
     if (c->doomed && c->in_cb == 0)
         conn_destroy(c);
+}
+
+/*
+ * accept() failed for a reason that retrying at once cannot fix (EMFILE, ENFILE, ENOBUFS...).
+ * libevent would retry on every loop turn (and print each failure): at the fd limit that spun
+ * at 100% CPU and wrote millions of lines. Pause accepting instead, with back-off, and tell the
+ * owner (who logs the first failure of a run of them).
+ */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    kraken_sync_net *net = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    bool first = net->accept_pause_ms == 0;
+    uint32_t pause = first ? ACCEPT_PAUSE_MIN_MS : net->accept_pause_ms * 2;
+    if (pause > ACCEPT_PAUSE_MAX_MS)
+        pause = ACCEPT_PAUSE_MAX_MS;
+    net->accept_pause_ms = pause;
+    evconnlistener_disable(l);
+    arm_us(net->accept_resume_ev, (uint64_t)pause * 1000u);
+    if (net->ops.accept_failed != NULL)
+        net->ops.accept_failed(err, pause, first, net->ud);
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_sync_net *net = arg;
+    evconnlistener_enable(net->listener);
+}
+
+size_t kraken__sync_pending_limit(uint64_t nofile)
+{
+    /* Keep 64 descriptors for the host program and our own sockets, and half of the rest for
+     * sessions: established children matter more than strangers. */
+    uint64_t room = nofile > 64 ? (nofile - 64) / 2 : 0;
+    if (room > KRAKEN_SYNC_MAX_PENDING_JOINS)
+        room = KRAKEN_SYNC_MAX_PENDING_JOINS;
+    return room < 8 ? 8 : (size_t)room;
 }
 
 /* ---- datagrams and the fault shim --------------------------------------- */
@@ -644,21 +919,33 @@ static void delay_cb(evutil_socket_t fd, short what, void *arg)
     arm_delay(net);
 }
 
-/* Every datagram gets the same delay, so the queue stays sorted by due time. */
+/* Delay (fixed, plus jitter that lets datagrams overtake each other): the queue is kept
+ * sorted by due time; a new datagram usually goes at the end. */
 static void delay_stage(kraken_sync_net *net, dgram *d)
 {
-    if (net->faults.delay_ms == 0) {
+    if (net->faults.delay_ms == 0 && net->faults.jitter_ms == 0) {
         reorder_stage(net, d);
         return;
     }
-    d->due_us = now_us() + (uint64_t)net->faults.delay_ms * 1000u;
-    if (net->delayed_tail != NULL)
-        net->delayed_tail->next = d;
-    else
-        net->delayed = d;
-    net->delayed_tail = d;
-    if (!event_pending(net->delay_ev, EV_TIMEOUT, NULL))
-        arm_delay(net);
+    uint64_t extra = (uint64_t)net->faults.delay_ms * 1000u;
+    if (net->faults.jitter_ms > 0)
+        extra += (uint64_t)(prng_next(net) * (double)net->faults.jitter_ms * 1000.0);
+    d->due_us = now_us() + extra;
+    if (net->delayed_tail == NULL || net->delayed_tail->due_us <= d->due_us) {
+        if (net->delayed_tail != NULL)
+            net->delayed_tail->next = d;
+        else
+            net->delayed = d;
+        net->delayed_tail = d;
+    } else {
+        dgram **at = &net->delayed;
+        while ((*at)->due_us <= d->due_us)
+            at = &(*at)->next;
+        d->next = *at;
+        *at = d;
+    }
+    event_del(net->delay_ev);
+    arm_delay(net);
 }
 
 static void keep_last(kraken_sync_net *net, const kraken_sync_addr *to, const uint8_t *data,
@@ -868,8 +1155,12 @@ int kraken__sync_net_new(kraken_sync_net **out, struct event_base *base,
     }
     net->listener = evconnlistener_new(base, accept_cb, net,
                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, tcp_fd);
+    if (net->listener != NULL)
+        evconnlistener_set_error_cb(net->listener, accept_error_cb);
+    net->accept_resume_ev = evtimer_new(base, accept_resume_cb, net);
     net->udp_ev = event_new(base, net->udp_fd, EV_READ | EV_PERSIST, udp_read_cb, net);
-    if (net->listener == NULL || net->udp_ev == NULL || event_add(net->udp_ev, NULL) != 0) {
+    if (net->listener == NULL || net->udp_ev == NULL || net->accept_resume_ev == NULL ||
+        event_add(net->udp_ev, NULL) != 0) {
         if (net->listener == NULL)
             close(tcp_fd);
         kraken__sync_net_free(net);
@@ -887,6 +1178,8 @@ void kraken__sync_net_free(kraken_sync_net *net)
         conn_destroy(net->conns);
     if (net->listener != NULL)
         evconnlistener_free(net->listener);
+    if (net->accept_resume_ev != NULL)
+        event_free(net->accept_resume_ev);
     if (net->udp_ev != NULL)
         event_free(net->udp_ev);
     if (net->udp_fd >= 0)

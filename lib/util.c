@@ -1,10 +1,15 @@
-/* Small shared helpers: string copies and file I/O with atomic replace. */
+/*
+ * Small shared helpers at the bottom of the library: string copies, UTF-8 checks, quoting input
+ * text for error messages, and file I/O with atomic replace.
+ */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +24,148 @@ char *kraken__strndup(const char *s, size_t n)
     copy[n] = '\0';
     return copy;
 }
+
+void kraken__appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+    if (*len + 1 >= size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *len, size - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len = *len + (size_t)n < size ? *len + (size_t)n : size - 1;
+}
+
+/* ---- UTF-8 ------------------------------------------------------------------- */
+
+size_t kraken__utf8_seq(const char *text, size_t len, uint32_t *cp_out)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    if (len == 0)
+        return 0;
+    unsigned char c = s[0];
+    if (c < 0x80) {
+        *cp_out = c;
+        return 1;
+    }
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 1;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 2;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 3;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len <= n)
+        return 0;
+    for (size_t k = 1; k <= n; k++) {
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[k] & 0x3F);
+    }
+    /* Reject overlong forms, surrogates and code points past U+10FFFF. */
+    if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    *cp_out = cp;
+    return n + 1;
+}
+
+bool kraken__utf8_valid(const char *text, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)text[i];
+        if (c >= 0x80) {
+            uint32_t cp;
+            size_t n = kraken__utf8_seq(text + i, len - i, &cp);
+            if (n == 0)
+                return false;
+            i += n;
+            continue;
+        }
+        if (c == 0)
+            return false; /* strings are stored NUL-terminated */
+        i++;
+    }
+    return true;
+}
+
+/* ---- quoting input text for messages --------------------------------------------- */
+
+/* Code points that move the cursor or change a terminal's state when printed raw. */
+static bool is_control_cp(uint32_t cp)
+{
+    return cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 ||
+           cp == 0x2029 || (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+const char *kraken__quote(char *buf, size_t size, const char *text, size_t len)
+{
+    static const char ellipsis[] = "...'";
+    size_t o = 0, i = 0;
+    if (size < sizeof ellipsis + 1) {
+        if (size > 0)
+            buf[0] = '\0';
+        return buf;
+    }
+    if (text == NULL)
+        text = "", len = 0;
+    buf[o++] = '\'';
+    while (i < len) {
+        char esc[16];
+        size_t elen, consumed;
+        unsigned char c = (unsigned char)text[i];
+        uint32_t cp = c;
+        if (c >= 0x80) {
+            consumed = kraken__utf8_seq(text + i, len - i, &cp);
+            if (consumed == 0) { /* not UTF-8: show the byte */
+                elen = (size_t)snprintf(esc, sizeof esc, "\\x%02x", c);
+                consumed = 1;
+            } else if (is_control_cp(cp)) {
+                elen = (size_t)snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp);
+            } else {
+                memcpy(esc, text + i, consumed);
+                elen = consumed;
+            }
+        } else {
+            consumed = 1;
+            switch (c) {
+            case '\n': memcpy(esc, "\\n", elen = 2); break;
+            case '\r': memcpy(esc, "\\r", elen = 2); break;
+            case '\t': memcpy(esc, "\\t", elen = 2); break;
+            case '\\': memcpy(esc, "\\\\", elen = 2); break;
+            case '\'': memcpy(esc, "\\'", elen = 2); break;
+            default:
+                if (is_control_cp(c))
+                    elen = (size_t)snprintf(esc, sizeof esc, "\\x%02x", c);
+                else
+                    esc[0] = (char)c, elen = 1;
+            }
+        }
+        /* Keep room for the closing quote, or for "...'" when more input follows. */
+        size_t reserve = i + consumed < len ? sizeof ellipsis : 2;
+        if (o + elen + reserve > size) {
+            memcpy(buf + o, ellipsis, sizeof ellipsis);
+            return buf;
+        }
+        memcpy(buf + o, esc, elen);
+        o += elen;
+        i += consumed;
+    }
+    buf[o++] = '\'';
+    buf[o] = '\0';
+    return buf;
+}
+
+/* ---- reading ------------------------------------------------------------------- */
 
 int kraken__read_file(const char *path, char **out, size_t *len)
 {
@@ -57,6 +204,12 @@ int kraken__read_file(const char *path, char **out, size_t *len)
     return KRAKEN_OK;
 }
 
+/* ---- atomic replace ------------------------------------------------------------- */
+
+#define TMP_SUFFIX ".tmp."
+#define TMP_TEMPLATE TMP_SUFFIX "XXXXXX"
+#define TMP_RANDOM_LEN 6
+
 static int write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;
@@ -87,47 +240,161 @@ static int sync_parent_dir(const char *path)
     return rc;
 }
 
-int kraken__write_file_atomic(const char *path, const void *data, size_t len)
+/* mkostemp() fills the X's from [A-Za-z0-9]: anything else is not one of our names. */
+static bool is_our_temp_name(const char *name, const char *base, size_t base_len)
 {
+    size_t suffix = sizeof TMP_SUFFIX - 1;
+    if (strncmp(name, base, base_len) != 0 || strncmp(name + base_len, TMP_SUFFIX, suffix) != 0)
+        return false;
+    const char *r = name + base_len + suffix;
+    for (size_t i = 0; i < TMP_RANDOM_LEN; i++) {
+        char c = r[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
+            return false;
+    }
+    return r[TMP_RANDOM_LEN] == '\0';
+}
+
+/*
+ * Remove "<path>.tmp.XXXXXX" files that an interrupted save left behind. Only regular files of
+ * exactly that pattern, owned by this user, in the directory of @p path; and only those nobody
+ * holds a lock on: a save in progress (this or another process) keeps an flock on its
+ * temporary file, and the kernel drops it when that process dies. Best effort: a file that
+ * cannot be removed stays, and the caller's operation goes on.
+ */
+size_t kraken__remove_stale_temps(const char *path)
+{
+    char *dir_copy = strdup(path), *base_copy = strdup(path);
+    size_t removed = 0;
+    if (dir_copy == NULL || base_copy == NULL)
+        goto out;
+    const char *dir = dirname(dir_copy), *base = basename(base_copy);
+    size_t base_len = strlen(base);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        goto out;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        goto out;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!is_our_temp_name(de->d_name, base, base_len))
+            continue;
+        int fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0 && unlinkat(dfd, de->d_name, 0) == 0)
+            removed++;
+        close(fd); /* drops the lock */
+    }
+    closedir(d);
+out:
+    free(dir_copy);
+    free(base_copy);
+    return removed;
+}
+
+int kraken__afile_open(kraken__afile *af, const char *path)
+{
+    memset(af, 0, sizeof *af);
+    af->fd = -1;
+    kraken__remove_stale_temps(path);
     size_t path_len = strlen(path);
-    char *tmp = malloc(path_len + sizeof ".tmp.XXXXXX");
-    if (tmp == NULL)
+    af->path = path;
+    af->tmp = malloc(path_len + sizeof TMP_TEMPLATE);
+    if (af->tmp == NULL)
         return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", path);
-    memcpy(tmp, path, path_len);
-    memcpy(tmp + path_len, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
+    memcpy(af->tmp, path, path_len);
+    memcpy(af->tmp + path_len, TMP_TEMPLATE, sizeof TMP_TEMPLATE);
+    af->fd = mkostemp(af->tmp, O_CLOEXEC);
+    if (af->fd < 0) {
         int rc = kraken__err(KRAKEN_EIO, "%s: cannot create temporary file: %s", path,
                              strerror(errno));
-        free(tmp);
+        free(af->tmp);
+        af->tmp = NULL;
         return rc;
     }
-    const char *step = "write";
-    if (write_all(fd, data, len) != 0)
-        goto fail;
-    step = "fsync";
-    if (fchmod(fd, 0644) != 0 || fsync(fd) != 0)
-        goto fail;
-    step = "close";
-    if (close(fd) != 0) {
-        fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    step = "rename";
-    if (rename(tmp, path) != 0)
-        goto fail;
-    free(tmp);
-    if (sync_parent_dir(path) != 0)
-        return kraken__err(KRAKEN_EIO, "%s: fsync of directory failed: %s", path,
+    /* Marks the file as in use for kraken__remove_stale_temps() in other processes. */
+    (void)flock(af->fd, LOCK_EX | LOCK_NB);
+    return KRAKEN_OK;
+}
+
+static int afile_fail(kraken__afile *af, const char *step)
+{
+    int rc = kraken__err(KRAKEN_EIO, "%s: %s failed: %s (old file left unchanged)", af->path, step,
+                         strerror(errno));
+    kraken__afile_abort(af);
+    return rc;
+}
+
+int kraken__afile_write(kraken__afile *af, const void *data, size_t len)
+{
+    if (af->fd < 0)
+        return kraken__err(KRAKEN_EINVAL, "%s: write to a closed temporary file", af->path);
+    if (write_all(af->fd, data, len) != 0)
+        return afile_fail(af, "write");
+    return KRAKEN_OK;
+}
+
+int kraken__afile_commit(kraken__afile *af)
+{
+    if (af->fd < 0)
+        return kraken__err(KRAKEN_EINVAL, "%s: commit of a closed temporary file", af->path);
+    if (fchmod(af->fd, 0644) != 0 || fsync(af->fd) != 0)
+        return afile_fail(af, "fsync");
+    int fd = af->fd;
+    af->fd = -1;
+    if (close(fd) != 0)
+        return afile_fail(af, "close");
+    if (rename(af->tmp, af->path) != 0)
+        return afile_fail(af, "rename");
+    free(af->tmp);
+    af->tmp = NULL;
+    if (sync_parent_dir(af->path) != 0)
+        return kraken__err(KRAKEN_EIO, "%s: fsync of directory failed: %s", af->path,
                            strerror(errno));
     return KRAKEN_OK;
-fail:;
-    int rc = kraken__err(KRAKEN_EIO, "%s: %s failed: %s (old file left unchanged)", path, step,
-                         strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    free(tmp);
+}
+
+void kraken__afile_abort(kraken__afile *af)
+{
+    if (af->fd >= 0)
+        close(af->fd);
+    af->fd = -1;
+    if (af->tmp != NULL) {
+        int saved = errno;
+        unlink(af->tmp);
+        errno = saved;
+        free(af->tmp);
+        af->tmp = NULL;
+    }
+}
+
+int kraken__write_file_atomic(const char *path, const void *data, size_t len)
+{
+    kraken__afile af;
+    int rc = kraken__afile_open(&af, path);
+    if (rc == 0 && (rc = kraken__afile_write(&af, data, len)) == 0)
+        rc = kraken__afile_commit(&af);
     return rc;
+}
+
+/* ---- owner threads ------------------------------------------------------------- */
+
+void kraken__owner_init(kraken__owner *owner)
+{
+    owner->thread = pthread_self();
+    owner->tid = (long)gettid();
+}
+
+int kraken__owner_refuse(const kraken__owner *owner, const char *op, const char *what)
+{
+    return kraken__err(KRAKEN_ETHREAD,
+                       "%s: called from thread %ld, but the %s belongs to thread %ld (the one that "
+                       "created it); libkraken handles are single-threaded",
+                       op, (long)gettid(), what, owner->tid);
 }

@@ -82,8 +82,8 @@ static void tree_free(struct kraken_tree *t)
 }
 
 /* A value owning a deep copy of @p slot (described by f, type). */
-static int tree_new(const kraken_field *f, kraken_type type, const kraken_slot *slot,
-                    bool take, kraken_value *out)
+int kraken__value_tree_new(const kraken_field *f, kraken_type type, const kraken_slot *slot,
+                           bool take, kraken_value *out)
 {
     struct kraken_tree *t = calloc(1, sizeof(*t));
     if (!t)
@@ -139,7 +139,7 @@ int kraken_value_copy(kraken_value *out, const kraken_value *src)
         const struct kraken_tree *t = src->v.tree;
         if (!t)
             return kraken__err(KRAKEN_EINVAL, "kraken_value_copy: compound value without data");
-        return tree_new(t->field, t->type, &t->slot, false, out);
+        return kraken__value_tree_new(t->field, t->type, &t->slot, false, out);
     }
     *out = *src;
     return 0;
@@ -279,7 +279,8 @@ static int format_base64(const char *data, size_t len, char **out)
     return 0;
 }
 
-int kraken_value_format(const kraken_value *value, char **out)
+/* Text form of a scalar value; compound values have a JSON text form (json.c). */
+int kraken__value_format_scalar(const kraken_value *value, char **out)
 {
     if (!value || !out)
         return kraken__err(KRAKEN_EINVAL, "kraken_value_format: NULL argument");
@@ -330,13 +331,6 @@ int kraken_value_format(const kraken_value *value, char **out)
     }
     case KRAKEN_T_BYTES:
         return format_base64(value->v.str.data, value->v.str.len, out);
-    case KRAKEN_T_RECORD:
-    case KRAKEN_T_MAP:
-    case KRAKEN_T_LIST:
-        if (!value->v.tree)
-            return kraken__err(KRAKEN_EINVAL, "kraken_value_format: compound value without data");
-        return kraken__slot_to_json_text(value->v.tree->field, value->v.tree->type,
-                                         &value->v.tree->slot, out);
     default:
         return kraken__err(KRAKEN_EINVAL, "kraken_value_format: invalid type %d",
                            (int)value->type);
@@ -388,7 +382,7 @@ int kraken__slot_to_value(const kraken_field *f, kraken_type type, const kraken_
     case KRAKEN_T_LIST:
         if (!f)
             return kraken__err(KRAKEN_EINVAL, "compound value without a field");
-        return tree_new(f, type, slot, false, out);
+        return kraken__value_tree_new(f, type, slot, false, out);
     default:
         return kraken__err(KRAKEN_EINVAL, "cannot read a value of type %d", (int)type);
     }
@@ -584,9 +578,12 @@ int kraken__value_to_slot(const kraken_field *f, kraken_type type, const kraken_
 
 /* ---- text -> value ----------------------------------------------------------------- */
 
+/* Messages quote input text escaped (kraken__quote): always one line, no raw control bytes. */
 static int parse_error(const char *what, const char *text)
 {
-    return kraken__err(KRAKEN_EPARSE, "invalid %s '%s'", what, text);
+    char q[KRAKEN_QUOTE_SIZE];
+    return kraken__err(KRAKEN_EPARSE, "invalid %s %s", what,
+                       kraken__quote(q, sizeof q, text, strlen(text)));
 }
 
 /* Strict decimal: optional '-', digits only, no spaces or '+'. */
@@ -610,9 +607,11 @@ static int parse_int(kraken_type type, const char *text, kraken_value *out)
         v.type = KRAKEN_T_UINT64;
         v.v.u = strtoull(p, NULL, 10);
     }
-    if (errno == ERANGE)
-        return kraken__err(KRAKEN_ETYPE, "'%s' is out of range for %s", text,
-                           kraken_type_name(type));
+    if (errno == ERANGE) {
+        char q[KRAKEN_QUOTE_SIZE];
+        return kraken__err(KRAKEN_ETYPE, "%s is out of range for %s",
+                           kraken__quote(q, sizeof q, text, strlen(text)), kraken_type_name(type));
+    }
     kraken_slot slot;
     int rc = int_to_slot(NULL, type, &v, &slot, NULL);
     if (rc < 0)
@@ -644,7 +643,9 @@ static int parse_enum(const kraken_field *f, const char *text, kraken_value *out
             return kraken__err(KRAKEN_ETYPE, "%s is not a member of enum %s", text, e->name);
         number = n.v.i;
     } else {
-        return kraken__err(KRAKEN_ETYPE, "'%s' is not a member of enum %s", text, e->name);
+        char q[KRAKEN_QUOTE_SIZE];
+        return kraken__err(KRAKEN_ETYPE, "%s is not a member of enum %s",
+                           kraken__quote(q, sizeof q, text, strlen(text)), e->name);
     }
     *out = kraken_value_int(KRAKEN_T_ENUM, number);
     out->enum_type = e;
@@ -740,8 +741,8 @@ static int parse_base64(const char *text, kraken_value *out)
     return parse_error("base64 bytes", text);
 }
 
-int kraken__value_parse(const kraken_field *f, kraken_type type, const char *text,
-                        kraken_value *out)
+int kraken__value_parse_scalar(const kraken_field *f, kraken_type type, const char *text,
+                               kraken_value *out)
 {
     if (!text || !out)
         return kraken__err(KRAKEN_EINVAL, "kraken__value_parse: NULL argument");
@@ -769,21 +770,6 @@ int kraken__value_parse(const kraken_field *f, kraken_type type, const char *tex
             return parse_error("UUID", text);
         *out = kraken_value_uuid(&id);
         return 0;
-    }
-    case KRAKEN_T_RECORD:
-    case KRAKEN_T_MAP:
-    case KRAKEN_T_LIST: {
-        if (!f)
-            return kraken__err(KRAKEN_EINVAL, "compound value without a field");
-        kraken_slot slot;
-        memset(&slot, 0, sizeof(slot));
-        int rc = kraken__slot_from_json_text(f, type, text, strlen(text), "value", &slot);
-        if (rc < 0)
-            return rc;
-        rc = tree_new(f, type, &slot, true, out);
-        if (rc < 0)
-            kraken__slot_free(f, type, &slot);
-        return rc;
     }
     default:
         return kraken__err(KRAKEN_EINVAL, "cannot parse a value of type %s",

@@ -1,14 +1,15 @@
 #!/bin/sh
 # Usage: check_headers.sh CC INCLUDE_DIR header...
-# Compiles each public header alone, as C99 with -pedantic -Werror.
+# Compiles each public header alone, as C99 with -pedantic -Werror. TAP output (tap.sh).
+. "$(dirname "$0")/tap.sh"
 cc=$1; inc=$2; shift 2
-status=0
 for h in "$@"; do
-    if printf '#include <kraken/%s>\nint kraken_header_test_dummy;\n' "$h" |
-        "$cc" -std=c99 -pedantic -Wall -Wextra -Werror -I"$inc" -x c -c -o /dev/null -; then
-        echo "ok: $h"
+    if out=$(printf '#include <kraken/%s>\nint kraken_header_test_dummy;\n' "$h" |
+        "$cc" -std=c99 -pedantic -Wall -Wextra -Werror -I"$inc" -x c -c -o /dev/null - 2>&1); then
+        tap_ok "$h compiles on its own (C99, -pedantic -Werror)"
     else
-        echo "FAIL: $h does not compile on its own"; status=1
+        tap_fail "$h does not compile on its own"
+        tap_diag "$out"
     fi
 done
-exit $status
+tap_done

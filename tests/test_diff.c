@@ -7,7 +7,7 @@
 
 #define IP4 "type.googleapis.com/IPv4.IPv4OverEthernet"
 #define PXE "type.googleapis.com/PXE.Client"
-#define PXECFG "/Services/pxe/Config/type.googleapis.com/PXE.Config"
+#define PXECFG "/Services/pxe/Config/type.googleapis.com/TestModule.Config"
 #define PMCFG "/Services/pxe/Config/type.googleapis.com/Powerman.Control"
 
 static kraken_node *new_node(void)

@@ -1,7 +1,11 @@
 /* Error codes, last-error messages, version, and the file helpers in util.c. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,7 +18,7 @@ START_TEST(strerror_and_names)
     ck_assert_str_eq(kraken_err_name(KRAKEN_EPROTO), "KRAKEN_EPROTO");
     ck_assert_str_eq(kraken_strerror(-999), "unknown error");
     ck_assert_str_eq(kraken_err_name(12345), "KRAKEN_E?");
-    for (int code = KRAKEN_OK; code >= KRAKEN_ENOPATH; code--)
+    for (int code = KRAKEN_OK; code >= KRAKEN_ETHREAD; code--)
         ck_assert_str_ne(kraken_strerror(code), "unknown error");
 }
 END_TEST
@@ -91,14 +95,127 @@ START_TEST(atomic_write_and_read_back)
 }
 END_TEST
 
+/* Entries in tmpdir (the saved file and anything left behind). */
+static int count_entries(void)
+{
+    DIR *d = opendir(tmpdir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void expect_content(const char *path, const char *want)
+{
+    char *data = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(kraken__read_file(path, &data, &len), KRAKEN_OK);
+    ck_assert_uint_eq(len, strlen(want));
+    ck_assert_str_eq(data, want);
+    free(data);
+}
+
+/*
+ * The save replaces the file (a new inode renamed over the old name), never rewrites it in
+ * place: a hard link to the old file still shows the old content. Truncate-and-write would
+ * change both names. Works as root.
+ */
+START_TEST(atomic_write_replaces_never_rewrites)
+{
+    make_tmpdir();
+    char path[128], link_path[128];
+    snprintf(path, sizeof path, "%s/state.json", tmpdir);
+    snprintf(link_path, sizeof link_path, "%s/old-state.json", tmpdir);
+    ck_assert_int_eq(kraken__write_file_atomic(path, "old content", 11), KRAKEN_OK);
+    ck_assert_int_eq(link(path, link_path), 0);
+    struct stat before, after;
+    ck_assert_int_eq(stat(path, &before), 0);
+    ck_assert_int_eq(kraken__write_file_atomic(path, "new", 3), KRAKEN_OK);
+    ck_assert_int_eq(stat(path, &after), 0);
+    expect_content(path, "new");
+    expect_content(link_path, "old content");
+    ck_assert_uint_ne(before.st_ino, after.st_ino);
+    ck_assert_uint_eq(after.st_nlink, 1);
+    ck_assert_uint_eq(after.st_mode & 0777, 0644);
+    ck_assert_int_eq(count_entries(), 2); /* the two names, no temporary */
+    unlink(link_path);
+    unlink(path);
+    rmdir(tmpdir);
+}
+END_TEST
+
+/*
+ * A write that fails half-way (file size limit: root is bound by it too) returns an error
+ * naming the file and the step, leaves the old file exactly as it was and removes the
+ * temporary file.
+ */
 START_TEST(atomic_write_failure_leaves_old_file)
 {
-    if (geteuid() == 0) {
-        /* root ignores directory permissions; use a missing directory instead. */
-        ck_assert_int_eq(kraken__write_file_atomic("/nonexistent-dir/x.json", "x", 1), KRAKEN_EIO);
-        ck_assert_ptr_nonnull(strstr(kraken_error_last(), "/nonexistent-dir/x.json"));
-        return;
-    }
+    make_tmpdir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/state.json", tmpdir);
+    ck_assert_int_eq(kraken__write_file_atomic(path, "old", 3), KRAKEN_OK);
+
+    struct rlimit saved, small = {8, 8};
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    small.rlim_max = saved.rlim_max;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN); /* EFBIG instead of a signal */
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    int rc = kraken__write_file_atomic(path, "new content, longer than 8 bytes", 32);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", kraken_error_last());
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    signal(SIGXFSZ, old_handler);
+
+    ck_assert_int_eq(rc, KRAKEN_EIO);
+    char want[256];
+    snprintf(want, sizeof want, "%s: write failed: %s (old file left unchanged)", path,
+             strerror(EFBIG));
+    ck_assert_str_eq(msg, want);
+    expect_content(path, "old");
+    ck_assert_int_eq(count_entries(), 1); /* the temporary file was removed */
+    unlink(path);
+    rmdir(tmpdir);
+}
+END_TEST
+
+/*
+ * A rename that fails (the target name is a directory) is an error, not a success, and the
+ * temporary file written before it is removed. Works as root.
+ */
+START_TEST(atomic_write_rename_failure_is_an_error)
+{
+    make_tmpdir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/state.json", tmpdir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    ck_assert_int_eq(kraken__write_file_atomic(path, "data", 4), KRAKEN_EIO);
+    char want[256];
+    snprintf(want, sizeof want, "%s: rename failed: %s (old file left unchanged)", path,
+             strerror(EISDIR));
+    ck_assert_str_eq(kraken_error_last(), want);
+    ck_assert_int_eq(count_entries(), 1); /* only the directory: no temporary left */
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(S_ISDIR(st.st_mode));
+    rmdir(path);
+    rmdir(tmpdir);
+}
+END_TEST
+
+/* A directory without write permission: refused, the old file kept (not meaningful as root). */
+START_TEST(atomic_write_unwritable_directory)
+{
+    /* A missing directory fails for everyone, root included. */
+    ck_assert_int_eq(kraken__write_file_atomic("/nonexistent-dir/x.json", "x", 1), KRAKEN_EIO);
+    ck_assert_str_eq(kraken_error_last(), "/nonexistent-dir/x.json: cannot create temporary "
+                                          "file: No such file or directory");
+    if (geteuid() == 0)
+        KRAKEN_SKIP("running as root, which ignores directory permissions");
     make_tmpdir();
     char path[128];
     snprintf(path, sizeof path, "%s/state.json", tmpdir);
@@ -106,11 +223,8 @@ START_TEST(atomic_write_failure_leaves_old_file)
     chmod(tmpdir, 0500);
     ck_assert_int_eq(kraken__write_file_atomic(path, "new", 3), KRAKEN_EIO);
     chmod(tmpdir, 0700);
-    char *data = NULL;
-    size_t len = 0;
-    ck_assert_int_eq(kraken__read_file(path, &data, &len), KRAKEN_OK);
-    ck_assert_str_eq(data, "old");
-    free(data);
+    expect_content(path, "old");
+    ck_assert_int_eq(count_entries(), 1);
     unlink(path);
     rmdir(tmpdir);
 }
@@ -137,7 +251,10 @@ static Suite *make_suite(void)
     tcase_add_test(tc, public_error_set_reports_like_the_library);
     tcase_add_test(tc, version_matches_header);
     tcase_add_test(tc, atomic_write_and_read_back);
+    tcase_add_test(tc, atomic_write_replaces_never_rewrites);
     tcase_add_test(tc, atomic_write_failure_leaves_old_file);
+    tcase_add_test(tc, atomic_write_rename_failure_is_an_error);
+    tcase_add_test(tc, atomic_write_unwritable_directory);
     tcase_add_test(tc, read_missing_file_names_it);
     suite_add_tcase(s, tc);
     return s;

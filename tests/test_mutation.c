@@ -263,9 +263,7 @@ START_TEST(refuse_unknown_url)
     decl_init(&b);
     b.decl.id = "bad";
     b.requires[0].url = "type.googleapis.com/No.Such/Field";
-    int rc = kraken_mutation_set_add(set, "power", &b.decl);
-    ck_assert_int_lt(rc, 0);
-    expect_refused(set, "power", &b.decl, rc, "No.Such");
+    expect_refused(set, "power", &b.decl, KRAKEN_EPARSE, "No.Such");
     decl_init(&b);
     b.decl.id = "bad";
     b.decl.fail_to.url = "/Nope";

@@ -113,7 +113,7 @@ static const char *const rich_json =
     " \"runState\": \"SYNC\", \"physState\": \"POWER_ON\", \"arch\": \"amd64\","
     " \"platform\": \"sim\", \"parentId\": \"c0ffee00-0000-4000-8000-000000000002\","
     " \"services\": [{\"id\": \"pxe\", \"module\": \"pxe\", \"state\": \"RUN\","
-    "   \"config\": {\"@type\": \"type.googleapis.com/PXE.Config\", \"srvIp\": \"10.0.0.1\","
+    "   \"config\": {\"@type\": \"type.googleapis.com/TestModule.Config\", \"srvIp\": \"10.0.0.1\","
     "   \"tftpDir\": \"/tftp\"}}, {\"id\": \"a\", \"state\": \"ERROR\", \"errorMsg\": \"boom\"}],"
     " \"extensions\": [{\"@type\": \"type.googleapis.com/PXE.Client\", \"method\": \"iPXE\"},"
     "  {\"@type\": \"type.googleapis.com/IPv4.IPv4OverEthernet\", \"ifaces\": {\"kraken\":"
@@ -210,7 +210,7 @@ START_TEST(generated_code_reads_our_bytes)
     ck_assert_str_eq(msg2.services[0].error_msg, "boom");
     ck_assert_str_eq(msg2.services[1].id, "pxe");
     ck_assert(msg2.services[1].has_config);
-    ck_assert_str_eq(msg2.services[1].config.type_url, "type.googleapis.com/PXE.Config");
+    ck_assert_str_eq(msg2.services[1].config.type_url, "type.googleapis.com/TestModule.Config");
     ck_assert_uint_eq(msg2.extensions_count, 2);
     ck_assert_str_eq(msg2.extensions[0].type_url, IPV4_URL); /* sorted by schema name */
     ck_assert_str_eq(msg2.extensions[1].type_url, "type.googleapis.com/PXE.Client");
@@ -251,8 +251,8 @@ START_TEST(we_read_generated_bytes)
     strcpy(msg.services[0].module, "pxe");
     msg.services[0].state = kraken_ServiceInstance_ServiceState_STOP;
     msg.services[0].has_config = true;
-    strcpy(msg.services[0].config.type_url, "type.googleapis.com/PXE.Config");
-    /* PXE.Config {srv_ip (2) = 10.0.0.9, tftp_dir (3) = "/t"} */
+    strcpy(msg.services[0].config.type_url, "type.googleapis.com/TestModule.Config");
+    /* TestModule.Config {srv_ip (2) = 10.0.0.9, tftp_dir (3) = "/t"} */
     static const uint8_t cfg[] = {0x12, 4, 10, 0, 0, 9, 0x1a, 2, '/', 't'};
     msg.services[0].config.value = bytes_array(cfg, sizeof cfg);
     msg.extensions_count = 1;
@@ -388,7 +388,7 @@ START_TEST(scalar_wire_forms)
         0x72, 0x03, 0x01, 0xac, 0x02,                                     /* nums packed */
         0x7a, 0x01, 'p', 0x7a, 0x01, 'q',                                 /* tags */
         0x82, 0x01, 0x0b, 0x01, 0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-        0xe2, 0x12, 0x06, 0x0a, 0x04, 1, 2, 3, 4,                         /* sub (field 300) */
+        0xe2, 0x12, 0x06, 0x12, 0x04, 1, 2, 3, 4, /* sub (field 300): IPv4.IPv4 ip is field 2 */
     };
     /* clang-format on */
     uint8_t want[256];

@@ -132,13 +132,16 @@ START_TEST(builtin_extensions)
     assert_field("IPv4.Ethernet", "mac", 2, KRAKEN_T_MAC, KRAKEN_T_NONE, NULL);
     assert_field("IPv4.Ethernet", "mtu", 3, KRAKEN_T_UINT32, KRAKEN_T_NONE, NULL);
     assert_field("IPv4.Ethernet", "control", 4, KRAKEN_T_BOOL, KRAKEN_T_NONE, NULL);
-    assert_field("IPv4.IPv4", "ip", 1, KRAKEN_T_IPV4, KRAKEN_T_NONE, NULL);
-    assert_field("IPv4.IPv4", "subnet", 2, KRAKEN_T_IPV4, KRAKEN_T_NONE, NULL);
+    /* SPEC Appendix A: IPv4.IPv4 numbers its fields 2 and 3 */
+    assert_field("IPv4.IPv4", "ip", 2, KRAKEN_T_IPV4, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.IPv4", "subnet", 3, KRAKEN_T_IPV4, KRAKEN_T_NONE, NULL);
     assert_field(ci, "eth", 1, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.Ethernet");
     assert_field(ci, "ip", 2, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.IPv4");
-    assert_field("IPv4.Hostname", "hostname", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
-    assert_field("IPv4.Hostname", "domainname", 2, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
-    assert_field("IPv4.Hostname", "ip", 3, KRAKEN_T_IPV4, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.DNSA", "hostname", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.DNSA", "domainname", 2, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.DNSA", "ip", 3, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.IPv4");
+    assert_field("IPv4.DNSCNAME", "cname", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("IPv4.DNSCNAME", "hostname", 2, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
     assert_field("IPv4.IPv4OverEthernet", "ifaces", 1, KRAKEN_T_MAP, KRAKEN_T_RECORD, ci);
     assert_field("IPv4.IPv4OverEthernet", "routes", 2, KRAKEN_T_LIST, KRAKEN_T_RECORD,
                  "IPv4.IPv4");
@@ -147,14 +150,20 @@ START_TEST(builtin_extensions)
     assert_field("IPv4.IPv4OverEthernet", "dns_domains", 4, KRAKEN_T_LIST, KRAKEN_T_RECORD,
                  "IPv4.IPv4");
     assert_field("IPv4.IPv4OverEthernet", "hostname", 5, KRAKEN_T_RECORD, KRAKEN_T_NONE,
-                 "IPv4.Hostname");
+                 "IPv4.DNSA");
     assert_field("PXE.Client", "method", 1, KRAKEN_T_ENUM, KRAKEN_T_NONE, "PXE.Method");
     assert_field("PXE.Client", "state", 2, KRAKEN_T_ENUM, KRAKEN_T_NONE, "PXE.State");
-    assert_field("PXE.Config", "srv_iface", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
-    assert_field("PXE.Config", "srv_ip", 2, KRAKEN_T_IPV4, KRAKEN_T_NONE, NULL);
-    assert_field("PXE.Config", "tftp_dir", 3, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
     assert_field("Powerman.Control", "api_server", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
     assert_field("Powerman.Control", "node_name", 2, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("PowerAPI.Node", "api_server", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("PowerAPI.Node", "node_name", 2, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("PowerAPI.Node", "node_uri", 3, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("VBox.VirtualMachine", "api_server", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("VBox.VirtualMachine", "vm_name", 2, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    assert_field("VBox.VirtualMachine", "uuid", 3, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL);
+    /* module config types belong to their modules, and our old names are gone */
+    ck_assert_ptr_null(kraken_schema_find("PXE.Config"));
+    ck_assert_ptr_null(kraken_schema_find("IPv4.Hostname"));
 
     const kraken_schema *s = kraken_schema_find("IPv4.IPv4OverEthernet");
     ck_assert_str_eq(kraken_schema_name(s), "IPv4.IPv4OverEthernet");
@@ -484,6 +493,8 @@ START_TEST(load_file_good)
     /* Buffers need not be NUL-terminated: only len bytes count. */
     ck_assert_int_eq(kraken_schema_load_json("{}garbage", 2, "buf"), 0);
     ck_assert_int_eq(kraken_schema_load_json("{} x", 4, "buf"), KRAKEN_EPARSE);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "buf"));
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "byte 3"));
 }
 END_TEST
 

@@ -92,7 +92,7 @@ class Checks:
             print("ok - " + what, flush=True)
         else:
             self.failed += 1
-            print("FAIL - " + what, flush=True)
+            print("not ok - " + what, flush=True)
         return ok
 
 
@@ -225,7 +225,8 @@ def main():
         if netns:
             netns.cleanup()
         tmp.cleanup()
-    print("%d passed, %d failed" % (checks.passed, checks.failed))
+    # TAP plan last (the number of checks is known only at the end)
+    print("1..%d" % (checks.passed + checks.failed))
     return 0 if checks.failed == 0 else 1
 
 

@@ -9,7 +9,7 @@
 #define IP4 "type.googleapis.com/IPv4.IPv4OverEthernet"
 #define PXE "type.googleapis.com/PXE.Client"
 #define ALL "type.googleapis.com/Test.All"
-#define CFG_TYPED "/Services/pxe/Config/type.googleapis.com/PXE.Config"
+#define CFG_TYPED "/Services/pxe/Config/type.googleapis.com/TestModule.Config"
 
 #define ID "4afd5b83-2a2b-4b2a-9c3e-1c6d2e0e7a10"
 
@@ -30,7 +30,7 @@ static void register_test_schema(void)
         {"owner", 11, KRAKEN_T_UUID, KRAKEN_T_NONE, NULL},
         {"tags", 12, KRAKEN_T_MAP, KRAKEN_T_STRING, NULL},
         {"ports", 13, KRAKEN_T_LIST, KRAKEN_T_UINT32, NULL},
-        {"host", 14, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.Hostname"},
+        {"host", 14, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.DNSA"},
     };
     ck_assert_int_eq(kraken_schema_register("Test.All", fields, sizeof fields / sizeof fields[0],
                                             NULL),
@@ -526,12 +526,15 @@ START_TEST(malformed_urls)
         expect_set_text_err(n, bad[i], "1", KRAKEN_EPARSE);
         kraken_type t;
         ck_assert_int_eq(kraken_url_type(bad[i], &t, NULL), KRAKEN_EPARSE);
+        ck_assert_ptr_nonnull(strstr(kraken_error_last(), bad[i]));
         char *c = NULL;
         ck_assert_int_eq(kraken_url_canonical(bad[i], &c), KRAKEN_EPARSE);
+        ck_assert_ptr_nonnull(strstr(kraken_error_last(), bad[i]));
         ck_assert_ptr_null(c);
         kraken_node *before;
         ck_assert_int_eq(kraken_node_copy(&before, n), 0);
         ck_assert_int_eq(kraken_node_unset(n, bad[i]), KRAKEN_EPARSE);
+        ck_assert_ptr_nonnull(strstr(kraken_error_last(), bad[i]));
         ck_assert(kraken_node_equal(before, n));
         kraken_node_free(before);
     }
@@ -545,6 +548,44 @@ START_TEST(malformed_urls)
     for (int i = 0; i < 100; i++)
         strcat(deep, "/a");
     expect_get_err(n, deep, KRAKEN_EPARSE);
+    kraken_node_free(n);
+}
+END_TEST
+
+/*
+ * The component bound exactly: 64 components are split and fail on the first unknown field;
+ * 65 are refused by the bound itself. An off-by-one (65 accepted) fails here without ASan,
+ * since the 65-component URL then reports the field instead of the bound.
+ */
+static void deep_url(char *buf, size_t cap, int components)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < components; i++)
+        strncat(buf, "/a", cap - strlen(buf) - 1);
+}
+
+START_TEST(component_limit_boundary)
+{
+    kraken_node *n = new_node();
+    char url[256], want[512];
+    char *canon = NULL;
+
+    deep_url(url, sizeof url, 64);
+    expect_get_err(n, url, KRAKEN_EPARSE);
+    snprintf(want, sizeof want, "URL '%s': kraken.Node has no field 'a'", url);
+    ck_assert_str_eq(kraken_error_last(), want);
+    ck_assert_int_eq(kraken_url_canonical(url, &canon), KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), want);
+
+    deep_url(url, sizeof url, 65);
+    snprintf(want, sizeof want, "URL '%s': more than 64 components", url);
+    expect_get_err(n, url, KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), want);
+    expect_set_text_err(n, url, "1", KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), want);
+    ck_assert_int_eq(kraken_url_canonical(url, &canon), KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), want);
+    ck_assert_ptr_null(canon);
     kraken_node_free(n);
 }
 END_TEST
@@ -696,6 +737,8 @@ START_TEST(split_qualified)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         path = "unchanged";
         ck_assert_int_eq(kraken_url_split(bad[i], &id, &path), KRAKEN_EPARSE);
+        ck_assert_msg(strstr(kraken_error_last(), bad[i]) != NULL, "'%s' not named in '%s'",
+                      bad[i], kraken_error_last());
         ck_assert_str_eq(path, "unchanged");
     }
 }
@@ -712,7 +755,7 @@ START_TEST(canonical_forms)
     expect_canonical("extensions", "/Extensions");
     expect_canonical(IP4 "/routes/007/ip", IP4 "/Routes/7/Ip");
     expect_canonical("services/pxe/state", "/Services/pxe/State");
-    expect_canonical("services/pxe/config/type.googleapis.com/PXE.Config/tftp_dir",
+    expect_canonical("services/pxe/config/type.googleapis.com/TestModule.Config/tftp_dir",
                      CFG_TYPED "/TftpDir");
     /* Untyped config paths keep their unresolved part as written. */
     expect_canonical("services/pxe/config/tftp_dir", "/Services/pxe/Config/tftp_dir");
@@ -755,6 +798,7 @@ START_TEST(url_types)
     ck_assert_ptr_nonnull(strstr(kraken_error_last(), "/PhysState"));
     ck_assert_int_eq(kraken_url_parse_value("/PhysState", "99", &v), KRAKEN_ETYPE);
     ck_assert_int_eq(kraken_url_parse_value("/Nope", "1", &v), KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), "URL '/Nope': kraken.Node has no field 'Nope'");
     ck_assert_int_eq(kraken_url_parse_value("/Services/pxe/Config/TftpDir", "x", &v),
                      KRAKEN_ENOTFOUND);
 }
@@ -791,6 +835,7 @@ START_TEST(compiled_urls)
     ck_assert_int_eq(kraken__url_set(phys, n, &v), 0);
     ck_assert_int_eq(kraken__url_peek(phys, n)->i, KRAKEN_PHYS_POWER_ON);
     ck_assert_int_eq(kraken_url_parse_value("/Ifaces", "1", &v), KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), "URL '/Ifaces': kraken.Node has no field 'Ifaces'");
     ck_assert_int_eq(kraken_url_parse_value(IP4 "/Ifaces/kraken/Ip/Ip", "10.9.8.7", &v), 0);
     ck_assert_int_eq(kraken__url_set(ip, n, &v), 0);
     s = kraken__url_peek(ip, n);
@@ -812,6 +857,7 @@ START_TEST(compiled_urls)
     kraken__url_free(root);
     kraken__url_free(NULL);
     ck_assert_int_eq(kraken__url_compile("/Nope", &phys), KRAKEN_EPARSE);
+    ck_assert_str_eq(kraken_error_last(), "URL '/Nope': kraken.Node has no field 'Nope'");
     kraken_node_free(n);
 }
 END_TEST
@@ -866,6 +912,7 @@ START_TEST(non_utf8_refused)
     ck_assert_int_eq(kraken_node_set_text(node, "/Nodename", "bad\xff"), KRAKEN_ETYPE);
     ck_assert_ptr_nonnull(strstr(kraken_error_last(), "UTF-8"));
     ck_assert_int_eq(kraken_node_set_text(node, "/Services/x\xc3/State", "RUN"), KRAKEN_EPARSE);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "not valid UTF-8"));
     ck_assert_int_eq(kraken_node_set_text(
                          node, "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/\xe2\x82/Eth/Mtu",
                          "1500"),
@@ -895,6 +942,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, text_every_type);
     tcase_add_test(tc, typed_values_and_errors);
     tcase_add_test(tc, malformed_urls);
+    tcase_add_test(tc, component_limit_boundary);
     tcase_add_test(tc, null_arguments);
     tcase_add_test(tc, whole_node);
     tcase_add_test(tc, unset_things);

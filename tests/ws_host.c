@@ -6,7 +6,7 @@
  *           [--max-message-size N] [--queue-limit BYTES] [--sim]
  *
  * Durations D are Go strings ("10s", "200ms"). --port 0 (the default) lets the
- * system pick. --sim adds the simulated power/PXE services (tests/sim_module.c)
+ * system pick. --sim adds the simulated power/PXE services (kraken/sim.h)
  * so that nodes with platform "sim" produce STATE_MUTATION events.
  * Prints "READY <port>", then reads one command per line and answers one line:
  *   create UUID [NAME]          -> OK | ERR msg     (Cfg node, parent = this instance)
@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "kraken/kraken.h"
-#include "sim_module.h"
+#include <kraken/sim.h>
 #include "websocket.h"
 
 #define CONFIG_FIELD "/Services/websocket/Config/type.googleapis.com/WebSocket.Config/"
@@ -43,7 +43,7 @@ typedef struct host {
     struct event_base *base;
     kraken_engine *engine;
     kd_websocket *ws;
-    sim *sim;
+    kraken_sim *sim;
     struct bufferevent *in;
     struct event *tick;
     /* the pending "wait" */
@@ -352,9 +352,9 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = kd_websocket_new(&h.ws, h.engine, h.base, addr);
     if (rc == 0 && with_sim) {
-        sim_options so = SIM_OPTIONS_INIT;
+        kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
         so.delay_ms = 5;
-        rc = sim_new(&h.sim, h.engine, h.base, &so);
+        rc = kraken_sim_new(&h.sim, h.engine, &so);
     }
     if (rc != 0) {
         fprintf(stderr, "ws_host: %s\n", kraken_error_last());
@@ -381,7 +381,7 @@ int main(int argc, char **argv)
     event_free(sigint);
     event_free(h.tick);
     bufferevent_free(h.in);
-    sim_free(h.sim);
+    kraken_sim_free(h.sim);
     kd_websocket_free(h.ws);
     kraken_engine_free(h.engine);
     event_base_free(h.base);

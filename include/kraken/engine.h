@@ -7,6 +7,24 @@
  * event_base. It owns a store (or borrows one), a mutation set and a bus.
  * Every callback into a service runs from the loop, never from inside the
  * API call that caused it, so services may call the engine freely.
+ *
+ * Threads: an engine belongs to the thread that created it, which must be the
+ * thread running @c base. Every call on the engine or on one of its services
+ * from another thread changes nothing and fails with KRAKEN_ETHREAD (calls
+ * that cannot return an error return NULL/false/nothing and leave the message).
+ *
+ * Lifetime: see doc/ARCHITECTURE.md "Ownership". kraken_engine_free() detaches
+ * the engine's children: services (destroy hooks run), the bus's subscriptions,
+ * store listeners of an owned store, and syncs. A detached handle stays valid
+ * and harmless: calls on it fail with KRAKEN_ESTATE ("... was detached") and
+ * its own release (kraken_service_remove(), kraken_subscription_remove(),
+ * kraken_store_listener_remove(), kraken_sync_free()) only frees the handle.
+ * An engine on a borrowed store is itself a child of that store: freeing the
+ * store first detaches the engine the same way (kraken_engine_free() then only
+ * releases the handle). Pointers the engine lends (kraken_engine_store(),
+ * kraken_engine_bus(), kraken_engine_mutations(), kraken_engine_find_service()
+ * for a service added without @c out) are valid while the engine lives and
+ * are never freed by the caller.
  */
 #ifndef KRAKEN_ENGINE_H
 #define KRAKEN_ENGINE_H
@@ -29,10 +47,23 @@ struct event_base;
 
 typedef struct kraken_engine kraken_engine;
 typedef struct kraken_service kraken_service;
+typedef struct kraken_timer kraken_timer;
+
+/**
+ * A time source: milliseconds on a monotonic clock (any epoch). See
+ * kraken_engine_options.now_ms and kraken_engine_clock_moved().
+ */
+typedef uint64_t (*kraken_clock_fn)(void *userdata);
 
 #define KRAKEN_ENGINE_OPTIONS_VERSION 1
 
-/** Engine options; start from KRAKEN_ENGINE_OPTIONS_INIT. */
+/**
+ * Engine options; start from KRAKEN_ENGINE_OPTIONS_INIT or
+ * kraken_engine_options_init(). @c version tells the library which fields the
+ * caller's struct has: a library newer than the caller accepts every older
+ * version (fields added later keep their defaults); a version it does not
+ * know is refused with KRAKEN_EINVAL.
+ */
 typedef struct kraken_engine_options {
     unsigned version;              /**< KRAKEN_ENGINE_OPTIONS_VERSION */
     kraken_uuid self_id;           /**< this instance's node id (zero: generated) */
@@ -44,10 +75,28 @@ typedef struct kraken_engine_options {
     uint32_t no_path_retry_ms;     /**< re-check "no path" nodes this often (0: only on change) */
     double timeout_scale;          /**< multiply mutation timeouts (tests); 1.0 */
     bool no_sync_service;          /**< do not add the built-in "sync" service (false) */
+    /**
+     * The engine's clock (NULL: CLOCK_MONOTONIC). Every engine timer (step
+     * timeouts, service start waits, back-off, no-path retries, and the
+     * kraken_timer objects of modules) runs on it. With an injected clock no
+     * timer ever waits for real time: a timer fires when the caller has moved
+     * the clock past its deadline and called kraken_engine_clock_moved(). That
+     * is how a test harness drives timeouts without sleeping.
+     */
+    kraken_clock_fn now_ms;
+    void *clock_userdata;          /**< passed to now_ms */
 } kraken_engine_options;
 
 #define KRAKEN_ENGINE_OPTIONS_INIT                                             \
-    {KRAKEN_ENGINE_OPTIONS_VERSION, {{0}}, false, 1000, 300000, 5, 10000, 0, 1.0, false}
+    {KRAKEN_ENGINE_OPTIONS_VERSION, {{0}}, false, 1000, 300000, 5, 10000, 0, 1.0, false, NULL, NULL}
+
+/**
+ * Fill @p opts with the defaults (as KRAKEN_ENGINE_OPTIONS_INIT) for struct
+ * version @p version (pass KRAKEN_ENGINE_OPTIONS_VERSION). For bindings, which
+ * cannot use initialiser macros. KRAKEN_EINVAL for a version this library does
+ * not know (newer than it, or 0).
+ */
+int kraken_engine_options_init(kraken_engine_options *opts, unsigned version);
 
 /**
  * Create an engine on @p base. @p store may be NULL (the engine creates and
@@ -63,7 +112,8 @@ typedef struct kraken_engine_options {
 int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store *store,
                       const kraken_engine_options *opts);
 /**
- * Interrupts nothing, frees services (destroy hooks), bus, plans. NULL-safe.
+ * Interrupts nothing, frees services (destroy hooks), bus, plans, an owned
+ * store; detaches the children the caller still holds (see above). NULL-safe.
  * May be called from a service callback: the engine then makes no further
  * callbacks and no store access (a borrowed store may be freed at once), and
  * is freed when that callback returns.
@@ -80,19 +130,82 @@ kraken_bus *kraken_engine_bus(kraken_engine *engine);
 kraken_mutation_set *kraken_engine_mutations(kraken_engine *engine);
 const kraken_uuid *kraken_engine_self_id(const kraken_engine *engine);
 
+/* ---- time -------------------------------------------------------------- */
+
+/** The engine's clock now, in ms (kraken_engine_options.now_ms, or CLOCK_MONOTONIC). */
+uint64_t kraken_engine_now_ms(const kraken_engine *engine);
+/**
+ * With an injected clock: tell the engine that its clock moved. The timers
+ * whose deadline has passed fire from the loop (not from this call), in
+ * deadline order (ties in the order they were armed); timers they arm that
+ * are already due fire in a following loop iteration. Harmless (and useless)
+ * with the default clock. KRAKEN_EINVAL when @p engine is NULL.
+ */
+int kraken_engine_clock_moved(kraken_engine *engine);
+
+/**
+ * A one-shot timer on the engine's clock, for modules: with an injected clock
+ * it fires when the harness moves the clock, like the engine's own timers.
+ * @p fn runs from the loop; it may arm or free its timer.
+ */
+int kraken_timer_new(kraken_timer **out, kraken_engine *engine,
+                     void (*fn)(kraken_timer *timer, void *userdata), void *userdata);
+/** (Re)arm to fire @p ms after the engine's now; KRAKEN_ESTATE once the engine is freed. */
+int kraken_timer_arm(kraken_timer *timer, uint64_t ms);
+/** Disarm (NULL-safe; nothing happens when it is not armed). */
+void kraken_timer_cancel(kraken_timer *timer);
+/** True while armed and not yet fired. */
+bool kraken_timer_armed(const kraken_timer *timer);
+/**
+ * Free (NULL-safe), also from its own callback. A timer may outlive its
+ * engine: the engine's free disarms it, and only kraken_timer_free() remains.
+ */
+void kraken_timer_free(kraken_timer *timer);
+
+/* ---- the mutation set as the engine applies it ----------------------------- */
+
+/**
+ * Disable (or enable again) mutation @p mutation_id of service @p service_id:
+ * a disabled mutation is never planned with (nodes replan at once; an
+ * in-flight step of it is interrupted when the new plan differs). May be
+ * called before the mutation is declared: it applies when it is.
+ */
+int kraken_engine_mutation_disable(kraken_engine *e, const char *service_id,
+                                   const char *mutation_id, bool disabled);
+/**
+ * Override the timeout of a mutation (0: none), before or after it is
+ * declared. Applies to steps dispatched from now on (before timeout_scale).
+ */
+int kraken_engine_mutation_set_timeout(kraken_engine *e, const char *service_id,
+                                       const char *mutation_id, uint32_t timeout_ms);
+
+/**
+ * The leaves of node @p node_id that the planner compares: each mutator URL
+ * whose Cfg value is set and differs from Dsc, in URL order (old_value is
+ * the Dsc value, new_value the Cfg goal). Release with kraken_changes_free().
+ * An empty list (*n 0, *out NULL) when the node has nothing left to do.
+ */
+int kraken_engine_diff(kraken_engine *engine, const kraken_uuid *node_id, kraken_change **out,
+                       size_t *n);
+
 /* ---- services ---------------------------------------------------------- */
 
 /**
- * A step dispatched to a service. Pointers are valid during the callback; @c cfg
- * and @c dsc are the stored nodes (not copies): read them before writing to the
- * store from the callback. For a deleted node they are empty nodes with its id.
+ * A step dispatched to a service (and, with the same id, its interrupt).
+ * Everything is valid during the callback only and nothing points into the
+ * store: @c cfg and @c dsc are copies made for this request (a module may
+ * write to the store from the callback; keep a node with kraken_node_copy()).
+ * For a deleted node they are empty nodes with its id.
  */
 typedef struct kraken_mutation_request {
+    uint64_t id;                  /**< request id: unique per engine, never 0 */
     kraken_uuid node_id;
     const char *service_id;
     const char *mutation_id;
-    const kraken_node *cfg; /**< the node's Cfg */
-    const kraken_node *dsc; /**< the node's Dsc */
+    const kraken_mutate *mutates; /**< the mutation's (url, from, to), canonical text */
+    size_t n_mutates;
+    const kraken_node *cfg;       /**< copy of the node's Cfg */
+    const kraken_node *dsc;       /**< copy of the node's Dsc */
 } kraken_mutation_request;
 
 /** Handlers of a service instance; any may be NULL. */
@@ -114,19 +227,32 @@ typedef struct kraken_service_ops {
 /**
  * Add service instance @p service_id of module @p module to this instance's
  * self node (Cfg and Dsc /Services/<id>, Dsc state STOP). @p destroy (may be
- * NULL) is called with @p userdata when the service is removed or the engine freed.
+ * NULL) is called with @p userdata when the service is removed or the engine
+ * freed. With @p out, the caller owns the handle and releases it with
+ * kraken_service_remove() (before or after the engine's free); with @p out
+ * NULL the service lives as long as the engine.
  */
 int kraken_engine_add_service(kraken_engine *engine, const char *service_id, const char *module,
                               const kraken_service_ops *ops, void *userdata,
                               void (*destroy)(void *userdata), kraken_service **out);
-/** Remove a service: interrupts its steps, removes its mutations. NULL-safe. */
-void kraken_engine_remove_service(kraken_engine *engine, kraken_service *service);
+/**
+ * Remove a service and release its handle: interrupts its steps, removes its
+ * mutations and its instance on the self node; its destroy hook runs (unless
+ * the engine's free already ran it). NULL-safe; allowed after the engine's free.
+ */
+void kraken_service_remove(kraken_service *service);
 kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id);
 
 const char *kraken_service_id(const kraken_service *service);
+/** The service's engine; NULL once the service was detached. */
 kraken_engine *kraken_service_engine(kraken_service *service);
 
-/** Declare a mutation of this service (see kraken_mutation_set_add()). */
+/**
+ * Declare a mutation of this service (see kraken_mutation_set_add()). The
+ * URLs it mutates become discoverable by the service (a module answers its
+ * steps by discovering them). Overrides set with
+ * kraken_engine_mutation_disable() / _set_timeout() apply.
+ */
 int kraken_service_declare_mutation(kraken_service *service, const kraken_mutation_decl *decl);
 /**
  * Declare a URL this service may discover. With @p value_name, also register
@@ -154,13 +280,26 @@ int kraken_service_discover_text(kraken_service *service, const kraken_uuid *nod
 int kraken_service_set_state(kraken_service *service, kraken_service_state state,
                              const char *error_msg);
 /**
- * Report that the in-flight step @p mutation_id on @p node_id failed, with a
+ * Report that request @p request_id (on node @p node_id) failed, with a
  * reason: a FAILED event, then failure handling as for a timeout (back-off,
  * stuck after max_failures) but without recording fail_to.
- * KRAKEN_ESTATE when that step is not in flight for this service.
+ * KRAKEN_ESTATE, and nothing changes, when that request is not the node's
+ * step in flight for this service: interrupted, timed out or answered
+ * already (a late answer), or never dispatched to it.
  */
-int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id,
-                        const char *mutation_id, const char *reason);
+int kraken_service_fail(kraken_service *service, const kraken_uuid *node_id, uint64_t request_id,
+                        const char *reason);
+/**
+ * Answer request @p request_id with a discovery (as kraken_service_discover(),
+ * with the same checks), refused with KRAKEN_ESTATE and no change when the
+ * request is no longer in flight: an external process's late answer to a
+ * step that was interrupted or timed out must not look like a fresh fact.
+ */
+int kraken_service_report(kraken_service *service, const kraken_uuid *node_id,
+                          uint64_t request_id, const char *url, const kraken_value *value);
+/** kraken_service_report() with the value as text. */
+int kraken_service_report_text(kraken_service *service, const kraken_uuid *node_id,
+                               uint64_t request_id, const char *url, const char *text);
 
 /**
  * Log one line on behalf of a service through the engine's log callback
@@ -184,7 +323,8 @@ typedef enum kraken_plan_state {
     KRAKEN_PLAN_BACKOFF = 3,   /**< waiting to retry after a failure */
     KRAKEN_PLAN_STUCK = 4,     /**< too many failures in a row; see reason */
     KRAKEN_PLAN_NO_PATH = 5,   /**< no mutation sequence reaches Cfg */
-    KRAKEN_PLAN_FROZEN = 6     /**< the engine is frozen */
+    KRAKEN_PLAN_FROZEN = 6,    /**< the engine is frozen */
+    KRAKEN_PLAN_BUSY = 7       /**< Cfg or Dsc /Busy is BUSY: the node is someone else's */
 } kraken_plan_state;
 
 /**

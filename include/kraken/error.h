@@ -28,7 +28,8 @@ typedef enum kraken_err {
     KRAKEN_EAUTH = -9,     /**< authentication failed */
     KRAKEN_ESTATE = -10,   /**< operation not valid in the current state */
     KRAKEN_ELIMIT = -11,   /**< a size or count limit was exceeded */
-    KRAKEN_ENOPATH = -12   /**< no mutation path reaches the goal */
+    KRAKEN_ENOPATH = -12,  /**< no mutation path reaches the goal */
+    KRAKEN_ETHREAD = -13   /**< called from a thread that does not own the handle */
 } kraken_err;
 
 /** Short static description of an error code ("not found"). Never NULL. */

@@ -8,6 +8,16 @@
  * order. Each has a bounded queue: when it is full, the oldest queued events
  * are dropped and counted (kraken_subscription_dropped()); publishing never
  * blocks and never fails because of a slow subscriber.
+ *
+ * Threads: a bus belongs to the thread that created it (its loop's). Calls
+ * from another thread change nothing and fail with KRAKEN_ETHREAD.
+ *
+ * Lifetime: a subscription handle returned through @c out belongs to the
+ * caller until kraken_subscription_remove(). kraken_bus_free() (or the free of
+ * the engine that owns the bus) detaches the subscriptions still registered:
+ * their destroy hooks run, no further events arrive, and a later
+ * kraken_subscription_remove() only frees the handle. A subscription made with
+ * @c out NULL belongs to the bus and goes with it.
  */
 #ifndef KRAKEN_EVENT_H
 #define KRAKEN_EVENT_H
@@ -52,7 +62,15 @@ typedef enum kraken_sync_event {
     KRAKEN_SYNC_NEIGHBOR_UP = 0,
     KRAKEN_SYNC_NEIGHBOR_DOWN = 1,
     KRAKEN_SYNC_JOIN_ACCEPTED = 2,
-    KRAKEN_SYNC_JOIN_REFUSED = 3
+    KRAKEN_SYNC_JOIN_REFUSED = 3,
+    /** Two instances joined with the same node id; the established session is kept for a
+     *  hold-down time and the other refused (doc/PROTOCOL.md 3). */
+    KRAKEN_SYNC_ID_CONFLICT = 4,
+    /** Nodes under a child link can no longer be seen (the link died, or the child has not
+     *  learned them since it restarted): their last known facts are kept, marked stale. */
+    KRAKEN_SYNC_NODES_STALE = 5,
+    /** Stale nodes under a child link are seen again (fresh facts arrived). */
+    KRAKEN_SYNC_NODES_FRESH = 6
 } kraken_sync_event;
 
 /**
@@ -91,13 +109,20 @@ void kraken_bus_free(kraken_bus *bus);
 /** Publish a copy of @p event; @c seq is assigned by the bus. */
 int kraken_bus_publish(kraken_bus *bus, const kraken_event *event);
 
-/** Subscribe; @p opts may be NULL (all events). */
+/**
+ * Subscribe; @p opts may be NULL (all events). With @p out, release the handle
+ * with kraken_subscription_remove() (before or after the bus goes away).
+ */
 int kraken_bus_subscribe(kraken_bus *bus, const kraken_subscribe_options *opts, kraken_event_fn fn,
                          void *userdata, void (*destroy)(void *userdata),
                          kraken_subscription **out);
-/** Cancel a subscription (its destroy hook runs; no further calls). NULL-safe. */
-void kraken_subscription_cancel(kraken_subscription *sub);
-/** Events dropped for this subscriber because its queue was full. */
+/**
+ * Remove a subscription and release its handle: no further calls, its destroy
+ * hook runs (unless the bus's free already ran it). NULL-safe. Allowed from
+ * any bus callback and after the bus was freed.
+ */
+void kraken_subscription_remove(kraken_subscription *sub);
+/** Events dropped for this subscriber because its queue was full (kept after detach). */
 uint64_t kraken_subscription_dropped(const kraken_subscription *sub);
 
 /** Deliver everything queued now, without the loop (tests, shutdown). */

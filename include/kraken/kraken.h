@@ -13,6 +13,7 @@
 #include "mutation.h"
 #include "node.h"
 #include "schema.h"
+#include "sim.h"
 #include "store.h"
 #include "sync.h"
 #include "types.h"

@@ -14,6 +14,7 @@
 #ifndef KRAKEN_MUTATION_H
 #define KRAKEN_MUTATION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +62,48 @@ typedef struct kraken_mutation_decl {
     uint32_t cost;               /**< 0 means the default, 1 */
 } kraken_mutation_decl;
 
+/**
+ * A declaration written with designated initialisers; fields not named are
+ * zero (context SELF, no timeout, no fail_to, cost 1):
+ *
+ *     static const kraken_mutate on[] = {{"/PhysState", "POWER_OFF", "POWER_ON"}};
+ *     static const kraken_fact sim[] = {{"/Platform", "sim"}};
+ *     kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(.id = "OFFtoON",
+ *         KRAKEN_DECL_MUTATES(on), KRAKEN_DECL_REQUIRES(sim),
+ *         .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 10000,
+ *         .fail_to = {"/PhysState", "PHYS_HANG"});
+ */
+#define KRAKEN_MUTATION_DECL_INIT(...) {__VA_ARGS__}
+/** .mutates and .n_mutates from an array (not a pointer). */
+#define KRAKEN_DECL_MUTATES(array) .mutates = (array), .n_mutates = sizeof(array) / sizeof((array)[0])
+/** .requires and .n_requires from an array. */
+#define KRAKEN_DECL_REQUIRES(array)                                                       \
+    .requires = (array), .n_requires = sizeof(array) / sizeof((array)[0])
+/** .excludes and .n_excludes from an array. */
+#define KRAKEN_DECL_EXCLUDES(array)                                                       \
+    .excludes = (array), .n_excludes = sizeof(array) / sizeof((array)[0])
+
+/**
+ * A declared mutation as the set holds it (canonical URLs, values as text),
+ * with the overrides in force. Owned by the caller: kraken_mutation_info_clear().
+ */
+typedef struct kraken_mutation_info {
+    char *service_id;
+    char *mutation_id;
+    kraken_mutate *mutates;      /**< strings owned by the info */
+    size_t n_mutates;
+    kraken_fact *requires;
+    size_t n_requires;
+    kraken_fact *excludes;
+    size_t n_excludes;
+    kraken_context context;
+    uint32_t timeout_ms;          /**< in force (the override, or as declared) */
+    uint32_t declared_timeout_ms; /**< as declared */
+    kraken_fact fail_to;          /**< url NULL = none */
+    uint32_t cost;
+    bool disabled;                /**< not planned with */
+} kraken_mutation_info;
+
 int kraken_mutation_set_new(kraken_mutation_set **out);
 /** NULL-safe. */
 void kraken_mutation_set_free(kraken_mutation_set *set);
@@ -76,6 +119,38 @@ int kraken_mutation_set_add(kraken_mutation_set *set, const char *service_id,
 int kraken_mutation_set_remove_service(kraken_mutation_set *set, const char *service_id);
 /** Number of declared mutations. */
 size_t kraken_mutation_set_count(const kraken_mutation_set *set);
+
+/**
+ * Every declared mutation, sorted by (service id, mutation id). *out is an
+ * array of *n infos (NULL when empty); free with kraken_mutation_infos_free().
+ */
+int kraken_mutation_set_list(const kraken_mutation_set *set, kraken_mutation_info **out,
+                             size_t *n);
+/** One mutation by (service id, mutation id); KRAKEN_ENOTFOUND when not declared. */
+int kraken_mutation_set_lookup(const kraken_mutation_set *set, const char *service_id,
+                               const char *mutation_id, kraken_mutation_info *out);
+/** Release what an info holds (NULL-safe); the struct is zeroed. */
+void kraken_mutation_info_clear(kraken_mutation_info *info);
+/** Release an array from kraken_mutation_set_list() (NULL-safe). */
+void kraken_mutation_infos_free(kraken_mutation_info *infos, size_t n);
+
+/**
+ * Disable (or enable) a mutation: a disabled one is never planned with.
+ * Allowed before the mutation is declared (it applies when it is).
+ */
+int kraken_mutation_set_disable(kraken_mutation_set *set, const char *service_id,
+                                const char *mutation_id, bool disabled);
+/** Override a mutation's timeout (0: none), before or after it is declared. */
+int kraken_mutation_set_timeout(kraken_mutation_set *set, const char *service_id,
+                                const char *mutation_id, uint32_t timeout_ms);
+
+/**
+ * The leaves the planner compares for a node: every mutator URL whose Cfg
+ * value is non-zero and differs from the Dsc value, in URL order (old_value:
+ * Dsc, new_value: Cfg). Free with kraken_changes_free(); *out NULL when none.
+ */
+int kraken_mutation_set_diff(kraken_mutation_set *set, const kraken_node *cfg,
+                             const kraken_node *dsc, kraken_change **out, size_t *n);
 
 /**
  * Plan for one node. On success *out holds the (possibly empty) plan. When

@@ -8,10 +8,13 @@
  * the process exits. Registration is thread-safe. Registering the identical
  * definition again is a no-op; a conflicting one is KRAKEN_EEXISTS.
  *
- * Built in: kraken.Node, kraken.ServiceInstance, IPv4.IPv4OverEthernet (with
- * IPv4.Ethernet, IPv4.IPv4, IPv4.IPv4OverEthernet.ConfiguredInterface,
- * IPv4.Hostname), PXE.Client, PXE.Config, Powerman.Control, and the enums RunState, PhysState, ServiceState,
- * PXE.Method, PXE.State.
+ * Built in (SPEC Appendix A, the original's field numbers): kraken.Node,
+ * kraken.ServiceInstance, IPv4.IPv4OverEthernet (with IPv4.Ethernet, IPv4.IPv4,
+ * IPv4.IPv4OverEthernet.ConfiguredInterface, IPv4.DNSA), IPv4.DNSCNAME, PXE.Client,
+ * Powerman.Control, PowerAPI.Node, VBox.VirtualMachine, and the enums RunState,
+ * PhysState, ServiceState, FreeBusy, PXE.Method, PXE.State. Module config types
+ * (restapi.Config, PXEModule.Config, ...) are not built in: the module that uses one
+ * registers it, or a site loads it from a schema description file.
  */
 #ifndef KRAKEN_SCHEMA_H
 #define KRAKEN_SCHEMA_H

@@ -6,8 +6,18 @@
  * with the same ids. Every read returns a copy: no caller can change stored
  * state except through these calls, and every effective change is reported
  * to the listeners, synchronously and in order, after it is applied. Writes
- * that change nothing report nothing. A store is not thread-safe: use it from
- * one thread (the event loop's). Listeners must not write to the store.
+ * that change nothing report nothing. Listeners must not write to the store.
+ *
+ * Threads: a store belongs to the thread that created it (the event loop's).
+ * Every call taking a store or a listener from another thread changes nothing
+ * and fails with KRAKEN_ETHREAD (calls that cannot return an error, such as
+ * kraken_store_count(), return 0/false and leave the message).
+ *
+ * Lifetime: a listener handle returned through @c out belongs to the caller
+ * until kraken_store_listener_remove(). kraken_store_free() detaches the
+ * listeners that are still registered (their destroy hooks run); a detached
+ * handle stays valid: removing it then only frees the handle. A listener
+ * registered with @c out NULL belongs to the store and goes with it.
  */
 #ifndef KRAKEN_STORE_H
 #define KRAKEN_STORE_H
@@ -55,8 +65,13 @@ typedef struct kraken_result {
 /** Free the messages in an array of results. */
 void kraken_results_clear(kraken_result *results, size_t n);
 
+/** Create an empty store, owned by the calling thread. */
 int kraken_store_new(kraken_store **out);
-/** Free the store, its nodes and listeners (their destroy hooks run). NULL-safe. */
+/**
+ * Free the store and its nodes; detach its listeners (their destroy hooks run;
+ * an engine using the store as its borrowed store is detached too, see
+ * engine.h). NULL-safe. Not from a store listener.
+ */
 void kraken_store_free(kraken_store *store);
 
 size_t kraken_store_count(const kraken_store *store);
@@ -87,28 +102,37 @@ int kraken_store_delete(kraken_store *store, const kraken_uuid *id);
 int kraken_store_delete_all(kraken_store *store);
 
 /*
- * Bulk forms: @p results (n entries, caller-allocated) gets one outcome per
- * item. They return the number of failed items (0 = all succeeded), or a
- * negative error for misuse (NULL arrays).
+ * Bulk forms: every item is tried; @p results (n entries, caller-allocated)
+ * gets one outcome per item and @p n_failed (may be NULL) the number of items
+ * that failed. They return 0 once every item was tried (whatever the items'
+ * outcomes), or a negative error for misuse (NULL arrays) that tried nothing.
  */
 int kraken_store_create_many(kraken_store *store, kraken_node *const *nodes, size_t n,
-                             kraken_result *results);
+                             kraken_result *results, size_t *n_failed);
 int kraken_store_update_many(kraken_store *store, kraken_state_kind kind,
-                             kraken_node *const *nodes, size_t n, kraken_result *results);
+                             kraken_node *const *nodes, size_t n, kraken_result *results,
+                             size_t *n_failed);
 int kraken_store_read_many(const kraken_store *store, kraken_state_kind kind,
                            const kraken_uuid *ids, size_t n, kraken_node **out,
-                           kraken_result *results);
+                           kraken_result *results, size_t *n_failed);
 int kraken_store_delete_many(kraken_store *store, const kraken_uuid *ids, size_t n,
-                             kraken_result *results);
+                             kraken_result *results, size_t *n_failed);
 
 /**
  * Register a listener for every effective change. @p destroy (may be NULL)
  * is called with @p userdata when the listener is removed or the store freed.
+ * With @p out, the caller owns the handle and must release it with
+ * kraken_store_listener_remove() (before or after the store's free); with
+ * @p out NULL the listener lives as long as the store.
  */
 int kraken_store_listen(kraken_store *store, kraken_store_listener_fn fn, void *userdata,
                         void (*destroy)(void *userdata), kraken_store_listener **out);
-/** Remove a listener (its destroy hook runs). NULL-safe. */
-void kraken_store_unlisten(kraken_store *store, kraken_store_listener *listener);
+/**
+ * Remove a listener and release its handle: no further calls, its destroy hook
+ * runs (unless the store's free already ran it). NULL-safe. Allowed from a
+ * listener and after the store was freed.
+ */
+void kraken_store_listener_remove(kraken_store_listener *listener);
 
 /** Save one node set atomically as a JSON node list (see kraken_nodes_save_file()). */
 int kraken_store_save(const kraken_store *store, kraken_state_kind kind, const char *path);
@@ -117,6 +141,22 @@ int kraken_store_save(const kraken_store *store, kraken_state_kind kind, const c
  * parse error or an id that already exists nothing is created.
  */
 int kraken_store_load(kraken_store *store, const char *path);
+/**
+ * Load a JSON node-list file of discovered state: each node replaces the Dsc
+ * of the stored node with its id (listeners see the per-leaf changes). All or
+ * nothing: a parse error, a node without id, an id that is not in the store
+ * (KRAKEN_ENOTFOUND) or one that appears twice in the file (KRAKEN_EEXISTS)
+ * changes nothing; the message names the file, node index and id.
+ */
+int kraken_store_load_dsc(kraken_store *store, const char *path);
+
+/**
+ * Find the node whose Cfg nodename is @p nodename (exact, case-sensitive):
+ * its id goes to @p out. KRAKEN_ENOTFOUND if no node has it, KRAKEN_EEXISTS
+ * (naming two of the ids) if several do. Scans the store: O(nodes).
+ */
+int kraken_store_find_by_nodename(const kraken_store *store, const char *nodename,
+                                  kraken_uuid *out);
 
 #ifdef __cplusplus
 }

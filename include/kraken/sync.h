@@ -29,16 +29,10 @@ typedef struct kraken_sync kraken_sync;
 #define KRAKEN_SYNC_OPTIONS_VERSION 1
 #define KRAKEN_SYNC_DEFAULT_PORT 31415
 
-/** Deterministic fault injection on sent datagrams (tests only). */
-typedef struct kraken_sync_faults {
-    double loss;       /**< probability a datagram is dropped */
-    double duplicate;  /**< probability it is sent twice */
-    double reorder;    /**< probability it is held back and sent after the next one */
-    uint32_t delay_ms; /**< fixed extra delay for every datagram */
-    uint32_t seed;     /**< PRNG seed */
-} kraken_sync_faults;
-
-/** Options; start from KRAKEN_SYNC_OPTIONS_INIT. */
+/**
+ * Options; start from KRAKEN_SYNC_OPTIONS_INIT or kraken_sync_options_init().
+ * Versioned as kraken_engine_options: older versions accepted, unknown refused.
+ */
 typedef struct kraken_sync_options {
     unsigned version;           /**< KRAKEN_SYNC_OPTIONS_VERSION */
     const char *listen_addr;    /**< address to bind ("127.0.0.1", "::1"); NULL: 0.0.0.0 */
@@ -52,12 +46,18 @@ typedef struct kraken_sync_options {
     uint32_t damping_ms;        /**< coalesce changes this long before sending (5) */
     uint32_t rejoin_min_ms;     /**< first rejoin delay (250), doubling ... */
     uint32_t rejoin_max_ms;     /**< ... up to this (30000) */
-    const kraken_sync_faults *faults; /**< NULL: none */
 } kraken_sync_options;
 
 #define KRAKEN_SYNC_OPTIONS_INIT                                               \
     {KRAKEN_SYNC_OPTIONS_VERSION, NULL, KRAKEN_SYNC_DEFAULT_PORT, NULL, NULL, false, 10000, \
-     40000, 5, 250, 30000, NULL}
+     40000, 5, 250, 30000}
+
+/**
+ * Fill @p opts with the defaults (as KRAKEN_SYNC_OPTIONS_INIT) for struct
+ * version @p version (pass KRAKEN_SYNC_OPTIONS_VERSION). KRAKEN_EINVAL for a
+ * version this library does not know.
+ */
+int kraken_sync_options_init(kraken_sync_options *opts, unsigned version);
 
 /** Counters, for tests, metrics and benchmarks. */
 typedef struct kraken_sync_stats {
@@ -72,17 +72,29 @@ typedef struct kraken_sync_stats {
     uint64_t joins_accepted, joins_refused;
     uint64_t full_resends;           /**< snapshots sent on join or digest mismatch */
     uint64_t peers_lost;             /**< links declared dead */
+    uint64_t accept_errors;          /**< accept() failures (e.g. at the fd limit) */
+    uint64_t dropped_old;            /**< node states older than one already applied */
+    uint64_t apply_failed;           /**< authenticated, authorized state the store refused
+                                          (e.g. a Cfg or fact the local schemas lack) */
+    uint64_t id_conflicts;           /**< joins refused: another instance has the node id */
+    uint64_t send_failed;            /**< messages that could not be queued (repaired later
+                                          by a snapshot) */
 } kraken_sync_stats;
 
 /**
- * Start syncing @p engine (not owned; must outlive the sync). A child
+ * Start syncing @p engine (not owned). The sync is a child of the engine: the
+ * engine's free detaches it (sockets closed, timers cancelled; kraken_sync_port()
+ * and the other queries then return 0/false, stats stay readable) and
+ * kraken_sync_free() then only releases the handle. The sync belongs to the
+ * thread that created it (the engine's); calls from another thread fail or
+ * return 0 with KRAKEN_ETHREAD left as the message. A child
  * (parent_addr set) freezes the engine until its first full sync. Fails with
  * KRAKEN_EINVAL for bad options (no secret and not insecure, bad address) and
  * KRAKEN_EIO when the port cannot be bound.
  */
 int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base *base,
                     const kraken_sync_options *opts);
-/** Close sockets, cancel timers. NULL-safe. */
+/** Close sockets, cancel timers, release the handle. NULL-safe; allowed after the engine's free. */
 void kraken_sync_free(kraken_sync *sync);
 
 /** The bound port (useful with port 0). */

@@ -1,15 +1,17 @@
 /*
- * Simulated power + PXE module for the engine tests (see sim_module.h).
+ * Simulated power + PXE module for harnesses (include/kraken/sim.h).
  *
  * Deterministic: every dispatched step becomes one pending "answer" with its
- * own libevent timer; when it fires, the simulator discovers the step's `to`
- * values (or does what an injected fault says). Nothing ever sleeps.
+ * own timer on the engine's clock; when it fires, the simulator reports the
+ * step's `to` values under the request id (or does what an injected fault
+ * says). Nothing ever sleeps.
  */
-#include "sim_module.h"
+#include "kraken/sim.h"
 
-#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "internal.h"
 
 #define PHYS "/PhysState"
 #define RUN "/RunState"
@@ -61,7 +63,7 @@ typedef struct sim_fault {
     bool any_node;
     kraken_uuid node;
     char *mutation_id;
-    sim_fault_kind kind;
+    kraken_sim_fault_kind kind;
     unsigned remaining; /* 0 = forever */
     bool spent;         /* a counted fault that has been used up */
     char *value;
@@ -70,15 +72,14 @@ typedef struct sim_fault {
 
 typedef struct sim_answer sim_answer;
 typedef struct sim_service {
-    sim *owner;
+    kraken_sim *owner;
     kraken_service *service; /* NULL once the engine destroyed it */
-    struct event *start_timer;
+    kraken_timer *start_timer;
 } sim_service;
 
-struct sim {
+struct kraken_sim {
     kraken_engine *engine;
-    struct event_base *base;
-    sim_options opts;
+    kraken_sim_options opts;
     sim_service power, pxe;
     kraken_subscription *sync_sub;
     sim_fault *faults;
@@ -87,19 +88,20 @@ struct sim {
     unsigned dispatched[N_SIM_MUTATIONS + 1]; /* last: INITtoSYNC */
     unsigned interrupted;
     unsigned started;
-    sim_interrupt_hook interrupt_hook;
+    kraken_sim_interrupt_hook interrupt_hook;
     void *interrupt_arg;
 };
 
 struct sim_answer {
-    sim *owner;
+    kraken_sim *owner;
     const char *service_id; /* "power", "pxe" or "sync" */
     size_t mutation;        /* index into sim_mutations, N_SIM_MUTATIONS = INITtoSYNC */
     kraken_uuid node;
-    sim_fault_kind action;  /* SIM_FAULT_HANG is never armed; otherwise what to do */
-    bool report;            /* discover `report_value` instead of the first `to` */
+    uint64_t request_id;    /* 0 for INITtoSYNC (answered by a plain discovery) */
+    kraken_sim_fault_kind action;  /* KRAKEN_SIM_HANG is never armed; otherwise what to do */
+    bool report;            /* report `report_value` instead of the first `to` */
     char *report_value;
-    struct event *timer;
+    kraken_timer *timer;
     sim_answer *prev, *next;
 };
 
@@ -119,15 +121,9 @@ static size_t mutation_index(const char *service_id, const char *mutation_id)
     return SIZE_MAX;
 }
 
-static struct timeval ms_to_tv(uint32_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    return tv;
-}
-
 /* ---- faults ------------------------------------------------------------------ */
 
-static const sim_fault *fault_take(sim *s, const kraken_uuid *node, const char *mutation_id)
+static const sim_fault *fault_take(kraken_sim *s, const kraken_uuid *node, const char *mutation_id)
 {
     for (sim_fault *f = s->faults; f; f = f->next) {
         if (f->spent || strcmp(f->mutation_id, mutation_id) != 0)
@@ -141,14 +137,17 @@ static const sim_fault *fault_take(sim *s, const kraken_uuid *node, const char *
     return NULL;
 }
 
-int sim_inject(sim *s, const kraken_uuid *node, const char *mutation_id, sim_fault_kind kind,
+int kraken_sim_inject(kraken_sim *s, const kraken_uuid *node, const char *mutation_id, kraken_sim_fault_kind kind,
                unsigned count, const char *value)
 {
-    if (!s || !mutation_id || (kind == SIM_FAULT_REPORT && !value))
-        return KRAKEN_EINVAL;
+    if (!s || !mutation_id || (kind == KRAKEN_SIM_REPORT && !value))
+        return kraken__err(KRAKEN_EINVAL, "sim_inject: sim, mutation id (and, to report, a "
+                                          "value) are required");
+    if (kind != KRAKEN_SIM_HANG && kind != KRAKEN_SIM_FAIL && kind != KRAKEN_SIM_REPORT)
+        return kraken__err(KRAKEN_EINVAL, "sim_inject: bad fault kind %d", (int)kind);
     sim_fault *f = calloc(1, sizeof *f);
     if (!f)
-        return KRAKEN_ENOMEM;
+        return kraken__err(KRAKEN_ENOMEM, "sim_inject: out of memory");
     f->any_node = node == NULL;
     if (node)
         f->node = *node;
@@ -161,7 +160,7 @@ int sim_inject(sim *s, const kraken_uuid *node, const char *mutation_id, sim_fau
     return 0;
 }
 
-void sim_clear_faults(sim *s)
+void kraken_sim_clear_faults(kraken_sim *s)
 {
     while (s && s->faults) {
         sim_fault *f = s->faults;
@@ -176,7 +175,7 @@ void sim_clear_faults(sim *s)
 
 static void answer_unlink_free(sim_answer *a)
 {
-    sim *s = a->owner;
+    kraken_sim *s = a->owner;
     if (a->prev)
         a->prev->next = a->next;
     else
@@ -184,12 +183,12 @@ static void answer_unlink_free(sim_answer *a)
     if (a->next)
         a->next->prev = a->prev;
     s->n_pending--;
-    event_free(a->timer);
+    kraken_timer_free(a->timer);
     free(a->report_value);
     free(a);
 }
 
-static kraken_service *service_by_id(sim *s, const char *service_id)
+static kraken_service *service_by_id(kraken_sim *s, const char *service_id)
 {
     if (!strcmp(service_id, "power"))
         return s->power.service;
@@ -198,32 +197,36 @@ static kraken_service *service_by_id(sim *s, const char *service_id)
     return kraken_engine_find_service(s->engine, service_id);
 }
 
-/* The timer fired: discover the outcome of the step (or report its failure). */
-static void answer_fire(evutil_socket_t fd, short what, void *arg)
+/* The timer fired: report the outcome of the step (or its failure). */
+static void answer_fire(kraken_timer *timer, void *arg)
 {
-    (void)fd;
-    (void)what;
+    (void)timer;
     sim_answer *a = arg;
-    sim *s = a->owner;
+    kraken_sim *s = a->owner;
     kraken_service *svc = service_by_id(s, a->service_id);
     const kraken_mutation_decl *d = &mutation_at(a->mutation)->decl;
-    if (svc && a->action == SIM_FAULT_FAIL) {
-        kraken_service_fail(svc, &a->node, d->id, "sim: injected failure");
+    if (svc && a->action == KRAKEN_SIM_FAIL) {
+        kraken_service_fail(svc, &a->node, a->request_id, "sim: injected failure");
     } else if (svc) {
         for (size_t i = 0; i < d->n_mutates; i++) {
             const char *text = (i == 0 && a->report) ? a->report_value : d->mutates[i].to;
-            kraken_service_discover_text(svc, &a->node, d->mutates[i].url, text);
+            if (a->request_id)
+                kraken_service_report_text(svc, &a->node, a->request_id, d->mutates[i].url,
+                                           text);
+            else
+                kraken_service_discover_text(svc, &a->node, d->mutates[i].url, text);
         }
     }
+    kraken_error_clear(); /* a refused answer (the node changed meanwhile) is no news here */
     answer_unlink_free(a);
 }
 
-static void answer_schedule(sim *s, const char *service_id, size_t mutation,
-                            const kraken_uuid *node)
+static void answer_schedule(kraken_sim *s, const char *service_id, size_t mutation,
+                            const kraken_uuid *node, uint64_t request_id)
 {
     s->dispatched[mutation]++;
     const sim_fault *f = fault_take(s, node, mutation_at(mutation)->decl.id);
-    if (f && f->kind == SIM_FAULT_HANG)
+    if (f && f->kind == KRAKEN_SIM_HANG)
         return;
     sim_answer *a = calloc(1, sizeof *a);
     if (!a)
@@ -232,13 +235,14 @@ static void answer_schedule(sim *s, const char *service_id, size_t mutation,
     a->service_id = service_id;
     a->mutation = mutation;
     a->node = *node;
-    a->action = f ? f->kind : SIM_FAULT_REPORT;
-    if (f && f->kind == SIM_FAULT_REPORT) {
+    a->request_id = request_id;
+    a->action = f ? f->kind : KRAKEN_SIM_REPORT;
+    if (f && f->kind == KRAKEN_SIM_REPORT) {
         a->report = true;
         a->report_value = strdup(f->value);
     }
-    a->timer = evtimer_new(s->base, answer_fire, a);
-    if (!a->timer) {
+    if (kraken_timer_new(&a->timer, s->engine, answer_fire, a) < 0) {
+        kraken_error_clear();
         free(a->report_value);
         free(a);
         return;
@@ -248,12 +252,14 @@ static void answer_schedule(sim *s, const char *service_id, size_t mutation,
         s->answers->prev = a;
     s->answers = a;
     s->n_pending++;
-    struct timeval tv = ms_to_tv(s->opts.delay_ms);
-    evtimer_add(a->timer, &tv);
+    if (kraken_timer_arm(a->timer, s->opts.delay_ms) < 0) {
+        kraken_error_clear();
+        answer_unlink_free(a);
+    }
 }
 
 /* Drop the pending answer of a step (interrupted). */
-static void answer_cancel(sim *s, const char *service_id, const kraken_uuid *node,
+static void answer_cancel(kraken_sim *s, const char *service_id, const kraken_uuid *node,
                           const char *mutation_id)
 {
     size_t m = mutation_index(service_id, mutation_id);
@@ -267,10 +273,9 @@ static void answer_cancel(sim *s, const char *service_id, const kraken_uuid *nod
 
 /* ---- service handlers --------------------------------------------------------- */
 
-static void report_run(evutil_socket_t fd, short what, void *arg)
+static void report_run(kraken_timer *timer, void *arg)
 {
-    (void)fd;
-    (void)what;
+    (void)timer;
     sim_service *ss = arg;
     if (ss->service)
         kraken_service_set_state(ss->service, KRAKEN_SERVICE_RUN, NULL);
@@ -283,14 +288,14 @@ static void on_start(kraken_service *service, void *userdata)
     ss->owner->started++;
     if (ss->owner->opts.never_start)
         return;
-    struct timeval tv = ms_to_tv(ss->owner->opts.start_delay_ms);
-    evtimer_add(ss->start_timer, &tv);
+    if (kraken_timer_arm(ss->start_timer, ss->owner->opts.start_delay_ms) < 0)
+        kraken_error_clear();
 }
 
 static void on_stop(kraken_service *service, void *userdata)
 {
     sim_service *ss = userdata;
-    evtimer_del(ss->start_timer);
+    kraken_timer_cancel(ss->start_timer);
     kraken_service_set_state(service, KRAKEN_SERVICE_STOP, NULL);
 }
 
@@ -300,7 +305,7 @@ static void on_mutate(kraken_service *service, const kraken_mutation_request *re
     sim_service *ss = userdata;
     size_t m = mutation_index(kraken_service_id(service), req->mutation_id);
     if (m != SIZE_MAX)
-        answer_schedule(ss->owner, mutation_at(m)->service, m, &req->node_id);
+        answer_schedule(ss->owner, mutation_at(m)->service, m, &req->node_id, req->id);
 }
 
 static void on_interrupt(kraken_service *service, const kraken_mutation_request *req,
@@ -313,7 +318,7 @@ static void on_interrupt(kraken_service *service, const kraken_mutation_request 
         ss->owner->interrupt_hook(service, req, ss->owner->interrupt_arg);
 }
 
-void sim_on_interrupt(sim *s, sim_interrupt_hook fn, void *arg)
+void kraken_sim_on_interrupt(kraken_sim *s, kraken_sim_interrupt_hook fn, void *arg)
 {
     if (!s)
         return;
@@ -334,13 +339,13 @@ static void on_destroy(void *userdata)
  */
 static void on_event(const kraken_event *ev, void *userdata)
 {
-    sim *s = userdata;
+    kraken_sim *s = userdata;
     if (ev->type != KRAKEN_EVENT_STATE_MUTATION || !ev->service_id ||
         strcmp(ev->service_id, "sync") != 0 || !ev->mutation_id ||
         strcmp(ev->mutation_id, "INITtoSYNC") != 0)
         return;
     if (ev->kind == KRAKEN_MUTATION_MUTATE)
-        answer_schedule(s, "sync", N_SIM_MUTATIONS, &ev->node_id);
+        answer_schedule(s, "sync", N_SIM_MUTATIONS, &ev->node_id, 0);
     else if (ev->kind == KRAKEN_MUTATION_INTERRUPT)
         answer_cancel(s, "sync", &ev->node_id, ev->mutation_id);
 }
@@ -352,40 +357,35 @@ static const kraken_service_ops sim_ops = {
     .interrupt = on_interrupt,
 };
 
-static int add_service(sim *s, sim_service *ss, const char *id, const char **discoverables,
-                       size_t n_discoverables)
+/* The URLs the mutations change become discoverable by declaring them (engine.h). */
+static int add_service(kraken_sim *s, sim_service *ss, const char *id)
 {
     ss->owner = s;
-    ss->start_timer = evtimer_new(s->base, report_run, ss);
-    if (!ss->start_timer)
-        return KRAKEN_ENOMEM;
-    int rc = kraken_engine_add_service(s->engine, id, id, &sim_ops, ss, on_destroy,
-                                       &ss->service);
-    for (size_t i = 0; rc == 0 && i < n_discoverables; i++)
-        rc = kraken_service_declare_discoverable(ss->service, discoverables[i], NULL, NULL);
+    int rc = kraken_timer_new(&ss->start_timer, s->engine, report_run, ss);
+    if (rc < 0)
+        return rc;
+    rc = kraken_engine_add_service(s->engine, id, id, &sim_ops, ss, on_destroy, &ss->service);
     for (size_t i = 0; rc == 0 && i < N_SIM_MUTATIONS; i++)
         if (!strcmp(sim_mutations[i].service, id))
             rc = kraken_service_declare_mutation(ss->service, &sim_mutations[i].decl);
     return rc;
 }
 
-int sim_new(sim **out, kraken_engine *engine, struct event_base *base, const sim_options *opts)
+int kraken_sim_new(kraken_sim **out, kraken_engine *engine, const kraken_sim_options *opts)
 {
-    static const char *power_urls[] = {PHYS};
-    static const char *pxe_urls[] = {PXE_STATE, RUN};
-    static const sim_options defaults = SIM_OPTIONS_INIT;
-    if (!out || !engine || !base)
-        return KRAKEN_EINVAL;
-    *out = NULL;
-    sim *s = calloc(1, sizeof *s);
+    static const kraken_sim_options defaults = KRAKEN_SIM_OPTIONS_INIT;
+    if (out)
+        *out = NULL;
+    if (!out || !engine)
+        return kraken__err(KRAKEN_EINVAL, "sim_new: out and engine are required");
+    kraken_sim *s = calloc(1, sizeof *s);
     if (!s)
-        return KRAKEN_ENOMEM;
+        return kraken__err(KRAKEN_ENOMEM, "sim_new: out of memory");
     s->engine = engine;
-    s->base = base;
     s->opts = opts ? *opts : defaults;
-    int rc = add_service(s, &s->power, "power", power_urls, 1);
-    if (rc == 0)
-        rc = add_service(s, &s->pxe, "pxe", pxe_urls, 2);
+    int rc = add_service(s, &s->power, "power");
+    if (rc == 0 && !s->opts.no_pxe)
+        rc = add_service(s, &s->pxe, "pxe");
     if (rc == 0 && s->opts.virtual_sync) {
         kraken_subscribe_options so = {KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION), NULL,
                                        (size_t)1 << 22};
@@ -393,35 +393,35 @@ int sim_new(sim **out, kraken_engine *engine, struct event_base *base, const sim
                                   &s->sync_sub);
     }
     if (rc < 0) {
-        sim_free(s);
+        kraken_sim_free(s);
         return rc;
     }
     *out = s;
     return 0;
 }
 
-static void service_release(sim *s, sim_service *ss)
+static void service_release(kraken_sim *s, sim_service *ss)
 {
+    (void)s;
     if (ss->service)
-        kraken_engine_remove_service(s->engine, ss->service); /* runs on_destroy */
-    if (ss->start_timer)
-        event_free(ss->start_timer);
+        kraken_service_remove(ss->service); /* runs on_destroy */
+    kraken_timer_free(ss->start_timer);
 }
 
-void sim_free(sim *s)
+void kraken_sim_free(kraken_sim *s)
 {
     if (!s)
         return;
-    kraken_subscription_cancel(s->sync_sub);
+    kraken_subscription_remove(s->sync_sub);
     service_release(s, &s->power);
     service_release(s, &s->pxe);
     while (s->answers)
         answer_unlink_free(s->answers);
-    sim_clear_faults(s);
+    kraken_sim_clear_faults(s);
     free(s);
 }
 
-unsigned sim_dispatched(const sim *s, const char *mutation_id)
+unsigned kraken_sim_dispatched(const kraken_sim *s, const char *mutation_id)
 {
     unsigned n = 0;
     for (size_t i = 0; s && i <= N_SIM_MUTATIONS; i++)
@@ -430,17 +430,17 @@ unsigned sim_dispatched(const sim *s, const char *mutation_id)
     return n;
 }
 
-unsigned sim_interrupted(const sim *s)
+unsigned kraken_sim_interrupted(const kraken_sim *s)
 {
     return s ? s->interrupted : 0;
 }
 
-unsigned sim_started(const sim *s)
+unsigned kraken_sim_started(const kraken_sim *s)
 {
     return s ? s->started : 0;
 }
 
-unsigned sim_pending(const sim *s)
+unsigned kraken_sim_pending(const kraken_sim *s)
 {
     return s ? s->n_pending : 0;
 }
