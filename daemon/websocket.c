@@ -107,6 +107,7 @@ struct kd_websocket {
     size_t queue_limit;
     uint64_t bus_dropped_seen;
     kd_websocket_stats stats;
+    bool freeing; /* inside kd_websocket_free() */
 };
 
 static const ws_config default_config = {
@@ -595,28 +596,22 @@ static const struct wslay_event_callbacks wslay_callbacks = {
 
 /* ---- clients --------------------------------------------------------------------------------- */
 
-static void subscription_destroyed(void *userdata)
-{
-    kd_websocket *ws = userdata;
-    ws->sub = NULL;
-}
-
 static void on_event(const kraken_event *ev, void *userdata);
 
 static void update_subscription(kd_websocket *ws)
 {
-    if (ws->stats.clients > 0 && !ws->sub) {
+    if (ws->stats.clients > 0 && !ws->sub && ws->engine) {
         kraken_subscribe_options opts = {
             .types = EVENT_TYPES, .url_pattern = NULL, .queue_limit = BUS_QUEUE_LIMIT};
-        if (kraken_bus_subscribe(kraken_engine_bus(ws->engine), &opts, on_event, ws,
-                                 subscription_destroyed, &ws->sub) < 0) {
+        if (kraken_bus_subscribe(kraken_engine_bus(ws->engine), &opts, on_event, ws, NULL,
+                                 &ws->sub) < 0) {
             ws_log(ws, KRAKEN_LOG_ERROR, "cannot subscribe to the event bus: %s",
                    kraken_error_last());
             kraken_error_clear();
         }
         ws->bus_dropped_seen = 0;
     } else if (ws->stats.clients == 0 && ws->sub) {
-        kraken_subscription_remove(ws->sub); /* destroy hook clears ws->sub */
+        kraken_subscription_remove(ws->sub);
         ws->sub = NULL;
     }
 }
@@ -1291,10 +1286,19 @@ static void svc_config_changed(kraken_service *svc, const kraken_value *config, 
         kraken_service_set_state(svc, KRAKEN_SERVICE_RUN, NULL);
 }
 
+/*
+ * The service is gone: removed by kd_websocket_free(), or by the engine being
+ * freed (or someone removing it) first. In the latter case nothing may touch
+ * the engine any more: stop listening and let the clients go.
+ */
 static void service_destroyed(void *userdata)
 {
     kd_websocket *ws = userdata;
-    ws->service = NULL;
+    ws->engine = NULL; /* the handles (service, subscription) stay ours to remove */
+    if (ws->freeing)
+        return;
+    close_all_clients(ws, WSLAY_CODE_GOING_AWAY, "websocket service removed");
+    listener_close(ws);
 }
 
 /* ---- public API ------------------------------------------------------------------------------ */
@@ -1345,6 +1349,7 @@ void kd_websocket_free(kd_websocket *ws)
 {
     if (!ws)
         return;
+    ws->freeing = true;
     /* Tell open clients why they go (best effort: whatever the socket takes now). */
     for (ws_client *c = ws->clients; c; c = c->next) {
         if (c->phase == PHASE_OPEN && c->wslay) {
@@ -1357,16 +1362,13 @@ void kd_websocket_free(kd_websocket *ws)
     }
     while (ws->clients)
         client_free(ws->clients);
-    if (ws->sub)
-        kraken_subscription_remove(ws->sub);
     listener_close(ws);
     if (ws->accept_pause)
         event_free(ws->accept_pause);
-    if (ws->service) {
-        kraken_service *svc = ws->service;
-        ws->service = NULL;
-        kraken_service_remove(svc); /* its destroy hook only clears a pointer */
-    }
+    ws->accept_pause = NULL;
+    /* Both handles are released here even when the engine (and its bus) went first. */
+    kraken_subscription_remove(ws->sub);
+    kraken_service_remove(ws->service);
     free(ws->bind_addr);
     free(ws);
 }

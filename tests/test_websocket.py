@@ -569,3 +569,14 @@ def test_ipv6_loopback():
         ws.close()
     finally:
         assert h.close() == 0
+
+
+def test_engine_freed_before_the_module_lets_clients_go():
+    h = Host("--free-engine-first")
+    ws = connect(h)
+    subscribe(ws, 0, "ALL")
+    h.ok(f"create {NODE} n1")
+    barrier(ws)
+    assert h.close() == 0  # frees the engine, runs the loop once, then the module
+    code, reason = close_frame(ws)
+    assert (code, reason) == (1001, "websocket service removed")

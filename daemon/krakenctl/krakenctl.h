@@ -126,5 +126,11 @@ int kc_print_node_table(kc_ctx *ctx, const cJSON *cfg_list, const cJSON *dsc_lis
 const char *kc_node_field(const cJSON *node, const char *field);
 /* Find a node by id in a {"nodes": [...]} answer. */
 const cJSON *kc_find_node(const cJSON *list, const char *id);
+/*
+ * The same, for walking a list in id order: the daemon answers node lists
+ * sorted by id, so the node is usually the one after *cursor (O(1)); else a
+ * search. *cursor (start with NULL) moves to the node found.
+ */
+const cJSON *kc_find_node_next(const cJSON *list, const char *id, const cJSON **cursor);
 
 #endif

@@ -133,6 +133,22 @@ const cJSON *kc_find_node(const cJSON *list, const char *id)
     return NULL;
 }
 
+const cJSON *kc_find_node_next(const cJSON *list, const char *id, const cJSON **cursor)
+{
+    const cJSON *next = *cursor ? (*cursor)->next
+                                : cJSON_GetObjectItemCaseSensitive(list, "nodes")
+                                      ? cJSON_GetObjectItemCaseSensitive(list, "nodes")->child
+                                      : NULL;
+    if (next && strcmp(kc_node_field(next, "id"), id) == 0) {
+        *cursor = next;
+        return next;
+    }
+    const cJSON *found = kc_find_node(list, id);
+    if (found)
+        *cursor = found;
+    return found;
+}
+
 /* Nodes of a list sorted by id, for lookups in O(log n) (10,000-node clusters). */
 typedef struct node_index {
     size_t n;
