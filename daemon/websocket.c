@@ -9,8 +9,9 @@
  * never touches the socket. Sec-WebSocket-Accept is nettle's SHA-1 + base64.
  *
  * Events come from one bus subscription held while at least one client is
- * connected. Each event is formatted once (only if some client wants its
- * type) and queued to every subscribed client. A client whose output buffer
+ * connected. Each event is formatted and framed (wslay's frame encoder) once,
+ * only if some client wants its type, and the frame is appended to every
+ * subscribed client's output buffer. A client whose output buffer
  * would exceed the queue limit, or whose socket makes no write progress for
  * writeWait, is a slow consumer: it is sent a 1008 close frame and dropped,
  * and the other clients and the daemon carry on.
@@ -108,6 +109,11 @@ struct kd_websocket {
     uint64_t bus_dropped_seen;
     kd_websocket_stats stats;
     bool freeing; /* inside kd_websocket_free() */
+    wslay_frame_context_ptr framer; /* frames each event once (see frame_text()) */
+    struct frame_buf {
+        uint8_t *bytes;
+        size_t len, cap;
+    } frame;
 };
 
 static const ws_config default_config = {
@@ -1073,6 +1079,51 @@ static void drop_slow(ws_client *c, size_t queued)
                  "slow consumer: more than %zu bytes of events queued", c->ws->queue_limit);
 }
 
+/*
+ * One event, framed once: server frames are unmasked, so the bytes are the
+ * same for every client and are copied into each one's output buffer. (Small
+ * copies into contiguous buffers measured cheaper than sharing the frame by
+ * reference, which makes a chain per event per client.)
+ */
+typedef struct frame_buf frame_buf;
+
+/* wslay's frame encoder writes the header and payload here. */
+static ssize_t frame_sink_cb(const uint8_t *data, size_t len, int flags, void *user_data)
+{
+    (void)flags;
+    frame_buf *f = user_data;
+    if (len > f->cap - f->len)
+        return -1;
+    memcpy(f->bytes + f->len, data, len);
+    f->len += len;
+    return (ssize_t)len;
+}
+
+static bool frame_text(kd_websocket *ws, const char *msg, size_t len)
+{
+    frame_buf *f = &ws->frame;
+    if (f->cap < len + 14) { /* 14: the largest frame header */
+        uint8_t *bigger = realloc(f->bytes, len + 14);
+        if (!bigger)
+            return false;
+        f->bytes = bigger;
+        f->cap = len + 14;
+    }
+    f->len = 0;
+    struct wslay_frame_iocb iocb = {.fin = 1, .opcode = WSLAY_TEXT_FRAME, .payload_length = len,
+                                    .mask = 0, .data = (const uint8_t *)msg, .data_length = len};
+    size_t sent = 0;
+    do {
+        ssize_t n = wslay_frame_send(ws->framer, &iocb);
+        if (n < 0)
+            return false;
+        sent += (size_t)n;
+        iocb.data += n;
+        iocb.data_length -= (size_t)n;
+    } while (sent < len);
+    return true;
+}
+
 static void on_event(const kraken_event *ev, void *userdata)
 {
     kd_websocket *ws = userdata;
@@ -1085,29 +1136,35 @@ static void on_event(const kraken_event *ev, void *userdata)
         ws->bus_dropped_seen = dropped;
     }
     unsigned mask = KRAKEN_EVENT_MASK(ev->type);
-    char *msg = NULL;
-    size_t len = 0;
+    bool framed = false;
     for (ws_client *c = ws->clients, *next; c; c = next) {
         next = c->next;
         if (c->phase != PHASE_OPEN || !(c->subs & mask))
             continue;
-        if (!msg && !(msg = format_event(ev, &len)))
-            return;
-        size_t queued = evbuffer_get_length(bufferevent_get_output(c->bev));
-        if (queued + len > ws->queue_limit) {
+        if (!framed) { /* formatted only when someone wants it */
+            size_t len = 0;
+            char *msg = format_event(ev, &len);
+            framed = msg && frame_text(ws, msg, len);
+            cJSON_free(msg);
+            if (!framed) {
+                ws_log(ws, KRAKEN_LOG_ERROR, "out of memory formatting an event");
+                return;
+            }
+        }
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        size_t queued = evbuffer_get_length(out);
+        if (queued + ws->frame.len > ws->queue_limit) {
             drop_slow(c, queued);
             continue;
         }
-        struct wslay_event_msg m = {
-            .opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)msg, .msg_length = len};
-        if (wslay_event_queue_msg(c->wslay, &m) != 0) {
+        /* wslay's own queue is always empty here (its frames go out whole, at once), so a
+         * data frame added behind it cannot split one of its control frames. */
+        if (evbuffer_add(out, ws->frame.bytes, ws->frame.len) != 0) {
             client_free(c);
             continue;
         }
         ws->stats.events_sent++;
-        client_pump(c, false);
     }
-    cJSON_free(msg);
 }
 
 /* ---- the listener ---------------------------------------------------------------------------- */
@@ -1318,6 +1375,13 @@ int kd_websocket_new(kd_websocket **out, kraken_engine *engine, struct event_bas
         free(ws);
         return kraken_error_set(KRAKEN_ENOMEM, "kd_websocket_new: out of memory");
     }
+    static const struct wslay_frame_callbacks framer_callbacks = {.send_callback = frame_sink_cb};
+    if (wslay_frame_context_init(&ws->framer, &framer_callbacks, &ws->frame) != 0) {
+        event_free(ws->accept_pause);
+        free(ws->bind_addr);
+        free(ws);
+        return kraken_error_set(KRAKEN_ENOMEM, "kd_websocket_new: out of memory");
+    }
     ws->engine = engine;
     ws->base = base;
     ws->queue_limit = KD_WEBSOCKET_DEFAULT_QUEUE_BYTES;
@@ -1369,6 +1433,8 @@ void kd_websocket_free(kd_websocket *ws)
     /* Both handles are released here even when the engine (and its bus) went first. */
     kraken_subscription_remove(ws->sub);
     kraken_service_remove(ws->service);
+    wslay_frame_context_free(ws->framer);
+    free(ws->frame.bytes);
     free(ws->bind_addr);
     free(ws);
 }
