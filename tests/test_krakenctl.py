@@ -33,10 +33,10 @@ STATE = {"nodes": [
 
 
 class Daemon:
-    def __init__(self, tmp, *extra):
+    def __init__(self, tmp, *extra, state=None):
         self.state = os.path.join(tmp, "state.json")
         with open(self.state, "w") as f:
-            json.dump(STATE, f)
+            json.dump(state or STATE, f)
         self.log_path = os.path.join(tmp, "daemon.log")
         self.proc = subprocess.Popen(
             [DAEMON, "-id", SELF, "-ipapi", "127.0.0.1:0", "-syncport", "0", "-sync-insecure",
@@ -362,3 +362,29 @@ def test_help_lists_every_command():
                 "thaw, sme thaw", "status, sme status", "plan, node plan", "graph, node graph",
                 "watch"]:
         assert f"  {cmd} " in out
+
+
+def test_site_schemas_from_a_directory(tmp_path):
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "10-rack.json").write_text(json.dumps({"schemas": [{"name": "Site.Rack", "fields": [
+        {"name": "rack", "number": 1, "type": "string"},
+        {"name": "slot", "number": 2, "type": "uint32"}]}]}))
+    state = json.loads(json.dumps(STATE))
+    state["nodes"][1]["extensions"] = [
+        {"@type": "type.googleapis.com/Site.Rack", "rack": "r12", "slot": 4}]
+    d = Daemon(str(tmp_path), "-schemas", str(schemas), state=state)
+    try:
+        url = "type.googleapis.com/Site.Rack/Slot"
+        rc, _, err = ctl(d, "get", N1, url)
+        assert rc == 2
+        assert err == (f"krakenctl: GET /cfg/node/{N1}: node ({N1}): field 'extensions[0]': "
+                       "unknown @type 'type.googleapis.com/Site.Rack' (give krakenctl the site's "
+                       "schemas: --schemas DIR)\n")
+        assert ok(d, "--schemas", str(schemas), "get", N1, url) == "4\n"
+        ok(d, "--schemas", str(schemas), "set", N1, url, "5")
+        assert ok(d, "--schemas", str(schemas), "get", N1, url) == "5\n"
+        rc, _, err = ctl(d, "--schemas", str(tmp_path / "none"), "list")
+        assert (rc, err) == (2, f"krakenctl: --schemas {tmp_path}/none: No such file or directory\n")
+    finally:
+        d.stop()

@@ -42,7 +42,8 @@ static int cmd_set(kc_ctx *ctx, int argc, char **argv)
     char *json = NULL;
     if (kraken_node_set_text(node, url, value) != 0) {
         kraken_node_free(node);
-        return kc_error(ctx, KC_EXIT_USAGE, "%s", kraken_error_last());
+        return kc_error(ctx, KC_EXIT_USAGE, "%s%s", kraken_error_last(),
+                        kc_schema_hint(kraken_error_last()));
     }
     if (kraken_node_to_json(node, 0, &json) != 0) {
         kraken_node_free(node);
