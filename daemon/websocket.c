@@ -50,7 +50,8 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 #define HANDSHAKE_MAX_BYTES 8192
-#define HANDSHAKE_TIMEOUT_S 10
+/* The upgrade request must be complete within this long (or pongWait, if shorter). */
+#define HANDSHAKE_TIMEOUT_MS 10000
 /* Once a close frame is queued, how long the peer gets to read it and answer. */
 #define CLOSE_GRACE_MAX_MS 5000
 /* Events the bus may hold for this module between two loop iterations. */
@@ -142,6 +143,12 @@ static struct timeval ms_to_tv(uint32_t ms)
 {
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     return tv;
+}
+
+static uint32_t handshake_timeout_ms(const kd_websocket *ws)
+{
+    return ws->cfg.pong_wait_ms < HANDSHAKE_TIMEOUT_MS ? ws->cfg.pong_wait_ms
+                                                       : HANDSHAKE_TIMEOUT_MS;
 }
 
 /* ---- Go durations ("10s", "1m30s", "500ms") -------------------------------------------------- */
@@ -745,8 +752,8 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (c->phase == PHASE_HANDSHAKE)
-        ws_log(c->ws, KRAKEN_LOG_INFO, "client %s: no complete upgrade request within %d s",
-               c->peer, HANDSHAKE_TIMEOUT_S);
+        ws_log(c->ws, KRAKEN_LOG_INFO, "client %s: no complete upgrade request within %u ms",
+               c->peer, handshake_timeout_ms(c->ws));
     client_free(c); /* handshake or close grace time over */
 }
 
@@ -1062,7 +1069,7 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
         ws->clients->prev = c;
     ws->clients = c;
     bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
-    struct timeval hs = {.tv_sec = HANDSHAKE_TIMEOUT_S, .tv_usec = 0};
+    struct timeval hs = ms_to_tv(handshake_timeout_ms(ws));
     event_add(timer, &hs);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
