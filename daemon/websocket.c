@@ -17,6 +17,7 @@
  * and the other clients and the daemon carry on.
  */
 #include "websocket.h"
+#include "ws_proto.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -27,8 +28,6 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
-#include <nettle/base64.h>
-#include <nettle/sha1.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -47,7 +46,6 @@
 #define CONFIG_FIELD_URL(field) CONFIG_URL "/" KRAKEN_TYPE_URL_PREFIX CONFIG_SCHEMA "/" field
 #define STATE_URL "/Services/" SERVICE_ID "/State"
 #define WS_PATH "/ws"
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 #define HANDSHAKE_MAX_BYTES 8192
 /* The upgrade request must be complete within this long (or pongWait, if shorter). */
@@ -61,9 +59,7 @@
 /* RFC 6455 5.5: a control frame's payload is at most 125 bytes; 2 go to the status code. */
 #define CLOSE_REASON_MAX 123
 
-#define EVENT_TYPES                                                                                \
-    (KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_CHANGE) | KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION) | \
-     KRAKEN_EVENT_MASK(KRAKEN_EVENT_DISCOVERY))
+#define EVENT_TYPES KD_WS_EVENT_TYPES
 
 /* Effective WebSocket.Config, durations in milliseconds. */
 typedef struct ws_config {
@@ -151,62 +147,6 @@ static uint32_t handshake_timeout_ms(const kd_websocket *ws)
                                                        : HANDSHAKE_TIMEOUT_MS;
 }
 
-/* ---- Go durations ("10s", "1m30s", "500ms") -------------------------------------------------- */
-
-/*
- * Parse a Go duration string into milliseconds (rounded up to whole ms).
- * Accepts what Go's time.ParseDuration accepts for non-negative values:
- * one or more decimal numbers with optional fraction, each followed by a
- * unit ns, us, µs, ms, s, m or h; "0" alone is zero.
- */
-static int parse_go_duration(const char *text, uint64_t *out_ms)
-{
-    static const struct {
-        const char *unit;
-        double ns;
-    } units[] = {
-        {"ns", 1.0}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3},
-        {"ms", 1e6}, {"s", 1e9},  {"m", 60e9},         {"h", 3600e9},
-    };
-    const char *p = text;
-    if (*p == '+')
-        p++;
-    if (strcmp(p, "0") == 0) {
-        *out_ms = 0;
-        return 0;
-    }
-    if (!*p)
-        return -1;
-    double total_ns = 0;
-    while (*p) {
-        if (!isdigit((unsigned char)*p) && *p != '.')
-            return -1;
-        char *end;
-        double v = strtod(p, &end);
-        if (end == p)
-            return -1;
-        p = end;
-        size_t best = 0, best_len = 0;
-        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-            size_t len = strlen(units[i].unit);
-            if (strncmp(p, units[i].unit, len) == 0 && len > best_len) {
-                best = i;
-                best_len = len;
-            }
-        }
-        if (best_len == 0)
-            return -1;
-        /* "m" must not swallow the "m" of "ms": longest match above handles it */
-        total_ns += v * units[best].ns;
-        p += best_len;
-    }
-    double ms = total_ns / 1e6;
-    if (ms > (double)UINT32_MAX)
-        return -1;
-    *out_ms = (uint64_t)ms + ((double)(uint64_t)ms < ms ? 1 : 0);
-    return 0;
-}
-
 /* ---- config ---------------------------------------------------------------------------------- */
 
 /* WebSocket.Config as in the original's websocket.proto (SPEC Appendix A). */
@@ -251,7 +191,7 @@ static int read_duration(kd_websocket *ws, const char *field, uint32_t def, uint
     *out = def;
     if (v.type == KRAKEN_T_STRING && v.v.str.len > 0) {
         uint64_t ms;
-        if (parse_go_duration(v.v.str.data, &ms) != 0 || ms == 0) {
+        if (kd_ws_parse_duration(v.v.str.data, &ms) != 0 || ms == 0) {
             snprintf(why, why_len,
                      CONFIG_SCHEMA " %s \"%.40s\": not a positive Go duration (e.g. \"10s\", "
                                    "\"1m30s\", \"500ms\")",
@@ -485,86 +425,15 @@ static ssize_t wslay_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, s
     return (ssize_t)len;
 }
 
-static const char *type_names_expected =
-    "expected \"STATE_CHANGE\", \"STATE_MUTATION\", \"DISCOVERY\" or \"ALL\"";
-
-/* Mask of the event type a subscribe message names, or 0 (and a reason) when it names none. */
-static unsigned parse_type(const cJSON *type, char *why, size_t why_len)
-{
-    if (cJSON_IsString(type)) {
-        const char *s = type->valuestring;
-        if (strcasecmp(s, "ALL") == 0)
-            return EVENT_TYPES;
-        kraken_event_type t;
-        if (kraken_event_type_parse(s, &t) == 0 && (KRAKEN_EVENT_MASK(t) & EVENT_TYPES))
-            return KRAKEN_EVENT_MASK(t);
-        kraken_error_clear();
-        snprintf(why, why_len, "unknown event type \"%.32s\" (%s)", s, type_names_expected);
-        return 0;
-    }
-    if (cJSON_IsNumber(type)) {
-        double d = type->valuedouble;
-        if (d == 6) /* the original's Event_ALL */
-            return EVENT_TYPES;
-        if (d >= 0 && d < 32 && d == (unsigned)d && (KRAKEN_EVENT_MASK((unsigned)d) & EVENT_TYPES))
-            return KRAKEN_EVENT_MASK((unsigned)d);
-        snprintf(why, why_len, "unknown event type %g (%s)", d, type_names_expected);
-        return 0;
-    }
-    snprintf(why, why_len, "missing or non-string \"type\" (%s)", type_names_expected);
-    return 0;
-}
-
-/* 0 = subscribe, 1 = unsubscribe, -1 = invalid. An absent command subscribes, as the
- * original (its zero value). */
-static int parse_command(const cJSON *cmd, char *why, size_t why_len)
-{
-    if (!cmd)
-        return 0;
-    if (cJSON_IsNumber(cmd) && (cmd->valuedouble == 0 || cmd->valuedouble == 1))
-        return (int)cmd->valuedouble;
-    if (cJSON_IsString(cmd)) {
-        if (strcasecmp(cmd->valuestring, "SUBSCRIBE") == 0)
-            return 0;
-        if (strcasecmp(cmd->valuestring, "UNSUBSCRIBE") == 0)
-            return 1;
-    }
-    char *shown = cJSON_PrintUnformatted(cmd);
-    snprintf(why, why_len, "unknown command %.32s (expected 0, 1, \"SUBSCRIBE\" or \"UNSUBSCRIBE\")",
-             shown ? shown : "?");
-    free(shown);
-    return -1;
-}
-
 static void handle_text(ws_client *c, const uint8_t *msg, size_t len)
 {
     char why[CLOSE_REASON_MAX + 1];
-    cJSON *root = cJSON_ParseWithLength((const char *)msg, len);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        size_t pos = at && at >= (const char *)msg && at <= (const char *)msg + len
-                         ? (size_t)(at - (const char *)msg)
-                         : 0;
+    unsigned mask = 0;
+    uint16_t code = 0;
+    int command = kd_ws_parse_subscribe((const char *)msg, len, &mask, &code, why, sizeof why);
+    if (command < 0) {
         c->ws->stats.closed_bad_input++;
-        client_close(c, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid JSON near byte %zu", pos);
-        return;
-    }
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        c->ws->stats.closed_bad_input++;
-        client_close(c, WSLAY_CODE_POLICY_VIOLATION,
-                     "expected a JSON object {\"command\": ..., \"type\": ...}");
-        return;
-    }
-    int command = parse_command(cJSON_GetObjectItemCaseSensitive(root, "command"), why,
-                                sizeof why);
-    unsigned mask = command < 0 ? 0
-                                : parse_type(cJSON_GetObjectItemCaseSensitive(root, "type"), why,
-                                             sizeof why);
-    cJSON_Delete(root);
-    if (command < 0 || mask == 0) {
-        c->ws->stats.closed_bad_input++;
-        client_close(c, WSLAY_CODE_POLICY_VIOLATION, "%s", why);
+        client_close(c, code, "%s", why);
         return;
     }
     if (command == 0)
@@ -797,103 +666,6 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 
 /* ---- the HTTP upgrade ------------------------------------------------------------------------ */
 
-typedef struct upgrade_request {
-    char method[16];
-    char path[256];
-    bool upgrade_websocket;
-    bool connection_upgrade;
-    char version[16];
-    char key[64];
-} upgrade_request;
-
-static bool has_token(const char *list, const char *token)
-{
-    size_t tl = strlen(token);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if ((size_t)(end - start) == tl && strncasecmp(start, token, tl) == 0)
-            return true;
-    }
-    return false;
-}
-
-static void copy_trimmed(char *dst, size_t cap, const char *src)
-{
-    while (*src == ' ' || *src == '\t')
-        src++;
-    size_t n = strlen(src);
-    while (n > 0 && (src[n - 1] == ' ' || src[n - 1] == '\t'))
-        n--;
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
-/* Parse the request head (NUL-terminated, lines end in CRLF). False if malformed. */
-static bool parse_upgrade(char *head, upgrade_request *r)
-{
-    memset(r, 0, sizeof *r);
-    char *save = NULL;
-    char *line = strtok_r(head, "\r\n", &save);
-    if (!line)
-        return false;
-    char target[1024], proto[16];
-    if (sscanf(line, "%15s %1023s %15s", r->method, target, proto) != 3 ||
-        strncmp(proto, "HTTP/1.", 7) != 0)
-        return false;
-    char *q = strchr(target, '?');
-    if (q)
-        *q = '\0';
-    copy_trimmed(r->path, sizeof r->path, target);
-    while ((line = strtok_r(NULL, "\r\n", &save))) {
-        char *colon = strchr(line, ':');
-        if (!colon)
-            return false;
-        *colon = '\0';
-        const char *value = colon + 1;
-        if (strcasecmp(line, "Upgrade") == 0)
-            r->upgrade_websocket = has_token(value, "websocket");
-        else if (strcasecmp(line, "Connection") == 0)
-            r->connection_upgrade = has_token(value, "upgrade");
-        else if (strcasecmp(line, "Sec-WebSocket-Version") == 0)
-            copy_trimmed(r->version, sizeof r->version, value);
-        else if (strcasecmp(line, "Sec-WebSocket-Key") == 0)
-            copy_trimmed(r->key, sizeof r->key, value);
-    }
-    return true;
-}
-
-/* RFC 6455 4.1: the key is 16 random bytes in base64, i.e. 22 characters and "==". */
-static bool key_valid(const char *key)
-{
-    if (strlen(key) != 24 || strcmp(key + 22, "==") != 0)
-        return false;
-    for (size_t i = 0; i < 22; i++)
-        if (!isalnum((unsigned char)key[i]) && key[i] != '+' && key[i] != '/')
-            return false;
-    return true;
-}
-
-static void accept_key(const char *key, char out[BASE64_ENCODE_RAW_LENGTH(SHA1_DIGEST_SIZE) + 1])
-{
-    struct sha1_ctx sha;
-    uint8_t digest[SHA1_DIGEST_SIZE];
-    sha1_init(&sha);
-    sha1_update(&sha, strlen(key), (const uint8_t *)key);
-    sha1_update(&sha, sizeof WS_GUID - 1, (const uint8_t *)WS_GUID);
-    sha1_digest(&sha, sizeof digest, digest);
-    base64_encode_raw(out, sizeof digest, digest);
-    out[BASE64_ENCODE_RAW_LENGTH(SHA1_DIGEST_SIZE)] = '\0';
-}
-
 /* Answer a refused upgrade with an HTTP error and a JSON body, then close. */
 static void http_refuse(ws_client *c, int status, const char *status_text, const char *extra,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -927,8 +699,8 @@ static void http_refuse(ws_client *c, int status, const char *status_text, const
 static void client_open(ws_client *c, const char *key)
 {
     kd_websocket *ws = c->ws;
-    char accept[BASE64_ENCODE_RAW_LENGTH(SHA1_DIGEST_SIZE) + 1];
-    accept_key(key, accept);
+    char accept[KD_WS_ACCEPT_LEN + 1];
+    kd_ws_accept_key(key, accept);
     if (wslay_event_context_server_init(&c->wslay, &wslay_callbacks, c) != 0) {
         c->wslay = NULL;
         http_refuse(c, 503, "Service Unavailable", NULL, "websocket: out of memory");
@@ -976,8 +748,8 @@ static void handshake_read(ws_client *c)
     }
     evbuffer_remove(in, head, head_len);
     head[head_len] = '\0';
-    upgrade_request r;
-    bool ok = parse_upgrade(head, &r);
+    kd_ws_upgrade r;
+    bool ok = kd_ws_parse_upgrade(head, &r);
     free(head);
     if (!ok)
         http_refuse(c, 400, "Bad Request", NULL, "websocket: malformed HTTP request head");
@@ -995,7 +767,7 @@ static void handshake_read(ws_client *c)
         http_refuse(c, 426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n",
                     "websocket: unsupported Sec-WebSocket-Version \"%.8s\" (13 required)",
                     r.version);
-    else if (!key_valid(r.key))
+    else if (!kd_ws_key_valid(r.key))
         http_refuse(c, 400, "Bad Request", NULL,
                     "websocket: missing or malformed Sec-WebSocket-Key (16 bytes in base64)");
     else {
