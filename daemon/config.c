@@ -46,6 +46,8 @@ static const setting settings[] = {
      "address for sync; also the self node's kraken interface (default 127.0.0.1)"},
     {"ipapi", "ipapi", T_STRING, OFF(ipapi), 0, 0, "ADDR[:PORT]",
      "REST API listen address (default 127.0.0.1, port 3141)"},
+    {"wsport", "wsport", T_INT, OFF(wsport), -1, 65535, "PORT",
+     "websocket port (default -1: its Cfg config's, else 3142; 0 picks one)"},
     {"log", "loglevel", T_INT, OFF(loglevel), 0, 9, "0..9",
      "log level, 0 PANIC ... 9 DDDEBUG (default 5)"},
     {"noprefix", "noprefix", T_BOOL, OFF(noprefix), 0, 0, NULL,
@@ -84,6 +86,7 @@ void kd_config_defaults(kd_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->loglevel = 5;
+    cfg->wsport = -1;
     cfg->syncport = KRAKEN_SYNC_DEFAULT_PORT;
     cfg->apitimeout_ms = 15000;
     cfg->apimaxbody = 64u << 20;

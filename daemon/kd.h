@@ -50,6 +50,7 @@ typedef struct kd_config {
     char *id;        /* self id; NULL: generated */
     char *ip;        /* sync address; also the self node's kraken interface */
     char *ipapi;     /* REST listen address ("addr" or "addr:port") */
+    int wsport;      /* websocket port; -1: its Cfg config's (3142 when none) */
     int loglevel;    /* 0..9 */
     char *parent;    /* parent address: child mode */
     bool noprefix;
@@ -141,6 +142,9 @@ typedef struct kd_api {
     struct kd_metrics *metrics;
     uint16_t (*websocket_port)(void *userdata); /* NULL: from the self node's Cfg */
     void *websocket_userdata;
+    /** More /metrics lines (e.g. the websocket's counters); NULL: none. */
+    void (*metrics_hook)(void *userdata, FILE *out);
+    void *metrics_userdata;
 } kd_api;
 
 /** One request, independent of the HTTP library. */
@@ -198,7 +202,7 @@ typedef struct kd_rest_options {
  * the service starts or its config changes.
  */
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts);
-/** Free; call after kraken_engine_free() (it releases the service handle, see engine.h). */
+/** Close the listener and release the service handle; call after kraken_engine_free(). */
 void kd_rest_free(kd_rest *rest);
 /** Bound port, 0 while not listening. */
 uint16_t kd_rest_port(const kd_rest *rest);

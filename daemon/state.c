@@ -255,12 +255,12 @@ static int load_file(kd_state *st, char *err, size_t errlen)
         n--;
     }
     kraken_result *results = calloc(n ? n : 1, sizeof *results);
-    size_t failed = 0;
+    size_t n_failed = 0;
     if (!results) {
         snprintf(err, errlen, "%s: out of memory", st->path);
         rc = -1;
-    } else if (kraken_store_create_many(st->store, nodes, n, results, &failed) != 0 ||
-               failed != 0) {
+    } else if (kraken_store_create_many(st->store, nodes, n, results, &n_failed) < 0 ||
+               n_failed) {
         for (size_t i = 0; i < n; i++) {
             if (results[i].code < 0) {
                 char id[KRAKEN_UUID_STRLEN + 1];

@@ -218,3 +218,17 @@ def test_sigterm_and_sigint_stop_cleanly(tmp_path):
         assert d.stop(sig) == 0
         assert "daemon: stopped" in d.log()
         assert os.path.exists(tmp_path / "s.json")
+
+
+def test_ipv6_rest_and_ws_host_in_brackets():
+    import socket
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    d = Daemon(["-ipapi", "[::1]:0"], addr="::1")
+    try:
+        status, _, body = d.get("/ws")
+        assert status == 200 and body["host"] == "[::1]"
+    finally:
+        assert d.stop() == 0

@@ -150,9 +150,36 @@ def test_unknown_service_in_config_is_warned(tmp_path):
     cfg.write_text("serviceinstances:\n  powerman:\n    disable: true\n")
     d = Daemon(["-config", str(cfg)])
     try:
-        d.wait_line(r"WARNING daemon: serviceinstances\.powerman: no such service instance")
+        d.wait_line(r"NOTICE daemon: serviceinstances\.powerman: no such service instance yet; "
+                    r"its settings apply when it registers")
+        me = d.get("/cfg/node/" + d.self_id())[2]
+        assert {"id": "powerman", "state": "STOP"} in me["services"]
     finally:
         d.stop()
+
+
+def test_mutation_overrides_from_the_config(tmp_path):
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text("serviceinstances:\n  sync:\n    mutations:\n"
+                   "      INITtoSYNC: {disable: true, timeout: 5s}\n"
+                   "  later:\n    mutations:\n      X: {timeout: 1m30s}\n")
+    d = Daemon(["-config", str(cfg)])
+    try:
+        status, _, body = d.get("/mutations")
+        assert status == 200
+        m = [x for x in body["mutations"] if (x["service"], x["id"]) == ("sync", "INITtoSYNC")]
+        assert len(m) == 1, body
+        m = m[0]
+        assert m["disabled"] is True
+        assert m["timeoutMs"] == 5000 and m["declaredTimeoutMs"] == 90000
+        assert m["context"] == "CHILD"
+        assert m["mutates"] == [{"url": "/RunState", "from": "INIT", "to": "SYNC"}]
+        assert m["requires"] == {"/PhysState": "POWER_ON"}
+        # The engine's sync service runs.
+        me = d.get("/dsc/node/" + d.self_id())[2]
+        assert [s["state"] for s in me["services"] if s["id"] == "sync"] == ["RUN"]
+    finally:
+        assert d.stop() == 0
 
 
 def test_oversized_body_is_refused_and_others_served():
@@ -294,6 +321,8 @@ def test_child_without_secret_is_refused():
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+@pytest.mark.skipif(os.environ.get("KD_SANITIZE", "none") != "none",
+                    reason="a sanitizer build does not run under valgrind")
 def test_valgrind_clean_run_and_shutdown(tmp_path):
     state = tmp_path / "state.json"
     shutil.copy(os.path.join(FIXTURES, "cluster4.json"), state)
@@ -313,3 +342,52 @@ def test_valgrind_clean_run_and_shutdown(tmp_path):
         d.request("DELETE", "/cfg/node/" + nid)
     finally:
         assert d.stop(timeout=60) == 0, d.log()
+
+
+def test_schema_directory_loaded_before_the_state(tmp_path):
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "10-site.json").write_text(json.dumps({
+        "enums": [{"name": "Site.Cooling", "members": {"UNKNOWN": 0, "AIR": 1, "WATER": 2}}],
+        "schemas": [{"name": "Site.Rack", "fields": [
+            {"name": "row", "number": 1, "type": "string"},
+            {"name": "slot", "number": 2, "type": "uint32"},
+            {"name": "cooling", "number": 3, "type": "enum", "type_name": "Site.Cooling"}]}]}))
+    (schemas / "README").write_text("not a schema: ignored")
+    state = tmp_path / "state.json"
+    rack = {"@type": "type.googleapis.com/Site.Rack", "row": "B", "slot": 7, "cooling": "WATER"}
+    nid = "12121212-0000-4000-8000-000000000001"
+    state.write_text(json.dumps({"nodes": [{"id": nid, "extensions": [rack]},
+                                           {"id": SELF_ID, "extensions": [rack]}]}))
+    # Without the directory the type is unknown: one line naming file, node and type.
+    rc, _, err = run_daemon(["-id", SELF_ID, "-state", str(state), "-ipapi", "127.0.0.1:0",
+                             "-syncport", "0"])
+    assert rc == 1
+    lines = [l for l in err.splitlines() if l.startswith("kraken-daemon:")]
+    assert len(lines) == 1 and str(state) in lines[0] and "Site.Rack" in lines[0], err
+    d = Daemon(["-id", SELF_ID, "-state", str(state), "-schemas", str(schemas), "-log", "6"])
+    try:
+        d.wait_line(r"INFO schema: loaded schema file .*10-site\.json")
+        assert d.get("/cfg/node/" + nid)[2]["extensions"] == [rack]
+        # The self node's enums include the site's (the dashboard's legend).
+        enums = d.get("/enumerables")[2]
+        assert {"name": "cooling", "url": "type.googleapis.com/Site.Rack/cooling",
+                "options": {"0": "UNKNOWN", "1": "AIR", "2": "WATER"}} in enums
+    finally:
+        assert d.stop() == 0
+
+
+def test_bad_schema_file_is_one_line(tmp_path):
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "bad.json").write_text('{"schemas": [{"name": "X.Y", "fields": [{"name": "a", '
+                                      '"number": 1, "type": "float"}]}]}')
+    rc, _, err = run_daemon(["-schemas", str(schemas), "-ipapi", "127.0.0.1:0", "-syncport", "0"])
+    assert rc == 1
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kraken-daemon: ") and "bad.json" in lines[0]
+    assert "float" in lines[0]
+    rc, _, err = run_daemon(["-schemas", str(tmp_path / "none"), "-ipapi", "127.0.0.1:0"])
+    assert rc == 1
+    assert err == "kraken-daemon: %s/none: cannot open schema directory: No such file or " \
+                  "directory\n" % tmp_path

@@ -134,6 +134,13 @@ int kraken_store_listen(kraken_store *store, kraken_store_listener_fn fn, void *
  */
 void kraken_store_listener_remove(kraken_store_listener *listener);
 
+/**
+ * One node set as JSON node-list text ({"nodes": [...]}, sorted by id, as
+ * kraken_nodes_to_json()), printed from the stored nodes without copying them
+ * (a REST server answering GET of every node). *out is malloc'ed.
+ */
+int kraken_store_to_json(const kraken_store *store, kraken_state_kind kind, unsigned flags,
+                         char **out);
 /** Save one node set atomically as a JSON node list (see kraken_nodes_save_file()). */
 int kraken_store_save(const kraken_store *store, kraken_state_kind kind, const char *path);
 /**
