@@ -157,8 +157,7 @@ static void after_events(watch *w)
         }
     }
     if (w->until_converged && converged(w, NULL)) {
-        if (!w->tty)
-            draw(w);
+        draw(w);
         printf("converged\n");
         finish(w, KC_EXIT_OK);
         return;

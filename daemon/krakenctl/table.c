@@ -77,7 +77,7 @@ void kc_table_print(kc_table *t, bool color, FILE *out)
             const char *text = t->cells[r * t->n_cols + c];
             const char *sgr = t->colors[r * t->n_cols + c];
             bool last = c + 1 == t->n_cols;
-            if (color && sgr)
+            if (color && sgr && text && *text)
                 fprintf(out, "\033[%sm%s\033[0m", sgr, text ? text : "");
             else
                 fputs(text ? text : "", out);
