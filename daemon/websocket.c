@@ -686,7 +686,7 @@ static void http_refuse(ws_client *c, int status, const char *status_text, const
                         "Content-Length: %zu\r\n\r\n%s\n",
                         status, status_text, extra ? extra : "", body ? strlen(body) + 1 : 1,
                         body ? body : "");
-    free(body);
+    cJSON_free(body);
     c->ws->stats.rejected++;
     ws_log(c->ws, KRAKEN_LOG_INFO, "refused upgrade from %s: %d %s", c->peer, status, msg);
     c->http_only = true;

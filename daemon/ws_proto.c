@@ -154,7 +154,7 @@ static int parse_command(const cJSON *cmd, char *why, size_t why_len)
     char *shown = cJSON_PrintUnformatted(cmd);
     snprintf(why, why_len, "unknown command %.32s (expected 0, 1, \"SUBSCRIBE\" or \"UNSUBSCRIBE\")",
              shown ? shown : "?");
-    free(shown);
+    cJSON_free(shown);
     return -1;
 }
 

@@ -149,8 +149,18 @@ def test_show_unknown_node_is_404(daemon):
 
 def test_get_and_set_by_url(daemon):
     assert ok(daemon, "get", N1, "/PhysState") == "POWER_ON\n"
-    ok(daemon, "set", N1, "/Arch", "amd64")
+    # a top-level field goes as a PATCH of that field alone
+    rc, _, err = ctl(daemon, "-d", "set", N1, "/Arch", "amd64")
+    assert rc == 0 and f"> PATCH http://127.0.0.1:{daemon.port}/cfg/node/{N1}" in err
     assert ok(daemon, "get", f"{N1}:/Arch") == "amd64\n"
+    assert ok(daemon, "get", N1, "/Nodename") == "n1\n"  # untouched by the patch
+    # a zero value cannot be a merge patch: the whole node is written back
+    rc, _, err = ctl(daemon, "-d", "set", N1, "/Arch", "")
+    assert rc == 0 and f"> PUT http://127.0.0.1:{daemon.port}/cfg/node/{N1}" in err
+    assert ok(daemon, "get", N1, "/Arch") == "\n"
+    ok(daemon, "set", N1, "/PhysState", "PHYS_UNKNOWN")
+    assert ok(daemon, "get", N1, "/PhysState") == "PHYS_UNKNOWN\n"
+    ok(daemon, "set", N1, "/PhysState", "POWER_ON")
     url = "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
     ok(daemon, "set", f"{N1}:{url}", "10.0.0.5")
     assert ok(daemon, "get", N1, url) == "10.0.0.5\n"
