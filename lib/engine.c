@@ -2160,6 +2160,26 @@ void kraken_service_remove(kraken_service *service)
     service_free(service);
 }
 
+int kraken_service_interrupt_steps(kraken_service *service, const char *reason)
+{
+    int entry = service_entry(service, "service_interrupt_steps");
+    if (entry < 0)
+        return entry;
+    kraken_engine *e = service->engine;
+    int count = 0;
+    for (size_t i = 0; i < e->cap && !e->dying; i++) {
+        enode *n = e->slots[i];
+        if (!n || n->phase != PH_IN_FLIGHT || strcmp(step_service(n), service->id) != 0)
+            continue;
+        step_interrupt(e, n, reason ? reason : "service interrupted");
+        n->replan = true;
+        mark_dirty(e, n);
+        count++;
+    }
+    schedule_pass(e);
+    return count;
+}
+
 static int compare_strings(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);

@@ -310,6 +310,15 @@ int kraken_service_report_text(kraken_service *service, const kraken_uuid *node_
                                uint64_t request_id, const char *url, const char *text);
 
 /**
+ * Interrupt every step in flight for this service (INTERRUPT event and the
+ * service's interrupt op), and replan those nodes: for a module that went
+ * away (its process died or disconnected). Nothing counts as a failure.
+ * @p reason is the INTERRUPT event's message. Returns how many were
+ * interrupted, or a negative error.
+ */
+int kraken_service_interrupt_steps(kraken_service *service, const char *reason);
+
+/**
  * Log one line on behalf of a service through the engine's log callback
  * (kraken_engine_set_log()); the subsystem is the service id. printf-style.
  * A no-op when no callback is installed or @p level is above its max_level.

@@ -24,6 +24,7 @@
 #include "error.h"
 #include "event.h"
 #include "log.h"
+#include "module.h"
 #include "mutation.h"
 #include "node.h"
 #include "schema.h"
