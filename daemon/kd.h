@@ -41,6 +41,13 @@ typedef struct kd_service_cfg {
     char *module;
     kd_mutation_cfg *mutations;
     size_t n_mutations;
+    /* external module process (services.c): command line, environment, working directory */
+    char *command;   /* NULL: not an external process */
+    char **args;     /* argv[1..] */
+    size_t n_args;
+    char **env;      /* "NAME=VALUE", added to the daemon's environment */
+    size_t n_env;
+    char *cwd;
 } kd_service_cfg;
 
 /** The effective configuration: defaults < config file < flags. */
@@ -69,6 +76,12 @@ typedef struct kd_config {
     uint64_t apitimeout_ms;  /* idle / slow-client timeout */
     uint64_t apimaxbody;     /* request body limit in bytes */
     uint64_t persistdelay_ms; /* debounce of state-file writes */
+    char *modulesocket;   /* module socket for external modules (services.c) */
+    char *moduledir;      /* directory of loadable modules (NAME.so) */
+    char *moduleuids;     /* other uids allowed on the module socket: "1001,1002" */
+    uint64_t modulegrace_ms; /* SIGTERM -> SIGKILL grace for module processes */
+    int modulemaxcrashes;    /* crashes in a row before a module service is ERROR */
+    uint64_t modulerestart_ms; /* first restart delay of a crashed module (doubling) */
     /* command, not config */
     char *config_path;
     bool printrc, version, help;
