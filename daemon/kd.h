@@ -22,7 +22,6 @@ struct event_base;
 
 #define KD_PROGRAM "kraken-daemon"
 #define KD_REST_DEFAULT_PORT 3141
-#define KD_WEBSOCKET_DEFAULT_PORT 3142
 
 /* ---- config (config.c) --------------------------------------------------------------------- */
 
