@@ -229,6 +229,8 @@ typedef struct kd_rest_options {
  * the service starts or its config changes.
  */
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts);
+/** Replace the bearer token (a copy is kept); only when the API was started with one. */
+int kd_rest_set_token(kd_rest *rest, const char *token);
 /** Make queued write answers durable and send them (before closing the state). */
 void kd_rest_commit(kd_rest *rest);
 /** Close the listener and release the service handle; call after kraken_engine_free(). */

@@ -574,6 +574,18 @@ void kd_rest_free(kd_rest *r)
     free(r);
 }
 
+int kd_rest_set_token(kd_rest *r, const char *token)
+{
+    if (!r || !r->token || !token) /* no token at start: the access policy was chosen without */
+        return -1;
+    char *copy = strdup(token);
+    if (!copy)
+        return -1;
+    free(r->token);
+    r->token = copy;
+    return 0;
+}
+
 uint16_t kd_rest_port(const kd_rest *r)
 {
     return r ? r->bound_port : 0;

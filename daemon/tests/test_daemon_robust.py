@@ -175,6 +175,33 @@ def test_token_enforced_on_writes_and_reads(tmp_path):
         d.stop()
 
 
+def test_sighup_reloads_the_token(tmp_path):
+    import signal
+    tok = tmp_path / "token"
+    tok.write_text(TOKEN)
+    tok.chmod(0o600)
+    d = Daemon(["-api-token", str(tok)])
+    try:
+        old = {"Authorization": "Bearer " + TOKEN}
+        new = {"Authorization": "Bearer " + TOKEN[::-1]}
+        assert d.get("/sme/frozen", headers=old)[0] == 200
+        tok.write_text(TOKEN[::-1] + "\n")
+        start = len(d.lines)
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_line(r"NOTICE restapi: SIGHUP: API token reloaded from ", start=start)
+        assert d.get("/sme/frozen", headers=old)[0] == 401
+        assert d.get("/sme/frozen", headers=new)[0] == 200
+        # A bad file keeps the current token.
+        tok.write_text("short")
+        start = len(d.lines)
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_line(r"ERROR restapi: SIGHUP: token not reloaded, the previous one stays: .*at "
+                    r"least 16 characters", start=start)
+        assert d.get("/sme/frozen", headers=new)[0] == 200
+    finally:
+        assert d.stop() == 0
+
+
 def test_open_reads_with_token_on_a_public_address(tmp_path):
     tok = tmp_path / "token"
     tok.write_text(TOKEN)
