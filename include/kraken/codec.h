@@ -7,6 +7,7 @@
  * source, node index/id, field or member and position (byte, line, column). Input
  * text in messages is quoted with control characters escaped. Nothing is returned on
  * failure.
+ * They use only their arguments: safe from any thread.
  *
  * JSON input is strict JSON (RFC 8259) in UTF-8. A NUL character, raw or as \u0000, is
  * refused in every string (values, ids, "@type", member names, map keys); so is a
