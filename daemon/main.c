@@ -39,6 +39,7 @@ typedef struct daemon_ctx {
     kd_metrics *metrics;
     kd_api api;
     struct event *sig_term, *sig_int, *sig_hup;
+    struct event *watchdog;  /* systemd WatchdogSec=: WATCHDOG=1 at half the interval */
     kraken_subscription *events;
     char *token;
     char *api_host; /* from -ipapi (default 127.0.0.1) */
@@ -343,6 +344,31 @@ static void on_sighup(evutil_socket_t sig, short what, void *userdata)
     free(token);
 }
 
+#ifdef KD_HAVE_SYSTEMD
+/* The loop is alive if this timer runs: a hung daemon stops pinging and systemd restarts it. */
+static void on_watchdog(evutil_socket_t fd, short what, void *userdata)
+{
+    (void)fd;
+    (void)what;
+    notify(userdata, "WATCHDOG=1");
+}
+
+static void start_watchdog(daemon_ctx *d)
+{
+    uint64_t usec = 0;
+    if (!d->cfg.sdnotify || sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+        return;
+    struct timeval tv = {(time_t)(usec / 2 / 1000000), (suseconds_t)(usec / 2 % 1000000)};
+    d->watchdog = event_new(d->base, -1, EV_PERSIST, on_watchdog, d);
+    if (!d->watchdog || event_add(d->watchdog, &tv) < 0) {
+        kd_log(KRAKEN_LOG_WARNING, "daemon", "cannot arm the systemd watchdog timer");
+        return;
+    }
+    kd_log(KRAKEN_LOG_INFO, "daemon", "systemd watchdog: pinging every %llu ms",
+           (unsigned long long)(usec / 2000));
+}
+#endif
+
 static void on_rest_started(void *userdata, bool ok)
 {
     daemon_ctx *d = userdata;
@@ -354,6 +380,9 @@ static void on_rest_started(void *userdata, bool ok)
            d->cfg.parent ? "child" : "root", (unsigned)kd_rest_port(d->rest),
            kraken_engine_frozen(d->engine) ? ", frozen" : "");
     notify(d, "READY=1");
+#ifdef KD_HAVE_SYSTEMD
+    start_watchdog(d);
+#endif
 }
 
 #ifdef KD_HAVE_WEBSOCKET
@@ -544,6 +573,8 @@ static void stop(daemon_ctx *d)
         event_free(d->sig_int);
     if (d->sig_hup)
         event_free(d->sig_hup);
+    if (d->watchdog)
+        event_free(d->watchdog);
     if (d->base)
         event_base_free(d->base);
     libevent_global_shutdown();

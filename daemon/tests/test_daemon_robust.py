@@ -395,6 +395,22 @@ def test_sdnotify_ready_and_stopping(tmp_path):
     sock.close()
 
 
+def test_sdnotify_watchdog_pings(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="200000")
+    d = Daemon(["-sdnotify"], env=env)
+    try:
+        assert sock.recv(4096) == b"READY=1"
+        assert sock.recv(4096) == b"WATCHDOG=1"   # every 100 ms
+        assert sock.recv(4096) == b"WATCHDOG=1"
+    finally:
+        assert d.stop() == 0
+    sock.close()
+
+
 def test_child_joins_parent_and_follows_its_cfg(tmp_path):
     secret = tmp_path / "secret"
     secret.write_bytes(os.urandom(32))
