@@ -290,6 +290,21 @@ def test_watch_converges_as_events_arrive(daemon):
     assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_ON", out, re.M)
 
 
+def test_watch_json_lines(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{daemon.port}", "-j", "watch",
+                              "--until-converged", "--timeout", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(watch.stdout.readline()) == {"nodes": 2, "converging": 1}
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+    out, err = watch.communicate(timeout=DEADLINE * 2)
+    assert watch.returncode == 0, err
+    lines = [json.loads(l) for l in out.splitlines()]
+    assert {"type": 1, "url": "/PhysState", "nodeid": N1, "value": "POWER_ON",
+            "data": f"(UPDATE) {N1}:/PhysState = POWER_ON"} in lines
+    assert lines[-2:] == [{"nodes": 2, "converging": 0}, {"converged": True}]
+
+
 def test_watch_times_out_when_not_converging(daemon):
     ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
     rc, out, err = ctl(daemon, "watch", "--until-converged", "--timeout", "0.3")

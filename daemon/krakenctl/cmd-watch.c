@@ -6,8 +6,9 @@
  * deleted refetches the lists (as the original dashboard does).
  *
  * On a terminal the table is redrawn (at most every 100 ms); otherwise each
- * event is printed as a line (its "data" text, or its JSON with -j), and the
- * table once more at the end. --until-converged exits 0 once every node's Dsc
+ * event is printed as a line (its "data" text), and the table once more at
+ * the end. With -j every line is JSON: the stream's events as they come, and
+ * {"nodes": N, "converging": M} where a table would be. --until-converged exits 0 once every node's Dsc
  * PhysState and RunState match its Cfg, 1 when --timeout passes first.
  */
 #include <errno.h>
@@ -130,6 +131,12 @@ static void draw(watch *w)
 {
     size_t pending = 0;
     converged(w, &pending);
+    if (w->ctx->json) { /* scripts get the events and these state lines, no tables */
+        printf("{\"nodes\": %d, \"converging\": %zu}\n",
+               cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(w->cfg, "nodes")), pending);
+        fflush(stdout);
+        return;
+    }
     if (w->tty)
         fputs("\033[H\033[2J", stdout);
     printf("kraken at %s:%u: %d node(s), %zu converging%s\n", w->ctx->host, w->ctx->port,
@@ -158,7 +165,7 @@ static void after_events(watch *w)
     }
     if (w->until_converged && converged(w, NULL)) {
         draw(w);
-        printf("converged\n");
+        printf(w->ctx->json ? "{\"converged\": true}\n" : "converged\n");
         finish(w, KC_EXIT_OK);
         return;
     }
@@ -226,7 +233,7 @@ static void on_synced(watch *w)
     }
     w->synced = true;
     if (w->until_converged && converged(w, NULL)) {
-        printf("converged\n");
+        printf(w->ctx->json ? "{\"converged\": true}\n" : "converged\n");
         finish(w, KC_EXIT_OK);
         return;
     }
