@@ -619,3 +619,27 @@ def test_unfinished_upgrade_request_times_out():
         s.close()
     finally:
         assert h.close() == 0
+
+
+def test_bearer_token_on_the_upgrade():
+    token = "t0ken-0123456789abcdef"
+    h = Host("--token", token)
+    try:
+        status, headers, body = raw_request(h.port, upgrade_head())
+        assert status == 401
+        assert json.loads(body) == {"error": "websocket: this event stream needs a bearer token "
+                                             "(Authorization: Bearer <token>, or ?token=<token> "
+                                             "from a browser)"}
+        assert 'WWW-Authenticate: Bearer realm="kraken"' in headers
+        status, _, _ = raw_request(h.port, upgrade_head(extra="Authorization: Bearer wrong\r\n"))
+        assert status == 401
+        ws = websocket.create_connection(f"ws://127.0.0.1:{h.port}/ws", timeout=DEADLINE,
+                                         header=[f"Authorization: Bearer {token}"])
+        barrier(ws)
+        ws.close()
+        ws = websocket.create_connection(f"ws://127.0.0.1:{h.port}/ws?x=1&token={token}",
+                                         timeout=DEADLINE)
+        barrier(ws)
+        ws.close()
+    finally:
+        assert h.close() == 0

@@ -364,8 +364,12 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         evbuffer_add_printf(bufferevent_get_output(bev),
                             "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                             "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                            "Sec-WebSocket-Version: 13\r\n\r\n",
+                            "Sec-WebSocket-Version: 13\r\n",
                             w->ctx->host, w->key);
+        if (w->ctx->token) /* a daemon may guard its event stream with the REST token */
+            evbuffer_add_printf(bufferevent_get_output(bev), "Authorization: Bearer %s\r\n",
+                                w->ctx->token);
+        evbuffer_add(bufferevent_get_output(bev), "\r\n", 2);
         return;
     }
     if (w->result != -1)
