@@ -24,6 +24,7 @@
 #endif
 
 #include "kd.h"
+#include "services.h"
 
 #define WEBSOCKET_PORT_URL "/Services/websocket/Config/type.googleapis.com/WebSocket.Config/Port"
 #define KRAKEN_IFACE_IP_URL "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
@@ -45,6 +46,8 @@ typedef struct daemon_ctx {
 #ifdef KD_HAVE_WEBSOCKET
     kd_websocket *websocket;
 #endif
+    kd_services *services; /* module socket, module processes, loadable modules */
+    uid_t *module_uids;
 } daemon_ctx;
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -237,6 +240,35 @@ static int apply_service_config(daemon_ctx *d)
     return 0;
 }
 
+/* serviceinstances with a command or a loadable module: the service manager (services.c). */
+static int start_services(daemon_ctx *d)
+{
+    const kd_config *c = &d->cfg;
+    char err[1024] = "";
+    size_t n_uids = 0;
+    if (kd_services_options_parse_uids(c->moduleuids, &d->module_uids, &n_uids, err,
+                                       sizeof err) < 0)
+        return fail("%s", err);
+    kd_services_options so = {.socket_path = c->modulesocket, .allowed_uids = d->module_uids,
+                              .n_allowed_uids = n_uids, .module_dir = c->moduledir,
+                              .grace_ms = c->modulegrace_ms,
+                              .max_crashes = (unsigned)c->modulemaxcrashes,
+                              .backoff_initial_ms = c->modulerestart_ms};
+    bool needed = c->modulesocket != NULL;
+    for (size_t i = 0; i < c->n_services; i++)
+        needed |= !c->services[i].disable && kd_services_wants(&so, &c->services[i]);
+    if (!needed)
+        return 0;
+    if (kd_services_new(&d->services, d->engine, d->base, &so, err, sizeof err) < 0)
+        return fail("%s", err);
+    for (size_t i = 0; i < c->n_services; i++) {
+        const kd_service_cfg *s = &c->services[i];
+        if (kd_services_wants(&so, s) && kd_services_add(d->services, s, err, sizeof err) < 0)
+            return fail("%s", err);
+    }
+    return 0;
+}
+
 /* ---- start, run, stop ---------------------------------------------------------------------- */
 
 /* What an operator wants in the log: sync links, mutation steps, failures. */
@@ -380,6 +412,7 @@ static int start(daemon_ctx *d)
         return fail("engine: %s", kraken_error_last());
     kraken_engine_set_log(d->engine, c->loglevel, kd_log_engine, NULL, NULL);
     kraken_subscribe_options so = {
+        .version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION,
         .types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC) |
                  KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION)};
     if (kraken_bus_subscribe(kraken_engine_bus(d->engine), &so, on_event, d, NULL, &d->events) <
@@ -404,6 +437,8 @@ static int start(daemon_ctx *d)
     if (kd_websocket_register_schema() < 0)
         return fail("websocket: %s", kraken_error_last());
 #endif
+    if (start_services(d) < 0)
+        return -1;
     if (kd_state_open(&d->state, d->engine, d->base, c->statefile, c->persistdelay_ms, err,
                       sizeof err) < 0)
         return fail("%s", err);
@@ -449,6 +484,7 @@ static int start(daemon_ctx *d)
 
 static void stop(daemon_ctx *d)
 {
+    kd_services_stop(d->services); /* module processes first: no orphans, their Dsc STOP */
     if (d->state && kd_state_flush(d->state) == 0)
         kd_log(KRAKEN_LOG_INFO, "state", "state saved");
     kd_state_close(d->state); /* before anything removes services from the self node */
@@ -458,6 +494,8 @@ static void stop(daemon_ctx *d)
     kd_websocket_free(d->websocket);
 #endif
     kraken_engine_free(d->engine);
+    kd_services_free(d->services);
+    free(d->module_uids);
     kd_rest_free(d->rest);
     kd_metrics_free(d->metrics);
     if (d->sig_term)

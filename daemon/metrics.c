@@ -272,8 +272,12 @@ int kd_metrics_render(kd_metrics *m, kd_api *api, char **out, size_t *len)
     render_nodes(&t, api);
     header(&t, "kraken_frozen", "gauge", "1 while the state engine is frozen.");
     put(&t, "kraken_frozen %d\n", kraken_engine_frozen(api->engine) ? 1 : 0);
-    header(&t, "kraken_state_saves_total", "counter", "State file writes.");
+    header(&t, "kraken_state_saves_total", "counter", "State file rewrites (atomic).");
     put(&t, "kraken_state_saves_total %" PRIu64 "\n", kd_state_saves(api->state));
+    header(&t, "kraken_state_journal_appends_total", "counter",
+           "Durable appends of changed nodes to the state journal.");
+    put(&t, "kraken_state_journal_appends_total %" PRIu64 "\n",
+        kd_state_journal_appends(api->state));
     render_sync(&t, api);
     if (m)
         render_http(&t, m);

@@ -485,7 +485,7 @@ static void update_subscription(kd_websocket *ws)
 {
     if (ws->stats.clients > 0 && !ws->sub && ws->engine) {
         kraken_subscribe_options opts = {
-            .types = EVENT_TYPES, .url_pattern = NULL, .queue_limit = BUS_QUEUE_LIMIT};
+            .version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION, .types = EVENT_TYPES, .url_pattern = NULL, .queue_limit = BUS_QUEUE_LIMIT};
         if (kraken_bus_subscribe(kraken_engine_bus(ws->engine), &opts, on_event, ws, NULL,
                                  &ws->sub) < 0) {
             ws_log(ws, KRAKEN_LOG_ERROR, "cannot subscribe to the event bus: %s",

@@ -393,6 +393,12 @@ void kraken_store_free(kraken_store *store)
 {
     if (!store || kraken__owner_check(&store->owner, "store_free", "store") < 0)
         return;
+    if (store->emitting) {
+        /* The dispatch loop and the write that started it still use the store. */
+        kraken__err(KRAKEN_ESTATE, "store_free: called from a store listener; the store is not "
+                                   "freed (free it after the listener returns)");
+        return;
+    }
     /* Listeners first: their hooks (an engine's, a sync's) may still read the nodes. */
     while (store->n_listeners > 0)
         listener_detach_first(store);

@@ -170,6 +170,24 @@ def socket_closed_by_peer(sock, timeout):
     return False
 
 
+def durable_cfg(state_path):
+    """The Cfg a restart would load: the state file with its journal replayed, by node id."""
+    with open(state_path) as f:
+        nodes = {n["id"]: n for n in json.load(f)["nodes"]}
+    journal = str(state_path) + ".journal"
+    if os.path.exists(journal):
+        with open(journal) as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break
+                entry = json.loads(line)
+                if "put" in entry:
+                    nodes[entry["put"]["id"]] = entry["put"]
+                else:
+                    nodes.pop(entry["delete"], None)
+    return nodes
+
+
 def node(id_, **fields):
     n = {"id": id_}
     n.update(fields)

@@ -118,7 +118,7 @@ def test_bad_flags_exit_nonzero_with_one_line(args, message):
      "dur.yaml:5:18: invalid duration 'soon' for timeout (want e.g. \"10s\")"),
     ("svc.yaml", "serviceinstances:\n  sync:\n    disabled: true\n",
      "svc.yaml:3:5: unknown key 'disabled' in service instance 'sync' (known: disable, "
-     "module, mutations)"),
+     "module, mutations, command, args, env, cwd)"),
     ("list.yaml", "- loglevel\n", "list.yaml:1:1: the config must be a mapping"),
 ])
 def test_bad_config_files_name_file_line_column(tmp_path, name, text, message):

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from kdtest import FIXTURES, SELF_ID, Daemon, node
+from kdtest import FIXTURES, SELF_ID, Daemon, durable_cfg, node
 
 N1 = "4afdefa4-573b-5cfe-a419-c59075cf18a5"
 N2 = "3ac72083-5f34-57a6-bc6b-6d3164394575"
@@ -354,8 +354,6 @@ def test_krakenctl_style_requests(d):
 def test_writes_reach_the_state_file_before_the_answer(d):
     c = "cccccccc-0000-4000-8000-000000000001"
     assert d.request("POST", "/cfg/node", node(c, nodename="durable"))[0] == 200
-    saved = json.loads(d.state.read_text())
-    assert c in [n["id"] for n in saved["nodes"]]
+    assert durable_cfg(d.state)[c]["nodename"] == "durable"
     assert d.request("DELETE", "/cfg/node/" + c)[0] == 200
-    saved = json.loads(d.state.read_text())
-    assert c not in [n["id"] for n in saved["nodes"]]
+    assert c not in durable_cfg(d.state)

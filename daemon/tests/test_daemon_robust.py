@@ -5,6 +5,7 @@ daemon keeps serving everyone else."""
 
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -12,8 +13,8 @@ import time
 
 import pytest
 
-from kdtest import (FIXTURES, SELF_ID, Daemon, node, run_daemon, socket_closed_by_peer,
-                    wait_until)
+from kdtest import (FIXTURES, SELF_ID, Daemon, durable_cfg, node, run_daemon,
+                    socket_closed_by_peer, wait_until)
 
 TOKEN = "s3cret-token-0123456789abcdef"
 
@@ -31,9 +32,19 @@ def test_acknowledged_writes_survive_kill9_and_restart(tmp_path):
     assert d.request("PUT", "/cfg/nodes", {"nodes": [node(ids[2], nodename="bulk")]})[0] == 200
     d.kill9()
     assert not list(tmp_path.glob("*.tmp*")), "a temporary file was left behind"
+    # The changes are in the journal (the state file is rewritten only 2 s after the writes
+    # stop, which a loaded machine may have reached before the kill).
+    journaled = os.path.exists(str(state) + ".journal")
+    assert durable_cfg(state)[ids[0]]["physState"] == "POWER_OFF"
 
-    d = Daemon(["-id", SELF_ID, "-state", str(state)], addr=d.addr)
+    d = Daemon(["-id", SELF_ID, "-state", str(state), "-log", "5"], addr=d.addr)
     try:
+        if journaled:
+            d.wait_line(r"NOTICE state: replayed \d+ change\(s\) from .*state\.json\.journal")
+        # Replayed and compacted at start: the state file alone is the whole Cfg again.
+        assert not os.path.exists(str(state) + ".journal")
+        saved = {n["id"]: n for n in json.loads(state.read_text())["nodes"]}
+        assert saved[ids[2]]["nodename"] == "bulk" and ids[1] not in saved
         nodes = {n["id"]: n for n in d.get("/cfg/nodes")[2]["nodes"]}
         assert set(ids) - {ids[1]} <= set(nodes)
         assert ids[1] not in nodes
@@ -42,6 +53,48 @@ def test_acknowledged_writes_survive_kill9_and_restart(tmp_path):
         assert nodes[SELF_ID]["nodename"] == "head"
     finally:
         assert d.stop() == 0
+
+
+def test_journal_torn_last_line_is_dropped_and_bad_line_refused(tmp_path):
+    state = tmp_path / "state.json"
+    journal = tmp_path / "state.json.journal"
+    a, b = "13131313-0000-4000-8000-000000000001", "13131313-0000-4000-8000-000000000002"
+    state.write_text(json.dumps({"nodes": [{"id": a, "nodename": "a"}]}))
+    journal.write_text('{"put":{"id":"%s","nodename":"a2"}}\n{"put":{"id":"%s","nodename":"b"}}\n'
+                       '{"delete":"%s"}\n{"put":{"id":"%s","nodena' % (a, b, b, a))
+    d = Daemon(["-state", str(state)])
+    try:
+        d.wait_line(r"WARNING state: .*state\.json\.journal:4: incomplete last line dropped")
+        assert d.get("/cfg/node/" + a)[2]["nodename"] == "a2"
+        assert d.get("/cfg/node/" + b)[0] == 404
+    finally:
+        assert d.stop() == 0
+    assert not journal.exists()
+    journal.write_text('{"put":{"id":"%s","physState":"ON"}}\n' % a)
+    rc, _, err = run_daemon(["-state", str(state), "-ipapi", "127.0.0.1:0", "-syncport", "0"])
+    assert rc == 1
+    lines = [l for l in err.splitlines() if l.startswith("kraken-daemon:")]
+    assert lines == ["kraken-daemon: %s:1: node (%s): field 'physState': unknown PhysState name "
+                     "'ON'" % (journal, a)], err
+
+
+def test_many_single_writes_use_the_journal(tmp_path):
+    state = tmp_path / "state.json"
+    d = Daemon(["-state", str(state), "-persist-delay", "1h"])
+    try:
+        for i in range(30):
+            assert d.request("POST", "/cfg/node",
+                             node("14141414-0000-4000-8000-%012d" % i))[0] == 200
+        text = d.get("/metrics")[2]
+        appends = int(re.search(r"kraken_state_journal_appends_total (\d+)", text).group(1))
+        saves = int(re.search(r"kraken_state_saves_total (\d+)", text).group(1))
+        assert appends >= 30 and saves <= 5, text  # a rewrite only after a 2 s pause
+        assert len(durable_cfg(state)) == 31
+    finally:
+        assert d.stop() == 0
+    # A clean stop compacts: one whole state file, no journal.
+    assert not os.path.exists(str(state) + ".journal")
+    assert len(json.loads(state.read_text())["nodes"]) == 31
 
 
 def test_state_file_is_written_whole_and_valid_on_sigterm(tmp_path):
