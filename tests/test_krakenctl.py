@@ -413,3 +413,14 @@ def test_site_schemas_from_a_directory(tmp_path):
         assert (rc, err) == (2, f"krakenctl: --schemas {tmp_path}/none: No such file or directory\n")
     finally:
         d.stop()
+
+
+def test_command_help():
+    got = subprocess.run([KRAKENCTL, "node", "list", "--help"], capture_output=True, text=True)
+    assert got.returncode == 0
+    assert got.stdout == ("usage: krakenctl list [-t mixed|cfg|dsc] [-j]\n"
+                          "(also: krakenctl node list)\n"
+                          "list the nodes, Cfg next to Dsc\n")
+    got = subprocess.run([KRAKENCTL, "watch", "-h"], capture_output=True, text=True)
+    assert (got.returncode, got.stdout.splitlines()[0]) == (
+        0, "usage: krakenctl watch [--until-converged] [--timeout SECONDS] [-j]")
