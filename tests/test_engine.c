@@ -1938,6 +1938,7 @@ START_TEST(busy_nodes)
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_BUSY));
     ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", &id), 1);
     ck_assert_str_eq(kraken_plan_state_name(KRAKEN_PLAN_BUSY), "BUSY");
+    ck_assert_ptr_null(kraken_plan_state_name((kraken_plan_state)KRAKEN_PLAN_STATE_COUNT));
     ck_assert_str_eq(status_steps(&id, NULL), "");
     size_t events = fx.n_log;
     run_for(3600 * 1000); /* no timeout, no retry, nothing */

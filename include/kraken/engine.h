@@ -333,6 +333,9 @@ typedef enum kraken_plan_state {
     KRAKEN_PLAN_BUSY = 7       /**< Cfg or Dsc /Busy is BUSY: the node is someone else's */
 } kraken_plan_state;
 
+/** Number of plan states (0 .. KRAKEN_PLAN_STATE_COUNT - 1), e.g. to size a histogram. */
+#define KRAKEN_PLAN_STATE_COUNT 8
+
 /**
  * Snapshot of a node's plan; release with kraken_plan_status_clear(). The plan
  * is kept while it holds: after the last step, @c current == @c n_steps.
