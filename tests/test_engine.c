@@ -1684,6 +1684,36 @@ START_TEST(sim_options_and_misuse)
 }
 END_TEST
 
+/* The simulator's late answers are refused by the engine; per-mutation delays. */
+START_TEST(sim_late_answers_and_delays)
+{
+    kraken_uuid id = add_node(0);
+    /* OFFtoON times out after 20 ms (10 s x 0.002); its answer comes at 30 ms, too late. */
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_LATE, 1, "30"), 0);
+    ck_assert_int_eq(kraken_sim_set_delay(fx.sim, "NONEtoWAIT", 15), 0); /* its timeout: 20 ms */
+    ck_assert_msg(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED), "%s", trace(&id));
+    ck_assert_uint_eq(kraken_sim_refused(fx.sim), 1);
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON I:OFFtoON M:HANGtoOFF D:HANGtoOFF "
+                                 "M:OFFtoON D:OFFtoON M:NONEtoWAIT D:NONEtoWAIT M:WAITtoINIT "
+                                 "D:WAITtoINIT M:INITtoSYNC D:INITtoSYNC");
+    uint64_t mutate_at = 0, done_at = 0;
+    for (size_t i = 0; i < fx.n_log; i++) {
+        if (strcmp(fx.log[i].mutation, "NONEtoWAIT"))
+            continue;
+        if (fx.log[i].kind == KRAKEN_MUTATION_MUTATE)
+            mutate_at = fx.log[i].at_ms;
+        else if (fx.log[i].kind == KRAKEN_MUTATION_DONE)
+            done_at = fx.log[i].at_ms;
+    }
+    ck_assert_uint_eq(done_at - mutate_at, 15);
+    ck_assert_int_eq(kraken_sim_set_delay(fx.sim, "NOPE", 1), KRAKEN_ENOTFOUND);
+    ck_assert_str_eq(kraken_error_last(), "sim_set_delay: the simulator has no mutation 'NOPE'");
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "OFFtoON", KRAKEN_SIM_LATE, 1, "soon"),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "sim_inject: late delay 'soon' is not a number of ms");
+}
+END_TEST
+
 /* A harness (or a garbage collector) may free the engine before the simulator. */
 START_TEST(sim_outlives_engine)
 {
@@ -2093,6 +2123,7 @@ static Suite *make_suite(void)
     tcase_add_test(svc, module_timers_on_engine_clock);
     tcase_add_test(svc, sim_options_and_misuse);
     tcase_add_test(svc, sim_outlives_engine);
+    tcase_add_test(svc, sim_late_answers_and_delays);
     tcase_add_test(svc, request_ids_and_late_answers);
     tcase_add_test(svc, mutation_overrides);
     tcase_add_test(svc, planner_diff);
