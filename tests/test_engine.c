@@ -631,6 +631,10 @@ START_TEST(no_path_retry_timer)
         /* Added to the set directly: no service here owns it, so the step is someone else's. */
         ck_assert_int_eq(kraken_mutation_set_add(kraken_engine_mutations(fx.engine), "vbox", &d),
                          0);
+        run_for(4); /* the retry is due 5 ms after "no path" was found */
+        ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_NO_PATH);
+        run_for(1);
+        ck_assert_int_eq(node_state(&id), retry ? KRAKEN_PLAN_PASSIVE : KRAKEN_PLAN_NO_PATH);
         run_for(30);
         ck_assert_int_eq(node_state(&id), retry ? KRAKEN_PLAN_PASSIVE : KRAKEN_PLAN_NO_PATH);
     }
@@ -765,11 +769,15 @@ START_TEST(service_start_timeout)
     kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     so.never_start = true;
     restart(&o, &so);
+    uint64_t t0 = fx.now;
     kraken_uuid id = add_node(0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
+    /* Wait 10 ms, fail, back off 5 ms, wait 10 ms, fail: stuck (max_failures 2). */
+    ck_assert_uint_eq(fx.now - t0, 25);
     kraken_plan_status st;
     ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
-    ck_assert_ptr_nonnull(strstr(st.reason, "did not reach RUN"));
+    ck_assert_str_eq(st.reason, "stuck after 2 failures in a row: service 'power' did not reach "
+                                "RUN within 10 ms");
     kraken_plan_status_clear(&st);
     ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, NULL), 0);
     ck_assert_uint_eq(kraken_sim_started(fx.sim), 1);
