@@ -85,7 +85,8 @@ int main(void)
     so.delay_ms = 2000; /* each step takes 2 s of clock time */
     kraken_sim *sim;
     die(kraken_sim_new(&sim, engine, &so), "sim");
-    kraken_subscribe_options sub_opts = {KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION), NULL, 0};
+    kraken_subscribe_options sub_opts = KRAKEN_SUBSCRIBE_OPTIONS_INIT;
+    sub_opts.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION);
     kraken_subscription *sub;
     die(kraken_bus_subscribe(kraken_engine_bus(engine), &sub_opts, on_mutation, NULL, NULL, &sub),
         "subscribe");

@@ -501,14 +501,20 @@ static void publish_discovery(kraken_engine *e, const kraken_uuid *node, const c
 
 /* ---- services: lookup ------------------------------------------------------------ */
 
-kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id)
+/* Internal lookup: no entry checks (the engine's own paths run on its thread, also while dying). */
+static kraken_service *service_lookup(const kraken_engine *engine, const char *service_id)
 {
-    if (!service_id || engine_entry(engine, "engine_find_service") < 0)
-        return NULL;
     for (size_t i = 0; i < engine->n_services; i++)
         if (strcmp(engine->services[i]->id, service_id) == 0)
             return engine->services[i];
     return NULL;
+}
+
+kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id)
+{
+    if (!service_id || engine_entry(engine, "engine_find_service") < 0)
+        return NULL;
+    return service_lookup(engine, service_id);
 }
 
 /* The service named by a self-node URL "/Services/<id>/<rest>", and <rest>. */
@@ -863,7 +869,7 @@ int kraken_engine_clock_moved(kraken_engine *engine)
     int rc = engine_entry(engine, "engine_clock_moved");
     if (rc < 0)
         return rc;
-    if (engine->virtual_clock)
+    if (engine->virtual_clock && !engine->dying)
         schedule_clock(engine);
     return 0;
 }
@@ -873,8 +879,8 @@ int kraken_timer_new(kraken_timer **out, kraken_engine *engine,
 {
     if (out)
         *out = NULL;
-    if (!out || !fn)
-        return kraken__err(KRAKEN_EINVAL, "timer_new: out and fn are required");
+    if (!out || !engine || !fn)
+        return kraken__err(KRAKEN_EINVAL, "timer_new: out, engine and fn are required");
     int rc = engine_entry(engine, "timer_new");
     if (rc < 0)
         return rc;
@@ -1006,7 +1012,7 @@ static void step_interrupt(kraken_engine *e, enode *n, const char *why)
     n->request_id = 0; /* from now on a report for it is a late answer */
     const char *sid = step_service(n), *mid = step_mutation(n);
     publish_mutation(e, KRAKEN_MUTATION_INTERRUPT, &n->id, sid, mid, why);
-    kraken_service *svc = kraken_engine_find_service(e, sid);
+    kraken_service *svc = service_lookup(e, sid);
     const kraken_mutation *m = kraken__mutation_find(e->set, sid, mid);
     kraken_mutation_request req;
     if (!svc || !svc->ops.interrupt || !m || !request_make(e, n, m, id, &req))
@@ -1158,7 +1164,7 @@ static void step_start(kraken_engine *e, enode *n, const kraken_node *cfg)
         return;
     }
     n->backoff_until = 0;
-    kraken_service *svc = kraken_engine_find_service(e, m->service);
+    kraken_service *svc = service_lookup(e, m->service);
     if (!svc) {
         timer_cancel(n);
         n->phase = PH_PASSIVE;
@@ -1931,6 +1937,7 @@ static void service_free(kraken_service *svc)
     if (!svc)
         return;
     svc->engine = NULL;
+    svc->detaching = true; /* a hook removing its own service only disowns it */
     if (svc->destroy)
         svc->destroy(svc->userdata);
     for (size_t i = 0; i < svc->n_discoverable; i++)
@@ -2051,7 +2058,7 @@ int kraken_engine_add_service(kraken_engine *engine, const char *service_id, con
     rc = check_service_id(service_id);
     if (rc < 0)
         return rc;
-    if (kraken_engine_find_service(engine, service_id))
+    if (service_lookup(engine, service_id))
         return kraken__err(KRAKEN_EEXISTS, "engine_add_service: service '%s' already exists",
                            service_id);
     if ((rc = ensure_self(engine)) < 0)
@@ -2151,6 +2158,26 @@ void kraken_service_remove(kraken_service *service)
     service_unpublish(engine, service);
     schedule_pass(engine);
     service_free(service);
+}
+
+int kraken_service_interrupt_steps(kraken_service *service, const char *reason)
+{
+    int entry = service_entry(service, "service_interrupt_steps");
+    if (entry < 0)
+        return entry;
+    kraken_engine *e = service->engine;
+    int count = 0;
+    for (size_t i = 0; i < e->cap && !e->dying; i++) {
+        enode *n = e->slots[i];
+        if (!n || n->phase != PH_IN_FLIGHT || strcmp(step_service(n), service->id) != 0)
+            continue;
+        step_interrupt(e, n, reason ? reason : "service interrupted");
+        n->replan = true;
+        mark_dirty(e, n);
+        count++;
+    }
+    schedule_pass(e);
+    return count;
 }
 
 static int compare_strings(const void *a, const void *b)
@@ -2809,12 +2836,43 @@ static int adopt_existing_nodes(kraken_engine *e)
     return rc;
 }
 
+/*
+ * Bytes of kraken_engine_options that a caller built against struct version
+ * @p version has (0: unknown version). A version that adds fields adds a case.
+ */
+static size_t options_size(unsigned version)
+{
+    switch (version) {
+    case 1:
+        return offsetof(kraken_engine_options, no_sync_service) + sizeof(bool);
+    case 2:
+        return offsetof(kraken_engine_options, clock_userdata) + sizeof(void *);
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The caller's options over the defaults: only the bytes its version has are
+ * read (never past an older caller's smaller struct); later fields keep their
+ * defaults. A version this library does not know is refused.
+ */
+static int options_read(const kraken_engine_options *caller, kraken_engine_options *out)
+{
+    static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
+    *out = defaults;
+    if (!caller)
+        return 0;
+    size_t size = options_size(caller->version);
+    if (size == 0)
+        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected 1..%u",
+                           caller->version, KRAKEN_ENGINE_OPTIONS_VERSION);
+    memcpy(out, caller, size);
+    return 0;
+}
+
 static int check_options(const kraken_engine_options *o)
 {
-    /* Older callers' structs (version < current) are accepted: fields they lack keep defaults. */
-    if (o->version < 1 || o->version > KRAKEN_ENGINE_OPTIONS_VERSION)
-        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected 1..%u",
-                           o->version, KRAKEN_ENGINE_OPTIONS_VERSION);
     if (!(o->timeout_scale > 0.0))
         return kraken__err(KRAKEN_EINVAL, "engine_new: timeout_scale must be > 0");
     if (o->backoff_max_ms < o->backoff_initial_ms)
@@ -2829,7 +2887,7 @@ int kraken_engine_options_init(kraken_engine_options *opts, unsigned version)
 {
     if (!opts)
         return kraken__err(KRAKEN_EINVAL, "engine_options_init: opts must not be NULL");
-    if (version < 1 || version > KRAKEN_ENGINE_OPTIONS_VERSION)
+    if (options_size(version) == 0)
         return kraken__err(KRAKEN_EINVAL, "engine_options_init: version %u, this library knows "
                                           "1..%u", version, KRAKEN_ENGINE_OPTIONS_VERSION);
     static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
@@ -2841,17 +2899,16 @@ int kraken_engine_options_init(kraken_engine_options *opts, unsigned version)
 int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store *store,
                       const kraken_engine_options *opts)
 {
-    static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
     if (!out)
         return kraken__err(KRAKEN_EINVAL, "engine_new: out must not be NULL");
     *out = NULL;
     if (!base)
         return kraken__err(KRAKEN_EINVAL, "engine_new: base must not be NULL");
-    if (!opts)
-        opts = &defaults;
-    int rc = check_options(opts);
-    if (rc < 0)
+    kraken_engine_options merged;
+    int rc = options_read(opts, &merged);
+    if (rc < 0 || (rc = check_options(&merged)) < 0)
         return rc;
+    opts = &merged;
     kraken_engine *e = calloc(1, sizeof *e);
     if (!e)
         return kraken__err(KRAKEN_ENOMEM, "engine_new: out of memory");
@@ -3010,6 +3067,11 @@ void kraken_engine_free(kraken_engine *engine)
     }
     engine_teardown(engine);
     free(engine);
+}
+
+int kraken__engine_usable(const kraken_engine *engine, const char *op)
+{
+    return engine_entry(engine, op);
 }
 
 int kraken__engine_attach(kraken_engine *engine, void (*detach)(void *arg), void *arg)

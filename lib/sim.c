@@ -440,7 +440,8 @@ int kraken_sim_new(kraken_sim **out, kraken_engine *engine, const kraken_sim_opt
     if (rc == 0 && !s->opts.no_pxe)
         rc = add_service(s, &s->pxe, "pxe");
     if (rc == 0 && s->opts.virtual_sync) {
-        kraken_subscribe_options so = {KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION), NULL,
+        kraken_subscribe_options so = {KRAKEN_SUBSCRIBE_OPTIONS_VERSION,
+                                       KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION), NULL,
                                        (size_t)1 << 22};
         rc = kraken_bus_subscribe(kraken_engine_bus(engine), &so, on_event, s, NULL,
                                   &s->sync_sub);

@@ -109,7 +109,7 @@ static void fixture_start(const kraken_engine_options *o, const kraken_sim_optio
     ck_assert_ptr_nonnull(fx.base);
     ck_assert_int_eq(kraken_engine_new(&fx.engine, fx.base, NULL, o), 0);
     fx.store = kraken_engine_store(fx.engine);
-    kraken_subscribe_options sopts = {0, NULL, (size_t)1 << 22};
+    kraken_subscribe_options sopts = {KRAKEN_SUBSCRIBE_OPTIONS_VERSION, 0, NULL, (size_t)1 << 22};
     ck_assert_int_eq(
         kraken_bus_subscribe(kraken_engine_bus(fx.engine), &sopts, on_event, &fx, NULL, &fx.sub),
         0);
@@ -2049,7 +2049,7 @@ START_TEST(stale_facts_past_64_urls)
     ck_assert_uint_eq(fx.n_engine_discoveries, N);
     for (unsigned i = 0; i < N; i++)
         ck_assert_str_eq(dsc(&id, urls[i]), "");
-    kraken_service_remove(wide);
+    kraken_service_remove(wide); /* the handle asked for is ours to release */
 }
 END_TEST
 

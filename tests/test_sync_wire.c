@@ -2,7 +2,7 @@
  * Guard tests for the sync envelope checks (PROTOCOL.md 4): the receiver drops every datagram
  * that is not newer than the last one it accepted on that channel (an OLDER one too, not only
  * the latest again), and the MAC covers the body (a changed body with the original MAC is
- * dropped as forged).
+ * dropped as forged) and is compared in full.
  *
  * A root (127.0.0.1) and one child (127.0.0.2) join; then the child's datagrams are all dropped
  * by its fault shim, which still records the last one it was given, and those already on their
@@ -255,7 +255,15 @@ START_TEST(mac_covers_the_body)
 
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
+    /* every byte of the MAC counts: the last one changed */
     kraken_sync_stats before = stats_of(&r);
+    m.data[m.len - 1] ^= 0x80;
+    deliver(fd, &m);
+    ck_assert(WAIT_FOR(stats_of(&r).datagrams_received > before.datagrams_received, DEADLINE_MS));
+    ck_assert_uint_eq(stats_of(&r).dropped_bad_mac, before.dropped_bad_mac + 1);
+    m.data[m.len - 1] ^= 0x80;
+
+    before = stats_of(&r);
     m.data[at] ^= 0x01; /* the body changed, the MAC kept */
     deliver(fd, &m);
     ck_assert(WAIT_FOR(stats_of(&r).datagrams_received > before.datagrams_received, DEADLINE_MS));
