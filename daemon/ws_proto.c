@@ -118,7 +118,7 @@ static unsigned parse_type(const cJSON *type, char *why, size_t why_len)
         if (strcasecmp(s, "ALL") == 0)
             return KD_WS_EVENT_TYPES;
         kraken_event_type t;
-        if (kraken_event_type_parse(s, &t) == 0 && (KRAKEN_EVENT_MASK(t) & KD_WS_EVENT_TYPES))
+        if (kraken_event_type_parse(&t, s) == 0 && (KRAKEN_EVENT_MASK(t) & KD_WS_EVENT_TYPES))
             return KRAKEN_EVENT_MASK(t);
         kraken_error_clear();
         snprintf(why, why_len, "unknown event type \"%.32s\" (%s)", s, type_names_expected);

@@ -4,7 +4,10 @@ malformed or idle clients each get a clear answer (or are closed) while the
 daemon keeps serving everyone else."""
 
 import json
+import hashlib
+import hmac
 import os
+import uuid
 import re
 import resource
 import shutil
@@ -342,7 +345,13 @@ def test_child_joins_parent_and_follows_its_cfg(tmp_path):
     try:
         line = root.wait_line(r"sync: listening on .* port (\d+)")
         sync_port = int(line.rsplit(" ", 1)[1])
-        child = Daemon(["-id", n1, "-secret", str(secret), "-ip", root.addr.rsplit(".", 1)[0] +
+        # A child holds only its own node key, derived from the cluster secret along the Cfg
+        # parent chain (doc/PROTOCOL.md; kraken_sync_write_node_key): n1's parent is the root.
+        child_key = tmp_path / "n1.key"
+        child_key.write_bytes(hmac.new(secret.read_bytes(), b"kraken-node-key-v1" +
+                                       uuid.UUID(n1).bytes, hashlib.sha256).digest())
+        child_key.chmod(0o600)
+        child = Daemon(["-id", n1, "-secret", str(child_key), "-ip", root.addr.rsplit(".", 1)[0] +
                         ".251", "-parent", "%s:%d" % (root_ip, sync_port)])
         try:
             assert "child, REST port" in child.wait_line(r"daemon: ready")
