@@ -222,7 +222,7 @@ typedef struct kraken_service_ops {
     void (*start)(kraken_service *service, void *userdata);
     /** Stop: the module reports STOP when stopped. */
     void (*stop)(kraken_service *service, void *userdata);
-    /** Perform a mutation step; report through discoveries or kraken_service_fail(). */
+    /** Perform a mutation step; answer with kraken_service_report*() or kraken_service_fail(). */
     void (*mutate)(kraken_service *service, const kraken_mutation_request *request,
                    void *userdata);
     /** Abandon an in-flight step (timeout, Cfg change, node deleted). */
