@@ -1951,6 +1951,15 @@ START_TEST(mutation_overrides)
     ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "power", "OFFtoON", false), 0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
     ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), 1);
+    /* Disabled while one of its steps is in flight: the step is interrupted, no way is left. */
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "ONtoOFF", KRAKEN_SIM_HANG, 1, NULL), 0);
+    set_cfg(&id, "/RunState", "UNKNOWN");
+    set_cfg(&id, "/PhysState", "POWER_OFF");
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "ONtoOFF", 1));
+    ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "power", "ONtoOFF", true), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_NO_PATH));
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, "ONtoOFF", &id), 1);
+    ck_assert_uint_eq(kraken_sim_interrupted(fx.sim), 2); /* the first: UKtoOFF's timeout */
     /* Misuse. */
     ck_assert_int_eq(kraken_engine_mutation_disable(NULL, "power", "OFFtoON", true), KRAKEN_EINVAL);
     ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "", "OFFtoON", true),
