@@ -273,8 +273,10 @@ int kraken_service_declare_discoverable(kraken_service *service, const char *url
 /**
  * Report a discovery: node @p node_id's @p url now has @p value (written to
  * Dsc; a DISCOVERY event is published). Refused (Dsc unchanged) when the URL
- * was not declared discoverable, the value does not fit the schema, or the
- * node is unknown.
+ * was not declared discoverable (or mutated by a mutation of this service),
+ * the value does not fit the schema, or the node is unknown. Not tied to a
+ * request: for unsolicited facts. The answer to a dispatched step goes
+ * through kraken_service_report(), which refuses a late one.
  */
 int kraken_service_discover(kraken_service *service, const kraken_uuid *node_id, const char *url,
                             const kraken_value *value);
