@@ -13,6 +13,7 @@
  *                            allows); W > 0: the root in one process, the children spread over
  *                            W worker processes (default when RLIMIT_NOFILE cannot be raised)
  *     --intermediates K      two-level: K intermediates (default round(sqrt(N)))
+ *     --log LEVEL            the root and intermediates log to stderr up to LEVEL (log.h)
  *     --sequential-ids       ids that differ only in their last bytes (default: random v4)
  *     --tune-parents BYTES   experiment, not the library's behaviour: after a parent's (root's,
  *                            intermediate's) kraken_sync_new, set its UDP receive buffer to
@@ -168,6 +169,7 @@ typedef struct options {
     double join_timeout_s;
     int procs;              /* -1: automatic */
     size_t intermediates;   /* two-level: 0 = round(sqrt(N)) */
+    int log_level;          /* --log: root and intermediates log to stderr up to this; -1 off */
     long tune_rcvbuf;       /* 0: off */
     rlim_t fd_limit;        /* RLIMIT_NOFILE soft limit in effect */
 } options;
@@ -480,12 +482,22 @@ static void plan_tree(bench *b, topo t, int workers)
     }
 }
 
+static void log_to_stderr(int level, const char *subsystem, const char *message, void *ud)
+{
+    const inst *x = ud;
+    fprintf(stderr, "[%.1f s, instance %u] %s %s: %s\n", bench_now_s(), x->index,
+            kraken_log_level_name(level), subsystem, message);
+}
+
 static void new_engine(bench *b, inst *x)
 {
     kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
     eo.self_id = x->id;
     eo.start_frozen = x->index != 0;
     die_on(kraken_engine_new(&x->engine, b->base, NULL, &eo), "kraken_engine_new");
+    if (b->opt->log_level >= 0 && (x->index == 0 || x->intermediate))
+        die_on(kraken_engine_set_log(x->engine, b->opt->log_level, log_to_stderr, x, NULL),
+               "kraken_engine_set_log");
 }
 
 /* The root's Cfg: every child node with its parent (parents first). */
@@ -1472,7 +1484,7 @@ static void usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--topo flat|two|both] [--window S] [--rounds R] [--port P] "
-            "[--join-timeout S] [--procs W] [--intermediates K] [--sequential-ids] "
+            "[--join-timeout S] [--procs W] [--intermediates K] [--log LEVEL] [--sequential-ids] "
             "[--tune-parents BYTES] [N ...]\n"
             "  (N child instances per run, default 1000 10000)\n",
             prog);
@@ -1498,6 +1510,7 @@ static void parse_args(int argc, char **argv, options *o)
     o->port = KRAKEN_SYNC_DEFAULT_PORT;
     o->join_timeout_s = 120;
     o->procs = -1;
+    o->log_level = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1521,6 +1534,9 @@ static void parse_args(int argc, char **argv, options *o)
             i++;
         } else if (strcmp(a, "--procs") == 0) {
             o->procs = (int)parse_num(argv[0], val, 0, MAX_WORKERS);
+            i++;
+        } else if (strcmp(a, "--log") == 0) {
+            o->log_level = (int)parse_num(argv[0], val, 0, 9);
             i++;
         } else if (strcmp(a, "--intermediates") == 0) {
             o->intermediates = (size_t)parse_num(argv[0], val, 1, 10000);

@@ -461,6 +461,7 @@ struct kraken_sync {
     uint64_t change_gen;
     uint64_t owned_refreshed_at; /* hello_cb: refresh_my_owned once per hello period */
     uint64_t digests_at;         /* when compute_digests last ran */
+    uint64_t hello_last_run, hello_next; /* the hello timer: last run, next (schedule_hellos) */
     kraken_uuid *dirty;
     size_t n_dirty, cap_dirty;
     peer *applying_from;       /* set while applying a peer's state: do not echo it back */
@@ -2317,10 +2318,10 @@ static void refresh_my_owned(kraken_sync *s)
  * [0, hello_ms - tick] (peer_start), each next one in [0.75 x hello_ms, hello_ms - tick] after
  * the previous. With one fixed-period timer per instance, instances started together stayed in
  * phase forever and a parent sent all its children's hellos in one burst, overflowing receive
- * buffers every period. A timer ticking HELLO_TICKS times per period sends the hellos due, so a
- * busy parent recomputes its digests (O(nodes)) at most once per tick, not once per hello. A
- * hello is at most one tick late, so none is more than hello_ms after the previous one and
- * dead_ms > hello_ms of silence still means lost hellos.
+ * buffers every period. The hello timer (schedule_hellos) fires for the earliest hello due, at
+ * most HELLO_TICKS times per period, so a busy parent recomputes its digests (O(nodes)) at most
+ * once per tick, not once per hello. A hello is at most one tick late, so none is more than
+ * hello_ms after the previous one and dead_ms > hello_ms of silence still means lost hellos.
  */
 #define HELLO_TICKS 32
 
@@ -2359,6 +2360,23 @@ static void hello_to(kraken_sync *s, peer *p, uint64_t now, bool *computed)
     send_hello(s, p);
 }
 
+/*
+ * The hello timer fires when the earliest hello is due, but not sooner than a tick after its
+ * last run: a parent with thousands of children still computes digests at most HELLO_TICKS
+ * times per interval, and a leaf wakes once per hello instead of HELLO_TICKS times (with
+ * thousands of instances per process, as in bench_sync, the idle ticks alone took the CPU).
+ */
+static void schedule_hellos(kraken_sync *s, uint64_t due)
+{
+    uint64_t earliest = s->hello_last_run + hello_tick_ms(s);
+    if (due < earliest)
+        due = earliest;
+    uint64_t now = now_ms();
+    s->hello_next = due;
+    event_del(s->hello_ev);
+    arm_timer(s->hello_ev, due > now ? due - now : 0);
+}
+
 static void hello_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -2371,10 +2389,19 @@ static void hello_cb(evutil_socket_t fd, short what, void *arg)
         refresh_my_owned(s); /* the owned URLs the digests depend on */
     }
     bool computed = false;
-    for (size_t i = 0; i < s->n_children; i++)
+    uint64_t next = now + s->opts.hello_ms; /* owned URLs and log summaries: once a period */
+    for (size_t i = 0; i < s->n_children; i++) {
         hello_to(s, s->children[i], now, &computed);
-    if (s->parent != NULL)
+        if (s->children[i]->hello_due < next)
+            next = s->children[i]->hello_due;
+    }
+    if (s->parent != NULL) {
         hello_to(s, s->parent, now, &computed);
+        if (s->parent->hello_due < next)
+            next = s->parent->hello_due;
+    }
+    s->hello_last_run = now;
+    schedule_hellos(s, next);
 }
 
 /*
@@ -2440,6 +2467,8 @@ static int peer_start(kraken_sync *s, peer *p)
     p->last_heard = now_ms();
     arm_timer(p->dead_ev, s->opts.dead_ms);
     p->hello_due = p->last_heard + uniform_ms(0, s->opts.hello_ms - hello_tick_ms(s));
+    if (p->hello_due < s->hello_next)
+        schedule_hellos(s, p->hello_due);
     return KRAKEN_OK;
 }
 
@@ -3413,7 +3442,7 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if ((rc = owned_urls_of_engine(engine, &s->my_owned)) < 0 || (rc = load_nodes(s)) < 0)
         goto fail;
     s->flush_ev = evtimer_new(base, flush_cb, s);
-    s->hello_ev = event_new(base, -1, EV_PERSIST, hello_cb, s);
+    s->hello_ev = evtimer_new(base, hello_cb, s);
     s->join_ev = evtimer_new(base, join_timer_cb, s);
     if (s->flush_ev == NULL || s->hello_ev == NULL || s->join_ev == NULL) {
         rc = kraken__err(KRAKEN_ENOMEM, "kraken_sync_new: out of memory");
@@ -3425,7 +3454,8 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if ((rc = kraken_store_listen(s->store, on_store_change, s, NULL, &s->listener)) < 0)
         goto fail;
     s->owned_refreshed_at = now_ms();
-    arm_timer(s->hello_ev, hello_tick_ms(s));
+    s->hello_last_run = now_ms();
+    schedule_hellos(s, s->hello_last_run + s->opts.hello_ms);
     if (s->has_parent) {
         /* Frozen until the first full state (the engine may already start frozen). */
         s->engine_was_frozen = kraken_engine_frozen(engine);
