@@ -2693,12 +2693,11 @@ static void pending_free(kraken_sync *s, pending_join *pj, bool close_conn)
     free(pj);
 }
 
-static void refuse_join(kraken_sync *s, const kraken_uuid *child, const kraken_sync_conn *conn,
+static void refuse_join(kraken_sync *s, const kraken_uuid *child, const kraken_sync_addr *from,
                         const char *reason)
 {
-    char buf[KRAKEN_UUID_STRLEN + 1], addr[80] = "?";
-    if (conn != NULL)
-        kraken__sync_addr_format(kraken__sync_conn_peer(conn), addr, sizeof addr);
+    char buf[KRAKEN_UUID_STRLEN + 1], addr[80];
+    kraken__sync_addr_format(from, addr, sizeof addr);
     s->stats.joins_refused++;
     publish(s, KRAKEN_SYNC_JOIN_REFUSED, child, "join of %s refused: %s", fmt_id(child, buf),
             reason);
@@ -2737,7 +2736,7 @@ static void pj_on_request(kraken_sync *s, pending_join *pj, const uint8_t *data,
         char reason[96];
         snprintf(reason, sizeof reason, "unsupported protocol version %u or bad UDP port %u",
                  (unsigned)req.version, (unsigned)req.udp_port);
-        refuse_join(s, &pj->tr.child_id, pj->conn, reason);
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(pj->conn), reason);
         pending_free(s, pj, true);
         return;
     }
@@ -2868,7 +2867,7 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
     kraken__sync_proof(pj->node_key, false, &pj->tr, expected);
     if (!decode_small(kraken_sync_JoinProof_fields, data, len, &proof) ||
         !kraken__sync_equal(expected, proof.proof, sizeof expected)) {
-        refuse_join(s, &pj->tr.child_id, pj->conn,
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(pj->conn),
                     "the child's proof does not match: its node key is not the one this "
                     "instance derives for it (a key from another cluster secret, or from "
                     "before the node moved here?)");
@@ -2895,8 +2894,9 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
         (void)send_join_result(s, p, false, reason);
         kraken__sync_conn_close(p->conn, true);
         p->conn = NULL;
+        kraken_sync_addr from = p->udp;
         peer_free(p);
-        refuse_join(s, &child, NULL, reason);
+        refuse_join(s, &child, &from, reason);
         return;
     }
     peer *old = find_child(s, &child);
@@ -2968,7 +2968,7 @@ static void pj_closed(kraken_sync_conn *conn, const char *why, void *ud)
         char reason[300];
         snprintf(reason, sizeof reason,
                  "the child ended the handshake after our challenge, without a proof (%s)", why);
-        refuse_join(s, &pj->tr.child_id, conn, reason);
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(conn), reason);
     } else {
         slog(s, KRAKEN_LOG_DEBUG, "connection from %s closed before a JoinRequest (%s)", addr,
              why);
