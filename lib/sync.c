@@ -2446,7 +2446,11 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
     uint64_t guard = (uint64_t)s->opts.damping_ms * 4 + 100;
     if (guard < s->opts.hello_ms / 8)
         guard = s->opts.hello_ms / 8;
-    bool quiet = now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
+    /* Changes applied but not flushed yet are deltas about to go: under load a hello can
+     * arrive between the two, and a snapshot then only repeats them (a 30,000-child bench
+     * sent 13,835 snapshots in one round that way). */
+    bool flushing = s->n_dirty > 0 || event_pending(s->flush_ev, EV_TIMEOUT, NULL);
+    bool quiet = !flushing && now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
     if ((p->strikes >= 2 || quiet) && snapshot_welcome(s, p)) {
         snapshot_or_log(s, p);
         p->strikes = -1; /* the next hello may predate the snapshot */
