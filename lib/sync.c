@@ -2439,13 +2439,15 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
     }
     p->strikes++;
     uint64_t now = now_ms();
-    /* Deltas may sit in a busy peer's queues for longer than a few damping periods: a parent
-     * applying a 10,000-child round takes most of a second, so a hello crossing its deltas
-     * looked like a loss and cost a snapshot. An eighth of the hello interval covers that and
-     * still lets the hello after next repair a real loss. */
+    /* Deltas may sit in a busy peer's queues for a long time: a parent applying a
+     * 10,000-child round takes most of a second, and an overloaded one (30,000 children on two
+     * shared cores) several; a hello crossing them looked like a loss and cost a snapshot
+     * (13,000 per round). So after sending anything in the last hello interval, the snapshot
+     * waits for a second mismatching hello in a row: a real loss then costs at most two
+     * intervals; when this side has been quiet for an interval, the first one repairs it. */
     uint64_t guard = (uint64_t)s->opts.damping_ms * 4 + 100;
-    if (guard < s->opts.hello_ms / 8)
-        guard = s->opts.hello_ms / 8;
+    if (guard < s->opts.hello_ms)
+        guard = s->opts.hello_ms;
     /* Changes applied but not flushed yet are deltas about to go: under load a hello can
      * arrive between the two, and a snapshot then only repeats them (a 30,000-child bench
      * sent 13,835 snapshots in one round that way). */
