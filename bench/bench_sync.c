@@ -199,6 +199,8 @@ typedef struct result {
     double create_proc_s;                      /* slowest process's kraken_sync_new calls */
     double rss_join_kib, heap_join_b;          /* per child, after the join */
     double rss_total_mib;                      /* all processes */
+    double root_rss_kib, root_heap_kib;        /* the root process alone (with workers), after
+                                                  the join, from before the root engine */
     int tuned_sockets;                         /* --tune-parents: sockets changed */
     char load_before[64], load_after[64];      /* /proc/loadavg around the run */
     /* totals over all instances at the end */
@@ -1172,8 +1174,11 @@ static void phase_join(bench *b)
     while (!done && bench_now_s() < deadline) {
         done = run_until(b, everyone_joined, next_report < deadline ? next_report : deadline);
         if (!done) {
-            fprintf(stderr, "  %.1f s: root sees %zu/%u children\n", bench_now_s() - t0,
-                    kraken_sync_children(b->v[0].sync), b->v[0].n_kids);
+            size_t so_far = 0;
+            (void)max_since(b->joined_at, b->n, t0, &so_far);
+            fprintf(stderr, "  %.1f s: root sees %zu/%u children, %zu/%zu joined\n",
+                    bench_now_s() - t0, kraken_sync_children(b->v[0].sync), b->v[0].n_kids,
+                    so_far, b->n);
             next_report = bench_now_s() + 2;
         }
     }
@@ -1356,6 +1361,8 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
     watch_workers(b);
 
     inst *root = &b->v[0];
+    long root_rss0 = bench_rss_kib();
+    size_t root_heap0 = bench_heap_bytes();
     new_engine(b, root);
     fill_root_cfg(b);
     new_sync(b, root);
@@ -1365,6 +1372,8 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
         fprintf(stderr, "  %zu child engines created in %.2f s\n", n, bench_now_s() - t0);
 
     phase_join(b);
+    r->root_rss_kib = (double)(bench_rss_kib() - root_rss0);
+    r->root_heap_kib = ((double)bench_heap_bytes() - (double)root_heap0) / 1024.0;
     if (r->ok) {
         for (int k = 0; k < opt->rounds && r->ok; k++)
             phase_round(b, k);
@@ -1669,6 +1678,13 @@ static void print_details(const options *o, const result *rs, size_t n_rs)
                r->rss_join_kib, r->heap_join_b / 1024.0, r->rss_create_kib,
                r->heap_create_b / 1024.0, r->rss_engine_kib, r->heap_engine_b / 1024.0,
                r->rss_total_mib);
+        if (r->procs > 0)
+            printf("  root process after the join: %.1f MiB RSS, %.1f MiB heap for %zu nodes "
+                   "(%.0f B RSS, %.0f B heap per node: the root's store, engine and sync "
+                   "tables)\n",
+                   r->root_rss_kib / 1024.0, r->root_heap_kib / 1024.0, r->n,
+                   r->root_rss_kib * 1024.0 / (double)r->n,
+                   r->root_heap_kib * 1024.0 / (double)r->n);
         printf("  totals: joins accepted %llu, refused %llu, peers lost %llu, snapshots %llu; "
                "dropped: bad mac %llu, unknown sender %llu, replay %llu, not authorized %llu, "
                "malformed %llu, older than applied %llu; store refused %llu; accept errors %llu\n",
