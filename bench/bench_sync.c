@@ -12,6 +12,7 @@
  *     --procs W              0: every instance in one process (the default when the fd limit
  *                            allows); W > 0: the root in one process, the children spread over
  *                            W worker processes (default when RLIMIT_NOFILE cannot be raised)
+ *     --intermediates K      two-level: K intermediates (default round(sqrt(N)))
  *     --sequential-ids       ids that differ only in their last bytes (default: random v4)
  *     --tune-parents BYTES   experiment, not the library's behaviour: after a parent's (root's,
  *                            intermediate's) kraken_sync_new, set its UDP receive buffer to
@@ -166,6 +167,7 @@ typedef struct options {
     unsigned port;
     double join_timeout_s;
     int procs;              /* -1: automatic */
+    size_t intermediates;   /* two-level: 0 = round(sqrt(N)) */
     long tune_rcvbuf;       /* 0: off */
     rlim_t fd_limit;        /* RLIMIT_NOFILE soft limit in effect */
 } options;
@@ -200,6 +202,7 @@ typedef struct result {
     /* totals over all instances at the end */
     uint64_t joins_accepted, joins_refused, peers_lost, full_resends;
     uint64_t dropped_mac, dropped_unknown, dropped_replay, dropped_auth, dropped_malformed;
+    uint64_t dropped_old, apply_failed, accept_errors;
     uint64_t join_lost;
     /* kernel counters over the join and the round trips */
     uint64_t join_listen_overflows, join_rcvbuf_errors, join_backlog_drops;
@@ -234,6 +237,8 @@ typedef struct inst {
     kraken_sync *sync;
     kraken_service *echo;
     char addr[20];
+    bool key_ok;
+    uint8_t key[KRAKEN_SYNC_NODE_KEY_LEN]; /* node key (children), derived as the root would */
 } inst;
 
 /* The state of one process of a run: the coordinator (owner 0) or a worker (owner w + 1). */
@@ -445,7 +450,11 @@ static void format_addr(char *buf, size_t size, uint32_t index)
 static void plan_tree(bench *b, topo t, int workers)
 {
     result *r = b->res;
-    size_t k = t == TOPO_TWO ? (size_t)lround(sqrt((double)b->n)) : 0;
+    size_t k = t != TOPO_TWO             ? 0
+               : b->opt->intermediates > 0 ? b->opt->intermediates
+                                           : (size_t)lround(sqrt((double)b->n));
+    if (k >= b->n)
+        k = b->n > 1 ? b->n - 1 : 1;
     if (t == TOPO_TWO && k < 1)
         k = 1;
     r->n_mid = k;
@@ -550,6 +559,31 @@ static int lowest_free_fd(void)
     return fd;
 }
 
+/* A child's node key: derived from its parent's key along the tree, from the cluster secret
+ * at the root (doc/PROTOCOL.md 2). Every instance but the root holds only its own. */
+static const uint8_t *node_key(bench *b, inst *x)
+{
+    if (!x->key_ok) {
+        static uint8_t secret[64];
+        static size_t secret_len;
+        if (secret_len == 0) {
+            FILE *f = fopen(b->secret, "rb");
+            secret_len = f != NULL ? fread(secret, 1, sizeof secret, f) : 0;
+            if (f != NULL)
+                fclose(f);
+        }
+        inst *up = &b->v[x->parent];
+        const uint8_t *pk = x->parent == 0 ? secret : node_key(b, up);
+        size_t pk_len = x->parent == 0 ? secret_len : KRAKEN_SYNC_NODE_KEY_LEN;
+        if (kraken_sync_derive_node_key(pk, pk_len, &x->id, x->key) != 0) {
+            fprintf(stderr, "bench_sync: node key: %s\n", kraken_error_last());
+            exit(1);
+        }
+        x->key_ok = true;
+    }
+    return x->key;
+}
+
 static void new_sync(bench *b, inst *x)
 {
     char parent[40];
@@ -558,6 +592,9 @@ static void new_sync(bench *b, inst *x)
     o.port = (uint16_t)b->opt->port;
     o.secret_file = b->secret;
     if (x->index != 0) {
+        o.secret_file = NULL;
+        o.key = node_key(b, x);
+        o.key_len = KRAKEN_SYNC_NODE_KEY_LEN;
         snprintf(parent, sizeof parent, "%s:%u", b->v[x->parent].addr, b->opt->port);
         o.parent_addr = parent;
     }
@@ -1332,6 +1369,9 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
     r->dropped_replay = z.all.dropped_replay;
     r->dropped_auth = z.all.dropped_not_authorized;
     r->dropped_malformed = z.all.dropped_malformed;
+    r->dropped_old = z.all.dropped_old;
+    r->apply_failed = z.all.apply_failed;
+    r->accept_errors = z.all.accept_errors;
     if (b->echo_errors)
         fail(b, "%llu echo discoveries failed", (unsigned long long)b->echo_errors);
 
@@ -1432,7 +1472,8 @@ static void usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--topo flat|two|both] [--window S] [--rounds R] [--port P] "
-            "[--join-timeout S] [--procs W] [--sequential-ids] [--tune-parents BYTES] [N ...]\n"
+            "[--join-timeout S] [--procs W] [--intermediates K] [--sequential-ids] "
+            "[--tune-parents BYTES] [N ...]\n"
             "  (N child instances per run, default 1000 10000)\n",
             prog);
     exit(2);
@@ -1481,13 +1522,16 @@ static void parse_args(int argc, char **argv, options *o)
         } else if (strcmp(a, "--procs") == 0) {
             o->procs = (int)parse_num(argv[0], val, 0, MAX_WORKERS);
             i++;
+        } else if (strcmp(a, "--intermediates") == 0) {
+            o->intermediates = (size_t)parse_num(argv[0], val, 1, 10000);
+            i++;
         } else if (strcmp(a, "--sequential-ids") == 0) {
             sequential_ids = true;
         } else if (strcmp(a, "--tune-parents") == 0) {
             o->tune_rcvbuf = (long)parse_num(argv[0], val, 1, 1 << 30);
             i++;
         } else if (a[0] != '-' && o->n_sizes < MAX_SIZES) {
-            o->sizes[o->n_sizes++] = (size_t)parse_num(argv[0], a, 1, 60000);
+            o->sizes[o->n_sizes++] = (size_t)parse_num(argv[0], a, 1, 250000);
         } else {
             usage(argv[0]);
         }
@@ -1611,12 +1655,13 @@ static void print_details(const options *o, const result *rs, size_t n_rs)
                r->rss_total_mib);
         printf("  totals: joins accepted %llu, refused %llu, peers lost %llu, snapshots %llu; "
                "dropped: bad mac %llu, unknown sender %llu, replay %llu, not authorized %llu, "
-               "malformed %llu\n",
+               "malformed %llu, older than applied %llu; store refused %llu; accept errors %llu\n",
                (unsigned long long)r->joins_accepted, (unsigned long long)r->joins_refused,
                (unsigned long long)r->peers_lost, (unsigned long long)r->full_resends,
                (unsigned long long)r->dropped_mac, (unsigned long long)r->dropped_unknown,
                (unsigned long long)r->dropped_replay, (unsigned long long)r->dropped_auth,
-               (unsigned long long)r->dropped_malformed);
+               (unsigned long long)r->dropped_malformed, (unsigned long long)r->dropped_old,
+               (unsigned long long)r->apply_failed, (unsigned long long)r->accept_errors);
         if (o->tune_rcvbuf > 0)
             printf("  --tune-parents: %d parent sockets changed\n", r->tuned_sockets);
         if (!r->ok)

@@ -46,6 +46,8 @@ static const setting settings[] = {
      "address for sync; also the self node's kraken interface (default 127.0.0.1)"},
     {"ipapi", "ipapi", T_STRING, OFF(ipapi), 0, 0, "ADDR[:PORT]",
      "REST API listen address (default 127.0.0.1, port 3141)"},
+    {"wsport", "wsport", T_INT, OFF(wsport), -1, 65535, "PORT",
+     "websocket port (default -1: its Cfg config's, else 3142; 0 picks one)"},
     {"log", "loglevel", T_INT, OFF(loglevel), 0, 9, "0..9",
      "log level, 0 PANIC ... 9 DDDEBUG (default 5)"},
     {"noprefix", "noprefix", T_BOOL, OFF(noprefix), 0, 0, NULL,
@@ -75,6 +77,18 @@ static const setting settings[] = {
      "REST request body limit (default 67108864)"},
     {"persist-delay", "persistdelay", T_DURATION, OFF(persistdelay_ms), 0, 0, "DURATION",
      "state-file write debounce (default 100ms; REST writes flush at once)"},
+    {"module-socket", "modulesocket", T_STRING, OFF(modulesocket), 0, 0, "PATH",
+     "Unix socket for external module processes (default /run/kraken/module.sock)"},
+    {"module-dir", "moduledir", T_STRING, OFF(moduledir), 0, 0, "DIR",
+     "directory of loadable modules (NAME.so) for serviceinstances.<id>.module"},
+    {"module-uids", "moduleuids", T_STRING, OFF(moduleuids), 0, 0, "UID,...",
+     "other uids allowed to connect to the module socket"},
+    {"module-grace", "modulegrace", T_DURATION, OFF(modulegrace_ms), 0, 0, "DURATION",
+     "module process stop: SIGTERM, then SIGKILL after this (default 5s)"},
+    {"module-max-crashes", "modulemaxcrashes", T_INT, OFF(modulemaxcrashes), 1, 1000, "N",
+     "crashes in a row before a module service is ERROR (default 5)"},
+    {"module-restart", "modulerestart", T_DURATION, OFF(modulerestart_ms), 0, 0, "DURATION",
+     "first restart delay of a crashed module, doubling up to 1m (default 1s)"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -84,10 +98,14 @@ void kd_config_defaults(kd_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->loglevel = 5;
+    cfg->wsport = -1;
     cfg->syncport = KRAKEN_SYNC_DEFAULT_PORT;
     cfg->apitimeout_ms = 15000;
     cfg->apimaxbody = 64u << 20;
     cfg->persistdelay_ms = 100;
+    cfg->modulegrace_ms = 5000;
+    cfg->modulemaxcrashes = 5;
+    cfg->modulerestart_ms = 1000;
 }
 
 static void service_cfg_clear(kd_service_cfg *s)
@@ -97,6 +115,14 @@ static void service_cfg_clear(kd_service_cfg *s)
     free(s->mutations);
     free(s->id);
     free(s->module);
+    for (size_t i = 0; i < s->n_args; i++)
+        free(s->args[i]);
+    free(s->args);
+    for (size_t i = 0; i < s->n_env; i++)
+        free(s->env[i]);
+    free(s->env);
+    free(s->command);
+    free(s->cwd);
 }
 
 void kd_config_clear(kd_config *cfg)
@@ -541,6 +567,61 @@ static kd_service_cfg *service_get(kd_config *cfg, const char *id)
     return s;
 }
 
+static int push_string(char ***v, size_t *n, const char *text)
+{
+    char **grown = realloc(*v, (*n + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    *v = grown;
+    if (!(grown[*n] = strdup(text)))
+        return -1;
+    (*n)++;
+    return 0;
+}
+
+/* serviceinstances.<id>.args: a sequence of strings (replaces what an earlier file set). */
+static int load_args(file_ctx *f, kd_service_cfg *svc, yaml_node_t *v)
+{
+    if (v->type != YAML_SEQUENCE_NODE)
+        return node_error(f, v, "args must be a sequence of strings");
+    for (size_t i = 0; i < svc->n_args; i++)
+        free(svc->args[i]);
+    svc->n_args = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++) {
+        yaml_node_t *a = yaml_document_get_node(f->doc, *it);
+        if (!scalar(a))
+            return node_error(f, a, "args must be a sequence of strings");
+        if (push_string(&svc->args, &svc->n_args, scalar(a)) < 0)
+            return node_error(f, a, "out of memory");
+    }
+    return 0;
+}
+
+/* serviceinstances.<id>.env: a mapping NAME: VALUE. */
+static int load_env(file_ctx *f, kd_service_cfg *svc, yaml_node_t *v)
+{
+    if (expect_mapping(f, v, "env") < 0)
+        return -1;
+    for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top; q++) {
+        yaml_node_t *ek = yaml_document_get_node(f->doc, q->key);
+        yaml_node_t *ev = yaml_document_get_node(f->doc, q->value);
+        const char *name = scalar(ek);
+        if (!name || !*name || strchr(name, '='))
+            return node_error(f, ek, "env names must be non-empty strings without '='");
+        if (!scalar(ev))
+            return node_error(f, ev, "env value of '%s' must be a string", name);
+        char *pair = NULL;
+        if (asprintf(&pair, "%s=%s", name, scalar(ev)) < 0)
+            return node_error(f, ev, "out of memory");
+        int rc = push_string(&svc->env, &svc->n_env, pair);
+        free(pair);
+        if (rc < 0)
+            return node_error(f, ev, "out of memory");
+    }
+    return 0;
+}
+
 static int load_service(file_ctx *f, kd_config *cfg, const char *id, yaml_node_t *node)
 {
     kd_service_cfg *svc = service_get(cfg, id);
@@ -580,10 +661,23 @@ static int load_service(file_ctx *f, kd_config *cfg, const char *id, yaml_node_t
                     0)
                     return -1;
             }
+        } else if (strcasecmp(key, "command") == 0 || strcasecmp(key, "cwd") == 0) {
+            if (!val)
+                return node_error(f, v, "%s must be a string", key);
+            char **field = strcasecmp(key, "cwd") == 0 ? &svc->cwd : &svc->command;
+            free(*field);
+            if (!(*field = strdup(val)))
+                return node_error(f, v, "out of memory");
+        } else if (strcasecmp(key, "args") == 0) {
+            if (load_args(f, svc, v) < 0)
+                return -1;
+        } else if (strcasecmp(key, "env") == 0) {
+            if (load_env(f, svc, v) < 0)
+                return -1;
         } else {
             return node_error(f, k,
                               "unknown key '%s' in service instance '%s' (known: disable, module, "
-                              "mutations)",
+                              "mutations, command, args, env, cwd)",
                               key, id);
         }
     }
@@ -812,6 +906,27 @@ void kd_config_print(const kd_config *cfg, FILE *out)
         print_string(out, svc->id);
         fprintf(out, ":\n    disable: %s\n    module: ", svc->disable ? "true" : "false");
         print_string(out, svc->module);
+        if (svc->command) {
+            fprintf(out, "\n    command: ");
+            print_string(out, svc->command);
+            fprintf(out, "\n    args: [");
+            for (size_t j = 0; j < svc->n_args; j++) {
+                fprintf(out, j ? ", " : "");
+                print_string(out, svc->args[j]);
+            }
+            fprintf(out, "]");
+            for (size_t j = 0; j < svc->n_env; j++) {
+                fprintf(out, j ? ", " : "\n    env: {");
+                const char *eq = strchr(svc->env[j], '=');
+                fprintf(out, "%.*s: ", (int)(eq - svc->env[j]), svc->env[j]);
+                print_string(out, eq + 1);
+            }
+            fprintf(out, svc->n_env ? "}" : "");
+            if (svc->cwd) {
+                fprintf(out, "\n    cwd: ");
+                print_string(out, svc->cwd);
+            }
+        }
         fprintf(out, "\n    mutations:%s\n", svc->n_mutations ? "" : " {}");
         for (size_t j = 0; j < svc->n_mutations; j++) {
             const kd_mutation_cfg *m = &svc->mutations[j];

@@ -41,6 +41,13 @@ typedef struct kd_service_cfg {
     char *module;
     kd_mutation_cfg *mutations;
     size_t n_mutations;
+    /* external module process (services.c): command line, environment, working directory */
+    char *command;   /* NULL: not an external process */
+    char **args;     /* argv[1..] */
+    size_t n_args;
+    char **env;      /* "NAME=VALUE", added to the daemon's environment */
+    size_t n_env;
+    char *cwd;
 } kd_service_cfg;
 
 /** The effective configuration: defaults < config file < flags. */
@@ -50,6 +57,7 @@ typedef struct kd_config {
     char *id;        /* self id; NULL: generated */
     char *ip;        /* sync address; also the self node's kraken interface */
     char *ipapi;     /* REST listen address ("addr" or "addr:port") */
+    int wsport;      /* websocket port; -1: its Cfg config's (3142 when none) */
     int loglevel;    /* 0..9 */
     char *parent;    /* parent address: child mode */
     bool noprefix;
@@ -68,6 +76,12 @@ typedef struct kd_config {
     uint64_t apitimeout_ms;  /* idle / slow-client timeout */
     uint64_t apimaxbody;     /* request body limit in bytes */
     uint64_t persistdelay_ms; /* debounce of state-file writes */
+    char *modulesocket;   /* module socket for external modules (services.c) */
+    char *moduledir;      /* directory of loadable modules (NAME.so) */
+    char *moduleuids;     /* other uids allowed on the module socket: "1001,1002" */
+    uint64_t modulegrace_ms; /* SIGTERM -> SIGKILL grace for module processes */
+    int modulemaxcrashes;    /* crashes in a row before a module service is ERROR */
+    uint64_t modulerestart_ms; /* first restart delay of a crashed module (doubling) */
     /* command, not config */
     char *config_path;
     bool printrc, version, help;
@@ -107,17 +121,23 @@ void kd_log_engine(int level, const char *subsystem, const char *message, void *
 typedef struct kd_state kd_state;
 
 /**
- * Load @p path (if it exists) into @p engine's store: nodes are created, a
- * node with the engine's self id is merged into the self node. Afterwards
- * every Cfg change is written back atomically, @p delay_ms after the last
- * change (kd_state_flush() writes at once). @p path NULL: no persistence.
+ * Load @p path (if it exists) and replay its journal ("<path>.journal") into
+ * @p engine's store: nodes are created, a node with the engine's self id is
+ * merged into the self node; then the state file is rewritten whole.
+ * Afterwards every Cfg change is appended to the journal @p delay_ms after it
+ * happened (kd_state_flush(): at once, durably) and the state file is
+ * rewritten atomically shortly after the changes stop. @p path NULL: no
+ * persistence.
  */
 int kd_state_open(kd_state **out, kraken_engine *engine, struct event_base *base,
                   const char *path, uint64_t delay_ms, char *err, size_t errlen);
-/** Write pending changes now. 0 when nothing was pending or the write succeeded. */
+/** Make pending changes durable now. 0 when nothing was pending or the write succeeded. */
 int kd_state_flush(kd_state *state);
+/** Flush, rewrite the state file (no journal left), stop listening. NULL-safe. */
 void kd_state_close(kd_state *state);
+/** State-file rewrites and journal appends so far (for /metrics). */
 uint64_t kd_state_saves(const kd_state *state);
+uint64_t kd_state_journal_appends(const kd_state *state);
 
 /** Load every "*.json" schema description in @p dir, in name order. */
 int kd_schemas_load_dir(const char *dir, char *err, size_t errlen);
@@ -141,6 +161,9 @@ typedef struct kd_api {
     struct kd_metrics *metrics;
     uint16_t (*websocket_port)(void *userdata); /* NULL: from the self node's Cfg */
     void *websocket_userdata;
+    /** More /metrics lines (e.g. the websocket's counters); NULL: none. */
+    void (*metrics_hook)(void *userdata, FILE *out);
+    void *metrics_userdata;
 } kd_api;
 
 /** One request, independent of the HTTP library. */
@@ -198,7 +221,7 @@ typedef struct kd_rest_options {
  * the service starts or its config changes.
  */
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts);
-/** Free; call after kraken_engine_free() (it releases the service handle, see engine.h). */
+/** Close the listener and release the service handle; call after kraken_engine_free(). */
 void kd_rest_free(kd_rest *rest);
 /** Bound port, 0 while not listening. */
 uint16_t kd_rest_port(const kd_rest *rest);

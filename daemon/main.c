@@ -24,7 +24,9 @@
 #endif
 
 #include "kd.h"
+#include "services.h"
 
+#define WEBSOCKET_PORT_URL "/Services/websocket/Config/type.googleapis.com/WebSocket.Config/Port"
 #define KRAKEN_IFACE_IP_URL "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
 
 typedef struct daemon_ctx {
@@ -44,6 +46,8 @@ typedef struct daemon_ctx {
 #ifdef KD_HAVE_WEBSOCKET
     kd_websocket *websocket;
 #endif
+    kd_services *services; /* module socket, module processes, loadable modules */
+    uid_t *module_uids;
 } daemon_ctx;
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -188,24 +192,41 @@ static int parse_ipapi(daemon_ctx *d)
     return 0;
 }
 
+static bool cfg_state_known(daemon_ctx *d, const char *service_id)
+{
+    char url[256];
+    snprintf(url, sizeof url, "/Services/%s/State", service_id);
+    kraken_value v = KRAKEN_VALUE_INIT;
+    bool known = kraken_store_get_value(kraken_engine_store(d->engine), KRAKEN_CFG,
+                                        kraken_engine_self_id(d->engine), url, &v) == 0 &&
+                 v.type == KRAKEN_T_ENUM && v.v.i != KRAKEN_SERVICE_UNKNOWN;
+    kraken_value_clear(&v);
+    kraken_error_clear();
+    return known;
+}
+
 /* serviceinstances: disable services, disable mutations, override timeouts. */
 static int apply_service_config(daemon_ctx *d)
 {
     for (size_t i = 0; i < d->cfg.n_services; i++) {
         const kd_service_cfg *s = &d->cfg.services[i];
-        kraken_service *svc = kraken_engine_find_service(d->engine, s->id);
-        if (!svc) {
-            kd_log(KRAKEN_LOG_WARNING, "daemon",
-                   "serviceinstances.%s: no such service instance in this daemon; ignored", s->id);
-            continue;
-        }
         char url[256];
         snprintf(url, sizeof url, "/Services/%s/State", s->id);
-        if (set_self_text(d, KRAKEN_CFG, url, s->disable ? "STOP" : "RUN") < 0)
+        /*
+         * A service that is not here yet (an external module) finds its Cfg state and its
+         * mutation overrides waiting when it registers.
+         */
+        if (!kraken_engine_find_service(d->engine, s->id))
+            kd_log(KRAKEN_LOG_NOTICE, "daemon",
+                   "serviceinstances.%s: no such service instance yet; its settings apply when "
+                   "it registers",
+                   s->id);
+        else if (!s->disable && set_self_text(d, KRAKEN_CFG, url, "RUN") < 0)
+            return -1;
+        if (s->disable && set_self_text(d, KRAKEN_CFG, url, "STOP") < 0)
             return -1;
         for (size_t j = 0; j < s->n_mutations; j++) {
             const kd_mutation_cfg *m = &s->mutations[j];
-#ifdef KD_HAVE_MUTATION_OVERRIDES
             if (m->disable && kraken_engine_mutation_disable(d->engine, s->id, m->id, true) < 0)
                 return fail("serviceinstances.%s.mutations.%s: %s", s->id, m->id,
                             kraken_error_last());
@@ -214,14 +235,36 @@ static int apply_service_config(daemon_ctx *d)
                                                    (uint32_t)m->timeout_ms) < 0)
                 return fail("serviceinstances.%s.mutations.%s: %s", s->id, m->id,
                             kraken_error_last());
-#else
-            if (m->disable || m->has_timeout)
-                kd_log(KRAKEN_LOG_WARNING, "daemon",
-                       "serviceinstances.%s.mutations.%s: this libkraken has no mutation "
-                       "overrides; ignored",
-                       s->id, m->id);
-#endif
         }
+    }
+    return 0;
+}
+
+/* serviceinstances with a command or a loadable module: the service manager (services.c). */
+static int start_services(daemon_ctx *d)
+{
+    const kd_config *c = &d->cfg;
+    char err[1024] = "";
+    size_t n_uids = 0;
+    if (kd_services_options_parse_uids(c->moduleuids, &d->module_uids, &n_uids, err,
+                                       sizeof err) < 0)
+        return fail("%s", err);
+    kd_services_options so = {.socket_path = c->modulesocket, .allowed_uids = d->module_uids,
+                              .n_allowed_uids = n_uids, .module_dir = c->moduledir,
+                              .grace_ms = c->modulegrace_ms,
+                              .max_crashes = (unsigned)c->modulemaxcrashes,
+                              .backoff_initial_ms = c->modulerestart_ms};
+    bool needed = c->modulesocket != NULL;
+    for (size_t i = 0; i < c->n_services; i++)
+        needed |= !c->services[i].disable && kd_services_wants(&so, &c->services[i]);
+    if (!needed)
+        return 0;
+    if (kd_services_new(&d->services, d->engine, d->base, &so, err, sizeof err) < 0)
+        return fail("%s", err);
+    for (size_t i = 0; i < c->n_services; i++) {
+        const kd_service_cfg *s = &c->services[i];
+        if (kd_services_wants(&so, s) && kd_services_add(d->services, s, err, sizeof err) < 0)
+            return fail("%s", err);
     }
     return 0;
 }
@@ -279,6 +322,33 @@ static void on_rest_started(void *userdata, bool ok)
 static uint16_t websocket_port(void *userdata)
 {
     return kd_websocket_port(userdata);
+}
+
+static void websocket_metrics(void *userdata, FILE *out)
+{
+    kd_websocket_stats s;
+    kd_websocket_get_stats(userdata, &s);
+    const struct {
+        const char *name, *type, *help;
+        uint64_t value;
+    } m[] = {
+        {"kraken_websocket_clients", "gauge", "Websocket clients connected now.", s.clients},
+        {"kraken_websocket_accepted_total", "counter", "Websocket handshakes completed.",
+         s.accepted},
+        {"kraken_websocket_rejected_total", "counter", "Websocket handshakes refused.",
+         s.rejected},
+        {"kraken_websocket_events_sent_total", "counter", "Events queued to websocket clients.",
+         s.events_sent},
+        {"kraken_websocket_dropped_slow_total", "counter",
+         "Websocket clients dropped for not keeping up.", s.dropped_slow},
+        {"kraken_websocket_closed_bad_input_total", "counter",
+         "Websocket clients closed for malformed input.", s.closed_bad_input},
+        {"kraken_websocket_bus_dropped_total", "counter",
+         "Events the bus dropped before the websocket saw them.", s.bus_dropped},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        fprintf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name,
+                m[i].type, m[i].name, (unsigned long long)m[i].value);
 }
 #endif
 
@@ -342,6 +412,7 @@ static int start(daemon_ctx *d)
         return fail("engine: %s", kraken_error_last());
     kraken_engine_set_log(d->engine, c->loglevel, kd_log_engine, NULL, NULL);
     kraken_subscribe_options so = {
+        .version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION,
         .types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC) |
                  KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION)};
     if (kraken_bus_subscribe(kraken_engine_bus(d->engine), &so, on_event, d, NULL, &d->events) <
@@ -362,18 +433,44 @@ static int start(daemon_ctx *d)
     if (kd_rest_new(&d->rest, &d->api, d->base, &ro) < 0)
         return fail("restapi: %s", kraken_error_last());
 #ifdef KD_HAVE_WEBSOCKET
-    if (kd_websocket_new(&d->websocket, d->engine, d->base, c->ipapi ? NULL : "127.0.0.1") < 0)
+    /* The state file may hold the self node's websocket config. */
+    if (kd_websocket_register_schema() < 0)
         return fail("websocket: %s", kraken_error_last());
-    d->api.websocket_port = websocket_port;
-    d->api.websocket_userdata = d->websocket;
 #endif
+    if (start_services(d) < 0)
+        return -1;
     if (kd_state_open(&d->state, d->engine, d->base, c->statefile, c->persistdelay_ms, err,
                       sizeof err) < 0)
         return fail("%s", err);
     d->api.state = d->state;
     if (describe_self(d) < 0 || configure_restapi(d) < 0 ||
-        set_self_text(d, KRAKEN_CFG, "/Services/restapi/State", "RUN") < 0 ||
-        apply_service_config(d) < 0)
+        set_self_text(d, KRAKEN_CFG, "/Services/restapi/State", "RUN") < 0)
+        return -1;
+#ifdef KD_HAVE_WEBSOCKET
+    if (c->wsport >= 0) {
+        char port[16];
+        snprintf(port, sizeof port, "%d", c->wsport);
+        if (set_self_text(d, KRAKEN_CFG, WEBSOCKET_PORT_URL, port) < 0)
+            return -1;
+    }
+    /* On the REST API's address, as the original; its port comes from its Cfg config. */
+    if (kd_websocket_new(&d->websocket, d->engine, d->base, d->api_host) < 0)
+        return fail("websocket: %s", kraken_error_last());
+    d->api.websocket_port = websocket_port;
+    d->api.websocket_userdata = d->websocket;
+    d->api.metrics_hook = websocket_metrics;
+    d->api.metrics_userdata = d->websocket;
+    if (!kd_addr_is_loopback(d->api_host) && d->token && !c->apiopenreads)
+        kd_log(KRAKEN_LOG_WARNING, "websocket",
+               "the event stream on %s has no token check: whoever reaches it can read every "
+               "state change (the REST API's reads need the token)",
+               d->api_host);
+#endif
+    /* The engine's own "sync" service runs unless the config or the state file says otherwise. */
+    if (kraken_engine_find_service(d->engine, "sync") && !cfg_state_known(d, "sync") &&
+        set_self_text(d, KRAKEN_CFG, "/Services/sync/State", "RUN") < 0)
+        return -1;
+    if (apply_service_config(d) < 0)
         return -1;
     if (start_sync(d) < 0)
         return -1;
@@ -387,6 +484,7 @@ static int start(daemon_ctx *d)
 
 static void stop(daemon_ctx *d)
 {
+    kd_services_stop(d->services); /* module processes first: no orphans, their Dsc STOP */
     if (d->state && kd_state_flush(d->state) == 0)
         kd_log(KRAKEN_LOG_INFO, "state", "state saved");
     kd_state_close(d->state); /* before anything removes services from the self node */
@@ -396,6 +494,8 @@ static void stop(daemon_ctx *d)
     kd_websocket_free(d->websocket);
 #endif
     kraken_engine_free(d->engine);
+    kd_services_free(d->services);
+    free(d->module_uids);
     kd_rest_free(d->rest);
     kd_metrics_free(d->metrics);
     if (d->sig_term)

@@ -470,8 +470,8 @@ void kd_rest_free(kd_rest *r)
     if (!r)
         return;
     /*
-     * Called after the engine's free (main.c), so this only releases our handle: the service
-     * stays on the self node and in the state file.
+     * Called after the engine's free (which detached the service and left the self node,
+     * and the state file, alone): this only releases the handle.
      */
     kraken_service_remove(r->service);
     if (r->http)

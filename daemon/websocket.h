@@ -57,8 +57,10 @@ int kd_websocket_register_schema(void);
 
 /**
  * Close every client and the listener and remove the service instance from
- * the self node (Cfg and Dsc: save state before). Call before freeing the
- * engine. NULL-safe.
+ * the self node (Cfg and Dsc: save state before). Either order with the
+ * engine's free works: when the engine goes first, the module stops listening
+ * and lets its clients go (close 1001) at once, and this call only releases
+ * what is left. NULL-safe.
  */
 void kd_websocket_free(kd_websocket *ws);
 

@@ -33,10 +33,10 @@ STATE = {"nodes": [
 
 
 class Daemon:
-    def __init__(self, tmp, *extra):
+    def __init__(self, tmp, *extra, state=None):
         self.state = os.path.join(tmp, "state.json")
         with open(self.state, "w") as f:
-            json.dump(STATE, f)
+            json.dump(state or STATE, f)
         self.log_path = os.path.join(tmp, "daemon.log")
         self.proc = subprocess.Popen(
             [DAEMON, "-id", SELF, "-ipapi", "127.0.0.1:0", "-syncport", "0", "-sync-insecure",
@@ -149,8 +149,18 @@ def test_show_unknown_node_is_404(daemon):
 
 def test_get_and_set_by_url(daemon):
     assert ok(daemon, "get", N1, "/PhysState") == "POWER_ON\n"
-    ok(daemon, "set", N1, "/Arch", "amd64")
+    # a top-level field goes as a PATCH of that field alone
+    rc, _, err = ctl(daemon, "-d", "set", N1, "/Arch", "amd64")
+    assert rc == 0 and f"> PATCH http://127.0.0.1:{daemon.port}/cfg/node/{N1}" in err
     assert ok(daemon, "get", f"{N1}:/Arch") == "amd64\n"
+    assert ok(daemon, "get", N1, "/Nodename") == "n1\n"  # untouched by the patch
+    # a zero value cannot be a merge patch: the whole node is written back
+    rc, _, err = ctl(daemon, "-d", "set", N1, "/Arch", "")
+    assert rc == 0 and f"> PUT http://127.0.0.1:{daemon.port}/cfg/node/{N1}" in err
+    assert ok(daemon, "get", N1, "/Arch") == "\n"
+    ok(daemon, "set", N1, "/PhysState", "PHYS_UNKNOWN")
+    assert ok(daemon, "get", N1, "/PhysState") == "PHYS_UNKNOWN\n"
+    ok(daemon, "set", N1, "/PhysState", "POWER_ON")
     url = "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
     ok(daemon, "set", f"{N1}:{url}", "10.0.0.5")
     assert ok(daemon, "get", N1, url) == "10.0.0.5\n"
@@ -362,3 +372,29 @@ def test_help_lists_every_command():
                 "thaw, sme thaw", "status, sme status", "plan, node plan", "graph, node graph",
                 "watch"]:
         assert f"  {cmd} " in out
+
+
+def test_site_schemas_from_a_directory(tmp_path):
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "10-rack.json").write_text(json.dumps({"schemas": [{"name": "Site.Rack", "fields": [
+        {"name": "rack", "number": 1, "type": "string"},
+        {"name": "slot", "number": 2, "type": "uint32"}]}]}))
+    state = json.loads(json.dumps(STATE))
+    state["nodes"][1]["extensions"] = [
+        {"@type": "type.googleapis.com/Site.Rack", "rack": "r12", "slot": 4}]
+    d = Daemon(str(tmp_path), "-schemas", str(schemas), state=state)
+    try:
+        url = "type.googleapis.com/Site.Rack/Slot"
+        rc, _, err = ctl(d, "get", N1, url)
+        assert rc == 2
+        assert err == (f"krakenctl: GET /cfg/node/{N1}: node ({N1}): field 'extensions[0]': "
+                       "unknown @type 'type.googleapis.com/Site.Rack' (give krakenctl the site's "
+                       "schemas: --schemas DIR)\n")
+        assert ok(d, "--schemas", str(schemas), "get", N1, url) == "4\n"
+        ok(d, "--schemas", str(schemas), "set", N1, url, "5")
+        assert ok(d, "--schemas", str(schemas), "get", N1, url) == "5\n"
+        rc, _, err = ctl(d, "--schemas", str(tmp_path / "none"), "list")
+        assert (rc, err) == (2, f"krakenctl: --schemas {tmp_path}/none: No such file or directory\n")
+    finally:
+        d.stop()

@@ -101,7 +101,20 @@ static void inst_start(inst *x, unsigned n, const char *ip, const inst *parent)
     kraken_sync_options o = KRAKEN_SYNC_OPTIONS_INIT;
     o.listen_addr = ip;
     o.port = 0;
-    o.secret_file = secret;
+    uint8_t node_key[KRAKEN_SYNC_NODE_KEY_LEN];
+    if (parent != NULL) {
+        /* A child holds only its node key, derived from the secret (its parent is the root). */
+        uint8_t cluster[64];
+        FILE *f = fopen(secret, "rb");
+        ck_assert_ptr_nonnull(f);
+        size_t len = fread(cluster, 1, sizeof cluster, f);
+        fclose(f);
+        ck_assert_int_eq(kraken_sync_derive_node_key(cluster, len, &x->id, node_key), 0);
+        o.key = node_key;
+        o.key_len = sizeof node_key;
+    } else {
+        o.secret_file = secret;
+    }
     o.hello_ms = 20;      /* a fresh datagram to capture every 20 ms */
     o.dead_ms = 600000;   /* never declared dead while its datagrams are held back */
     if (parent != NULL) {

@@ -569,3 +569,44 @@ def test_ipv6_loopback():
         ws.close()
     finally:
         assert h.close() == 0
+
+
+def test_engine_freed_before_the_module_lets_clients_go():
+    h = Host("--free-engine-first")
+    ws = connect(h)
+    subscribe(ws, 0, "ALL")
+    h.ok(f"create {NODE} n1")
+    barrier(ws)
+    assert h.close() == 0  # frees the engine, runs the loop once, then the module
+    code, reason = close_frame(ws)
+    assert (code, reason) == (1001, "websocket service removed")
+
+
+def test_half_open_handshakes_do_not_block_others(host):
+    # 300 connections that never finish their upgrade request (slowloris)
+    idle = []
+    for _ in range(300):
+        s = socket.create_connection(("127.0.0.1", host.port), timeout=DEADLINE)
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        idle.append(s)
+    ws = connect(host)
+    subscribe(ws, 0, "STATE_CHANGE")
+    host.ok(f"create {NODE} n1")
+    assert [e["data"] for e in barrier(ws)] == [f"(CREATE) {NODE}"]
+    assert host.stats()["clients"] == 1  # the half-open ones are not clients
+    for s in idle:
+        s.close()
+    ws.close()
+    host.wait_stat("clients", 0)
+
+
+def test_unfinished_upgrade_request_times_out():
+    h = Host("--ping-period", "50ms", "--pong-wait", "300ms")
+    try:
+        s = socket.create_connection(("127.0.0.1", h.port), timeout=DEADLINE)
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        assert s.recv(100) == b""  # closed by the server, no answer
+        h.wait_log("no complete upgrade request within 300 ms")
+        s.close()
+    finally:
+        assert h.close() == 0

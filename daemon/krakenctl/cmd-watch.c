@@ -108,10 +108,10 @@ static void apply_change(watch *w, const cJSON *ev)
 static bool converged(const watch *w, size_t *pending)
 {
     size_t n_pending = 0;
-    const cJSON *c;
+    const cJSON *c, *cursor = NULL;
     cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(w->cfg, "nodes"))
     {
-        const cJSON *d = kc_find_node(w->dsc, kc_node_field(c, "id"));
+        const cJSON *d = kc_find_node_next(w->dsc, kc_node_field(c, "id"), &cursor);
         static const char *const fields[] = {"physState", "runState"};
         for (size_t i = 0; i < 2; i++) {
             const char *want = kc_node_field(c, fields[i]);
@@ -157,8 +157,7 @@ static void after_events(watch *w)
         }
     }
     if (w->until_converged && converged(w, NULL)) {
-        if (!w->tty)
-            draw(w);
+        draw(w);
         printf("converged\n");
         finish(w, KC_EXIT_OK);
         return;

@@ -108,6 +108,10 @@ int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body,
         evhttp_add_header(h, "Authorization", auth);
     }
     if (body) {
+        /* evhttp adds Content-Length for POST and PUT only; PATCH needs it too */
+        char length[32];
+        snprintf(length, sizeof length, "%zu", body_len);
+        evhttp_add_header(h, "Content-Length", length);
         evhttp_add_header(h, "Content-Type", "application/json");
         evbuffer_add(evhttp_request_get_output_buffer(req), body, body_len);
     }

@@ -118,7 +118,7 @@ def test_bad_flags_exit_nonzero_with_one_line(args, message):
      "dur.yaml:5:18: invalid duration 'soon' for timeout (want e.g. \"10s\")"),
     ("svc.yaml", "serviceinstances:\n  sync:\n    disabled: true\n",
      "svc.yaml:3:5: unknown key 'disabled' in service instance 'sync' (known: disable, "
-     "module, mutations)"),
+     "module, mutations, command, args, env, cwd)"),
     ("list.yaml", "- loglevel\n", "list.yaml:1:1: the config must be a mapping"),
 ])
 def test_bad_config_files_name_file_line_column(tmp_path, name, text, message):
@@ -218,3 +218,17 @@ def test_sigterm_and_sigint_stop_cleanly(tmp_path):
         assert d.stop(sig) == 0
         assert "daemon: stopped" in d.log()
         assert os.path.exists(tmp_path / "s.json")
+
+
+def test_ipv6_rest_and_ws_host_in_brackets():
+    import socket
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    d = Daemon(["-ipapi", "[::1]:0"], addr="::1")
+    try:
+        status, _, body = d.get("/ws")
+        assert status == 200 and body["host"] == "[::1]"
+    finally:
+        assert d.stop() == 0

@@ -55,7 +55,8 @@ typedef struct kraken_timer kraken_timer;
  */
 typedef uint64_t (*kraken_clock_fn)(void *userdata);
 
-#define KRAKEN_ENGINE_OPTIONS_VERSION 1
+/* Version 1: up to no_sync_service. Version 2 added now_ms and clock_userdata. */
+#define KRAKEN_ENGINE_OPTIONS_VERSION 2
 
 /**
  * Engine options; start from KRAKEN_ENGINE_OPTIONS_INIT or
@@ -75,6 +76,7 @@ typedef struct kraken_engine_options {
     uint32_t no_path_retry_ms;     /**< re-check "no path" nodes this often (0: only on change) */
     double timeout_scale;          /**< multiply mutation timeouts (tests); 1.0 */
     bool no_sync_service;          /**< do not add the built-in "sync" service (false) */
+    /* ---- since version 2 ---- */
     /**
      * The engine's clock (NULL: CLOCK_MONOTONIC). Every engine timer (step
      * timeouts, service start waits, back-off, no-path retries, and the
@@ -142,6 +144,12 @@ uint64_t kraken_engine_now_ms(const kraken_engine *engine);
  * with the default clock. KRAKEN_EINVAL when @p engine is NULL.
  */
 int kraken_engine_clock_moved(kraken_engine *engine);
+/**
+ * With an injected clock: the earliest deadline (engine clock ms) of an armed
+ * timer, engine and module timers alike, or UINT64_MAX when none is armed. A
+ * harness moves its clock there to skip idle time exactly.
+ */
+int kraken_engine_next_deadline(const kraken_engine *engine, uint64_t *out);
 
 /**
  * A one-shot timer on the engine's clock, for modules: with an injected clock
@@ -300,6 +308,15 @@ int kraken_service_report(kraken_service *service, const kraken_uuid *node_id,
 /** kraken_service_report() with the value as text. */
 int kraken_service_report_text(kraken_service *service, const kraken_uuid *node_id,
                                uint64_t request_id, const char *url, const char *text);
+
+/**
+ * Interrupt every step in flight for this service (INTERRUPT event and the
+ * service's interrupt op), and replan those nodes: for a module that went
+ * away (its process died or disconnected). Nothing counts as a failure.
+ * @p reason is the INTERRUPT event's message. Returns how many were
+ * interrupted, or a negative error.
+ */
+int kraken_service_interrupt_steps(kraken_service *service, const char *reason);
 
 /**
  * Log one line on behalf of a service through the engine's log callback

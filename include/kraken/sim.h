@@ -37,8 +37,14 @@ extern "C" {
 
 typedef struct kraken_sim kraken_sim;
 
-/** Simulator options; start from KRAKEN_SIM_OPTIONS_INIT. */
+#define KRAKEN_SIM_OPTIONS_VERSION 1
+
+/**
+ * Simulator options; start from KRAKEN_SIM_OPTIONS_INIT or
+ * kraken_sim_options_init() (versions as kraken_engine_options).
+ */
 typedef struct kraken_sim_options {
+    unsigned version;        /**< KRAKEN_SIM_OPTIONS_VERSION */
     uint32_t delay_ms;       /**< answer each step this long after it is dispatched (0) */
     uint32_t start_delay_ms; /**< services report RUN this long after start (0) */
     bool never_start;        /**< services never report RUN (service start timeout) */
@@ -46,7 +52,10 @@ typedef struct kraken_sim_options {
     bool no_pxe;             /**< power only: no "pxe" service (false) */
 } kraken_sim_options;
 
-#define KRAKEN_SIM_OPTIONS_INIT {0, 0, false, true, false}
+#define KRAKEN_SIM_OPTIONS_INIT {KRAKEN_SIM_OPTIONS_VERSION, 0, 0, false, true, false}
+
+/** Fill @p opts with the defaults for struct version @p version (bindings). */
+int kraken_sim_options_init(kraken_sim_options *opts, unsigned version);
 
 /** What an injected fault does to a dispatched step. */
 typedef enum kraken_sim_fault_kind {

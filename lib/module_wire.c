@@ -1,0 +1,236 @@
+/*
+ * module_wire.c: frames of the module protocol (proto/module.proto), shared
+ * by the client (module_client.c) and the server (module_server.c), and the
+ * only code the fuzz target needs. A frame is a 4-byte big-endian length and
+ * one encoded kraken.module.Frame; the length is checked against a bound
+ * before a byte of the body is decoded, so a peer cannot make us allocate
+ * more than that bound.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+
+#include <pb_decode.h>
+#include <pb_encode.h>
+
+#include "module_int.h"
+
+int kraken__module_frame_encode(const kraken_module_Frame *frame, uint8_t **out, size_t *len)
+{
+    size_t size;
+    if (!pb_get_encoded_size(&size, kraken_module_Frame_fields, frame))
+        return kraken__err(KRAKEN_EPROTO, "module frame: cannot encode %s",
+                           kraken__module_frame_name(frame->which_msg));
+    if (size > UINT32_MAX - 4)
+        return kraken__err(KRAKEN_ELIMIT, "module frame: %zu bytes is too large", size);
+    uint8_t *buf = malloc(size + 4);
+    if (!buf)
+        return kraken__err(KRAKEN_ENOMEM, "out of memory");
+    buf[0] = (uint8_t)(size >> 24);
+    buf[1] = (uint8_t)(size >> 16);
+    buf[2] = (uint8_t)(size >> 8);
+    buf[3] = (uint8_t)size;
+    pb_ostream_t os = pb_ostream_from_buffer(buf + 4, size);
+    if (!pb_encode(&os, kraken_module_Frame_fields, frame)) {
+        int rc = kraken__err(KRAKEN_EPROTO, "module frame: encoding %s: %s",
+                             kraken__module_frame_name(frame->which_msg), PB_GET_ERROR(&os));
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *len = size + 4;
+    return 0;
+}
+
+int kraken__module_frame_decode(const uint8_t *data, size_t len, kraken_module_Frame *out)
+{
+    memset(out, 0, sizeof *out);
+    pb_istream_t is = pb_istream_from_buffer(data, len);
+    if (!pb_decode(&is, kraken_module_Frame_fields, out)) {
+        /* pb_decode released what it had allocated. */
+        memset(out, 0, sizeof *out);
+        return kraken__err(KRAKEN_EPROTO, "module frame: malformed at byte %zu of %zu: %s",
+                           len - is.bytes_left, len, PB_GET_ERROR(&is));
+    }
+    if (out->which_msg == 0)
+        return kraken__err(KRAKEN_EPROTO, "module frame: %zu bytes without a known message", len);
+    return 0;
+}
+
+void kraken__module_frame_release(kraken_module_Frame *frame)
+{
+    pb_release(kraken_module_Frame_fields, frame);
+    memset(frame, 0, sizeof *frame);
+}
+
+const char *kraken__module_frame_name(pb_size_t which)
+{
+    switch (which) {
+    case kraken_module_Frame_hello_tag: return "Register";
+    case kraken_module_Frame_registered_tag: return "Registered";
+    case kraken_module_Frame_start_tag: return "Start";
+    case kraken_module_Frame_stop_tag: return "Stop";
+    case kraken_module_Frame_config_tag: return "Config";
+    case kraken_module_Frame_discover_tag: return "Discover";
+    case kraken_module_Frame_fail_tag: return "Fail";
+    case kraken_module_Frame_set_state_tag: return "SetState";
+    case kraken_module_Frame_log_tag: return "Log";
+    case kraken_module_Frame_query_tag: return "Query";
+    case kraken_module_Frame_update_cfg_tag: return "UpdateCfg";
+    case kraken_module_Frame_reply_tag: return "Reply";
+    case kraken_module_Frame_mutation_tag: return "MutationRequest";
+    case kraken_module_Frame_event_tag: return "Event";
+    default: return "(unknown)";
+    }
+}
+
+int kraken__module_frame_peek(const uint8_t *data, size_t avail, uint32_t max_frame,
+                              uint32_t *len)
+{
+    if (avail < 4)
+        return 1;
+    uint32_t n = (uint32_t)data[0] << 24 | (uint32_t)data[1] << 16 | (uint32_t)data[2] << 8 |
+                 (uint32_t)data[3];
+    if (n > max_frame)
+        return kraken__err(KRAKEN_ELIMIT, "module frame of %u bytes exceeds the bound of %u", n,
+                           max_frame);
+    *len = n;
+    return avail - 4 >= n ? 0 : 1;
+}
+
+/* ---- Register <-> descriptor ---------------------------------------------------------------- */
+
+/* The generated structs hold char *; encoding only reads, so descriptor strings are lent. */
+static char *lend(const char *s)
+{
+    return (char *)(uintptr_t)s;
+}
+
+static kraken_module_Fact *lend_facts(const kraken_fact *facts, size_t n)
+{
+    kraken_module_Fact *out = n ? calloc(n, sizeof *out) : NULL;
+    for (size_t i = 0; out && i < n; i++) {
+        out[i].url = lend(facts[i].url);
+        out[i].value = lend(facts[i].value);
+    }
+    return out;
+}
+
+static int lend_mutation(const kraken_mutation_decl *d, kraken_module_Mutation *m)
+{
+    if (d->n_mutates > 0xffff || d->n_requires > 0xffff || d->n_excludes > 0xffff)
+        return kraken__err(KRAKEN_ELIMIT, "mutation '%s': too many entries for the protocol",
+                           d->id ? d->id : "");
+    m->id = lend(d->id);
+    m->mutates_count = (pb_size_t)d->n_mutates;
+    m->mutates = d->n_mutates ? calloc(d->n_mutates, sizeof *m->mutates) : NULL;
+    for (size_t i = 0; m->mutates && i < d->n_mutates; i++) {
+        m->mutates[i].url = lend(d->mutates[i].url);
+        m->mutates[i].from = lend(d->mutates[i].from);
+        m->mutates[i].to = lend(d->mutates[i].to);
+    }
+    m->requires_count = (pb_size_t)d->n_requires;
+    m->requires = lend_facts(d->requires, d->n_requires);
+    m->excludes_count = (pb_size_t)d->n_excludes;
+    m->excludes = lend_facts(d->excludes, d->n_excludes);
+    m->context = (uint32_t)d->context;
+    m->timeout_ms = d->timeout_ms;
+    if (d->fail_to.url) {
+        m->has_fail_to = true;
+        m->fail_to.url = lend(d->fail_to.url);
+        m->fail_to.value = lend(d->fail_to.value);
+    }
+    m->cost = d->cost;
+    if ((d->n_mutates && !m->mutates) || (d->n_requires && !m->requires) ||
+        (d->n_excludes && !m->excludes))
+        return kraken__err(KRAKEN_ENOMEM, "out of memory");
+    return 0;
+}
+
+int kraken__module_register_from_desc(const kraken_module_desc *desc, const char *service_id,
+                                      kraken_module_Frame *out)
+{
+    memset(out, 0, sizeof *out);
+    out->which_msg = kraken_module_Frame_hello_tag;
+    kraken_module_Register *r = &out->msg.hello;
+    r->version = KRAKEN_MODULE_PROTOCOL_VERSION;
+    r->service_id = lend(service_id);
+    r->module = lend(desc->name);
+    r->schemas_json = lend(desc->schemas_json);
+    r->config_schema = lend(desc->config_schema);
+    r->event_types = desc->event_types;
+    r->event_url_pattern = lend(desc->event_url_pattern);
+    if (desc->n_discoverables > 0xffff || desc->n_mutations > 0xffff)
+        return kraken__err(KRAKEN_ELIMIT, "module '%s': too many declarations for the protocol",
+                           desc->name);
+    r->discoverables_count = (pb_size_t)desc->n_discoverables;
+    r->discoverables = desc->n_discoverables ? calloc(desc->n_discoverables,
+                                                      sizeof *r->discoverables)
+                                             : NULL;
+    r->mutations_count = (pb_size_t)desc->n_mutations;
+    r->mutations = desc->n_mutations ? calloc(desc->n_mutations, sizeof *r->mutations) : NULL;
+    if ((desc->n_discoverables && !r->discoverables) || (desc->n_mutations && !r->mutations)) {
+        kraken__module_register_free(out);
+        return kraken__err(KRAKEN_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < desc->n_discoverables; i++) {
+        r->discoverables[i].url = lend(desc->discoverables[i].url);
+        r->discoverables[i].value_name = lend(desc->discoverables[i].value_name);
+        r->discoverables[i].value_text = lend(desc->discoverables[i].value_text);
+    }
+    for (size_t i = 0; i < desc->n_mutations; i++) {
+        int rc = lend_mutation(&desc->mutations[i], &r->mutations[i]);
+        if (rc < 0) {
+            kraken__module_register_free(out);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Frees only the arrays kraken__module_register_from_desc() allocated (the strings are lent). */
+void kraken__module_register_free(kraken_module_Frame *frame)
+{
+    kraken_module_Register *r = &frame->msg.hello;
+    for (size_t i = 0; r->mutations && i < r->mutations_count; i++) {
+        free(r->mutations[i].mutates);
+        free(r->mutations[i].requires);
+        free(r->mutations[i].excludes);
+    }
+    free(r->mutations);
+    free(r->discoverables);
+    memset(frame, 0, sizeof *frame);
+}
+
+/* ---- writing without SIGPIPE ------------------------------------------------------------------ */
+
+#define IOV_BATCH 64
+
+int kraken__module_send_some(int fd, struct evbuffer *out)
+{
+    while (evbuffer_get_length(out) > 0) {
+        struct evbuffer_iovec v[IOV_BATCH];
+        int n = evbuffer_peek(out, -1, NULL, v, IOV_BATCH);
+        if (n > IOV_BATCH)
+            n = IOV_BATCH;
+        struct iovec iov[IOV_BATCH];
+        for (int i = 0; i < n; i++) {
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = v[i].iov_len;
+        }
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -errno;
+        }
+        evbuffer_drain(out, (size_t)w);
+    }
+    return 0;
+}

@@ -1,0 +1,9 @@
+/* testpower as a loadable module: the one exported entry point. */
+#include "testpower.h"
+
+const kraken_module_desc *kraken_module_entry(void);
+
+const kraken_module_desc *kraken_module_entry(void)
+{
+    return testpower_desc();
+}
