@@ -96,6 +96,8 @@ def test_go_duration_in_nanoseconds_as_a_plain_integer(tmp_path):
     (["-id", "zz"], "kraken-daemon: flag '-id': invalid UUID 'zz' for id"),
     (["-freeze=maybe"], "kraken-daemon: flag '-freeze': invalid boolean 'maybe' for freeze"),
     (["stray"], "kraken-daemon: unexpected argument 'stray' (flags start with '-'; see --help)"),
+    (["-api-timeout", "0s"], "kraken-daemon: flag '-api-timeout': apitimeout must be at least "
+                             "1ms, not '0s'"),
     (["-api-timeout", "5 minutes"], "kraken-daemon: flag '-api-timeout': invalid duration "
                                     "'5 minutes' for apitimeout (want e.g. \"10s\", \"1m30s\")"),
 ])
