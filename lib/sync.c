@@ -463,6 +463,7 @@ struct kraken_sync {
     uint64_t change_gen;
     uint64_t owned_refreshed_at; /* hello_cb: refresh_my_owned once per hello period */
     uint64_t digests_at;         /* when compute_digests last ran */
+    uint64_t hello_last_run, hello_next; /* the hello timer: last run, next (schedule_hellos) */
     kraken_uuid *dirty;
     size_t n_dirty, cap_dirty;
     peer *applying_from;       /* set while applying a peer's state: do not echo it back */
@@ -2319,10 +2320,10 @@ static void refresh_my_owned(kraken_sync *s)
  * [0, hello_ms - tick] (peer_start), each next one in [0.75 x hello_ms, hello_ms - tick] after
  * the previous. With one fixed-period timer per instance, instances started together stayed in
  * phase forever and a parent sent all its children's hellos in one burst, overflowing receive
- * buffers every period. A timer ticking HELLO_TICKS times per period sends the hellos due, so a
- * busy parent recomputes its digests (O(nodes)) at most once per tick, not once per hello. A
- * hello is at most one tick late, so none is more than hello_ms after the previous one and
- * dead_ms > hello_ms of silence still means lost hellos.
+ * buffers every period. The hello timer (schedule_hellos) fires for the earliest hello due, at
+ * most HELLO_TICKS times per period, so a busy parent recomputes its digests (O(nodes)) at most
+ * once per tick, not once per hello. A hello is at most one tick late, so none is more than
+ * hello_ms after the previous one and dead_ms > hello_ms of silence still means lost hellos.
  */
 #define HELLO_TICKS 32
 
@@ -2361,6 +2362,23 @@ static void hello_to(kraken_sync *s, peer *p, uint64_t now, bool *computed)
     send_hello(s, p);
 }
 
+/*
+ * The hello timer fires when the earliest hello is due, but not sooner than a tick after its
+ * last run: a parent with thousands of children still computes digests at most HELLO_TICKS
+ * times per interval, and a leaf wakes once per hello instead of HELLO_TICKS times (with
+ * thousands of instances per process, as in bench_sync, the idle ticks alone took the CPU).
+ */
+static void schedule_hellos(kraken_sync *s, uint64_t due)
+{
+    uint64_t earliest = s->hello_last_run + hello_tick_ms(s);
+    if (due < earliest)
+        due = earliest;
+    uint64_t now = now_ms();
+    s->hello_next = due;
+    event_del(s->hello_ev);
+    arm_timer(s->hello_ev, due > now ? due - now : 0);
+}
+
 static void hello_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -2373,10 +2391,19 @@ static void hello_cb(evutil_socket_t fd, short what, void *arg)
         refresh_my_owned(s); /* the owned URLs the digests depend on */
     }
     bool computed = false;
-    for (size_t i = 0; i < s->n_children; i++)
+    uint64_t next = now + s->opts.hello_ms; /* owned URLs and log summaries: once a period */
+    for (size_t i = 0; i < s->n_children; i++) {
         hello_to(s, s->children[i], now, &computed);
-    if (s->parent != NULL)
+        if (s->children[i]->hello_due < next)
+            next = s->children[i]->hello_due;
+    }
+    if (s->parent != NULL) {
         hello_to(s, s->parent, now, &computed);
+        if (s->parent->hello_due < next)
+            next = s->parent->hello_due;
+    }
+    s->hello_last_run = now;
+    schedule_hellos(s, next);
 }
 
 /*
@@ -2414,14 +2441,20 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
     }
     p->strikes++;
     uint64_t now = now_ms();
-    /* Deltas may sit in a busy peer's queues for longer than a few damping periods: a parent
-     * applying a 10,000-child round takes most of a second, so a hello crossing its deltas
-     * looked like a loss and cost a snapshot. An eighth of the hello interval covers that and
-     * still lets the hello after next repair a real loss. */
+    /* Deltas may sit in a busy peer's queues for a long time: a parent applying a
+     * 10,000-child round takes most of a second, and an overloaded one (30,000 children on two
+     * shared cores) several; a hello crossing them looked like a loss and cost a snapshot
+     * (13,000 per round). So after sending anything in the last hello interval, the snapshot
+     * waits for a second mismatching hello in a row: a real loss then costs at most two
+     * intervals; when this side has been quiet for an interval, the first one repairs it. */
     uint64_t guard = (uint64_t)s->opts.damping_ms * 4 + 100;
-    if (guard < s->opts.hello_ms / 8)
-        guard = s->opts.hello_ms / 8;
-    bool quiet = now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
+    if (guard < s->opts.hello_ms)
+        guard = s->opts.hello_ms;
+    /* Changes applied but not flushed yet are deltas about to go: under load a hello can
+     * arrive between the two, and a snapshot then only repeats them (a 30,000-child bench
+     * sent 13,835 snapshots in one round that way). */
+    bool flushing = s->n_dirty > 0 || event_pending(s->flush_ev, EV_TIMEOUT, NULL);
+    bool quiet = !flushing && now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
     if ((p->strikes >= 2 || quiet) && snapshot_welcome(s, p)) {
         snapshot_or_log(s, p);
         p->strikes = -1; /* the next hello may predate the snapshot */
@@ -2442,6 +2475,8 @@ static int peer_start(kraken_sync *s, peer *p)
     p->last_heard = now_ms();
     arm_timer(p->dead_ev, s->opts.dead_ms);
     p->hello_due = p->last_heard + uniform_ms(0, s->opts.hello_ms - hello_tick_ms(s));
+    if (p->hello_due < s->hello_next)
+        schedule_hellos(s, p->hello_due);
     return KRAKEN_OK;
 }
 
@@ -2666,12 +2701,11 @@ static void pending_free(kraken_sync *s, pending_join *pj, bool close_conn)
     free(pj);
 }
 
-static void refuse_join(kraken_sync *s, const kraken_uuid *child, const kraken_sync_conn *conn,
+static void refuse_join(kraken_sync *s, const kraken_uuid *child, const kraken_sync_addr *from,
                         const char *reason)
 {
-    char buf[KRAKEN_UUID_STRLEN + 1], addr[80] = "?";
-    if (conn != NULL)
-        kraken__sync_addr_format(kraken__sync_conn_peer(conn), addr, sizeof addr);
+    char buf[KRAKEN_UUID_STRLEN + 1], addr[80];
+    kraken__sync_addr_format(from, addr, sizeof addr);
     s->stats.joins_refused++;
     publish(s, KRAKEN_SYNC_JOIN_REFUSED, child, "join of %s refused: %s", fmt_id(child, buf),
             reason);
@@ -2710,7 +2744,7 @@ static void pj_on_request(kraken_sync *s, pending_join *pj, const uint8_t *data,
         char reason[96];
         snprintf(reason, sizeof reason, "unsupported protocol version %u or bad UDP port %u",
                  (unsigned)req.version, (unsigned)req.udp_port);
-        refuse_join(s, &pj->tr.child_id, pj->conn, reason);
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(pj->conn), reason);
         pending_free(s, pj, true);
         return;
     }
@@ -2841,7 +2875,7 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
     kraken__sync_proof(pj->node_key, false, &pj->tr, expected);
     if (!decode_small(kraken_sync_JoinProof_fields, data, len, &proof) ||
         !kraken__sync_equal(expected, proof.proof, sizeof expected)) {
-        refuse_join(s, &pj->tr.child_id, pj->conn,
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(pj->conn),
                     "the child's proof does not match: its node key is not the one this "
                     "instance derives for it (a key from another cluster secret, or from "
                     "before the node moved here?)");
@@ -2868,8 +2902,9 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
         (void)send_join_result(s, p, false, reason);
         kraken__sync_conn_close(p->conn, true);
         p->conn = NULL;
+        kraken_sync_addr from = p->udp;
         peer_free(p);
-        refuse_join(s, &child, NULL, reason);
+        refuse_join(s, &child, &from, reason);
         return;
     }
     peer *old = find_child(s, &child);
@@ -2941,7 +2976,7 @@ static void pj_closed(kraken_sync_conn *conn, const char *why, void *ud)
         char reason[300];
         snprintf(reason, sizeof reason,
                  "the child ended the handshake after our challenge, without a proof (%s)", why);
-        refuse_join(s, &pj->tr.child_id, conn, reason);
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(conn), reason);
     } else {
         slog(s, KRAKEN_LOG_DEBUG, "connection from %s closed before a JoinRequest (%s)", addr,
              why);
@@ -3431,7 +3466,7 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if ((rc = owned_urls_of_engine(engine, &s->my_owned)) < 0 || (rc = load_nodes(s)) < 0)
         goto fail;
     s->flush_ev = evtimer_new(base, flush_cb, s);
-    s->hello_ev = event_new(base, -1, EV_PERSIST, hello_cb, s);
+    s->hello_ev = evtimer_new(base, hello_cb, s);
     s->join_ev = evtimer_new(base, join_timer_cb, s);
     if (s->flush_ev == NULL || s->hello_ev == NULL || s->join_ev == NULL) {
         rc = kraken__err(KRAKEN_ENOMEM, "kraken_sync_new: out of memory");
@@ -3443,7 +3478,8 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if ((rc = kraken_store_listen(s->store, on_store_change, s, NULL, &s->listener)) < 0)
         goto fail;
     s->owned_refreshed_at = now_ms();
-    arm_timer(s->hello_ev, hello_tick_ms(s));
+    s->hello_last_run = now_ms();
+    schedule_hellos(s, s->hello_last_run + s->opts.hello_ms);
     if (s->has_parent) {
         /* Frozen until the first full state (the engine may already start frozen). */
         s->engine_was_frozen = kraken_engine_frozen(engine);

@@ -290,6 +290,21 @@ def test_watch_converges_as_events_arrive(daemon):
     assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_ON", out, re.M)
 
 
+def test_watch_json_lines(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{daemon.port}", "-j", "watch",
+                              "--until-converged", "--timeout", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(watch.stdout.readline()) == {"nodes": 2, "converging": 1}
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+    out, err = watch.communicate(timeout=DEADLINE * 2)
+    assert watch.returncode == 0, err
+    lines = [json.loads(l) for l in out.splitlines()]
+    assert {"type": 1, "url": "/PhysState", "nodeid": N1, "value": "POWER_ON",
+            "data": f"(UPDATE) {N1}:/PhysState = POWER_ON"} in lines
+    assert lines[-2:] == [{"nodes": 2, "converging": 0}, {"converged": True}]
+
+
 def test_watch_times_out_when_not_converging(daemon):
     ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
     rc, out, err = ctl(daemon, "watch", "--until-converged", "--timeout", "0.3")
@@ -398,3 +413,50 @@ def test_site_schemas_from_a_directory(tmp_path):
         assert (rc, err) == (2, f"krakenctl: --schemas {tmp_path}/none: No such file or directory\n")
     finally:
         d.stop()
+
+
+def test_command_help():
+    got = subprocess.run([KRAKENCTL, "node", "list", "--help"], capture_output=True, text=True)
+    assert got.returncode == 0
+    assert got.stdout == ("usage: krakenctl list [-t mixed|cfg|dsc] [-j]\n"
+                          "(also: krakenctl node list)\n"
+                          "list the nodes, Cfg next to Dsc\n")
+    got = subprocess.run([KRAKENCTL, "watch", "-h"], capture_output=True, text=True)
+    assert (got.returncode, got.stdout.splitlines()[0]) == (
+        0, "usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j]")
+
+
+def test_watch_polls_without_an_event_stream(tmp_path):
+    state = json.loads(json.dumps(STATE))
+    state["nodes"][0]["services"][0]["state"] = "STOP"  # no websocket service running
+    d = Daemon(str(tmp_path), state=state)
+    try:
+        ok(d, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+        watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{d.port}", "watch",
+                                  "--until-converged", "--timeout", "10"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = watch.stdout.readline()
+        assert first.startswith(f"kraken at 127.0.0.1:{d.port}: 2 node(s), 1 converging"), first
+        ok(d, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+        out, err = watch.communicate(timeout=DEADLINE * 2)
+        assert watch.returncode == 0, err
+        assert err == ("krakenctl: no event stream (GET /ws answered 503 without a websocket "
+                       "port); polling every 1 s\n")
+        assert out.endswith("converged\n")
+        assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_ON", out, re.M)
+    finally:
+        d.stop()
+
+
+def test_watch_poll_on_request(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{daemon.port}", "-j", "watch",
+                              "--poll", "0.05", "--until-converged", "--timeout", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(watch.stdout.readline()) == {"nodes": 2, "converging": 1}
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+    out, err = watch.communicate(timeout=DEADLINE * 2)
+    assert (watch.returncode, err) == (0, "")
+    assert out.splitlines()[-2:] == ['{"nodes": 2, "converging": 0}', '{"converged": true}']
+    rc, _, err = ctl(daemon, "watch", "--poll", "0")
+    assert (rc, err) == (2, "krakenctl: --poll 0: expected seconds > 0\n")

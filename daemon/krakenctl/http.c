@@ -89,6 +89,8 @@ int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body,
         struct timeval tv = {(time_t)ctx->timeout_s,
                              (suseconds_t)((ctx->timeout_s - (time_t)ctx->timeout_s) * 1e6)};
         evhttp_connection_set_timeout_tv(ctx->conn, &tv);
+        /* node lists of 100,000 nodes are tens of MiB; anything far beyond is not an answer */
+        evhttp_connection_set_max_body_size(ctx->conn, (ev_ssize_t)1 << 30);
     }
     pending p = {.out = out};
     struct evhttp_request *req = evhttp_request_new(on_done, &p);

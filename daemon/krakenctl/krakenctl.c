@@ -196,6 +196,15 @@ int main(int argc, char **argv)
     if (!cmd)
         return kc_error(&ctx, KC_EXIT_USAGE, "unknown command '%s' (see krakenctl --help)",
                         argv[optind]);
+    /* `krakenctl COMMAND --help`: the command's usage, before anything is loaded or sent */
+    for (int i = optind + used; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: krakenctl %s %s\n", cmd->name, cmd->usage);
+            if (cmd->alias)
+                printf("(also: krakenctl %s)\n", cmd->alias);
+            printf("%s\n", cmd->summary);
+            return KC_EXIT_OK;
+        }
     if ((rc = load_token(&ctx, token_file)) != 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);
