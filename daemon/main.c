@@ -337,6 +337,11 @@ static void on_sighup(evutil_socket_t sig, short what, void *userdata)
     } else {
         kd_log(KRAKEN_LOG_NOTICE, "restapi", "SIGHUP: API token reloaded from %s",
                d->cfg.apitokenfile);
+#ifdef KD_HAVE_WEBSOCKET
+        if (!d->cfg.apiopenreads && kd_websocket_set_token(d->websocket, token) < 0)
+            kd_log(KRAKEN_LOG_ERROR, "websocket", "SIGHUP: token not set: %s",
+                   kraken_error_last());
+#endif
         free(d->token);
         d->token = token;
         token = NULL;
@@ -528,11 +533,9 @@ static int start(daemon_ctx *d)
     d->api.websocket_userdata = d->websocket;
     d->api.metrics_hook = websocket_metrics;
     d->api.metrics_userdata = d->websocket;
-    if (!kd_addr_is_loopback(d->api_host) && d->token && !c->apiopenreads)
-        kd_log(KRAKEN_LOG_WARNING, "websocket",
-               "the event stream on %s has no token check: whoever reaches it can read every "
-               "state change (the REST API's reads need the token)",
-               d->api_host);
+    /* The stream only reads: it needs the token when the REST API's reads do. */
+    if (d->token && !c->apiopenreads && kd_websocket_set_token(d->websocket, d->token) < 0)
+        return fail("websocket: %s", kraken_error_last());
 #endif
     /* The engine's own "sync" service runs unless the config or the state file says otherwise. */
     if (kraken_engine_find_service(d->engine, "sync") && !cfg_state_known(d, "sync") &&

@@ -170,6 +170,18 @@ def test_token_enforced_on_writes_and_reads(tmp_path):
         assert d.get("/sme/freeze")[0] == 401
         # Preflight never needs the token (browsers send none).
         assert d.request("OPTIONS", "/cfg/nodes")[0] == 200
+        # The event stream needs it too (reads are not open), in the header or the URL.
+        ws = d.get("/ws", headers=good)[2]
+        try:
+            import websocket
+        except ImportError:
+            websocket = None
+        if websocket is not None:
+            url = "ws://%s:%s%s" % (ws["host"], ws["port"], ws["url"])
+            with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+                websocket.create_connection(url, timeout=10)
+            assert refused.value.status_code == 401
+            websocket.create_connection(url + "?token=" + TOKEN, timeout=10).close()
         assert "refused POST /cfg/node: invalid bearer token" in d.log()
     finally:
         d.stop()
