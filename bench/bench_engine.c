@@ -402,10 +402,13 @@ static void run_once(size_t n, bool next_turn, bool watch_all, bool verbose, str
                                &listener),
            "kraken_store_listen");
     kraken_bus *bus = kraken_engine_bus(run.engine);
-    kraken_subscribe_options mut_opts = {KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION), NULL,
+    kraken_subscribe_options mut_opts = {KRAKEN_SUBSCRIBE_OPTIONS_VERSION,
+                                         KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION), NULL,
                                          (size_t)1 << 24};
-    kraken_subscribe_options sync_opts = {KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC), NULL, 0};
-    kraken_subscribe_options all_opts = {0, NULL, (size_t)1 << 24};
+    kraken_subscribe_options sync_opts = {KRAKEN_SUBSCRIBE_OPTIONS_VERSION,
+                                          KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC), NULL, 0};
+    kraken_subscribe_options all_opts = {KRAKEN_SUBSCRIBE_OPTIONS_VERSION, 0, NULL,
+                                         (size_t)1 << 24};
     kraken_subscription *mut_sub, *sync_sub, *sub = NULL;
     bench_die_on(kraken_bus_subscribe(bus, &mut_opts, on_mutation_event, &run, NULL, &mut_sub),
            "subscribe");

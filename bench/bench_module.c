@@ -229,9 +229,9 @@ int main(int argc, char **argv)
     create_nodes(0, 1001, false);
     create_nodes(100000, sizes[2], true);
     kraken_subscription *mut_sub, *svc_sub;
-    kraken_subscribe_options mo = {.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION),
+    kraken_subscribe_options mo = {.version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION, .types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION),
                                    .queue_limit = 1u << 24};
-    kraken_subscribe_options sv = {.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_SERVICE)};
+    kraken_subscribe_options sv = {.version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION, .types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_SERVICE)};
     bench_die_on(kraken_bus_subscribe(kraken_engine_bus(engine), &mo, on_mutation, NULL, NULL,
                                       &mut_sub),
                  "subscribe");

@@ -12,6 +12,8 @@
  *     --procs W              0: every instance in one process (the default when the fd limit
  *                            allows); W > 0: the root in one process, the children spread over
  *                            W worker processes (default when RLIMIT_NOFILE cannot be raised)
+ *     --intermediates K      two-level: K intermediates (default round(sqrt(N)))
+ *     --log LEVEL            the root and intermediates log to stderr up to LEVEL (log.h)
  *     --sequential-ids       ids that differ only in their last bytes (default: random v4)
  *     --tune-parents BYTES   experiment, not the library's behaviour: after a parent's (root's,
  *                            intermediate's) kraken_sync_new, set its UDP receive buffer to
@@ -166,6 +168,8 @@ typedef struct options {
     unsigned port;
     double join_timeout_s;
     int procs;              /* -1: automatic */
+    size_t intermediates;   /* two-level: 0 = round(sqrt(N)) */
+    int log_level;          /* --log: root and intermediates log to stderr up to this; -1 off */
     long tune_rcvbuf;       /* 0: off */
     rlim_t fd_limit;        /* RLIMIT_NOFILE soft limit in effect */
 } options;
@@ -195,11 +199,14 @@ typedef struct result {
     double create_proc_s;                      /* slowest process's kraken_sync_new calls */
     double rss_join_kib, heap_join_b;          /* per child, after the join */
     double rss_total_mib;                      /* all processes */
+    double root_rss_kib, root_heap_kib;        /* the root process alone (with workers), after
+                                                  the join, from before the root engine */
     int tuned_sockets;                         /* --tune-parents: sockets changed */
     char load_before[64], load_after[64];      /* /proc/loadavg around the run */
     /* totals over all instances at the end */
     uint64_t joins_accepted, joins_refused, peers_lost, full_resends;
     uint64_t dropped_mac, dropped_unknown, dropped_replay, dropped_auth, dropped_malformed;
+    uint64_t dropped_old, apply_failed, accept_errors;
     uint64_t join_lost;
     /* kernel counters over the join and the round trips */
     uint64_t join_listen_overflows, join_rcvbuf_errors, join_backlog_drops;
@@ -234,6 +241,8 @@ typedef struct inst {
     kraken_sync *sync;
     kraken_service *echo;
     char addr[20];
+    bool key_ok;
+    uint8_t key[KRAKEN_SYNC_NODE_KEY_LEN]; /* node key (children), derived as the root would */
 } inst;
 
 /* The state of one process of a run: the coordinator (owner 0) or a worker (owner w + 1). */
@@ -445,7 +454,11 @@ static void format_addr(char *buf, size_t size, uint32_t index)
 static void plan_tree(bench *b, topo t, int workers)
 {
     result *r = b->res;
-    size_t k = t == TOPO_TWO ? (size_t)lround(sqrt((double)b->n)) : 0;
+    size_t k = t != TOPO_TWO             ? 0
+               : b->opt->intermediates > 0 ? b->opt->intermediates
+                                           : (size_t)lround(sqrt((double)b->n));
+    if (k >= b->n)
+        k = b->n > 1 ? b->n - 1 : 1;
     if (t == TOPO_TWO && k < 1)
         k = 1;
     r->n_mid = k;
@@ -471,12 +484,22 @@ static void plan_tree(bench *b, topo t, int workers)
     }
 }
 
+static void log_to_stderr(int level, const char *subsystem, const char *message, void *ud)
+{
+    const inst *x = ud;
+    fprintf(stderr, "[%.1f s, instance %u] %s %s: %s\n", bench_now_s(), x->index,
+            kraken_log_level_name(level), subsystem, message);
+}
+
 static void new_engine(bench *b, inst *x)
 {
     kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
     eo.self_id = x->id;
     eo.start_frozen = x->index != 0;
     die_on(kraken_engine_new(&x->engine, b->base, NULL, &eo), "kraken_engine_new");
+    if (b->opt->log_level >= 0 && (x->index == 0 || x->intermediate))
+        die_on(kraken_engine_set_log(x->engine, b->opt->log_level, log_to_stderr, x, NULL),
+               "kraken_engine_set_log");
 }
 
 /* The root's Cfg: every child node with its parent (parents first). */
@@ -550,6 +573,31 @@ static int lowest_free_fd(void)
     return fd;
 }
 
+/* A child's node key: derived from its parent's key along the tree, from the cluster secret
+ * at the root (doc/PROTOCOL.md 2). Every instance but the root holds only its own. */
+static const uint8_t *node_key(bench *b, inst *x)
+{
+    if (!x->key_ok) {
+        static uint8_t secret[64];
+        static size_t secret_len;
+        if (secret_len == 0) {
+            FILE *f = fopen(b->secret, "rb");
+            secret_len = f != NULL ? fread(secret, 1, sizeof secret, f) : 0;
+            if (f != NULL)
+                fclose(f);
+        }
+        inst *up = &b->v[x->parent];
+        const uint8_t *pk = x->parent == 0 ? secret : node_key(b, up);
+        size_t pk_len = x->parent == 0 ? secret_len : KRAKEN_SYNC_NODE_KEY_LEN;
+        if (kraken_sync_derive_node_key(pk, pk_len, &x->id, x->key) != 0) {
+            fprintf(stderr, "bench_sync: node key: %s\n", kraken_error_last());
+            exit(1);
+        }
+        x->key_ok = true;
+    }
+    return x->key;
+}
+
 static void new_sync(bench *b, inst *x)
 {
     char parent[40];
@@ -558,6 +606,9 @@ static void new_sync(bench *b, inst *x)
     o.port = (uint16_t)b->opt->port;
     o.secret_file = b->secret;
     if (x->index != 0) {
+        o.secret_file = NULL;
+        o.key = node_key(b, x);
+        o.key_len = KRAKEN_SYNC_NODE_KEY_LEN;
         snprintf(parent, sizeof parent, "%s:%u", b->v[x->parent].addr, b->opt->port);
         o.parent_addr = parent;
     }
@@ -1123,8 +1174,11 @@ static void phase_join(bench *b)
     while (!done && bench_now_s() < deadline) {
         done = run_until(b, everyone_joined, next_report < deadline ? next_report : deadline);
         if (!done) {
-            fprintf(stderr, "  %.1f s: root sees %zu/%u children\n", bench_now_s() - t0,
-                    kraken_sync_children(b->v[0].sync), b->v[0].n_kids);
+            size_t so_far = 0;
+            (void)max_since(b->joined_at, b->n, t0, &so_far);
+            fprintf(stderr, "  %.1f s: root sees %zu/%u children, %zu/%zu joined\n",
+                    bench_now_s() - t0, kraken_sync_children(b->v[0].sync), b->v[0].n_kids,
+                    so_far, b->n);
             next_report = bench_now_s() + 2;
         }
     }
@@ -1307,6 +1361,8 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
     watch_workers(b);
 
     inst *root = &b->v[0];
+    long root_rss0 = bench_rss_kib();
+    size_t root_heap0 = bench_heap_bytes();
     new_engine(b, root);
     fill_root_cfg(b);
     new_sync(b, root);
@@ -1316,6 +1372,8 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
         fprintf(stderr, "  %zu child engines created in %.2f s\n", n, bench_now_s() - t0);
 
     phase_join(b);
+    r->root_rss_kib = (double)(bench_rss_kib() - root_rss0);
+    r->root_heap_kib = ((double)bench_heap_bytes() - (double)root_heap0) / 1024.0;
     if (r->ok) {
         for (int k = 0; k < opt->rounds && r->ok; k++)
             phase_round(b, k);
@@ -1332,6 +1390,9 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
     r->dropped_replay = z.all.dropped_replay;
     r->dropped_auth = z.all.dropped_not_authorized;
     r->dropped_malformed = z.all.dropped_malformed;
+    r->dropped_old = z.all.dropped_old;
+    r->apply_failed = z.all.apply_failed;
+    r->accept_errors = z.all.accept_errors;
     if (b->echo_errors)
         fail(b, "%llu echo discoveries failed", (unsigned long long)b->echo_errors);
 
@@ -1432,7 +1493,8 @@ static void usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--topo flat|two|both] [--window S] [--rounds R] [--port P] "
-            "[--join-timeout S] [--procs W] [--sequential-ids] [--tune-parents BYTES] [N ...]\n"
+            "[--join-timeout S] [--procs W] [--intermediates K] [--log LEVEL] [--sequential-ids] "
+            "[--tune-parents BYTES] [N ...]\n"
             "  (N child instances per run, default 1000 10000)\n",
             prog);
     exit(2);
@@ -1457,6 +1519,7 @@ static void parse_args(int argc, char **argv, options *o)
     o->port = KRAKEN_SYNC_DEFAULT_PORT;
     o->join_timeout_s = 120;
     o->procs = -1;
+    o->log_level = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1481,13 +1544,19 @@ static void parse_args(int argc, char **argv, options *o)
         } else if (strcmp(a, "--procs") == 0) {
             o->procs = (int)parse_num(argv[0], val, 0, MAX_WORKERS);
             i++;
+        } else if (strcmp(a, "--log") == 0) {
+            o->log_level = (int)parse_num(argv[0], val, 0, 9);
+            i++;
+        } else if (strcmp(a, "--intermediates") == 0) {
+            o->intermediates = (size_t)parse_num(argv[0], val, 1, 10000);
+            i++;
         } else if (strcmp(a, "--sequential-ids") == 0) {
             sequential_ids = true;
         } else if (strcmp(a, "--tune-parents") == 0) {
             o->tune_rcvbuf = (long)parse_num(argv[0], val, 1, 1 << 30);
             i++;
         } else if (a[0] != '-' && o->n_sizes < MAX_SIZES) {
-            o->sizes[o->n_sizes++] = (size_t)parse_num(argv[0], a, 1, 60000);
+            o->sizes[o->n_sizes++] = (size_t)parse_num(argv[0], a, 1, 250000);
         } else {
             usage(argv[0]);
         }
@@ -1609,14 +1678,22 @@ static void print_details(const options *o, const result *rs, size_t n_rs)
                r->rss_join_kib, r->heap_join_b / 1024.0, r->rss_create_kib,
                r->heap_create_b / 1024.0, r->rss_engine_kib, r->heap_engine_b / 1024.0,
                r->rss_total_mib);
+        if (r->procs > 0)
+            printf("  root process after the join: %.1f MiB RSS, %.1f MiB heap for %zu nodes "
+                   "(%.0f B RSS, %.0f B heap per node: the root's store, engine and sync "
+                   "tables)\n",
+                   r->root_rss_kib / 1024.0, r->root_heap_kib / 1024.0, r->n,
+                   r->root_rss_kib * 1024.0 / (double)r->n,
+                   r->root_heap_kib * 1024.0 / (double)r->n);
         printf("  totals: joins accepted %llu, refused %llu, peers lost %llu, snapshots %llu; "
                "dropped: bad mac %llu, unknown sender %llu, replay %llu, not authorized %llu, "
-               "malformed %llu\n",
+               "malformed %llu, older than applied %llu; store refused %llu; accept errors %llu\n",
                (unsigned long long)r->joins_accepted, (unsigned long long)r->joins_refused,
                (unsigned long long)r->peers_lost, (unsigned long long)r->full_resends,
                (unsigned long long)r->dropped_mac, (unsigned long long)r->dropped_unknown,
                (unsigned long long)r->dropped_replay, (unsigned long long)r->dropped_auth,
-               (unsigned long long)r->dropped_malformed);
+               (unsigned long long)r->dropped_malformed, (unsigned long long)r->dropped_old,
+               (unsigned long long)r->apply_failed, (unsigned long long)r->accept_errors);
         if (o->tune_rcvbuf > 0)
             printf("  --tune-parents: %d parent sockets changed\n", r->tuned_sockets);
         if (!r->ok)

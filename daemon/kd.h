@@ -22,7 +22,6 @@ struct event_base;
 
 #define KD_PROGRAM "kraken-daemon"
 #define KD_REST_DEFAULT_PORT 3141
-#define KD_WEBSOCKET_DEFAULT_PORT 3142
 
 /* ---- config (config.c) --------------------------------------------------------------------- */
 
@@ -57,6 +56,7 @@ typedef struct kd_config {
     char *id;        /* self id; NULL: generated */
     char *ip;        /* sync address; also the self node's kraken interface */
     char *ipapi;     /* REST listen address ("addr" or "addr:port") */
+    int wsport;      /* websocket port; -1: its Cfg config's (3142 when none) */
     int loglevel;    /* 0..9 */
     char *parent;    /* parent address: child mode */
     bool noprefix;
@@ -120,17 +120,23 @@ void kd_log_engine(int level, const char *subsystem, const char *message, void *
 typedef struct kd_state kd_state;
 
 /**
- * Load @p path (if it exists) into @p engine's store: nodes are created, a
- * node with the engine's self id is merged into the self node. Afterwards
- * every Cfg change is written back atomically, @p delay_ms after the last
- * change (kd_state_flush() writes at once). @p path NULL: no persistence.
+ * Load @p path (if it exists) and replay its journal ("<path>.journal") into
+ * @p engine's store: nodes are created, a node with the engine's self id is
+ * merged into the self node; then the state file is rewritten whole.
+ * Afterwards every Cfg change is appended to the journal @p delay_ms after it
+ * happened (kd_state_flush(): at once, durably) and the state file is
+ * rewritten atomically shortly after the changes stop. @p path NULL: no
+ * persistence.
  */
 int kd_state_open(kd_state **out, kraken_engine *engine, struct event_base *base,
                   const char *path, uint64_t delay_ms, char *err, size_t errlen);
-/** Write pending changes now. 0 when nothing was pending or the write succeeded. */
+/** Make pending changes durable now. 0 when nothing was pending or the write succeeded. */
 int kd_state_flush(kd_state *state);
+/** Flush, rewrite the state file (no journal left), stop listening. NULL-safe. */
 void kd_state_close(kd_state *state);
+/** State-file rewrites and journal appends so far (for /metrics). */
 uint64_t kd_state_saves(const kd_state *state);
+uint64_t kd_state_journal_appends(const kd_state *state);
 
 /** Load every "*.json" schema description in @p dir, in name order. */
 int kd_schemas_load_dir(const char *dir, char *err, size_t errlen);
@@ -150,10 +156,19 @@ typedef struct kd_api {
     kraken_engine *engine;
     kraken_store *store;
     kd_state *state;         /* may be NULL */
+    /*
+     * false: kd_rest_dispatch() makes a successful write durable before it returns.
+     * true: it sets kd_response.flush_pending instead, and the caller flushes once for a
+     * batch of answers before it sends them (group commit, rest.c).
+     */
+    bool defer_flush;
     kraken_sync *sync;       /* may be NULL */
     struct kd_metrics *metrics;
     uint16_t (*websocket_port)(void *userdata); /* NULL: from the self node's Cfg */
     void *websocket_userdata;
+    /** More /metrics lines (e.g. the websocket's counters); NULL: none. */
+    void (*metrics_hook)(void *userdata, FILE *out);
+    void *metrics_userdata;
 } kd_api;
 
 /** One request, independent of the HTTP library. */
@@ -174,12 +189,15 @@ typedef struct kd_response {
     const char *allow;   /* Allow header for 405 */
     const char *route;   /* route template for metrics ("/cfg/node/{id}") */
     bool write;          /* the route changes state (needs the token) */
+    bool flush_pending;  /* with kd_api.defer_flush: flush the state before sending */
 } kd_response;
 
 /** Find the route of a request without running it: sets route, write, allow; 0 if found. */
 int kd_route_lookup(const kd_request *req, kd_response *resp);
 /** Answer a request. Always fills @p resp (free its body with free()). */
 void kd_rest_dispatch(kd_api *api, const kd_request *req, kd_response *resp);
+/** Replace an answer by the 500 of a write that could not be made durable. */
+void kd_rest_reply_unsaved(kd_response *resp);
 
 typedef struct kd_metrics kd_metrics;
 int kd_metrics_new(kd_metrics **out);
@@ -211,7 +229,11 @@ typedef struct kd_rest_options {
  * the service starts or its config changes.
  */
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts);
-/** Free; call after kraken_engine_free() (it releases the service handle, see engine.h). */
+/** Replace the bearer token (a copy is kept); only when the API was started with one. */
+int kd_rest_set_token(kd_rest *rest, const char *token);
+/** Make queued write answers durable and send them (before closing the state). */
+void kd_rest_commit(kd_rest *rest);
+/** Close the listener and release the service handle; call after kraken_engine_free(). */
 void kd_rest_free(kd_rest *rest);
 /** Bound port, 0 while not listening. */
 uint16_t kd_rest_port(const kd_rest *rest);

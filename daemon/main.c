@@ -26,6 +26,7 @@
 #include "kd.h"
 #include "services.h"
 
+#define WEBSOCKET_PORT_URL "/Services/websocket/Config/type.googleapis.com/WebSocket.Config/Port"
 #define KRAKEN_IFACE_IP_URL "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
 
 typedef struct daemon_ctx {
@@ -37,7 +38,8 @@ typedef struct daemon_ctx {
     kd_rest *rest;
     kd_metrics *metrics;
     kd_api api;
-    struct event *sig_term, *sig_int;
+    struct event *sig_term, *sig_int, *sig_hup;
+    struct event *watchdog;  /* systemd WatchdogSec=: WATCHDOG=1 at half the interval */
     kraken_subscription *events;
     char *token;
     char *api_host; /* from -ipapi (default 127.0.0.1) */
@@ -99,11 +101,14 @@ static void raise_fd_limit(void)
            (unsigned long long)rl.rlim_max);
 }
 
-static int read_token(const char *path, char **out)
+/* Read a bearer token file; on error a one-line reason in @p err. */
+static int read_token(const char *path, char **out, char *err, size_t errlen)
 {
     FILE *fp = fopen(path, "r");
-    if (!fp)
-        return fail("%s: cannot open the API token file: %s", path, strerror(errno));
+    if (!fp) {
+        snprintf(err, errlen, "%s: cannot open the API token file: %s", path, strerror(errno));
+        return -1;
+    }
     struct stat sb;
     if (fstat(fileno(fp), &sb) == 0 && (sb.st_mode & 077))
         kd_log(KRAKEN_LOG_WARNING, "restapi", "%s: the token file is readable by others "
@@ -116,12 +121,19 @@ static int read_token(const char *path, char **out)
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
                  buf[n - 1] == '\t'))
         buf[--n] = '\0';
-    if (n < 16)
-        return fail("%s: the API token must be at least 16 characters", path);
-    if (strpbrk(buf, " \t\r\n"))
-        return fail("%s: the API token must be one line without blanks", path);
-    *out = strdup(buf);
-    return *out ? 0 : fail("out of memory");
+    if (n < 16) {
+        snprintf(err, errlen, "%s: the API token must be at least 16 characters", path);
+        return -1;
+    }
+    if (strpbrk(buf, " \t\r\n")) {
+        snprintf(err, errlen, "%s: the API token must be one line without blanks", path);
+        return -1;
+    }
+    if (!(*out = strdup(buf))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- the self node ------------------------------------------------------------------------- */
@@ -191,24 +203,41 @@ static int parse_ipapi(daemon_ctx *d)
     return 0;
 }
 
+static bool cfg_state_known(daemon_ctx *d, const char *service_id)
+{
+    char url[256];
+    snprintf(url, sizeof url, "/Services/%s/State", service_id);
+    kraken_value v = KRAKEN_VALUE_INIT;
+    bool known = kraken_store_get_value(kraken_engine_store(d->engine), KRAKEN_CFG,
+                                        kraken_engine_self_id(d->engine), url, &v) == 0 &&
+                 v.type == KRAKEN_T_ENUM && v.v.i != KRAKEN_SERVICE_UNKNOWN;
+    kraken_value_clear(&v);
+    kraken_error_clear();
+    return known;
+}
+
 /* serviceinstances: disable services, disable mutations, override timeouts. */
 static int apply_service_config(daemon_ctx *d)
 {
     for (size_t i = 0; i < d->cfg.n_services; i++) {
         const kd_service_cfg *s = &d->cfg.services[i];
-        kraken_service *svc = kraken_engine_find_service(d->engine, s->id);
-        if (!svc) {
-            kd_log(KRAKEN_LOG_WARNING, "daemon",
-                   "serviceinstances.%s: no such service instance in this daemon; ignored", s->id);
-            continue;
-        }
         char url[256];
         snprintf(url, sizeof url, "/Services/%s/State", s->id);
-        if (set_self_text(d, KRAKEN_CFG, url, s->disable ? "STOP" : "RUN") < 0)
+        /*
+         * A service that is not here yet (an external module) finds its Cfg state and its
+         * mutation overrides waiting when it registers.
+         */
+        if (!kraken_engine_find_service(d->engine, s->id))
+            kd_log(KRAKEN_LOG_NOTICE, "daemon",
+                   "serviceinstances.%s: no such service instance yet; its settings apply when "
+                   "it registers",
+                   s->id);
+        else if (!s->disable && set_self_text(d, KRAKEN_CFG, url, "RUN") < 0)
+            return -1;
+        if (s->disable && set_self_text(d, KRAKEN_CFG, url, "STOP") < 0)
             return -1;
         for (size_t j = 0; j < s->n_mutations; j++) {
             const kd_mutation_cfg *m = &s->mutations[j];
-#ifdef KD_HAVE_MUTATION_OVERRIDES
             if (m->disable && kraken_engine_mutation_disable(d->engine, s->id, m->id, true) < 0)
                 return fail("serviceinstances.%s.mutations.%s: %s", s->id, m->id,
                             kraken_error_last());
@@ -217,13 +246,6 @@ static int apply_service_config(daemon_ctx *d)
                                                    (uint32_t)m->timeout_ms) < 0)
                 return fail("serviceinstances.%s.mutations.%s: %s", s->id, m->id,
                             kraken_error_last());
-#else
-            if (m->disable || m->has_timeout)
-                kd_log(KRAKEN_LOG_WARNING, "daemon",
-                       "serviceinstances.%s.mutations.%s: this libkraken has no mutation "
-                       "overrides; ignored",
-                       s->id, m->id);
-#endif
         }
     }
     return 0;
@@ -294,6 +316,64 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata)
     event_base_loopexit(d->base, NULL);
 }
 
+/* SIGHUP: take a new API token from the token file (rotation without a restart). */
+static void on_sighup(evutil_socket_t sig, short what, void *userdata)
+{
+    (void)sig;
+    (void)what;
+    daemon_ctx *d = userdata;
+    if (!d->cfg.apitokenfile) {
+        kd_log(KRAKEN_LOG_NOTICE, "daemon", "SIGHUP: no -api-token file to reload");
+        return;
+    }
+    char *token = NULL, err[1024];
+    if (read_token(d->cfg.apitokenfile, &token, err, sizeof err) < 0) {
+        kd_log(KRAKEN_LOG_ERROR, "restapi", "SIGHUP: token not reloaded, the previous one stays: %s",
+               err);
+        return;
+    }
+    if (kd_rest_set_token(d->rest, token) < 0) {
+        kd_log(KRAKEN_LOG_ERROR, "restapi", "SIGHUP: token not reloaded: out of memory");
+    } else {
+        kd_log(KRAKEN_LOG_NOTICE, "restapi", "SIGHUP: API token reloaded from %s",
+               d->cfg.apitokenfile);
+#ifdef KD_HAVE_WEBSOCKET
+        if (!d->cfg.apiopenreads && kd_websocket_set_token(d->websocket, token) < 0)
+            kd_log(KRAKEN_LOG_ERROR, "websocket", "SIGHUP: token not set: %s",
+                   kraken_error_last());
+#endif
+        free(d->token);
+        d->token = token;
+        token = NULL;
+    }
+    free(token);
+}
+
+#ifdef KD_HAVE_SYSTEMD
+/* The loop is alive if this timer runs: a hung daemon stops pinging and systemd restarts it. */
+static void on_watchdog(evutil_socket_t fd, short what, void *userdata)
+{
+    (void)fd;
+    (void)what;
+    notify(userdata, "WATCHDOG=1");
+}
+
+static void start_watchdog(daemon_ctx *d)
+{
+    uint64_t usec = 0;
+    if (!d->cfg.sdnotify || sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+        return;
+    struct timeval tv = {(time_t)(usec / 2 / 1000000), (suseconds_t)(usec / 2 % 1000000)};
+    d->watchdog = event_new(d->base, -1, EV_PERSIST, on_watchdog, d);
+    if (!d->watchdog || event_add(d->watchdog, &tv) < 0) {
+        kd_log(KRAKEN_LOG_WARNING, "daemon", "cannot arm the systemd watchdog timer");
+        return;
+    }
+    kd_log(KRAKEN_LOG_INFO, "daemon", "systemd watchdog: pinging every %llu ms",
+           (unsigned long long)(usec / 2000));
+}
+#endif
+
 static void on_rest_started(void *userdata, bool ok)
 {
     daemon_ctx *d = userdata;
@@ -305,12 +385,42 @@ static void on_rest_started(void *userdata, bool ok)
            d->cfg.parent ? "child" : "root", (unsigned)kd_rest_port(d->rest),
            kraken_engine_frozen(d->engine) ? ", frozen" : "");
     notify(d, "READY=1");
+#ifdef KD_HAVE_SYSTEMD
+    start_watchdog(d);
+#endif
 }
 
 #ifdef KD_HAVE_WEBSOCKET
 static uint16_t websocket_port(void *userdata)
 {
     return kd_websocket_port(userdata);
+}
+
+static void websocket_metrics(void *userdata, FILE *out)
+{
+    kd_websocket_stats s;
+    kd_websocket_get_stats(userdata, &s);
+    const struct {
+        const char *name, *type, *help;
+        uint64_t value;
+    } m[] = {
+        {"kraken_websocket_clients", "gauge", "Websocket clients connected now.", s.clients},
+        {"kraken_websocket_accepted_total", "counter", "Websocket handshakes completed.",
+         s.accepted},
+        {"kraken_websocket_rejected_total", "counter", "Websocket handshakes refused.",
+         s.rejected},
+        {"kraken_websocket_events_sent_total", "counter", "Events queued to websocket clients.",
+         s.events_sent},
+        {"kraken_websocket_dropped_slow_total", "counter",
+         "Websocket clients dropped for not keeping up.", s.dropped_slow},
+        {"kraken_websocket_closed_bad_input_total", "counter",
+         "Websocket clients closed for malformed input.", s.closed_bad_input},
+        {"kraken_websocket_bus_dropped_total", "counter",
+         "Events the bus dropped before the websocket saw them.", s.bus_dropped},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        fprintf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name,
+                m[i].type, m[i].name, (unsigned long long)m[i].value);
 }
 #endif
 
@@ -351,8 +461,8 @@ static int start(daemon_ctx *d)
     if (parse_ipapi(d) < 0)
         return -1;
     raise_fd_limit();
-    if (c->apitokenfile && read_token(c->apitokenfile, &d->token) < 0)
-        return -1;
+    if (c->apitokenfile && read_token(c->apitokenfile, &d->token, err, sizeof err) < 0)
+        return fail("%s", err);
     if (c->schemadir && kd_schemas_load_dir(c->schemadir, err, sizeof err) < 0)
         return fail("%s", err);
     if (!(d->base = event_base_new()))
@@ -360,8 +470,9 @@ static int start(daemon_ctx *d)
     /* Before anything can say READY: a SIGTERM right after READY must stop cleanly. */
     d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
-    if (!d->sig_term || !d->sig_int || evsignal_add(d->sig_term, NULL) < 0 ||
-        evsignal_add(d->sig_int, NULL) < 0)
+    d->sig_hup = evsignal_new(d->base, SIGHUP, on_sighup, d);
+    if (!d->sig_term || !d->sig_int || !d->sig_hup || evsignal_add(d->sig_term, NULL) < 0 ||
+        evsignal_add(d->sig_int, NULL) < 0 || evsignal_add(d->sig_hup, NULL) < 0)
         return fail("cannot install signal handlers");
 
     kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
@@ -374,6 +485,7 @@ static int start(daemon_ctx *d)
         return fail("engine: %s", kraken_error_last());
     kraken_engine_set_log(d->engine, c->loglevel, kd_log_engine, NULL, NULL);
     kraken_subscribe_options so = {
+        .version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION,
         .types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC) |
                  KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION)};
     if (kraken_bus_subscribe(kraken_engine_bus(d->engine), &so, on_event, d, NULL, &d->events) <
@@ -394,10 +506,9 @@ static int start(daemon_ctx *d)
     if (kd_rest_new(&d->rest, &d->api, d->base, &ro) < 0)
         return fail("restapi: %s", kraken_error_last());
 #ifdef KD_HAVE_WEBSOCKET
-    if (kd_websocket_new(&d->websocket, d->engine, d->base, c->ipapi ? NULL : "127.0.0.1") < 0)
+    /* The state file may hold the self node's websocket config. */
+    if (kd_websocket_register_schema() < 0)
         return fail("websocket: %s", kraken_error_last());
-    d->api.websocket_port = websocket_port;
-    d->api.websocket_userdata = d->websocket;
 #endif
     if (start_services(d) < 0)
         return -1;
@@ -406,8 +517,31 @@ static int start(daemon_ctx *d)
         return fail("%s", err);
     d->api.state = d->state;
     if (describe_self(d) < 0 || configure_restapi(d) < 0 ||
-        set_self_text(d, KRAKEN_CFG, "/Services/restapi/State", "RUN") < 0 ||
-        apply_service_config(d) < 0)
+        set_self_text(d, KRAKEN_CFG, "/Services/restapi/State", "RUN") < 0)
+        return -1;
+#ifdef KD_HAVE_WEBSOCKET
+    if (c->wsport >= 0) {
+        char port[16];
+        snprintf(port, sizeof port, "%d", c->wsport);
+        if (set_self_text(d, KRAKEN_CFG, WEBSOCKET_PORT_URL, port) < 0)
+            return -1;
+    }
+    /* On the REST API's address, as the original; its port comes from its Cfg config. */
+    if (kd_websocket_new(&d->websocket, d->engine, d->base, d->api_host) < 0)
+        return fail("websocket: %s", kraken_error_last());
+    d->api.websocket_port = websocket_port;
+    d->api.websocket_userdata = d->websocket;
+    d->api.metrics_hook = websocket_metrics;
+    d->api.metrics_userdata = d->websocket;
+    /* The stream only reads: it needs the token when the REST API's reads do. */
+    if (d->token && !c->apiopenreads && kd_websocket_set_token(d->websocket, d->token) < 0)
+        return fail("websocket: %s", kraken_error_last());
+#endif
+    /* The engine's own "sync" service runs unless the config or the state file says otherwise. */
+    if (kraken_engine_find_service(d->engine, "sync") && !cfg_state_known(d, "sync") &&
+        set_self_text(d, KRAKEN_CFG, "/Services/sync/State", "RUN") < 0)
+        return -1;
+    if (apply_service_config(d) < 0)
         return -1;
     if (start_sync(d) < 0)
         return -1;
@@ -421,6 +555,7 @@ static int start(daemon_ctx *d)
 
 static void stop(daemon_ctx *d)
 {
+    kd_rest_commit(d->rest); /* writes answered by the last loop iteration */
     kd_services_stop(d->services); /* module processes first: no orphans, their Dsc STOP */
     if (d->state && kd_state_flush(d->state) == 0)
         kd_log(KRAKEN_LOG_INFO, "state", "state saved");
@@ -439,6 +574,10 @@ static void stop(daemon_ctx *d)
         event_free(d->sig_term);
     if (d->sig_int)
         event_free(d->sig_int);
+    if (d->sig_hup)
+        event_free(d->sig_hup);
+    if (d->watchdog)
+        event_free(d->watchdog);
     if (d->base)
         event_base_free(d->base);
     libevent_global_shutdown();

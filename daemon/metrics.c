@@ -163,7 +163,7 @@ static void render_nodes(text *t, kd_api *api)
     static const char *phys[] = {"PHYS_UNKNOWN", "POWER_OFF", "POWER_ON", "POWER_CYCLE",
                                  "PHYS_HANG", "PHYS_ERROR"};
     static const char *run[] = {"UNKNOWN", "INIT", "SYNC", "ERROR"};
-    uint64_t by_phys[6] = {0}, by_run[4] = {0}, by_plan[7] = {0}, failures = 0;
+    uint64_t by_phys[6] = {0}, by_run[4] = {0}, by_plan[8] = {0}, failures = 0;
     for (size_t i = 0; i < n; i++) {
         kraken_value v = KRAKEN_VALUE_INIT;
         if (kraken_node_get(nodes[i], "/PhysState", &v) == 0 && v.v.i >= 0 && v.v.i < 6)
@@ -175,7 +175,7 @@ static void render_nodes(text *t, kd_api *api)
         kraken_plan_status st;
         memset(&st, 0, sizeof st);
         if (kraken_engine_node_status(api->engine, kraken_node_id(nodes[i]), &st) == 0) {
-            if ((unsigned)st.state < 7)
+            if ((unsigned)st.state < 8)
                 by_plan[st.state]++;
             failures += st.failures;
             kraken_plan_status_clear(&st);
@@ -192,7 +192,7 @@ static void render_nodes(text *t, kd_api *api)
     for (size_t i = 0; i < 4; i++)
         put(t, "kraken_nodes_run_state{state=\"%s\"} %" PRIu64 "\n", run[i], by_run[i]);
     header(t, "kraken_plans", "gauge", "Nodes by plan state.");
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
         put(t, "kraken_plans{state=\"%s\"} %" PRIu64 "\n",
             kraken_plan_state_name((kraken_plan_state)i), by_plan[i]);
     header(t, "kraken_plans_in_flight", "gauge", "Nodes with a mutation step in flight.");
@@ -272,11 +272,26 @@ int kd_metrics_render(kd_metrics *m, kd_api *api, char **out, size_t *len)
     render_nodes(&t, api);
     header(&t, "kraken_frozen", "gauge", "1 while the state engine is frozen.");
     put(&t, "kraken_frozen %d\n", kraken_engine_frozen(api->engine) ? 1 : 0);
-    header(&t, "kraken_state_saves_total", "counter", "State file writes.");
+    header(&t, "kraken_state_saves_total", "counter", "State file rewrites (atomic).");
     put(&t, "kraken_state_saves_total %" PRIu64 "\n", kd_state_saves(api->state));
+    header(&t, "kraken_state_journal_appends_total", "counter",
+           "Durable appends of changed nodes to the state journal.");
+    put(&t, "kraken_state_journal_appends_total %" PRIu64 "\n",
+        kd_state_journal_appends(api->state));
     render_sync(&t, api);
     if (m)
         render_http(&t, m);
+    if (api->metrics_hook) {
+        char *extra = NULL;
+        size_t extra_len = 0;
+        FILE *fp = open_memstream(&extra, &extra_len);
+        if (fp) {
+            api->metrics_hook(api->metrics_userdata, fp);
+            fclose(fp);
+            put(&t, "%s", extra ? extra : "");
+        }
+        free(extra);
+    }
     if (t.failed || !t.buf) {
         free(t.buf);
         return -1;

@@ -167,13 +167,8 @@ static kraken_node *body_node(const kd_request *req, const kraken_uuid *path_id,
 
 static void get_nodes(kd_api *api, kraken_state_kind kind, kd_response *resp)
 {
-    kraken_node **nodes = NULL;
-    size_t n = 0;
     char *text = NULL;
-    int rc = kraken_store_read_all(api->store, kind, &nodes, &n);
-    if (rc == 0)
-        rc = kraken_nodes_to_json(nodes, n, 0, &text);
-    kraken_nodes_free(nodes, n);
+    int rc = kraken_store_to_json(api->store, kind, 0, &text);
     if (rc < 0)
         reply_kraken_error(resp, rc);
     else
@@ -327,7 +322,7 @@ static void bulk(kd_api *api, const kd_request *req, enum bulk_op op, kd_respons
         return;
     }
     kraken_result *results = calloc(n ? n : 1, sizeof *results);
-    kraken_node **done = calloc(n ? n : 1, sizeof *done);
+    kraken_node **done = calloc(n ? n : 1, sizeof *done); /* borrowed from nodes[] */
     size_t n_done = 0;
     if (!results || !done) {
         reply_error(resp, 500, "out of memory");
@@ -345,9 +340,9 @@ static void bulk(kd_api *api, const kd_request *req, enum bulk_op op, kd_respons
             add_item_error(errors, index[i], id,
                            results[i].message ? results[i].message
                                               : kraken_strerror(results[i].code));
-        } else if (kraken_store_read(api->store, kind, kraken_node_id(nodes[i]),
-                                     &done[n_done]) == 0) {
-            n_done++;
+        } else {
+            /* A create or replace stores exactly the given node: answer with it, no re-read. */
+            done[n_done++] = nodes[i];
         }
     }
     kraken_error_clear();
@@ -383,7 +378,7 @@ out:
     if (results)
         kraken_results_clear(results, n);
     free(results);
-    kraken_nodes_free(done, n_done);
+    free(done);
     kraken_nodes_free(nodes, n);
     free(index);
     cJSON_Delete(errors);
@@ -669,6 +664,60 @@ static void h_frozen(kd_api *api, const kd_request *req, const kraken_uuid *id, 
     reply_frozen(api, resp);
 }
 
+/* ---- mutations ---------------------------------------------------------------------------- */
+
+static cJSON *facts_json(const kraken_fact *facts, size_t n)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddStringToObject(o, facts[i].url, facts[i].value ? facts[i].value : "");
+    return o;
+}
+
+/* Every declared mutation with the overrides in force (serviceinstances.<id>.mutations). */
+static void h_mutations(kd_api *api, const kd_request *req, const kraken_uuid *id,
+                        kd_response *resp)
+{
+    (void)req;
+    (void)id;
+    static const char *contexts[] = {"SELF", "CHILD", "ALL"};
+    kraken_mutation_info *infos = NULL;
+    size_t n = 0;
+    int rc = kraken_mutation_set_list(kraken_engine_mutations(api->engine), &infos, &n);
+    if (rc < 0) {
+        reply_kraken_error(resp, rc);
+        return;
+    }
+    cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "mutations");
+    for (size_t i = 0; i < n; i++) {
+        const kraken_mutation_info *m = &infos[i];
+        cJSON *o = cJSON_CreateObject(), *mutates = cJSON_CreateArray();
+        cJSON_AddStringToObject(o, "service", m->service_id);
+        cJSON_AddStringToObject(o, "id", m->mutation_id);
+        for (size_t j = 0; j < m->n_mutates; j++) {
+            cJSON *mu = cJSON_CreateObject();
+            cJSON_AddStringToObject(mu, "url", m->mutates[j].url);
+            cJSON_AddStringToObject(mu, "from", m->mutates[j].from ? m->mutates[j].from : "");
+            cJSON_AddStringToObject(mu, "to", m->mutates[j].to ? m->mutates[j].to : "");
+            cJSON_AddItemToArray(mutates, mu);
+        }
+        cJSON_AddItemToObject(o, "mutates", mutates);
+        cJSON_AddItemToObject(o, "requires", facts_json(m->requires, m->n_requires));
+        cJSON_AddItemToObject(o, "excludes", facts_json(m->excludes, m->n_excludes));
+        cJSON_AddStringToObject(o, "context", (unsigned)m->context < 3 ? contexts[m->context]
+                                                                       : "UNKNOWN");
+        cJSON_AddNumberToObject(o, "timeoutMs", m->timeout_ms);
+        cJSON_AddNumberToObject(o, "declaredTimeoutMs", m->declared_timeout_ms);
+        if (m->fail_to.url)
+            cJSON_AddItemToObject(o, "failTo", facts_json(&m->fail_to, 1));
+        cJSON_AddNumberToObject(o, "cost", m->cost);
+        cJSON_AddBoolToObject(o, "disabled", m->disabled);
+        cJSON_AddItemToArray(list, o);
+    }
+    kraken_mutation_infos_free(infos, n);
+    reply_cjson(resp, 200, root);
+}
+
 /* ---- enumerables, websocket, metrics ------------------------------------------------------- */
 
 /* snake_case -> lowerCamel ("dns_nameservers" -> "dnsNameservers"), as the JSON names. */
@@ -755,10 +804,13 @@ static void h_ws(kd_api *api, const kd_request *req, const kraken_uuid *id, kd_r
         reply_error(resp, 503, "no websocket service is running on this instance");
         return;
     }
-    char port_text[16];
+    char port_text[16], host[300];
     snprintf(port_text, sizeof port_text, "%d", port);
+    const char *h = req->host && *req->host ? req->host : "127.0.0.1";
+    /* Clients build "ws://HOST:PORT/ws": an IPv6 address needs its brackets. */
+    snprintf(host, sizeof host, strchr(h, ':') ? "[%s]" : "%s", h);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "host", req->host && *req->host ? req->host : "127.0.0.1");
+    cJSON_AddStringToObject(o, "host", host);
     cJSON_AddStringToObject(o, "port", port_text); /* a string, as the original sent it */
     cJSON_AddStringToObject(o, "url", "/ws");
     reply_cjson(resp, 200, o);
@@ -800,6 +852,7 @@ static const route routes[] = {
     {"/graph/json", "GET, OPTIONS", {{"GET", h_graph, false}}},
     {"/graph/node/{id}/json", "GET, OPTIONS", {{"GET", h_graph_node, false}}},
     {"/graph/node/{id}/path", "GET, OPTIONS", {{"GET", h_graph_path, false}}},
+    {"/mutations", "GET, OPTIONS", {{"GET", h_mutations, false}}},
     /* The original froze and thawed on GET; POST is accepted too. Both change state. */
     {"/sme/freeze", "GET, POST, OPTIONS", {{"GET", h_freeze, true}, {"POST", h_freeze, true}}},
     {"/sme/thaw", "GET, POST, OPTIONS", {{"GET", h_thaw, true}, {"POST", h_thaw, true}}},
@@ -842,6 +895,9 @@ static const route *find_route(const char *path, char *param, size_t param_len)
 
 static const method_handler *find_method(const route *r, const char *method)
 {
+    /* HEAD is GET without the body (evhttp leaves the body out of the answer). */
+    if (strcmp(method, "HEAD") == 0)
+        method = "GET";
     for (size_t i = 0; i < 5 && r->methods[i].method; i++)
         if (strcmp(r->methods[i].method, method) == 0)
             return &r->methods[i];
@@ -892,7 +948,16 @@ void kd_rest_dispatch(kd_api *api, const kd_request *req, kd_response *resp)
     m->fn(api, req, idp, resp);
     kraken_error_clear();
     /* An acknowledged write is on disk: a kill -9 right after the answer loses nothing. */
-    if (m->write && resp->status < 300 && api->state && kd_state_flush(api->state) < 0)
-        reply_error(resp, 500, "the change was applied but could not be saved to the state "
-                               "file (see the daemon's log)");
+    if (!m->write || resp->status >= 300 || !api->state)
+        return;
+    if (api->defer_flush)
+        resp->flush_pending = true;
+    else if (kd_state_flush(api->state) < 0)
+        kd_rest_reply_unsaved(resp);
+}
+
+void kd_rest_reply_unsaved(kd_response *resp)
+{
+    reply_error(resp, 500, "the change was applied but could not be saved to the state "
+                           "file (see the daemon's log)");
 }

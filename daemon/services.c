@@ -576,7 +576,7 @@ int kd_services_new(kd_services **out, kraken_engine *engine, struct event_base 
         return -1;
     }
     m->sigchld = evsignal_new(base, SIGCHLD, on_sigchld, m);
-    kraken_subscribe_options sub = {.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_CHANGE),
+    kraken_subscribe_options sub = {.version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION, .types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_CHANGE),
                                     .url_pattern = "/Services/*"};
     if (!m->sigchld || evsignal_add(m->sigchld, NULL) < 0 ||
         kraken_bus_subscribe(kraken_engine_bus(engine), &sub, on_cfg_change, m, NULL,

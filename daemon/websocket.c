@@ -9,13 +9,15 @@
  * never touches the socket. Sec-WebSocket-Accept is nettle's SHA-1 + base64.
  *
  * Events come from one bus subscription held while at least one client is
- * connected. Each event is formatted once (only if some client wants its
- * type) and queued to every subscribed client. A client whose output buffer
+ * connected. Each event is formatted and framed (wslay's frame encoder) once,
+ * only if some client wants its type, and the frame is appended to every
+ * subscribed client's output buffer. A client whose output buffer
  * would exceed the queue limit, or whose socket makes no write progress for
  * writeWait, is a slow consumer: it is sent a 1008 close frame and dropped,
  * and the other clients and the daemon carry on.
  */
 #include "websocket.h"
+#include "ws_proto.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -26,9 +28,8 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
-#include <nettle/base64.h>
-#include <nettle/sha1.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,10 +46,10 @@
 #define CONFIG_FIELD_URL(field) CONFIG_URL "/" KRAKEN_TYPE_URL_PREFIX CONFIG_SCHEMA "/" field
 #define STATE_URL "/Services/" SERVICE_ID "/State"
 #define WS_PATH "/ws"
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 #define HANDSHAKE_MAX_BYTES 8192
-#define HANDSHAKE_TIMEOUT_S 10
+/* The upgrade request must be complete within this long (or pongWait, if shorter). */
+#define HANDSHAKE_TIMEOUT_MS 10000
 /* Once a close frame is queued, how long the peer gets to read it and answer. */
 #define CLOSE_GRACE_MAX_MS 5000
 /* Events the bus may hold for this module between two loop iterations. */
@@ -58,9 +59,7 @@
 /* RFC 6455 5.5: a control frame's payload is at most 125 bytes; 2 go to the status code. */
 #define CLOSE_REASON_MAX 123
 
-#define EVENT_TYPES                                                                                \
-    (KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_CHANGE) | KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_MUTATION) | \
-     KRAKEN_EVENT_MASK(KRAKEN_EVENT_DISCOVERY))
+#define EVENT_TYPES KD_WS_EVENT_TYPES
 
 /* Effective WebSocket.Config, durations in milliseconds. */
 typedef struct ws_config {
@@ -106,6 +105,13 @@ struct kd_websocket {
     size_t queue_limit;
     uint64_t bus_dropped_seen;
     kd_websocket_stats stats;
+    bool freeing; /* inside kd_websocket_free() */
+    char *token;  /* bearer token the upgrade must carry, or NULL */
+    wslay_frame_context_ptr framer; /* frames each event once (see frame_text()) */
+    struct frame_buf {
+        uint8_t *bytes;
+        size_t len, cap;
+    } frame;
 };
 
 static const ws_config default_config = {
@@ -136,60 +142,10 @@ static struct timeval ms_to_tv(uint32_t ms)
     return tv;
 }
 
-/* ---- Go durations ("10s", "1m30s", "500ms") -------------------------------------------------- */
-
-/*
- * Parse a Go duration string into milliseconds (rounded up to whole ms).
- * Accepts what Go's time.ParseDuration accepts for non-negative values:
- * one or more decimal numbers with optional fraction, each followed by a
- * unit ns, us, µs, ms, s, m or h; "0" alone is zero.
- */
-static int parse_go_duration(const char *text, uint64_t *out_ms)
+static uint32_t handshake_timeout_ms(const kd_websocket *ws)
 {
-    static const struct {
-        const char *unit;
-        double ns;
-    } units[] = {
-        {"ns", 1.0}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3},
-        {"ms", 1e6}, {"s", 1e9},  {"m", 60e9},         {"h", 3600e9},
-    };
-    const char *p = text;
-    if (*p == '+')
-        p++;
-    if (strcmp(p, "0") == 0) {
-        *out_ms = 0;
-        return 0;
-    }
-    if (!*p)
-        return -1;
-    double total_ns = 0;
-    while (*p) {
-        if (!isdigit((unsigned char)*p) && *p != '.')
-            return -1;
-        char *end;
-        double v = strtod(p, &end);
-        if (end == p)
-            return -1;
-        p = end;
-        size_t best = 0, best_len = 0;
-        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-            size_t len = strlen(units[i].unit);
-            if (strncmp(p, units[i].unit, len) == 0 && len > best_len) {
-                best = i;
-                best_len = len;
-            }
-        }
-        if (best_len == 0)
-            return -1;
-        /* "m" must not swallow the "m" of "ms": longest match above handles it */
-        total_ns += v * units[best].ns;
-        p += best_len;
-    }
-    double ms = total_ns / 1e6;
-    if (ms > (double)UINT32_MAX)
-        return -1;
-    *out_ms = (uint64_t)ms + ((double)(uint64_t)ms < ms ? 1 : 0);
-    return 0;
+    return ws->cfg.pong_wait_ms < HANDSHAKE_TIMEOUT_MS ? ws->cfg.pong_wait_ms
+                                                       : HANDSHAKE_TIMEOUT_MS;
 }
 
 /* ---- config ---------------------------------------------------------------------------------- */
@@ -236,7 +192,7 @@ static int read_duration(kd_websocket *ws, const char *field, uint32_t def, uint
     *out = def;
     if (v.type == KRAKEN_T_STRING && v.v.str.len > 0) {
         uint64_t ms;
-        if (parse_go_duration(v.v.str.data, &ms) != 0 || ms == 0) {
+        if (kd_ws_parse_duration(v.v.str.data, &ms) != 0 || ms == 0) {
             snprintf(why, why_len,
                      CONFIG_SCHEMA " %s \"%.40s\": not a positive Go duration (e.g. \"10s\", "
                                    "\"1m30s\", \"500ms\")",
@@ -470,86 +426,15 @@ static ssize_t wslay_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, s
     return (ssize_t)len;
 }
 
-static const char *type_names_expected =
-    "expected \"STATE_CHANGE\", \"STATE_MUTATION\", \"DISCOVERY\" or \"ALL\"";
-
-/* Mask of the event type a subscribe message names, or 0 (and a reason) when it names none. */
-static unsigned parse_type(const cJSON *type, char *why, size_t why_len)
-{
-    if (cJSON_IsString(type)) {
-        const char *s = type->valuestring;
-        if (strcasecmp(s, "ALL") == 0)
-            return EVENT_TYPES;
-        kraken_event_type t;
-        if (kraken_event_type_parse(s, &t) == 0 && (KRAKEN_EVENT_MASK(t) & EVENT_TYPES))
-            return KRAKEN_EVENT_MASK(t);
-        kraken_error_clear();
-        snprintf(why, why_len, "unknown event type \"%.32s\" (%s)", s, type_names_expected);
-        return 0;
-    }
-    if (cJSON_IsNumber(type)) {
-        double d = type->valuedouble;
-        if (d == 6) /* the original's Event_ALL */
-            return EVENT_TYPES;
-        if (d >= 0 && d < 32 && d == (unsigned)d && (KRAKEN_EVENT_MASK((unsigned)d) & EVENT_TYPES))
-            return KRAKEN_EVENT_MASK((unsigned)d);
-        snprintf(why, why_len, "unknown event type %g (%s)", d, type_names_expected);
-        return 0;
-    }
-    snprintf(why, why_len, "missing or non-string \"type\" (%s)", type_names_expected);
-    return 0;
-}
-
-/* 0 = subscribe, 1 = unsubscribe, -1 = invalid. An absent command subscribes, as the
- * original (its zero value). */
-static int parse_command(const cJSON *cmd, char *why, size_t why_len)
-{
-    if (!cmd)
-        return 0;
-    if (cJSON_IsNumber(cmd) && (cmd->valuedouble == 0 || cmd->valuedouble == 1))
-        return (int)cmd->valuedouble;
-    if (cJSON_IsString(cmd)) {
-        if (strcasecmp(cmd->valuestring, "SUBSCRIBE") == 0)
-            return 0;
-        if (strcasecmp(cmd->valuestring, "UNSUBSCRIBE") == 0)
-            return 1;
-    }
-    char *shown = cJSON_PrintUnformatted(cmd);
-    snprintf(why, why_len, "unknown command %.32s (expected 0, 1, \"SUBSCRIBE\" or \"UNSUBSCRIBE\")",
-             shown ? shown : "?");
-    free(shown);
-    return -1;
-}
-
 static void handle_text(ws_client *c, const uint8_t *msg, size_t len)
 {
     char why[CLOSE_REASON_MAX + 1];
-    cJSON *root = cJSON_ParseWithLength((const char *)msg, len);
-    if (!root) {
-        const char *at = cJSON_GetErrorPtr();
-        size_t pos = at && at >= (const char *)msg && at <= (const char *)msg + len
-                         ? (size_t)(at - (const char *)msg)
-                         : 0;
+    unsigned mask = 0;
+    uint16_t code = 0;
+    int command = kd_ws_parse_subscribe((const char *)msg, len, &mask, &code, why, sizeof why);
+    if (command < 0) {
         c->ws->stats.closed_bad_input++;
-        client_close(c, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid JSON near byte %zu", pos);
-        return;
-    }
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        c->ws->stats.closed_bad_input++;
-        client_close(c, WSLAY_CODE_POLICY_VIOLATION,
-                     "expected a JSON object {\"command\": ..., \"type\": ...}");
-        return;
-    }
-    int command = parse_command(cJSON_GetObjectItemCaseSensitive(root, "command"), why,
-                                sizeof why);
-    unsigned mask = command < 0 ? 0
-                                : parse_type(cJSON_GetObjectItemCaseSensitive(root, "type"), why,
-                                             sizeof why);
-    cJSON_Delete(root);
-    if (command < 0 || mask == 0) {
-        c->ws->stats.closed_bad_input++;
-        client_close(c, WSLAY_CODE_POLICY_VIOLATION, "%s", why);
+        client_close(c, code, "%s", why);
         return;
     }
     if (command == 0)
@@ -594,28 +479,22 @@ static const struct wslay_event_callbacks wslay_callbacks = {
 
 /* ---- clients --------------------------------------------------------------------------------- */
 
-static void subscription_destroyed(void *userdata)
-{
-    kd_websocket *ws = userdata;
-    ws->sub = NULL;
-}
-
 static void on_event(const kraken_event *ev, void *userdata);
 
 static void update_subscription(kd_websocket *ws)
 {
-    if (ws->stats.clients > 0 && !ws->sub) {
+    if (ws->stats.clients > 0 && !ws->sub && ws->engine) {
         kraken_subscribe_options opts = {
-            .types = EVENT_TYPES, .url_pattern = NULL, .queue_limit = BUS_QUEUE_LIMIT};
-        if (kraken_bus_subscribe(kraken_engine_bus(ws->engine), &opts, on_event, ws,
-                                 subscription_destroyed, &ws->sub) < 0) {
+            .version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION, .types = EVENT_TYPES, .url_pattern = NULL, .queue_limit = BUS_QUEUE_LIMIT};
+        if (kraken_bus_subscribe(kraken_engine_bus(ws->engine), &opts, on_event, ws, NULL,
+                                 &ws->sub) < 0) {
             ws_log(ws, KRAKEN_LOG_ERROR, "cannot subscribe to the event bus: %s",
                    kraken_error_last());
             kraken_error_clear();
         }
         ws->bus_dropped_seen = 0;
     } else if (ws->stats.clients == 0 && ws->sub) {
-        kraken_subscription_remove(ws->sub); /* destroy hook clears ws->sub */
+        kraken_subscription_remove(ws->sub);
         ws->sub = NULL;
     }
 }
@@ -743,8 +622,8 @@ static void client_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (c->phase == PHASE_HANDSHAKE)
-        ws_log(c->ws, KRAKEN_LOG_INFO, "client %s: no complete upgrade request within %d s",
-               c->peer, HANDSHAKE_TIMEOUT_S);
+        ws_log(c->ws, KRAKEN_LOG_INFO, "client %s: no complete upgrade request within %u ms",
+               c->peer, handshake_timeout_ms(c->ws));
     client_free(c); /* handshake or close grace time over */
 }
 
@@ -788,101 +667,9 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 
 /* ---- the HTTP upgrade ------------------------------------------------------------------------ */
 
-typedef struct upgrade_request {
-    char method[16];
-    char path[256];
-    bool upgrade_websocket;
-    bool connection_upgrade;
-    char version[16];
-    char key[64];
-} upgrade_request;
-
-static bool has_token(const char *list, const char *token)
+static const char *ws_token(const kd_websocket *ws)
 {
-    size_t tl = strlen(token);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if ((size_t)(end - start) == tl && strncasecmp(start, token, tl) == 0)
-            return true;
-    }
-    return false;
-}
-
-static void copy_trimmed(char *dst, size_t cap, const char *src)
-{
-    while (*src == ' ' || *src == '\t')
-        src++;
-    size_t n = strlen(src);
-    while (n > 0 && (src[n - 1] == ' ' || src[n - 1] == '\t'))
-        n--;
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
-/* Parse the request head (NUL-terminated, lines end in CRLF). False if malformed. */
-static bool parse_upgrade(char *head, upgrade_request *r)
-{
-    memset(r, 0, sizeof *r);
-    char *save = NULL;
-    char *line = strtok_r(head, "\r\n", &save);
-    if (!line)
-        return false;
-    char target[1024], proto[16];
-    if (sscanf(line, "%15s %1023s %15s", r->method, target, proto) != 3 ||
-        strncmp(proto, "HTTP/1.", 7) != 0)
-        return false;
-    char *q = strchr(target, '?');
-    if (q)
-        *q = '\0';
-    copy_trimmed(r->path, sizeof r->path, target);
-    while ((line = strtok_r(NULL, "\r\n", &save))) {
-        char *colon = strchr(line, ':');
-        if (!colon)
-            return false;
-        *colon = '\0';
-        const char *value = colon + 1;
-        if (strcasecmp(line, "Upgrade") == 0)
-            r->upgrade_websocket = has_token(value, "websocket");
-        else if (strcasecmp(line, "Connection") == 0)
-            r->connection_upgrade = has_token(value, "upgrade");
-        else if (strcasecmp(line, "Sec-WebSocket-Version") == 0)
-            copy_trimmed(r->version, sizeof r->version, value);
-        else if (strcasecmp(line, "Sec-WebSocket-Key") == 0)
-            copy_trimmed(r->key, sizeof r->key, value);
-    }
-    return true;
-}
-
-/* RFC 6455 4.1: the key is 16 random bytes in base64, i.e. 22 characters and "==". */
-static bool key_valid(const char *key)
-{
-    if (strlen(key) != 24 || strcmp(key + 22, "==") != 0)
-        return false;
-    for (size_t i = 0; i < 22; i++)
-        if (!isalnum((unsigned char)key[i]) && key[i] != '+' && key[i] != '/')
-            return false;
-    return true;
-}
-
-static void accept_key(const char *key, char out[BASE64_ENCODE_RAW_LENGTH(SHA1_DIGEST_SIZE) + 1])
-{
-    struct sha1_ctx sha;
-    uint8_t digest[SHA1_DIGEST_SIZE];
-    sha1_init(&sha);
-    sha1_update(&sha, strlen(key), (const uint8_t *)key);
-    sha1_update(&sha, sizeof WS_GUID - 1, (const uint8_t *)WS_GUID);
-    sha1_digest(&sha, sizeof digest, digest);
-    base64_encode_raw(out, sizeof digest, digest);
-    out[BASE64_ENCODE_RAW_LENGTH(SHA1_DIGEST_SIZE)] = '\0';
+    return ws->token;
 }
 
 /* Answer a refused upgrade with an HTTP error and a JSON body, then close. */
@@ -905,7 +692,7 @@ static void http_refuse(ws_client *c, int status, const char *status_text, const
                         "Content-Length: %zu\r\n\r\n%s\n",
                         status, status_text, extra ? extra : "", body ? strlen(body) + 1 : 1,
                         body ? body : "");
-    free(body);
+    cJSON_free(body);
     c->ws->stats.rejected++;
     ws_log(c->ws, KRAKEN_LOG_INFO, "refused upgrade from %s: %d %s", c->peer, status, msg);
     c->http_only = true;
@@ -918,8 +705,8 @@ static void http_refuse(ws_client *c, int status, const char *status_text, const
 static void client_open(ws_client *c, const char *key)
 {
     kd_websocket *ws = c->ws;
-    char accept[BASE64_ENCODE_RAW_LENGTH(SHA1_DIGEST_SIZE) + 1];
-    accept_key(key, accept);
+    char accept[KD_WS_ACCEPT_LEN + 1];
+    kd_ws_accept_key(key, accept);
     if (wslay_event_context_server_init(&c->wslay, &wslay_callbacks, c) != 0) {
         c->wslay = NULL;
         http_refuse(c, 503, "Service Unavailable", NULL, "websocket: out of memory");
@@ -967,8 +754,8 @@ static void handshake_read(ws_client *c)
     }
     evbuffer_remove(in, head, head_len);
     head[head_len] = '\0';
-    upgrade_request r;
-    bool ok = parse_upgrade(head, &r);
+    kd_ws_upgrade r;
+    bool ok = kd_ws_parse_upgrade(head, &r);
     free(head);
     if (!ok)
         http_refuse(c, 400, "Bad Request", NULL, "websocket: malformed HTTP request head");
@@ -986,7 +773,11 @@ static void handshake_read(ws_client *c)
         http_refuse(c, 426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n",
                     "websocket: unsupported Sec-WebSocket-Version \"%.8s\" (13 required)",
                     r.version);
-    else if (!key_valid(r.key))
+    else if (!kd_ws_token_ok(&r, ws_token(c->ws)))
+        http_refuse(c, 401, "Unauthorized", "WWW-Authenticate: Bearer realm=\"kraken\"\r\n",
+                    "websocket: this event stream needs a bearer token (Authorization: Bearer "
+                    "<token>, or ?token=<token> from a browser)");
+    else if (!kd_ws_key_valid(r.key))
         http_refuse(c, 400, "Bad Request", NULL,
                     "websocket: missing or malformed Sec-WebSocket-Key (16 bytes in base64)");
     else {
@@ -1047,6 +838,9 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
         ws_log(ws, KRAKEN_LOG_ERROR, "out of memory accepting a websocket client");
         return;
     }
+    /* Events are small frames that should leave at once, not wait for Nagle's timer. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->ws = ws;
     c->bev = bev;
     c->timer = timer;
@@ -1057,7 +851,7 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
         ws->clients->prev = c;
     ws->clients = c;
     bufferevent_setcb(bev, client_read_cb, client_write_cb, client_event_cb, c);
-    struct timeval hs = {.tv_sec = HANDSHAKE_TIMEOUT_S, .tv_usec = 0};
+    struct timeval hs = ms_to_tv(handshake_timeout_ms(ws));
     event_add(timer, &hs);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
@@ -1074,6 +868,51 @@ static void drop_slow(ws_client *c, size_t queued)
                  "slow consumer: more than %zu bytes of events queued", c->ws->queue_limit);
 }
 
+/*
+ * One event, framed once: server frames are unmasked, so the bytes are the
+ * same for every client and are copied into each one's output buffer. (Small
+ * copies into contiguous buffers measured cheaper than sharing the frame by
+ * reference, which makes a chain per event per client.)
+ */
+typedef struct frame_buf frame_buf;
+
+/* wslay's frame encoder writes the header and payload here. */
+static ssize_t frame_sink_cb(const uint8_t *data, size_t len, int flags, void *user_data)
+{
+    (void)flags;
+    frame_buf *f = user_data;
+    if (len > f->cap - f->len)
+        return -1;
+    memcpy(f->bytes + f->len, data, len);
+    f->len += len;
+    return (ssize_t)len;
+}
+
+static bool frame_text(kd_websocket *ws, const char *msg, size_t len)
+{
+    frame_buf *f = &ws->frame;
+    if (f->cap < len + 14) { /* 14: the largest frame header */
+        uint8_t *bigger = realloc(f->bytes, len + 14);
+        if (!bigger)
+            return false;
+        f->bytes = bigger;
+        f->cap = len + 14;
+    }
+    f->len = 0;
+    struct wslay_frame_iocb iocb = {.fin = 1, .opcode = WSLAY_TEXT_FRAME, .payload_length = len,
+                                    .mask = 0, .data = (const uint8_t *)msg, .data_length = len};
+    size_t sent = 0;
+    do {
+        ssize_t n = wslay_frame_send(ws->framer, &iocb);
+        if (n < 0)
+            return false;
+        sent += (size_t)n;
+        iocb.data += n;
+        iocb.data_length -= (size_t)n;
+    } while (sent < len);
+    return true;
+}
+
 static void on_event(const kraken_event *ev, void *userdata)
 {
     kd_websocket *ws = userdata;
@@ -1086,29 +925,35 @@ static void on_event(const kraken_event *ev, void *userdata)
         ws->bus_dropped_seen = dropped;
     }
     unsigned mask = KRAKEN_EVENT_MASK(ev->type);
-    char *msg = NULL;
-    size_t len = 0;
+    bool framed = false;
     for (ws_client *c = ws->clients, *next; c; c = next) {
         next = c->next;
         if (c->phase != PHASE_OPEN || !(c->subs & mask))
             continue;
-        if (!msg && !(msg = format_event(ev, &len)))
-            return;
-        size_t queued = evbuffer_get_length(bufferevent_get_output(c->bev));
-        if (queued + len > ws->queue_limit) {
+        if (!framed) { /* formatted only when someone wants it */
+            size_t len = 0;
+            char *msg = format_event(ev, &len);
+            framed = msg && frame_text(ws, msg, len);
+            cJSON_free(msg);
+            if (!framed) {
+                ws_log(ws, KRAKEN_LOG_ERROR, "out of memory formatting an event");
+                return;
+            }
+        }
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        size_t queued = evbuffer_get_length(out);
+        if (queued + ws->frame.len > ws->queue_limit) {
             drop_slow(c, queued);
             continue;
         }
-        struct wslay_event_msg m = {
-            .opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)msg, .msg_length = len};
-        if (wslay_event_queue_msg(c->wslay, &m) != 0) {
+        /* wslay's own queue is always empty here (its frames go out whole, at once), so a
+         * data frame added behind it cannot split one of its control frames. */
+        if (evbuffer_add(out, ws->frame.bytes, ws->frame.len) != 0) {
             client_free(c);
             continue;
         }
         ws->stats.events_sent++;
-        client_pump(c, false);
     }
-    cJSON_free(msg);
 }
 
 /* ---- the listener ---------------------------------------------------------------------------- */
@@ -1287,10 +1132,19 @@ static void svc_config_changed(kraken_service *svc, const kraken_value *config, 
         kraken_service_set_state(svc, KRAKEN_SERVICE_RUN, NULL);
 }
 
+/*
+ * The service is gone: removed by kd_websocket_free(), or by the engine being
+ * freed (or someone removing it) first. In the latter case nothing may touch
+ * the engine any more: stop listening and let the clients go.
+ */
 static void service_destroyed(void *userdata)
 {
     kd_websocket *ws = userdata;
-    ws->service = NULL;
+    ws->engine = NULL; /* the handles (service, subscription) stay ours to remove */
+    if (ws->freeing)
+        return;
+    close_all_clients(ws, WSLAY_CODE_GOING_AWAY, "websocket service removed");
+    listener_close(ws);
 }
 
 /* ---- public API ------------------------------------------------------------------------------ */
@@ -1307,6 +1161,13 @@ int kd_websocket_new(kd_websocket **out, kraken_engine *engine, struct event_bas
         !(ws->accept_pause = evtimer_new(base, accept_resume_cb, ws))) {
         if (ws)
             free(ws->bind_addr);
+        free(ws);
+        return kraken_error_set(KRAKEN_ENOMEM, "kd_websocket_new: out of memory");
+    }
+    static const struct wslay_frame_callbacks framer_callbacks = {.send_callback = frame_sink_cb};
+    if (wslay_frame_context_init(&ws->framer, &framer_callbacks, &ws->frame) != 0) {
+        event_free(ws->accept_pause);
+        free(ws->bind_addr);
         free(ws);
         return kraken_error_set(KRAKEN_ENOMEM, "kd_websocket_new: out of memory");
     }
@@ -1341,6 +1202,7 @@ void kd_websocket_free(kd_websocket *ws)
 {
     if (!ws)
         return;
+    ws->freeing = true;
     /* Tell open clients why they go (best effort: whatever the socket takes now). */
     for (ws_client *c = ws->clients; c; c = c->next) {
         if (c->phase == PHASE_OPEN && c->wslay) {
@@ -1353,16 +1215,16 @@ void kd_websocket_free(kd_websocket *ws)
     }
     while (ws->clients)
         client_free(ws->clients);
-    if (ws->sub)
-        kraken_subscription_remove(ws->sub);
     listener_close(ws);
     if (ws->accept_pause)
         event_free(ws->accept_pause);
-    if (ws->service) {
-        kraken_service *svc = ws->service;
-        ws->service = NULL;
-        kraken_service_remove(svc); /* its destroy hook only clears a pointer */
-    }
+    ws->accept_pause = NULL;
+    /* Both handles are released here even when the engine (and its bus) went first. */
+    kraken_subscription_remove(ws->sub);
+    kraken_service_remove(ws->service);
+    wslay_frame_context_free(ws->framer);
+    free(ws->frame.bytes);
+    free(ws->token);
     free(ws->bind_addr);
     free(ws);
 }
@@ -1370,6 +1232,18 @@ void kd_websocket_free(kd_websocket *ws)
 uint16_t kd_websocket_port(const kd_websocket *ws)
 {
     return ws && ws->listener ? ws->port : 0;
+}
+
+int kd_websocket_set_token(kd_websocket *ws, const char *token)
+{
+    if (!ws)
+        return kraken_error_set(KRAKEN_EINVAL, "kd_websocket_set_token: no websocket");
+    char *copy = NULL;
+    if (token && *token && !(copy = strdup(token)))
+        return kraken_error_set(KRAKEN_ENOMEM, "kd_websocket_set_token: out of memory");
+    free(ws->token);
+    ws->token = copy;
+    return 0;
 }
 
 void kd_websocket_set_queue_limit(kd_websocket *ws, size_t bytes)

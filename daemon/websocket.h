@@ -57,13 +57,24 @@ int kd_websocket_register_schema(void);
 
 /**
  * Close every client and the listener and remove the service instance from
- * the self node (Cfg and Dsc: save state before). Call before freeing the
- * engine. NULL-safe.
+ * the self node (Cfg and Dsc: save state before). Either order with the
+ * engine's free works: when the engine goes first, the module stops listening
+ * and lets its clients go (close 1001) at once, and this call only releases
+ * what is left. NULL-safe.
  */
 void kd_websocket_free(kd_websocket *ws);
 
 /** The port listened on, or 0 when not listening. */
 uint16_t kd_websocket_port(const kd_websocket *ws);
+
+/**
+ * Require a bearer token on the upgrade request: "Authorization: Bearer
+ * <token>", or "?token=<token>" in the URL (browsers cannot set headers on a
+ * websocket). Without it the answer is 401 with a JSON reason. NULL or ""
+ * lets everyone in (the original's behaviour; the stream only reads). Applies
+ * to new connections.
+ */
+int kd_websocket_set_token(kd_websocket *ws, const char *token);
 
 /**
  * Bound of each client's output queue in bytes (default

@@ -19,6 +19,17 @@ static void fuzz_fail(const char *what)
     abort();
 }
 
+/* A refusal explains itself on one line: no control byte may reach a log or a terminal. */
+static void fuzz_check_message(void)
+{
+    const char *msg = kraken_error_last();
+    if (msg == NULL || msg[0] == '\0')
+        fuzz_fail("error without a message");
+    for (const unsigned char *p = (const unsigned char *)msg; *p != '\0'; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            fuzz_fail("control byte in an error message");
+}
+
 /* node -> protobuf -> node must be equal, and encoding the copy gives the same bytes. */
 static void fuzz_check_binary(const kraken_node *node)
 {

@@ -16,6 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (nodes != NULL || n != 0)
         fuzz_fail("failed parse returned nodes");
+    fuzz_check_message();
     kraken_node *node = NULL;
     if (kraken_node_from_json(text, size, "fuzz", &node) == 0) {
         fuzz_check_json(node);
@@ -23,6 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         kraken_node_free(node);
     } else if (node != NULL) {
         fuzz_fail("failed parse returned a node");
+    } else {
+        fuzz_check_message();
     }
     return 0;
 }

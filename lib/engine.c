@@ -38,8 +38,9 @@
 #define ENGINE_COMMON_TIMEOUTS 32
 
 /*
- * A set of URL bits indexed by kraken_murl.index: one inline word, more words
- * on the heap only for sets with more than 64 URLs (more[-1] is their count).
+ * A set of URL bits indexed by kraken_murl.index: one inline word (URLs 0-63),
+ * more words on the heap only for sets with more than 64 URLs: more[0] is their
+ * count, more[w] holds URLs 64w .. 64w+63.
  */
 typedef struct ebits {
     uint64_t word;
@@ -56,8 +57,8 @@ struct kraken_timer {
     void (*fn)(kraken_timer *timer, void *userdata);
     void *userdata;
     struct event *ev;       /* default clock */
-    uint64_t deadline;      /* engine clock ms */
-    uint64_t seq;           /* arming order: equal deadlines fire in this order */
+    uint64_t deadline;      /* injected clock: engine clock ms */
+    uint64_t seq;           /* injected clock: arming order, the tie-break of deadlines */
     size_t heap_pos;        /* injected clock: index in the engine's heap */
     bool armed;
     bool is_module;         /* on the engine's list of module timers */
@@ -87,7 +88,6 @@ typedef struct enode {
     bool replan;       /* re-plan even without changes (thaw, set changed, timer) */
     bool deleted;      /* removed from the store; freed by the next pass */
     bool recreated;    /* deleted and created again before the pass saw it */
-    bool busy;         /* Cfg or Dsc /Busy = BUSY: the engine keeps its hands off */
     ebits changed;     /* Dsc mutator URLs changed since the last evaluation */
     ebits stale;       /* mutator URLs the knowledge rule already called unknown */
     uint64_t stale_gen;
@@ -414,7 +414,6 @@ static enode *node_add(kraken_engine *e, const kraken_uuid *id)
     return n;
 }
 
-static void bits_free(ebits *b);
 static void timer_destroy(kraken_timer *t);
 
 static void node_free(enode *n)
@@ -502,14 +501,20 @@ static void publish_discovery(kraken_engine *e, const kraken_uuid *node, const c
 
 /* ---- services: lookup ------------------------------------------------------------ */
 
-kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id)
+/* Internal lookup: no entry checks (the engine's own paths run on its thread, also while dying). */
+static kraken_service *service_lookup(const kraken_engine *engine, const char *service_id)
 {
-    if (!service_id || engine_entry(engine, "engine_find_service") < 0)
-        return NULL;
     for (size_t i = 0; i < engine->n_services; i++)
         if (strcmp(engine->services[i]->id, service_id) == 0)
             return engine->services[i];
     return NULL;
+}
+
+kraken_service *kraken_engine_find_service(kraken_engine *engine, const char *service_id)
+{
+    if (!service_id || engine_entry(engine, "engine_find_service") < 0)
+        return NULL;
+    return service_lookup(engine, service_id);
 }
 
 /* The service named by a self-node URL "/Services/<id>/<rest>", and <rest>. */
@@ -781,10 +786,8 @@ static int timer_start(kraken_timer *t, uint64_t ms)
 {
     kraken_engine *e = t->engine;
     timer_disarm(t);
-    t->deadline = now_ms(e) + ms;
-    t->seq = ++e->timer_seq;
     t->armed = true;
-    if (t->ev) {
+    if (t->ev) { /* libevent keeps the deadline (no clock read per arm: thousands of nodes) */
         const struct timeval *common = common_timeout(e, ms);
         struct timeval tv = ms_tv(ms);
         if (evtimer_add(t->ev, common ? common : &tv) < 0) {
@@ -793,6 +796,8 @@ static int timer_start(kraken_timer *t, uint64_t ms)
         }
         return 0;
     }
+    t->deadline = now_ms(e) + ms;
+    t->seq = ++e->timer_seq;
     if (e->n_heap == e->cap_heap) {
         size_t cap = e->cap_heap ? e->cap_heap * 2 : 64;
         kraken_timer **h = realloc(e->heap, cap * sizeof *h);
@@ -854,13 +859,16 @@ static void timer_cancel(enode *n)
 
 uint64_t kraken_engine_now_ms(const kraken_engine *engine)
 {
-    return engine ? now_ms(engine) : 0;
+    if (engine_entry(engine, "engine_now_ms") < 0)
+        return 0;
+    return now_ms(engine);
 }
 
 int kraken_engine_clock_moved(kraken_engine *engine)
 {
-    if (!engine)
-        return kraken__err(KRAKEN_EINVAL, "engine_clock_moved: engine is NULL");
+    int rc = engine_entry(engine, "engine_clock_moved");
+    if (rc < 0)
+        return rc;
     if (engine->virtual_clock && !engine->dying)
         schedule_clock(engine);
     return 0;
@@ -873,6 +881,9 @@ int kraken_timer_new(kraken_timer **out, kraken_engine *engine,
         *out = NULL;
     if (!out || !engine || !fn)
         return kraken__err(KRAKEN_EINVAL, "timer_new: out, engine and fn are required");
+    int rc = engine_entry(engine, "timer_new");
+    if (rc < 0)
+        return rc;
     kraken_timer *t = etimer_create(engine, fn, userdata);
     if (!t)
         return kraken__err(KRAKEN_ENOMEM, "timer_new: out of memory");
@@ -889,9 +900,10 @@ int kraken_timer_arm(kraken_timer *timer, uint64_t ms)
 {
     if (!timer)
         return kraken__err(KRAKEN_EINVAL, "timer_arm: timer is NULL");
-    if (!timer->engine || timer->engine->dying)
+    if (!timer->engine)
         return kraken__err(KRAKEN_ESTATE, "timer_arm: the timer's engine is gone");
-    return timer_start(timer, ms);
+    int rc = engine_entry(timer->engine, "timer_arm");
+    return rc < 0 ? rc : timer_start(timer, ms);
 }
 
 void kraken_timer_cancel(kraken_timer *timer)
@@ -920,12 +932,15 @@ void kraken_timer_free(kraken_timer *timer)
     timer_destroy(timer);
 }
 
-bool kraken__engine_next_deadline(const kraken_engine *engine, uint64_t *out)
+int kraken_engine_next_deadline(const kraken_engine *engine, uint64_t *out)
 {
-    if (!engine || !engine->n_heap)
-        return false;
-    *out = engine->heap[0]->deadline;
-    return true;
+    if (!out)
+        return kraken__err(KRAKEN_EINVAL, "engine_next_deadline: out is required");
+    int rc = engine_entry(engine, "engine_next_deadline");
+    if (rc < 0)
+        return rc;
+    *out = engine->n_heap ? engine->heap[0]->deadline : UINT64_MAX;
+    return 0;
 }
 
 /* The engine goes: module timers stay valid handles that do nothing. */
@@ -997,7 +1012,7 @@ static void step_interrupt(kraken_engine *e, enode *n, const char *why)
     n->request_id = 0; /* from now on a report for it is a late answer */
     const char *sid = step_service(n), *mid = step_mutation(n);
     publish_mutation(e, KRAKEN_MUTATION_INTERRUPT, &n->id, sid, mid, why);
-    kraken_service *svc = kraken_engine_find_service(e, sid);
+    kraken_service *svc = service_lookup(e, sid);
     const kraken_mutation *m = kraken__mutation_find(e->set, sid, mid);
     kraken_mutation_request req;
     if (!svc || !svc->ops.interrupt || !m || !request_make(e, n, m, id, &req))
@@ -1149,7 +1164,7 @@ static void step_start(kraken_engine *e, enode *n, const kraken_node *cfg)
         return;
     }
     n->backoff_until = 0;
-    kraken_service *svc = kraken_engine_find_service(e, m->service);
+    kraken_service *svc = service_lookup(e, m->service);
     if (!svc) {
         timer_cancel(n);
         n->phase = PH_PASSIVE;
@@ -1922,6 +1937,7 @@ static void service_free(kraken_service *svc)
     if (!svc)
         return;
     svc->engine = NULL;
+    svc->detaching = true; /* a hook removing its own service only disowns it */
     if (svc->destroy)
         svc->destroy(svc->userdata);
     for (size_t i = 0; i < svc->n_discoverable; i++)
@@ -2042,7 +2058,7 @@ int kraken_engine_add_service(kraken_engine *engine, const char *service_id, con
     rc = check_service_id(service_id);
     if (rc < 0)
         return rc;
-    if (kraken_engine_find_service(engine, service_id))
+    if (service_lookup(engine, service_id))
         return kraken__err(KRAKEN_EEXISTS, "engine_add_service: service '%s' already exists",
                            service_id);
     if ((rc = ensure_self(engine)) < 0)
@@ -2244,9 +2260,10 @@ int kraken_service_declare_mutation(kraken_service *service, const kraken_mutati
 int kraken_engine_mutation_disable(kraken_engine *e, const char *service_id,
                                    const char *mutation_id, bool disabled)
 {
-    if (!e)
-        return kraken__err(KRAKEN_EINVAL, "engine_mutation_disable: engine is NULL");
-    int rc = kraken_mutation_set_disable(e->set, service_id, mutation_id, disabled);
+    int rc = engine_entry(e, "engine_mutation_disable");
+    if (rc < 0)
+        return rc;
+    rc = kraken_mutation_set_disable(e->set, service_id, mutation_id, disabled);
     if (rc < 0)
         return kraken__err_prefix(rc, "engine_mutation_disable");
     schedule_pass(e); /* a new generation: every node is planned again */
@@ -2256,9 +2273,10 @@ int kraken_engine_mutation_disable(kraken_engine *e, const char *service_id,
 int kraken_engine_mutation_set_timeout(kraken_engine *e, const char *service_id,
                                        const char *mutation_id, uint32_t timeout_ms)
 {
-    if (!e)
-        return kraken__err(KRAKEN_EINVAL, "engine_mutation_set_timeout: engine is NULL");
-    int rc = kraken_mutation_set_timeout(e->set, service_id, mutation_id, timeout_ms);
+    int rc = engine_entry(e, "engine_mutation_set_timeout");
+    if (rc < 0)
+        return rc;
+    rc = kraken_mutation_set_timeout(e->set, service_id, mutation_id, timeout_ms);
     return rc < 0 ? kraken__err_prefix(rc, "engine_mutation_set_timeout") : 0;
 }
 
@@ -2269,8 +2287,11 @@ int kraken_engine_diff(kraken_engine *engine, const kraken_uuid *node_id, kraken
         *out = NULL;
     if (n)
         *n = 0;
-    if (!engine || !node_id || !out || !n)
-        return kraken__err(KRAKEN_EINVAL, "engine_diff: engine, node id, out and n are required");
+    if (!node_id || !out || !n)
+        return kraken__err(KRAKEN_EINVAL, "engine_diff: node id, out and n are required");
+    int rc = engine_entry(engine, "engine_diff");
+    if (rc < 0)
+        return rc;
     const kraken_node *cfg = kraken__store_peek(engine->store, KRAKEN_CFG, node_id);
     const kraken_node *dsc = kraken__store_peek(engine->store, KRAKEN_DSC, node_id);
     char buf[KRAKEN_UUID_STRLEN + 1];
@@ -2815,12 +2836,43 @@ static int adopt_existing_nodes(kraken_engine *e)
     return rc;
 }
 
+/*
+ * Bytes of kraken_engine_options that a caller built against struct version
+ * @p version has (0: unknown version). A version that adds fields adds a case.
+ */
+static size_t options_size(unsigned version)
+{
+    switch (version) {
+    case 1:
+        return offsetof(kraken_engine_options, no_sync_service) + sizeof(bool);
+    case 2:
+        return offsetof(kraken_engine_options, clock_userdata) + sizeof(void *);
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The caller's options over the defaults: only the bytes its version has are
+ * read (never past an older caller's smaller struct); later fields keep their
+ * defaults. A version this library does not know is refused.
+ */
+static int options_read(const kraken_engine_options *caller, kraken_engine_options *out)
+{
+    static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
+    *out = defaults;
+    if (!caller)
+        return 0;
+    size_t size = options_size(caller->version);
+    if (size == 0)
+        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected 1..%u",
+                           caller->version, KRAKEN_ENGINE_OPTIONS_VERSION);
+    memcpy(out, caller, size);
+    return 0;
+}
+
 static int check_options(const kraken_engine_options *o)
 {
-    /* Older callers' structs (version < current) are accepted: fields they lack keep defaults. */
-    if (o->version < 1 || o->version > KRAKEN_ENGINE_OPTIONS_VERSION)
-        return kraken__err(KRAKEN_EINVAL, "engine_new: options version %u, expected 1..%u",
-                           o->version, KRAKEN_ENGINE_OPTIONS_VERSION);
     if (!(o->timeout_scale > 0.0))
         return kraken__err(KRAKEN_EINVAL, "engine_new: timeout_scale must be > 0");
     if (o->backoff_max_ms < o->backoff_initial_ms)
@@ -2835,7 +2887,7 @@ int kraken_engine_options_init(kraken_engine_options *opts, unsigned version)
 {
     if (!opts)
         return kraken__err(KRAKEN_EINVAL, "engine_options_init: opts must not be NULL");
-    if (version < 1 || version > KRAKEN_ENGINE_OPTIONS_VERSION)
+    if (options_size(version) == 0)
         return kraken__err(KRAKEN_EINVAL, "engine_options_init: version %u, this library knows "
                                           "1..%u", version, KRAKEN_ENGINE_OPTIONS_VERSION);
     static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
@@ -2847,17 +2899,16 @@ int kraken_engine_options_init(kraken_engine_options *opts, unsigned version)
 int kraken_engine_new(kraken_engine **out, struct event_base *base, kraken_store *store,
                       const kraken_engine_options *opts)
 {
-    static const kraken_engine_options defaults = KRAKEN_ENGINE_OPTIONS_INIT;
     if (!out)
         return kraken__err(KRAKEN_EINVAL, "engine_new: out must not be NULL");
     *out = NULL;
     if (!base)
         return kraken__err(KRAKEN_EINVAL, "engine_new: base must not be NULL");
-    if (!opts)
-        opts = &defaults;
-    int rc = check_options(opts);
-    if (rc < 0)
+    kraken_engine_options merged;
+    int rc = options_read(opts, &merged);
+    if (rc < 0 || (rc = check_options(&merged)) < 0)
         return rc;
+    opts = &merged;
     kraken_engine *e = calloc(1, sizeof *e);
     if (!e)
         return kraken__err(KRAKEN_ENOMEM, "engine_new: out of memory");
@@ -3016,6 +3067,11 @@ void kraken_engine_free(kraken_engine *engine)
     }
     engine_teardown(engine);
     free(engine);
+}
+
+int kraken__engine_usable(const kraken_engine *engine, const char *op)
+{
+    return engine_entry(engine, op);
 }
 
 int kraken__engine_attach(kraken_engine *engine, void (*detach)(void *arg), void *arg)

@@ -85,7 +85,7 @@ const char *kraken_event_type_name(kraken_event_type type)
 }
 
 /* Accepts the names in any case and, as the websocket protocol sends them, the numbers. */
-int kraken_event_type_parse(const char *name, kraken_event_type *out)
+int kraken_event_type_parse(kraken_event_type *out, const char *name)
 {
     if (!name || !out)
         return kraken__err(KRAKEN_EINVAL, "event_type_parse: name and out must not be NULL");
@@ -274,6 +274,42 @@ static bool sub_wants(const kraken_subscription *sub, const kraken_event *ev)
 
 /* ---- subscriptions ------------------------------------------------------------- */
 
+/* Bytes of the options struct a caller of @p version has (0: unknown). See engine.c. */
+static size_t subscribe_options_size(unsigned version)
+{
+    return version == 1 ? offsetof(kraken_subscribe_options, queue_limit) + sizeof(size_t) : 0;
+}
+
+/* The caller's options (NULL: all events) over the defaults, reading only its version's bytes. */
+static int subscribe_options_read(const kraken_subscribe_options *caller,
+                                  kraken_subscribe_options *out)
+{
+    static const kraken_subscribe_options defaults = KRAKEN_SUBSCRIBE_OPTIONS_INIT;
+    *out = defaults;
+    if (!caller)
+        return 0;
+    size_t size = subscribe_options_size(caller->version);
+    if (size == 0)
+        return kraken__err(KRAKEN_EINVAL, "bus_subscribe: options version %u, expected 1..%u "
+                           "(start from KRAKEN_SUBSCRIBE_OPTIONS_INIT)", caller->version,
+                           KRAKEN_SUBSCRIBE_OPTIONS_VERSION);
+    memcpy(out, caller, size);
+    return 0;
+}
+
+int kraken_subscribe_options_init(kraken_subscribe_options *opts, unsigned version)
+{
+    if (!opts)
+        return kraken__err(KRAKEN_EINVAL, "subscribe_options_init: opts must not be NULL");
+    if (subscribe_options_size(version) == 0)
+        return kraken__err(KRAKEN_EINVAL, "subscribe_options_init: version %u, this library "
+                                          "knows 1..%u", version, KRAKEN_SUBSCRIBE_OPTIONS_VERSION);
+    static const kraken_subscribe_options defaults = KRAKEN_SUBSCRIBE_OPTIONS_INIT;
+    *opts = defaults;
+    opts->version = version;
+    return 0;
+}
+
 static void sub_unlink(kraken_bus *bus, kraken_subscription *sub)
 {
     if (sub->prev)
@@ -342,6 +378,10 @@ int kraken_bus_subscribe(kraken_bus *bus, const kraken_subscribe_options *opts, 
     int rc = kraken__owner_check(&bus->owner, "bus_subscribe", "bus");
     if (rc < 0)
         return rc;
+    kraken_subscribe_options o;
+    if ((rc = subscribe_options_read(opts, &o)) < 0)
+        return rc;
+    opts = &o;
     if (bus->free_pending)
         return kraken__err(KRAKEN_ESTATE, "bus_subscribe: the bus is being freed");
     kraken_subscription *sub = calloc(1, sizeof *sub);

@@ -531,8 +531,8 @@ KRAKEN_PRIVATE void kraken__jscan_ws(kraken_jscan *s);
 /* Check one value at s->pos (after whitespace) and move past it; KRAKEN_EPARSE with byte, line,
  * column, node index and member path on a syntax error. Number offsets go to s->nums. */
 KRAKEN_PRIVATE int kraken__jscan_value(kraken_jscan *s);
-/* The string at s->pos (its opening quote). */
-KRAKEN_PRIVATE int kraken__jscan_string(kraken_jscan *s);
+/* The string at s->pos (its opening quote); @p is_key: a member name (for messages). */
+KRAKEN_PRIVATE int kraken__jscan_string(kraken_jscan *s, bool is_key);
 /* Enter the object/array at s->pos (consumes '{' or '['); the caller pops s->depth. */
 KRAKEN_PRIVATE int kraken__jscan_push(kraken_jscan *s, bool is_array);
 /* Only whitespace (or one NUL terminator counted in len) may follow the last value. */
@@ -593,9 +593,8 @@ KRAKEN_PRIVATE int kraken__engine_discoverable_urls(kraken_engine *engine, char 
 KRAKEN_PRIVATE int kraken__engine_attach(kraken_engine *engine, void (*detach)(void *arg),
                                          void *arg);
 KRAKEN_PRIVATE void kraken__engine_unattach(kraken_engine *engine, void *arg);
-/* With an injected clock: the earliest deadline of an armed timer (false when none). For tests
- * that move the clock from one deadline to the next. */
-KRAKEN_PRIVATE bool kraken__engine_next_deadline(const kraken_engine *engine, uint64_t *out);
+/* 0 if @p engine may be used from here (live, this thread); else the public calls' error. */
+KRAKEN_PRIVATE int kraken__engine_usable(const kraken_engine *engine, const char *op);
 
 /* -- crypto (sync_crypto.c) -- */
 #define KRAKEN_SYNC_KEY_LEN 32
@@ -772,6 +771,9 @@ KRAKEN_PRIVATE size_t kraken__sync_pending_limit(uint64_t nofile);
 KRAKEN_PRIVATE void kraken__sync_set_faults(kraken_sync *sync, const kraken_sync_faults *faults);
 KRAKEN_PRIVATE bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data,
                                                size_t *len, kraken_sync_addr *to);
+/* Pretend @p ms more have passed since every session's last snapshot (tests of the snapshot
+ * rate limit, without waiting). */
+KRAKEN_PRIVATE void kraken__sync_age_snapshots(kraken_sync *sync, uint64_t ms);
 /* Bytes received and held on every TCP connection, and half-open joins held (and their cap). */
 KRAKEN_PRIVATE size_t kraken__sync_buffered(const kraken_sync *sync);
 KRAKEN_PRIVATE size_t kraken__sync_pending_joins(const kraken_sync *sync, size_t *limit);

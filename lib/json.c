@@ -10,7 +10,7 @@
  *
  * Input additionally accepts snake_case names, numeric enums and integers as numbers or
  * strings. Reading goes in two steps:
- *   1. a scanner (kraken_jscan) checks the syntax of the text strictly (RFC 8259, UTF-8, no NUL in
+ *   1. the scanner (jsonscan.c) checks the syntax of the text strictly (RFC 8259, UTF-8, no NUL in
  *      any string) and knows where it is, so a malformed file is reported with its byte,
  *      line and column, the node index and the member being parsed. For a node list it
  *      finds where each node's object ends;
@@ -25,9 +25,6 @@
  * is quoted with kraken__quote(): one line, no raw control characters.
  */
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +83,13 @@ typedef struct jctx {
     char path[JSON_PATH_MAX];
     size_t path_len;
     int depth;
+    /* "@type" names seen last and their schemas: a node list names the same few types in
+     * every node, and the registry is append-only, so the pointers stay valid. */
+    struct {
+        char name[96];
+        const struct kraken_schema *schema;
+    } types[4];
+    unsigned next_type;
 } jctx;
 
 static void jctx_init(jctx *c, const kraken_jscan *scan)
@@ -94,6 +98,32 @@ static void jctx_init(jctx *c, const kraken_jscan *scan)
     c->source = scan->source;
     c->scan = scan;
     c->node_index = -1;
+}
+
+/* Ready for the next node of a list (the type cache stays). */
+static void jctx_next_node(jctx *c, long node_index)
+{
+    c->node_index = node_index;
+    c->node_id[0] = '\0';
+    c->path[0] = '\0';
+    c->path_len = 0;
+    c->depth = 0;
+}
+
+/* kraken_schema_find() through the cache of recent names. */
+static const struct kraken_schema *jctx_find_schema(jctx *c, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < sizeof c->types / sizeof c->types[0]; i++)
+        if (c->types[i].schema != NULL && strcmp(c->types[i].name, name) == 0)
+            return c->types[i].schema;
+    const struct kraken_schema *s = kraken_schema_find(name);
+    if (s != NULL && len < sizeof c->types[0].name) {
+        unsigned slot = c->next_type++ % (sizeof c->types / sizeof c->types[0]);
+        memcpy(c->types[slot].name, name, len + 1);
+        c->types[slot].schema = s;
+    }
+    return s;
 }
 
 /* "source: node 2 (id): field 'a.b'" describing where the decoder is. */
@@ -136,21 +166,41 @@ static int jerr_prefix(const jctx *c, int code)
     return kraken__err_prefix(code, "%s", where);
 }
 
+/* Append @p n bytes to the field path (cut at its size). Runs for every member decoded, so no
+ * printf here. */
+static void path_append(jctx *c, const char *text, size_t n)
+{
+    size_t room = sizeof c->path - 1 - c->path_len;
+    if (n > room)
+        n = room;
+    memcpy(c->path + c->path_len, text, n);
+    c->path_len += n;
+    c->path[c->path_len] = '\0';
+}
+
 /* Append "<sep><name>" to the field path (raw: the whole path is quoted when printed);
  * returns the length to restore. */
 static size_t path_push(jctx *c, const char *sep, const char *name)
 {
     size_t old = c->path_len;
-    if (c->path_len == 0)
-        sep = "";
-    kraken__appendf(c->path, sizeof c->path, &c->path_len, "%s%s", sep, name);
+    if (c->path_len > 0)
+        path_append(c, sep, strlen(sep));
+    path_append(c, name, strlen(name));
     return old;
 }
 
 static size_t path_push_index(jctx *c, size_t i)
 {
+    char buf[24];
+    char *p = buf + sizeof buf;
+    *--p = ']';
+    do {
+        *--p = (char)('0' + i % 10);
+        i /= 10;
+    } while (i != 0);
+    *--p = '[';
     size_t old = c->path_len;
-    kraken__appendf(c->path, sizeof c->path, &c->path_len, "[%zu]", i);
+    path_append(c, p, (size_t)(buf + sizeof buf - p));
     return old;
 }
 
@@ -447,7 +497,7 @@ static const struct kraken_schema *json_record_schema(jctx *c, const struct krak
         return NULL;
     }
     const char *tn = type->valuestring;
-    const struct kraken_schema *named = kraken_schema_find(tn);
+    const struct kraken_schema *named = jctx_find_schema(c, tn);
     if (named == NULL) {
         *rc = jerr(c, KRAKEN_EPARSE, "unknown @type %s", kraken__quote(q, sizeof q, tn, strlen(tn)));
         return NULL;
@@ -493,9 +543,9 @@ static int json_to_record(jctx *c, const struct kraken_schema *schema, const cJS
     /* Name the type in paths below a typed record: "extensions[0](PXE.Client).state". */
     size_t type_mark = c->path_len;
     if (typed) {
-        char buf[200];
-        snprintf(buf, sizeof buf, "(%s)", schema->name);
-        path_push(c, "", buf);
+        path_append(c, "(", 1);
+        path_append(c, schema->name, strlen(schema->name));
+        path_append(c, ")", 1);
     }
     char q[KRAKEN_QUOTE_SIZE];
     for (const cJSON *it = obj->child; it != NULL; it = it->next) {
@@ -1286,7 +1336,7 @@ static int check_list_ids(const kraken_jscan *s, kraken_node *const *nodes, size
 }
 
 /* Scan the node at s->pos, parse its text alone with cJSON, build it, free the tree. */
-static int read_one_node(kraken_jscan *s, kraken_node **out)
+static int read_one_node(kraken_jscan *s, jctx *c, kraken_node **out)
 {
     size_t start = s->pos;
     s->n_nums = 0;
@@ -1299,10 +1349,8 @@ static int read_one_node(kraken_jscan *s, kraken_node **out)
     cJSON *tree = NULL;
     if ((rc = kraken__jscan_parse_slice(s, start, s->pos, &tree)) != 0)
         return rc;
-    jctx c;
-    jctx_init(&c, s);
-    c.node_index = s->node_index;
-    rc = json_to_node(&c, tree, out);
+    jctx_next_node(c, s->node_index);
+    rc = json_to_node(c, tree, out);
     cJSON_Delete(tree);
     return rc;
 }
@@ -1315,6 +1363,8 @@ static int read_node_array(kraken_jscan *s, node_array *a)
         return rc;
     kraken_jframe *f = &s->frames[s->depth - 1];
     s->node_depth = s->depth;
+    jctx c;
+    jctx_init(&c, s);
     kraken__jscan_ws(s);
     if (s->pos < s->len && s->text[s->pos] == ']') {
         s->pos++;
@@ -1326,7 +1376,7 @@ static int read_node_array(kraken_jscan *s, node_array *a)
         kraken__jscan_ws(s);
         s->node_index = f->index;
         kraken_node *node = NULL;
-        if ((rc = read_one_node(s, &node)) != 0)
+        if ((rc = read_one_node(s, &c, &node)) != 0)
             return rc;
         if (node_array_push(a, node) != 0) {
             kraken_node_free(node);
@@ -1384,7 +1434,7 @@ static int read_node_list(kraken_jscan *s, node_array *a)
             return kraken__jscan_error(s, s->pos, "expected a member name (a string), found %s",
                                kraken__jscan_found(s, s->pos, fb, sizeof fb));
         size_t key = s->pos;
-        if ((rc = kraken__jscan_string(s)) != 0)
+        if ((rc = kraken__jscan_string(s, true)) != 0)
             return rc;
         f->key = s->text + key + 1;
         f->key_len = s->pos - key - 2;

@@ -127,8 +127,9 @@ static int hex4(const char *p, uint32_t *out)
 
 /* A string at s->pos (the opening quote). Stored strings are NUL-terminated, so a NUL in
  * any string (value, member name, @type, map key) would silently cut it: refused here. */
-int kraken__jscan_string(kraken_jscan *s)
+int kraken__jscan_string(kraken_jscan *s, bool is_key)
 {
+    const char *what = is_key ? "member name" : "string";
     const char *t = s->text;
     size_t start = s->pos++;
     for (;;) {
@@ -140,29 +141,29 @@ int kraken__jscan_string(kraken_jscan *s)
             s->pos++;
         }
         if (s->pos >= s->len)
-            return kraken__jscan_error(s, start, "string not terminated");
+            return kraken__jscan_error(s, start, "unterminated %s", what);
         unsigned char c = (unsigned char)t[s->pos];
         if (c == '"') {
             s->pos++;
             return 0;
         }
         if (c == 0)
-            return kraken__jscan_error(s, s->pos, "NUL byte in a string");
+            return kraken__jscan_error(s, s->pos, "NUL byte in a %s", what);
         if (c < 0x20)
             return kraken__jscan_error(s, s->pos,
-                               "control character U+%04X in a string (write it as \\u%04x)",
-                               (unsigned)c, (unsigned)c);
+                               "control character U+%04X in a %s (write it as \\u%04x)",
+                               (unsigned)c, what, (unsigned)c);
         if (c >= 0x80) {
             uint32_t cp;
             size_t n = kraken__utf8_seq(t + s->pos, s->len - s->pos, &cp);
             if (n == 0)
-                return kraken__jscan_error(s, s->pos, "string is not valid UTF-8 (byte 0x%02x)", c);
+                return kraken__jscan_error(s, s->pos, "%s is not valid UTF-8 (byte 0x%02x)", what, c);
             s->pos += n;
             continue;
         }
         /* an escape */
         if (s->pos + 1 >= s->len)
-            return kraken__jscan_error(s, start, "string not terminated");
+            return kraken__jscan_error(s, start, "unterminated %s", what);
         char e = t[s->pos + 1];
         if (strchr("\"\\/bfnrt", e) != NULL && e != '\0') {
             s->pos += 2;
@@ -170,13 +171,13 @@ int kraken__jscan_string(kraken_jscan *s)
         }
         char fb[16];
         if (e != 'u')
-            return kraken__jscan_error(s, s->pos, "invalid escape \\%s in a string",
-                               kraken__jscan_found(s, s->pos + 1, fb, sizeof fb));
+            return kraken__jscan_error(s, s->pos, "invalid escape \\%s in a %s",
+                               kraken__jscan_found(s, s->pos + 1, fb, sizeof fb), what);
         uint32_t cp;
         if (s->len - s->pos < 6 || hex4(t + s->pos + 2, &cp) != 0)
             return kraken__jscan_error(s, s->pos, "\\u must be followed by 4 hex digits");
         if (cp == 0)
-            return kraken__jscan_error(s, s->pos, "\\u0000 (NUL) is not allowed in a string");
+            return kraken__jscan_error(s, s->pos, "\\u0000 (NUL) is not allowed in a %s", what);
         if (cp >= 0xDC00 && cp <= 0xDFFF)
             return kraken__jscan_error(s, s->pos, "lone UTF-16 low surrogate \\u%04x", (unsigned)cp);
         if (cp >= 0xD800 && cp <= 0xDBFF) {
@@ -291,7 +292,8 @@ static int jscan_object(kraken_jscan *s)
             return kraken__jscan_error(s, s->pos, "expected a member name (a string), found %s",
                                kraken__jscan_found(s, s->pos, fb, sizeof fb));
         size_t key = s->pos;
-        if ((rc = kraken__jscan_string(s)) != 0)
+        f->key = NULL; /* an error in the name is reported at the object */
+        if ((rc = kraken__jscan_string(s, true)) != 0)
             return rc;
         f->key = s->text + key + 1;
         f->key_len = s->pos - key - 2;
@@ -368,7 +370,7 @@ int kraken__jscan_value(kraken_jscan *s)
     case '[':
         return jscan_array(s);
     case '"':
-        return kraken__jscan_string(s);
+        return kraken__jscan_string(s, false);
     case 't':
         return jscan_literal(s, "true");
     case 'f':

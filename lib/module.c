@@ -420,7 +420,7 @@ int kraken_module_new(kraken_module **out, kraken_engine *engine, const kraken_m
     if (rc == 0)
         rc = inproc_declare(m);
     if (rc == 0 && desc->event_types) {
-        kraken_subscribe_options so = {.types = desc->event_types,
+        kraken_subscribe_options so = {.version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION, .types = desc->event_types,
                                        .url_pattern = desc->event_url_pattern};
         rc = kraken_bus_subscribe(kraken_engine_bus(engine), &so, on_module_event, m, NULL,
                                   &m->events);

@@ -612,7 +612,7 @@ static void handle_register(mconn *c, const kraken_module_Register *r)
     if (rc == 0)
         rc = declare_all(s, r);
     if (rc == 0 && r->event_types) {
-        kraken_subscribe_options so = {.types = r->event_types,
+        kraken_subscribe_options so = {.version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION, .types = r->event_types,
                                        .url_pattern = r->event_url_pattern};
         rc = kraken_bus_subscribe(kraken_engine_bus(srv->engine), &so, on_event, s, NULL,
                                   &s->events);

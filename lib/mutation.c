@@ -787,11 +787,12 @@ bool kraken__mutation_done(const kraken_mutation *m, const kraken_node *dsc)
 
 /* ---- the planner's view of a node --------------------------------------------- */
 
-/* The value at a URL, NONE when absent (an extension the node lacks is "unknown"). */
+/* The value at a URL, NONE when zero or absent (as kraken_node_diff: zero is "unknown"). */
 static int read_value(const kraken_murl *u, const kraken_node *node, kraken_value *out)
 {
     *out = (kraken_value)KRAKEN_VALUE_INIT;
-    if (!kraken__url_peek(u->url, node))
+    const kraken_slot *slot = kraken__url_peek(u->url, node);
+    if (!slot || kraken__slot_is_zero(u->type, slot))
         return 0;
     return kraken__url_get(u->url, node, out);
 }

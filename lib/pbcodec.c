@@ -699,8 +699,10 @@ static int dec_any(pdec *d, pb_istream_t *s, const struct kraken_schema *sc, con
     const struct kraken_schema *schema = NULL;
     if (rc == 0 && type_url == NULL)
         rc = perr(d, &sub, sc, f, "typed record without a type_url");
+    char q[KRAKEN_QUOTE_SIZE]; /* input text in messages is quoted: one line, no raw controls */
     if (rc == 0 && (schema = kraken_schema_find(type_url)) == NULL)
-        rc = perr(d, &sub, sc, f, "unknown type_url '%s'", type_url);
+        rc = perr(d, &sub, sc, f, "unknown type_url %s",
+                  kraken__quote(q, sizeof q, type_url, strlen(type_url)));
     if (rc == 0 && !pb_close_string_substream(s, &sub))
         rc = perr(d, s, sc, f, "bad Any: %s", PB_GET_ERROR(s));
     free(type_url);
@@ -878,8 +880,9 @@ static int dec_map_entry(pdec *d, pb_istream_t *s, const struct kraken_schema *s
         }
     }
     const char *k = key != NULL ? key : "";
+    char q[KRAKEN_QUOTE_SIZE];
     if (rc == 0 && slot->map != NULL && kraken__map_find(slot->map, k, klen) != NULL)
-        rc = perr(d, &sub, sc, f, "duplicate map key '%s'", k);
+        rc = perr(d, &sub, sc, f, "duplicate map key %s", kraken__quote(q, sizeof q, k, klen));
     if (rc == 0 && !pb_close_string_substream(s, &sub))
         rc = perr(d, s, sc, f, "bad map entry: %s", PB_GET_ERROR(s));
     if (rc == 0) {
@@ -921,9 +924,11 @@ static int dec_finish_lists(pdec *d, pb_istream_t *s, kraken_record *rec)
         const char *bad;
         if (f->type != KRAKEN_T_LIST || f->list_key == KRAKEN_KEY_INDEX)
             continue;
+        char q[KRAKEN_QUOTE_SIZE];
         if (kraken__list_sort_keyed(f, rec->slots[i].list, &bad) != 0)
             return bad[0] == '\0' ? perr(d, s, sc, f, "element without a key")
-                                  : perr(d, s, sc, f, "duplicate element '%s'", bad);
+                                  : perr(d, s, sc, f, "duplicate element %s",
+                                         kraken__quote(q, sizeof q, bad, strlen(bad)));
     }
     return 0;
 }

@@ -779,6 +779,11 @@ static int check_keys(const loader *ld, const cJSON *obj, const char *const *all
         if (!ok)
             return kraken__err(KRAKEN_EPARSE, "%s: %s: unknown key %s", ld->source, where,
                                QUOTED(q, c->string));
+        /* a key given twice would silently lose one of its values */
+        for (const cJSON *prev = obj->child; prev != c; prev = prev->next)
+            if (strcmp(prev->string, c->string) == 0)
+                return kraken__err(KRAKEN_EPARSE, "%s: %s: key %s given twice", ld->source,
+                                   where, QUOTED(q, c->string));
     }
     return 0;
 }

@@ -393,6 +393,12 @@ void kraken_store_free(kraken_store *store)
 {
     if (!store || kraken__owner_check(&store->owner, "store_free", "store") < 0)
         return;
+    if (store->emitting) {
+        /* The dispatch loop and the write that started it still use the store. */
+        kraken__err(KRAKEN_ESTATE, "store_free: called from a store listener; the store is not "
+                                   "freed (free it after the listener returns)");
+        return;
+    }
     /* Listeners first: their hooks (an engine's, a sync's) may still read the nodes. */
     while (store->n_listeners > 0)
         listener_detach_first(store);
@@ -858,6 +864,48 @@ int kraken_store_delete_many(kraken_store *store, const kraken_uuid *ids, size_t
 }
 
 /* ---- files ------------------------------------------------------------------- */
+
+/* The stored nodes of one kind, sorted by id (borrowed pointers; free the array only). */
+static int sorted_nodes(const kraken_store *store, kraken_state_kind kind, const char *what,
+                        kraken_node ***out)
+{
+    store_entry **sorted;
+    int rc = table_sorted(store, &sorted);
+    if (rc < 0)
+        return rc;
+    size_t n = store->count;
+    kraken_node **nodes = malloc((n ? n : 1) * sizeof *nodes);
+    if (!nodes) {
+        free(sorted);
+        return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", what);
+    }
+    for (size_t i = 0; i < n; i++)
+        nodes[i] = entry_node(sorted[i], kind);
+    free(sorted);
+    *out = nodes;
+    return 0;
+}
+
+int kraken_store_to_json(const kraken_store *store, kraken_state_kind kind, unsigned flags,
+                         char **out)
+{
+    if (out)
+        *out = NULL;
+    int rc = check_kind(kind, "store_to_json");
+    if (rc < 0)
+        return rc;
+    if (!store || !out)
+        return kraken__err(KRAKEN_EINVAL, "store_to_json: store and out must not be NULL");
+    if ((rc = kraken__owner_check(&store->owner, "store_to_json", "store")) < 0)
+        return rc;
+    /* The stored nodes are only read by the printer: no copies needed. */
+    kraken_node **nodes = NULL;
+    if ((rc = sorted_nodes(store, kind, "store_to_json", &nodes)) < 0)
+        return rc;
+    rc = kraken_nodes_to_json(nodes, store->count, flags, out);
+    free(nodes);
+    return rc;
+}
 
 int kraken_store_save(const kraken_store *store, kraken_state_kind kind, const char *path)
 {

@@ -56,6 +56,7 @@ typedef struct blob {
     uint8_t *data;
     size_t len;
     uint32_t depth; /* Cfg depth below the link, so parents go before their children */
+    bool reliable;  /* TCP only: a stale node's facts, which the digests do not cover */
 } blob;
 
 typedef struct blobs {
@@ -82,7 +83,7 @@ static int blobs_push(blobs *b, uint8_t *data, size_t len, uint32_t depth)
         b->v = v;
         b->cap = cap;
     }
-    b->v[b->n++] = (blob){data, len, depth};
+    b->v[b->n++] = (blob){data, len, depth, false};
     return KRAKEN_OK;
 }
 
@@ -157,6 +158,12 @@ typedef struct snode {
     uint32_t down_session, up_session;
     uint64_t down_seq, up_seq;
     uint32_t stamp;         /* route generation the route was computed in */
+    /* The nodes of a child link (route = that child), listed at the link's top node (the
+     * direct child), so that a join, a snapshot or a lost link costs the size of that subtree,
+     * not of the whole table (issue 9, item 10). */
+    struct snode *members;          /* top nodes: the first member (the top itself included) */
+    struct snode *m_next, *m_prev;  /* in m_top's list */
+    struct snode *m_top;            /* whose list this node is in; NULL: none */
     bool in_subtree;        /* self, or under a direct child */
     bool visiting;          /* cycle detection during route computation */
     /* digest cache */
@@ -165,8 +172,13 @@ typedef struct snode {
     uint8_t h_full[KRAKEN_SYNC_DIGEST_LEN];  /* every Dsc fact */
     uint8_t h_excl[KRAKEN_SYNC_DIGEST_LEN];  /* facts the node's parent link does not own */
     uint8_t h_owned[KRAKEN_SYNC_DIGEST_LEN]; /* facts the node's parent link owns */
+    /* Stale facts (PROTOCOL.md 4, "Stale facts"): a node under a child link is fresh once
+     * that link reported its facts, and stale again when the link ends, the node moves to
+     * another link, or the child reports it stale. Not used for this instance's own node. */
+    bool fresh, stale_hash_ok;
+    uint8_t h_stale[KRAKEN_SYNC_DIGEST_LEN]; /* stands for the facts of a stale node */
     /* pending deltas */
-    bool queued, cfg_dirty, owned_dirty, up_all;
+    bool queued, cfg_dirty, owned_dirty, up_all, fresh_dirty;
     char **up_urls;
     size_t n_up_urls, cap_up_urls;
 } snode;
@@ -258,6 +270,44 @@ static void snode_clear_urls(snode *n)
     free(n->up_urls);
     n->up_urls = NULL;
     n->n_up_urls = n->cap_up_urls = 0;
+}
+
+static void member_unlink(snode *n)
+{
+    if (n->m_top == NULL)
+        return;
+    if (n->m_prev != NULL)
+        n->m_prev->m_next = n->m_next;
+    else
+        n->m_top->members = n->m_next;
+    if (n->m_next != NULL)
+        n->m_next->m_prev = n->m_prev;
+    n->m_next = n->m_prev = n->m_top = NULL;
+}
+
+static void member_link(snode *n, snode *top)
+{
+    member_unlink(n);
+    if (top == NULL)
+        return;
+    n->m_top = top;
+    n->m_prev = NULL;
+    n->m_next = top->members;
+    if (top->members != NULL)
+        top->members->m_prev = n;
+    top->members = n;
+}
+
+/* Before a node leaves the table: out of its list, and its own list (if a top) dissolved; the
+ * next route computation files those nodes again. */
+static void member_detach(snode *n)
+{
+    member_unlink(n);
+    for (snode *m = n->members, *next; m != NULL; m = next) {
+        next = m->m_next;
+        m->m_next = m->m_prev = m->m_top = NULL;
+    }
+    n->members = NULL;
 }
 
 static void snode_free(snode *n)
@@ -412,6 +462,8 @@ struct kraken_sync {
     uint32_t route_gen;
     uint64_t change_gen;
     uint64_t owned_refreshed_at; /* hello_cb: refresh_my_owned once per hello period */
+    uint64_t digests_at;         /* when compute_digests last ran */
+    uint64_t hello_last_run, hello_next; /* the hello timer: last run, next (schedule_hellos) */
     kraken_uuid *dirty;
     size_t n_dirty, cap_dirty;
     peer *applying_from;       /* set while applying a peer's state: do not echo it back */
@@ -684,6 +736,28 @@ static int push_tomb(peer *p, const kraken_uuid *id)
     return KRAKEN_OK;
 }
 
+/*
+ * Mark a node's facts confirmed by its link (fresh) or not (stale). The digests cover it, and a
+ * parent hears of each change: stale as a flag, fresh again with the node's whole Dsc (facts
+ * may have gone while it was stale, and a delta would not say so). True when it changed.
+ */
+static bool set_fresh(kraken_sync *s, snode *n, bool fresh)
+{
+    if (n->fresh == fresh || uuid_eq(&n->id, &s->self))
+        return false;
+    n->fresh = fresh;
+    s->change_gen++;
+    if (s->has_parent) {
+        n->fresh_dirty = true;
+        if (fresh) {
+            snode_clear_urls(n);
+            n->up_all = true;
+        }
+        queue_node(s, n);
+    }
+    return true;
+}
+
 static const kraken_uuid *cfg_parent_of(const kraken_node *cfg)
 {
     const kraken_uuid *p = cfg != NULL ? cfg->rec.slots[KRAKEN_NODE_F_PARENT_ID].uuid : NULL;
@@ -720,6 +794,7 @@ static void on_store_change(const kraken_state_change *ch, void *ud)
             if (p != NULL && p != s->applying_from && push_tomb(p, &n->id) == 0)
                 arm_flush(s);
         }
+        member_detach(n);
         nt_remove(&s->nodes, &ch->node_id);
         s->topo_dirty = true;
         return;
@@ -743,6 +818,12 @@ static void on_store_change(const kraken_state_change *ch, void *ud)
         if (n == NULL || ch->url == NULL)
             return;
         n->dsc_ok = false;
+        /* This instance itself reports a fact about one of its direct children that is not
+         * one of the URLs it owns for them: it speaks for that node (no instance below does),
+         * so its facts are as current as they get. Deeper nodes are learned from links only. */
+        if (s->applying_from == NULL && !n->fresh && is_direct_child(s, n) &&
+            !urlset_match(&s->my_owned, ch->url))
+            (void)set_fresh(s, n, true);
         bool queued = false;
         if (s->has_parent && (s->parent == NULL || s->applying_from != s->parent)) {
             queue_up_url(n, ch->url);
@@ -838,11 +919,17 @@ static void recompute_routes(kraken_sync *s)
     free(path);
     for (size_t i = 0; i < s->nodes.cap; i++) {
         snode *n = s->nodes.slots[i];
-        if (n == NULL || uuid_eq(&n->route, &n->old_route))
+        if (n == NULL)
+            continue;
+        snode *top = uuid_eq(&n->route, &zero_uuid) ? NULL : nt_find(&s->nodes, &n->route);
+        if (n->m_top != top)
+            member_link(n, top);
+        if (uuid_eq(&n->route, &n->old_route))
             continue;
         peer *old = uuid_eq(&n->old_route, &zero_uuid) ? NULL : find_child(s, &n->old_route);
         if (old != NULL)
             (void)push_tomb(old, &n->id);
+        (void)set_fresh(s, n, false); /* the new link has not reported it yet */
         if (!uuid_eq(&n->route, &zero_uuid)) {
             n->cfg_dirty = true;
             n->owned_dirty = uuid_eq(&n->route, &n->id);
@@ -1028,6 +1115,14 @@ static void node_hashes(kraken_sync *s, snode *n)
         kraken__sync_hash_final(&h.owned, n->h_owned);
         n->dsc_ok = true;
     }
+    if (!n->stale_hash_ok) {
+        kraken_sync_hash h;
+        kraken__sync_hash_init(&h);
+        kraken__sync_hash_update(&h, n->id.bytes, 16);
+        kraken__sync_hash_update(&h, "stale", 5);
+        kraken__sync_hash_final(&h, n->h_stale);
+        n->stale_hash_ok = true;
+    }
 }
 
 static void xor_into(uint8_t *acc, const uint8_t *h)
@@ -1078,11 +1173,12 @@ static void compute_digests(kraken_sync *s)
             xor_into(down->dig_send, n->h_cfg);
             if (top)
                 xor_into(down->dig_send, n->h_owned);
-            xor_into(down->dig_hold, top ? n->h_excl : n->h_full);
+            /* a stale node counts as "stale", whatever facts we kept: the child reports it so */
+            xor_into(down->dig_hold, !n->fresh ? n->h_stale : top ? n->h_excl : n->h_full);
         }
         if (to_parent) {
             bool me = uuid_eq(&n->id, &s->self);
-            xor_into(up->dig_send, me ? n->h_excl : n->h_full);
+            xor_into(up->dig_send, me ? n->h_excl : n->fresh ? n->h_full : n->h_stale);
             xor_into(up->dig_hold, n->h_cfg);
             if (me)
                 xor_into(up->dig_hold, n->h_owned);
@@ -1092,6 +1188,7 @@ static void compute_digests(kraken_sync *s)
         s->children[i]->digest_gen = s->change_gen;
     if (up != NULL)
         up->digest_gen = s->change_gen;
+    s->digests_at = now_ms();
 }
 
 /* ---- encoding ------------------------------------------------------------------------- */
@@ -1255,7 +1352,8 @@ static int send_deltas(kraken_sync *s, peer *p, blobs *b)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < b->n; i++) {
         blob *x = &b->v[i];
-        bool fits = x->len + 1 + kraken__varint_size(x->len) <= DGRAM_NODES_BUDGET;
+        bool fits =
+            !x->reliable && x->len + 1 + kraken__varint_size(x->len) <= DGRAM_NODES_BUDGET;
         rc = blobs_push(fits ? &small : &big, x->data, x->len, x->depth);
         if (rc == 0)
             x->data = NULL; /* moved */
@@ -1317,8 +1415,8 @@ static pb_ostream_t wbuf_stream(wbuf *w)
 }
 
 static int encode_node_state(const kraken_uuid *id, bool deleted, const uint8_t *cfg,
-                             size_t cfg_len, const factlist *facts, bool dsc_full, blobs *out,
-                             uint32_t depth)
+                             size_t cfg_len, const factlist *facts, bool dsc_full, bool stale,
+                             blobs *out, uint32_t depth)
 {
     wbuf w = {0};
     pb_ostream_t os = wbuf_stream(&w);
@@ -1335,6 +1433,9 @@ static int encode_node_state(const kraken_uuid *id, bool deleted, const uint8_t 
              pb_encode_submessage(&os, kraken_sync_Fact_fields, &facts->v[i]);
     if (ok && dsc_full)
         ok = pb_encode_tag(&os, PB_WT_VARINT, kraken_sync_NodeState_dsc_full_tag) &&
+             pb_encode_varint(&os, 1);
+    if (ok && stale)
+        ok = pb_encode_tag(&os, PB_WT_VARINT, kraken_sync_NodeState_stale_tag) &&
              pb_encode_varint(&os, 1);
     if (!ok || blobs_push(out, w.p, w.len, depth) < 0) {
         free(w.p);
@@ -1362,48 +1463,56 @@ static int down_state(kraken_sync *s, const snode *n, bool with_cfg, bool with_o
     static const uint8_t empty_cfg[1];
     if (rc == 0)
         rc = encode_node_state(&n->id, false, cfg != NULL ? cfg : with_cfg ? empty_cfg : NULL,
-                               cfg_len, with_owned ? &facts : NULL, with_owned, out, n->depth);
+                               cfg_len, with_owned ? &facts : NULL, with_owned, false, out,
+                               n->depth);
     free(cfg);
     factlist_clear(&facts);
     return rc;
 }
 
-/* Up to the parent: the node's Dsc facts (all, or those of @p urls), minus what the parent
- * owns for this instance's own node. */
+/*
+ * Up to the parent: the node's Dsc facts (all, or those of @p urls), minus what the parent
+ * owns for this instance's own node. A stale node (PROTOCOL.md 4, "Stale facts") goes with the
+ * facts this instance has, flagged stale and never as the whole Dsc: claiming that was all
+ * would make the parent forget what it knows. The digests do not cover a stale node's facts,
+ * so they go over TCP, where nothing is lost.
+ */
 static int up_state(kraken_sync *s, const snode *n, bool all, char **urls, size_t n_urls,
                     blobs *out)
 {
+    bool self = uuid_eq(&n->id, &s->self);
+    bool stale = !self && !n->fresh;
     const kraken_node *dsc = kraken__store_peek(s->store, KRAKEN_DSC, &n->id);
-    if (dsc == NULL)
-        return KRAKEN_OK;
-    const urlset *skip = uuid_eq(&n->id, &s->self) ? &s->parent->owned : NULL;
+    const urlset *skip = self ? &s->parent->owned : NULL;
     factlist facts = {0};
     int rc = 0;
-    if (all) {
+    if (dsc != NULL && all) {
         rc = collect_facts(dsc, skip, skip != NULL ? FACTS_NOT_OWNED : FACTS_ALL, &facts);
-    } else {
+    } else if (dsc != NULL) {
         for (size_t i = 0; rc == 0 && i < n_urls; i++) {
             if (urlset_match(skip, urls[i]))
                 continue;
             kraken_value v = KRAKEN_VALUE_INIT;
             int g = kraken_node_get(dsc, urls[i], &v);
             if (g < 0)
-                kraken_error_clear();
+                kraken_error_clear(); /* absent: sent as unset */
             rc = factlist_add(&facts, urls[i], g < 0 ? NULL : &v);
             kraken_value_clear(&v);
         }
-        if (rc == 0 && facts.n == 0)
-            return KRAKEN_OK;
     }
-    if (rc == 0)
-        rc = encode_node_state(&n->id, false, NULL, 0, &facts, all, out, n->depth);
+    if (rc == 0 && (all || facts.n > 0 || n->fresh_dirty)) {
+        rc = encode_node_state(&n->id, false, NULL, 0, &facts, all && !stale, stale, out,
+                               n->depth);
+        if (rc == 0 && stale)
+            out->v[out->n - 1].reliable = true;
+    }
     factlist_clear(&facts);
     return rc;
 }
 
 static int tomb_state(const kraken_uuid *id, blobs *out)
 {
-    return encode_node_state(id, true, NULL, 0, NULL, false, out, 0);
+    return encode_node_state(id, true, NULL, 0, NULL, false, false, out, 0);
 }
 
 /* ---- snapshots ------------------------------------------------------------------------ */
@@ -1414,14 +1523,16 @@ static int send_snapshot(kraken_sync *s, peer *p)
     ensure_routes(s);
     blobs b = {0};
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < s->nodes.cap; i++) {
-        snode *n = s->nodes.slots[i];
-        if (n == NULL)
-            continue;
-        if (p->role == ROLE_CHILD && uuid_eq(&n->route, &p->id))
-            rc = down_state(s, n, true, uuid_eq(&n->id, &p->id), &b);
-        else if (p->role == ROLE_PARENT && n->in_subtree)
-            rc = up_state(s, n, true, NULL, 0, &b);
+    if (p->role == ROLE_CHILD) { /* the child's subtree only: a join costs its own size */
+        snode *top = nt_find(&s->nodes, &p->id);
+        for (snode *n = top != NULL ? top->members : NULL; rc == 0 && n != NULL; n = n->m_next)
+            rc = down_state(s, n, true, n == top, &b);
+    } else {
+        for (size_t i = 0; rc == 0 && i < s->nodes.cap; i++) {
+            snode *n = s->nodes.slots[i];
+            if (n != NULL && n->in_subtree)
+                rc = up_state(s, n, true, NULL, 0, &b);
+        }
     }
     if (rc == 0) {
         qsort(b.v, b.n, sizeof *b.v, blob_depth_cmp);
@@ -1473,10 +1584,10 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
         if (down != NULL && (n->cfg_dirty || (top && n->owned_dirty)) &&
             down_state(s, n, n->cfg_dirty, top && n->owned_dirty, &down->out) < 0)
             log_send_error(s, down, "a delta");
-        if (up != NULL && n->in_subtree && (n->up_all || n->n_up_urls > 0) &&
+        if (up != NULL && n->in_subtree && (n->up_all || n->n_up_urls > 0 || n->fresh_dirty) &&
             up_state(s, n, n->up_all, n->up_urls, n->n_up_urls, &up->out) < 0)
             log_send_error(s, up, "a delta");
-        n->queued = n->cfg_dirty = n->owned_dirty = n->up_all = false;
+        n->queued = n->cfg_dirty = n->owned_dirty = n->up_all = n->fresh_dirty = false;
         snode_clear_urls(n);
     }
     s->n_dirty = 0;
@@ -1501,7 +1612,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 typedef struct rx_node {
     kraken_uuid id;
-    bool deleted, dsc_full, has_cfg;
+    bool deleted, dsc_full, has_cfg, stale;
     const uint8_t *cfg; /* points into the received buffer */
     size_t cfg_len;
     kraken_sync_Fact *facts;
@@ -1617,7 +1728,9 @@ static bool parse_node_state(rx_update *u, const uint8_t *data, size_t len)
                 return false;
         } else if (f.tag == kraken_sync_NodeState_dsc_full_tag && f.wt == PB_WT_VARINT) {
             n->dsc_full = f.v != 0;
-        } else if (f.tag <= kraken_sync_NodeState_dsc_full_tag) {
+        } else if (f.tag == kraken_sync_NodeState_stale_tag && f.wt == PB_WT_VARINT) {
+            n->stale = f.v != 0;
+        } else if (f.tag <= kraken_sync_NodeState_stale_tag) {
             return false; /* a known field with the wrong wire type or size */
         }
     }
@@ -1925,23 +2038,30 @@ static bool deleted_later(const peer *p, const kraken_uuid *id)
 static size_t snapshot_leftovers(kraken_sync *s, peer *p, kraken_uuid **out)
 {
     qsort(p->seen, p->n_seen, sizeof *p->seen, uuid_cmp);
+    snode *top = p->role == ROLE_CHILD ? nt_find(&s->nodes, &p->id) : NULL;
+    size_t cap = 0;
+    if (p->role == ROLE_CHILD) /* a child link's own nodes: the cost of its subtree */
+        for (snode *x = top != NULL ? top->members : NULL; x != NULL; x = x->m_next)
+            cap++;
+    else
+        cap = s->nodes.count;
+    kraken_uuid *v = malloc((cap + 1) * sizeof *v);
     size_t n = 0;
-    kraken_uuid *v = malloc((s->nodes.count + 1) * sizeof *v);
     if (v == NULL)
         return 0;
-    for (size_t i = 0; i < s->nodes.cap; i++) {
-        snode *x = s->nodes.slots[i];
-        if (x == NULL)
-            continue;
-        bool mine = p->role == ROLE_PARENT ? x->in_subtree && !uuid_eq(&x->id, &s->self)
-                                           : uuid_eq(&x->route, &p->id);
-        if (mine && (p->role == ROLE_PARENT
-                         ? stamp_newer(x->down_session, x->down_seq, p, p->snap_seq)
-                         : stamp_newer(x->up_session, x->up_seq, p, p->snap_seq)))
-            continue;
-        /* the cheap test first: a leaf's link carries one node of the whole table */
-        if (mine && !seen_has(p, &x->id))
-            v[n++] = x->id;
+    if (p->role == ROLE_CHILD) {
+        for (snode *x = top != NULL ? top->members : NULL; x != NULL; x = x->m_next)
+            if (!stamp_newer(x->up_session, x->up_seq, p, p->snap_seq) && !seen_has(p, &x->id))
+                v[n++] = x->id;
+    } else {
+        for (size_t i = 0; i < s->nodes.cap; i++) {
+            snode *x = s->nodes.slots[i];
+            if (x == NULL || !x->in_subtree || uuid_eq(&x->id, &s->self) ||
+                stamp_newer(x->down_session, x->down_seq, p, p->snap_seq))
+                continue;
+            if (!seen_has(p, &x->id))
+                v[n++] = x->id;
+        }
     }
     *out = v;
     return n;
@@ -2077,6 +2197,7 @@ static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
 /* State from a child: Dsc facts of its subtree, minus the facts we own for its own node. */
 static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
 {
+    size_t went_stale = 0, went_fresh = 0;
     ensure_routes(s);
     if (u->full && !p->rx_snapshot) {
         p->rx_snapshot = true;
@@ -2105,24 +2226,45 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
             continue;
         }
         bool top = uuid_eq(&ns->id, &p->id);
-        apply_facts(s, p, &ns->id, ns->facts, ns->n_facts, ns->dsc_full, &s->my_owned,
-                    top ? FACTS_NOT_OWNED : FACTS_ALL);
-        stamp(p, nt_find(&s->nodes, &ns->id));
+        /* a stale node keeps what we have: only the facts listed (the child's own discoveries
+         * about it) apply, never a replacement */
+        bool replace = ns->dsc_full && !ns->stale;
+        if (ns->n_facts > 0 || replace)
+            apply_facts(s, p, &ns->id, ns->facts, ns->n_facts, replace, &s->my_owned,
+                        top ? FACTS_NOT_OWNED : FACTS_ALL);
+        n = nt_find(&s->nodes, &ns->id);
+        if (n == NULL)
+            continue;
+        stamp(p, n);
+        if (ns->stale)
+            went_stale += set_fresh(s, n, false);
+        else if (replace)
+            went_fresh += set_fresh(s, n, true);
         if (u->full)
             (void)seen_add(s, p, &ns->id);
     }
     if (u->full && !u->more) {
+        /* A node of the child's subtree it did not list: it does not know it (yet). Keep the
+         * facts, marked stale; never conclude it has none. */
         p->rx_snapshot = false;
         kraken_uuid *rest = NULL;
         size_t n_rest = snapshot_leftovers(s, p, &rest);
         for (size_t i = 0; i < n_rest; i++) {
-            bool top = uuid_eq(&rest[i], &p->id);
-            apply_facts(s, p, &rest[i], NULL, 0, true, &s->my_owned,
-                        top ? FACTS_NOT_OWNED : FACTS_ALL);
+            snode *n = nt_find(&s->nodes, &rest[i]);
+            if (n != NULL)
+                went_stale += set_fresh(s, n, false);
         }
         free(rest);
         p->n_seen = 0;
     }
+    char buf[KRAKEN_UUID_STRLEN + 1];
+    if (went_stale > 0)
+        publish(s, KRAKEN_SYNC_NODES_STALE, &p->id,
+                "%zu nodes under child %s are stale: the child has not (re)learned their facts",
+                went_stale, fmt_id(&p->id, buf));
+    if (went_fresh > 0)
+        publish(s, KRAKEN_SYNC_NODES_FRESH, &p->id, "%zu nodes under child %s are fresh again",
+                went_fresh, fmt_id(&p->id, buf));
 }
 
 static void apply_update(kraken_sync *s, peer *p, const rx_update *u)
@@ -2178,10 +2320,10 @@ static void refresh_my_owned(kraken_sync *s)
  * [0, hello_ms - tick] (peer_start), each next one in [0.75 x hello_ms, hello_ms - tick] after
  * the previous. With one fixed-period timer per instance, instances started together stayed in
  * phase forever and a parent sent all its children's hellos in one burst, overflowing receive
- * buffers every period. A timer ticking HELLO_TICKS times per period sends the hellos due, so a
- * busy parent recomputes its digests (O(nodes)) at most once per tick, not once per hello. A
- * hello is at most one tick late, so none is more than hello_ms after the previous one and
- * dead_ms > hello_ms of silence still means lost hellos.
+ * buffers every period. The hello timer (schedule_hellos) fires for the earliest hello due, at
+ * most HELLO_TICKS times per period, so a busy parent recomputes its digests (O(nodes)) at most
+ * once per tick, not once per hello. A hello is at most one tick late, so none is more than
+ * hello_ms after the previous one and dead_ms > hello_ms of silence still means lost hellos.
  */
 #define HELLO_TICKS 32
 
@@ -2220,6 +2362,23 @@ static void hello_to(kraken_sync *s, peer *p, uint64_t now, bool *computed)
     send_hello(s, p);
 }
 
+/*
+ * The hello timer fires when the earliest hello is due, but not sooner than a tick after its
+ * last run: a parent with thousands of children still computes digests at most HELLO_TICKS
+ * times per interval, and a leaf wakes once per hello instead of HELLO_TICKS times (with
+ * thousands of instances per process, as in bench_sync, the idle ticks alone took the CPU).
+ */
+static void schedule_hellos(kraken_sync *s, uint64_t due)
+{
+    uint64_t earliest = s->hello_last_run + hello_tick_ms(s);
+    if (due < earliest)
+        due = earliest;
+    uint64_t now = now_ms();
+    s->hello_next = due;
+    event_del(s->hello_ev);
+    arm_timer(s->hello_ev, due > now ? due - now : 0);
+}
+
 static void hello_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -2232,10 +2391,19 @@ static void hello_cb(evutil_socket_t fd, short what, void *arg)
         refresh_my_owned(s); /* the owned URLs the digests depend on */
     }
     bool computed = false;
-    for (size_t i = 0; i < s->n_children; i++)
+    uint64_t next = now + s->opts.hello_ms; /* owned URLs and log summaries: once a period */
+    for (size_t i = 0; i < s->n_children; i++) {
         hello_to(s, s->children[i], now, &computed);
-    if (s->parent != NULL)
+        if (s->children[i]->hello_due < next)
+            next = s->children[i]->hello_due;
+    }
+    if (s->parent != NULL) {
         hello_to(s, s->parent, now, &computed);
+        if (s->parent->hello_due < next)
+            next = s->parent->hello_due;
+    }
+    s->hello_last_run = now;
+    schedule_hellos(s, next);
 }
 
 /*
@@ -2259,7 +2427,13 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
 {
     if (!p->ready)
         return;
-    if (p->digest_gen != s->change_gen)
+    /* Recomputing is O(nodes): during a join storm every hello would pay it. Digests at most
+     * one tick old only delay the detection of a loss by one hello (the two-strike rule below
+     * already absorbs a mismatch that is only in flight), and they never hide one for longer:
+     * the next hello compares fresh ones. */
+    uint64_t tick_now = now_ms();
+    if (p->digest_gen != s->change_gen &&
+        (p->digest_gen == UINT64_MAX || tick_now - s->digests_at >= hello_tick_ms(s)))
         compute_digests(s);
     if (memcmp(h->your_digest, p->dig_send, KRAKEN_SYNC_HELLO_DIGEST_LEN) == 0) {
         p->strikes = 0;
@@ -2267,14 +2441,20 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
     }
     p->strikes++;
     uint64_t now = now_ms();
-    /* Deltas may sit in a busy peer's queues for longer than a few damping periods: a parent
-     * applying a 10,000-child round takes most of a second, so a hello crossing its deltas
-     * looked like a loss and cost a snapshot. An eighth of the hello interval covers that and
-     * still lets the hello after next repair a real loss. */
+    /* Deltas may sit in a busy peer's queues for a long time: a parent applying a
+     * 10,000-child round takes most of a second, and an overloaded one (30,000 children on two
+     * shared cores) several; a hello crossing them looked like a loss and cost a snapshot
+     * (13,000 per round). So after sending anything in the last hello interval, the snapshot
+     * waits for a second mismatching hello in a row: a real loss then costs at most two
+     * intervals; when this side has been quiet for an interval, the first one repairs it. */
     uint64_t guard = (uint64_t)s->opts.damping_ms * 4 + 100;
-    if (guard < s->opts.hello_ms / 8)
-        guard = s->opts.hello_ms / 8;
-    bool quiet = now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
+    if (guard < s->opts.hello_ms)
+        guard = s->opts.hello_ms;
+    /* Changes applied but not flushed yet are deltas about to go: under load a hello can
+     * arrive between the two, and a snapshot then only repeats them (a 30,000-child bench
+     * sent 13,835 snapshots in one round that way). */
+    bool flushing = s->n_dirty > 0 || event_pending(s->flush_ev, EV_TIMEOUT, NULL);
+    bool quiet = !flushing && now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
     if ((p->strikes >= 2 || quiet) && snapshot_welcome(s, p)) {
         snapshot_or_log(s, p);
         p->strikes = -1; /* the next hello may predate the snapshot */
@@ -2295,7 +2475,19 @@ static int peer_start(kraken_sync *s, peer *p)
     p->last_heard = now_ms();
     arm_timer(p->dead_ev, s->opts.dead_ms);
     p->hello_due = p->last_heard + uniform_ms(0, s->opts.hello_ms - hello_tick_ms(s));
+    if (p->hello_due < s->hello_next)
+        schedule_hellos(s, p->hello_due);
     return KRAKEN_OK;
+}
+
+/* Every node under child link @p id: its facts are no longer confirmed. */
+static size_t mark_link_stale(kraken_sync *s, const kraken_uuid *id)
+{
+    size_t n = 0;
+    snode *top = nt_find(&s->nodes, id);
+    for (snode *x = top != NULL ? top->members : NULL; x != NULL; x = x->m_next)
+        n += set_fresh(s, x, false);
+    return n;
 }
 
 static void end_child_session(kraken_sync *s, peer *p, const char *why, bool link_lost)
@@ -2304,6 +2496,12 @@ static void end_child_session(kraken_sync *s, peer *p, const char *why, bool lin
     children_remove(s, p);
     peer_free(p);
     char buf[KRAKEN_UUID_STRLEN + 1];
+    ensure_routes(s);
+    size_t stale = mark_link_stale(s, &id);
+    if (stale > 0)
+        publish(s, KRAKEN_SYNC_NODES_STALE, &id,
+                "%zu nodes under child %s are stale (last known facts kept): %s", stale,
+                fmt_id(&id, buf), why);
     if (link_lost) {
         s->stats.peers_lost++;
         discover_run_state(s, &id, "ERROR");
@@ -2503,12 +2701,11 @@ static void pending_free(kraken_sync *s, pending_join *pj, bool close_conn)
     free(pj);
 }
 
-static void refuse_join(kraken_sync *s, const kraken_uuid *child, const kraken_sync_conn *conn,
+static void refuse_join(kraken_sync *s, const kraken_uuid *child, const kraken_sync_addr *from,
                         const char *reason)
 {
-    char buf[KRAKEN_UUID_STRLEN + 1], addr[80] = "?";
-    if (conn != NULL)
-        kraken__sync_addr_format(kraken__sync_conn_peer(conn), addr, sizeof addr);
+    char buf[KRAKEN_UUID_STRLEN + 1], addr[80];
+    kraken__sync_addr_format(from, addr, sizeof addr);
     s->stats.joins_refused++;
     publish(s, KRAKEN_SYNC_JOIN_REFUSED, child, "join of %s refused: %s", fmt_id(child, buf),
             reason);
@@ -2547,7 +2744,7 @@ static void pj_on_request(kraken_sync *s, pending_join *pj, const uint8_t *data,
         char reason[96];
         snprintf(reason, sizeof reason, "unsupported protocol version %u or bad UDP port %u",
                  (unsigned)req.version, (unsigned)req.udp_port);
-        refuse_join(s, &pj->tr.child_id, pj->conn, reason);
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(pj->conn), reason);
         pending_free(s, pj, true);
         return;
     }
@@ -2678,8 +2875,10 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
     kraken__sync_proof(pj->node_key, false, &pj->tr, expected);
     if (!decode_small(kraken_sync_JoinProof_fields, data, len, &proof) ||
         !kraken__sync_equal(expected, proof.proof, sizeof expected)) {
-        refuse_join(s, &pj->tr.child_id, pj->conn,
-                    "the child's proof does not match (wrong cluster secret?)");
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(pj->conn),
+                    "the child's proof does not match: its node key is not the one this "
+                    "instance derives for it (a key from another cluster secret, or from "
+                    "before the node moved here?)");
         pending_free(s, pj, true);
         return;
     }
@@ -2703,8 +2902,9 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
         (void)send_join_result(s, p, false, reason);
         kraken__sync_conn_close(p->conn, true);
         p->conn = NULL;
+        kraken_sync_addr from = p->udp;
         peer_free(p);
-        refuse_join(s, &child, NULL, reason);
+        refuse_join(s, &child, &from, reason);
         return;
     }
     peer *old = find_child(s, &child);
@@ -2776,7 +2976,7 @@ static void pj_closed(kraken_sync_conn *conn, const char *why, void *ud)
         char reason[300];
         snprintf(reason, sizeof reason,
                  "the child ended the handshake after our challenge, without a proof (%s)", why);
-        refuse_join(s, &pj->tr.child_id, conn, reason);
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(conn), reason);
     } else {
         slog(s, KRAKEN_LOG_DEBUG, "connection from %s closed before a JoinRequest (%s)", addr,
              why);
@@ -2912,6 +3112,16 @@ static void child_refused(kraken_sync *s, const char *reason)
     schedule_rejoin(s);
 }
 
+/* The key this instance proves as a child: its node key file as given; in insecure mode,
+ * derived from the well-known secret like every other key. */
+static void own_node_key(const kraken_sync *s, uint8_t out[KRAKEN_SYNC_KEY_LEN])
+{
+    if (s->opts.insecure)
+        kraken__sync_node_key(s->secret, s->secret_len, &s->self, out);
+    else
+        memcpy(out, s->secret, KRAKEN_SYNC_KEY_LEN);
+}
+
 static void on_challenge(kraken_sync *s, const uint8_t *data, size_t len)
 {
     kraken_sync_JoinChallenge ch = kraken_sync_JoinChallenge_init_zero;
@@ -2924,11 +3134,13 @@ static void on_challenge(kraken_sync *s, const uint8_t *data, size_t len)
     memcpy(s->jtr.nonce_parent, ch.nonce, KRAKEN_SYNC_NONCE_LEN);
     s->jtr.epoch_parent = ch.epoch;
     uint8_t key[KRAKEN_SYNC_KEY_LEN], expected[KRAKEN_SYNC_KEY_LEN];
-    kraken__sync_node_key(s->secret, s->secret_len, &s->self, key);
+    own_node_key(s, key);
     kraken__sync_proof(key, true, &s->jtr, expected);
     if (!kraken__sync_equal(expected, ch.proof, sizeof expected)) {
         kraken__sync_wipe(key, sizeof key);
-        child_refused(s, "the parent's proof does not match (wrong cluster secret?)");
+        child_refused(s, "the parent's proof does not match: this instance's node key is not "
+                         "the one its parent derives (a key from another cluster secret, or "
+                         "from before the node moved to this parent?)");
         return;
     }
     kraken_sync_JoinProof proof = kraken_sync_JoinProof_init_zero;
@@ -3086,9 +3298,15 @@ static int check_options(const kraken_sync_options *o)
     if (o->version < 1 || o->version > KRAKEN_SYNC_OPTIONS_VERSION)
         return kraken__err(KRAKEN_EINVAL, "sync options: version %u, expected 1..%u", o->version,
                            KRAKEN_SYNC_OPTIONS_VERSION);
-    if (!o->insecure && (o->secret_file == NULL || o->secret_file[0] == '\0'))
-        return kraken__err(KRAKEN_EINVAL,
-                           "sync options: no secret_file (set insecure for a demo without one)");
+    bool has_file = o->secret_file != NULL && o->secret_file[0] != '\0';
+    if (!o->insecure && !has_file && o->key == NULL)
+        return kraken__err(KRAKEN_EINVAL, "sync options: no secret_file and no key (set insecure "
+                                          "for a demo without one)");
+    if (has_file && o->key != NULL)
+        return kraken__err(KRAKEN_EINVAL, "sync options: both secret_file and key are set");
+    if (o->key != NULL && (o->key_len < KRAKEN_SYNC_SECRET_MIN || o->key_len > KRAKEN_SYNC_SECRET_MAX))
+        return kraken__err(KRAKEN_EINVAL, "sync options: key of %zu bytes, need %d to %d",
+                           o->key_len, KRAKEN_SYNC_SECRET_MIN, KRAKEN_SYNC_SECRET_MAX);
     if (o->hello_ms == 0)
         return kraken__err(KRAKEN_EINVAL, "sync options: hello_ms must be > 0");
     if (o->dead_ms <= o->hello_ms)
@@ -3166,8 +3384,8 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if (out == NULL || engine == NULL || base == NULL || opts == NULL)
         return kraken__err(KRAKEN_EINVAL, "kraken_sync_new: out, engine, base and opts are "
                                           "required");
-    int rc = check_options(opts);
-    if (rc < 0 || (rc = kraken__sync_crypto_init()) < 0)
+    int rc = kraken__engine_usable(engine, "kraken_sync_new");
+    if (rc < 0 || (rc = check_options(opts)) < 0 || (rc = kraken__sync_crypto_init()) < 0)
         return rc;
     kraken_sync *s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -3182,6 +3400,7 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     s->opts.listen_addr = s->listen_text;
     s->opts.parent_addr = s->parent_text;
     s->opts.secret_file = NULL;
+    s->opts.key = NULL;
     s->self = *kraken_engine_self_id(engine);
     s->backoff_ms = opts->rejoin_min_ms;
     struct rlimit nofile;
@@ -3222,15 +3441,32 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
         const uint8_t *fixed;
         kraken__sync_insecure_secret(&fixed, &s->secret_len);
         s->secret = (uint8_t *)fixed;
+    } else if (opts->key != NULL) {
+        if ((s->secret = malloc(opts->key_len)) == NULL) {
+            rc = kraken__err(KRAKEN_ENOMEM, "kraken_sync_new: out of memory");
+            goto fail;
+        }
+        memcpy(s->secret, opts->key, opts->key_len);
+        s->secret_len = opts->key_len;
+        s->secret_owned = true;
     } else {
         if ((rc = kraken__sync_secret_load(opts->secret_file, &s->secret, &s->secret_len)) < 0)
             goto fail;
         s->secret_owned = true;
     }
+    /* A child proves its own node key (PROTOCOL.md 2): 32 bytes, from its parent's key. */
+    if (s->has_parent && !opts->insecure && s->secret_len != KRAKEN_SYNC_KEY_LEN) {
+        rc = kraken__err(KRAKEN_EINVAL,
+                         "sync %s: %zu bytes, but a child's key is its %d-byte node key "
+                         "(kraken_sync_write_node_key on the root), not the cluster secret",
+                         opts->key != NULL ? "key" : "secret_file", s->secret_len,
+                         KRAKEN_SYNC_KEY_LEN);
+        goto fail;
+    }
     if ((rc = owned_urls_of_engine(engine, &s->my_owned)) < 0 || (rc = load_nodes(s)) < 0)
         goto fail;
     s->flush_ev = evtimer_new(base, flush_cb, s);
-    s->hello_ev = event_new(base, -1, EV_PERSIST, hello_cb, s);
+    s->hello_ev = evtimer_new(base, hello_cb, s);
     s->join_ev = evtimer_new(base, join_timer_cb, s);
     if (s->flush_ev == NULL || s->hello_ev == NULL || s->join_ev == NULL) {
         rc = kraken__err(KRAKEN_ENOMEM, "kraken_sync_new: out of memory");
@@ -3242,7 +3478,8 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if ((rc = kraken_store_listen(s->store, on_store_change, s, NULL, &s->listener)) < 0)
         goto fail;
     s->owned_refreshed_at = now_ms();
-    arm_timer(s->hello_ev, hello_tick_ms(s));
+    s->hello_last_run = now_ms();
+    schedule_hellos(s, s->hello_last_run + s->opts.hello_ms);
     if (s->has_parent) {
         /* Frozen until the first full state (the engine may already start frozen). */
         s->engine_was_frozen = kraken_engine_frozen(engine);
@@ -3343,6 +3580,19 @@ size_t kraken_sync_children(const kraken_sync *sync)
     return sync_usable(sync, "sync_children") ? sync->n_children : 0;
 }
 
+kraken_sync_view kraken_sync_node_view(const kraken_sync *sync, const kraken_uuid *id)
+{
+    if (sync == NULL || id == NULL)
+        return KRAKEN_SYNC_VIEW_NONE;
+    const kraken_sync *s = sync; /* routes as of the last flush (a Cfg change: damping_ms) */
+    const snode *n = nt_find(&s->nodes, id);
+    if (n == NULL || !n->in_subtree)
+        return KRAKEN_SYNC_VIEW_NONE;
+    if (uuid_eq(id, &s->self))
+        return KRAKEN_SYNC_VIEW_SELF;
+    return n->fresh ? KRAKEN_SYNC_VIEW_LIVE : KRAKEN_SYNC_VIEW_STALE;
+}
+
 void kraken_sync_get_stats(const kraken_sync *sync, kraken_sync_stats *out)
 {
     if (out == NULL)
@@ -3367,6 +3617,21 @@ bool kraken__sync_last_datagram(const kraken_sync *sync, const uint8_t **data, s
                                 kraken_sync_addr *to)
 {
     return sync != NULL && kraken__sync_net_last_sent(sync->net, data, len, to);
+}
+
+static void age_snapshot(peer *p, uint64_t ms)
+{
+    if (p != NULL)
+        p->last_snapshot_at = p->last_snapshot_at > ms ? p->last_snapshot_at - ms : 0;
+}
+
+void kraken__sync_age_snapshots(kraken_sync *sync, uint64_t ms)
+{
+    if (sync == NULL)
+        return;
+    for (size_t i = 0; i < sync->n_children; i++)
+        age_snapshot(sync->children[i], ms);
+    age_snapshot(sync->parent, ms);
 }
 
 size_t kraken__sync_buffered(const kraken_sync *sync)

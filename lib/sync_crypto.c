@@ -1,11 +1,13 @@
 /*
- * Sync protocol cryptography (doc/PROTOCOL.md 2): cluster secret files, node and session keys,
- * join proofs, envelope MACs and state digests. HMAC-SHA256 and BLAKE2b from libsodium.
+ * Sync protocol cryptography (doc/PROTOCOL.md 2): cluster secret and node key files, node and
+ * session keys, join proofs, envelope MACs and state digests. HMAC-SHA256 and BLAKE2b from libsodium.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -257,4 +259,142 @@ void kraken__sync_hash_final(kraken_sync_hash *h, uint8_t out[KRAKEN_SYNC_DIGEST
 {
     crypto_generichash_final((crypto_generichash_state *)(void *)h->state, out,
                              KRAKEN_SYNC_DIGEST_LEN);
+}
+
+/* ---- node keys (doc/PROTOCOL.md 2) ---------------------------------------------------- */
+
+int kraken_sync_derive_node_key(const void *parent_key, size_t parent_key_len,
+                                const kraken_uuid *node, uint8_t out[KRAKEN_SYNC_NODE_KEY_LEN])
+{
+    if (parent_key == NULL || node == NULL || out == NULL)
+        return kraken__err(KRAKEN_EINVAL, "kraken_sync_derive_node_key: NULL argument");
+    if (parent_key_len < KRAKEN_SYNC_SECRET_MIN || parent_key_len > KRAKEN_SYNC_SECRET_MAX)
+        return kraken__err(KRAKEN_EINVAL, "kraken_sync_derive_node_key: key of %zu bytes, need "
+                                          "%d to %d",
+                           parent_key_len, KRAKEN_SYNC_SECRET_MIN, KRAKEN_SYNC_SECRET_MAX);
+    int rc = kraken__sync_crypto_init();
+    if (rc < 0)
+        return rc;
+    kraken__sync_node_key(parent_key, parent_key_len, node, out);
+    return KRAKEN_OK;
+}
+
+#define MAX_CHAIN 4096 /* as sync.c's MAX_PATH_DEPTH: a longer parent chain is a loop */
+
+/* The Cfg parent chain of @p node up to (not including) the root, nearest the root first. */
+static int chain_to_root(const kraken_store *store, const kraken_uuid *node, kraken_uuid *chain,
+                         size_t *depth)
+{
+    char a[KRAKEN_UUID_STRLEN + 1], b[KRAKEN_UUID_STRLEN + 1];
+    kraken_uuid cur = *node;
+    size_t n = 0;
+    for (;;) {
+        const kraken_node *cfg = kraken__store_peek(store, KRAKEN_CFG, &cur);
+        if (cfg == NULL)
+            return n == 0 ? kraken__err(KRAKEN_ENOTFOUND, "node %s is not in the store",
+                                        kraken_uuid_format(node, a))
+                          : kraken__err(KRAKEN_ENOTFOUND,
+                                        "node %s: its ancestor %s is not in the store (the "
+                                        "chain must reach the root)",
+                                        kraken_uuid_format(node, a), kraken_uuid_format(&cur, b));
+        const kraken_uuid *parent = cfg->rec.slots[KRAKEN_NODE_F_PARENT_ID].uuid;
+        static const kraken_uuid nil;
+        bool top = parent == NULL || memcmp(parent->bytes, nil.bytes, 16) == 0;
+        if (top && n == 0)
+            return kraken__err(KRAKEN_EINVAL,
+                               "node %s has no parentId: it is the root, whose key is the "
+                               "cluster secret itself",
+                               kraken_uuid_format(node, a));
+        if (top)
+            break;
+        if (n == MAX_CHAIN)
+            return kraken__err(KRAKEN_EINVAL, "node %s: its Cfg parent chain loops",
+                               kraken_uuid_format(node, a));
+        chain[n++] = cur;
+        cur = *parent;
+    }
+    for (size_t i = 0; i < n / 2; i++) { /* root first */
+        kraken_uuid t = chain[i];
+        chain[i] = chain[n - 1 - i];
+        chain[n - 1 - i] = t;
+    }
+    *depth = n;
+    return KRAKEN_OK;
+}
+
+/* Write @p len bytes to @p path atomically (temporary file, fsync, rename), mode 0600. */
+static int write_key_file(const char *path, const uint8_t *key, size_t len)
+{
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (tmp == NULL)
+        return kraken__err(KRAKEN_ENOMEM, "key file %s: out of memory", path);
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int saved = errno;
+        free(tmp);
+        return kraken__err(KRAKEN_EIO, "key file %s: cannot create a temporary file: %s", path,
+                           strerror(saved));
+    }
+    const char *step = "fchmod";
+    if (fchmod(fd, 0600) != 0)
+        goto fail;
+    step = "write";
+    if (write_all(fd, key, len) != 0)
+        goto fail;
+    step = "fsync";
+    if (fsync(fd) != 0)
+        goto fail;
+    step = "close";
+    int c = close(fd);
+    fd = -1;
+    if (c != 0)
+        goto fail;
+    step = "rename";
+    if (rename(tmp, path) != 0)
+        goto fail;
+    free(tmp);
+    return KRAKEN_OK;
+fail:;
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    free(tmp);
+    return kraken__err(KRAKEN_EIO, "key file %s: %s failed: %s", path, step, strerror(saved));
+}
+
+int kraken_sync_write_node_key(const char *secret_file, const kraken_store *store,
+                               const kraken_uuid *node, const char *path)
+{
+    if (secret_file == NULL || store == NULL || node == NULL || path == NULL || path[0] == '\0')
+        return kraken__err(KRAKEN_EINVAL, "kraken_sync_write_node_key: NULL argument");
+    int rc = kraken__sync_crypto_init();
+    if (rc < 0)
+        return rc;
+    kraken_uuid *chain = malloc(MAX_CHAIN * sizeof *chain);
+    if (chain == NULL)
+        return kraken__err(KRAKEN_ENOMEM, "kraken_sync_write_node_key: out of memory");
+    size_t depth = 0;
+    uint8_t *secret = NULL;
+    size_t secret_len = 0;
+    if ((rc = chain_to_root(store, node, chain, &depth)) < 0 ||
+        (rc = kraken__sync_secret_load(secret_file, &secret, &secret_len)) < 0) {
+        free(chain);
+        return rc;
+    }
+    uint8_t key[KRAKEN_SYNC_KEY_LEN];
+    kraken__sync_node_key(secret, secret_len, &chain[0], key);
+    kraken__sync_secret_free(secret, secret_len);
+    for (size_t i = 1; i < depth; i++) {
+        uint8_t next[KRAKEN_SYNC_KEY_LEN];
+        kraken__sync_node_key(key, sizeof key, &chain[i], next);
+        memcpy(key, next, sizeof key);
+        sodium_memzero(next, sizeof next);
+    }
+    free(chain);
+    rc = write_key_file(path, key, sizeof key);
+    sodium_memzero(key, sizeof key);
+    return rc;
 }

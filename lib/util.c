@@ -308,19 +308,29 @@ int kraken__afile_open(kraken__afile *af, const char *path)
     af->tmp = malloc(path_len + sizeof TMP_TEMPLATE);
     if (af->tmp == NULL)
         return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", path);
-    memcpy(af->tmp, path, path_len);
-    memcpy(af->tmp + path_len, TMP_TEMPLATE, sizeof TMP_TEMPLATE);
-    af->fd = mkostemp(af->tmp, O_CLOEXEC);
-    if (af->fd < 0) {
-        int rc = kraken__err(KRAKEN_EIO, "%s: cannot create temporary file: %s", path,
-                             strerror(errno));
-        free(af->tmp);
-        af->tmp = NULL;
-        return rc;
+    /* Another process's cleanup may remove the file between mkostemp and flock: then the
+     * file has no name any more (st_nlink 0), and we make another. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        memcpy(af->tmp, path, path_len);
+        memcpy(af->tmp + path_len, TMP_TEMPLATE, sizeof TMP_TEMPLATE);
+        af->fd = mkostemp(af->tmp, O_CLOEXEC);
+        if (af->fd < 0)
+            break;
+        /* The lock marks the file as in use for kraken__remove_stale_temps() elsewhere. A
+         * file system without locks only loses that protection; EWOULDBLOCK means a cleaner
+         * holds the new file and is removing it. */
+        struct stat st;
+        bool taken = flock(af->fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+        if (!taken && fstat(af->fd, &st) == 0 && st.st_nlink > 0)
+            return KRAKEN_OK;
+        close(af->fd);
+        af->fd = -1;
     }
-    /* Marks the file as in use for kraken__remove_stale_temps() in other processes. */
-    (void)flock(af->fd, LOCK_EX | LOCK_NB);
-    return KRAKEN_OK;
+    int rc = kraken__err(KRAKEN_EIO, "%s: cannot create temporary file: %s", path,
+                         af->fd < 0 && errno != 0 ? strerror(errno) : "removed while created");
+    free(af->tmp);
+    af->tmp = NULL;
+    return rc;
 }
 
 static int afile_fail(kraken__afile *af, const char *step)

@@ -2,4 +2,4 @@
 
 const char *kraken_version(void) { return KRAKEN_VERSION_STRING; }
 
-int kraken_version_number(void) { return KRAKEN_VERSION_NUMBER; }
+unsigned kraken_version_number(void) { return KRAKEN_VERSION_NUMBER; }

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Usage: check_install.sh BUILD_DIR SOURCE_DIR
-# Installs the build into a temporary DESTDIR, then builds examples/plan.c the way a
-# tool author would (headers and library found only through pkg-config) and checks
-# its output on the fixture cluster. TAP output (tap.sh); a failed step ends the run.
+# Installs the build into a temporary DESTDIR, then builds every examples/*.c the way
+# a tool author would (headers and libraries found only through `pkg-config --cflags
+# --libs kraken`, which must bring libevent along) and checks their output on the
+# fixture cluster. TAP output (tap.sh); a failed step ends the run.
 . "$(dirname "$0")/tap.sh"
 build=$1; src=$2
 dest=$(mktemp -d)
@@ -32,12 +33,23 @@ libdir=$(pkg-config "$relocate" --variable=libdir kraken)
 # A sanitizer build installs an instrumented library: build the example the same way.
 san=""
 ldd "$libdir/libkraken.so" | grep -q libasan && san="-fsanitize=address,undefined"
-# shellcheck disable=SC2086 # flags are word lists
-step "examples/plan.c builds with pkg-config flags only" \
-    cc -std=c99 -Wall -Wextra -Werror $san -o "$dest/plan" "$src/examples/plan.c" $flags
-step "the installed example runs on the fixture cluster" \
+# Every example, with nothing but the flags pkg-config gives (status.c calls libevent itself,
+# so libevent must come from kraken's Requires).
+for example in "$src"/examples/*.c; do
+    name=$(basename "$example" .c)
+    # shellcheck disable=SC2086 # flags are word lists
+    step "examples/$name.c builds with \$(pkg-config --cflags --libs kraken) only" \
+        cc -std=c99 -Wall -Wextra -Werror $san -o "$dest/$name" "$example" $flags
+done
+fx="$src/tests/fixtures"
+step "the installed plan example runs on the fixture cluster" \
     sh -c 'LD_LIBRARY_PATH="$1" "$2" "$3" "$4" >"$5"' sh "$libdir" "$dest/plan" \
-    "$src/tests/fixtures/cluster4.json" "$src/tests/fixtures/cluster4-dsc.json" "$dest/out.txt"
+    "$fx/cluster4.json" "$fx/cluster4-dsc.json" "$dest/plan.txt"
 step "its output matches cluster4.plan.expected" \
-    diff -u "$src/tests/fixtures/cluster4.plan.expected" "$dest/out.txt"
+    diff -u "$fx/cluster4.plan.expected" "$dest/plan.txt"
+step "the installed status example runs on the fixture cluster" \
+    sh -c 'LD_LIBRARY_PATH="$1" "$2" "$3" "$4" head >"$5"' sh "$libdir" "$dest/status" \
+    "$fx/cluster4.json" "$fx/cluster4-dsc.json" "$dest/status.txt"
+step "its output matches cluster4.status.expected" \
+    diff -u "$fx/cluster4.status.expected" "$dest/status.txt"
 tap_done

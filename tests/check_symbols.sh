@@ -9,6 +9,7 @@
 #   MISSING kraken_foo: declared in a public header but not in lib/kraken.map;
 #           add this line to the KRAKEN_1 global list (alphabetical order):     kraken_foo;
 set -eu
+export LC_ALL=C # one sort order for the map check, whatever the locale
 . "$(dirname "$0")/tap.sh"
 cc=$1; lib=$2; map=$3; inc=$4
 tmp=$(mktemp -d)

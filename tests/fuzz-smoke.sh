@@ -17,7 +17,7 @@ if ! CC=clang meson setup "$dir" -Dfuzz=true -Dtests=false -Dbench=false -Db_lun
 fi
 : >"$dir/fuzz-testlog.json"
 status=0
-for name in json pb url sync rest module; do
+for name in json pb url sync rest schema ws module; do
     target=fuzz_$name
     work=$(mktemp -d)
     dict=()

@@ -64,8 +64,34 @@ static int usage(void)
     fprintf(stderr, "usage: sync_node --id UUID --listen ADDR [--port N] [--parent ADDR[:PORT]] "
                     "--secret FILE [--state FILE] [--nodes N] [--hello MS] [--dead MS] "
                     "[--damping MS] [--rejoin-min MS] [--rejoin-max MS]\n"
-                    "       sync_node --write-secret FILE\n");
+                    "       sync_node --write-secret FILE\n"
+                    "       sync_node --write-node-key SECRET STATE ROOT_UUID NODE_UUID OUT\n");
     return 2;
+}
+
+/* As the root would: the node key of NODE_UUID, whose Cfg chain is in STATE under the root
+ * ROOT_UUID, derived from the cluster SECRET, written to OUT. */
+static int write_node_key(char **argv)
+{
+    kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
+    kraken_uuid node;
+    if (kraken_uuid_parse(&eo.self_id, argv[2]) != 0 || kraken_uuid_parse(&node, argv[3]) != 0) {
+        fprintf(stderr, "sync_node: bad uuid\n");
+        return 2;
+    }
+    struct event_base *base = event_base_new();
+    kraken_engine *engine = NULL;
+    int rc = base != NULL ? kraken_engine_new(&engine, base, NULL, &eo) : KRAKEN_ENOMEM;
+    if (rc == 0)
+        rc = kraken_store_load(kraken_engine_store(engine), argv[1]);
+    if (rc == 0)
+        rc = kraken_sync_write_node_key(argv[0], kraken_engine_store(engine), &node, argv[4]);
+    if (rc != 0)
+        fprintf(stderr, "sync_node: %s\n", kraken_error_last());
+    kraken_engine_free(engine);
+    if (base != NULL)
+        event_base_free(base);
+    return rc == 0 ? 0 : 1;
 }
 
 static kraken_store *store_of(node_app *a) { return kraken_engine_store(a->engine); }
@@ -316,6 +342,8 @@ int main(int argc, char **argv)
     o.damping_ms = 2;
     o.rejoin_min_ms = 50;
     o.rejoin_max_ms = 500;
+    if (argc == 7 && strcmp(argv[1], "--write-node-key") == 0)
+        return write_node_key(argv + 2);
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;

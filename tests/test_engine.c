@@ -109,7 +109,7 @@ static void fixture_start(const kraken_engine_options *o, const kraken_sim_optio
     ck_assert_ptr_nonnull(fx.base);
     ck_assert_int_eq(kraken_engine_new(&fx.engine, fx.base, NULL, o), 0);
     fx.store = kraken_engine_store(fx.engine);
-    kraken_subscribe_options sopts = {0, NULL, (size_t)1 << 22};
+    kraken_subscribe_options sopts = {KRAKEN_SUBSCRIBE_OPTIONS_VERSION, 0, NULL, (size_t)1 << 22};
     ck_assert_int_eq(
         kraken_bus_subscribe(kraken_engine_bus(fx.engine), &sopts, on_event, &fx, NULL, &fx.sub),
         0);
@@ -146,16 +146,19 @@ static void restart(const kraken_engine_options *o, const kraken_sim_options *so
 static void settle(void)
 {
     while (event_base_get_num_events(fx.base, EVENT_BASE_COUNT_ACTIVE) > 0)
-        ck_assert_int_ge(event_base_loop(fx.base, EVLOOP_NONBLOCK), 0);
+        if (event_base_loop(fx.base, EVLOOP_NONBLOCK) < 0)
+            ck_abort_msg("event_base_loop failed");
 }
 
 /* The earliest timer deadline of the engines on the clock, or UINT64_MAX. */
 static uint64_t next_deadline(void)
 {
     uint64_t a = UINT64_MAX, b = UINT64_MAX;
-    kraken__engine_next_deadline(fx.engine, &a);
+    if (fx.engine && kraken_engine_next_deadline(fx.engine, &a) < 0)
+        ck_abort_msg("%s", kraken_error_last());
     if (fx.other)
-        kraken__engine_next_deadline(fx.other, &b);
+        if (kraken_engine_next_deadline(fx.other, &b) < 0)
+            ck_abort_msg("%s", kraken_error_last());
     return a < b ? a : b;
 }
 
@@ -163,9 +166,10 @@ static uint64_t next_deadline(void)
 static void clock_to(uint64_t to)
 {
     fx.now = to;
-    ck_assert_int_eq(kraken_engine_clock_moved(fx.engine), 0);
+    if (fx.engine)
+        kraken_engine_clock_moved(fx.engine);
     if (fx.other)
-        ck_assert_int_eq(kraken_engine_clock_moved(fx.other), 0);
+        kraken_engine_clock_moved(fx.other);
 }
 
 typedef bool (*predicate)(void *arg);
@@ -627,6 +631,10 @@ START_TEST(no_path_retry_timer)
         /* Added to the set directly: no service here owns it, so the step is someone else's. */
         ck_assert_int_eq(kraken_mutation_set_add(kraken_engine_mutations(fx.engine), "vbox", &d),
                          0);
+        run_for(4); /* the retry is due 5 ms after "no path" was found */
+        ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_NO_PATH);
+        run_for(1);
+        ck_assert_int_eq(node_state(&id), retry ? KRAKEN_PLAN_PASSIVE : KRAKEN_PLAN_NO_PATH);
         run_for(30);
         ck_assert_int_eq(node_state(&id), retry ? KRAKEN_PLAN_PASSIVE : KRAKEN_PLAN_NO_PATH);
     }
@@ -761,11 +769,15 @@ START_TEST(service_start_timeout)
     kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     so.never_start = true;
     restart(&o, &so);
+    uint64_t t0 = fx.now;
     kraken_uuid id = add_node(0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
+    /* Wait 10 ms, fail, back off 5 ms, wait 10 ms, fail: stuck (max_failures 2). */
+    ck_assert_uint_eq(fx.now - t0, 25);
     kraken_plan_status st;
     ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
-    ck_assert_ptr_nonnull(strstr(st.reason, "did not reach RUN"));
+    ck_assert_str_eq(st.reason, "stuck after 2 failures in a row: service 'power' did not reach "
+                                "RUN within 10 ms");
     kraken_plan_status_clear(&st);
     ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, NULL), 0);
     ck_assert_uint_eq(kraken_sim_started(fx.sim), 1);
@@ -1506,7 +1518,7 @@ START_TEST(backoff_doubles_to_cap_then_stuck)
 {
     kraken_engine_options o = test_options();
     o.backoff_initial_ms = 1000;
-    o.backoff_max_ms = 4000;
+    o.backoff_max_ms = 3000; /* not a doubling of 1000: the cap itself must cut the delay */
     o.max_failures = 6;
     kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     restart(&o, &so);
@@ -1521,7 +1533,7 @@ START_TEST(backoff_doubles_to_cap_then_stuck)
         ck_assert_int_eq(st.state, KRAKEN_PLAN_BACKOFF);
         ck_assert_uint_eq(st.failures, k);
         kraken_plan_status_clear(&st);
-        uint64_t delay = k == 1 ? 1000 : k == 2 ? 2000 : 4000;
+        uint64_t delay = k == 1 ? 1000 : k == 2 ? 2000 : 3000;
         run_for(delay - 1);
         ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), k);
         run_for(1);
@@ -1531,7 +1543,7 @@ START_TEST(backoff_doubles_to_cap_then_stuck)
     ck_assert_uint_eq(count_events(KRAKEN_MUTATION_FAILED, "OFFtoON", &id), 6);
     uint64_t at[8];
     ck_assert_uint_eq(mutate_times("OFFtoON", at, 8), 6);
-    const uint64_t gaps[5] = {1000, 2000, 4000, 4000, 4000};
+    const uint64_t gaps[5] = {1000, 2000, 3000, 3000, 3000};
     for (size_t i = 0; i < 5; i++)
         ck_assert_uint_eq(at[i + 1] - at[i], gaps[i]);
     kraken_plan_status st;
@@ -1603,7 +1615,11 @@ START_TEST(module_timers_on_engine_clock)
     ck_assert(kraken_timer_armed(a));
     settle();
     ck_assert_str_eq(timer_trace, ""); /* the clock did not move: nothing is due */
-    fx.now += 100;
+    fx.now += 99;
+    ck_assert_int_eq(kraken_engine_clock_moved(fx.engine), 0);
+    settle();
+    ck_assert_str_eq(timer_trace, ""); /* 1 ms before the deadline */
+    fx.now += 1;
     settle();
     ck_assert_str_eq(timer_trace, ""); /* moved, but the engine was not told */
     ck_assert_int_eq(kraken_engine_clock_moved(fx.engine), 0);
@@ -1631,6 +1647,99 @@ START_TEST(module_timers_on_engine_clock)
     ck_assert_int_eq(kraken_engine_clock_moved(NULL), KRAKEN_EINVAL);
     ck_assert_int_eq(kraken_timer_new(&a, NULL, timer_mark, "a"), KRAKEN_EINVAL);
     ck_assert_ptr_null(a);
+    uint64_t next;
+    ck_assert_int_eq(kraken_engine_next_deadline(NULL, &next), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "engine_next_deadline: engine must not be NULL");
+}
+END_TEST
+
+/* Simulator options: versioned like the engine's, bad input refused with the reason. */
+START_TEST(sim_options_and_misuse)
+{
+    kraken_sim_options so;
+    ck_assert_int_eq(kraken_sim_options_init(&so, KRAKEN_SIM_OPTIONS_VERSION), 0);
+    ck_assert_uint_eq(so.version, KRAKEN_SIM_OPTIONS_VERSION);
+    ck_assert(so.virtual_sync);
+    ck_assert_int_eq(kraken_sim_options_init(&so, 2), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "sim_options_init: version 2, this library knows 1..1");
+    ck_assert_int_eq(kraken_sim_options_init(NULL, 1), KRAKEN_EINVAL);
+    kraken_sim_free(fx.sim);
+    fx.sim = NULL;
+    so.version = 0;
+    kraken_sim *sim = (kraken_sim *)1;
+    ck_assert_int_eq(kraken_sim_new(&sim, fx.engine, &so), KRAKEN_EINVAL);
+    ck_assert_ptr_null(sim);
+    ck_assert_str_eq(kraken_error_last(), "sim_new: options version 0, this library knows 1..1 "
+                                          "(start from KRAKEN_SIM_OPTIONS_INIT)");
+    ck_assert_ptr_null(kraken_engine_find_service(fx.engine, "power"));
+    /* Power only. */
+    ck_assert_int_eq(kraken_sim_options_init(&so, 1), 0);
+    so.no_pxe = true;
+    ck_assert_int_eq(kraken_sim_new(&fx.sim, fx.engine, &so), 0);
+    ck_assert_ptr_nonnull(kraken_engine_find_service(fx.engine, "power"));
+    ck_assert_ptr_null(kraken_engine_find_service(fx.engine, "pxe"));
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "OFFtoON", KRAKEN_SIM_REPORT, 1, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "sim_inject: sim, mutation id (and, to report, a value) "
+                                          "are required");
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "OFFtoON", (kraken_sim_fault_kind)7, 1, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "sim_inject: bad fault kind 7");
+    kraken_uuid id = add_node_with(0, "sim", NULL, SELF);
+    set_cfg(&id, "/PhysState", "POWER_ON");
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON D:OFFtoON");
+}
+END_TEST
+
+/* The simulator's late answers are refused by the engine; per-mutation delays. */
+START_TEST(sim_late_answers_and_delays)
+{
+    kraken_uuid id = add_node(0);
+    /* OFFtoON times out after 20 ms (10 s x 0.002); its answer comes at 30 ms, too late. */
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_LATE, 1, "30"), 0);
+    ck_assert_int_eq(kraken_sim_set_delay(fx.sim, "NONEtoWAIT", 15), 0); /* its timeout: 20 ms */
+    ck_assert_msg(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED), "%s", trace(&id));
+    ck_assert_uint_eq(kraken_sim_refused(fx.sim), 1);
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON I:OFFtoON M:HANGtoOFF D:HANGtoOFF "
+                                 "M:OFFtoON D:OFFtoON M:NONEtoWAIT D:NONEtoWAIT M:WAITtoINIT "
+                                 "D:WAITtoINIT M:INITtoSYNC D:INITtoSYNC");
+    uint64_t mutate_at = 0, done_at = 0;
+    for (size_t i = 0; i < fx.n_log; i++) {
+        if (strcmp(fx.log[i].mutation, "NONEtoWAIT"))
+            continue;
+        if (fx.log[i].kind == KRAKEN_MUTATION_MUTATE)
+            mutate_at = fx.log[i].at_ms;
+        else if (fx.log[i].kind == KRAKEN_MUTATION_DONE)
+            done_at = fx.log[i].at_ms;
+    }
+    ck_assert_uint_eq(done_at - mutate_at, 15);
+    ck_assert_int_eq(kraken_sim_set_delay(fx.sim, "NOPE", 1), KRAKEN_ENOTFOUND);
+    ck_assert_str_eq(kraken_error_last(), "sim_set_delay: the simulator has no mutation 'NOPE'");
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "OFFtoON", KRAKEN_SIM_LATE, 1, "soon"),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "sim_inject: late delay 'soon' is not a number of ms");
+}
+END_TEST
+
+/* A harness (or a garbage collector) may free the engine before the simulator. */
+START_TEST(sim_outlives_engine)
+{
+    kraken_engine_options o = test_options();
+    kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
+    so.delay_ms = 100;
+    restart(&o, &so);
+    kraken_uuid id = add_node(0);
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "UKtoOFF", 1));
+    ck_assert_uint_eq(kraken_sim_pending(fx.sim), 1);
+    kraken_subscription_remove(fx.sub);
+    fx.sub = NULL;
+    kraken_engine_free(fx.engine);
+    fx.engine = NULL;
+    (void)id;
+    run_for(1000); /* the pending answer's timer went with the engine */
+    kraken_sim_free(fx.sim); /* frees its detached service handles and timers */
+    fx.sim = NULL;
 }
 END_TEST
 
@@ -1842,6 +1951,15 @@ START_TEST(mutation_overrides)
     ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "power", "OFFtoON", false), 0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
     ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), 1);
+    /* Disabled while one of its steps is in flight: the step is interrupted, no way is left. */
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "ONtoOFF", KRAKEN_SIM_HANG, 1, NULL), 0);
+    set_cfg(&id, "/RunState", "UNKNOWN");
+    set_cfg(&id, "/PhysState", "POWER_OFF");
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "ONtoOFF", 1));
+    ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "power", "ONtoOFF", true), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_NO_PATH));
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, "ONtoOFF", &id), 1);
+    ck_assert_uint_eq(kraken_sim_interrupted(fx.sim), 2); /* the first: UKtoOFF's timeout */
     /* Misuse. */
     ck_assert_int_eq(kraken_engine_mutation_disable(NULL, "power", "OFFtoON", true), KRAKEN_EINVAL);
     ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "", "OFFtoON", true),
@@ -1867,6 +1985,7 @@ START_TEST(busy_nodes)
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_BUSY));
     ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", &id), 1);
     ck_assert_str_eq(kraken_plan_state_name(KRAKEN_PLAN_BUSY), "BUSY");
+    ck_assert_ptr_null(kraken_plan_state_name((kraken_plan_state)KRAKEN_PLAN_STATE_COUNT));
     ck_assert_str_eq(status_steps(&id, NULL), "");
     size_t events = fx.n_log;
     run_for(3600 * 1000); /* no timeout, no retry, nothing */
@@ -1939,6 +2058,7 @@ START_TEST(stale_facts_past_64_urls)
     ck_assert_uint_eq(fx.n_engine_discoveries, N);
     for (unsigned i = 0; i < N; i++)
         ck_assert_str_eq(dsc(&id, urls[i]), "");
+    kraken_service_remove(wide); /* the handle asked for is ours to release */
 }
 END_TEST
 
@@ -2018,6 +2138,9 @@ static Suite *make_suite(void)
     tcase_add_loop_test(svc, engine_freed_from_callback, FREE_FROM_MUTATE, FREE_FROM_START + 1);
     tcase_add_test(svc, destroy_hook_removes_own_service);
     tcase_add_test(svc, module_timers_on_engine_clock);
+    tcase_add_test(svc, sim_options_and_misuse);
+    tcase_add_test(svc, sim_outlives_engine);
+    tcase_add_test(svc, sim_late_answers_and_delays);
     tcase_add_test(svc, request_ids_and_late_answers);
     tcase_add_test(svc, mutation_overrides);
     tcase_add_test(svc, planner_diff);

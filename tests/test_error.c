@@ -1,10 +1,12 @@
 /* Error codes, last-error messages, version, and the file helpers in util.c. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -230,6 +232,70 @@ START_TEST(atomic_write_unwritable_directory)
 }
 END_TEST
 
+static void touch(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("partial", f);
+    fclose(f);
+}
+
+static bool exists(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    return access(path, F_OK) == 0;
+}
+
+/*
+ * A save first removes the temporary files an interrupted save left ("<name>.tmp.XXXXXX",
+ * X from [A-Za-z0-9]) but not one a save in progress holds locked, nor any other name.
+ */
+START_TEST(stale_temporaries_removed_before_a_save)
+{
+    make_tmpdir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/state.json", tmpdir);
+    touch("state.json.tmp.AbC123");   /* left by a crash: removed */
+    touch("state.json.tmp.zz9ZZ9");   /* too */
+    touch("state.json.tmp.in_use");   /* '_': not one of ours */
+    touch("state.json.tmp.AbC1234");  /* 7 characters: not ours */
+    touch("other.json.tmp.AbC123");   /* another file's */
+    touch("state.json.tmp.Locked");   /* a save in progress elsewhere: locked */
+    char locked[256];
+    snprintf(locked, sizeof locked, "%s/state.json.tmp.Locked", tmpdir);
+    int fd = open(locked, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+
+    ck_assert_int_eq(kraken__write_file_atomic(path, "new", 3), KRAKEN_OK);
+    ck_assert(!exists("state.json.tmp.AbC123"));
+    ck_assert(!exists("state.json.tmp.zz9ZZ9"));
+    ck_assert(exists("state.json.tmp.in_use"));
+    ck_assert(exists("state.json.tmp.AbC1234"));
+    ck_assert(exists("other.json.tmp.AbC123"));
+    ck_assert(exists("state.json.tmp.Locked"));
+    expect_content(path, "new");
+    ck_assert_int_eq(count_entries(), 5); /* the file, 3 other names, the locked one */
+
+    /* once its owner is gone (the lock with it), the next save removes it */
+    close(fd);
+    ck_assert_uint_eq(kraken__remove_stale_temps(path), 1);
+    ck_assert(!exists("state.json.tmp.Locked"));
+    static const char *const others[] = {"state.json", "state.json.tmp.in_use",
+                                         "state.json.tmp.AbC1234", "other.json.tmp.AbC123"};
+    ck_assert_int_eq(count_entries(), 4);
+    for (size_t i = 0; i < 4; i++) {
+        char p[256];
+        snprintf(p, sizeof p, "%s/%s", tmpdir, others[i]);
+        unlink(p);
+    }
+    rmdir(tmpdir);
+}
+END_TEST
+
 START_TEST(read_missing_file_names_it)
 {
     char *data = NULL;
@@ -255,6 +321,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, atomic_write_failure_leaves_old_file);
     tcase_add_test(tc, atomic_write_rename_failure_is_an_error);
     tcase_add_test(tc, atomic_write_unwritable_directory);
+    tcase_add_test(tc, stale_temporaries_removed_before_a_save);
     tcase_add_test(tc, read_missing_file_names_it);
     suite_add_tcase(s, tc);
     return s;

@@ -184,10 +184,10 @@ START_TEST(filters_by_type)
     memset(&changes, 0, sizeof changes);
     memset(&disc, 0, sizeof disc);
     memset(&both, 0, sizeof both);
-    kraken_subscribe_options o1 = {.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_CHANGE)};
-    kraken_subscribe_options o2 = {.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_DISCOVERY)};
-    kraken_subscribe_options o3 = {.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_DISCOVERY) |
-                                            KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC)};
+    kraken_subscribe_options o1 = KRAKEN_SUBSCRIBE_OPTIONS_INIT, o2 = o1, o3 = o1;
+    o1.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_CHANGE);
+    o2.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_DISCOVERY);
+    o3.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_DISCOVERY) | KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC);
     ck_assert_int_eq(kraken_bus_subscribe(bus, &o1, recorder_fn, &changes, NULL, NULL), 0);
     ck_assert_int_eq(kraken_bus_subscribe(bus, &o2, recorder_fn, &disc, NULL, NULL), 0);
     ck_assert_int_eq(kraken_bus_subscribe(bus, &o3, recorder_fn, &both, NULL, NULL), 0);
@@ -218,8 +218,9 @@ START_TEST(filters_by_url_pattern)
     static recorder phys, ipv4;
     memset(&phys, 0, sizeof phys);
     memset(&ipv4, 0, sizeof ipv4);
-    kraken_subscribe_options o1 = {.url_pattern = "/PhysState"};
-    kraken_subscribe_options o2 = {.url_pattern = "*IPv4.IPv4OverEthernet/Ifaces/*/Ip/Ip"};
+    kraken_subscribe_options o1 = KRAKEN_SUBSCRIBE_OPTIONS_INIT, o2 = o1;
+    o1.url_pattern = "/PhysState";
+    o2.url_pattern = "*IPv4.IPv4OverEthernet/Ifaces/*/Ip/Ip";
     ck_assert_int_eq(kraken_bus_subscribe(bus, &o1, recorder_fn, &phys, NULL, NULL), 0);
     ck_assert_int_eq(kraken_bus_subscribe(bus, &o2, recorder_fn, &ipv4, NULL, NULL), 0);
 
@@ -267,7 +268,8 @@ START_TEST(full_queue_drops_oldest_and_counts)
     static recorder r;
     memset(&r, 0, sizeof r);
     kraken_subscription *sub;
-    kraken_subscribe_options o = {.queue_limit = 3};
+    kraken_subscribe_options o = KRAKEN_SUBSCRIBE_OPTIONS_INIT;
+    o.queue_limit = 3;
     ck_assert_int_eq(kraken_bus_subscribe(bus, &o, recorder_fn, &r, NULL, &sub), 0);
     ck_assert_uint_eq(kraken_subscription_dropped(sub), 0);
     for (int i = 0; i < 10; i++)
@@ -446,25 +448,25 @@ START_TEST(type_names)
     ck_assert_ptr_null(kraken_event_type_name((kraken_event_type)3));
 
     kraken_event_type t = KRAKEN_EVENT_SYNC;
-    ck_assert_int_eq(kraken_event_type_parse("DISCOVERY", &t), 0);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "DISCOVERY"), 0);
     ck_assert_int_eq(t, KRAKEN_EVENT_DISCOVERY);
-    ck_assert_int_eq(kraken_event_type_parse("state_mutation", &t), 0);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "state_mutation"), 0);
     ck_assert_int_eq(t, KRAKEN_EVENT_STATE_MUTATION);
-    ck_assert_int_eq(kraken_event_type_parse("1", &t), 0);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "1"), 0);
     ck_assert_int_eq(t, KRAKEN_EVENT_STATE_CHANGE);
     t = KRAKEN_EVENT_SYNC;
     /* refused with a message naming the text */
-    ck_assert_int_eq(kraken_event_type_parse("3", &t), KRAKEN_EPARSE);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "3"), KRAKEN_EPARSE);
     ck_assert_str_eq(kraken_error_last(), "unknown event type '3'");
-    ck_assert_int_eq(kraken_event_type_parse("ALL", &t), KRAKEN_EPARSE);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "ALL"), KRAKEN_EPARSE);
     ck_assert_str_eq(kraken_error_last(), "unknown event type 'ALL'");
-    ck_assert_int_eq(kraken_event_type_parse("1x", &t), KRAKEN_EPARSE);
+    ck_assert_int_eq(kraken_event_type_parse(&t, "1x"), KRAKEN_EPARSE);
     ck_assert_str_eq(kraken_error_last(), "unknown event type '1x'");
-    ck_assert_int_eq(kraken_event_type_parse("", &t), KRAKEN_EPARSE);
+    ck_assert_int_eq(kraken_event_type_parse(&t, ""), KRAKEN_EPARSE);
     ck_assert_str_eq(kraken_error_last(), "unknown event type ''");
     ck_assert_int_eq(t, KRAKEN_EVENT_SYNC); /* unchanged on error */
-    ck_assert_int_eq(kraken_event_type_parse(NULL, &t), KRAKEN_EINVAL);
-    ck_assert_int_eq(kraken_event_type_parse("SYNC", NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_event_type_parse(&t, NULL), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_event_type_parse(NULL, "SYNC"), KRAKEN_EINVAL);
 }
 END_TEST
 
@@ -488,11 +490,23 @@ START_TEST(bad_arguments)
     ck_assert_ptr_null(s);
     ck_assert_int_eq(kraken_bus_subscribe(NULL, NULL, recorder_fn, NULL, NULL, NULL),
                      KRAKEN_EINVAL);
+    /* Option structs carry a version: 0 (a struct not started from the INIT) and unknown ones
+     * are refused with a message that says what to do. */
+    kraken_subscribe_options bad = {.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC)};
+    ck_assert_int_eq(kraken_bus_subscribe(bus, &bad, recorder_fn, NULL, NULL, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "bus_subscribe: options version 0, expected 1..1 "
+                                          "(start from KRAKEN_SUBSCRIBE_OPTIONS_INIT)");
+    ck_assert_int_eq(kraken_subscribe_options_init(&bad, 2), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "subscribe_options_init: version 2, this library "
+                                          "knows 1..1");
     run_idle(base);
     ck_assert_uint_eq(r.n, 0); /* refused publishes delivered nothing */
 
     /* Publishing with no interested subscriber succeeds and queues nothing. */
-    kraken_subscribe_options o = {.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC)};
+    kraken_subscribe_options o;
+    ck_assert_int_eq(kraken_subscribe_options_init(&o, KRAKEN_SUBSCRIBE_OPTIONS_VERSION), 0);
+    o.types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_SYNC);
     static recorder sync;
     memset(&sync, 0, sizeof sync);
     ck_assert_int_eq(kraken_bus_subscribe(bus, &o, recorder_fn, &sync, NULL, NULL), 0);

@@ -33,10 +33,10 @@ STATE = {"nodes": [
 
 
 class Daemon:
-    def __init__(self, tmp, *extra):
+    def __init__(self, tmp, *extra, state=None):
         self.state = os.path.join(tmp, "state.json")
         with open(self.state, "w") as f:
-            json.dump(STATE, f)
+            json.dump(state or STATE, f)
         self.log_path = os.path.join(tmp, "daemon.log")
         self.proc = subprocess.Popen(
             [DAEMON, "-id", SELF, "-ipapi", "127.0.0.1:0", "-syncport", "0", "-sync-insecure",
@@ -149,8 +149,18 @@ def test_show_unknown_node_is_404(daemon):
 
 def test_get_and_set_by_url(daemon):
     assert ok(daemon, "get", N1, "/PhysState") == "POWER_ON\n"
-    ok(daemon, "set", N1, "/Arch", "amd64")
+    # a top-level field goes as a PATCH of that field alone
+    rc, _, err = ctl(daemon, "-d", "set", N1, "/Arch", "amd64")
+    assert rc == 0 and f"> PATCH http://127.0.0.1:{daemon.port}/cfg/node/{N1}" in err
     assert ok(daemon, "get", f"{N1}:/Arch") == "amd64\n"
+    assert ok(daemon, "get", N1, "/Nodename") == "n1\n"  # untouched by the patch
+    # a zero value cannot be a merge patch: the whole node is written back
+    rc, _, err = ctl(daemon, "-d", "set", N1, "/Arch", "")
+    assert rc == 0 and f"> PUT http://127.0.0.1:{daemon.port}/cfg/node/{N1}" in err
+    assert ok(daemon, "get", N1, "/Arch") == "\n"
+    ok(daemon, "set", N1, "/PhysState", "PHYS_UNKNOWN")
+    assert ok(daemon, "get", N1, "/PhysState") == "PHYS_UNKNOWN\n"
+    ok(daemon, "set", N1, "/PhysState", "POWER_ON")
     url = "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
     ok(daemon, "set", f"{N1}:{url}", "10.0.0.5")
     assert ok(daemon, "get", N1, url) == "10.0.0.5\n"
@@ -280,6 +290,21 @@ def test_watch_converges_as_events_arrive(daemon):
     assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_ON", out, re.M)
 
 
+def test_watch_json_lines(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{daemon.port}", "-j", "watch",
+                              "--until-converged", "--timeout", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(watch.stdout.readline()) == {"nodes": 2, "converging": 1}
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+    out, err = watch.communicate(timeout=DEADLINE * 2)
+    assert watch.returncode == 0, err
+    lines = [json.loads(l) for l in out.splitlines()]
+    assert {"type": 1, "url": "/PhysState", "nodeid": N1, "value": "POWER_ON",
+            "data": f"(UPDATE) {N1}:/PhysState = POWER_ON"} in lines
+    assert lines[-2:] == [{"nodes": 2, "converging": 0}, {"converged": True}]
+
+
 def test_watch_times_out_when_not_converging(daemon):
     ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
     rc, out, err = ctl(daemon, "watch", "--until-converged", "--timeout", "0.3")
@@ -362,3 +387,76 @@ def test_help_lists_every_command():
                 "thaw, sme thaw", "status, sme status", "plan, node plan", "graph, node graph",
                 "watch"]:
         assert f"  {cmd} " in out
+
+
+def test_site_schemas_from_a_directory(tmp_path):
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "10-rack.json").write_text(json.dumps({"schemas": [{"name": "Site.Rack", "fields": [
+        {"name": "rack", "number": 1, "type": "string"},
+        {"name": "slot", "number": 2, "type": "uint32"}]}]}))
+    state = json.loads(json.dumps(STATE))
+    state["nodes"][1]["extensions"] = [
+        {"@type": "type.googleapis.com/Site.Rack", "rack": "r12", "slot": 4}]
+    d = Daemon(str(tmp_path), "-schemas", str(schemas), state=state)
+    try:
+        url = "type.googleapis.com/Site.Rack/Slot"
+        rc, _, err = ctl(d, "get", N1, url)
+        assert rc == 2
+        assert err == (f"krakenctl: GET /cfg/node/{N1}: node ({N1}): field 'extensions[0]': "
+                       "unknown @type 'type.googleapis.com/Site.Rack' (give krakenctl the site's "
+                       "schemas: --schemas DIR)\n")
+        assert ok(d, "--schemas", str(schemas), "get", N1, url) == "4\n"
+        ok(d, "--schemas", str(schemas), "set", N1, url, "5")
+        assert ok(d, "--schemas", str(schemas), "get", N1, url) == "5\n"
+        rc, _, err = ctl(d, "--schemas", str(tmp_path / "none"), "list")
+        assert (rc, err) == (2, f"krakenctl: --schemas {tmp_path}/none: No such file or directory\n")
+    finally:
+        d.stop()
+
+
+def test_command_help():
+    got = subprocess.run([KRAKENCTL, "node", "list", "--help"], capture_output=True, text=True)
+    assert got.returncode == 0
+    assert got.stdout == ("usage: krakenctl list [-t mixed|cfg|dsc] [-j]\n"
+                          "(also: krakenctl node list)\n"
+                          "list the nodes, Cfg next to Dsc\n")
+    got = subprocess.run([KRAKENCTL, "watch", "-h"], capture_output=True, text=True)
+    assert (got.returncode, got.stdout.splitlines()[0]) == (
+        0, "usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j]")
+
+
+def test_watch_polls_without_an_event_stream(tmp_path):
+    state = json.loads(json.dumps(STATE))
+    state["nodes"][0]["services"][0]["state"] = "STOP"  # no websocket service running
+    d = Daemon(str(tmp_path), state=state)
+    try:
+        ok(d, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+        watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{d.port}", "watch",
+                                  "--until-converged", "--timeout", "10"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = watch.stdout.readline()
+        assert first.startswith(f"kraken at 127.0.0.1:{d.port}: 2 node(s), 1 converging"), first
+        ok(d, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+        out, err = watch.communicate(timeout=DEADLINE * 2)
+        assert watch.returncode == 0, err
+        assert err == ("krakenctl: no event stream (GET /ws answered 503 without a websocket "
+                       "port); polling every 1 s\n")
+        assert out.endswith("converged\n")
+        assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_ON", out, re.M)
+    finally:
+        d.stop()
+
+
+def test_watch_poll_on_request(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{daemon.port}", "-j", "watch",
+                              "--poll", "0.05", "--until-converged", "--timeout", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(watch.stdout.readline()) == {"nodes": 2, "converging": 1}
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+    out, err = watch.communicate(timeout=DEADLINE * 2)
+    assert (watch.returncode, err) == (0, "")
+    assert out.splitlines()[-2:] == ['{"nodes": 2, "converging": 0}', '{"converged": true}']
+    rc, _, err = ctl(daemon, "watch", "--poll", "0")
+    assert (rc, err) == (2, "krakenctl: --poll 0: expected seconds > 0\n")

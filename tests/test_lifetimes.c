@@ -280,6 +280,105 @@ START_TEST(hooks_release_their_handles_while_detached)
 }
 END_TEST
 
+/* A listener that frees its store is refused: the write that called it still uses the store. */
+static char free_msg[256];
+
+static void free_my_store(const kraken_state_change *change, void *userdata)
+{
+    (void)change;
+    kraken_store_free(userdata);
+    snprintf(free_msg, sizeof free_msg, "%s", kraken_error_last());
+}
+
+START_TEST(store_free_from_its_listener_is_refused)
+{
+    kraken_store *store;
+    ck_assert_int_eq(kraken_store_new(&store), 0);
+    ck_assert_int_eq(kraken_store_listen(store, free_my_store, store, NULL, NULL), 0);
+    kraken_uuid id = {{9}};
+    kraken_node *n;
+    ck_assert_int_eq(kraken_node_new(&n, &id), 0);
+    ck_assert_int_eq(kraken_store_create(store, n), 0);
+    kraken_node_free(n);
+    ck_assert_str_eq(free_msg, "store_free: called from a store listener; the store is not "
+                               "freed (free it after the listener returns)");
+    ck_assert_uint_eq(kraken_store_count(store), 1);
+    kraken_store_free(store);
+}
+END_TEST
+
+/* A destroy hook that removes its own service while the service is being removed. */
+static void remove_own_service(void *userdata)
+{
+    kraken_service **svc = userdata;
+    kraken_service_remove(*svc);
+    *svc = NULL;
+}
+
+START_TEST(service_hook_removing_its_service)
+{
+    struct event_base *base = event_base_new();
+    kraken_engine_options o = KRAKEN_ENGINE_OPTIONS_INIT;
+    o.no_sync_service = true;
+    kraken_engine *e;
+    ck_assert_int_eq(kraken_engine_new(&e, base, NULL, &o), 0);
+    kraken_service *a = NULL, *b = NULL;
+    ck_assert_int_eq(kraken_engine_add_service(e, "a", "m", NULL, &a, remove_own_service, &a), 0);
+    ck_assert_int_eq(kraken_engine_add_service(e, "b", "m", NULL, &b, remove_own_service, &b), 0);
+    kraken_service_remove(a); /* its hook removes it again: one free */
+    ck_assert_ptr_null(a);
+    ck_assert_ptr_null(kraken_engine_find_service(e, "a"));
+    kraken_engine_free(e); /* b's hook runs while b is detached: one free */
+    ck_assert_ptr_null(b);
+    event_base_free(base);
+}
+END_TEST
+
+/* The engine's own store and bus: their listener, subscription and a sync outlive the engine. */
+START_TEST(children_of_an_owned_store_outlive_the_engine)
+{
+    struct event_base *base = event_base_new();
+    world w;
+    memset(&w, 0, sizeof w);
+    hook hl = {&w, H_LISTENER}, hs = {&w, H_SUBSCRIPTION};
+    kraken_engine *e;
+    ck_assert_int_eq(kraken_engine_new(&e, base, NULL, NULL), 0);
+    kraken_store_listener *l;
+    kraken_subscription *sub;
+    ck_assert_int_eq(kraken_store_listen(kraken_engine_store(e), on_change, &hl, on_destroy, &l),
+                     0);
+    ck_assert_int_eq(kraken_bus_subscribe(kraken_engine_bus(e), NULL, on_event, &hs, on_destroy,
+                                          &sub),
+                     0);
+    kraken_sync_options so;
+    ck_assert_int_eq(kraken_sync_options_init(&so, KRAKEN_SYNC_OPTIONS_VERSION), 0);
+    so.listen_addr = "127.0.0.1";
+    so.port = 0;
+    so.insecure = true;
+    kraken_sync *sync;
+    ck_assert_int_eq(kraken_sync_new(&sync, e, base, &so), 0);
+    if (_i == 0) {
+        kraken_engine_free(e); /* frees its store and bus: every child is detached */
+        ck_assert_int_eq(w.destroyed[H_LISTENER], 1);
+        ck_assert_int_eq(w.destroyed[H_SUBSCRIPTION], 1);
+        ck_assert_uint_eq(kraken_sync_port(sync), 0);
+        kraken_store_listener_remove(l);
+        kraken_subscription_remove(sub);
+        kraken_sync_free(sync);
+    } else {
+        kraken_sync_free(sync);
+        kraken_subscription_remove(sub);
+        kraken_store_listener_remove(l);
+        ck_assert_int_eq(w.destroyed[H_LISTENER], 1);
+        ck_assert_int_eq(w.destroyed[H_SUBSCRIPTION], 1);
+        kraken_engine_free(e);
+    }
+    ck_assert_int_eq(w.destroyed[H_LISTENER], 1);
+    ck_assert_int_eq(w.destroyed[H_SUBSCRIPTION], 1);
+    event_base_free(base);
+}
+END_TEST
+
 /* A standalone bus freed before and after its subscription. */
 START_TEST(standalone_bus_either_order)
 {
@@ -312,11 +411,150 @@ START_TEST(standalone_bus_either_order)
 }
 END_TEST
 
+/* ---- frees from inside callbacks ---------------------------------------------------------- */
+
+typedef enum free_site { FROM_START, FROM_MUTATE, FROM_SUBSCRIBER, N_SITES } free_site;
+
+typedef struct inner {
+    free_site site;
+    kraken_store *store; /* borrowed by the engine; freed from the callback */
+    kraken_engine *engine;
+    kraken_service *service;
+    kraken_subscription *sub;
+    int destroys;
+    bool store_freed;
+} inner;
+
+static void inner_free_store(inner *t)
+{
+    if (t->store_freed)
+        return;
+    kraken_store_free(t->store);
+    t->store = NULL;
+    t->store_freed = true;
+}
+
+static void inner_start(kraken_service *svc, void *userdata)
+{
+    inner *t = userdata;
+    if (t->site == FROM_START)
+        inner_free_store(t);
+    else
+        kraken_service_set_state(svc, KRAKEN_SERVICE_RUN, NULL);
+}
+
+static void inner_mutate(kraken_service *svc, const kraken_mutation_request *r, void *userdata)
+{
+    (void)svc;
+    (void)r;
+    inner *t = userdata;
+    if (t->site == FROM_MUTATE)
+        inner_free_store(t);
+}
+
+static void inner_event(const kraken_event *ev, void *userdata)
+{
+    inner *t = userdata;
+    if (t->site == FROM_SUBSCRIBER && ev->type == KRAKEN_EVENT_STATE_MUTATION)
+        inner_free_store(t);
+}
+
+static void inner_destroy(void *userdata)
+{
+    ((inner *)userdata)->destroys++;
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* Run the loop until *flag is set or @p ms elapse (a 2 ms ticker keeps each pass short). */
+static bool run_until_set(struct event_base *base, const bool *flag, int ms)
+{
+    struct event *ticker = event_new(base, -1, EV_PERSIST, tick, NULL);
+    struct timeval tv = {0, 2000};
+    event_add(ticker, &tv);
+    struct timeval start, now;
+    evutil_gettimeofday(&start, NULL);
+    for (;;) {
+        if (flag && *flag)
+            break;
+        evutil_gettimeofday(&now, NULL);
+        if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_usec - start.tv_usec) / 1000 >= ms)
+            break;
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(ticker);
+    return !flag || *flag;
+}
+
+/*
+ * The engine's borrowed store freed from inside the engine's own callbacks (a
+ * service's start or mutate) or from a bus subscriber: the engine detaches once
+ * the callback returns, its service and subscription handles stay valid, and
+ * nothing touches the freed store afterwards.
+ */
+START_TEST(store_freed_from_inside_a_callback)
+{
+    static const kraken_mutate to_on[] = {{"/PhysState", "PHYS_UNKNOWN", "POWER_ON"}};
+    kraken_mutation_decl on = {"UKtoON", to_on, 1, NULL, 0, NULL, 0, KRAKEN_CONTEXT_ALL,
+                               60000, {NULL, NULL}, 1};
+    struct event_base *base = event_base_new();
+    inner t = {.site = (free_site)_i};
+    ck_assert_int_eq(kraken_store_new(&t.store), 0);
+    kraken_engine_options o;
+    ck_assert_int_eq(kraken_engine_options_init(&o, KRAKEN_ENGINE_OPTIONS_VERSION), 0);
+    o.no_sync_service = true;
+    ck_assert_int_eq(kraken_engine_new(&t.engine, base, t.store, &o), 0);
+    kraken_service_ops ops = {.start = inner_start, .mutate = inner_mutate};
+    ck_assert_int_eq(kraken_engine_add_service(t.engine, "probe", "probe", &ops, &t,
+                                               inner_destroy, &t.service),
+                     0);
+    ck_assert_int_eq(kraken_service_declare_mutation(t.service, &on), 0);
+    kraken_subscribe_options so = KRAKEN_SUBSCRIBE_OPTIONS_INIT;
+    ck_assert_int_eq(kraken_bus_subscribe(kraken_engine_bus(t.engine), &so, inner_event, &t,
+                                          inner_destroy, &t.sub),
+                     0);
+    kraken_uuid id = {{0x4a, 1}};
+    kraken_node *n;
+    ck_assert_int_eq(kraken_node_new(&n, &id), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/PhysState", "POWER_ON"), 0);
+    ck_assert_int_eq(kraken_store_create(t.store, n), 0);
+    kraken_node_free(n);
+
+    ck_assert(run_until_set(base, &t.store_freed, 5000));
+    ck_assert_int_eq(t.destroys, 2); /* the service's and the subscription's hooks, once */
+    run_until_set(base, NULL, 30); /* passes, timers: none may touch the freed store */
+    ck_assert_int_eq(kraken_engine_reset_node(t.engine, &id), KRAKEN_ESTATE);
+    ck_assert_str_eq(kraken_error_last(),
+                     "engine_reset_node: the engine was detached: its store was freed");
+    ck_assert_int_eq(kraken_service_discover_text(t.service, &id, "/PhysState", "POWER_ON"),
+                     KRAKEN_ESTATE);
+    ck_assert_str_eq(kraken_error_last(), "service_discover_text: service 'probe' was detached: "
+                                          "its engine was freed");
+    kraken_service_remove(t.service);
+    kraken_subscription_remove(t.sub);
+    kraken_engine_free(t.engine);
+    ck_assert_int_eq(t.destroys, 2);
+    event_base_free(base);
+}
+END_TEST
+
 /* ---- threads ------------------------------------------------------------------------------ */
+
+static void on_timer(kraken_timer *timer, void *userdata)
+{
+    (void)timer;
+    (void)userdata;
+}
 
 typedef struct intruder {
     world *w;
-    int store_rc, engine_rc, service_rc, bus_rc, listen_rc;
+    int store_rc, engine_rc, service_rc, bus_rc, listen_rc, sync_rc, disable_rc, timer_rc;
+    kraken_timer *timer;
     size_t count;
     bool frozen;
     kraken_store *engine_store;
@@ -340,6 +578,8 @@ static void *intrude(void *arg)
     kraken_engine_freeze(w->engine); /* refused: the engine stays thawed */
     t->engine_store = kraken_engine_store(w->engine);
     t->service_rc = kraken_service_set_state(w->service, KRAKEN_SERVICE_RUN, NULL);
+    t->disable_rc = kraken_engine_mutation_disable(w->engine, "svc", "m", true);
+    t->timer_rc = kraken_timer_arm(t->timer, 5);
     kraken_event ev = {.type = KRAKEN_EVENT_SYNC};
     t->bus_rc = kraken_bus_publish(w->bus, &ev);
     /* Frees from the wrong thread are refused too (the handles stay usable). */
@@ -348,6 +588,11 @@ static void *intrude(void *arg)
     kraken_engine_free(w->engine);
     kraken_sync_free(w->sync);
     kraken_store_free(w->store);
+    kraken_sync_options so = KRAKEN_SYNC_OPTIONS_INIT;
+    so.insecure = true;
+    so.port = 0;
+    kraken_sync *sync = NULL;
+    t->sync_rc = kraken_sync_new(&sync, w->engine, w->base, &so);
     return NULL;
 }
 
@@ -356,6 +601,7 @@ START_TEST(calls_from_another_thread_are_refused)
     world w;
     world_make(&w);
     intruder t = {.w = &w};
+    ck_assert_int_eq(kraken_timer_new(&t.timer, w.engine, on_timer, NULL), 0);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, intrude, &t), 0);
     ck_assert_int_eq(pthread_join(th, NULL), 0);
@@ -369,6 +615,10 @@ START_TEST(calls_from_another_thread_are_refused)
     ck_assert_ptr_null(t.engine_store);
     ck_assert_int_eq(t.service_rc, KRAKEN_ETHREAD);
     ck_assert_int_eq(t.bus_rc, KRAKEN_ETHREAD);
+    ck_assert_int_eq(t.sync_rc, KRAKEN_ETHREAD);
+    ck_assert_int_eq(t.disable_rc, KRAKEN_ETHREAD);
+    ck_assert_int_eq(t.timer_rc, KRAKEN_ETHREAD);
+    ck_assert(!kraken_timer_armed(t.timer));
     /* Nothing changed, and everything still works from the owner thread. */
     ck_assert(!kraken_engine_frozen(w.engine));
     kraken_uuid id = {{7}};
@@ -378,6 +628,9 @@ START_TEST(calls_from_another_thread_are_refused)
     ck_assert_int_eq(kraken_service_set_state(w.service, KRAKEN_SERVICE_RUN, NULL), 0);
     for (int i = 0; i < N_HANDLES; i++)
         release(&w, i);
+    /* A module timer outlives its engine as a detached handle. */
+    ck_assert_int_eq(kraken_timer_arm(t.timer, 5), KRAKEN_ESTATE);
+    kraken_timer_free(t.timer);
     event_base_free(w.base);
 }
 END_TEST
@@ -390,6 +643,10 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, every_free_order, 0, N_HANDLES);
     tcase_add_test(tc, hooks_release_their_handles_while_detached);
     tcase_add_test(tc, standalone_bus_either_order);
+    tcase_add_test(tc, store_free_from_its_listener_is_refused);
+    tcase_add_test(tc, service_hook_removing_its_service);
+    tcase_add_loop_test(tc, children_of_an_owned_store_outlive_the_engine, 0, 2);
+    tcase_add_loop_test(tc, store_freed_from_inside_a_callback, 0, N_SITES);
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("threads");
     tcase_add_test(th, calls_from_another_thread_are_refused);

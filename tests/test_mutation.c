@@ -424,6 +424,117 @@ START_TEST(slot_matching)
 }
 END_TEST
 
+/* ---- listing, overrides, the planner's diff --------------------------------- */
+
+START_TEST(list_and_lookup)
+{
+    kraken_mutation_set *set = new_set();
+    kraken_mutation_info *all = (kraken_mutation_info *)1;
+    size_t n = 7;
+    ck_assert_int_eq(kraken_mutation_set_list(set, &all, &n), 0);
+    ck_assert_ptr_null(all);
+    ck_assert_uint_eq(n, 0);
+    /* A designated-initialiser declaration, with a lower-case URL (listed canonical). */
+    static const kraken_mutate hang[] = {{"/physState", "PHYS_HANG", "POWER_OFF"}};
+    static const kraken_fact sim[] = {{"/Platform", "sim"}};
+    static const kraken_fact known[] = {{"/RunState", NULL}};
+    kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(.id = "HANGtoOFF", KRAKEN_DECL_MUTATES(hang),
+                                                       KRAKEN_DECL_REQUIRES(sim),
+                                                       KRAKEN_DECL_EXCLUDES(known), .cost = 3);
+    ck_assert_int_eq(kraken_mutation_set_add(set, "power", &d), 0);
+    decl_buf b;
+    decl_init(&b);
+    ck_assert_int_eq(kraken_mutation_set_add(set, "power", &b.decl), 0);
+    ck_assert_int_eq(kraken_mutation_set_list(set, &all, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(all[0].mutation_id, "HANGtoOFF"); /* sorted by (service, id) */
+    ck_assert_str_eq(all[0].mutates[0].url, "/PhysState");
+    ck_assert_str_eq(all[0].mutates[0].from, "PHYS_HANG");
+    ck_assert_uint_eq(all[0].n_excludes, 1);
+    ck_assert_str_eq(all[0].excludes[0].url, "/RunState");
+    ck_assert_str_eq(all[0].excludes[0].value, "UNKNOWN");
+    ck_assert_int_eq(all[0].context, KRAKEN_CONTEXT_SELF);
+    ck_assert_uint_eq(all[0].cost, 3);
+    ck_assert_uint_eq(all[0].timeout_ms, 0);
+    ck_assert_ptr_null(all[0].fail_to.url);
+    ck_assert_str_eq(all[1].mutation_id, "OFFtoON");
+    ck_assert_uint_eq(all[1].cost, 1);
+    kraken_mutation_infos_free(all, n);
+    kraken_mutation_info info = {.cost = 9};
+    ck_assert_int_eq(kraken_mutation_set_lookup(set, "pxe", "OFFtoON", &info), KRAKEN_ENOTFOUND);
+    ck_assert_str_eq(kraken_error_last(), "mutation_set_lookup: no mutation pxe/OFFtoON");
+    ck_assert_uint_eq(info.cost, 0); /* cleared on failure too */
+    ck_assert_int_eq(kraken_mutation_set_lookup(set, NULL, "OFFtoON", &info), KRAKEN_EINVAL);
+    ck_assert_int_eq(kraken_mutation_set_lookup(set, "power", "OFFtoON", NULL), KRAKEN_EINVAL);
+    kraken_mutation_set_free(set);
+}
+END_TEST
+
+/* Overrides given before the declaration apply when it comes; the declared value is kept. */
+START_TEST(overrides_before_and_after_declaration)
+{
+    kraken_mutation_set *set = new_set();
+    ck_assert_int_eq(kraken_mutation_set_timeout(set, "power", "OFFtoON", 2500), 0);
+    ck_assert_int_eq(kraken_mutation_set_disable(set, "power", "OFFtoON", true), 0);
+    uint64_t gen = kraken__mutation_set_generation(set);
+    decl_buf b;
+    decl_init(&b);
+    ck_assert_int_eq(kraken_mutation_set_add(set, "power", &b.decl), 0);
+    kraken_mutation_info info;
+    ck_assert_int_eq(kraken_mutation_set_lookup(set, "power", "OFFtoON", &info), 0);
+    ck_assert_uint_eq(info.timeout_ms, 2500);
+    ck_assert_uint_eq(info.declared_timeout_ms, 10000);
+    ck_assert(info.disabled);
+    kraken_mutation_info_clear(&info);
+    /* Enabling changes plans (a new generation); a timeout does not. */
+    gen = kraken__mutation_set_generation(set);
+    ck_assert_int_eq(kraken_mutation_set_timeout(set, "power", "OFFtoON", 0), 0);
+    ck_assert_uint_eq(kraken__mutation_set_generation(set), gen);
+    ck_assert_int_eq(kraken_mutation_set_disable(set, "power", "OFFtoON", false), 0);
+    ck_assert_uint_gt(kraken__mutation_set_generation(set), gen);
+    gen = kraken__mutation_set_generation(set);
+    ck_assert_int_eq(kraken_mutation_set_disable(set, "power", "OFFtoON", false), 0);
+    ck_assert_uint_eq(kraken__mutation_set_generation(set), gen); /* no change, no replan */
+    ck_assert_int_eq(kraken_mutation_set_lookup(set, "power", "OFFtoON", &info), 0);
+    ck_assert_uint_eq(info.timeout_ms, 0);
+    ck_assert(!info.disabled);
+    kraken_mutation_info_clear(&info);
+    ck_assert_int_eq(kraken_mutation_set_timeout(set, "power", "", 5), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "mutation_set_timeout: set, service id and mutation id "
+                                          "are required");
+    kraken_mutation_set_free(set);
+}
+END_TEST
+
+START_TEST(planner_diff_of_nodes)
+{
+    kraken_mutation_set *set = new_set();
+    decl_buf b;
+    decl_init(&b);
+    ck_assert_int_eq(kraken_mutation_set_add(set, "power", &b.decl), 0);
+    kraken_node *cfg, *dsc;
+    ck_assert_int_eq(kraken_node_new(&cfg, NULL), 0);
+    ck_assert_int_eq(kraken_node_new(&dsc, NULL), 0);
+    ck_assert_int_eq(kraken_node_set_text(cfg, "/PhysState", "POWER_ON"), 0);
+    ck_assert_int_eq(kraken_node_set_text(cfg, "/Platform", "sim"), 0); /* static: not compared */
+    kraken_change *ch;
+    size_t n;
+    ck_assert_int_eq(kraken_mutation_set_diff(set, cfg, dsc, &ch, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(ch[0].url, "/PhysState");
+    ck_assert_int_eq(ch[0].old_value.type, KRAKEN_T_NONE);
+    ck_assert_int_eq(ch[0].new_value.v.i, KRAKEN_PHYS_POWER_ON);
+    kraken_changes_free(ch, n);
+    ck_assert_int_eq(kraken_node_set_text(dsc, "/PhysState", "POWER_ON"), 0);
+    ck_assert_int_eq(kraken_mutation_set_diff(set, cfg, dsc, &ch, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(kraken_mutation_set_diff(set, cfg, NULL, &ch, &n), KRAKEN_EINVAL);
+    kraken_node_free(cfg);
+    kraken_node_free(dsc);
+    kraken_mutation_set_free(set);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("mutation");
@@ -433,6 +544,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, declaration_is_copied);
     tcase_add_test(tc, url_spellings_are_one_url);
     tcase_add_test(tc, remove_service);
+    tcase_add_test(tc, list_and_lookup);
+    tcase_add_test(tc, overrides_before_and_after_declaration);
+    tcase_add_test(tc, planner_diff_of_nodes);
     suite_add_tcase(s, tc);
     tc = tcase_create("refused");
     tcase_add_test(tc, refuse_null_arguments);

@@ -514,16 +514,17 @@ START_TEST(malformed_inputs)
 }
 END_TEST
 
-/* Typed records nested in themselves through a polymorphic field must not recurse without end. */
-START_TEST(deep_nesting_is_bounded)
+/*
+ * The bytes of a node whose service "s" holds @p levels kraken.ServiceInstance records, each the
+ * config (an Any) of the one above: records nest levels + 2 deep (node and service included).
+ */
+static uint8_t *nested_node_bytes(int levels, size_t *out_len)
 {
-    /* ServiceInstance.config may hold any schema, including kraken.ServiceInstance. */
     static const char url[] = "type.googleapis.com/kraken.ServiceInstance";
     size_t ul = sizeof url - 1;
-    enum { LEVELS = 200 };
     uint8_t *inner = NULL;
     size_t inner_len = 0;
-    for (int level = 0; level < LEVELS; level++) {
+    for (int level = 0; level < levels; level++) {
         /* Any {1: url, 2: inner} as field 4 (config) of a ServiceInstance */
         size_t any_len = 2 + ul + (inner_len > 0 ? 1 + 3 + inner_len : 0);
         uint8_t *rec = malloc(1 + 3 + any_len);
@@ -561,9 +562,58 @@ START_TEST(deep_nesting_is_bounded)
     node_buf[n++] = 's';
     memcpy(node_buf + n, inner, inner_len);
     n += inner_len;
+    free(inner);
+    *out_len = n;
+    return node_buf;
+}
+
+/* Typed records nested in themselves through a polymorphic field must not recurse without end. */
+START_TEST(deep_nesting_is_bounded)
+{
+    size_t n = 0;
+    uint8_t *node_buf = nested_node_bytes(200, &n);
     assert_decode_fails(node_buf, n, "nested");
     free(node_buf);
-    free(inner);
+}
+END_TEST
+
+/*
+ * The bound exactly: records nested KRAKEN_CODEC_MAX_DEPTH deep decode and encode; one level
+ * more is refused by the decoder (EPROTO) and by the encoder (ELIMIT), naming the limit.
+ */
+START_TEST(nesting_limit_exact)
+{
+    char want[128];
+    snprintf(want, sizeof want, "records nested more than %d levels", KRAKEN_CODEC_MAX_DEPTH);
+    size_t len = 0;
+    uint8_t *at_limit = nested_node_bytes(KRAKEN_CODEC_MAX_DEPTH - 2, &len);
+    kraken_node *node = NULL;
+    int rc = kraken_node_decode(at_limit, len, &node);
+    ck_assert_msg(rc == 0, "%d levels refused: %s", KRAKEN_CODEC_MAX_DEPTH, kraken_error_last());
+    uint8_t *again = NULL;
+    size_t again_len = 0;
+    ck_assert_int_eq(kraken_node_encode(node, &again, &again_len), 0);
+    free(again);
+    free(at_limit);
+
+    uint8_t *over = nested_node_bytes(KRAKEN_CODEC_MAX_DEPTH - 1, &len);
+    assert_decode_fails(over, len, want);
+    free(over);
+
+    /* One more level built in memory: the service's config put one record deeper. */
+    kraken_value config = KRAKEN_VALUE_INIT;
+    ck_assert_int_eq(kraken_node_get(node, "/Services/s/Config", &config), 0);
+    kraken_node *deeper = NULL;
+    ck_assert_int_eq(kraken_node_new(&deeper, NULL), 0);
+    rc = kraken_node_set(deeper, "/Services/s/Config/type.googleapis.com/kraken.ServiceInstance"
+                                 "/Config", &config);
+    ck_assert_msg(rc == 0, "%s", kraken_error_last());
+    uint8_t *bin = (uint8_t *)1;
+    ck_assert_int_eq(kraken_node_encode(deeper, &bin, &len), KRAKEN_ELIMIT);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), want));
+    kraken_value_clear(&config);
+    kraken_node_free(deeper);
+    kraken_node_free(node);
 }
 END_TEST
 
@@ -656,6 +706,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, packed_and_unpacked_lists);
     tcase_add_test(tc, malformed_inputs);
     tcase_add_test(tc, deep_nesting_is_bounded);
+    tcase_add_test(tc, nesting_limit_exact);
     tcase_add_test(tc, truncation_at_every_length);
     tcase_add_test(tc, random_bit_flips);
     suite_add_tcase(s, tc);

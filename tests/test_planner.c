@@ -965,6 +965,24 @@ START_TEST(zero_requires_are_no_condition)
         kraken_node_free(dsc);
         kraken_mutation_set_free(set);
     }
+    /*
+     * The same with the dependent URL checked first (URLs are checked in text order:
+     * /Arch before /PhysState): with "PhysState = 0" as a condition Arch would be forgotten
+     * while PhysState still shows POWER_ON, and a/mu would be planned.
+     */
+    static const decl_spec arch_first[] = {
+        {"a", "mu", {{"/Arch", NULL, "amd64"}}, 1, {{"/PhysState", NULL}}, 1, {{0}}, 0,
+         KRAKEN_CONTEXT_ALL, 0, {0}, 0},
+        {"b", "mv", {{"/PhysState", NULL, "POWER_OFF"}}, 1, SIM, {{0}}, 0, KRAKEN_CONTEXT_ALL, 0,
+         {0}, 0},
+    };
+    kraken_mutation_set *set = set_of(arch_first, 2);
+    kraken_node *cfg = NODE("/Arch", "amd64", "/Platform", "vbox");
+    kraken_node *dsc = NODE("/PhysState", "POWER_ON", "/Arch", "amd64");
+    expect_plan(set, cfg, dsc, "");
+    kraken_node_free(cfg);
+    kraken_node_free(dsc);
+    kraken_mutation_set_free(set);
 }
 END_TEST
 

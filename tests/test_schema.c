@@ -572,6 +572,44 @@ START_TEST(load_file_bad)
 }
 END_TEST
 
+/* Schema files are site input like state files: the same strict JSON, and exact one-line
+ * messages that quote what the file said. */
+static void assert_load_msg(const char *json, int code, const char *want)
+{
+    size_t ns = kraken_schema_count(), ne = kraken_enum_count();
+    ck_assert_int_eq(kraken_schema_load_json(json, strlen(json), "site.json"), code);
+    ck_assert_str_eq(kraken_error_last(), want);
+    ck_assert_uint_eq(kraken_schema_count(), ns);
+    ck_assert_uint_eq(kraken_enum_count(), ne);
+}
+
+START_TEST(load_messages_exact)
+{
+    assert_load_msg("{\"schemas\": [{\"name\": \"T8.A\",\n  \"fields\": [}]}", KRAKEN_EPARSE,
+                    "site.json: member 'schemas[0].fields[0]': malformed JSON at byte 43 (line 2, "
+                    "column 14): expected a value, found '}'");
+    assert_load_msg("{\"schemas\": [{\"name\": \"T8.\\u0000B\"}]}", KRAKEN_EPARSE,
+                    "site.json: member 'schemas[0].name': malformed JSON at byte 26 (line 1, "
+                    "column 27): \\u0000 (NUL) is not allowed in a string");
+    assert_load_msg("{\"schemas\": [{\"name\": \"T8.C\", \"name\": \"T8.D\"}]}", KRAKEN_EPARSE,
+                    "site.json: schema 'T8.C': key 'name' given twice");
+    assert_load_msg("{\"schemas\": [{\"name\": \"T8.E\\n\\u001b[2J\"}]}", KRAKEN_EINVAL,
+                    "site.json: schema 'T8.E\\n\\x1b[2J': invalid type name");
+    assert_load_msg("{\"schemas\": [{\"name\": \"T8.F\", \"fields\": [{\"name\": \"x\\ty\", "
+                    "\"number\": 1, \"type\": \"string\"}]}]}",
+                    KRAKEN_EINVAL, "site.json: schema 'T8.F': field 0: invalid name 'x\\ty'");
+    assert_load_msg("{\"schemas\": [{\"name\": \"T8.G\", \"fields\": [{\"name\": \"x\", "
+                    "\"number\": 1e300, \"type\": \"string\"}]}]}",
+                    KRAKEN_EPARSE,
+                    "site.json: schema 'T8.G': field 'x': 'number' must be an integer in [1, "
+                    "536870911]");
+    assert_load_msg("{\"schemas\": [{\"name\": \"T8.H\", \"fields\": [{\"name\": \"x\", "
+                    "\"number\": 1, \"type\": \"record\", \"type_name\": \"No\\rSuch\"}]}]}",
+                    KRAKEN_ENOTFOUND,
+                    "site.json: schema 'T8.H': field 'x': unknown record type 'No\\rSuch'");
+}
+END_TEST
+
 /* Good enum and schema before a bad one in the same file: nothing is registered. */
 START_TEST(load_is_all_or_nothing)
 {
@@ -620,6 +658,7 @@ static Suite *make_suite(void)
     tc = tcase_create("files");
     tcase_add_test(tc, load_file_good);
     tcase_add_test(tc, load_file_bad);
+    tcase_add_test(tc, load_messages_exact);
     tcase_add_test(tc, load_is_all_or_nothing);
     suite_add_tcase(s, tc);
     return s;

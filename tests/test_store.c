@@ -757,6 +757,39 @@ static void write_text(const char *path, const char *text)
     fclose(f);
 }
 
+/* GET of every node in a REST server: the same text as copying and printing, without copies. */
+START_TEST(to_json_prints_the_stored_set)
+{
+    char *text = NULL;
+    ck_assert_int_eq(kraken_store_to_json(store, KRAKEN_CFG, 0, &text), 0);
+    ck_assert_str_eq(text, "{\"nodes\":[]}");
+    free(text);
+    for (unsigned i = 3; i > 0; i--) {
+        kraken_node *node = make_node(i);
+        ck_assert_int_eq(kraken_store_create(store, node), 0);
+        kraken_node_free(node);
+    }
+    ck_assert_int_eq(kraken_store_set_text(store, KRAKEN_DSC, (kraken_uuid[]){id_n(2)},
+                                           "/PhysState", "POWER_ON"), 0);
+    for (int kind = KRAKEN_CFG; kind <= KRAKEN_DSC; kind++) {
+        kraken_node **all;
+        size_t n;
+        char *expect = NULL;
+        ck_assert_int_eq(kraken_store_read_all(store, kind, &all, &n), 0);
+        ck_assert_int_eq(kraken_nodes_to_json(all, n, 0, &expect), 0);
+        kraken_nodes_free(all, n);
+        ck_assert_int_eq(kraken_store_to_json(store, kind, 0, &text), 0);
+        ck_assert_str_eq(text, expect);
+        free(text);
+        free(expect);
+    }
+    text = (char *)"untouched";
+    ck_assert_int_eq(kraken_store_to_json(store, (kraken_state_kind)7, 0, &text), KRAKEN_EINVAL);
+    ck_assert_ptr_null(text);
+    ck_assert_int_eq(kraken_store_to_json(NULL, KRAKEN_CFG, 0, &text), KRAKEN_EINVAL);
+}
+END_TEST
+
 START_TEST(save_load_round_trip)
 {
     for (unsigned i = 1; i <= 3; i++) {
@@ -894,6 +927,7 @@ static Suite *make_suite(void)
     TCase *files = tcase_create("files");
     tcase_add_checked_fixture(files, tmp_setup, tmp_teardown);
     tcase_add_test(files, save_load_round_trip);
+    tcase_add_test(files, to_json_prints_the_stored_set);
     tcase_add_test(files, load_bad_file_changes_nothing);
     suite_add_tcase(s, files);
     return s;

@@ -220,3 +220,30 @@ def test_real_sample_logs():
 ])
 def test_tap_result_pattern(line, counted):
     assert bool(summarize.TAP_RESULT.match(line)) == counted
+
+
+def test_pytest_tap_wrapper(tmp_path):
+    """tests/pytest_tap.py: one TAP line per pytest case, skips named, then counted right."""
+    import subprocess
+    sample = os.path.join(SAMPLE, "pytest_sample.py")
+    run_ = subprocess.run([sys.executable, os.path.join(HERE, "pytest_tap.py"), sample],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          cwd=SAMPLE)
+    assert run_.returncode == 1
+    lines = [l for l in run_.stdout.splitlines() if not l.startswith("#")]
+    assert lines == [
+        "ok 1 - pytest_sample.py::test_passes",
+        "not ok 2 - pytest_sample.py::test_fails",
+        "ok 3 - pytest_sample.py::test_skipped # SKIP needs a network (hash) of nodes",
+        "ok 4 - pytest_sample.py::test_teardown_fails",
+        "not ok 5 - pytest_sample.py::test_teardown_fails (teardown)",
+        "1..5",
+    ]
+    assert "# E       assert (1 + 1) == 3" in run_.stdout
+    assert "test_fails" in run_.stderr  # pytest's own report goes to stderr
+    entry = {"name": "libkraken:integration / sample", "result": "FAIL", "returncode": 1,
+             "stdout": run_.stdout}
+    rc, counts, text = run("normal=" + write_log(tmp_path / "l.json", [entry]))
+    assert (rc, counts) == (1, (2, 2, 1))
+    assert "SKIP [normal] integration/sample pytest_sample.py::test_skipped: needs a network" \
+        in text

@@ -167,8 +167,12 @@ def main():
                 listen, up = "10.200.%d.2" % i, "10.200.%d.1:%d" % (i, port)
             else:
                 listen, up = "127.0.1.%d" % (i + 1), "127.0.1.1:%d" % port
+            # a child holds its own node key, not the cluster secret (PROTOCOL.md 2)
+            key = os.path.join(tmp.name, "key%d" % i)
+            subprocess.run([binary, "--write-node-key", secret, state, parent_id, cid, key],
+                           check=True)
             c = Node(binary, "child%d" % i,
-                     ["--id", cid, "--listen", listen, "--parent", up, "--secret", secret]
+                     ["--id", cid, "--listen", listen, "--parent", up, "--secret", key]
                      + timers, netns.children[i - 1] if netns else None)
             children.append(c)
             nodes.append(c)

@@ -2,7 +2,7 @@
  * Guard tests for the sync envelope checks (PROTOCOL.md 4): the receiver drops every datagram
  * that is not newer than the last one it accepted on that channel (an OLDER one too, not only
  * the latest again), and the MAC covers the body (a changed body with the original MAC is
- * dropped as forged).
+ * dropped as forged) and is compared in full.
  *
  * A root (127.0.0.1) and one child (127.0.0.2) join; then the child's datagrams are all dropped
  * by its fault shim, which still records the last one it was given, and those already on their
@@ -101,7 +101,20 @@ static void inst_start(inst *x, unsigned n, const char *ip, const inst *parent)
     kraken_sync_options o = KRAKEN_SYNC_OPTIONS_INIT;
     o.listen_addr = ip;
     o.port = 0;
-    o.secret_file = secret;
+    uint8_t node_key[KRAKEN_SYNC_NODE_KEY_LEN];
+    if (parent != NULL) {
+        /* A child holds only its node key, derived from the secret (its parent is the root). */
+        uint8_t cluster[64];
+        FILE *f = fopen(secret, "rb");
+        ck_assert_ptr_nonnull(f);
+        size_t len = fread(cluster, 1, sizeof cluster, f);
+        fclose(f);
+        ck_assert_int_eq(kraken_sync_derive_node_key(cluster, len, &x->id, node_key), 0);
+        o.key = node_key;
+        o.key_len = sizeof node_key;
+    } else {
+        o.secret_file = secret;
+    }
     o.hello_ms = 20;      /* a fresh datagram to capture every 20 ms */
     o.dead_ms = 600000;   /* never declared dead while its datagrams are held back */
     if (parent != NULL) {
@@ -255,7 +268,15 @@ START_TEST(mac_covers_the_body)
 
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
+    /* every byte of the MAC counts: the last one changed */
     kraken_sync_stats before = stats_of(&r);
+    m.data[m.len - 1] ^= 0x80;
+    deliver(fd, &m);
+    ck_assert(WAIT_FOR(stats_of(&r).datagrams_received > before.datagrams_received, DEADLINE_MS));
+    ck_assert_uint_eq(stats_of(&r).dropped_bad_mac, before.dropped_bad_mac + 1);
+    m.data[m.len - 1] ^= 0x80;
+
+    before = stats_of(&r);
     m.data[at] ^= 0x01; /* the body changed, the MAC kept */
     deliver(fd, &m);
     ck_assert(WAIT_FOR(stats_of(&r).datagrams_received > before.datagrams_received, DEADLINE_MS));

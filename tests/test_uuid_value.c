@@ -1,4 +1,5 @@
-/* UUIDs, kraken_value, text forms, and slot <-> value conversion. */
+/* UUIDs, kraken_value, text forms, slot <-> value conversion, and the util.c helpers below
+ * them (UTF-8, quoting input text for messages). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -436,6 +437,12 @@ START_TEST(value_to_slot_conversions)
     ck_assert_ptr_nonnull(strstr(kraken_error_last(), "int32"));
     ck_assert_int_eq(to_slot("u32", &v, &slot), KRAKEN_ETYPE);
     ck_assert_int_eq(to_slot("i64", &v, &slot), 0);
+    /* a URL with a control character in it (a map key) is quoted: one-line messages */
+    const kraken_field *i32 = all_field("i32");
+    ck_assert_int_eq(kraken__value_to_slot(i32, i32->type, &v, &slot, "/Map/a\nb/I32"),
+                     KRAKEN_ETYPE);
+    ck_assert_str_eq(kraken_error_last(),
+                     "'/Map/a\\nb/I32': 1099511627776 is out of range for int32");
     v = kraken_value_int(KRAKEN_T_INT32, -1);
     ck_assert_int_eq(to_slot("u32", &v, &slot), KRAKEN_ETYPE);
     ck_assert_int_eq(to_slot("u64", &v, &slot), KRAKEN_ETYPE);
@@ -558,6 +565,53 @@ START_TEST(slot_value_round_trip)
 }
 END_TEST
 
+/* ---- quoting input text for messages (util.c) ---------------------------------------- */
+
+static const char *quote(const char *text, size_t len, size_t size)
+{
+    static char buf[256];
+    ck_assert_uint_le(size, sizeof buf);
+    return kraken__quote(buf, size, text, len);
+}
+
+START_TEST(quote_for_messages)
+{
+    ck_assert_str_eq(quote("SYNC", 4, 96), "'SYNC'");
+    ck_assert_str_eq(quote("", 0, 96), "''");
+    /* control characters, quote and backslash escaped: one line, nothing for a terminal */
+    ck_assert_str_eq(quote("a\nb\tc\rd", 7, 96), "'a\\nb\\tc\\rd'");
+    ck_assert_str_eq(quote("\x1b[2J\x7f", 5, 96), "'\\x1b[2J\\x7f'");
+    ck_assert_str_eq(quote("it's a\\b", 8, 96), "'it\\'s a\\\\b'");
+    /* a NUL inside the given length is shown, not a terminator */
+    ck_assert_str_eq(quote("a\0b", 3, 96), "'a\\x00b'");
+    /* UTF-8 passes; C1 controls, line separators and bidi overrides do not; bad bytes shown */
+    ck_assert_str_eq(quote("h\xc3\xa9", 3, 96), "'h\xc3\xa9'");
+    ck_assert_str_eq(quote("\xc2\x9b" "1m", 4, 96), "'\\u009b1m'");
+    ck_assert_str_eq(quote("\xe2\x80\xa8\xe2\x80\xae", 6, 96), "'\\u2028\\u202e'");
+    ck_assert_str_eq(quote("\xff\xc3", 2, 96), "'\\xff\\xc3'");
+    /* cut to the buffer, never in the middle of an escape, and marked */
+    ck_assert_str_eq(quote("abcdefghij", 10, 10), "'abcd...'");
+    ck_assert_str_eq(quote("abc\n", 4, 10), "'abc\\n'");
+    ck_assert_str_eq(quote("ab\ncdefgh", 9, 10), "'ab\\n...'");
+    ck_assert_str_eq(quote("abc", 3, 4), "");
+}
+END_TEST
+
+START_TEST(utf8_sequences)
+{
+    uint32_t cp = 0;
+    ck_assert_uint_eq(kraken__utf8_seq("A", 1, &cp), 1);
+    ck_assert_uint_eq(cp, 'A');
+    ck_assert_uint_eq(kraken__utf8_seq("\xe2\x82\xac", 3, &cp), 3);
+    ck_assert_uint_eq(cp, 0x20AC);
+    ck_assert_uint_eq(kraken__utf8_seq("\xe2\x82", 2, &cp), 0);     /* truncated */
+    ck_assert_uint_eq(kraken__utf8_seq("\xe0\x80\x80", 3, &cp), 0); /* overlong */
+    ck_assert_uint_eq(kraken__utf8_seq("\xed\xb0\x80", 3, &cp), 0); /* surrogate */
+    ck_assert(kraken__utf8_valid("", 0));
+    ck_assert(!kraken__utf8_valid("a\0", 2));
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("uuid_value");
@@ -579,6 +633,10 @@ static Suite *make_suite(void)
     tc = tcase_create("slots");
     tcase_add_test(tc, value_to_slot_conversions);
     tcase_add_test(tc, slot_value_round_trip);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("util");
+    tcase_add_test(tc, quote_for_messages);
+    tcase_add_test(tc, utf8_sequences);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,11 +3,13 @@
  * process, driven over stdin by tests/test_websocket.py and bench/bench_websocket.py.
  *
  *   ws_host [--addr ADDR] [--port N] [--ping-period D] [--pong-wait D] [--write-wait D]
- *           [--max-message-size N] [--queue-limit BYTES] [--sim]
+ *           [--max-message-size N] [--queue-limit BYTES] [--token T] [--sim]
+ *           [--free-engine-first]
  *
  * Durations D are Go strings ("10s", "200ms"). --port 0 (the default) lets the
  * system pick. --sim adds the simulated power/PXE services (kraken/sim.h)
- * so that nodes with platform "sim" produce STATE_MUTATION events.
+ * so that nodes with platform "sim" produce STATE_MUTATION events. --free-engine-first frees
+ * the engine before the websocket module at exit (the other order of shutdown).
  * Prints "READY <port>", then reads one command per line and answers one line:
  *   create UUID [NAME]          -> OK | ERR msg     (Cfg node, parent = this instance)
  *   cfg|dsc UUID URL VALUE      -> OK | ERR msg     (set a value as text)
@@ -282,7 +284,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 static int usage(void)
 {
     fprintf(stderr, "usage: ws_host [--addr ADDR] [--port N] [--ping-period D] [--pong-wait D] "
-                    "[--write-wait D] [--max-message-size N] [--queue-limit BYTES] [--sim]\n");
+                    "[--write-wait D] [--max-message-size N] [--queue-limit BYTES] [--token T] [--sim] "
+                    "[--free-engine-first]\n");
     return 2;
 }
 
@@ -300,11 +303,16 @@ int main(int argc, char **argv)
     const char *addr = "127.0.0.1", *port = "0", *ping = "54s", *pong = "1m0s", *wr = "10s",
                *maxmsg = "512";
     size_t queue_limit = 0;
-    bool with_sim = false;
+    bool with_sim = false, engine_first = false;
+    const char *token = NULL;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--sim") == 0) {
             with_sim = true;
+            continue;
+        }
+        if (strcmp(arg, "--free-engine-first") == 0) {
+            engine_first = true;
             continue;
         }
         const char *val = i + 1 < argc ? argv[++i] : NULL;
@@ -324,6 +332,8 @@ int main(int argc, char **argv)
             maxmsg = val;
         else if (strcmp(arg, "--queue-limit") == 0)
             queue_limit = strtoull(val, NULL, 10);
+        else if (strcmp(arg, "--token") == 0)
+            token = val;
         else
             return usage();
     }
@@ -365,6 +375,8 @@ int main(int argc, char **argv)
     }
     if (queue_limit)
         kd_websocket_set_queue_limit(h.ws, queue_limit);
+    if (token)
+        kd_websocket_set_token(h.ws, token);
     h.in = bufferevent_socket_new(h.base, STDIN_FILENO, 0);
     bufferevent_setcb(h.in, stdin_read_cb, NULL, stdin_event_cb, &h);
     bufferevent_enable(h.in, EV_READ);
@@ -382,8 +394,15 @@ int main(int argc, char **argv)
     event_free(h.tick);
     bufferevent_free(h.in);
     kraken_sim_free(h.sim);
-    kd_websocket_free(h.ws);
-    kraken_engine_free(h.engine);
+    if (engine_first) {
+        /* the module must survive its engine going first (clients are let go) */
+        kraken_engine_free(h.engine);
+        event_base_loop(h.base, EVLOOP_NONBLOCK);
+        kd_websocket_free(h.ws);
+    } else {
+        kd_websocket_free(h.ws);
+        kraken_engine_free(h.engine);
+    }
     event_base_free(h.base);
     libevent_global_shutdown();
     return 0;

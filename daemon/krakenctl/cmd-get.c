@@ -39,7 +39,8 @@ static int cmd_get(kc_ctx *ctx, int argc, char **argv)
     char *text = NULL;
     if (kraken_node_get_text(node, url, &text) != 0) {
         kraken_node_free(node);
-        return kc_error(ctx, KC_EXIT_FAILED, "%s: %s", kind, kraken_error_last());
+        return kc_error(ctx, KC_EXIT_FAILED, "%s: %s%s", kind, kraken_error_last(),
+                        kc_schema_hint(kraken_error_last()));
     }
     if (ctx->json) {
         char idtext[KRAKEN_UUID_STRLEN + 1];

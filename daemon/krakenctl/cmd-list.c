@@ -18,11 +18,11 @@ static int parse_kind(kc_ctx *ctx, const char *text, const char **out)
 static void print_mixed_json(const cJSON *cfg, const cJSON *dsc)
 {
     cJSON *out = cJSON_CreateObject(), *nodes = cJSON_AddArrayToObject(out, "nodes");
-    const cJSON *n;
+    const cJSON *n, *cursor = NULL;
     cJSON_ArrayForEach(n, cJSON_GetObjectItemCaseSensitive(cfg, "nodes"))
     {
         const char *id = kc_node_field(n, "id");
-        const cJSON *d = kc_find_node(dsc, id);
+        const cJSON *d = kc_find_node_next(dsc, id, &cursor);
         cJSON *item = cJSON_CreateObject();
         cJSON_AddStringToObject(item, "id", id);
         cJSON_AddItemToObject(item, "cfg", cJSON_Duplicate(n, true));

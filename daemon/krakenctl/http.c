@@ -89,6 +89,8 @@ int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body,
         struct timeval tv = {(time_t)ctx->timeout_s,
                              (suseconds_t)((ctx->timeout_s - (time_t)ctx->timeout_s) * 1e6)};
         evhttp_connection_set_timeout_tv(ctx->conn, &tv);
+        /* node lists of 100,000 nodes are tens of MiB; anything far beyond is not an answer */
+        evhttp_connection_set_max_body_size(ctx->conn, (ev_ssize_t)1 << 30);
     }
     pending p = {.out = out};
     struct evhttp_request *req = evhttp_request_new(on_done, &p);
@@ -108,6 +110,10 @@ int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body,
         evhttp_add_header(h, "Authorization", auth);
     }
     if (body) {
+        /* evhttp adds Content-Length for POST and PUT only; PATCH needs it too */
+        char length[32];
+        snprintf(length, sizeof length, "%zu", body_len);
+        evhttp_add_header(h, "Content-Length", length);
         evhttp_add_header(h, "Content-Type", "application/json");
         evbuffer_add(evhttp_request_get_output_buffer(req), body, body_len);
     }

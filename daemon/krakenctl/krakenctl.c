@@ -37,6 +37,7 @@ static void print_help(FILE *out)
             "      --token-file FILE  bearer token for state-changing requests (or $KRAKEN_TOKEN)\n"
             "      --color WHEN       auto (a tty), always or never\n"
             "      --timeout SECONDS  per request (default 10)\n"
+            "      --schemas DIR      the site's schema files, as kraken-daemon -schemas DIR\n"
             "  -v, --verbose          more detail\n"
             "  -d, --debug            show each request on stderr\n"
             "  -h, --help             this help; `krakenctl COMMAND --help` for a command\n"
@@ -126,14 +127,15 @@ int main(int argc, char **argv)
 {
     kc_ctx ctx = {.prog = "krakenctl", .port = 3141, .timeout_s = 10};
     snprintf(ctx.host, sizeof ctx.host, "127.0.0.1");
-    const char *color = "auto", *token_file = NULL;
-    enum { OPT_TOKEN = 256, OPT_COLOR, OPT_TIMEOUT };
+    const char *color = "auto", *token_file = NULL, *schema_dir = NULL;
+    enum { OPT_TOKEN = 256, OPT_COLOR, OPT_TIMEOUT, OPT_SCHEMAS };
     static const struct option opts[] = {
         {"ip", required_argument, NULL, 'i'},
         {"json", no_argument, NULL, 'j'},
         {"token-file", required_argument, NULL, OPT_TOKEN},
         {"color", required_argument, NULL, OPT_COLOR},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"schemas", required_argument, NULL, OPT_SCHEMAS},
         {"verbose", no_argument, NULL, 'v'},
         {"debug", no_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
@@ -158,6 +160,7 @@ int main(int argc, char **argv)
         case 'd': ctx.debug = true; break;
         case OPT_TOKEN: token_file = optarg; break;
         case OPT_COLOR: color = optarg; break;
+        case OPT_SCHEMAS: schema_dir = optarg; break;
         case OPT_TIMEOUT: {
             char *end;
             ctx.timeout_s = strtod(optarg, &end);
@@ -193,10 +196,23 @@ int main(int argc, char **argv)
     if (!cmd)
         return kc_error(&ctx, KC_EXIT_USAGE, "unknown command '%s' (see krakenctl --help)",
                         argv[optind]);
+    /* `krakenctl COMMAND --help`: the command's usage, before anything is loaded or sent */
+    for (int i = optind + used; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: krakenctl %s %s\n", cmd->name, cmd->usage);
+            if (cmd->alias)
+                printf("(also: krakenctl %s)\n", cmd->alias);
+            printf("%s\n", cmd->summary);
+            return KC_EXIT_OK;
+        }
     if ((rc = load_token(&ctx, token_file)) != 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);
     kc_register_known_schemas();
+    if (schema_dir && (rc = kc_load_schema_dir(&ctx, schema_dir)) != 0) {
+        free(ctx.token);
+        return rc;
+    }
     ctx.base = event_base_new();
     if (!ctx.base)
         return kc_error(&ctx, KC_EXIT_CONNECT, "cannot create an event loop");

@@ -87,6 +87,12 @@ int kc_parse_id(kc_ctx *ctx, const char *text, kraken_uuid *out);
 char *kc_read_input(kc_ctx *ctx, const char *path, size_t *len);
 /* Register the module-config schemas a daemon's self node carries (restapi, websocket). */
 void kc_register_known_schemas(void);
+/* Load the site's schema description files (*.json in @p dir, name order), as the daemon's
+ * -schemas DIR; prints the error and returns KC_EXIT_USAGE on failure. */
+int kc_load_schema_dir(kc_ctx *ctx, const char *dir);
+/* " (give krakenctl the site's schemas: --schemas DIR)" when @p message is about a type
+ * krakenctl does not know; else "". */
+const char *kc_schema_hint(const char *message);
 
 /* ---- HTTP (http.c) ---- */
 
@@ -126,5 +132,11 @@ int kc_print_node_table(kc_ctx *ctx, const cJSON *cfg_list, const cJSON *dsc_lis
 const char *kc_node_field(const cJSON *node, const char *field);
 /* Find a node by id in a {"nodes": [...]} answer. */
 const cJSON *kc_find_node(const cJSON *list, const char *id);
+/*
+ * The same, for walking a list in id order: the daemon answers node lists
+ * sorted by id, so the node is usually the one after *cursor (O(1)); else a
+ * search. *cursor (start with NULL) moves to the node found.
+ */
+const cJSON *kc_find_node_next(const cJSON *list, const char *id, const cJSON **cursor);
 
 #endif

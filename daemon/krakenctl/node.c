@@ -22,7 +22,10 @@ int kc_fetch_node(kc_ctx *ctx, const char *kind, const kraken_uuid *id, kraken_n
     snprintf(source, sizeof source, "GET %s", path);
     if (!text || kraken_node_from_json(text, strlen(text), source, out) != 0) {
         cJSON_free(text);
-        return kc_error(ctx, KC_EXIT_CONNECT, "%s", kraken_error_last());
+        /* a type the daemon loaded from its -schemas directory: krakenctl needs it too */
+        const char *hint = kc_schema_hint(kraken_error_last());
+        return kc_error(ctx, *hint ? KC_EXIT_USAGE : KC_EXIT_CONNECT, "%s%s",
+                        kraken_error_last(), hint);
     }
     cJSON_free(text);
     return 0;

@@ -77,7 +77,7 @@ void kc_table_print(kc_table *t, bool color, FILE *out)
             const char *text = t->cells[r * t->n_cols + c];
             const char *sgr = t->colors[r * t->n_cols + c];
             bool last = c + 1 == t->n_cols;
-            if (color && sgr)
+            if (color && sgr && text && *text)
                 fprintf(out, "\033[%sm%s\033[0m", sgr, text ? text : "");
             else
                 fputs(text ? text : "", out);
@@ -131,6 +131,22 @@ const cJSON *kc_find_node(const cJSON *list, const char *id)
             return n;
     }
     return NULL;
+}
+
+const cJSON *kc_find_node_next(const cJSON *list, const char *id, const cJSON **cursor)
+{
+    const cJSON *next = *cursor ? (*cursor)->next
+                                : cJSON_GetObjectItemCaseSensitive(list, "nodes")
+                                      ? cJSON_GetObjectItemCaseSensitive(list, "nodes")->child
+                                      : NULL;
+    if (next && strcmp(kc_node_field(next, "id"), id) == 0) {
+        *cursor = next;
+        return next;
+    }
+    const cJSON *found = kc_find_node(list, id);
+    if (found)
+        *cursor = found;
+    return found;
 }
 
 /* Nodes of a list sorted by id, for lookups in O(log n) (10,000-node clusters). */

@@ -1,4 +1,5 @@
 /* util.c: errors, input files, ids and JSON output shared by the commands. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -105,4 +106,55 @@ void kc_register_known_schemas(void)
         kraken_schema_register("WebSocket.Config", websocket,
                                sizeof websocket / sizeof websocket[0], NULL);
     kraken_error_clear();
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every *.json schema description in @p dir, in name order (as kraken-daemon -schemas). */
+int kc_load_schema_dir(kc_ctx *ctx, const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return kc_error(ctx, KC_EXIT_USAGE, "--schemas %s: %s", dir, strerror(errno));
+    char **names = NULL;
+    size_t n = 0;
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (e->d_name[0] == '.' || len <= 5 || strcmp(e->d_name + len - 5, ".json") != 0)
+            continue;
+        char **grown = realloc(names, (n + 1) * sizeof *names);
+        if (!grown) {
+            rc = kc_error(ctx, KC_EXIT_USAGE, "--schemas %s: out of memory", dir);
+            break;
+        }
+        names = grown;
+        if (!(names[n] = strdup(e->d_name))) {
+            rc = kc_error(ctx, KC_EXIT_USAGE, "--schemas %s: out of memory", dir);
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(names, n, sizeof *names, compare_names);
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (rc == 0 && kraken_schema_load_file(path) != 0)
+            rc = kc_error(ctx, KC_EXIT_USAGE, "%s", kraken_error_last());
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+const char *kc_schema_hint(const char *message)
+{
+    if (strstr(message, "@type") || strstr(message, "unknown schema"))
+        return " (give krakenctl the site's schemas: --schemas DIR)";
+    return "";
 }

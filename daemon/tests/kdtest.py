@@ -37,6 +37,8 @@ class Daemon:
             self.args += ["-ipapi", self.addr + ":0"]
         if not any(a.lstrip("-").startswith("syncport") for a in args):
             self.args += ["-syncport", "0"]
+        if not any(a.lstrip("-").startswith("wsport") for a in args):
+            self.args += ["-wsport", "0"]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env)
@@ -93,6 +95,10 @@ class Daemon:
         finally:
             conn.close()
 
+    def self_id(self):
+        line = self.wait_line(r"daemon: ready: node ")
+        return re.search(r"ready: node ([0-9a-f-]{36})", line).group(1)
+
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
 
@@ -106,6 +112,7 @@ class Daemon:
             rc = self.proc.wait()
             raise AssertionError("daemon did not stop within %ss; log:\n%s" % (timeout, self.log()))
         self.reader.join(5)
+        check_sanitizer_output(self.log())
         return rc
 
     def kill9(self):
@@ -114,10 +121,21 @@ class Daemon:
         self.reader.join(5)
 
 
+def check_sanitizer_output(text):
+    """UBSan reports and goes on: a report in the log is a failure too."""
+    for marker in ("runtime error:", "AddressSanitizer", "LeakSanitizer"):
+        if marker in text:
+            raise AssertionError("sanitizer report in the daemon's log:\n" + text)
+
+
 def run_daemon(args, timeout=20):
     """Run kraken-daemon to completion: (exit code, stdout, stderr)."""
-    p = subprocess.run([DAEMON] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+    args = list(args)
+    if "-ipapi" in args and "-wsport" not in args:   # a real start: no fixed websocket port
+        args += ["-wsport", "0"]
+    p = subprocess.run([DAEMON] + args, stdin=subprocess.DEVNULL, capture_output=True,
                        timeout=timeout)
+    check_sanitizer_output(p.stderr.decode())
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
@@ -150,6 +168,24 @@ def socket_closed_by_peer(sock, timeout):
         if not data:
             return True
     return False
+
+
+def durable_cfg(state_path):
+    """The Cfg a restart would load: the state file with its journal replayed, by node id."""
+    with open(state_path) as f:
+        nodes = {n["id"]: n for n in json.load(f)["nodes"]}
+    journal = str(state_path) + ".journal"
+    if os.path.exists(journal):
+        with open(journal) as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    break
+                entry = json.loads(line)
+                if "put" in entry:
+                    nodes[entry["put"]["id"]] = entry["put"]
+                else:
+                    nodes.pop(entry["delete"], None)
+    return nodes
 
 
 def node(id_, **fields):

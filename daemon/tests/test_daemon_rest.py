@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from kdtest import FIXTURES, SELF_ID, Daemon, node
+from kdtest import FIXTURES, SELF_ID, Daemon, durable_cfg, node
 
 N1 = "4afdefa4-573b-5cfe-a419-c59075cf18a5"
 N2 = "3ac72083-5f34-57a6-bc6b-6d3164394575"
@@ -57,6 +57,7 @@ def test_self_node_describes_its_kraken_interface_and_services(d):
     assert svc["restapi"]["state"] == "RUN"
     assert svc["restapi"]["config"] == {"@type": "type.googleapis.com/restapi.Config",
                                         "addr": d.addr}
+    assert svc["websocket"]["module"] == "websocket" and svc["websocket"]["state"] == "RUN"
     # Dsc says where it really listens.
     dsc = d.get("/dsc/node/" + SELF_ID)[2]
     rest = [s for s in dsc["services"] if s["id"] == "restapi"][0]
@@ -238,15 +239,45 @@ def test_enumerables_lists_extension_enums_of_the_self_node(d):
         "extensions": [{"@type": "type.googleapis.com/PXE.Client", "state": None}]})
 
 
-def test_ws_names_the_websocket(d):
+def test_ws_names_the_websocket_and_it_streams_events(d):
     status, hdrs, body = d.get("/ws")
+    assert status == 200
     assert hdrs["access-control-allow-origin"] == "*"
-    if status == 503:   # built without the websocket module
-        assert body == {"error": "no websocket service is running on this instance"}
-    else:
-        assert status == 200
-        assert body["host"] == d.addr and body["url"] == "/ws"
-        assert isinstance(body["port"], str) and int(body["port"]) > 0
+    assert body["host"] == d.addr and body["url"] == "/ws"
+    assert isinstance(body["port"], str) and int(body["port"]) > 0   # a string, as the original
+    try:
+        import websocket
+    except ImportError:
+        pytest.skip("python3-websocket is not installed")
+    # What the dashboard does: connect where /ws says, subscribe, watch a change arrive.
+    ws = websocket.create_connection("ws://%s:%s%s" % (body["host"], body["port"], body["url"]),
+                                     timeout=10)
+    try:
+        ws.send(json.dumps({"command": "SUBSCRIBE", "type": "STATE_CHANGE"}))
+        # The subscription races the first change (two connections): change again until an
+        # event for a change is seen, within a deadline.
+        import time
+        ws.settimeout(0.5)
+        deadline = time.monotonic() + 20
+        seen = None
+        attempt = 0
+        while seen is None and time.monotonic() < deadline:
+            attempt += 1
+            want = "riscv%d" % attempt
+            assert d.request("PATCH", "/cfg/node/" + N2, {"arch": want})[0] == 200
+            try:
+                while True:
+                    ev = json.loads(ws.recv())
+                    if ev["type"] == 1 and ev["nodeid"] == N2 and ev["value"] == want:
+                        seen = ev
+                        break
+            except websocket.WebSocketTimeoutException:
+                pass
+        assert seen is not None, "no STATE_CHANGE event within 20s"
+        assert seen["url"] == "/Arch" and "data" in seen
+    finally:
+        ws.close()
+        d.request("PATCH", "/cfg/node/" + N2, {"arch": "amd64"})
 
 
 def test_metrics(d):
@@ -259,7 +290,8 @@ def test_metrics(d):
                    "kraken_plan_failures ", "kraken_frozen 0", "kraken_state_saves_total ",
                    'kraken_http_requests_total{method="GET",route="/cfg/nodes",code="200"}',
                    'kraken_http_request_duration_seconds_bucket{route="/cfg/nodes",le="+Inf"}',
-                   'kraken_http_request_duration_seconds_count{route="/cfg/nodes"}'):
+                   'kraken_http_request_duration_seconds_count{route="/cfg/nodes"}',
+                   "kraken_websocket_clients "):
         assert needle in text, needle
     # Every sample line is "name{labels} value".
     for line in text.splitlines():
@@ -278,6 +310,13 @@ def test_unknown_route_and_wrong_method(d):
     assert err == {"error": "method DELETE is not allowed on /cfg/nodes "
                             "(allowed: GET, PUT, POST, OPTIONS)"}
     assert d.request("POST", "/graph/json")[0] == 405
+
+
+def test_head_is_get_without_body(d):
+    status, hdrs, body = d.request("HEAD", "/cfg/nodes")
+    assert status == 200 and body == ""
+    assert hdrs["access-control-allow-origin"] == "*"
+    assert d.request("HEAD", "/cfg/node/" + NEW2)[0] == 404
 
 
 def test_cors_preflight(d):
@@ -322,8 +361,6 @@ def test_krakenctl_style_requests(d):
 def test_writes_reach_the_state_file_before_the_answer(d):
     c = "cccccccc-0000-4000-8000-000000000001"
     assert d.request("POST", "/cfg/node", node(c, nodename="durable"))[0] == 200
-    saved = json.loads(d.state.read_text())
-    assert c in [n["id"] for n in saved["nodes"]]
+    assert durable_cfg(d.state)[c]["nodename"] == "durable"
     assert d.request("DELETE", "/cfg/node/" + c)[0] == 200
-    saved = json.loads(d.state.read_text())
-    assert c not in [n["id"] for n in saved["nodes"]]
+    assert c not in durable_cfg(d.state)

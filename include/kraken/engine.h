@@ -55,7 +55,8 @@ typedef struct kraken_timer kraken_timer;
  */
 typedef uint64_t (*kraken_clock_fn)(void *userdata);
 
-#define KRAKEN_ENGINE_OPTIONS_VERSION 1
+/* Version 1: up to no_sync_service. Version 2 added now_ms and clock_userdata. */
+#define KRAKEN_ENGINE_OPTIONS_VERSION 2
 
 /**
  * Engine options; start from KRAKEN_ENGINE_OPTIONS_INIT or
@@ -75,6 +76,7 @@ typedef struct kraken_engine_options {
     uint32_t no_path_retry_ms;     /**< re-check "no path" nodes this often (0: only on change) */
     double timeout_scale;          /**< multiply mutation timeouts (tests); 1.0 */
     bool no_sync_service;          /**< do not add the built-in "sync" service (false) */
+    /* ---- since version 2 ---- */
     /**
      * The engine's clock (NULL: CLOCK_MONOTONIC). Every engine timer (step
      * timeouts, service start waits, back-off, no-path retries, and the
@@ -142,6 +144,12 @@ uint64_t kraken_engine_now_ms(const kraken_engine *engine);
  * with the default clock. KRAKEN_EINVAL when @p engine is NULL.
  */
 int kraken_engine_clock_moved(kraken_engine *engine);
+/**
+ * With an injected clock: the earliest deadline (engine clock ms) of an armed
+ * timer, engine and module timers alike, or UINT64_MAX when none is armed. A
+ * harness moves its clock there to skip idle time exactly.
+ */
+int kraken_engine_next_deadline(const kraken_engine *engine, uint64_t *out);
 
 /**
  * A one-shot timer on the engine's clock, for modules: with an injected clock
@@ -214,7 +222,7 @@ typedef struct kraken_service_ops {
     void (*start)(kraken_service *service, void *userdata);
     /** Stop: the module reports STOP when stopped. */
     void (*stop)(kraken_service *service, void *userdata);
-    /** Perform a mutation step; report through discoveries or kraken_service_fail(). */
+    /** Perform a mutation step; answer with kraken_service_report*() or kraken_service_fail(). */
     void (*mutate)(kraken_service *service, const kraken_mutation_request *request,
                    void *userdata);
     /** Abandon an in-flight step (timeout, Cfg change, node deleted). */
@@ -265,8 +273,10 @@ int kraken_service_declare_discoverable(kraken_service *service, const char *url
 /**
  * Report a discovery: node @p node_id's @p url now has @p value (written to
  * Dsc; a DISCOVERY event is published). Refused (Dsc unchanged) when the URL
- * was not declared discoverable, the value does not fit the schema, or the
- * node is unknown.
+ * was not declared discoverable (or mutated by a mutation of this service),
+ * the value does not fit the schema, or the node is unknown. Not tied to a
+ * request: for unsolicited facts. The answer to a dispatched step goes
+ * through kraken_service_report(), which refuses a late one.
  */
 int kraken_service_discover(kraken_service *service, const kraken_uuid *node_id, const char *url,
                             const kraken_value *value);
@@ -335,6 +345,9 @@ typedef enum kraken_plan_state {
     KRAKEN_PLAN_FROZEN = 6,    /**< the engine is frozen */
     KRAKEN_PLAN_BUSY = 7       /**< Cfg or Dsc /Busy is BUSY: the node is someone else's */
 } kraken_plan_state;
+
+/** Number of plan states (0 .. KRAKEN_PLAN_STATE_COUNT - 1), e.g. to size a histogram. */
+#define KRAKEN_PLAN_STATE_COUNT 8
 
 /**
  * Snapshot of a node's plan; release with kraken_plan_status_clear(). The plan

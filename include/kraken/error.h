@@ -1,11 +1,37 @@
 /**
  * @file kraken/error.h
- * @brief Error codes and the per-thread last-error message.
+ * @brief Error codes, the per-thread last-error message, and the API's calling conventions.
  *
- * Every fallible libkraken call returns an int: 0 on success, a negative
- * ::kraken_err on failure. On failure the call also leaves a human-readable
- * message for the calling thread (kraken_error_last()) that names the
- * offending file, node, field or URL.
+ * Return values (one rule for the whole API):
+ * - A function that returns @c int returns a status: 0 on success, a negative
+ *   ::kraken_err on failure. No @c int return means anything else. On failure
+ *   the call changes nothing and leaves a one-line message for the calling
+ *   thread (kraken_error_last()) naming the offending file, node, field or URL.
+ * - The one exception is ordering: @c *_compare returns <0, 0 or >0 like memcmp
+ *   (kraken_uuid_compare()); predicates return @c bool and are named as
+ *   questions (@c *_equal, @c *_is_zero, @c *_contains, @c *_match, @c *_joined);
+ *   counts and sizes return @c size_t (@c *_count, kraken_sync_children());
+ *   names and borrowed objects return pointers (NULL when absent); version
+ *   numbers return @c unsigned. Bulk calls (@c kraken_store_*_many) follow the
+ *   status rule: 0 once every item was tried, per-item outcomes in @c results
+ *   and the number of failures in @c n_failed.
+ * - A call that can fail only by misuse and has nothing to return (frees,
+ *   kraken_engine_freeze(), kraken_sync_get_stats()) returns @c void and does
+ *   nothing on misuse (leaving the message).
+ *
+ * Arguments (one rule): the handle or value a call acts on comes first;
+ * outputs come last, after every input, the main one named @c out (with
+ * @c n_out for the length of an output array). Constructors are the one
+ * family whose output comes first, because making it is all they do:
+ * @c kraken_*_new(&out, ...), @c kraken_*_copy(&out, src),
+ * @c kraken_*_options_init(&opts, version), @c kraken_*_parse(&out, text) and
+ * kraken_uuid_generate(&out). Callbacks take @c void *userdata last;
+ * registrations take an optional @c destroy(userdata) hook after it and
+ * return their handle through a trailing @c out.
+ *
+ * Handles: see doc/ARCHITECTURE.md "Ownership" (a parent's free detaches its
+ * children; calls on a detached handle fail with KRAKEN_ESTATE; a call from a
+ * thread that does not own the handle fails with KRAKEN_ETHREAD).
  */
 #ifndef KRAKEN_ERROR_H
 #define KRAKEN_ERROR_H

@@ -94,12 +94,28 @@ typedef struct kraken_event {
 
 typedef void (*kraken_event_fn)(const kraken_event *event, void *userdata);
 
-/** Subscription filter and queue bound. */
+#define KRAKEN_SUBSCRIBE_OPTIONS_VERSION 1
+
+/**
+ * Subscription filter and queue bound; start from KRAKEN_SUBSCRIBE_OPTIONS_INIT
+ * or kraken_subscribe_options_init(). Versioned as kraken_engine_options: older
+ * versions are accepted, an unknown one (including 0) is refused.
+ */
 typedef struct kraken_subscribe_options {
+    unsigned version;        /**< KRAKEN_SUBSCRIBE_OPTIONS_VERSION */
     unsigned types;          /**< mask of KRAKEN_EVENT_MASK(type); 0 means all */
     const char *url_pattern; /**< glob ('*', '?') on the event URL; NULL matches all */
     size_t queue_limit;      /**< max queued events; 0 = 4096 */
 } kraken_subscribe_options;
+
+/** Every event, default queue bound. */
+#define KRAKEN_SUBSCRIBE_OPTIONS_INIT {KRAKEN_SUBSCRIBE_OPTIONS_VERSION, 0, NULL, 0}
+
+/**
+ * Fill @p opts as KRAKEN_SUBSCRIBE_OPTIONS_INIT for struct version @p version
+ * (pass KRAKEN_SUBSCRIBE_OPTIONS_VERSION). KRAKEN_EINVAL for an unknown version.
+ */
+int kraken_subscribe_options_init(kraken_subscribe_options *opts, unsigned version);
 
 /** Create a bus delivering on @p base (not owned). */
 int kraken_bus_new(kraken_bus **out, struct event_base *base);
@@ -130,8 +146,11 @@ void kraken_bus_flush(kraken_bus *bus);
 
 /** Name of an event type ("STATE_CHANGE"), or NULL if unknown. */
 const char *kraken_event_type_name(kraken_event_type type);
-/** Parse an event type name ("DISCOVERY"); KRAKEN_EPARSE if unknown. */
-int kraken_event_type_parse(const char *name, kraken_event_type *out);
+/**
+ * Parse an event type name ("DISCOVERY", any case) or number ("5") into @p out;
+ * KRAKEN_EPARSE if unknown. (A _parse makes a value: its output comes first, see error.h.)
+ */
+int kraken_event_type_parse(kraken_event_type *out, const char *name);
 
 /** True if @p url matches the glob @p pattern ('*' any run, '?' one char). */
 bool kraken_url_match(const char *pattern, const char *url);

@@ -147,7 +147,9 @@ int kraken_mutation_set_timeout(kraken_mutation_set *set, const char *service_id
 /**
  * The leaves the planner compares for a node: every mutator URL whose Cfg
  * value is non-zero and differs from the Dsc value, in URL order (old_value:
- * Dsc, new_value: Cfg). Free with kraken_changes_free(); *out NULL when none.
+ * Dsc, NONE when unknown; new_value: Cfg). Dsc values are taken as stored
+ * (before the knowledge rule). Free with kraken_changes_free(); *out NULL
+ * when none.
  */
 int kraken_mutation_set_diff(kraken_mutation_set *set, const kraken_node *cfg,
                              const kraken_node *dsc, kraken_change **out, size_t *n);
@@ -173,8 +175,9 @@ void kraken_plan_free(kraken_plan *plan);
  * "edges": [{"from","to","id","label","color"}]}. Vertices are the planning
  * states reachable from all-unknown; ids are derived from content (stable
  * across runs). Static requirements (e.g. /Platform) are read from @p cfg;
- * with @p cfg NULL they are taken as satisfied. With @p plan, its edges are
- * coloured green and step @p current_step (if < length) red.
+ * with @p cfg NULL they are taken as satisfied. Disabled mutations are left
+ * out. With @p plan, its edges are coloured green and step @p current_step
+ * (if < length) red.
  */
 int kraken_mutation_set_graph_json(kraken_mutation_set *set, const kraken_node *cfg,
                                    const kraken_plan *plan, size_t current_step, char **out);

@@ -4,7 +4,9 @@
  *
  * A node is a record of schema kraken.Node: core fields, service instances
  * and typed-record extensions. Nodes are plain values: the caller that
- * creates or copies one owns it and frees it with kraken_node_free().
+ * creates or copies one owns it and frees it with kraken_node_free(). Any
+ * thread may use a node, one thread at a time per node (the URL functions keep
+ * a per-thread cache of compiled URLs).
  *
  * URLs: "/PhysState", "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip",
  * "/Services/pxe/State", "/Services/pxe/Config/<Field>/...". Components are

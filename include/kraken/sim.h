@@ -37,8 +37,14 @@ extern "C" {
 
 typedef struct kraken_sim kraken_sim;
 
-/** Simulator options; start from KRAKEN_SIM_OPTIONS_INIT. */
+#define KRAKEN_SIM_OPTIONS_VERSION 1
+
+/**
+ * Simulator options; start from KRAKEN_SIM_OPTIONS_INIT or
+ * kraken_sim_options_init() (versions as kraken_engine_options).
+ */
 typedef struct kraken_sim_options {
+    unsigned version;        /**< KRAKEN_SIM_OPTIONS_VERSION */
     uint32_t delay_ms;       /**< answer each step this long after it is dispatched (0) */
     uint32_t start_delay_ms; /**< services report RUN this long after start (0) */
     bool never_start;        /**< services never report RUN (service start timeout) */
@@ -46,13 +52,23 @@ typedef struct kraken_sim_options {
     bool no_pxe;             /**< power only: no "pxe" service (false) */
 } kraken_sim_options;
 
-#define KRAKEN_SIM_OPTIONS_INIT {0, 0, false, true, false}
+#define KRAKEN_SIM_OPTIONS_INIT {KRAKEN_SIM_OPTIONS_VERSION, 0, 0, false, true, false}
+
+/** Fill @p opts with the defaults for struct version @p version (bindings). */
+int kraken_sim_options_init(kraken_sim_options *opts, unsigned version);
 
 /** What an injected fault does to a dispatched step. */
 typedef enum kraken_sim_fault_kind {
     KRAKEN_SIM_HANG = 0,   /**< never answer the step */
     KRAKEN_SIM_FAIL = 1,   /**< report the step failed (kraken_service_fail) */
-    KRAKEN_SIM_REPORT = 2  /**< report a given value for the first mutated URL */
+    KRAKEN_SIM_REPORT = 2, /**< report a given value for the first mutated URL */
+    /**
+     * Answer late, as a slow external process would: after the delay given as
+     * the value (decimal ms) instead of delay_ms, and even when the step was
+     * interrupted meanwhile; the engine refuses such an answer (counted by
+     * kraken_sim_refused()).
+     */
+    KRAKEN_SIM_LATE = 3
 } kraken_sim_fault_kind;
 
 /** Add the simulated services to @p engine (opts NULL: KRAKEN_SIM_OPTIONS_INIT). */
@@ -63,13 +79,21 @@ void kraken_sim_free(kraken_sim *sim);
 /**
  * Inject a fault into the next @p count dispatches (0 = every one) of
  * @p mutation_id ("UKtoOFF", "INITtoSYNC" ...) on @p node (NULL = any node).
- * For KRAKEN_SIM_REPORT, @p value is the text of the value to report.
- * Later injections take precedence over earlier ones.
+ * For KRAKEN_SIM_REPORT, @p value is the text of the value to report; for
+ * KRAKEN_SIM_LATE, the delay in ms. Later injections take precedence over
+ * earlier ones.
  */
 int kraken_sim_inject(kraken_sim *sim, const kraken_uuid *node, const char *mutation_id,
                       kraken_sim_fault_kind kind, unsigned count, const char *value);
 /** Forget every injected fault. */
 void kraken_sim_clear_faults(kraken_sim *sim);
+
+/**
+ * Answer @p mutation_id (e.g. "WAITtoINIT": a PXE boot is slower than a power
+ * switch) @p delay_ms after dispatch instead of opts.delay_ms.
+ * KRAKEN_ENOTFOUND for a mutation the simulator does not own.
+ */
+int kraken_sim_set_delay(kraken_sim *sim, const char *mutation_id, uint32_t delay_ms);
 
 /**
  * Call @p fn (NULL: none) from the simulator's interrupt handler, after the
@@ -87,6 +111,8 @@ unsigned kraken_sim_interrupted(const kraken_sim *sim);
 unsigned kraken_sim_started(const kraken_sim *sim);
 /** Answers still pending (armed timers). */
 unsigned kraken_sim_pending(const kraken_sim *sim);
+/** Answers the engine refused (late answers to interrupted or replaced steps). */
+unsigned kraken_sim_refused(const kraken_sim *sim);
 
 #ifdef __cplusplus
 }

@@ -70,7 +70,8 @@ int kraken_store_new(kraken_store **out);
 /**
  * Free the store and its nodes; detach its listeners (their destroy hooks run;
  * an engine using the store as its borrowed store is detached too, see
- * engine.h). NULL-safe. Not from a store listener.
+ * engine.h). NULL-safe. From a store listener it is refused (nothing is
+ * freed; KRAKEN_ESTATE is left as the message).
  */
 void kraken_store_free(kraken_store *store);
 
@@ -134,11 +135,25 @@ int kraken_store_listen(kraken_store *store, kraken_store_listener_fn fn, void *
  */
 void kraken_store_listener_remove(kraken_store_listener *listener);
 
-/** Save one node set atomically as a JSON node list (see kraken_nodes_save_file()). */
+/**
+ * One node set as JSON node-list text ({"nodes": [...]}, sorted by id, as
+ * kraken_nodes_to_json()), printed from the stored nodes without copying them
+ * (a REST server answering GET of every node). *out is malloc'ed.
+ */
+int kraken_store_to_json(const kraken_store *store, kraken_state_kind kind, unsigned flags,
+                         char **out);
+/**
+ * Save one node set atomically as a JSON node list, sorted by id (see
+ * kraken_nodes_save_file(), which also removes the temporary files an interrupted save
+ * left behind).
+ */
 int kraken_store_save(const kraken_store *store, kraken_state_kind kind, const char *path);
 /**
- * Load a JSON node-list file and create each node (Cfg). All or nothing: on a
- * parse error or an id that already exists nothing is created.
+ * Load a JSON node-list file and create each node (Cfg). All or nothing: on a parse
+ * error, a node without an id (KRAKEN_EINVAL), an id given twice in the file or one that
+ * already exists in the store (KRAKEN_EEXISTS) nothing is created. Removes stale
+ * temporary files of @p path first (kraken_nodes_load_file()). Memory peaks at the file
+ * plus the nodes created.
  */
 int kraken_store_load(kraken_store *store, const char *path);
 /**

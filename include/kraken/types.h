@@ -6,6 +6,7 @@
  * written to) a node by URL. Values returned by the library are owned by the
  * caller and released with kraken_value_clear(). Scalars live inline; strings,
  * bytes and compound values (records, maps, lists) are heap-owned by the value.
+ * Values are plain data: any thread may use its own.
  */
 #ifndef KRAKEN_TYPES_H
 #define KRAKEN_TYPES_H

@@ -20,8 +20,8 @@ extern "C" {
 
 /** Version string of the library actually loaded (compare with the header's). */
 const char *kraken_version(void);
-/** Version number of the library actually loaded. */
-int kraken_version_number(void);
+/** Version number of the library actually loaded (a value, not a status: hence unsigned). */
+unsigned kraken_version_number(void);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,7 @@
 """Helper of tests/mutants/run.sh: read mutants.txt, apply or revert one mutant, report.
 
   mutate.py list MUTANTS                         names, one per line
+  mutate.py tests MUTANTS NAME                  the meson tests to run for NAME ("" = unit suites)
   mutate.py apply MUTANTS NAME ROOT             apply NAME under ROOT (backup kept); exit 3 if
                                                 the snippet is not found exactly once (stale)
   mutate.py revert MUTANTS NAME ROOT            restore the file from the backup
@@ -17,6 +18,7 @@ import re
 import sys
 
 KEYS = ("name", "file", "find", "replace", "breaks", "guard")
+OPTIONAL = ("tests",)
 
 
 def load(path):
@@ -32,7 +34,7 @@ def load(path):
                 cur = {}
                 continue
             key, sep, value = line.partition(":")
-            if not sep or key not in KEYS:
+            if not sep or key not in KEYS + OPTIONAL:
                 sys.exit(f"{path}: bad line: {line!r}")
             cur[key] = value[1:] if value.startswith(" ") else value
     if cur:
@@ -94,8 +96,11 @@ def failed_entries(log):
             continue
         name = e.get("name", "?").split(":", 1)[-1].replace(" / ", "/")
         test = name.split("/", 1)[-1]
-        subs = re.findall(r"^not ok \d+ - (?:\S*/)?[^/\s:]+\.c:([^:]+:[^:]+):", e.get("stdout")
-                          or "", re.M)
+        subs = []
+        for desc in re.findall(r"^not ok\b\s*\d*\s*-?\s*(.*)$", e.get("stdout") or "", re.M):
+            check = re.match(r"(?:\S*/)?[^/\s:]+\.c:([^:]+:[^:]+):", desc)
+            # check: "file.c:tcase:test: message"; pytest: "path/test_x.py::test_name"
+            subs.append(check.group(1) if check else re.sub(r"^\S*/", "", desc.strip()))
         if subs:
             out.extend((test, f"{name} {s}") for s in subs)
         else:
@@ -148,6 +153,9 @@ def main(argv):
     mutants = load(argv[1])
     if cmd == "list":
         print("\n".join(m["name"] for m in mutants))
+        return 0
+    if cmd == "tests":
+        print(find(mutants, argv[2]).get("tests", ""))
         return 0
     if cmd == "apply":
         return apply(find(mutants, argv[2]), argv[3])

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation check: plant each bug of tests/mutants/mutants.txt in a scratch copy of the tree,
-# build, run the normal unit suites (`meson test --suite unit`), and report whether a test
-# caught it. Run on purpose (it takes minutes), not in CI; record the table in doc/TESTING.md.
+# build, run the normal unit suites (`meson test --suite unit`; a mutant's optional "tests:"
+# line names other meson tests, e.g. the daemon's), and report whether a test caught it. Run on purpose (it takes minutes), not in CI; record the table in doc/TESTING.md.
 #
 # Usage: tests/mutants/run.sh [NAME...]      (default: every mutant)
 # Environment: MUTANTS_DIR  scratch directory (default /tmp/kraken-mutants-$USER)
@@ -28,9 +28,13 @@ mkdir -p "$work/src"
 src="$work/src"
 build="$work/build"
 
-unit_tests() { # LOG: run the unit suites; the failing tests are read from LOG afterwards
-    meson test -C "$build" --suite unit --num-processes 2 --timeout-multiplier "$mult" \
-        --logbase "$1" >"$work/$1.out" 2>&1
+unit_tests() { # LOG [TEST...]: run the unit suites (or the tests named); failures are read
+               # from the meson log LOG afterwards
+    local log=$1; shift
+    local which=(--suite unit)
+    [ $# -gt 0 ] && which=("$@")
+    meson test -C "$build" --num-processes 2 --timeout-multiplier "$mult" --logbase "$log" \
+        "${which[@]}" >"$work/$log.out" 2>&1
 }
 
 echo "mutants: scratch copy in $src"
@@ -55,7 +59,7 @@ for name in "${names[@]}"; do
         verdict=STALE; by="snippet not found once in the source: $(cat "$work/$name.apply")"
     elif ! ninja -C "$build" >"$work/$name.build.log" 2>&1; then
         verdict=BROKEN; by="does not compile (see $work/$name.build.log)"
-    elif unit_tests "$name"; then
+    elif read -r -a tests <<<"$($helper tests "$list" "$name")"; unit_tests "$name" "${tests[@]}"; then
         verdict=SURVIVED; by="-"
     else
         verdict=CAUGHT
