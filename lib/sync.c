@@ -3579,6 +3579,12 @@ void kraken__sync_age_snapshots(kraken_sync *sync, uint64_t ms)
     age_snapshot(sync->parent, ms);
 }
 
+bool kraken__sync_flush_pending(const kraken_sync *sync)
+{
+    return sync != NULL &&
+           (sync->n_dirty > 0 || event_pending(sync->flush_ev, EV_TIMEOUT, NULL));
+}
+
 size_t kraken__sync_buffered(const kraken_sync *sync)
 {
     return sync != NULL ? kraken__sync_net_buffered(sync->net) : 0;

@@ -1628,8 +1628,10 @@ START_TEST(no_rollback_across_transports)
     slow.seed = 5;
     kraken__sync_set_faults(r.sync, &slow);
     uint64_t sent = stats_of(&r).datagrams_sent;
-    put_cfg(&r, &c.id, &r.id, "A"); /* small: one datagram */
-    ck_assert(WAIT_FOR(stats_of(&r).datagrams_sent > sent, DEADLINE_MS));
+    put_cfg(&r, &c.id, &r.id, "A"); /* small: one datagram, flushed before "B" exists */
+    ck_assert(WAIT_FOR(!kraken__sync_flush_pending(r.sync) &&
+                           stats_of(&r).datagrams_sent > sent,
+                       DEADLINE_MS));
     uint64_t tcp = stats_of(&r).tcp_messages_sent;
     put_cfg(&r, &c.id, &r.id, "B");
     put_ifaces(&r, KRAKEN_CFG, &c.id, 60); /* too big for a datagram: over TCP */
