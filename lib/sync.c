@@ -2547,6 +2547,13 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
     bool flushing = s->n_dirty > 0 || event_pending(s->flush_ev, EV_TIMEOUT, NULL);
     bool quiet = !flushing && now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
     if ((p->strikes >= 2 || quiet) && snapshot_welcome(s, p)) {
+        char who[64];
+        slog(s, KRAKEN_LOG_INFO,
+             "digests differ for %s (%d hello(s) in a row, last sent %llu ms ago): snapshot",
+             peer_name(p, who), p->strikes,
+             (unsigned long long)(now - (p->last_delta_at > p->last_snapshot_at
+                                             ? p->last_delta_at
+                                             : p->last_snapshot_at)));
         snapshot_or_log(s, p);
         p->strikes = -1; /* the next hello may predate the snapshot */
     }
