@@ -22,7 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "log_private.h"
+#include "planner_private.h"
+#include "store_private.h"
+#include "sync_private.h"
 
 
 /* FreeBusy.BUSY (SPEC 1.1 field 8). */
