@@ -58,7 +58,7 @@ static const setting settings[] = {
     {"state", "statefile", T_STRING, OFF(statefile), 0, 0, "FILE",
      "initial Cfg node list; every Cfg change is saved back to it"},
     {"secret", "secretfile", T_STRING, OFF(secretfile), 0, 0, "FILE",
-     "cluster secret for sync (made with kraken_sync_write_secret)"},
+     "sync key: the cluster secret on a root, the node key on a child"},
     {"sync-insecure", "syncinsecure", T_BOOL, OFF(syncinsecure), 0, 0, NULL,
      "sync without a secret (a fixed public key: demos only)"},
     {"syncport", "syncport", T_INT, OFF(syncport), 0, 65535, "PORT",

@@ -39,6 +39,7 @@ typedef struct daemon_ctx {
     kd_metrics *metrics;
     kd_api api;
     struct event *sig_term, *sig_int, *sig_hup;
+    struct event *watchdog;  /* systemd WatchdogSec=: WATCHDOG=1 at half the interval */
     kraken_subscription *events;
     char *token;
     char *api_host; /* from -ipapi (default 127.0.0.1) */
@@ -336,12 +337,42 @@ static void on_sighup(evutil_socket_t sig, short what, void *userdata)
     } else {
         kd_log(KRAKEN_LOG_NOTICE, "restapi", "SIGHUP: API token reloaded from %s",
                d->cfg.apitokenfile);
+#ifdef KD_HAVE_WEBSOCKET
+        if (!d->cfg.apiopenreads && kd_websocket_set_token(d->websocket, token) < 0)
+            kd_log(KRAKEN_LOG_ERROR, "websocket", "SIGHUP: token not set: %s",
+                   kraken_error_last());
+#endif
         free(d->token);
         d->token = token;
         token = NULL;
     }
     free(token);
 }
+
+#ifdef KD_HAVE_SYSTEMD
+/* The loop is alive if this timer runs: a hung daemon stops pinging and systemd restarts it. */
+static void on_watchdog(evutil_socket_t fd, short what, void *userdata)
+{
+    (void)fd;
+    (void)what;
+    notify(userdata, "WATCHDOG=1");
+}
+
+static void start_watchdog(daemon_ctx *d)
+{
+    uint64_t usec = 0;
+    if (!d->cfg.sdnotify || sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+        return;
+    struct timeval tv = {(time_t)(usec / 2 / 1000000), (suseconds_t)(usec / 2 % 1000000)};
+    d->watchdog = event_new(d->base, -1, EV_PERSIST, on_watchdog, d);
+    if (!d->watchdog || event_add(d->watchdog, &tv) < 0) {
+        kd_log(KRAKEN_LOG_WARNING, "daemon", "cannot arm the systemd watchdog timer");
+        return;
+    }
+    kd_log(KRAKEN_LOG_INFO, "daemon", "systemd watchdog: pinging every %llu ms",
+           (unsigned long long)(usec / 2000));
+}
+#endif
 
 static void on_rest_started(void *userdata, bool ok)
 {
@@ -354,6 +385,9 @@ static void on_rest_started(void *userdata, bool ok)
            d->cfg.parent ? "child" : "root", (unsigned)kd_rest_port(d->rest),
            kraken_engine_frozen(d->engine) ? ", frozen" : "");
     notify(d, "READY=1");
+#ifdef KD_HAVE_SYSTEMD
+    start_watchdog(d);
+#endif
 }
 
 #ifdef KD_HAVE_WEBSOCKET
@@ -499,11 +533,9 @@ static int start(daemon_ctx *d)
     d->api.websocket_userdata = d->websocket;
     d->api.metrics_hook = websocket_metrics;
     d->api.metrics_userdata = d->websocket;
-    if (!kd_addr_is_loopback(d->api_host) && d->token && !c->apiopenreads)
-        kd_log(KRAKEN_LOG_WARNING, "websocket",
-               "the event stream on %s has no token check: whoever reaches it can read every "
-               "state change (the REST API's reads need the token)",
-               d->api_host);
+    /* The stream only reads: it needs the token when the REST API's reads do. */
+    if (d->token && !c->apiopenreads && kd_websocket_set_token(d->websocket, d->token) < 0)
+        return fail("websocket: %s", kraken_error_last());
 #endif
     /* The engine's own "sync" service runs unless the config or the state file says otherwise. */
     if (kraken_engine_find_service(d->engine, "sync") && !cfg_state_known(d, "sync") &&
@@ -544,6 +576,8 @@ static void stop(daemon_ctx *d)
         event_free(d->sig_int);
     if (d->sig_hup)
         event_free(d->sig_hup);
+    if (d->watchdog)
+        event_free(d->watchdog);
     if (d->base)
         event_base_free(d->base);
     libevent_global_shutdown();

@@ -146,6 +146,8 @@ static int owned_urls_of_engine(kraken_engine *engine, urlset *out)
 
 /* ---- per-node bookkeeping ------------------------------------------------------------- */
 
+#define URLVER_N 4 /* per-URL versions kept per node (see snode.uv) */
+
 typedef struct snode {
     kraken_uuid id;
     kraken_uuid parent;     /* Cfg parentId */
@@ -157,6 +159,15 @@ typedef struct snode {
      * sender's sequence number (PROTOCOL.md 4, "Ordering"). */
     uint32_t down_session, up_session;
     uint64_t down_seq, up_seq;
+    /* Facts from the child link, per URL: the last few URLs set by partial updates and the
+     * message that set them, so that an older message (a snapshot overtaken by deltas) can
+     * still fill in the URLs no newer message touched. uv_evicted: no message older than this
+     * can be merged (an entry dropped to make room, or a whole-Dsc message, was that new). */
+    struct urlver {
+        uint64_t hash, seq;
+    } uv[URLVER_N];
+    uint8_t n_uv;
+    uint64_t uv_evicted;
     uint32_t stamp;         /* route generation the route was computed in */
     /* The nodes of a child link (route = that child), listed at the link's top node (the
      * direct child), so that a join, a snapshot or a lost link costs the size of that subtree,
@@ -1862,11 +1873,67 @@ static bool chain_reaches_self(kraken_sync *s, const kraken_uuid *id, const idpa
 }
 
 /* Unset every current fact of the sender's domain, so that the listed ones replace them. */
+/* ---- per-URL versions of facts from a child link (PROTOCOL.md 4, "Ordering") -------- */
+
+static uint64_t url_hash(const char *url)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, then mixed */
+    for (const unsigned char *c = (const unsigned char *)url; *c != '\0'; c++)
+        h = (h ^ *c) * 0x100000001b3ull;
+    return mix64(h);
+}
+
+static bool hash_in(uint64_t h, const uint64_t *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (set[i] == h)
+            return true;
+    return false;
+}
+
+/* The URLs messages newer than @p seq set; false when that is not fully known. */
+static bool newer_urls(const snode *n, uint64_t seq, uint64_t out[URLVER_N], size_t *n_out)
+{
+    *n_out = 0;
+    if (n->uv_evicted > seq)
+        return false;
+    for (unsigned i = 0; i < n->n_uv; i++)
+        if (n->uv[i].seq > seq)
+            out[(*n_out)++] = n->uv[i].hash;
+    return true;
+}
+
+static void note_url(snode *n, uint64_t hash, uint64_t seq)
+{
+    unsigned oldest = 0;
+    for (unsigned i = 0; i < n->n_uv; i++) {
+        if (n->uv[i].hash == hash) {
+            if (seq > n->uv[i].seq)
+                n->uv[i].seq = seq;
+            return;
+        }
+        if (n->uv[i].seq < n->uv[oldest].seq)
+            oldest = i;
+    }
+    if (n->n_uv < URLVER_N) {
+        n->uv[n->n_uv++] = (struct urlver){hash, seq};
+        return;
+    }
+    /* full: forget the oldest of the entries and the new one */
+    uint64_t dropped = seq < n->uv[oldest].seq ? seq : n->uv[oldest].seq;
+    if (seq > n->uv[oldest].seq)
+        n->uv[oldest] = (struct urlver){hash, seq};
+    if (dropped > n->uv_evicted)
+        n->uv_evicted = dropped;
+}
+
 typedef struct unset_ctx {
     kraken_node *node;
     const urlset *owned;
     enum fact_filter filter;
     factlist urls;
+    const uint64_t *skip; /* URL hashes a newer message set: left alone */
+    size_t n_skip;
 } unset_ctx;
 
 static int unset_collect_cb(const char *url, const kraken_value *old_value,
@@ -1875,7 +1942,8 @@ static int unset_collect_cb(const char *url, const kraken_value *old_value,
     (void)old_value;
     unset_ctx *u = ud;
     if (new_value == NULL || new_value->type == KRAKEN_T_NONE || is_id_url(url) ||
-        !filter_pass(u->filter, u->owned, url))
+        !filter_pass(u->filter, u->owned, url) ||
+        (u->n_skip > 0 && hash_in(url_hash(url), u->skip, u->n_skip)))
         return 0;
     return factlist_add(&u->urls, url, NULL);
 }
@@ -1886,7 +1954,8 @@ static int unset_collect_cb(const char *url, const kraken_value *old_value,
  */
 static void apply_facts(kraken_sync *s, const peer *from, const kraken_uuid *id,
                         const kraken_sync_Fact *facts, size_t n_facts, bool full,
-                        const urlset *owned, enum fact_filter filter)
+                        const urlset *owned, enum fact_filter filter, const uint64_t *skip,
+                        size_t n_skip)
 {
     char who[64], nid[KRAKEN_UUID_STRLEN + 1];
     kraken_node *node = NULL;
@@ -1898,7 +1967,7 @@ static void apply_facts(kraken_sync *s, const peer *from, const kraken_uuid *id,
         return;
     }
     if (full) {
-        unset_ctx u = {node, owned, filter, {0}};
+        unset_ctx u = {node, owned, filter, {0}, skip, n_skip};
         (void)kraken__node_diff_each(NULL, node, unset_collect_cb, &u);
         for (size_t i = 0; i < u.urls.n; i++)
             (void)kraken_node_unset(node, u.urls.v[i].url);
@@ -1906,6 +1975,8 @@ static void apply_facts(kraken_sync *s, const peer *from, const kraken_uuid *id,
     }
     for (size_t i = 0; i < n_facts; i++) {
         const kraken_sync_Fact *f = &facts[i];
+        if (n_skip > 0 && f->url != NULL && hash_in(url_hash(f->url), skip, n_skip))
+            continue; /* a newer message set it */
         if (f->url == NULL || is_id_url(f->url)) {
             s->stats.dropped_malformed++;
             log_drop(s, DROP_MALFORMED, KRAKEN_LOG_WARNING,
@@ -2164,7 +2235,7 @@ static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
         if (ns->n_facts > 0 || ns->dsc_full) {
             if (self) {
                 apply_facts(s, p, &ns->id, ns->facts, ns->n_facts, ns->dsc_full, &p->owned,
-                            FACTS_OWNED);
+                            FACTS_OWNED, NULL, 0);
             } else {
                 s->stats.dropped_not_authorized += ns->n_facts ? ns->n_facts : 1;
                 log_drop(s, DROP_NOT_AUTHORIZED, KRAKEN_LOG_WARNING,
@@ -2219,7 +2290,12 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
                                                 : "the node is outside the child's subtree");
             continue;
         }
-        if (older_than_applied(p, n)) {
+        /* An older message (a snapshot overtaken by deltas) still fills in the URLs no newer
+         * message set; when those are not all known, it is skipped. */
+        bool older = older_than_applied(p, n);
+        uint64_t skip[URLVER_N];
+        size_t n_skip = 0;
+        if (older && !newer_urls(n, p->rx_seq, skip, &n_skip)) {
             s->stats.dropped_old++;
             if (u->full)
                 (void)seen_add(s, p, &ns->id);
@@ -2231,10 +2307,27 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
         bool replace = ns->dsc_full && !ns->stale;
         if (ns->n_facts > 0 || replace)
             apply_facts(s, p, &ns->id, ns->facts, ns->n_facts, replace, &s->my_owned,
-                        top ? FACTS_NOT_OWNED : FACTS_ALL);
+                        top ? FACTS_NOT_OWNED : FACTS_ALL, skip, n_skip);
         n = nt_find(&s->nodes, &ns->id);
         if (n == NULL)
             continue;
+        if (!older && n->up_session != p->serial) { /* another session: other numbers */
+            n->n_uv = 0;
+            n->uv_evicted = 0;
+        }
+        if (replace && !older) { /* every fact is as of this message: nothing older merges */
+            n->n_uv = 0;
+            n->uv_evicted = p->rx_seq;
+        } else {
+            for (size_t k = 0; k < ns->n_facts; k++)
+                if (ns->facts[k].url != NULL)
+                    note_url(n, url_hash(ns->facts[k].url), p->rx_seq);
+        }
+        if (older) { /* its node-level flags are out of date: only its facts counted */
+            if (u->full)
+                (void)seen_add(s, p, &ns->id);
+            continue;
+        }
         stamp(p, n);
         if (ns->stale)
             went_stale += set_fresh(s, n, false);
@@ -2456,6 +2549,13 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
     bool flushing = s->n_dirty > 0 || event_pending(s->flush_ev, EV_TIMEOUT, NULL);
     bool quiet = !flushing && now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
     if ((p->strikes >= 2 || quiet) && snapshot_welcome(s, p)) {
+        char who[64];
+        slog(s, KRAKEN_LOG_INFO,
+             "digests differ for %s (%d hello(s) in a row, last sent %llu ms ago): snapshot",
+             peer_name(p, who), p->strikes,
+             (unsigned long long)(now - (p->last_delta_at > p->last_snapshot_at
+                                             ? p->last_delta_at
+                                             : p->last_snapshot_at)));
         snapshot_or_log(s, p);
         p->strikes = -1; /* the next hello may predate the snapshot */
     }
@@ -3632,6 +3732,12 @@ void kraken__sync_age_snapshots(kraken_sync *sync, uint64_t ms)
     for (size_t i = 0; i < sync->n_children; i++)
         age_snapshot(sync->children[i], ms);
     age_snapshot(sync->parent, ms);
+}
+
+bool kraken__sync_flush_pending(const kraken_sync *sync)
+{
+    return sync != NULL &&
+           (sync->n_dirty > 0 || event_pending(sync->flush_ev, EV_TIMEOUT, NULL));
 }
 
 size_t kraken__sync_buffered(const kraken_sync *sync)

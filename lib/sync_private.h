@@ -206,6 +206,8 @@ KRAKEN_PRIVATE bool kraken__sync_last_datagram(const kraken_sync *sync, const ui
 /* Pretend @p ms more have passed since every session's last snapshot (tests of the snapshot
  * rate limit, without waiting). */
 KRAKEN_PRIVATE void kraken__sync_age_snapshots(kraken_sync *sync, uint64_t ms);
+/* True while changes wait for the damping timer (tests that need one flush per change). */
+KRAKEN_PRIVATE bool kraken__sync_flush_pending(const kraken_sync *sync);
 /* Bytes received and held on every TCP connection, and half-open joins held (and their cap). */
 KRAKEN_PRIVATE size_t kraken__sync_buffered(const kraken_sync *sync);
 KRAKEN_PRIVATE size_t kraken__sync_pending_joins(const kraken_sync *sync, size_t *limit);

@@ -291,21 +291,26 @@ static int connect_as_nobody(void)
         kraken_module_connect_options o;
         kraken_module_connect_options_init(&o, KRAKEN_MODULE_CONNECT_OPTIONS_VERSION);
         o.socket_path = sock_path;
-        kraken_module *m;
+        kraken_module *m = NULL;
         int rc = kraken_module_connect(&m, b, testpower_desc(), &o, NULL, NULL);
-        if (rc == 0)
-            _exit(0);
-        if (rc == KRAKEN_EIO && strstr(kraken_error_last(), "Permission denied"))
-            _exit(11);
         char want[256];
         snprintf(want, sizeof want,
                  "module_connect 'testpower': refused by %s: peer uid 65534 is not allowed on "
                  "this module socket",
                  sock_path);
-        if (rc == KRAKEN_EAUTH && strcmp(kraken_error_last(), want) == 0)
-            _exit(12);
-        fprintf(stderr, "connect_as_nobody: %d %s\n", rc, kraken_error_last());
-        _exit(13);
+        int code = 13;
+        if (rc == 0)
+            code = 0;
+        else if (rc == KRAKEN_EIO && strstr(kraken_error_last(), "Permission denied"))
+            code = 11;
+        else if (rc == KRAKEN_EAUTH && strcmp(kraken_error_last(), want) == 0)
+            code = 12;
+        else
+            fprintf(stderr, "connect_as_nobody: %d %s\n", rc, kraken_error_last());
+        kraken_module_free(m); /* clean, so that valgrind has nothing to say about the child */
+        event_base_free(b);
+        kraken_error_clear();
+        _exit(code);
     }
     int status = wait_exit(pid);
     ck_assert(WIFEXITED(status));
@@ -372,6 +377,29 @@ START_TEST(external_killed_mid_mutation)
     mh_nodes n0 = {0, 1};
     ck_assert(mh_run_until(mh_all_synced, &n0, MH_DEADLINE_MS));
     ck_assert_str_eq(mh_self("/Services/power/State"), "RUN");
+    kill(pid, SIGTERM);
+    wait_exit(pid);
+}
+END_TEST
+
+/* The instance goes away and comes back (a daemon restart): the module reconnects and resumes. */
+START_TEST(external_reconnects)
+{
+    pid_t pid = spawn_module("power", "reconnect");
+    mh_svc_state run = {"power", "RUN"};
+    ck_assert(mh_run_until(mh_service_is, &run, MH_DEADLINE_MS));
+    kraken_module_server_free(srv);
+    srv = NULL;
+    ck_assert_str_eq(mh_self("/Services/power/State"), ""); /* its service went with it */
+    kraken_module_server_options o;
+    kraken_module_server_options_init(&o, KRAKEN_MODULE_SERVER_OPTIONS_VERSION);
+    o.socket_path = sock_path;
+    ck_assert_int_eq(kraken_module_server_new(&srv, mh.engine, mh.base, &o), 0);
+    ck_assert(mh_run_until(mh_service_is, &run, MH_DEADLINE_MS));
+    ck_assert(mh_run_until(registrations_are, &(size_t){2}, MH_DEADLINE_MS));
+    mh_add_node(5);
+    mh_nodes n5 = {5, 1};
+    ck_assert(mh_run_until(mh_all_synced, &n5, MH_DEADLINE_MS));
     kill(pid, SIGTERM);
     wait_exit(pid);
 }
@@ -571,6 +599,7 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, external_register_refused);
     tcase_add_test(tc, external_wrong_uid);
     tcase_add_test(tc, external_killed_mid_mutation);
+    tcase_add_test(tc, external_reconnects);
     tcase_add_test(tc, client_refusals);
     tcase_add_test(tc, client_keeps_cut_frames);
     suite_add_tcase(s, tc);

@@ -234,3 +234,13 @@ def test_ipv6_rest_and_ws_host_in_brackets():
         assert status == 200 and body["host"] == "[::1]"
     finally:
         assert d.stop() == 0
+
+
+def test_unwritable_state_file_is_one_line():
+    # A directory nobody can create files in, whoever runs the test (root included).
+    path = "/proc/kraken-no-such-dir/state.json"
+    rc, _, err = run_daemon(["-state", path, "-ipapi", "127.0.0.1:0", "-syncport", "0"])
+    assert rc == 1
+    lines = [l for l in err.splitlines() if "ERROR" in l or l.startswith("kraken-daemon:")]
+    assert lines == ["kraken-daemon: %s: cannot create temporary file: No such file or "
+                     "directory" % path], err

@@ -170,6 +170,18 @@ def test_token_enforced_on_writes_and_reads(tmp_path):
         assert d.get("/sme/freeze")[0] == 401
         # Preflight never needs the token (browsers send none).
         assert d.request("OPTIONS", "/cfg/nodes")[0] == 200
+        # The event stream needs it too (reads are not open), in the header or the URL.
+        ws = d.get("/ws", headers=good)[2]
+        try:
+            import websocket
+        except ImportError:
+            websocket = None
+        if websocket is not None:
+            url = "ws://%s:%s%s" % (ws["host"], ws["port"], ws["url"])
+            with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+                websocket.create_connection(url, timeout=10)
+            assert refused.value.status_code == 401
+            websocket.create_connection(url + "?token=" + TOKEN, timeout=10).close()
         assert "refused POST /cfg/node: invalid bearer token" in d.log()
     finally:
         d.stop()
@@ -392,6 +404,22 @@ def test_sdnotify_ready_and_stopping(tmp_path):
     finally:
         assert d.stop() == 0
     assert sock.recv(4096) == b"STOPPING=1"
+    sock.close()
+
+
+def test_sdnotify_watchdog_pings(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="200000")
+    d = Daemon(["-sdnotify"], env=env)
+    try:
+        assert sock.recv(4096) == b"READY=1"
+        assert sock.recv(4096) == b"WATCHDOG=1"   # every 100 ms
+        assert sock.recv(4096) == b"WATCHDOG=1"
+    finally:
+        assert d.stop() == 0
     sock.close()
 
 
