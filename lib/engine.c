@@ -30,6 +30,7 @@
 
 #include "engine_private.h"
 
+/* The default clock (kraken_engine_options.now_ms NULL). */
 static uint64_t monotonic_ms(void *unused)
 {
     (void)unused;

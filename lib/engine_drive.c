@@ -13,6 +13,8 @@
 
 #include "engine_private.h"
 
+/* ---- URL bit sets (the read-only helpers are inline in engine_private.h) ------ */
+
 /* False when out of memory (the bit is not set). */
 static bool bits_set(ebits *b, size_t i)
 {

@@ -296,7 +296,7 @@ static inline const char *uuid_str(const kraken_uuid *id, char buf[KRAKEN_UUID_S
     return kraken_uuid_format(id, buf);
 }
 
-
+/* The service and mutation of the node's current step (plan set). */
 static inline const char *step_service(const enode *n)
 {
     return kraken_plan_step_service(n->plan, n->step);
