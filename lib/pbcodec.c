@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "codec_private.h"
 
 #define PB_ORDER_INLINE 64
 

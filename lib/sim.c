@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util_private.h"
 
 #define PHYS "/PhysState"
 #define RUN "/RunState"

@@ -12,7 +12,7 @@
 
 #include <sodium.h>
 
-#include "internal.h"
+#include "core_private.h"
 
 /* ---- type names and enum accessors ---------------------------------------------- */
 
