@@ -361,6 +361,25 @@ def free_port():
      "krakenctl: --token-file /nonexistent/token: No such file or directory\n"),
     (["show"], 2, "usage: krakenctl show [-j] ID\n"),
     (["node", "info"], 2, "usage: krakenctl show [-j] ID\n"),
+    # a command's bad option is named, with the usage, on one line
+    (["node", "list", "-f", "extensions"], 2, "krakenctl list: unknown option -f or missing "
+     "argument (usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["list", "--filter"], 2, "krakenctl list: unknown option --filter or missing argument "
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["list", "-t"], 2, "krakenctl list: unknown option -t or missing argument "
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["show", "-jf", "id"], 2, "krakenctl show: unknown option -f or missing argument "
+     "(usage: krakenctl show [-j] ID)\n"),
+    (["list", "--filter=id"], 2, "krakenctl list: unknown option --filter or missing argument "
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["delete", "-x", "id"], 2, "krakenctl delete: unknown option -x or missing argument "
+     "(usage: krakenctl delete ID...)\n"),
+    (["watch", "--timeout"], 2, "krakenctl watch: unknown option --timeout or missing argument "
+     "(usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j])\n"),
+    # "node" and "sme" are prefixes: the unknown command is both words
+    (["node", "freeze", "id"], 2,
+     "krakenctl: unknown command 'node freeze' (see krakenctl --help)\n"),
+    (["sme"], 2, "krakenctl: unknown command 'sme' (see krakenctl --help)\n"),
 ])
 def test_usage_errors(args, rc, err):
     got = subprocess.run([KRAKENCTL, *args], capture_output=True, text=True)

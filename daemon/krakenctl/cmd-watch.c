@@ -478,7 +478,7 @@ static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
             ctx->json = true;
             w.tty = false;
         } else {
-            return kc_usage(ctx, &kc_cmd_watch_entry);
+            return kc_bad_option(ctx, &kc_cmd_watch_entry, opt, argv);
         }
     }
     if (optind != argc)
