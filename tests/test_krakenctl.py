@@ -205,6 +205,14 @@ def test_create_reports_each_node(daemon, tmp_path):
     # one node object from stdin, the original's form
     out = ok(daemon, "node", "create", "-", stdin=json.dumps({"id": N3, "nodename": "n3"}))
     assert out == "1 node(s) created, 0 failed\n"
+    # every item refused: the daemon answers 400 with the items' errors, each one is reported
+    rc, out, err = ctl(daemon, "create", str(f))
+    assert rc == 1
+    assert out == "0 node(s) created, 3 failed\n"
+    errs = err.splitlines()
+    assert len(errs) == 3
+    assert errs[0].startswith(f"krakenctl: {N2}: ") and "already exists" in errs[0]
+    assert errs[2].startswith(f"krakenctl: {N3}: ") and "BOGUS" in errs[2]
 
 
 def test_create_refuses_bad_files(daemon, tmp_path):
