@@ -321,6 +321,14 @@ def test_watch_times_out_when_not_converging(daemon):
     assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_OFF", out, re.M)
 
 
+def test_watch_timeout_alone_ends_the_watch(daemon):
+    # without --until-converged, --timeout is how long to watch: not a failure when it passes
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    rc, out, err = ctl(daemon, "watch", "--timeout", "0.3")
+    assert (rc, err) == (0, "")
+    assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_OFF", out, re.M)
+
+
 def test_watch_already_converged_exits_at_once(daemon):
     ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
     assert ok(daemon, "watch", "--until-converged") == "converged\n"
