@@ -388,6 +388,9 @@ def free_port():
      "(usage: krakenctl show [-j] ID)\n"),
     (["list", "--filter=id"], 2, "krakenctl list: unknown option --filter or missing argument "
      "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["watch", "--until-converged", "-xj"], 2, "krakenctl watch: unknown option -x or missing "
+     "argument (usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS]"
+     " [-j])\n"),
     (["delete", "-x", "id"], 2, "krakenctl delete: unknown option -x or missing argument "
      "(usage: krakenctl delete ID...)\n"),
     (["watch", "--timeout"], 2, "krakenctl watch: unknown option --timeout or missing argument "

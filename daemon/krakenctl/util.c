@@ -30,12 +30,14 @@ int kc_bad_option(kc_ctx *ctx, const kc_cmd_entry *cmd, int opt, char **argv)
 {
     if (opt != '?') /* e.g. 'h' from a cluster such as -jh: the usage is what was asked for */
         return kc_usage(ctx, cmd);
-    /* getopt (opterr = 0) has just read the offending word: a long option ("--filter",
-     * "--timeout" without its value) is that word up to any '='; a short one (unknown, or
-     * missing its value) is in optopt, also when it came in a cluster such as -jf. */
+    /* getopt (opterr = 0): an unknown long option leaves optopt 0 and is the last word read
+     * ("--filter", "--filter=x"); a long option missing its value is the last word of the line
+     * (optopt is then its short code, which may not exist: "--timeout" is 'T'); otherwise optopt
+     * is the short option, unknown or missing its value, also inside a cluster such as -jf
+     * (where optind has not moved past the cluster yet). */
     const char *word = optind > 0 ? argv[optind - 1] : "";
     char what[64];
-    if (strncmp(word, "--", 2) == 0)
+    if (strncmp(word, "--", 2) == 0 && (!optopt || argv[optind] == NULL))
         snprintf(what, sizeof what, "%.*s", (int)strcspn(word, "="), word);
     else if (optopt)
         snprintf(what, sizeof what, "-%c", optopt);
