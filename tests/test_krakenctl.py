@@ -205,6 +205,14 @@ def test_create_reports_each_node(daemon, tmp_path):
     # one node object from stdin, the original's form
     out = ok(daemon, "node", "create", "-", stdin=json.dumps({"id": N3, "nodename": "n3"}))
     assert out == "1 node(s) created, 0 failed\n"
+    # every item refused: the daemon answers 400 with the items' errors, each one is reported
+    rc, out, err = ctl(daemon, "create", str(f))
+    assert rc == 1
+    assert out == "0 node(s) created, 3 failed\n"
+    errs = err.splitlines()
+    assert len(errs) == 3
+    assert errs[0].startswith(f"krakenctl: {N2}: ") and "already exists" in errs[0]
+    assert errs[2].startswith(f"krakenctl: {N3}: ") and "BOGUS" in errs[2]
 
 
 def test_create_refuses_bad_files(daemon, tmp_path):
@@ -313,6 +321,14 @@ def test_watch_times_out_when_not_converging(daemon):
     assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_OFF", out, re.M)
 
 
+def test_watch_timeout_alone_ends_the_watch(daemon):
+    # without --until-converged, --timeout is how long to watch: not a failure when it passes
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    rc, out, err = ctl(daemon, "watch", "--timeout", "0.3")
+    assert (rc, err) == (0, "")
+    assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_OFF", out, re.M)
+
+
 def test_watch_already_converged_exits_at_once(daemon):
     ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
     assert ok(daemon, "watch", "--until-converged") == "converged\n"
@@ -361,6 +377,28 @@ def free_port():
      "krakenctl: --token-file /nonexistent/token: No such file or directory\n"),
     (["show"], 2, "usage: krakenctl show [-j] ID\n"),
     (["node", "info"], 2, "usage: krakenctl show [-j] ID\n"),
+    # a command's bad option is named, with the usage, on one line
+    (["node", "list", "-f", "extensions"], 2, "krakenctl list: unknown option -f or missing "
+     "argument (usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["list", "--filter"], 2, "krakenctl list: unknown option --filter or missing argument "
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["list", "-t"], 2, "krakenctl list: unknown option -t or missing argument "
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["show", "-jf", "id"], 2, "krakenctl show: unknown option -f or missing argument "
+     "(usage: krakenctl show [-j] ID)\n"),
+    (["list", "--filter=id"], 2, "krakenctl list: unknown option --filter or missing argument "
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["watch", "--until-converged", "-xj"], 2, "krakenctl watch: unknown option -x or missing "
+     "argument (usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS]"
+     " [-j])\n"),
+    (["delete", "-x", "id"], 2, "krakenctl delete: unknown option -x or missing argument "
+     "(usage: krakenctl delete ID...)\n"),
+    (["watch", "--timeout"], 2, "krakenctl watch: unknown option --timeout or missing argument "
+     "(usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j])\n"),
+    # "node" and "sme" are prefixes: the unknown command is both words
+    (["node", "freeze", "id"], 2,
+     "krakenctl: unknown command 'node freeze' (see krakenctl --help)\n"),
+    (["sme"], 2, "krakenctl: unknown command 'sme' (see krakenctl --help)\n"),
 ])
 def test_usage_errors(args, rc, err):
     got = subprocess.run([KRAKENCTL, *args], capture_output=True, text=True)

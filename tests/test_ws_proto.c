@@ -155,7 +155,7 @@ int main(void)
     tcase_add_test(tc, bearer_token);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV); /* meson sets CK_VERBOSITY=silent: stdout is TAP only */
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -9,7 +9,8 @@
  * event is printed as a line (its "data" text), and the table once more at
  * the end. With -j every line is JSON: the stream's events as they come, and
  * {"nodes": N, "converging": M} where a table would be. --until-converged exits 0 once every node's Dsc
- * PhysState and RunState match its Cfg, 1 when --timeout passes first.
+ * PhysState and RunState match its Cfg, 1 when --timeout passes first; without it --timeout
+ * ends the watch (exit 0).
  * Without an event stream (GET /ws has no port: the daemon runs no websocket
  * service), or with --poll SECONDS, the lists are read again at that interval.
  */
@@ -389,6 +390,10 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     watch *w = arg;
+    if (!w->until_converged) { /* a watch for that long: done (the table is drawn at the end) */
+        finish(w, KC_EXIT_OK);
+        return;
+    }
     if (!w->tty && w->synced)
         draw(w);
     size_t pending = 0;
@@ -478,7 +483,7 @@ static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
             ctx->json = true;
             w.tty = false;
         } else {
-            return kc_usage(ctx, &kc_cmd_watch_entry);
+            return kc_bad_option(ctx, &kc_cmd_watch_entry, opt, argv);
         }
     }
     if (optind != argc)

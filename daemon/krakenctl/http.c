@@ -151,7 +151,10 @@ int kc_request_json(kc_ctx *ctx, const char *method, const char *path, const cha
     if (rc != 0)
         return rc;
     cJSON *json = r.body ? cJSON_ParseWithLength(r.body, r.len) : NULL;
-    if (r.status < 200 || r.status > 299) {
+    /* A bulk answer whose every item failed comes as 400 {"nodes": [], "errors": [...]}: it is
+     * the caller's to report item by item, like a partly failed one. */
+    bool bulk = r.status == 400 && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(json, "errors"));
+    if ((r.status < 200 || r.status > 299) && !bulk) {
         const cJSON *err = cJSON_GetObjectItemCaseSensitive(json, "error");
         const char *hint = (r.status == 401 || r.status == 403) && !ctx->token
                                ? " (pass --token-file FILE or set KRAKEN_TOKEN)"
