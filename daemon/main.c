@@ -26,7 +26,6 @@
 #include "kd.h"
 #include "services.h"
 
-#define WEBSOCKET_PORT_URL "/Services/websocket/Config/type.googleapis.com/WebSocket.Config/Port"
 #define KRAKEN_IFACE_IP_URL "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
 
 typedef struct daemon_ctx {
@@ -520,15 +519,11 @@ static int start(daemon_ctx *d)
         set_self_text(d, KRAKEN_CFG, "/Services/restapi/State", "RUN") < 0)
         return -1;
 #ifdef KD_HAVE_WEBSOCKET
-    if (c->wsport >= 0) {
-        char port[16];
-        snprintf(port, sizeof port, "%d", c->wsport);
-        if (set_self_text(d, KRAKEN_CFG, WEBSOCKET_PORT_URL, port) < 0)
-            return -1;
-    }
+    if (c->wsport >= 0 && kd_websocket_preset_port(d->engine, c->wsport) < 0)
+        return fail("%s", kraken_error_last());
     /* On the REST API's address, as the original; its port comes from its Cfg config. */
     if (kd_websocket_new(&d->websocket, d->engine, d->base, d->api_host) < 0)
-        return fail("websocket: %s", kraken_error_last());
+        return fail("%s", kraken_error_last()); /* it names itself: "websocket: ..." */
     d->api.websocket_port = websocket_port;
     d->api.websocket_userdata = d->websocket;
     d->api.metrics_hook = websocket_metrics;

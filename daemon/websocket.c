@@ -254,6 +254,52 @@ static int read_config(kd_websocket *ws, ws_config *out, char *why, size_t why_l
     return 0;
 }
 
+/* The original's defaults, field by field; Port first. */
+static const struct {
+    const char *url, *text;
+} config_defaults[] = {
+    {CONFIG_FIELD_URL("Port"), "3142"},
+    {CONFIG_FIELD_URL("WriteWait"), "10s"},
+    {CONFIG_FIELD_URL("PongWait"), "1m0s"},
+    {CONFIG_FIELD_URL("PingPeriod"), "54s"},
+    {CONFIG_FIELD_URL("MaxMessageSize"), "512"},
+};
+
+/* Give every unset field of the self node's websocket config its default (Port too unless
+ * @p skip_port). */
+static int fill_config_defaults(kraken_store *store, const kraken_uuid *self, bool skip_port)
+{
+    for (size_t i = skip_port ? 1 : 0; i < sizeof config_defaults / sizeof config_defaults[0];
+         i++) {
+        kraken_value cur = KRAKEN_VALUE_INIT;
+        int rc = kraken_store_get_value(store, KRAKEN_CFG, self, config_defaults[i].url, &cur);
+        bool unset = rc == KRAKEN_ENOTFOUND || (rc == 0 && kraken_value_is_zero(&cur));
+        kraken_value_clear(&cur);
+        if (rc < 0 && rc != KRAKEN_ENOTFOUND)
+            return rc;
+        kraken_error_clear();
+        if (unset && (rc = kraken_store_set_text(store, KRAKEN_CFG, self, config_defaults[i].url,
+                                                 config_defaults[i].text)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int kd_websocket_preset_port(kraken_engine *engine, int port)
+{
+    if (!engine || port < 0 || port > 65535)
+        return kraken_error_set(KRAKEN_EINVAL, "websocket: port %d is outside 0..65535", port);
+    kraken_store *store = kraken_engine_store(engine);
+    const kraken_uuid *self = kraken_engine_self_id(engine);
+    /* The other fields first: a config of Port 0 alone would be all zero, i.e. unset. */
+    int rc = fill_config_defaults(store, self, true);
+    char text[16];
+    snprintf(text, sizeof text, "%d", port);
+    if (rc == 0)
+        rc = kraken_store_set_text(store, KRAKEN_CFG, self, config_defaults[0].url, text);
+    return rc;
+}
+
 /* A self node without a websocket config gets the original's defaults, and RUN. */
 static int write_default_config(kd_websocket *ws)
 {
@@ -261,26 +307,14 @@ static int write_default_config(kd_websocket *ws)
     const kraken_uuid *self = kraken_engine_self_id(ws->engine);
     kraken_value cur = KRAKEN_VALUE_INIT;
     int rc = kraken_store_get_value(store, KRAKEN_CFG, self, CONFIG_URL, &cur);
-    bool absent = rc == KRAKEN_ENOTFOUND || (rc == 0 && cur.type == KRAKEN_T_NONE);
+    /* An unset config reads as the zero (empty) record, not as "not found". */
+    bool absent = rc == KRAKEN_ENOTFOUND || (rc == 0 && kraken_value_is_zero(&cur));
     kraken_value_clear(&cur);
     if (rc < 0 && rc != KRAKEN_ENOTFOUND)
         return rc;
     kraken_error_clear();
-    if (absent) {
-        static const struct {
-            const char *url, *text;
-        } defaults[] = {
-            {CONFIG_FIELD_URL("Port"), "3142"},
-            {CONFIG_FIELD_URL("WriteWait"), "10s"},
-            {CONFIG_FIELD_URL("PongWait"), "1m0s"},
-            {CONFIG_FIELD_URL("PingPeriod"), "54s"},
-            {CONFIG_FIELD_URL("MaxMessageSize"), "512"},
-        };
-        for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
-            if ((rc = kraken_store_set_text(store, KRAKEN_CFG, self, defaults[i].url,
-                                            defaults[i].text)) < 0)
-                return rc;
-    }
+    if (absent && (rc = fill_config_defaults(store, self, false)) < 0)
+        return rc;
     kraken_value state = KRAKEN_VALUE_INIT;
     rc = kraken_store_get_value(store, KRAKEN_CFG, self, STATE_URL, &state);
     bool unknown = rc < 0 || state.type != KRAKEN_T_ENUM || state.v.i == KRAKEN_SERVICE_UNKNOWN;

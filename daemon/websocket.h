@@ -56,6 +56,14 @@ int kd_websocket_new(kd_websocket **out, kraken_engine *engine, struct event_bas
 int kd_websocket_register_schema(void);
 
 /**
+ * Before kd_websocket_new(): set the port of the self node's websocket config to @p port
+ * (0: one the system picks, for tests) and give its other unset fields their defaults, so
+ * that the config exists (a config whose fields are all zero counts as unset and gets the
+ * defaults, port 3142 included). The schema must be registered (kd_websocket_register_schema).
+ */
+int kd_websocket_preset_port(kraken_engine *engine, int port);
+
+/**
  * Close every client and the listener and remove the service instance from
  * the self node (Cfg and Dsc: save state before). Either order with the
  * engine's free works: when the engine goes first, the module stops listening

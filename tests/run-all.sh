@@ -21,7 +21,7 @@ export PATH=/usr/bin:/bin:/usr/sbin:/sbin:$PATH
 packages=(build-essential pkg-config meson ninja-build cmake libevent-dev libcjson-dev check
           libsubunit-dev nanopb libnanopb-dev protobuf-compiler python3-protobuf libprotobuf-dev
           libsodium-dev libyaml-dev swig python3-dev python3-pytest lua5.4 liblua5.4-dev valgrind
-          clang libclang-rt-14-dev iproute2 libsystemd-dev libwslay-dev nettle-dev
+          clang libclang-rt-14-dev iproute2 openssl libsystemd-dev libwslay-dev nettle-dev
           python3-websocket)
 
 install_packages() {

@@ -30,14 +30,17 @@ def next_address():
 class Daemon:
     """One kraken-daemon process; its stderr is collected line by line."""
 
-    def __init__(self, args, addr=None, wait_ready=True, env=None, wrapper=()):
+    def __init__(self, args, addr=None, wait_ready=True, env=None, wrapper=(),
+                 default_wsport=False):
         self.addr = addr or next_address()
         self.args = list(wrapper) + [DAEMON] + list(args)
         if not any(a.lstrip("-").startswith("ipapi") for a in args):
             self.args += ["-ipapi", self.addr + ":0"]
         if not any(a.lstrip("-").startswith("syncport") for a in args):
             self.args += ["-syncport", "0"]
-        if not any(a.lstrip("-").startswith("wsport") for a in args):
+        # Each daemon has its own 127.x address, but tests pick ephemeral websocket ports unless
+        # one checks the default (3142 on its own address).
+        if not default_wsport and not any(a.lstrip("-").startswith("wsport") for a in args):
             self.args += ["-wsport", "0"]
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -239,6 +239,21 @@ def test_enumerables_lists_extension_enums_of_the_self_node(d):
         "extensions": [{"@type": "type.googleapis.com/PXE.Client", "state": None}]})
 
 
+def test_websocket_defaults_to_port_3142_and_writes_its_config(tmp_path):
+    """Without -wsport or a config, the stream listens on 3142 (SPEC 9.3) and its defaults
+    are written to the self node's Cfg, as the original's."""
+    d = Daemon(["-id", SELF_ID, "-state", str(tmp_path / "state.json")], default_wsport=True)
+    try:
+        status, _, body = d.get("/ws")
+        assert status == 200 and body["port"] == "3142"
+        svc = [s for s in d.get("/cfg/node/" + SELF_ID)[2]["services"] if s["id"] == "websocket"]
+        assert svc[0]["config"] == {"@type": "type.googleapis.com/WebSocket.Config",
+                                    "port": 3142, "writeWait": "10s", "pongWait": "1m0s",
+                                    "pingPeriod": "54s", "maxMessageSize": "512"}
+    finally:
+        assert d.stop() == 0
+
+
 def test_ws_names_the_websocket_and_it_streams_events(d):
     status, hdrs, body = d.get("/ws")
     assert status == 200
