@@ -7,7 +7,6 @@
  * caller's event loop; store writes happen only from loop callbacks, never from the listener.
  */
 #include <event2/event.h>
-#include <pb_decode.h>
 #include <pb_encode.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,8 +15,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "internal.h"
-#include "sync.pb.h"
+#include "sync_impl.h"
 
 #define PROTOCOL_VERSION 1
 #define DGRAM_NODES_BUDGET 1100         /* NodeState bytes per datagram (envelope ~100 more) */
@@ -32,37 +30,7 @@ static const char channel_byte[2] = {'U', 'T'};
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static bool uuid_eq(const kraken_uuid *a, const kraken_uuid *b)
-{
-    return memcmp(a->bytes, b->bytes, 16) == 0;
-}
-
 static const kraken_uuid zero_uuid;
-
-static void arm_timer(struct event *ev, uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    event_add(ev, &tv);
-}
-
-typedef struct blob {
-    uint8_t *data;
-    size_t len;
-    uint32_t depth; /* Cfg depth below the link, so parents go before their children */
-    bool reliable;  /* TCP only: a stale node's facts, which the digests do not cover */
-} blob;
-
-typedef struct blobs {
-    blob *v;
-    size_t n, cap;
-} blobs;
 
 static void blobs_clear(blobs *b)
 {
@@ -73,7 +41,7 @@ static void blobs_clear(blobs *b)
     b->n = b->cap = 0;
 }
 
-static int blobs_push(blobs *b, uint8_t *data, size_t len, uint32_t depth)
+int blobs_push(blobs *b, uint8_t *data, size_t len, uint32_t depth)
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 16;
@@ -974,11 +942,6 @@ static void ensure_routes(kraken_sync *s)
 
 /* ---- facts ---------------------------------------------------------------------------- */
 
-typedef struct factlist {
-    kraken_sync_Fact *v;
-    size_t n, cap;
-} factlist;
-
 static void factlist_clear(factlist *f)
 {
     for (size_t i = 0; i < f->n; i++) {
@@ -1204,25 +1167,6 @@ static void compute_digests(kraken_sync *s)
 
 /* ---- encoding ------------------------------------------------------------------------- */
 
-static int encode_message(const pb_msgdesc_t *fields, const void *msg, uint8_t **out,
-                          size_t *len)
-{
-    size_t size = 0;
-    if (!pb_get_encoded_size(&size, fields, msg))
-        return kraken__err(KRAKEN_EPROTO, "sync: cannot size a message");
-    uint8_t *buf = malloc(size ? size : 1);
-    if (buf == NULL)
-        return kraken__err(KRAKEN_ENOMEM, "sync: out of memory");
-    pb_ostream_t os = pb_ostream_from_buffer(buf, size);
-    if (!pb_encode(&os, fields, msg)) {
-        free(buf);
-        return kraken__err(KRAKEN_EPROTO, "sync: encode failed: %s", PB_GET_ERROR(&os));
-    }
-    *out = buf;
-    *len = os.bytes_written;
-    return KRAKEN_OK;
-}
-
 /* Envelope{sender, epoch, seq, body, mac} for @p p on channel @p ch. */
 static int seal(kraken_sync *s, peer *p, int ch, const uint8_t *body, size_t body_len,
                 uint8_t **out, size_t *out_len)
@@ -1388,73 +1332,6 @@ static int send_deltas(kraken_sync *s, peer *p, blobs *b)
 
 /* ---- node states ---------------------------------------------------------------------- */
 
-/*
- * NodeStates, StateUpdates and Envelopes are written and read by hand with nanopb's stream
- * primitives (wire-identical to proto/sync.proto): the generated structs count bytes and
- * elements in 16-bit pb_size_t, and a node's Cfg or a snapshot may be far larger.
- */
-typedef struct wbuf {
-    uint8_t *p;
-    size_t len, cap;
-} wbuf;
-
-static bool wbuf_write(pb_ostream_t *os, const pb_byte_t *buf, size_t count)
-{
-    wbuf *w = os->state;
-    if (w->len + count > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        while (cap < w->len + count)
-            cap *= 2;
-        uint8_t *p = realloc(w->p, cap);
-        if (p == NULL)
-            return false;
-        w->p = p;
-        w->cap = cap;
-    }
-    memcpy(w->p + w->len, buf, count);
-    w->len += count;
-    return true;
-}
-
-static pb_ostream_t wbuf_stream(wbuf *w)
-{
-    pb_ostream_t os = PB_OSTREAM_SIZING;
-    os.callback = wbuf_write;
-    os.state = w;
-    os.max_size = SIZE_MAX;
-    return os;
-}
-
-static int encode_node_state(const kraken_uuid *id, bool deleted, const uint8_t *cfg,
-                             size_t cfg_len, const factlist *facts, bool dsc_full, bool stale,
-                             blobs *out, uint32_t depth)
-{
-    wbuf w = {0};
-    pb_ostream_t os = wbuf_stream(&w);
-    bool ok = pb_encode_tag(&os, PB_WT_STRING, kraken_sync_NodeState_id_tag) &&
-              pb_encode_string(&os, id->bytes, 16);
-    if (ok && deleted)
-        ok = pb_encode_tag(&os, PB_WT_VARINT, kraken_sync_NodeState_deleted_tag) &&
-             pb_encode_varint(&os, 1);
-    if (ok && cfg != NULL)
-        ok = pb_encode_tag(&os, PB_WT_STRING, kraken_sync_NodeState_cfg_tag) &&
-             pb_encode_string(&os, cfg, cfg_len);
-    for (size_t i = 0; ok && facts != NULL && i < facts->n; i++)
-        ok = pb_encode_tag(&os, PB_WT_STRING, kraken_sync_NodeState_dsc_tag) &&
-             pb_encode_submessage(&os, kraken_sync_Fact_fields, &facts->v[i]);
-    if (ok && dsc_full)
-        ok = pb_encode_tag(&os, PB_WT_VARINT, kraken_sync_NodeState_dsc_full_tag) &&
-             pb_encode_varint(&os, 1);
-    if (ok && stale)
-        ok = pb_encode_tag(&os, PB_WT_VARINT, kraken_sync_NodeState_stale_tag) &&
-             pb_encode_varint(&os, 1);
-    if (!ok || blobs_push(out, w.p, w.len, depth) < 0) {
-        free(w.p);
-        return kraken__err(KRAKEN_ENOMEM, "sync: out of memory encoding a node state");
-    }
-    return KRAKEN_OK;
-}
-
 /* Down to a child: the node's Cfg and/or, for the child's own node, the facts we own. */
 static int down_state(kraken_sync *s, const snode *n, bool with_cfg, bool with_owned, blobs *out)
 {
@@ -1619,223 +1496,6 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* ---- reading messages ------------------------------------------------------------------ */
-
-typedef struct rx_node {
-    kraken_uuid id;
-    bool deleted, dsc_full, has_cfg, stale;
-    const uint8_t *cfg; /* points into the received buffer */
-    size_t cfg_len;
-    kraken_sync_Fact *facts;
-    size_t n_facts, cap_facts;
-} rx_node;
-
-typedef struct rx_update {
-    bool full, more;
-    rx_node *nodes;
-    size_t n, cap;
-} rx_update;
-
-typedef struct rx_body {
-    uint32_t kind; /* kraken_sync_Body_*_tag, 0: none */
-    kraken_sync_Hello hello;
-    kraken_sync_JoinResult result;
-    rx_update update;
-} rx_body;
-
-static void rx_body_clear(rx_body *b)
-{
-    for (size_t i = 0; i < b->update.n; i++) {
-        rx_node *n = &b->update.nodes[i];
-        for (size_t k = 0; k < n->n_facts; k++)
-            pb_release(kraken_sync_Fact_fields, &n->facts[k]);
-        free(n->facts);
-    }
-    free(b->update.nodes);
-    pb_release(kraken_sync_JoinResult_fields, &b->result);
-    memset(b, 0, sizeof *b);
-}
-
-/* The small messages (join handshake, Hello, JoinResult, Fact) use the generated structs. */
-static bool decode_small(const pb_msgdesc_t *fields, const uint8_t *data, size_t len, void *msg)
-{
-    pb_istream_t is = pb_istream_from_buffer(data, len);
-    return pb_decode(&is, fields, msg);
-}
-
-typedef struct wfield {
-    uint32_t tag;
-    pb_wire_type_t wt;
-    uint64_t v;
-    const uint8_t *data;
-    size_t len;
-} wfield;
-
-/* Next field of a message: 1, 0 at the end, -1 when malformed. */
-static int wire_next(pb_istream_t *is, wfield *f)
-{
-    bool eof = false;
-    if (!pb_decode_tag(is, &f->wt, &f->tag, &eof))
-        return eof ? 0 : -1;
-    if (f->wt == PB_WT_VARINT)
-        return pb_decode_varint(is, &f->v) ? 1 : -1;
-    if (f->wt == PB_WT_STRING) {
-        uint32_t len;
-        if (!pb_decode_varint32(is, &len) || len > is->bytes_left)
-            return -1;
-        f->data = is->state; /* buffer streams keep the read position here */
-        f->len = len;
-        return pb_read(is, NULL, len) ? 1 : -1;
-    }
-    return pb_skip_field(is, f->wt) ? 1 : -1;
-}
-
-static bool parse_fact(rx_node *n, const wfield *f)
-{
-    if (n->n_facts == n->cap_facts) {
-        size_t cap = n->cap_facts ? n->cap_facts * 2 : 8;
-        kraken_sync_Fact *v = realloc(n->facts, cap * sizeof *v);
-        if (v == NULL)
-            return false;
-        n->facts = v;
-        n->cap_facts = cap;
-    }
-    kraken_sync_Fact *fact = &n->facts[n->n_facts];
-    memset(fact, 0, sizeof *fact);
-    if (!decode_small(kraken_sync_Fact_fields, f->data, f->len, fact))
-        return false;
-    n->n_facts++;
-    return true;
-}
-
-static bool parse_node_state(rx_update *u, const uint8_t *data, size_t len)
-{
-    if (u->n == u->cap) {
-        size_t cap = u->cap ? u->cap * 2 : 16;
-        rx_node *v = realloc(u->nodes, cap * sizeof *v);
-        if (v == NULL)
-            return false;
-        u->nodes = v;
-        u->cap = cap;
-    }
-    rx_node *n = &u->nodes[u->n++];
-    memset(n, 0, sizeof *n);
-    pb_istream_t is = pb_istream_from_buffer(data, len);
-    wfield f;
-    int r;
-    bool has_id = false;
-    while ((r = wire_next(&is, &f)) == 1) {
-        if (f.tag == kraken_sync_NodeState_id_tag && f.wt == PB_WT_STRING && f.len == 16) {
-            memcpy(n->id.bytes, f.data, 16);
-            has_id = true;
-        } else if (f.tag == kraken_sync_NodeState_deleted_tag && f.wt == PB_WT_VARINT) {
-            n->deleted = f.v != 0;
-        } else if (f.tag == kraken_sync_NodeState_cfg_tag && f.wt == PB_WT_STRING) {
-            n->has_cfg = true;
-            n->cfg = f.data;
-            n->cfg_len = f.len;
-        } else if (f.tag == kraken_sync_NodeState_dsc_tag && f.wt == PB_WT_STRING) {
-            if (!parse_fact(n, &f))
-                return false;
-        } else if (f.tag == kraken_sync_NodeState_dsc_full_tag && f.wt == PB_WT_VARINT) {
-            n->dsc_full = f.v != 0;
-        } else if (f.tag == kraken_sync_NodeState_stale_tag && f.wt == PB_WT_VARINT) {
-            n->stale = f.v != 0;
-        } else if (f.tag <= kraken_sync_NodeState_stale_tag) {
-            return false; /* a known field with the wrong wire type or size */
-        }
-    }
-    return r == 0 && has_id;
-}
-
-static bool parse_update(rx_update *u, const uint8_t *data, size_t len)
-{
-    pb_istream_t is = pb_istream_from_buffer(data, len);
-    wfield f;
-    int r;
-    while ((r = wire_next(&is, &f)) == 1) {
-        if (f.tag == kraken_sync_StateUpdate_full_tag && f.wt == PB_WT_VARINT)
-            u->full = f.v != 0;
-        else if (f.tag == kraken_sync_StateUpdate_more_tag && f.wt == PB_WT_VARINT)
-            u->more = f.v != 0;
-        else if (f.tag == kraken_sync_StateUpdate_nodes_tag && f.wt == PB_WT_STRING) {
-            if (!parse_node_state(u, f.data, f.len))
-                return false;
-        } else if (f.tag <= kraken_sync_StateUpdate_more_tag)
-            return false;
-    }
-    return r == 0;
-}
-
-/* Body: a oneof; the last member present wins, as protobuf says. */
-static bool parse_body(rx_body *b, const uint8_t *data, size_t len)
-{
-    memset(b, 0, sizeof *b);
-    pb_istream_t is = pb_istream_from_buffer(data, len);
-    wfield f;
-    int r;
-    while ((r = wire_next(&is, &f)) == 1) {
-        if (f.tag == kraken_sync_Body_hello_tag && f.wt == PB_WT_STRING) {
-            memset(&b->hello, 0, sizeof b->hello);
-            if (!decode_small(kraken_sync_Hello_fields, f.data, f.len, &b->hello))
-                return false;
-        } else if (f.tag == kraken_sync_Body_update_tag && f.wt == PB_WT_STRING) {
-            if (!parse_update(&b->update, f.data, f.len))
-                return false;
-        } else if (f.tag == kraken_sync_Body_join_result_tag && f.wt == PB_WT_STRING) {
-            pb_release(kraken_sync_JoinResult_fields, &b->result);
-            memset(&b->result, 0, sizeof b->result);
-            if (!decode_small(kraken_sync_JoinResult_fields, f.data, f.len, &b->result))
-                return false;
-        } else if (f.tag == kraken_sync_Body_resend_tag && f.wt == PB_WT_VARINT) {
-            if (f.v == 0)
-                continue;
-        } else {
-            continue; /* unknown member: skip */
-        }
-        b->kind = f.tag;
-    }
-    return r == 0;
-}
-
-typedef struct rx_envelope {
-    uint8_t sender[16];
-    uint64_t epoch, seq;
-    const uint8_t *body;
-    size_t body_len;
-    uint8_t mac[KRAKEN_SYNC_KEY_LEN];
-    bool has_sender, has_body, has_mac;
-} rx_envelope;
-
-static bool parse_envelope(rx_envelope *e, const uint8_t *data, size_t len)
-{
-    memset(e, 0, sizeof *e);
-    pb_istream_t is = pb_istream_from_buffer(data, len);
-    wfield f;
-    int r;
-    while ((r = wire_next(&is, &f)) == 1) {
-        if (f.tag == kraken_sync_Envelope_sender_tag && f.wt == PB_WT_STRING && f.len == 16) {
-            memcpy(e->sender, f.data, 16);
-            e->has_sender = true;
-        } else if (f.tag == kraken_sync_Envelope_epoch_tag && f.wt == PB_WT_VARINT) {
-            e->epoch = f.v;
-        } else if (f.tag == kraken_sync_Envelope_seq_tag && f.wt == PB_WT_VARINT) {
-            e->seq = f.v;
-        } else if (f.tag == kraken_sync_Envelope_body_tag && f.wt == PB_WT_STRING) {
-            e->body = f.data;
-            e->body_len = f.len;
-            e->has_body = true;
-        } else if (f.tag == kraken_sync_Envelope_mac_tag && f.wt == PB_WT_STRING &&
-                   f.len == KRAKEN_SYNC_KEY_LEN) {
-            memcpy(e->mac, f.data, KRAKEN_SYNC_KEY_LEN);
-            e->has_mac = true;
-        } else if (f.tag <= kraken_sync_Envelope_mac_tag) {
-            return false;
-        }
-    }
-    return r == 0 && e->has_sender && e->has_body && e->has_mac;
-}
-
 /* ---- applying received state ---------------------------------------------------------- */
 
 typedef struct idparent {
@@ -1872,9 +1532,9 @@ static bool chain_reaches_self(kraken_sync *s, const kraken_uuid *id, const idpa
     return false;
 }
 
-/* Unset every current fact of the sender's domain, so that the listed ones replace them. */
 /* ---- per-URL versions of facts from a child link (PROTOCOL.md 4, "Ordering") -------- */
 
+/* Unset every current fact of the sender's domain, so that the listed ones replace them. */
 static uint64_t url_hash(const char *url)
 {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, then mixed */
@@ -3750,111 +3410,4 @@ size_t kraken__sync_pending_joins(const kraken_sync *sync, size_t *limit)
     if (limit != NULL)
         *limit = sync != NULL ? sync->max_pending : 0;
     return sync != NULL ? sync->n_pending : 0;
-}
-
-/* ---- decoders for fuzz/fuzz_sync.c and tests ------------------------------------------ */
-
-static void summarize_update(const rx_update *u, kraken_sync_decoded *out)
-{
-    out->full = u->full;
-    out->more = u->more;
-    out->nodes = u->n;
-    for (size_t i = 0; i < u->n; i++) {
-        out->facts += u->nodes[i].n_facts;
-        out->cfg_bytes += u->nodes[i].cfg_len;
-    }
-}
-
-int kraken__sync_decode(kraken_sync_wire what, const uint8_t *data, size_t len,
-                        kraken_sync_decoded *out)
-{
-    kraken_sync_decoded dummy;
-    if (out == NULL)
-        out = &dummy;
-    memset(out, 0, sizeof *out);
-    if (data == NULL && len > 0)
-        return kraken__err(KRAKEN_EINVAL, "kraken__sync_decode: NULL data");
-    static const uint8_t empty[1];
-    if (data == NULL)
-        data = empty;
-    bool ok = false;
-    switch (what) {
-    case KRAKEN_SYNC_WIRE_ENVELOPE: {
-        rx_envelope e;
-        ok = parse_envelope(&e, data, len);
-        if (ok) {
-            out->body = e.body;
-            out->body_len = e.body_len;
-            out->epoch = e.epoch;
-            out->seq = e.seq;
-        }
-        break;
-    }
-    case KRAKEN_SYNC_WIRE_BODY: {
-        rx_body b;
-        ok = parse_body(&b, data, len);
-        if (ok) {
-            out->kind = b.kind;
-            summarize_update(&b.update, out);
-            out->owned_urls = b.result.owned_urls_count;
-        }
-        rx_body_clear(&b);
-        break;
-    }
-    case KRAKEN_SYNC_WIRE_UPDATE:
-    case KRAKEN_SYNC_WIRE_NODE_STATE: {
-        rx_body b;
-        memset(&b, 0, sizeof b);
-        ok = what == KRAKEN_SYNC_WIRE_UPDATE ? parse_update(&b.update, data, len)
-                                             : parse_node_state(&b.update, data, len);
-        if (ok)
-            summarize_update(&b.update, out);
-        rx_body_clear(&b);
-        break;
-    }
-    case KRAKEN_SYNC_WIRE_FACT: {
-        rx_node n;
-        memset(&n, 0, sizeof n);
-        wfield f = {0, PB_WT_STRING, 0, data, len};
-        ok = parse_fact(&n, &f);
-        out->facts = n.n_facts;
-        for (size_t k = 0; k < n.n_facts; k++)
-            pb_release(kraken_sync_Fact_fields, &n.facts[k]);
-        free(n.facts);
-        break;
-    }
-    case KRAKEN_SYNC_WIRE_JOIN_REQUEST: {
-        kraken_sync_JoinRequest m = kraken_sync_JoinRequest_init_zero;
-        ok = decode_small(kraken_sync_JoinRequest_fields, data, len, &m);
-        break;
-    }
-    case KRAKEN_SYNC_WIRE_JOIN_CHALLENGE: {
-        kraken_sync_JoinChallenge m = kraken_sync_JoinChallenge_init_zero;
-        ok = decode_small(kraken_sync_JoinChallenge_fields, data, len, &m);
-        break;
-    }
-    case KRAKEN_SYNC_WIRE_JOIN_PROOF: {
-        kraken_sync_JoinProof m = kraken_sync_JoinProof_init_zero;
-        ok = decode_small(kraken_sync_JoinProof_fields, data, len, &m);
-        break;
-    }
-    case KRAKEN_SYNC_WIRE_JOIN_RESULT: {
-        kraken_sync_JoinResult m = kraken_sync_JoinResult_init_zero;
-        ok = decode_small(kraken_sync_JoinResult_fields, data, len, &m);
-        if (ok)
-            out->owned_urls = m.owned_urls_count;
-        pb_release(kraken_sync_JoinResult_fields, &m);
-        break;
-    }
-    case KRAKEN_SYNC_WIRE_HELLO: {
-        kraken_sync_Hello m = kraken_sync_Hello_init_zero;
-        ok = decode_small(kraken_sync_Hello_fields, data, len, &m);
-        break;
-    }
-    default:
-        return kraken__err(KRAKEN_EINVAL, "kraken__sync_decode: unknown message kind %d",
-                           (int)what);
-    }
-    return ok ? KRAKEN_OK : kraken__err(KRAKEN_EPROTO, "sync: malformed message (kind %d)",
-                                        (int)what);
 }
