@@ -22,15 +22,12 @@
 #define TCP_BULK_BYTES (16u << 10)      /* a flush larger than this goes over TCP at once */
 #define FRAME_NODES_BUDGET (1u << 20)   /* NodeState bytes per TCP frame */
 #define MAX_PENDING_URLS 64             /* beyond: send the node's whole Dsc */
-#define MAX_PATH_DEPTH 4096             /* Cfg parent chains longer than this are cycles */
 #define HANDSHAKE_MAX_FRAME (64u << 10) /* a joining child's limit for its chosen parent */
 
 enum { CH_UDP = 0, CH_TCP = 1 };
 static const char channel_byte[2] = {'U', 'T'};
 
 /* ---- small helpers -------------------------------------------------------------------- */
-
-static const kraken_uuid zero_uuid;
 
 static void blobs_clear(blobs *b)
 {
@@ -61,49 +58,6 @@ static int blob_depth_cmp(const void *a, const void *b)
     return x->depth < y->depth ? -1 : x->depth > y->depth;
 }
 
-/* Owned-URL lists: exact URLs, prefixes of a subtree ("/Foo" owns "/Foo/Bar"), or globs. */
-typedef struct urlset {
-    char **v;
-    size_t n;
-} urlset;
-
-static void urlset_clear(urlset *u)
-{
-    for (size_t i = 0; i < u->n; i++)
-        free(u->v[i]);
-    free(u->v);
-    u->v = NULL;
-    u->n = 0;
-}
-
-static bool urlset_match(const urlset *u, const char *url)
-{
-    if (u == NULL)
-        return false;
-    for (size_t i = 0; i < u->n; i++) {
-        const char *e = u->v[i];
-        if (strpbrk(e, "*?") != NULL) {
-            if (kraken_url_match(e, url))
-                return true;
-            continue;
-        }
-        size_t len = strlen(e);
-        if (strncmp(e, url, len) == 0 && (url[len] == '\0' || url[len] == '/'))
-            return true;
-    }
-    return false;
-}
-
-static bool urlset_equal(const urlset *a, const urlset *b)
-{
-    if (a->n != b->n)
-        return false;
-    for (size_t i = 0; i < a->n; i++)
-        if (strcmp(a->v[i], b->v[i]) != 0)
-            return false;
-    return true;
-}
-
 /* ---- the engine accessor -------------------------------------------------------------- */
 
 static int owned_urls_of_engine(kraken_engine *engine, urlset *out)
@@ -112,361 +66,12 @@ static int owned_urls_of_engine(kraken_engine *engine, urlset *out)
     return kraken__engine_discoverable_urls(engine, &out->v, &out->n);
 }
 
-/* ---- per-node bookkeeping ------------------------------------------------------------- */
-
-#define URLVER_N 4 /* per-URL versions kept per node (see snode.uv) */
-
-typedef struct snode {
-    kraken_uuid id;
-    kraken_uuid parent;     /* Cfg parentId */
-    kraken_uuid route;      /* the direct child of this instance the node is under; zero: none */
-    kraken_uuid old_route;  /* route before the last recomputation */
-    uint32_t depth;         /* links below this instance (direct child: 1, self: 0) */
-    /* Version of the last state applied for this node from the parent link (Cfg, owned
-     * facts) and from the child link it is under (Dsc): the session it came on and the
-     * sender's sequence number (PROTOCOL.md 4, "Ordering"). */
-    uint32_t down_session, up_session;
-    uint64_t down_seq, up_seq;
-    /* Facts from the child link, per URL: the last few URLs set by partial updates and the
-     * message that set them, so that an older message (a snapshot overtaken by deltas) can
-     * still fill in the URLs no newer message touched. uv_evicted: no message older than this
-     * can be merged (an entry dropped to make room, or a whole-Dsc message, was that new). */
-    struct urlver {
-        uint64_t hash, seq;
-    } uv[URLVER_N];
-    uint8_t n_uv;
-    uint64_t uv_evicted;
-    uint32_t stamp;         /* route generation the route was computed in */
-    /* The nodes of a child link (route = that child), listed at the link's top node (the
-     * direct child), so that a join, a snapshot or a lost link costs the size of that subtree,
-     * not of the whole table (issue 9, item 10). */
-    struct snode *members;          /* top nodes: the first member (the top itself included) */
-    struct snode *m_next, *m_prev;  /* in m_top's list */
-    struct snode *m_top;            /* whose list this node is in; NULL: none */
-    bool in_subtree;        /* self, or under a direct child */
-    bool visiting;          /* cycle detection during route computation */
-    /* digest cache */
-    bool cfg_ok, dsc_ok;
-    uint8_t h_cfg[KRAKEN_SYNC_DIGEST_LEN];
-    uint8_t h_full[KRAKEN_SYNC_DIGEST_LEN];  /* every Dsc fact */
-    uint8_t h_excl[KRAKEN_SYNC_DIGEST_LEN];  /* facts the node's parent link does not own */
-    uint8_t h_owned[KRAKEN_SYNC_DIGEST_LEN]; /* facts the node's parent link owns */
-    /* Stale facts (PROTOCOL.md 4, "Stale facts"): a node under a child link is fresh once
-     * that link reported its facts, and stale again when the link ends, the node moves to
-     * another link, or the child reports it stale. Not used for this instance's own node. */
-    bool fresh, stale_hash_ok;
-    uint8_t h_stale[KRAKEN_SYNC_DIGEST_LEN]; /* stands for the facts of a stale node */
-    /* pending deltas */
-    bool queued, cfg_dirty, owned_dirty, up_all, fresh_dirty;
-    char **up_urls;
-    size_t n_up_urls, cap_up_urls;
-} snode;
-
-typedef struct ntable {
-    snode **slots;
-    size_t cap, count;
-} ntable;
-
-/* splitmix64's finalizer: every input bit reaches the low bits the table masks with. */
-static uint64_t mix64(uint64_t h)
-{
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    return h ^ (h >> 31);
-}
-
-/* Ids are usually random, but tests and sites also number them sequentially (differing only in
- * the last bytes): all 16 bytes must reach the home slot. */
-static size_t uuid_hash(const kraken_uuid *id)
-{
-    uint64_t a, b;
-    memcpy(&a, id->bytes, 8);
-    memcpy(&b, id->bytes + 8, 8);
-    return (size_t)mix64(a ^ mix64(b + 0x9e3779b97f4a7c15ull));
-}
-
-static snode *nt_find(const ntable *t, const kraken_uuid *id)
-{
-    if (t->cap == 0)
-        return NULL;
-    size_t mask = t->cap - 1;
-    for (size_t i = uuid_hash(id) & mask;; i = (i + 1) & mask) {
-        snode *n = t->slots[i];
-        if (n == NULL)
-            return NULL;
-        if (uuid_eq(&n->id, id))
-            return n;
-    }
-}
-
-static int nt_grow(ntable *t)
-{
-    size_t cap = t->cap ? t->cap * 2 : 64;
-    snode **slots = calloc(cap, sizeof *slots);
-    if (slots == NULL)
-        return kraken__err(KRAKEN_ENOMEM, "sync: out of memory");
-    for (size_t i = 0; i < t->cap; i++) {
-        snode *n = t->slots[i];
-        if (n == NULL)
-            continue;
-        size_t j = uuid_hash(&n->id) & (cap - 1);
-        while (slots[j] != NULL)
-            j = (j + 1) & (cap - 1);
-        slots[j] = n;
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->cap = cap;
-    return KRAKEN_OK;
-}
-
-static snode *nt_add(ntable *t, const kraken_uuid *id)
-{
-    snode *n = nt_find(t, id);
-    if (n != NULL)
-        return n;
-    if ((t->count + 1) * 4 > t->cap * 3 && nt_grow(t) < 0)
-        return NULL;
-    n = calloc(1, sizeof *n);
-    if (n == NULL)
-        return NULL;
-    n->id = *id;
-    size_t mask = t->cap - 1;
-    size_t i = uuid_hash(id) & mask;
-    while (t->slots[i] != NULL)
-        i = (i + 1) & mask;
-    t->slots[i] = n;
-    t->count++;
-    return n;
-}
-
-static void snode_clear_urls(snode *n)
-{
-    for (size_t i = 0; i < n->n_up_urls; i++)
-        free(n->up_urls[i]);
-    free(n->up_urls);
-    n->up_urls = NULL;
-    n->n_up_urls = n->cap_up_urls = 0;
-}
-
-static void member_unlink(snode *n)
-{
-    if (n->m_top == NULL)
-        return;
-    if (n->m_prev != NULL)
-        n->m_prev->m_next = n->m_next;
-    else
-        n->m_top->members = n->m_next;
-    if (n->m_next != NULL)
-        n->m_next->m_prev = n->m_prev;
-    n->m_next = n->m_prev = n->m_top = NULL;
-}
-
-static void member_link(snode *n, snode *top)
-{
-    member_unlink(n);
-    if (top == NULL)
-        return;
-    n->m_top = top;
-    n->m_prev = NULL;
-    n->m_next = top->members;
-    if (top->members != NULL)
-        top->members->m_prev = n;
-    top->members = n;
-}
-
-/* Before a node leaves the table: out of its list, and its own list (if a top) dissolved; the
- * next route computation files those nodes again. */
-static void member_detach(snode *n)
-{
-    member_unlink(n);
-    for (snode *m = n->members, *next; m != NULL; m = next) {
-        next = m->m_next;
-        m->m_next = m->m_prev = m->m_top = NULL;
-    }
-    n->members = NULL;
-}
-
-static void snode_free(snode *n)
-{
-    if (n == NULL)
-        return;
-    snode_clear_urls(n);
-    free(n);
-}
-
-/* Remove with backward-shift deletion (no tombstones). */
-static void nt_remove(ntable *t, const kraken_uuid *id)
-{
-    if (t->cap == 0)
-        return;
-    size_t mask = t->cap - 1;
-    size_t i = uuid_hash(id) & mask;
-    while (t->slots[i] != NULL && !uuid_eq(&t->slots[i]->id, id))
-        i = (i + 1) & mask;
-    if (t->slots[i] == NULL)
-        return;
-    snode_free(t->slots[i]);
-    t->slots[i] = NULL;
-    t->count--;
-    for (size_t j = (i + 1) & mask; t->slots[j] != NULL; j = (j + 1) & mask) {
-        size_t home = uuid_hash(&t->slots[j]->id) & mask;
-        /* Move back if its home is not in (i, j] cyclically. */
-        bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-        if (!between) {
-            t->slots[i] = t->slots[j];
-            t->slots[j] = NULL;
-            i = j;
-        }
-    }
-}
-
-static void nt_free(ntable *t)
-{
-    for (size_t i = 0; i < t->cap; i++)
-        snode_free(t->slots[i]);
-    free(t->slots);
-    t->slots = NULL;
-    t->cap = t->count = 0;
-}
-
 /* ---- sessions ------------------------------------------------------------------------- */
-
-typedef enum peer_role { ROLE_CHILD = 0, ROLE_PARENT = 1 } peer_role;
-
-/* Kinds of dropped input, each rate-limited on its own in the log (log_drop). */
-typedef enum drop_kind {
-    DROP_MALFORMED = 0,
-    DROP_UNKNOWN_SENDER,
-    DROP_BAD_MAC,
-    DROP_REPLAY,
-    DROP_NOT_AUTHORIZED,
-    DROP_OLD,
-    DROP_APPLY, /* authenticated, authorized state the store refused */
-    DROP_KINDS
-} drop_kind;
 
 static const char *const drop_names[DROP_KINDS] = {
     "undecodable messages", "messages from senders without a session", "messages with a bad MAC",
     "replayed or overtaken messages", "unauthorized states", "states older than applied ones",
     "states the store refused"};
-
-#define GONE_RING 64 /* deletions remembered per parent link (a ring) */
-
-typedef struct peer {
-    struct kraken_sync *sync;
-    peer_role role;
-    kraken_uuid id;
-    uint8_t key[KRAKEN_SYNC_KEY_LEN];
-    uint32_t serial;          /* this session, unique within this instance's life */
-    uint64_t seq_out;         /* one sequence for both channels: it orders UDP against TCP */
-    uint64_t in_epoch[2], in_seq[2];
-    uint64_t rx_seq;          /* sequence number of the message being applied */
-    uint64_t snap_seq;        /* ... of the first part of the snapshot being received */
-    /* parent link: recent deletions, so that a late creation does not bring a node back */
-    struct { kraken_uuid id; uint64_t seq; } gone[GONE_RING];
-    unsigned n_gone;
-    kraken_sync_addr udp;
-    kraken_sync_conn *conn;
-    struct event *dead_ev;
-    uint64_t hello_due;       /* when our next hello to this peer is due (see hello_cb) */
-    uint64_t last_heard;
-    uint64_t last_delta_at, last_snapshot_at;
-    int strikes;              /* hellos in a row showing a digest mismatch */
-    uint64_t hold_until;      /* child link: refuse other instances with this id until then */
-    uint64_t conflict_reported_at;
-    bool ready;               /* parent link: first full state applied; child link: always */
-    urlset owned;             /* parent link: the URLs the parent owns for this node */
-    /* incoming snapshot in parts */
-    bool rx_snapshot;
-    kraken_uuid *seen;
-    size_t n_seen, cap_seen;
-    /* deletions to send (child links) */
-    kraken_uuid *tombs;
-    size_t n_tombs, cap_tombs;
-    /* digests, valid while digest_gen == sync->change_gen */
-    uint64_t digest_gen;
-    uint8_t dig_send[KRAKEN_SYNC_DIGEST_LEN], dig_hold[KRAKEN_SYNC_DIGEST_LEN];
-    /* per flush */
-    blobs out;
-} peer;
-
-typedef enum join_state {
-    JOIN_IDLE = 0,       /* waiting for the (re)join timer */
-    JOIN_CONNECTING,
-    JOIN_WAIT_CHALLENGE,
-    JOIN_WAIT_RESULT,
-    JOIN_WAIT_FULL,      /* accepted; waiting for the parent's first full state */
-    JOIN_UP
-} join_state;
-
-typedef enum pending_state { PJ_WAIT_REQUEST = 0, PJ_WAIT_PROOF } pending_state;
-
-/* A child's join in progress on the parent side. */
-typedef struct pending_join {
-    struct kraken_sync *sync;
-    kraken_sync_conn *conn;
-    pending_state state;
-    kraken_sync_transcript tr;
-    uint8_t node_key[KRAKEN_SYNC_KEY_LEN];
-    uint32_t udp_port;
-    struct event *timeout;
-    struct pending_join *prev, *next;
-} pending_join;
-
-struct kraken_sync {
-    kraken_engine *engine; /* NULL once detached by the engine's free (see sync.h) */
-    kraken__owner owner;
-    bool attached;         /* on the engine's list of children */
-    kraken_store *store;
-    struct event_base *base;
-    kraken_sync_options opts;
-    char *listen_text, *parent_text;
-    kraken_sync_faults faults;
-    uint8_t *secret;
-    size_t secret_len;
-    bool secret_owned;
-    kraken_uuid self;
-    uint64_t epoch;
-    kraken_sync_net *net;
-    kraken_store_listener *listener;
-    kraken_sync_stats stats;
-    uint32_t sessions;         /* serials handed out */
-    uint64_t drop_logged_at[DROP_KINDS], drop_quiet[DROP_KINDS]; /* see log_drop */
-
-    ntable nodes;
-    bool topo_dirty, check_children;
-    uint32_t route_gen;
-    uint64_t change_gen;
-    uint64_t owned_refreshed_at; /* hello_cb: refresh_my_owned once per hello period */
-    uint64_t digests_at;         /* when compute_digests last ran */
-    uint64_t hello_last_run, hello_next; /* the hello timer: last run, next (schedule_hellos) */
-    kraken_uuid *dirty;
-    size_t n_dirty, cap_dirty;
-    peer *applying_from;       /* set while applying a peer's state: do not echo it back */
-    urlset my_owned;           /* URLs this instance owns for its child nodes */
-
-    peer **children;           /* sorted by id */
-    size_t n_children, cap_children;
-    pending_join *pending, *pending_tail; /* newest first */
-    size_t n_pending, max_pending;        /* max: kraken__sync_pending_limit */
-
-    /* child role */
-    bool has_parent;
-    kraken_sync_addr parent_addr;
-    peer *parent;              /* the session with the parent (ready or not), or NULL */
-    join_state jstate;
-    kraken_sync_conn *jconn;
-    kraken_sync_transcript jtr;
-    peer *jpeer;               /* tentative session while waiting for the join result */
-    uint32_t backoff_ms;
-    bool froze_engine;        /* frozen until the first full state */
-    bool engine_was_frozen;   /* ... and it already was before us */
-
-    struct event *flush_ev, *hello_ev, *join_ev;
-};
 
 static void peer_free(peer *p)
 {
@@ -483,7 +88,7 @@ static void peer_free(peer *p)
     free(p);
 }
 
-static peer *find_child(const kraken_sync *s, const kraken_uuid *id)
+peer *find_child(const kraken_sync *s, const kraken_uuid *id)
 {
     size_t lo = 0, hi = s->n_children;
     while (lo < hi) {
@@ -646,13 +251,13 @@ static const char *peer_name(const peer *p, char buf[64])
 
 /* ---- queueing changes ----------------------------------------------------------------- */
 
-static void arm_flush(kraken_sync *s)
+void arm_flush(kraken_sync *s)
 {
     if (!event_pending(s->flush_ev, EV_TIMEOUT, NULL))
         arm_timer(s->flush_ev, s->opts.damping_ms);
 }
 
-static void queue_node(kraken_sync *s, snode *n)
+void queue_node(kraken_sync *s, snode *n)
 {
     if (!n->queued) {
         if (s->n_dirty == s->cap_dirty) {
@@ -701,7 +306,7 @@ static void queue_up_url(snode *n, const char *url)
     n->up_urls[n->n_up_urls++] = copy;
 }
 
-static int push_tomb(peer *p, const kraken_uuid *id)
+int push_tomb(peer *p, const kraken_uuid *id)
 {
     if (p->n_tombs == p->cap_tombs) {
         size_t cap = p->cap_tombs ? p->cap_tombs * 2 : 8;
@@ -713,39 +318,6 @@ static int push_tomb(peer *p, const kraken_uuid *id)
     }
     p->tombs[p->n_tombs++] = *id;
     return KRAKEN_OK;
-}
-
-/*
- * Mark a node's facts confirmed by its link (fresh) or not (stale). The digests cover it, and a
- * parent hears of each change: stale as a flag, fresh again with the node's whole Dsc (facts
- * may have gone while it was stale, and a delta would not say so). True when it changed.
- */
-static bool set_fresh(kraken_sync *s, snode *n, bool fresh)
-{
-    if (n->fresh == fresh || uuid_eq(&n->id, &s->self))
-        return false;
-    n->fresh = fresh;
-    s->change_gen++;
-    if (s->has_parent) {
-        n->fresh_dirty = true;
-        if (fresh) {
-            snode_clear_urls(n);
-            n->up_all = true;
-        }
-        queue_node(s, n);
-    }
-    return true;
-}
-
-static const kraken_uuid *cfg_parent_of(const kraken_node *cfg)
-{
-    const kraken_uuid *p = cfg != NULL ? cfg->rec.slots[KRAKEN_NODE_F_PARENT_ID].uuid : NULL;
-    return p != NULL ? p : &zero_uuid;
-}
-
-static bool is_direct_child(const kraken_sync *s, const snode *n)
-{
-    return uuid_eq(&n->parent, &s->self) && !uuid_eq(&n->id, &s->self);
 }
 
 /* Store listener: records what changed and arms the damping timer; never writes. */
@@ -821,216 +393,7 @@ static void on_store_change(const kraken_state_change *ch, void *ud)
     }
 }
 
-/* ---- routes: which direct child each node is under ------------------------------------ */
-
-static void end_child_session(kraken_sync *s, peer *p, const char *why, bool link_lost);
-
-/*
- * Recompute every node's route from the Cfg parent chains. Nodes that moved between links get
- * a deletion on the old link and their Cfg on the new one; a child session whose node is no
- * longer this instance's child ends.
- */
-static void recompute_routes(kraken_sync *s)
-{
-    s->topo_dirty = false;
-    s->route_gen++;
-    if (s->route_gen == 0)
-        s->route_gen = 1;
-    snode **path = malloc(MAX_PATH_DEPTH * sizeof *path);
-    if (path == NULL) {
-        s->topo_dirty = true;
-        return;
-    }
-    for (size_t i = 0; i < s->nodes.cap; i++) {
-        snode *n = s->nodes.slots[i];
-        if (n != NULL && n->stamp != s->route_gen)
-            n->old_route = n->route;
-    }
-    for (size_t i = 0; i < s->nodes.cap; i++) {
-        snode *start = s->nodes.slots[i];
-        if (start == NULL || start->stamp == s->route_gen)
-            continue;
-        size_t depth = 0;
-        kraken_uuid route = zero_uuid;
-        bool in_subtree = false;
-        uint32_t base_depth = 0;
-        snode *x = start;
-        for (;;) {
-            if (x->stamp == s->route_gen) { /* already known */
-                route = x->route;
-                in_subtree = x->in_subtree;
-                base_depth = x->depth;
-                break;
-            }
-            if (uuid_eq(&x->id, &s->self)) {
-                x->route = zero_uuid;
-                x->in_subtree = true;
-                x->depth = 0;
-                x->stamp = s->route_gen;
-                in_subtree = true;
-                break;
-            }
-            if (x->visiting || depth == MAX_PATH_DEPTH)
-                break; /* a cycle: no route */
-            x->visiting = true;
-            path[depth++] = x;
-            if (uuid_eq(&x->parent, &s->self)) {
-                route = x->id;
-                in_subtree = true;
-                base_depth = 0;
-                break;
-            }
-            snode *up = uuid_eq(&x->parent, &zero_uuid) ? NULL : nt_find(&s->nodes, &x->parent);
-            if (up == NULL)
-                break;
-            x = up;
-        }
-        /* path[depth-1] is nearest the resolved ancestor. */
-        for (size_t k = depth; k-- > 0;) {
-            snode *y = path[k];
-            y->visiting = false;
-            y->route = in_subtree ? route : zero_uuid;
-            y->in_subtree = in_subtree;
-            y->depth = in_subtree ? base_depth + (uint32_t)(depth - k) : 0;
-            y->stamp = s->route_gen;
-        }
-    }
-    free(path);
-    for (size_t i = 0; i < s->nodes.cap; i++) {
-        snode *n = s->nodes.slots[i];
-        if (n == NULL)
-            continue;
-        snode *top = uuid_eq(&n->route, &zero_uuid) ? NULL : nt_find(&s->nodes, &n->route);
-        if (n->m_top != top)
-            member_link(n, top);
-        if (uuid_eq(&n->route, &n->old_route))
-            continue;
-        peer *old = uuid_eq(&n->old_route, &zero_uuid) ? NULL : find_child(s, &n->old_route);
-        if (old != NULL)
-            (void)push_tomb(old, &n->id);
-        (void)set_fresh(s, n, false); /* the new link has not reported it yet */
-        if (!uuid_eq(&n->route, &zero_uuid)) {
-            n->cfg_dirty = true;
-            n->owned_dirty = uuid_eq(&n->route, &n->id);
-            queue_node(s, n);
-        }
-        n->old_route = n->route;
-        arm_flush(s);
-    }
-    s->change_gen++;
-    s->check_children = true; /* sessions are ended from the flush, where no peer is in use */
-    arm_flush(s);
-}
-
-/* Child sessions whose node is no longer this instance's child in Cfg end. */
-static void check_children(kraken_sync *s)
-{
-    s->check_children = false;
-    for (size_t i = s->n_children; i-- > 0;) {
-        peer *p = s->children[i];
-        snode *n = nt_find(&s->nodes, &p->id);
-        if (n == NULL || !is_direct_child(s, n))
-            end_child_session(s, p, "no longer a child of this instance in Cfg", false);
-    }
-}
-
-static void ensure_routes(kraken_sync *s)
-{
-    if (s->topo_dirty)
-        recompute_routes(s);
-}
-
-/* ---- facts ---------------------------------------------------------------------------- */
-
-static void factlist_clear(factlist *f)
-{
-    for (size_t i = 0; i < f->n; i++) {
-        free(f->v[i].url);
-        free(f->v[i].value);
-    }
-    free(f->v);
-    memset(f, 0, sizeof *f);
-}
-
-static int factlist_add(factlist *f, const char *url, const kraken_value *value)
-{
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 8;
-        kraken_sync_Fact *v = realloc(f->v, cap * sizeof *v);
-        if (v == NULL)
-            return kraken__err(KRAKEN_ENOMEM, "sync: out of memory");
-        f->v = v;
-        f->cap = cap;
-    }
-    kraken_sync_Fact *fact = &f->v[f->n];
-    memset(fact, 0, sizeof *fact);
-    fact->url = strdup(url);
-    if (fact->url == NULL)
-        return kraken__err(KRAKEN_ENOMEM, "sync: out of memory");
-    if (value == NULL || value->type == KRAKEN_T_NONE || kraken_value_is_zero(value)) {
-        fact->unset = true;
-    } else {
-        int rc = kraken_value_format(value, &fact->value);
-        if (rc < 0) {
-            free(fact->url);
-            return rc;
-        }
-    }
-    f->n++;
-    return KRAKEN_OK;
-}
-
-enum fact_filter { FACTS_ALL, FACTS_OWNED, FACTS_NOT_OWNED };
-
-/* The node's id is its identity, not a fact about it: never sent, hashed or unset. */
-static bool is_id_url(const char *url) { return strcmp(url, "/Id") == 0; }
-
-typedef struct collect_ctx {
-    factlist *out;
-    const urlset *owned;
-    enum fact_filter filter;
-} collect_ctx;
-
-static bool filter_pass(enum fact_filter filter, const urlset *owned, const char *url)
-{
-    if (filter == FACTS_ALL)
-        return true;
-    bool o = urlset_match(owned, url);
-    return filter == FACTS_OWNED ? o : !o;
-}
-
-static int collect_cb(const char *url, const kraken_value *old_value,
-                      const kraken_value *new_value, void *ud)
-{
-    (void)old_value;
-    collect_ctx *c = ud;
-    if (new_value == NULL || new_value->type == KRAKEN_T_NONE || is_id_url(url) ||
-        !filter_pass(c->filter, c->owned, url))
-        return 0;
-    return factlist_add(c->out, url, new_value);
-}
-
-/* Every non-zero fact of @p dsc that passes the filter. */
-static int collect_facts(const kraken_node *dsc, const urlset *owned, enum fact_filter filter,
-                         factlist *out)
-{
-    if (dsc == NULL)
-        return KRAKEN_OK;
-    collect_ctx c = {out, owned, filter};
-    return kraken__node_diff_each(NULL, dsc, collect_cb, &c);
-}
-
 /* ---- digests -------------------------------------------------------------------------- */
-
-/* The owned-URL set of the link above node @p n, as seen from this instance. */
-static const urlset *link_owned(const kraken_sync *s, const snode *n)
-{
-    if (uuid_eq(&n->id, &s->self))
-        return s->parent != NULL ? &s->parent->owned : NULL;
-    if (is_direct_child(s, n))
-        return &s->my_owned;
-    return NULL;
-}
 
 typedef struct hash_ctx {
     kraken_sync_hash full, excl, owned;
@@ -1734,7 +1097,7 @@ static bool older_than_applied(const peer *p, const snode *n)
                                   : stamp_newer(n->up_session, n->up_seq, p, p->rx_seq);
 }
 
-static void stamp(const peer *p, snode *n)
+void stamp(const peer *p, snode *n)
 {
     if (n == NULL)
         return;
@@ -2240,17 +1603,7 @@ static int peer_start(kraken_sync *s, peer *p)
     return KRAKEN_OK;
 }
 
-/* Every node under child link @p id: its facts are no longer confirmed. */
-static size_t mark_link_stale(kraken_sync *s, const kraken_uuid *id)
-{
-    size_t n = 0;
-    snode *top = nt_find(&s->nodes, id);
-    for (snode *x = top != NULL ? top->members : NULL; x != NULL; x = x->m_next)
-        n += set_fresh(s, x, false);
-    return n;
-}
-
-static void end_child_session(kraken_sync *s, peer *p, const char *why, bool link_lost)
+void end_child_session(kraken_sync *s, peer *p, const char *why, bool link_lost)
 {
     kraken_uuid id = p->id;
     children_remove(s, p);
