@@ -287,11 +287,18 @@ typedef struct rx_envelope {
 
 KRAKEN_PRIVATE int blobs_push(blobs *b, uint8_t *data, size_t len, uint32_t depth);
 KRAKEN_PRIVATE peer *find_child(const kraken_sync *s, const kraken_uuid *id);
+KRAKEN_PRIVATE void publish(kraken_sync *s, kraken_sync_event kind, const kraken_uuid *id,
+                            const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+KRAKEN_PRIVATE void log_drop(kraken_sync *s, drop_kind kind, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+KRAKEN_PRIVATE char *fmt_id(const kraken_uuid *id, char buf[KRAKEN_UUID_STRLEN + 1]);
+KRAKEN_PRIVATE const char *peer_name(const struct peer *p, char buf[64]);
 KRAKEN_PRIVATE void arm_flush(kraken_sync *s);
 KRAKEN_PRIVATE void queue_node(kraken_sync *s, snode *n);
 KRAKEN_PRIVATE int push_tomb(peer *p, const kraken_uuid *id);
-KRAKEN_PRIVATE void stamp(const peer *p, snode *n);
 KRAKEN_PRIVATE void end_child_session(kraken_sync *s, peer *p, const char *why, bool link_lost);
+KRAKEN_PRIVATE void first_full_from_parent(kraken_sync *s, peer *p);
 
 /* ---- sync_wire.c ---------------------------------------------------------------------- */
 
@@ -331,5 +338,10 @@ KRAKEN_PRIVATE int collect_facts(const kraken_node *dsc, const urlset *owned,
                                  enum fact_filter filter, factlist *out);
 KRAKEN_PRIVATE const urlset *link_owned(const kraken_sync *s, const snode *n);
 KRAKEN_PRIVATE size_t mark_link_stale(kraken_sync *s, const kraken_uuid *id);
+
+/* ---- sync_apply.c --------------------------------------------------------------------- */
+
+KRAKEN_PRIVATE void stamp(const peer *p, snode *n);
+KRAKEN_PRIVATE void apply_update(kraken_sync *s, peer *p, const rx_update *u);
 
 #endif /* KRAKEN_SYNC_IMPL_H */
