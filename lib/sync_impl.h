@@ -13,7 +13,10 @@
 #include "internal.h"
 #include "sync.pb.h"
 
+#define FRAME_NODES_BUDGET (1u << 20)   /* NodeState bytes per TCP frame */
 #define MAX_PATH_DEPTH 4096             /* Cfg parent chains longer than this are cycles */
+
+enum { CH_UDP = 0, CH_TCP = 1 };
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -241,6 +244,9 @@ struct kraken_sync {
     struct event *flush_ev, *hello_ev, *join_ev;
 };
 
+/* Log through the engine's callback (log.h), subsystem "sync". */
+#define slog(s, level, ...) kraken__engine_log((s)->engine, (level), "sync", __VA_ARGS__)
+
 /* ---- facts ---------------------------------------------------------------------------- */
 
 typedef struct factlist {
@@ -286,17 +292,22 @@ typedef struct rx_envelope {
 /* ---- sync.c --------------------------------------------------------------------------- */
 
 KRAKEN_PRIVATE int blobs_push(blobs *b, uint8_t *data, size_t len, uint32_t depth);
+KRAKEN_PRIVATE int owned_urls_of_engine(kraken_engine *engine, urlset *out);
 KRAKEN_PRIVATE peer *find_child(const kraken_sync *s, const kraken_uuid *id);
 KRAKEN_PRIVATE void publish(kraken_sync *s, kraken_sync_event kind, const kraken_uuid *id,
                             const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 KRAKEN_PRIVATE void log_drop(kraken_sync *s, drop_kind kind, int level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+KRAKEN_PRIVATE void log_quiet_drops(kraken_sync *s);
 KRAKEN_PRIVATE char *fmt_id(const kraken_uuid *id, char buf[KRAKEN_UUID_STRLEN + 1]);
 KRAKEN_PRIVATE const char *peer_name(const struct peer *p, char buf[64]);
 KRAKEN_PRIVATE void arm_flush(kraken_sync *s);
 KRAKEN_PRIVATE void queue_node(kraken_sync *s, snode *n);
 KRAKEN_PRIVATE int push_tomb(peer *p, const kraken_uuid *id);
+KRAKEN_PRIVATE int send_message(kraken_sync *s, peer *p, int ch, const kraken_sync_Body *body);
+KRAKEN_PRIVATE void log_send_error(kraken_sync *s, const peer *p, const char *what);
+KRAKEN_PRIVATE void snapshot_or_log(kraken_sync *s, peer *p);
 KRAKEN_PRIVATE void end_child_session(kraken_sync *s, peer *p, const char *why, bool link_lost);
 KRAKEN_PRIVATE void first_full_from_parent(kraken_sync *s, peer *p);
 
@@ -343,5 +354,16 @@ KRAKEN_PRIVATE size_t mark_link_stale(kraken_sync *s, const kraken_uuid *id);
 
 KRAKEN_PRIVATE void stamp(const peer *p, snode *n);
 KRAKEN_PRIVATE void apply_update(kraken_sync *s, peer *p, const rx_update *u);
+
+/* ---- sync_hello.c --------------------------------------------------------------------- */
+
+KRAKEN_PRIVATE void invalidate_dsc_hashes(kraken_sync *s);
+KRAKEN_PRIVATE void refresh_my_owned(kraken_sync *s);
+KRAKEN_PRIVATE uint64_t hello_tick_ms(const kraken_sync *s);
+KRAKEN_PRIVATE uint64_t uniform_ms(uint64_t lo, uint64_t hi);
+KRAKEN_PRIVATE void schedule_hellos(kraken_sync *s, uint64_t due);
+KRAKEN_PRIVATE void hello_cb(evutil_socket_t fd, short what, void *arg);
+KRAKEN_PRIVATE bool snapshot_welcome(const kraken_sync *s, const peer *p);
+KRAKEN_PRIVATE void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h);
 
 #endif /* KRAKEN_SYNC_IMPL_H */
