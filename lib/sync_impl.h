@@ -17,6 +17,7 @@
 #define MAX_PATH_DEPTH 4096             /* Cfg parent chains longer than this are cycles */
 
 enum { CH_UDP = 0, CH_TCP = 1 };
+static const char channel_byte[2] = {'U', 'T'};
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -291,15 +292,16 @@ typedef struct rx_envelope {
 
 /* ---- sync.c --------------------------------------------------------------------------- */
 
+KRAKEN_PRIVATE void blobs_clear(blobs *b);
 KRAKEN_PRIVATE int blobs_push(blobs *b, uint8_t *data, size_t len, uint32_t depth);
 KRAKEN_PRIVATE int owned_urls_of_engine(kraken_engine *engine, urlset *out);
-KRAKEN_PRIVATE peer *find_child(const kraken_sync *s, const kraken_uuid *id);
 KRAKEN_PRIVATE void publish(kraken_sync *s, kraken_sync_event kind, const kraken_uuid *id,
                             const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 KRAKEN_PRIVATE void log_drop(kraken_sync *s, drop_kind kind, int level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 KRAKEN_PRIVATE void log_quiet_drops(kraken_sync *s);
+KRAKEN_PRIVATE void discover_run_state(kraken_sync *s, const kraken_uuid *id, const char *state);
 KRAKEN_PRIVATE char *fmt_id(const kraken_uuid *id, char buf[KRAKEN_UUID_STRLEN + 1]);
 KRAKEN_PRIVATE const char *peer_name(const struct peer *p, char buf[64]);
 KRAKEN_PRIVATE void arm_flush(kraken_sync *s);
@@ -308,8 +310,6 @@ KRAKEN_PRIVATE int push_tomb(peer *p, const kraken_uuid *id);
 KRAKEN_PRIVATE int send_message(kraken_sync *s, peer *p, int ch, const kraken_sync_Body *body);
 KRAKEN_PRIVATE void log_send_error(kraken_sync *s, const peer *p, const char *what);
 KRAKEN_PRIVATE void snapshot_or_log(kraken_sync *s, peer *p);
-KRAKEN_PRIVATE void end_child_session(kraken_sync *s, peer *p, const char *why, bool link_lost);
-KRAKEN_PRIVATE void first_full_from_parent(kraken_sync *s, peer *p);
 
 /* ---- sync_wire.c ---------------------------------------------------------------------- */
 
@@ -365,5 +365,19 @@ KRAKEN_PRIVATE void schedule_hellos(kraken_sync *s, uint64_t due);
 KRAKEN_PRIVATE void hello_cb(evutil_socket_t fd, short what, void *arg);
 KRAKEN_PRIVATE bool snapshot_welcome(const kraken_sync *s, const peer *p);
 KRAKEN_PRIVATE void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h);
+
+/* ---- sync_session.c ------------------------------------------------------------------- */
+
+KRAKEN_PRIVATE void peer_free(peer *p);
+KRAKEN_PRIVATE peer *find_child(const kraken_sync *s, const kraken_uuid *id);
+KRAKEN_PRIVATE void end_child_session(kraken_sync *s, peer *p, const char *why, bool link_lost);
+KRAKEN_PRIVATE void on_datagram(const uint8_t *data, size_t len, const kraken_sync_addr *from,
+                                void *ud);
+KRAKEN_PRIVATE void pending_free(kraken_sync *s, pending_join *pj, bool close_conn);
+KRAKEN_PRIVATE void on_accept_failed(int err, uint32_t pause_ms, bool first, void *ud);
+KRAKEN_PRIVATE void on_accepted(kraken_sync_conn *conn, void *ud);
+KRAKEN_PRIVATE void abort_join(kraken_sync *s);
+KRAKEN_PRIVATE void join_timer_cb(evutil_socket_t fd, short what, void *arg);
+KRAKEN_PRIVATE void first_full_from_parent(kraken_sync *s, peer *p);
 
 #endif /* KRAKEN_SYNC_IMPL_H */
