@@ -292,8 +292,6 @@ typedef struct rx_envelope {
 
 /* ---- sync.c --------------------------------------------------------------------------- */
 
-KRAKEN_PRIVATE void blobs_clear(blobs *b);
-KRAKEN_PRIVATE int blobs_push(blobs *b, uint8_t *data, size_t len, uint32_t depth);
 KRAKEN_PRIVATE int owned_urls_of_engine(kraken_engine *engine, urlset *out);
 KRAKEN_PRIVATE void publish(kraken_sync *s, kraken_sync_event kind, const kraken_uuid *id,
                             const char *fmt, ...)
@@ -304,12 +302,6 @@ KRAKEN_PRIVATE void log_quiet_drops(kraken_sync *s);
 KRAKEN_PRIVATE void discover_run_state(kraken_sync *s, const kraken_uuid *id, const char *state);
 KRAKEN_PRIVATE char *fmt_id(const kraken_uuid *id, char buf[KRAKEN_UUID_STRLEN + 1]);
 KRAKEN_PRIVATE const char *peer_name(const struct peer *p, char buf[64]);
-KRAKEN_PRIVATE void arm_flush(kraken_sync *s);
-KRAKEN_PRIVATE void queue_node(kraken_sync *s, snode *n);
-KRAKEN_PRIVATE int push_tomb(peer *p, const kraken_uuid *id);
-KRAKEN_PRIVATE int send_message(kraken_sync *s, peer *p, int ch, const kraken_sync_Body *body);
-KRAKEN_PRIVATE void log_send_error(kraken_sync *s, const peer *p, const char *what);
-KRAKEN_PRIVATE void snapshot_or_log(kraken_sync *s, peer *p);
 
 /* ---- sync_wire.c ---------------------------------------------------------------------- */
 
@@ -379,5 +371,18 @@ KRAKEN_PRIVATE void on_accepted(kraken_sync_conn *conn, void *ud);
 KRAKEN_PRIVATE void abort_join(kraken_sync *s);
 KRAKEN_PRIVATE void join_timer_cb(evutil_socket_t fd, short what, void *arg);
 KRAKEN_PRIVATE void first_full_from_parent(kraken_sync *s, peer *p);
+
+/* ---- sync_send.c ---------------------------------------------------------------------- */
+
+KRAKEN_PRIVATE void blobs_clear(blobs *b);
+KRAKEN_PRIVATE int blobs_push(blobs *b, uint8_t *data, size_t len, uint32_t depth);
+KRAKEN_PRIVATE void arm_flush(kraken_sync *s);
+KRAKEN_PRIVATE void queue_node(kraken_sync *s, snode *n);
+KRAKEN_PRIVATE int push_tomb(peer *p, const kraken_uuid *id);
+KRAKEN_PRIVATE void on_store_change(const kraken_state_change *ch, void *ud);
+KRAKEN_PRIVATE int send_message(kraken_sync *s, peer *p, int ch, const kraken_sync_Body *body);
+KRAKEN_PRIVATE void log_send_error(kraken_sync *s, const peer *p, const char *what);
+KRAKEN_PRIVATE void snapshot_or_log(kraken_sync *s, peer *p);
+KRAKEN_PRIVATE void flush_cb(evutil_socket_t fd, short what, void *arg);
 
 #endif /* KRAKEN_SYNC_IMPL_H */
