@@ -288,6 +288,16 @@ static int kb_lua_callback_new(lua_State *L)
 %}
 %native(kb_lua_callback_new) int kb_lua_callback_new(lua_State *L);
 
+/* require "kraken" returns the hand-written layer (lua/kraken.lua, embedded at build time),
+   which gets this SWIG table as its argument. */
+%init %{
+#include "kraken_lua_layer.h"
+    if (luaL_loadbuffer(L, kb_lua_layer, sizeof kb_lua_layer - 1, "=kraken.lua") != LUA_OK)
+        lua_error(L);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 1);
+%}
+
 %exception {
     kb_clear_pending();
     $action
