@@ -1039,6 +1039,18 @@ char *kb_mutset_plan(kb_mutset *w, const kraken_node *cfg, const kraken_node *ds
     return out;
 }
 
+uint64_t kb_mutset_plan_cost(kb_mutset *w, const kraken_node *cfg, const kraken_node *dsc)
+{
+    if (!w || need_node(cfg, "plan") < 0 || need_node(dsc, "plan") < 0)
+        return 0;
+    kraken_plan *plan = NULL;
+    if (check(kraken_mutation_set_plan(w->set, cfg, dsc, &plan)) < 0)
+        return 0;
+    uint64_t cost = kraken_plan_cost(plan);
+    kraken_plan_free(plan);
+    return cost;
+}
+
 char *kb_mutset_graph_json(kb_mutset *w, const kraken_node *cfg)
 {
     char *out = NULL;

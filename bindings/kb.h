@@ -214,6 +214,8 @@ int kb_mutset_add(kb_mutset *set, const char *service_id, const kb_decl *decl);
 int kb_mutset_count(kb_mutset *set);
 /** The plan as "service/mutation" lines (malloc'ed; "" when nothing to do); KRAKEN_ENOPATH. */
 char *kb_mutset_plan(kb_mutset *set, const kraken_node *cfg, const kraken_node *dsc);
+/** The total cost of that plan. */
+uint64_t kb_mutset_plan_cost(kb_mutset *set, const kraken_node *cfg, const kraken_node *dsc);
 char *kb_mutset_graph_json(kb_mutset *set, const kraken_node *cfg);
 
 /* ---- engine ------------------------------------------------------------------------------------ */

@@ -151,6 +151,17 @@ static void kb_py_release(kb_callback *cb)
 }
 %}
 
+%exception kb_py_callback_new {
+    $action
+    if (!result) {
+        PyErr_SetString(PyExc_TypeError, kraken_error_last());
+        SWIG_fail;
+    }
+}
+%exception kb_py_set_error_factory {
+    $action
+}
+
 %inline %{
 /** Install the factory of error instances: factory(code, message). */
 void kb_py_set_error_factory(PyObject *factory)
@@ -189,16 +200,6 @@ kb_callback *kb_py_callback_new(PyObject *fn)
             SWIG_fail;
         }
     }
-}
-%exception kb_py_callback_new {
-    $action
-    if (!result) {
-        PyErr_SetString(PyExc_TypeError, kraken_error_last());
-        SWIG_fail;
-    }
-}
-%exception kb_py_set_error_factory {
-    $action
 }
 #endif
 

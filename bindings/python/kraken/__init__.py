@@ -13,7 +13,7 @@ from . import core
 from .errors import (AlreadyExists, AuthError, CallbackWarning, Error, InvalidArgument,
                      IOFailure, LimitExceeded, NoPath, NotFound, OutOfMemory, ParseError,
                      ProtocolError, StateError, WrongThread, WrongType)
-from .engine import (Change, Engine, Event, Listener, Loop, Mutate, Mutation, MutationSet, Node,
+from .engine import (Change, Engine, Event, Listener, Loop, Mutate, Mutation, MutationSet, Node, Plan,
                      PlanStatus, Request, Service, Store, Subscription,
                      set_callback_error_handler)
 from .module import Module, ModuleClient
@@ -52,6 +52,6 @@ def canonical_url(url: str) -> str:
 __all__ = ["AlreadyExists", "AuthError", "CallbackWarning", "Change", "Engine", "Error",
            "Event", "IOFailure", "InvalidArgument", "LimitExceeded", "Listener", "Loop",
            "Module", "ModuleClient", "Mutate", "Mutation", "MutationSet", "NoPath", "Node",
-           "NotFound", "OutOfMemory", "ParseError", "PlanStatus", "ProtocolError", "Request",
+           "NotFound", "OutOfMemory", "ParseError", "Plan", "PlanStatus", "ProtocolError", "Request",
            "Service", "StateError", "Store", "Subscription", "WrongThread", "WrongType", "aio",
            "canonical_url", "enum_members", "load_schemas", "set_callback_error_handler"]

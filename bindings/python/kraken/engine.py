@@ -518,6 +518,11 @@ def _mutation(m: Union[Mutation, str], **kw) -> Mutation:
     return m if isinstance(m, Mutation) else Mutation(m, **kw)
 
 
+class Plan(list):
+    """Steps "service/mutation" of a plan, and its total ``cost``."""
+    cost: int = 0
+
+
 class MutationSet:
     """A stand-alone mutation set: plans without an engine (a pure function of Cfg, Dsc)."""
 
@@ -532,15 +537,22 @@ class MutationSet:
     def __len__(self) -> int:
         return core.kb_mutset_count(self._h)
 
-    def plan(self, cfg: Node, dsc: Optional[Node] = None) -> List[str]:
-        """The cheapest plan as ["service/mutation", ...] (NoPath when none reaches Cfg)."""
+    def plan(self, cfg: Node, dsc: Optional[Node] = None) -> "Plan":
+        """The cheapest plan: a list of "service/mutation" steps with a ``cost`` (NoPath when
+        no sequence reaches Cfg). Without ``dsc`` the node is all-unknown (a cold start)."""
         if dsc is None:
             dsc = Node(cfg.id)
-        return lines(core.kb_mutset_plan(self._h, cfg._h, dsc._h))
+        plan = Plan(lines(core.kb_mutset_plan(self._h, cfg._h, dsc._h)))
+        plan.cost = core.kb_mutset_plan_cost(self._h, cfg._h, dsc._h)
+        return plan
+
+    def graph_json(self, cfg: Optional[Node] = None) -> str:
+        """The mutation graph in vis.js form, as JSON text (static requirements such as
+        /Platform are read from ``cfg``; without it they count as met)."""
+        return core.kb_mutset_graph_json(self._h, cfg._h if cfg else None)
 
     def graph(self, cfg: Optional[Node] = None) -> dict:
-        """The mutation graph in vis.js form."""
-        return json.loads(core.kb_mutset_graph_json(self._h, cfg._h if cfg else None))
+        return json.loads(self.graph_json(cfg))
 
 
 # ---- engine ------------------------------------------------------------------------------------------------
