@@ -424,12 +424,30 @@ bool kb_node_equal(const kraken_node *a, const kraken_node *b)
     return a && b && kraken_node_equal(a, b);
 }
 
-char *kb_node_get_text(const kraken_node *node, const char *url)
+static __thread int last_type;
+
+int kb_last_type(void)
+{
+    return last_type;
+}
+
+/* The text of @p v (NULL on error) and its type in last_type; clears @p v. */
+static char *value_text(kraken_value *v)
 {
     char *out = NULL;
-    if (need_node(node, "node_get") == 0)
-        check(kraken_node_get_text(node, url, &out));
+    last_type = v->type;
+    check(kraken_value_format(v, &out));
+    kraken_value_clear(v);
     return out;
+}
+
+char *kb_node_get_text(const kraken_node *node, const char *url)
+{
+    kraken_value v = KRAKEN_VALUE_INIT;
+    last_type = KRAKEN_T_NONE;
+    if (need_node(node, "node_get") < 0 || check(kraken_node_get(node, url, &v)) < 0)
+        return NULL;
+    return value_text(&v);
 }
 
 int kb_node_set_text(kraken_node *node, const char *url, const char *text)
@@ -715,13 +733,12 @@ char *kb_store_get_text(kb_store *s, int kind, const char *id, const char *url)
     kraken_state_kind k = KRAKEN_CFG;
     kraken_uuid uuid;
     kraken_value v = KRAKEN_VALUE_INIT;
-    char *out = NULL;
+    last_type = KRAKEN_T_NONE;
     if (!st || store_kind(kind, &k) < 0 || parse_id(id, &uuid, "store_get") < 0)
         return NULL;
-    if (check(kraken_store_get_value(st, k, &uuid, url, &v)) == 0)
-        check(kraken_value_format(&v, &out));
-    kraken_value_clear(&v);
-    return out;
+    if (check(kraken_store_get_value(st, k, &uuid, url, &v)) < 0)
+        return NULL;
+    return value_text(&v);
 }
 
 int kb_store_set_text(kb_store *s, int kind, const char *id, const char *url, const char *text)

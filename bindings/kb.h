@@ -141,8 +141,13 @@ kraken_node *kb_node_from_json(const char *json, const char *source);
 char *kb_node_to_json(const kraken_node *node, bool pretty);
 const char *kb_node_id(const kraken_node *node);
 bool kb_node_equal(const kraken_node *a, const kraken_node *b);
-/** The value at @p url as text (malloc'ed). */
+/** The value at @p url as text (malloc'ed); its type is then kb_last_type(). */
 char *kb_node_get_text(const kraken_node *node, const char *url);
+/**
+ * The kraken_type of the value the last kb_node_get_text() / kb_store_get_text() on this
+ * thread returned (URLs into service configs have a type only on a node).
+ */
+int kb_last_type(void);
 int kb_node_set_text(kraken_node *node, const char *url, const char *text);
 int kb_node_unset(kraken_node *node, const char *url);
 /** Ids of the node's service instances, one per line (malloc'ed). */

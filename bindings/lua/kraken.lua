@@ -175,7 +175,10 @@ end
 
 function M.node_from_json(text, source) return wrap_node(core.kb_node_from_json(text, source)) end
 function Node:to_json(pretty) return core.kb_node_to_json(self._h, pretty or false) end
-function Node:get(url) return from_text(core.kb_url_type(url), core.kb_node_get_text(self._h, url)) end
+function Node:get(url)
+  local text = core.kb_node_get_text(self._h, url)
+  return from_text(core.kb_last_type(), text)
+end
 function Node:set(url, value) core.kb_node_set_text(self._h, url, to_text(value)) end
 function Node:unset(url) core.kb_node_unset(self._h, url) end
 function Node:services() return lines(core.kb_node_service_ids(self._h)) end
@@ -252,8 +255,8 @@ end
 function Store:read(node, kind) return wrap_node(core.kb_store_read(self._h, kind_of(kind), id_of(node))) end
 function Store:update(node, kind) core.kb_store_update(self._h, kind_of(kind), node._h) end
 function Store:get(node, url, kind)
-  return from_text(core.kb_url_type(url),
-                   core.kb_store_get_text(self._h, kind_of(kind), id_of(node), url))
+  local text = core.kb_store_get_text(self._h, kind_of(kind), id_of(node), url)
+  return from_text(core.kb_last_type(), text)
 end
 function Store:set(node, url, value, kind)
   core.kb_store_set_text(self._h, kind_of(kind), id_of(node), url, to_text(value))

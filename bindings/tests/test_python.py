@@ -455,7 +455,8 @@ def test_asyncio_drives_the_engine():
 
 def test_module_in_process_with_events_and_query():
     mod = kraken.Module("inproc", schemas={"schemas": [{"name": "InProc.Config", "fields": [
-        {"name": "mode", "number": 1, "type": "string"}]}]}, config_schema="InProc.Config")
+        {"name": "mode", "number": 1, "type": "string"},
+        {"name": "retries", "number": 2, "type": "uint32"}]}]}, config_schema="InProc.Config")
     mod.discoverable("/PhysState", "NODE_OFF", "POWER_OFF")
     for mid, url, old, new in POWER:
         mod.mutation(mid, mutates=[(url, old, new)], context="ALL")
@@ -474,6 +475,9 @@ def test_module_in_process_with_events_and_query():
     def event(m, ev):
         events.append(ev.type)
 
+    configs = []
+    mod.on_config(lambda m, config: configs.append(config))
+
     mod.events(types=["DISCOVERY"])
     with kraken.Engine() as engine:
         client = mod.run_in(engine, "pwr")
@@ -487,6 +491,12 @@ def test_module_in_process_with_events_and_query():
         client.update_cfg(N1, "/Arch", "arm64")
         assert engine.store.get(N1, "/Arch") == "arm64"
         client.log("hello", "NOTICE")
+        # the service's config: a record pushed to on_config as a dict, fields typed by the node
+        config = {"@type": "type.googleapis.com/InProc.Config", "mode": "fast", "retries": 3}
+        engine.store.set(engine.self_id, "/Services/pwr/Config", config)
+        assert engine.loop.run_until(lambda: configs, 10) and configs[-1] == config
+        assert engine.store.get(engine.self_id, "/Services/pwr/Config/Retries") == 3
+        assert engine.store.cfg(engine.self_id)["/Services/pwr/Config/Mode"] == "fast"
         with pytest.raises(kraken.StateError, match="module 'inproc' is running"):
             mod.discoverable("/Arch")
         client.close()
@@ -566,6 +576,12 @@ def test_python_module_connects_by_itself_queries_and_sees_refusals(tmp_path):
         assert client.loop.run_until(lambda: gone, 10) and not client.connected
         with pytest.raises(kraken.StateError):
             client.discover(N1, "/PhysState", "POWER_ON")
+        d = Daemon(["-log", "6", "-config", str(tmp_path / "kraken.json")])   # back again
+        client.reconnect()
+        assert client.connected
+        d.request("POST", "/cfg/node", {"id": N2, "physState": "POWER_ON"})
+        assert client.loop.run_until(
+            lambda: client.query(N2, "dsc")["/PhysState"] == "POWER_ON", 20)
         client.close()
     finally:
         d.stop()

@@ -220,11 +220,11 @@ class Node:
     def get(self, url: str, default: Any = None) -> Any:
         """The value at ``url`` (the zero value of its type when unset); ``default`` when the
         URL names nothing on this node (a missing map key, extension or service)."""
-        ktype = url_type(url)
         try:
-            return from_text(ktype, core.kb_node_get_text(self._h, url))
+            text = core.kb_node_get_text(self._h, url)
         except LookupError:
             return default
+        return from_text(core.kb_last_type(), text)
 
     def set(self, url: str, value: Any) -> None:
         core.kb_node_set_text(self._h, url, to_text(value))
@@ -447,8 +447,8 @@ class Store:
         core.kb_store_update(self._h, _kind(kind), node._h)
 
     def get(self, node: NodeId, url: str, kind: str = "cfg") -> Any:
-        ktype = url_type(url)
-        return from_text(ktype, core.kb_store_get_text(self._h, _kind(kind), id_text(node), url))
+        text = core.kb_store_get_text(self._h, _kind(kind), id_text(node), url)
+        return from_text(core.kb_last_type(), text)
 
     def set(self, node: NodeId, url: str, value: Any, kind: str = "cfg") -> None:
         core.kb_store_set_text(self._h, _kind(kind), id_text(node), url, to_text(value))
