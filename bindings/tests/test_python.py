@@ -611,3 +611,40 @@ def test_examples_are_short():
     for name in ("power.py", "power.lua"):
         with open(os.path.join(EXAMPLES, name)) as f:
             assert len(f.read().splitlines()) <= 60, name
+
+
+EXIT_PY = '''
+import kraken
+e = kraken.Engine()
+svc = e.add_service("p", on_mutate=lambda s, r: (e, s.complete(r)))   # cycles through C
+sub = e.subscribe(lambda ev: e)
+listener = e.store.listen(lambda c: None)
+m = kraken.Module("x").run_in(e, "x")
+e.store.create(kraken.Node(phys_state="POWER_ON"))
+e.loop.step(0)
+st = kraken.Store(); e2 = kraken.Engine(store=st); e2.subscribe(lambda ev: st)
+print("alive")
+'''
+EXIT_LUA = '''
+local kraken = require "kraken"
+local e = kraken.engine()
+e:add_service("p", {on_mutate = function(s, r) local _ = e; s:complete(r) end})
+e:subscribe(function(ev) local _ = e end)
+kraken.module{name = "x"}:run_in(e, "x")
+e.store:create(nil, {phys_state = "POWER_ON"})
+e.loop:step(0)
+local st = kraken.store(); local e2 = kraken.engine{store = st}
+e2:subscribe(function() local _ = st end)
+print("alive")
+'''
+
+
+@pytest.mark.parametrize("language", ["python", "lua"])
+def test_interpreter_exits_cleanly_with_everything_alive(language):
+    """Finalisation frees whatever is left, callbacks that refer back to their engine
+    included, in the interpreter's order."""
+    cmd = ([sys.executable, "-c", EXIT_PY] if language == "python"
+           else [shutil.which("lua5.4") or "/usr/bin/lua5.4", "-e", EXIT_LUA])
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (0, "alive\n"), out.stderr
+    assert "ERROR" not in out.stderr and "runtime error" not in out.stderr
