@@ -613,7 +613,10 @@ static kraken_store *store_of(kb_store *s, const char *what)
         fail(KRAKEN_ESTATE, "%s: the store's engine is closed", what);
         return NULL;
     }
-    return kraken_engine_store(s->engine->e);
+    kraken_store *st = kraken_engine_store(s->engine->e);
+    if (!st) /* refused with a message; a pointer getter has no code: the thread check's */
+        pending = strstr(kraken_error_last(), "thread") ? KRAKEN_ETHREAD : KRAKEN_ESTATE;
+    return st;
 }
 
 static int store_kind(int kind, kraken_state_kind *out)
@@ -672,7 +675,7 @@ void kb_store_destroy(kb_store *s)
 int kb_store_count(kb_store *s)
 {
     kraken_store *st = store_of(s, "store_count");
-    return st ? (int)kraken_store_count(st) : KRAKEN_ESTATE;
+    return st ? (int)kraken_store_count(st) : pending;
 }
 
 bool kb_store_contains(kb_store *s, const char *id)

@@ -648,3 +648,21 @@ def test_interpreter_exits_cleanly_with_everything_alive(language):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stdout) == (0, "alive\n"), out.stderr
     assert "ERROR" not in out.stderr and "runtime error" not in out.stderr
+
+
+def test_objects_belong_to_their_thread():
+    with kraken.Engine() as engine:
+        caught = []
+
+        def other():
+            try:
+                engine.store.create(kraken.Node(N1))
+            except kraken.Error as e:
+                caught.append(e)
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert isinstance(caught[0], kraken.WrongThread) and isinstance(caught[0], RuntimeError)
+        assert "libkraken handles are single-threaded" in str(caught[0])
+        assert N1 not in engine.store
