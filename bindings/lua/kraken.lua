@@ -230,9 +230,27 @@ local function request_of(call)
     req.mutates[#req.mutates + 1] = {url = url, from = from_text(t, core.kb_call_mutate(call, i, 1)),
                                      to = from_text(t, core.kb_call_mutate(call, i, 2))}
   end
-  req.cfg = wrap_node(core.kb_call_node(call, 0))
-  req.dsc = wrap_node(core.kb_call_node(call, 1))
-  return req
+  -- cfg and dsc: node copies made on first use, during the callback only
+  return setmetatable(req, {__index = function(r, k)
+    local which = (k == "cfg" and 0) or (k == "dsc" and 1) or nil
+    if which == nil then return nil end
+    if not rawget(r, "_call") then
+      raise(core.KRAKEN_ESTATE, "request %d: cfg/dsc are readable during the callback only "
+            .. "(copy them there)", r.id)
+    end
+    local node = wrap_node(core.kb_call_node(r._call, which))
+    rawset(r, k, node)
+    return node
+  end})
+end
+
+-- Run handler(owner, request) with the request's nodes readable during the call only.
+local function with_request(handler, owner, call)
+  local req = request_of(call)
+  req._call = call
+  local ok, err = pcall(handler, owner, req)
+  req._call = nil
+  if not ok then error(err, 0) end
 end
 
 -- ---- store -------------------------------------------------------------------------------------------
@@ -388,9 +406,9 @@ local function dispatcher(owner_ref, handlers, on_run)
     if kind == core.KB_CALL_START then
       if handlers.on_start then handlers.on_start(self, call_value(call, 2)) else on_run(self) end
     elseif kind == core.KB_CALL_MUTATE and handlers.on_mutate then
-      handlers.on_mutate(self, request_of(call))
+      with_request(handlers.on_mutate, self, call)
     elseif kind == core.KB_CALL_INTERRUPT and handlers.on_interrupt then
-      handlers.on_interrupt(self, request_of(call))
+      with_request(handlers.on_interrupt, self, call)
     elseif kind == core.KB_CALL_STOP and handlers.on_stop then handlers.on_stop(self)
     elseif kind == core.KB_CALL_CONFIG and handlers.on_config then
       handlers.on_config(self, call_value(call, 2))

@@ -250,10 +250,11 @@ end)
 
 test("service: requests, reports, events, status", function()
   local e = kraken.engine{log = function() end, log_level = "DEBUG"}
-  local reqs = {}
+  local reqs, kept = {}, nil
   local svc = power_service(e, function(s, r)
     reqs[#reqs + 1] = {id = r.id, mutation = r.mutation, node = r.node, to = r.mutates[1].to,
                        nodename = r.cfg:get("/Nodename")}
+    kept = r
     s:complete(r)
   end)
   eq(svc:id(), "power")
@@ -271,6 +272,9 @@ test("service: requests, reports, events, status", function()
   eq(st.current, 2)
   eq(seen[#seen].new, "POWER_ON")
   eq(seen[#seen].service, "power")
+  local sealed = err_of(function() return kept.dsc end)
+  assert(sealed.message:find("readable during the callback only"), sealed.message)
+  eq(reqs[1].nodename, "n1")
   local late = err_of(svc.report, svc, {node = N1, id = reqs[1].id}, "/PhysState", "POWER_OFF")
   eq(late.code, kraken.ERRORS.STATE)
   svc:discover(N1, "/PhysState", "POWER_OFF")
