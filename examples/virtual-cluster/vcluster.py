@@ -241,9 +241,8 @@ class VirtualCluster:
         """Change the root's sim power config (faults) at run time."""
         cfg = self.get("/cfg/node/" + ROOT_ID)[1]
         svc = next(s for s in cfg["services"] if s["id"] == "power")
-        svc["config"].update(fields)
-        for k in [k for k, v in svc["config"].items() if v in ("", None)]:
-            del svc["config"][k]
+        # A JSON merge patch: null removes a field (an empty list of nodes).
+        svc["config"].update({k: (None if v in ("", None) else v) for k, v in fields.items()})
         st, out = self.request("PATCH", "/cfg/node/" + ROOT_ID,
                                {"id": ROOT_ID, "services": [svc]})
         if st != 200:
