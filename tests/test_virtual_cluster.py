@@ -1,0 +1,87 @@
+"""The virtual cluster (examples/virtual-cluster) end to end: a root kraken-daemon with 16
+simulated nodes (modules/simpower.c), each a child kraken-daemon, to full SYNC, checked through
+the root's REST API; then every step of the tour (examples/virtual-cluster/tour.py).
+
+Needs KRAKEN_BUILD (the meson build directory holding daemon/kraken-daemon and
+modules/simpower.so). Each run takes loopback addresses of its own (127.<150+pid%50>.x.y)."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
+                                "virtual-cluster"))
+import tour  # noqa: E402
+from vcluster import ROOT_ID, VirtualCluster, node_addr, node_id  # noqa: E402
+
+N = 16
+
+
+@pytest.fixture(scope="module")
+def vc(tmp_path_factory):
+    prefix = "127.%d" % (150 + os.getpid() % 50)
+    c = VirtualCluster(os.environ["KRAKEN_BUILD"], n=N, prefix=prefix,
+                       root_addr=prefix + ".255.1", power_timeout="2s",
+                       workdir=str(tmp_path_factory.mktemp("vcluster")))
+    c.prepare()
+    c.start()
+    try:
+        c.wait(c.converged, 120, "16 nodes SYNC")
+        yield c
+    finally:
+        c.stop()
+        leftovers = [n for n in c.names() if c.node_pid(n)]
+        assert not leftovers, "node daemons left running: %s" % leftovers
+
+
+def test_sixteen_nodes_reach_sync(vc):
+    st, dsc = vc.get("/dsc/nodes")
+    assert st == 200
+    by_id = {n["id"]: n for n in dsc["nodes"]}
+    for i, name in enumerate(vc.names()):
+        d = by_id[node_id(name)]
+        assert d["physState"] == "POWER_ON" and d["runState"] == "SYNC", d
+        # Each node is a real kraken-daemon on its own address, answering for itself.
+        st, own = vc.get("/dsc/node/" + node_id(name), host="%s:3141" % node_addr(i, vc.prefix))
+        assert st == 200 and own["id"] == node_id(name)
+        assert vc.path(name)["steps"] == [] or vc.path(name)["current"] == len(
+            vc.path(name)["steps"])
+    m = vc.metrics()
+    assert m["kraken_sync_children"] == N
+    assert vc.cfg("n0001")["parentId"] == ROOT_ID
+
+
+def test_killed_node_is_power_cycled_and_resyncs(vc):
+    assert tour.step_kill(vc, "n0003") < 60
+
+
+def test_cfg_power_off_powers_down(vc):
+    tour.step_power_off(vc, "n0004")
+
+
+def test_hang_backs_off_then_stuck_with_reason(vc):
+    reason = tour.step_hang(vc, "n0005")
+    assert reason.startswith("stuck after 5 failures in a row: power/OFFtoON timed out")
+
+
+def test_freeze_dispatches_nothing_until_thaw(vc):
+    tour.step_freeze(vc, "n0006")
+
+
+def test_root_restart_power_cycles_no_healthy_node(vc):
+    tour.step_restart_root(vc)
+
+
+def test_busy_node_is_left_alone(vc):
+    tour.step_busy(vc, "n0007")
+
+
+def test_bad_power_config_fails_the_step_with_its_reason(vc):
+    # A node without a kraken interface address cannot be started: the step fails, named.
+    st, _ = vc.request("POST", "/cfg/node", {"id": node_id("bare"), "nodename": "bare",
+                                               "platform": "sim", "parentId": ROOT_ID,
+                                               "physState": "POWER_ON"})
+    assert st in (200, 201)
+    vc.wait(lambda: "no kraken interface address" in (vc.path("bare").get("reason") or ""), 30,
+            "the failure reason")
+    assert vc.dsc("bare").get("physState") != "POWER_ON"
