@@ -19,7 +19,8 @@
  * Faults (the service's Cfg config, SimPower.Config, changeable at run time): `hang` lists
  * nodenames whose power-on freezes (the step times out, fail_to PHYS_HANG); `silent` lists
  * nodenames that never answer any step; `failpercent` makes that share of steps fail at
- * random (seeded by `seed`).
+ * random (seeded by `seed`). `childargs` are more flags for the children ("{id}" in one
+ * becomes the node id); `daemon` defaults to the program that loaded the module.
  *
  * Processes: children stay in this daemon's process group (the virtual cluster's runner
  * stops the whole group) and are killed when the service stops or the module is freed. They
@@ -347,9 +348,19 @@ static int power_on(simpower *sp, simnode *n, const char *addr, char *why, size_
                            "-parent", sp->cfg.parent, "-secret", keyfile};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         argv[argc++] = (char *)fixed[i];
+    /* childargs words; "{id}" in a word becomes the node id (e.g. a socket path per node) */
+    char expanded[16][512];
+    size_t n_expanded = 0;
     for (char *save = NULL, *tok = extra ? strtok_r(extra, " ", &save) : NULL;
-         tok && argc < 63; tok = strtok_r(NULL, " ", &save))
+         tok && argc < 63; tok = strtok_r(NULL, " ", &save)) {
+        char *at = strstr(tok, "{id}");
+        if (at && n_expanded < 16) {
+            snprintf(expanded[n_expanded], sizeof expanded[0], "%.*s%s%s", (int)(at - tok), tok,
+                     id, at + 4);
+            tok = expanded[n_expanded++];
+        }
         argv[argc++] = tok;
+    }
     argv[argc] = NULL;
 
     pid_t pid = fork();

@@ -83,7 +83,9 @@ class VirtualCluster:
         with open(os.path.join(self.workdir, "state.json"), "w") as f:
             json.dump({"nodes": nodes}, f, indent=1)
         with open(os.path.join(self.workdir, "kraken.yaml"), "w") as f:
-            f.write(self.config_yaml())
+            f.write(self.config_yaml(os.path.join(self.workdir, "module.sock")))
+        with open(os.path.join(self.workdir, "intermediate.yaml"), "w") as f:
+            f.write(self.config_yaml(None))
 
     def power_config(self, secret, parent_addr, childargs):
         return {"@type": "type.googleapis.com/SimPower.Config",
@@ -93,8 +95,10 @@ class VirtualCluster:
 
     def root_node(self):
         args = "-log %d -noprefix" % self.child_log
-        if self.k:
-            args += " -config %s" % os.path.join(self.workdir, "kraken.yaml")
+        if self.k:  # intermediates run simpower for their own nodes
+            args += " -config %s -module-socket %s" % (
+                os.path.join(self.workdir, "intermediate.yaml"),
+                os.path.join(self.workdir, "nodes", "{id}.sock"))
         return {"id": ROOT_ID, "nodename": "root", "runState": "SYNC", "physState": "POWER_ON",
                 "services": [{"id": "power", "state": "RUN", "config": self.power_config(
                     os.path.join(self.workdir, "secret"), self.root_addr, args)}],
@@ -115,11 +119,12 @@ class VirtualCluster:
                 key, addr, "-log %d -noprefix" % self.child_log)}]
         return node
 
-    def config_yaml(self):
+    def config_yaml(self, socket):
         muts = "".join("      %s: {timeout: %s}\n" % (m, self.power_timeout)
                        for m in ("UKtoOFF", "OFFtoON", "ONtoOFF", "HANGtoOFF"))
-        return ("modulesocket: %s\nmoduledir: %s\nserviceinstances:\n  power:\n    module: simpower\n"
-                "    mutations:\n%s" % (os.path.join(self.workdir, "module.sock"), self.module_dir, muts))
+        return (("modulesocket: %s\n" % socket if socket else "") +
+                "moduledir: %s\nserviceinstances:\n  power:\n    module: simpower\n"
+                "    mutations:\n%s" % (self.module_dir, muts))
 
     # ---- the root -----------------------------------------------------------------------------
 
