@@ -129,7 +129,13 @@ class VirtualCluster:
     # ---- the root -----------------------------------------------------------------------------
 
     def start(self):
-        """Start (or restart) the root daemon; returns once its REST API answers."""
+        """Start (or restart) the root daemon; returns once it says it is ready."""
+        import socket
+        with socket.socket() as probe:
+            if probe.connect_ex((self.root_addr, 3141)) == 0:
+                raise RuntimeError("%s:3141 is taken (another virtual cluster or kraken-daemon?);"
+                                   " stop it or pick another --root-addr" % self.root_addr)
+        since = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [self.daemon, "-config", os.path.join(self.workdir, "kraken.yaml"),
@@ -142,16 +148,15 @@ class VirtualCluster:
         self.started = time.monotonic()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("the root kraken-daemon exited (%d); its log: %s\n%s" %
-                                   (self.proc.returncode, self.log_path, self.log_tail()))
-            try:
-                if self.get("/sme/frozen")[0] == 200:
+            with open(self.log_path) as f:
+                f.seek(since)
+                if "daemon: ready: node" in f.read():
                     return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("the root's REST API did not answer in 30 s; log: " + self.log_path)
+            if self.proc.poll() is not None:
+                raise RuntimeError("the root kraken-daemon exited (%d); its log %s ends:\n%s" %
+                                   (self.proc.returncode, self.log_path, self.log_tail()))
+            time.sleep(0.02)
+        raise RuntimeError("the root did not get ready in 30 s; log: " + self.log_path)
 
     def stop_root(self, sig=signal.SIGTERM):
         """Stop the root: SIGTERM powers every node off; SIGKILL leaves them running."""
@@ -315,16 +320,17 @@ The virtual cluster runs: root %(root)s (REST :3141, websocket :3142, sync :3141
 %(n)d nodes on %(prefix)s.x.y (each a kraken-daemon with its own REST API on :3141).
 
 Look at it:
-  %(ctl)s -api %(rest)s status                # krakenctl (see `krakenctl -h`)
-  curl -s http://%(rest)s/cfg/nodes            # desired state (Cfg) of every node
+  %(ctl)s -i %(rest)s list          # every node, Cfg next to Dsc
+  %(ctl)s -i %(rest)s show %(n1)s     # one node and its plan
+  %(ctl)s -i %(rest)s watch         # live table from the event stream
+  curl -s http://%(rest)s/cfg/nodes            # desired state (Cfg), REST
   curl -s http://%(rest)s/dsc/node/%(id)s   # discovered state (Dsc) of %(n1)s
-  curl -s http://%(rest)s/graph/node/%(id)s/path   # its plan
   curl -s http://%(rest)s/metrics              # Prometheus metrics
   websocket: ws://%(root)s:3142/ws             # the event stream
-  curl -s http://%(addr1)s:3141/dsc/nodes      # %(n1)s's own daemon
+  curl -s http://%(addr1)s:3141/dsc/nodes      # %(n1)s's own kraken-daemon
 Play with it:
   kill -9 $(cat %(wd)s/nodes/%(id)s.pid)   # crash %(n1)s: it is power-cycled
-  curl -X PATCH -d '{"id": "%(id)s", "physState": "POWER_OFF"}' http://%(rest)s/cfg/node/%(id)s
+  %(ctl)s -i %(rest)s set %(n1)s /PhysState POWER_OFF   # and /RunState UNKNOWN
   examples/virtual-cluster/tour             # the guided tour (on its own cluster)
 Logs: %(wd)s/root.log, %(wd)s/nodes/<id>.log
 Stop: Ctrl-C here (or kill %(pid)d): every node is powered off.
@@ -343,15 +349,25 @@ def main():
                     help="stop the cluster and exit 0 once every node is SYNC")
     ap.add_argument("--workdir", help="state, keys and logs (/tmp/kraken-vcluster-UID)")
     ap.add_argument("--timeout", type=float, default=600, help="give up after this (s)")
+    ap.add_argument("--root-addr", default="127.254.0.1", help="the root's address (127.254.0.1)")
+    ap.add_argument("--prefix", default="127.253",
+                    help="nodes get PREFIX.x.y addresses (127.253)")
     a = ap.parse_args()
     if a.nodes < 1 or a.nodes > 60000 or a.intermediates < 0:
         ap.error("-n must be 1..60000 and --intermediates >= 0")
-    vc = VirtualCluster(a.build, n=a.nodes, workdir=a.workdir, intermediates=a.intermediates)
+    if not re.fullmatch(r"127\.\d{1,3}", a.prefix):
+        ap.error("--prefix must be 127.N (the nodes live on loopback addresses)")
+    vc = VirtualCluster(a.build, n=a.nodes, workdir=a.workdir, intermediates=a.intermediates,
+                        root_addr=a.root_addr, prefix=a.prefix)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     vc.prepare()
-    vc.start()
+    try:
+        vc.start()
+    except RuntimeError as e:
+        print("vcluster: %s" % e, file=sys.stderr)
+        return 1
     total = vc.n + vc.k
     tty = sys.stdout.isatty()
     last = None
