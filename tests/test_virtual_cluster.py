@@ -5,6 +5,7 @@ the root's REST API; then every step of the tour (examples/virtual-cluster/tour.
 Needs KRAKEN_BUILD (the meson build directory holding daemon/kraken-daemon and
 modules/simpower.so). Each run takes loopback addresses of its own (127.<150+pid%50>.x.y)."""
 import os
+import subprocess
 import sys
 
 import pytest
@@ -85,3 +86,15 @@ def test_bad_power_config_fails_the_step_with_its_reason(vc):
     vc.wait(lambda: "no kraken interface address" in (vc.path("bare").get("reason") or ""), 30,
             "the failure reason")
     assert vc.dsc("bare").get("physState") != "POWER_ON"
+
+
+def test_the_commands_run_prints_work(vc):
+    # Every command `run` shows to look at the cluster, run as printed (krakenctl and curl).
+    ctl = os.path.join(os.environ["KRAKEN_BUILD"], "daemon", "krakenctl", "krakenctl")
+    from vcluster import look_commands
+    for cmd, _ in look_commands(vc, ctl):
+        r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stdout.strip(), (cmd, r.returncode, r.stderr)
+    first = node_id("n0001")
+    r = subprocess.run([ctl, "-i", vc.rest, "show", first], capture_output=True, text=True)
+    assert "n0001" in r.stdout and "SYNC" in r.stdout

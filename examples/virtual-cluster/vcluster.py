@@ -25,6 +25,14 @@ NS = uuid.UUID("6b72616b-656e-4000-8000-766972747561")  # node ids are uuid5(NS,
 IFACE = "type.googleapis.com/IPv4.IPv4OverEthernet"
 
 
+def _die_with_parent():
+    """In the root's process before exec: SIGTERM it (a clean stop, every node powered off)
+    when the program that started it dies, even by SIGKILL."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def node_addr(i, prefix):
     """The loopback address of node i (0-based): PREFIX.(i / 250).(i % 250 + 2)."""
     return "%s.%d.%d" % (prefix, i // 250, i % 250 + 2)
@@ -143,7 +151,7 @@ class VirtualCluster:
              "-state", os.path.join(self.workdir, "state.json"),
              "-secret", os.path.join(self.workdir, "secret"), "-log", str(self.root_log),
              "-noprefix"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent)
         log.close()
         self.started = time.monotonic()
         deadline = time.monotonic() + 30
@@ -313,30 +321,47 @@ def progress_line(c, total, elapsed):
              c["stuck"]))
 
 
-def how_to_look(vc, ctl):
-    n1 = node_name(vc.k)
-    print("""
-The virtual cluster runs: root %(root)s (REST :3141, websocket :3142, sync :31415),
-%(n)d nodes on %(prefix)s.x.y (each a kraken-daemon with its own REST API on :3141).
+def look_commands(vc, ctl):
+    """The commands `run` prints to look at the cluster: (shell command, comment). The
+    integration test runs each of them."""
+    first = node_name(vc.k)
+    nid = node_id(first)
+    api = "-i " + vc.rest
+    return [
+        ("%s %s list" % (ctl, api), "every node, Cfg next to Dsc"),
+        ("%s %s show %s" % (ctl, api, nid), "%s: every value and its plan" % first),
+        ("curl -s http://%s/cfg/nodes" % vc.rest, "desired state (Cfg) of every node, REST"),
+        ("curl -s http://%s/dsc/node/%s" % (vc.rest, nid), "discovered state (Dsc) of " + first),
+        ("curl -s http://%s/graph/node/%s/path" % (vc.rest, nid), "its plan, as JSON"),
+        ("curl -s http://%s/metrics" % vc.rest, "nodes by state, plans, sync (Prometheus)"),
+        ("curl -s http://%s:3141/dsc/nodes" % node_addr(vc.k, vc.prefix),
+         "%s's own kraken-daemon, as it sees itself" % first),
+    ]
 
-Look at it:
-  %(ctl)s -i %(rest)s list          # every node, Cfg next to Dsc
-  %(ctl)s -i %(rest)s show %(n1)s     # one node and its plan
-  %(ctl)s -i %(rest)s watch         # live table from the event stream
-  curl -s http://%(rest)s/cfg/nodes            # desired state (Cfg), REST
-  curl -s http://%(rest)s/dsc/node/%(id)s   # discovered state (Dsc) of %(n1)s
-  curl -s http://%(rest)s/metrics              # Prometheus metrics
-  websocket: ws://%(root)s:3142/ws             # the event stream
-  curl -s http://%(addr1)s:3141/dsc/nodes      # %(n1)s's own kraken-daemon
+
+def how_to_look(vc, ctl):
+    first = node_name(vc.k)
+    nid = node_id(first)
+    print("\nThe virtual cluster runs: root %s (REST :3141, websocket :3142, sync :31415), %d "
+          "nodes on %s.x.y,\neach a kraken-daemon with its own REST API on :3141.\n\nLook at it:"
+          % (vc.root_addr, vc.n + vc.k, vc.prefix))
+    for cmd, why in look_commands(vc, ctl):
+        print("  %s\n      # %s" % (cmd, why))
+    print("  %s -i %s watch\n      # a live table from the websocket event stream "
+          "ws://%s:3142/ws" % (ctl, vc.rest, vc.root_addr))
+    print("""
 Play with it:
-  kill -9 $(cat %(wd)s/nodes/%(id)s.pid)   # crash %(n1)s: it is power-cycled
-  %(ctl)s -i %(rest)s set %(n1)s /PhysState POWER_OFF   # and /RunState UNKNOWN
-  examples/virtual-cluster/tour             # the guided tour (on its own cluster)
+  kill -9 $(cat %(wd)s/nodes/%(id)s.pid)
+      # crash %(n1)s: it is power-cycled and syncs again
+  %(ctl)s -i %(rest)s set %(id)s /RunState UNKNOWN
+  %(ctl)s -i %(rest)s set %(id)s /PhysState POWER_OFF
+      # power %(n1)s off (set /PhysState POWER_ON, /RunState SYNC to bring it back)
+  examples/virtual-cluster/tour
+      # the guided tour of failures (on a cluster of its own)
 Logs: %(wd)s/root.log, %(wd)s/nodes/<id>.log
 Stop: Ctrl-C here (or kill %(pid)d): every node is powered off.
-""" % {"root": vc.root_addr, "n": vc.n + vc.k, "prefix": vc.prefix, "ctl": ctl, "rest": vc.rest,
-       "id": node_id(n1), "n1": n1, "addr1": node_addr(vc.k, vc.prefix), "wd": vc.workdir,
-       "pid": os.getpid()})
+""" % {"ctl": ctl, "rest": vc.rest, "id": nid, "n1": first, "wd": vc.workdir,
+       "pid": os.getpid()}, flush=True)
 
 
 def main():
@@ -396,7 +421,7 @@ def main():
                 return 1
             time.sleep(0.25)
         if not stop and not a.exit_when_synced and code == 0:
-            how_to_look(vc, os.path.join(vc.build, "daemon", "krakenctl"))
+            how_to_look(vc, os.path.join(vc.build, "daemon", "krakenctl", "krakenctl"))
             while not stop and vc.proc.poll() is None:
                 time.sleep(0.5)
     finally:
