@@ -202,21 +202,26 @@ static void config_read(simpower *sp, const kraken_value *config)
     sp->rand_state = c->seed ? c->seed : 1;
 }
 
-/* Read this instance's key (the cluster secret on the root, its node key below). */
-static int read_key(simpower *sp)
+/*
+ * Read this instance's key (the cluster secret on the root, its node key below) from the
+ * config's `secret`; -1 with the reason, naming the file, in @p why.
+ */
+static int read_key(simpower *sp, char *why, size_t whylen)
 {
     sp->key_len = 0;
-    if (!sp->cfg.secret)
-        return -1;
     FILE *fp = fopen(sp->cfg.secret, "rb");
     if (!fp) {
-        kraken_module_log(sp->module, KRAKEN_LOG_ERROR, "secret %s: %s", sp->cfg.secret,
-                          strerror(errno));
+        snprintf(why, whylen, "simpower: secret %.4000s: %s", sp->cfg.secret, strerror(errno));
         return -1;
     }
     sp->key_len = fread(sp->key, 1, sizeof sp->key, fp);
     fclose(fp);
-    return sp->key_len >= 16 ? 0 : -1;
+    if (sp->key_len < 16) {
+        snprintf(why, whylen, "simpower: secret %.4000s: %zu bytes, a key has at least 16",
+                 sp->cfg.secret, sp->key_len);
+        return -1;
+    }
+    return 0;
 }
 
 /* Whether @p name is in the comma-separated @p list. */
@@ -316,11 +321,18 @@ static void write_pidfile(simpower *sp, simnode *n)
 /* Start the node's kraken-daemon: the simulated machine boots. */
 static int power_on(simpower *sp, simnode *n, const char *addr, char *why, size_t whylen)
 {
-    if (!sp->cfg.workdir || !sp->cfg.parent || !sp->cfg.daemon || read_key(sp) < 0) {
-        snprintf(why, whylen, "SimPower.Config needs daemon, secret (a readable key file), "
-                              "parent and workdir");
+    const char *missing = !sp->cfg.secret    ? "secret"
+                          : !sp->cfg.parent  ? "parent"
+                          : !sp->cfg.workdir ? "workdir"
+                          : !sp->cfg.daemon  ? "daemon"
+                                             : NULL;
+    if (missing) {
+        snprintf(why, whylen, "simpower: the service's config (SimPower.Config) has no %s",
+                 missing);
         return -1;
     }
+    if (read_key(sp, why, whylen) < 0)
+        return -1;
     uint8_t nodekey[KRAKEN_SYNC_NODE_KEY_LEN];
     char keyfile[4096], logfile[4096], id[KRAKEN_UUID_STRLEN + 1], ipapi[80];
     if (kraken_sync_derive_node_key(sp->key, sp->key_len, &n->id, nodekey) < 0) {

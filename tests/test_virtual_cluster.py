@@ -98,3 +98,18 @@ def test_the_commands_run_prints_work(vc):
     first = node_id("n0001")
     r = subprocess.run([ctl, "-i", vc.rest, "show", first], capture_output=True, text=True)
     assert "n0001" in r.stdout and "SYNC" in r.stdout
+
+
+def test_unreadable_secret_fails_power_on_naming_the_file(vc):
+    # A bad config changes nothing else: the step fails with a one-line reason naming the file.
+    vc.set_power_config(secret="/nonexistent/secret")
+    try:
+        vc.set_cfg("n0008", physState="POWER_OFF", runState="UNKNOWN")
+        vc.wait(lambda: vc.dsc("n0008").get("physState") == "POWER_OFF", 30, "n0008 off")
+        vc.set_cfg("n0008", physState="POWER_ON", runState="SYNC")
+        vc.wait(lambda: (vc.path("n0008").get("reason") or "").endswith(
+            "simpower: secret /nonexistent/secret: No such file or directory"), 30,
+            "the reason names the secret file")
+    finally:
+        vc.set_power_config(secret=os.path.join(vc.workdir, "secret"))
+    vc.wait(lambda: tour.up(vc, "n0008"), 60, "n0008 back once the secret is readable")

@@ -402,8 +402,9 @@ def main():
             elapsed = time.monotonic() - vc.started
             c = vc.counts()
             line = progress_line(c, total, elapsed)
-            if tty:
-                sys.stdout.write("\r\033[K" + line)
+            if tty:  # one line, redrawn in place: never wider than the terminal
+                width = shutil.get_terminal_size().columns - 1
+                sys.stdout.write("\r\033[K" + line[:width])
                 sys.stdout.flush()
             elif int(elapsed) != last:
                 print(line, flush=True)
