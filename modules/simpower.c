@@ -17,7 +17,8 @@
  * PhysState PHYS_HANG is discovered at once, and the engine recovers it (HANGtoOFF, OFFtoON...).
  *
  * Faults (the service's Cfg config, SimPower.Config, changeable at run time): `hang` lists
- * nodenames whose power-on freezes (the step times out, fail_to PHYS_HANG); `silent` lists
+ * nodenames whose power-on freezes (the step times out, fail_to PHYS_HANG), and freezes
+ * such a node at once if it runs (SIGSTOP; SIGCONT when it leaves the list); `silent` lists
  * nodenames that never answer any step; `failpercent` makes that share of steps fail at
  * random (seeded by `seed`). `childargs` are more flags for the children ("{id}" in one
  * becomes the node id); `daemon` defaults to the program that loaded the module.
@@ -103,7 +104,7 @@ typedef struct simnode {
     char name[64];
     pid_t pid;        /* its kraken-daemon, 0 when off */
     bool ours;        /* started by this process (waitpid); else adopted from a pid file */
-    bool expected_exit; /* we are powering it off: its exit is no crash */
+    bool frozen;      /* stopped (SIGSTOP) by a hang fault */
 } simnode;
 
 /* A step answered later: the report after a delay. */
@@ -399,7 +400,7 @@ static int power_on(simpower *sp, simnode *n, const char *addr, char *why, size_
     free(extra);
     n->pid = pid;
     n->ours = true;
-    n->expected_exit = false;
+    n->frozen = false;
     write_pidfile(sp, n);
     return 0;
 }
@@ -409,7 +410,6 @@ static void power_off(simpower *sp, simnode *n)
 {
     if (n->pid <= 0)
         return;
-    n->expected_exit = true;
     kill(n->pid, SIGKILL);
     if (n->ours)
         waitpid(n->pid, NULL, 0);
@@ -475,6 +475,7 @@ static bool start_node(simpower *sp, pending *p)
     }
     if (p->hang) {
         kill(n->pid, SIGSTOP); /* frozen at power-on: the step times out */
+        n->frozen = true;
         kraken_module_log(sp->module, KRAKEN_LOG_NOTICE,
                           "node %s hangs at power-on (pid %ld stopped)", n->name, (long)n->pid);
         return true;
@@ -617,12 +618,31 @@ static void on_start(kraken_module *m, const kraken_value *config, void *userdat
     kraken_module_set_state(m, KRAKEN_SERVICE_RUN, NULL);
 }
 
+/*
+ * A running machine whose name enters `hang` freezes now (SIGSTOP; the root notices when its
+ * sync link goes silent); one that leaves the list runs on (SIGCONT).
+ */
+static void apply_hangs(simpower *sp)
+{
+    for (size_t i = 0; i < sp->n_nodes; i++) {
+        simnode *n = &sp->nodes[i];
+        bool hang = n->name[0] && listed(sp->cfg.hang, n->name);
+        if (n->pid <= 0 || hang == n->frozen)
+            continue;
+        kill(n->pid, hang ? SIGSTOP : SIGCONT);
+        n->frozen = hang;
+        kraken_module_log(sp->module, KRAKEN_LOG_NOTICE, "node %s %s (pid %ld)", n->name,
+                          hang ? "hangs" : "runs again", (long)n->pid);
+    }
+}
+
 static void on_config(kraken_module *m, const kraken_value *config, void *userdata)
 {
     simpower *sp = userdata;
     if (!sp)
         return;
     config_read(sp, config);
+    apply_hangs(sp);
     kraken_module_log(m, KRAKEN_LOG_NOTICE, "config: hang [%s], silent [%s], failpercent %u",
                       sp->cfg.hang ? sp->cfg.hang : "", sp->cfg.silent ? sp->cfg.silent : "",
                       sp->cfg.failpercent);

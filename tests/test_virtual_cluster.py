@@ -113,3 +113,19 @@ def test_unreadable_secret_fails_power_on_naming_the_file(vc):
     finally:
         vc.set_power_config(secret=os.path.join(vc.workdir, "secret"))
     vc.wait(lambda: tour.up(vc, "n0008"), 60, "n0008 back once the secret is readable")
+
+
+def proc_state(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_hang_fault_freezes_a_running_node_and_thaws_it(vc):
+    pid = vc.node_pid("n0009")
+    vc.set_power_config(hang="n0009")
+    try:
+        vc.wait(lambda: proc_state(pid) == "T", 10, "n0009 stopped (SIGSTOP)")
+    finally:
+        vc.set_power_config(hang="")
+    vc.wait(lambda: proc_state(pid) != "T", 10, "n0009 running again (SIGCONT)")
+    assert vc.node_pid("n0009") == pid and tour.up(vc, "n0009")
