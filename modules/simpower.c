@@ -419,6 +419,26 @@ static void power_off(simpower *sp, simnode *n)
     unlink(path);
 }
 
+/*
+ * Whether an adopted process (not our child: no waitpid) still runs. A zombie does not: its
+ * reaper may be slow or, in some containers, absent.
+ */
+static bool alive(pid_t pid)
+{
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t got = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    if (got <= 0)
+        return false;
+    stat[got] = '\0';
+    const char *end = strrchr(stat, ')'); /* "pid (comm) S ...": comm may hold anything */
+    return end && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
+}
+
 /* A process that exits while its node is on is a crashed machine: PHYS_HANG, recovered. */
 static void on_watch(kraken_timer *timer, void *userdata)
 {
@@ -428,8 +448,7 @@ static void on_watch(kraken_timer *timer, void *userdata)
         if (n->pid <= 0)
             continue;
         int status = 0;
-        bool gone = n->ours ? waitpid(n->pid, &status, WNOHANG) == n->pid
-                            : (kill(n->pid, 0) < 0 && errno == ESRCH);
+        bool gone = n->ours ? waitpid(n->pid, &status, WNOHANG) == n->pid : !alive(n->pid);
         if (!gone)
             continue;
         char id[KRAKEN_UUID_STRLEN + 1];

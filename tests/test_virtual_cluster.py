@@ -76,6 +76,11 @@ def test_root_restart_power_cycles_no_healthy_node(vc):
     tour.step_restart_root(vc)
 
 
+def test_node_adopted_after_the_restart_is_recovered_when_it_crashes(vc):
+    # n0010 was started by the previous root: the new one watches it by its pid file.
+    assert tour.step_kill(vc, "n0010") < 60
+
+
 def test_busy_node_is_left_alone(vc):
     tour.step_busy(vc, "n0007")
 
