@@ -453,10 +453,9 @@ static void on_watch(kraken_timer *timer, void *userdata)
             continue;
         char id[KRAKEN_UUID_STRLEN + 1];
         kraken_module_log(sp->module, KRAKEN_LOG_WARNING,
-                          "node %s (%s): its kraken-daemon (pid %ld) exited (%s %d): the "
-                          "machine hangs",
-                          n->name[0] ? n->name : kraken_uuid_format(&n->id, id), n->name[0] ? "" : "",
-                          (long)n->pid,
+                          "node %s: its kraken-daemon (pid %ld) exited (%s %d): the machine "
+                          "hangs",
+                          n->name[0] ? n->name : kraken_uuid_format(&n->id, id), (long)n->pid,
                           n->ours && WIFSIGNALED(status) ? "signal" : "status",
                           n->ours && WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
         n->pid = 0;
@@ -667,9 +666,42 @@ static void on_config(kraken_module *m, const kraken_value *config, void *userda
                       sp->cfg.failpercent);
 }
 
-/* Stopping the service powers every node off: no machine outlives its power controller. */
+/*
+ * Stopping the service shuts every node down: no simulated machine outlives the cluster. Unlike
+ * a power cut (ONtoOFF), each daemon gets SIGTERM and up to SHUTDOWN_MS to stop by itself, so
+ * an intermediate shuts down the nodes it powers in turn; then SIGKILL.
+ */
+#define SHUTDOWN_MS 5000
+
 static void power_all_off(simpower *sp)
 {
+    size_t left = 0;
+    for (size_t i = 0; i < sp->n_nodes; i++) {
+        simnode *n = &sp->nodes[i];
+        if (n->pid > 0) {
+            kill(n->pid, SIGTERM);
+            kill(n->pid, SIGCONT); /* a frozen one must run to see its SIGTERM */
+            left++;
+        }
+    }
+    for (int waited = 0; left && waited < SHUTDOWN_MS; waited += 10) {
+        left = 0;
+        for (size_t i = 0; i < sp->n_nodes; i++) {
+            simnode *n = &sp->nodes[i];
+            if (n->pid <= 0)
+                continue;
+            if (n->ours ? waitpid(n->pid, NULL, WNOHANG) == n->pid : !alive(n->pid)) {
+                char path[4096];
+                node_path(sp, n, ".pid", path, sizeof path);
+                unlink(path);
+                n->pid = 0;
+            } else {
+                left++;
+            }
+        }
+        if (left)
+            usleep(10000); /* the loop is stopping anyway: nothing else waits on it */
+    }
     for (size_t i = 0; i < sp->n_nodes; i++)
         power_off(sp, &sp->nodes[i]);
 }

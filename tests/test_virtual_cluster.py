@@ -137,3 +137,27 @@ def test_hang_fault_freezes_a_running_node_and_thaws_it(vc):
         vc.set_power_config(hang="")
     vc.wait(lambda: proc_state(pid) != "T", 10, "n0009 running again (SIGCONT)")
     assert vc.node_pid("n0009") == pid and tour.up(vc, "n0009")
+
+
+def test_two_level_tree_under_intermediates_reaches_sync(tmp_path):
+    # 2 intermediates under the root, 6 nodes under each: the intermediates run simpower for
+    # their own nodes, the root sees every node's Dsc through them.
+    prefix = "127.%d" % (100 + os.getpid() % 50)
+    c = VirtualCluster(os.environ["KRAKEN_BUILD"], n=12, intermediates=2, prefix=prefix,
+                       root_addr=prefix + ".255.1", workdir=str(tmp_path / "tree"))
+    c.prepare()
+    c.start()
+    try:
+        c.wait(c.converged, 120, "14 nodes SYNC under 2 intermediates")
+        assert c.metrics()["kraken_sync_children"] == 2
+        inter = node_addr(0, prefix) + ":3141"
+        st, text = c.get("/metrics", host=inter)
+        assert st == 200 and "\nkraken_sync_children 6\n" in text
+        assert c.cfg("n0003")["parentId"] == node_id("n0001")
+        # The root powered on only the intermediates; they powered on their own nodes.
+        assert c.mutations_dispatched("OFFtoON") == 2
+    finally:
+        rc = c.stop_root()
+        leftovers = [n for n in c.names() if c.node_pid(n)]
+        c.stop()
+    assert rc == 0 and not leftovers, (rc, leftovers)

@@ -64,6 +64,7 @@ class VirtualCluster:
         self.power_timeout = power_timeout
         self.child_log, self.root_log = child_log, root_log
         self.proc = None
+        self.sockdir = self.workdir
         self.log_path = os.path.join(self.workdir, "root.log")
         self.rest = "%s:3141" % root_addr
 
@@ -78,6 +79,13 @@ class VirtualCluster:
             self.kill_leftovers()
             shutil.rmtree(self.workdir)
         os.makedirs(os.path.join(self.workdir, "nodes"), exist_ok=True)
+        # Intermediates' module sockets: a socket path has at most ~100 bytes, a workdir may
+        # be long, so they live in a short directory of their own.
+        self.sockdir = os.path.join(self.workdir, "s")
+        if len(os.path.join(self.sockdir, ROOT_ID + ".sock")) > 90:
+            import tempfile
+            self.sockdir = tempfile.mkdtemp(prefix="kraken-vc-")
+        os.makedirs(self.sockdir, exist_ok=True)
         secret = os.path.join(self.workdir, "secret")
         if not os.path.exists(secret):
             with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
@@ -106,7 +114,7 @@ class VirtualCluster:
         if self.k:  # intermediates run simpower for their own nodes
             args += " -config %s -module-socket %s" % (
                 os.path.join(self.workdir, "intermediate.yaml"),
-                os.path.join(self.workdir, "nodes", "{id}.sock"))
+                os.path.join(self.sockdir, "{id}.sock"))
         return {"id": ROOT_ID, "nodename": "root", "runState": "SYNC", "physState": "POWER_ON",
                 "services": [{"id": "power", "state": "RUN", "config": self.power_config(
                     os.path.join(self.workdir, "secret"), self.root_addr, args)}],
@@ -201,6 +209,8 @@ class VirtualCluster:
     def stop(self):
         self.stop_root(signal.SIGTERM)
         self.kill_leftovers()
+        if not self.sockdir.startswith(self.workdir):
+            shutil.rmtree(self.sockdir, ignore_errors=True)
 
     def log_tail(self, n=20):
         try:
