@@ -23,8 +23,10 @@
  * random (seeded by `seed`). `childargs` are more flags for the children ("{id}" in one
  * becomes the node id); `daemon` defaults to the program that loaded the module.
  *
- * Processes: children stay in this daemon's process group (the virtual cluster's runner
- * stops the whole group) and are killed when the service stops or the module is freed. They
+ * Processes: each child leads a process group of its own (with the nodes it starts, if it is
+ * an intermediate; see power_on()); when the service stops or the module is freed they are shut down
+ * (SIGTERM, then SIGKILL to the group), and the virtual cluster's runner kills any left after
+ * a crash of the root from their pid files. They
  * deliberately have no PR_SET_PDEATHSIG: a root that crashes and restarts must find its
  * nodes still running (SPEC 4.3 scenario 7), as it would real machines.
  */
@@ -376,6 +378,12 @@ static int power_on(simpower *sp, simnode *n, const char *addr, char *why, size_
     }
     argv[argc] = NULL;
 
+    /*
+     * A node's daemon leads a process group of its own, unless this daemon already leads one
+     * (an intermediate, itself started here): then its nodes join it, and the group is the
+     * machine's subtree, which a shutdown can kill whole.
+     */
+    bool own_group = getpgrp() != getpid();
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(why, whylen, "fork: %s", strerror(errno));
@@ -384,6 +392,8 @@ static int power_on(simpower *sp, simnode *n, const char *addr, char *why, size_
     }
     if (pid == 0) {
         /* The child: default signal state, stdin /dev/null, its log file, no other fds. */
+        if (own_group)
+            setpgid(0, 0);
         sigset_t all;
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
@@ -702,8 +712,11 @@ static void power_all_off(simpower *sp)
         if (left)
             usleep(10000); /* the loop is stopping anyway: nothing else waits on it */
     }
-    for (size_t i = 0; i < sp->n_nodes; i++)
+    for (size_t i = 0; i < sp->n_nodes; i++) {
+        if (sp->nodes[i].pid > 0)
+            kill(-sp->nodes[i].pid, SIGKILL); /* the rest of its subtree too */
         power_off(sp, &sp->nodes[i]);
+    }
 }
 
 static void on_stop(kraken_module *m, void *userdata)
