@@ -274,7 +274,8 @@ static void node_path(const simpower *sp, const simnode *n, const char *suffix, 
                       size_t len)
 {
     char id[KRAKEN_UUID_STRLEN + 1];
-    snprintf(buf, len, "%s/%s%s", sp->cfg.workdir, kraken_uuid_format(&n->id, id), suffix);
+    snprintf(buf, len, "%s/%s%s", sp->cfg.workdir ? sp->cfg.workdir : ".",
+             kraken_uuid_format(&n->id, id), suffix);
 }
 
 /* A pid file left by an earlier instance: adopt the process if it still runs this node. */
@@ -337,29 +338,28 @@ static int power_on(simpower *sp, simnode *n, const char *addr, char *why, size_
     if (read_key(sp, why, whylen) < 0)
         return -1;
     uint8_t nodekey[KRAKEN_SYNC_NODE_KEY_LEN];
-    char keyfile[4096], logfile[4096], id[KRAKEN_UUID_STRLEN + 1], ipapi[80];
+    char keyfile[4096], logfile[4096], id[KRAKEN_UUID_STRLEN + 1];
     if (kraken_sync_derive_node_key(sp->key, sp->key_len, &n->id, nodekey) < 0) {
-        snprintf(why, whylen, "node key: %s", kraken_error_last());
+        snprintf(why, whylen, "simpower: node key: %s", kraken_error_last());
         return -1;
     }
     node_path(sp, n, ".key", keyfile, sizeof keyfile);
     node_path(sp, n, ".log", logfile, sizeof logfile);
     int kfd = open(keyfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (kfd < 0 || write(kfd, nodekey, sizeof nodekey) != (ssize_t)sizeof nodekey) {
-        snprintf(why, whylen, "%.4000s: %s", keyfile, strerror(errno));
+        snprintf(why, whylen, "simpower: node key file %.4000s: %s", keyfile, strerror(errno));
         if (kfd >= 0)
             close(kfd);
         return -1;
     }
     close(kfd);
-    snprintf(ipapi, sizeof ipapi, "%s", addr);
     kraken_uuid_format(&n->id, id);
 
-    /* argv: daemon -id ID -ip ADDR -ipapi ADDR -parent P -secret KEY -noprefix [childargs] */
+    /* argv: daemon -id ID -ip ADDR -ipapi ADDR -parent P -secret KEY [childargs] */
     char *argv[64];
     size_t argc = 0;
     char *extra = sp->cfg.childargs ? strdup(sp->cfg.childargs) : NULL;
-    const char *fixed[] = {sp->cfg.daemon, "-id", id, "-ip", addr, "-ipapi", ipapi,
+    const char *fixed[] = {sp->cfg.daemon, "-id", id, "-ip", addr, "-ipapi", addr,
                            "-parent", sp->cfg.parent, "-secret", keyfile};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         argv[argc++] = (char *)fixed[i];
@@ -386,7 +386,7 @@ static int power_on(simpower *sp, simnode *n, const char *addr, char *why, size_
     bool own_group = getpgrp() != getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        snprintf(why, whylen, "fork: %s", strerror(errno));
+        snprintf(why, whylen, "simpower: fork: %s", strerror(errno));
         free(extra);
         return -1;
     }
