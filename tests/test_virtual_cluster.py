@@ -161,3 +161,20 @@ def test_two_level_tree_under_intermediates_reaches_sync(tmp_path):
         leftovers = [n for n in c.names() if c.node_pid(n)]
         c.stop()
     assert rc == 0 and not leftovers, (rc, leftovers)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-n", "0"], "vcluster.py: error: -n must be 1..60000 and --intermediates >= 0"),
+    (["--prefix", "10.0"],
+     "vcluster.py: error: --prefix must be 127.N (the nodes live on loopback addresses)"),
+    (["--build", "/nonexistent"], "vcluster.py: error: --build /nonexistent: "
+     "daemon/kraken-daemon is missing (build it: ninja -C /nonexistent)"),
+])
+def test_runner_refuses_bad_arguments_in_one_line(args, message):
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
+                          "virtual-cluster", "vcluster.py")
+    if "--build" not in args:
+        args = ["--build", os.environ["KRAKEN_BUILD"]] + args
+    r = subprocess.run([sys.executable, script] + args, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2 and r.stderr.splitlines()[-1] == message, r.stderr

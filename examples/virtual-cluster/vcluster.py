@@ -394,6 +394,10 @@ def main():
         ap.error("--prefix must be 127.N (the nodes live on loopback addresses)")
     vc = VirtualCluster(a.build, n=a.nodes, workdir=a.workdir, intermediates=a.intermediates,
                         root_addr=a.root_addr, prefix=a.prefix)
+    for need in (vc.daemon, os.path.join(vc.module_dir, "simpower.so")):
+        if not os.path.isfile(need):
+            ap.error("--build %s: %s is missing (build it: ninja -C %s)" %
+                     (a.build, os.path.relpath(need, vc.build), a.build))
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
