@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Private definitions shared by lib/ sources. Not installed.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The sync protocol state machine (SPEC 6, doc/PROTOCOL.md): joins (both roles), sessions,
  * the subtree each link speaks for, Dsc ownership, damped delta queues fed by the store

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * simpower: the sim power module (SPEC 10, `platform = sim`) behind the virtual cluster.
  *

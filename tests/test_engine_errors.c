@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * A module's discoveries and declarations that the engine refuses: the exact code and a message
  * that names the URL and the value (test_engine.c checks that they are refused at all).
