@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bench_module: the module socket (issue 11 targets), an instance (engine +
  * kraken_module_server) in this process and an external module process

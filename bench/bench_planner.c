@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bench_planner: the planner and the mutation graph (issue "engine").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bench_statefile: loading and saving a large state file (issue 8).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bench_websocket: the websocket event stream under load (issue 10 target:
  * 100 subscribers receive 10,000 events/s, none lost for a reader that keeps up).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Helpers shared by the benchmark programs; see benchutil.h. */
 #include "benchutil.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * benchutil: helpers shared by the benchmark programs in bench/ (timing, the
  * machine header line, size arguments, fatal-error exits, process isolation,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * config.c: kraken-daemon's command line and config file (SPEC 9.1).
  *

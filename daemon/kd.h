@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * kd.h: the pieces of kraken-daemon (SPEC 9), shared between its files.
  *

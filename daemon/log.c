@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * log.c: the daemon's log on stderr, levels 0 (PANIC) .. 9 (DDDEBUG) as the
  * original's -log. One line per message; with -noprefix the timestamp is left

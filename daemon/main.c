@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * main.c: kraken-daemon (SPEC 9), the reference kraken instance on
  * libkraken's public API. It reads its config (config.c), creates the engine

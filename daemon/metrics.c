@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * metrics.c: /metrics in the Prometheus text format (version 0.0.4).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * rest.c: the REST API's HTTP side on libevent's evhttp, run as service
  * instance "restapi" (module "restapi") of the self node, as in the original:

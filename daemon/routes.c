@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * routes.c: the REST API's routes (SPEC 9.2), independent of the HTTP
  * library: a request (method, path, body) in, a status and JSON body out.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * services.c: kraken-daemon's service manager (SPEC 7.3).
  *

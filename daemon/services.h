@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * services.h: kraken-daemon's service manager (services.c, SPEC 7.3): the
  * module socket, external module processes from serviceinstances.<id>

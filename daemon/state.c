@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * state.c: the state file (SPEC 2, 9.1). It is read once at start (the
  * original's node-list JSON; a node with the daemon's own id is merged into

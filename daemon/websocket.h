@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file websocket.h
  * @brief The websocket event stream of kraken-daemon (SPEC 9.3).

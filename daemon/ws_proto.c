@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * ws_proto.c: parsing of what websocket clients send (see ws_proto.h). Every
  * function takes bytes from the network or from Cfg and never trusts them.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * ws_proto.h: the parts of the websocket event stream that read untrusted
  * text, as pure functions (no sockets, no engine): the HTTP upgrade request,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * harness: how a test harness drives a kraken engine without hardware and
  * without sleeping, using only the installed API.

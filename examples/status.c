@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * status: what the engine of one instance would do to each node of a cluster.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Invariants shared by the fuzz targets: whatever a decoder accepts must survive both
  * codecs unchanged, and encoding must be deterministic. A broken invariant aborts, which
  * libFuzzer reports as a crash with the input that caused it. */

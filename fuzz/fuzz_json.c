@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: JSON node lists (kraken_nodes_from_json) and single nodes. */
 #include "fuzz_common.h"
 

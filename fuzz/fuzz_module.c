@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * libFuzzer target: the module protocol decoder (lib/module_wire.c), as the
  * module server and client run it on bytes from a peer: length prefixes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: protobuf nodes (kraken_node_decode). */
 #include "fuzz_common.h"
 

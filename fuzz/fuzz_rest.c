@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Fuzz target for kraken-daemon's REST request -> JSON answer path
  * (daemon/routes.c): the first byte picks the method, the path runs to the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * libFuzzer target: schema description files (kraken_schema_load_json), which sites write by
  * hand. Invariants: a refused file registers nothing and explains itself on one line; a loaded

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: the sync protocol's wire decoders (lib/sync.c, lib/sync_net.c).
  *
  * The first byte picks the decoder (kraken_sync_wire), or, past the last one, a TCP byte

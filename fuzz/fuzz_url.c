@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: URL reads and writes on a fixed node. The input is "<url>" or
  * "<url>\n<value>" (a NUL also separates): with a value, kraken_node_set_text() runs on a
  * copy of the node, and the changed node must still survive both codecs. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libFuzzer target: what a websocket client sends before and after the upgrade, as the
  * event stream (daemon/ws_proto.c) reads it. The first byte picks the parser: 0 the HTTP
  * upgrade head, 1 a subscribe message, 2 a Go duration from WebSocket.Config. Invariants:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The mutation engine (SPEC 3, 4.4, 5): drives every node's plan on the
  * caller's libevent loop.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Error codes and the per-thread last-error message. */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The event bus (SPEC 5) on a caller's libevent loop.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The mutation graph (SPEC 4.2, REST 9.2) in vis.js form.
  *

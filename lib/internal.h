@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Private definitions shared by lib/ sources, as one include: every layer's private header.
  * Not installed. New code includes only the layer headers it needs:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * json.c: nodes <-> JSON text in the original's protobuf-JSON form (SPEC 1.4).
  *

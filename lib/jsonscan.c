@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * jsonscan.c: strict JSON syntax, with positions (below the codecs and the schema loader).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * module.c: the module API (SPEC 7) — descriptors, the calls a module makes
  * (dispatched to its backend), in-process instances on the engine's service

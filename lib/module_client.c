@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * module_client.c: the module side of the module socket (SPEC 7.2), so that
  * any program linking libkraken (and the Python/Lua bindings through it) can

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * module_int.h: what module.c (in-process instances, libraries),
  * module_client.c (connected instances), module_server.c and module_wire.c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * module_server.c: the instance side of the module socket (SPEC 7.2).
  *

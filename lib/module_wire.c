@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * module_wire.c: frames of the module protocol (proto/module.proto), shared
  * by the client (module_client.c) and the server (module_server.c), and the

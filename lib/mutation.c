@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Mutation declarations and the mutation set (SPEC 4.1).
  *

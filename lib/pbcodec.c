@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * pbcodec.c: nodes <-> protobuf bytes (SPEC 1.5), driven by the run-time schemas.
  *

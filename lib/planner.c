@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The planner (SPEC 4.2): cheapest mutation sequence from a node's Dsc state to its Cfg goal.
  *

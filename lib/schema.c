@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Process-wide registry of record schemas and enum types (SPEC 1.2).
  *

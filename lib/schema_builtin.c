@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Built-in enums and schemas (SPEC 1.1, 1.2, Appendix A), registered once by
  * kraken__schemas_init(). Names and field numbers follow the original's .proto files so state

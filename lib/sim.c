@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Simulated power + PXE module for harnesses (include/kraken/sim.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The sync protocol (SPEC 6, doc/PROTOCOL.md): options, life cycle, the public calls of
  * kraken/sync.h and the test hooks, events and logging. The protocol itself is spread by

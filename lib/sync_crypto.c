@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Sync protocol cryptography (doc/PROTOCOL.md 2): cluster secret and node key files, node and
  * session keys, join proofs, envelope MACs and state digests. HMAC-SHA256 and BLAKE2b from libsodium.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Sync transport: one UDP socket and one TCP listener on the same address and port, outgoing
  * TCP connections, length-prefixed TCP frames (4-byte big-endian length, capped at

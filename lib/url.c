@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * url.c: value URLs (SPEC 1.3): parsing, compiled URLs, get/set/unset by URL.
  *

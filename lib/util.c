@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Small shared helpers at the bottom of the library: string copies, UTF-8 checks, quoting input
  * text for error messages, and file I/O with atomic replace.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* UUID text form and generation. */
 #include <string.h>
 #include <sodium.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * kraken_value: self-describing copies of values, their text forms, and conversion to and
  * from stored slots (with width conversion and range checks).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 #include "util_private.h"
 
 const char *kraken_version(void) { return KRAKEN_VERSION_STRING; }

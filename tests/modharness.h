@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * modharness.h: a real-clock harness for the module tests: one loop, one
  * engine (no sync service, short back-off), the engine's log lines and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * module_proc: the testpower module as an external module process. It
  * connects to $KRAKEN_MODULE_SOCKET as $KRAKEN_SERVICE_ID, runs until the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * sync_node: one engine + sync in a process, for multi-process tests and the bench.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * API conveniences and conventions (issue 7): versioned option structs with
  * *_options_init() for bindings, loading a Dsc state file into a store in one

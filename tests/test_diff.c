@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Node diffs: one change per differing leaf, canonical URLs that read back, zero == absent. */
 #include <stdio.h>
 #include <string.h>

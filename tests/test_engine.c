@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Engine tests: whole chains on a real event_base with the simulated power +
  * PXE module (kraken/sim.h), on an injected clock: time moves only when the

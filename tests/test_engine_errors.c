@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * What the engine refuses from a module: discoveries and declarations that do not fit (the exact
  * code and a message naming the URL and the value; test_engine.c checks that they are refused

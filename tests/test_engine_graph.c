@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The engine's graph JSON (kraken_engine_graph_json, REST 9.2), asserted exactly: the vis.js
  * shape (an object with exactly "nodes" and "edges"; each vertex exactly {id, label, color},

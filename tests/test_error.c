@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Error codes, last-error messages, version, and the file helpers in util.c. */
 #include <dirent.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Event bus: ordering, filters, bounded queues, cancellation, re-entrant publish, flush, free. */
 #include <event2/event.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* JSON form of nodes (SPEC 1.4): fixtures, legacy spellings, output format, bad inputs,
  * atomic save; issue 8: the original's exact format (tests/fixtures/original-all-types.json,
  * every SPEC Appendix A type), one test per defect with the exact one-line message. */

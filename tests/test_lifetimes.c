@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Handle lifetimes (doc/ARCHITECTURE.md "Ownership"): whatever order a program
  * (or a garbage collector) releases its handles in, nothing dangles. A parent's

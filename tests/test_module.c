@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Module API in-process (kraken/module.h): the testpower module as a service
  * of an engine, driving nodes from cold to SYNC; the calls a module makes and

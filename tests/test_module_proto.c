@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The module socket end to end (kraken_module_server + kraken_module_connect):
  * an external module process (tests/module_proc.c running testpower) drives

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Records, maps, keyed lists and nodes as values (record.c), built with internal helpers only. */
 #include <malloc.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Binary form of nodes (SPEC 1.5): round trips, wire compatibility with the
  * nanopb-generated kraken.Node, determinism, malformed input. */
 #include <dirent.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The planner and the mutation graph: SPEC 4.2-4.3 reference scenarios and more. */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Schema registry: built-ins, registration rules, field lookup, description files. */
 #include <pthread.h>
 #include <stdio.h>

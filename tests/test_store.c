@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Cfg/Dsc store: CRUD, bulk forms, copies, change events, re-entrancy, save/load. */
 #include <stdio.h>
 #include <string.h>

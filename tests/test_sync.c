@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Sync protocol tests: several engines + syncs in one process on one event_base, each instance
  * on its own 127.0.0.x address. Timers are shortened (hello 40 ms, dead 2 s: fifty hellos, so a

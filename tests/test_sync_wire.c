@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Guard tests for the sync envelope checks (PROTOCOL.md 4): the receiver drops every datagram
  * that is not newer than the last one it accepted on that channel (an OLDER one too, not only

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* URLs (SPEC 1.3): every URL form, auto-creation on set, errors that leave the node unchanged. */
 #include <pthread.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* UUIDs, kraken_value, text forms, slot <-> value conversion, and the util.c helpers below
  * them (UTF-8, quoting input text for messages). */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Unit tests of the websocket stream's parsers (daemon/ws_proto.c): Go
  * durations, the upgrade request head, Sec-WebSocket-Key/Accept and

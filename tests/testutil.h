@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* Shared helpers for the check unit tests. */
 #ifndef KRAKEN_TESTUTIL_H
 #define KRAKEN_TESTUTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * ws_host: an engine + the websocket event stream (daemon/websocket.c) in one
  * process, driven over stdin by tests/test_websocket.py and bench/bench_websocket.py.

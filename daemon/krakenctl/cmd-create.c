@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cmd-create.c: `krakenctl create FILE` (the original's `node create`): new Cfg nodes. */
 #include <getopt.h>
 

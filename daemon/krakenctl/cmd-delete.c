@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cmd-delete.c: `krakenctl delete ID...`: remove nodes (Cfg and Dsc). */
 #include <getopt.h>
 #include <stdio.h>

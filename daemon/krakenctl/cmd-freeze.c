@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * cmd-freeze.c: `krakenctl freeze`, `thaw` and `status` (the original's `sme
  * freeze|thaw|status`): stop and resume the state mutation engine, or ask.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cmd-get.c: `krakenctl get ID URL`: one value of a node's Cfg (or Dsc). */
 #include <getopt.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * cmd-graph.c: `krakenctl graph [ID]`: the mutation graph (vis.js JSON from
  * /graph/json, or one node's with its plan highlighted) as Graphviz DOT.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cmd-list.c: `krakenctl list` (the original's `node list`): every node, Cfg and Dsc. */
 #include <getopt.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * cmd-plan.c: `krakenctl plan ID`: a node's plan (/graph/node/{id}/path): its
  * steps, the current one, and why it is stuck or has no path.

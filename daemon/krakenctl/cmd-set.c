@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * cmd-set.c: `krakenctl set ID URL VALUE`: change one value of a node's Cfg.
  * The URL and value are checked against the schema by libkraken here, with the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * cmd-show.c: `krakenctl show ID` (the original's `node info`): every value of
  * one node, Cfg next to Dsc, and where its plan stands.

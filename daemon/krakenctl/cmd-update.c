@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cmd-update.c: `krakenctl update FILE` (the original's `node update`): replace nodes. */
 #include <getopt.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * cmd-watch.c: `krakenctl watch`: a live node table that converges as events
  * arrive. The node lists come from REST once; then the daemon's websocket

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * http.c: requests to the daemon's REST API on libevent's evhttp client. One
  * connection (kept alive) per run; each request runs the loop until its

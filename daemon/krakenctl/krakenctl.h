@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * krakenctl: command-line client of kraken-daemon's REST API and event stream.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* node.c: fetch one node and decode it with libkraken's JSON codec (get, set, show). */
 #include <stdio.h>
 #include <stdlib.h>

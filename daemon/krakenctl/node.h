@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* node.h: one node through libkraken's codec (node.c). */
 #ifndef KRAKENCTL_NODE_H
 #define KRAKENCTL_NODE_H

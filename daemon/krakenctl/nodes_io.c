@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nodes_io.c: send a node list file to the daemon (create, update) and report per node. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nodes_io.h: node list files to the daemon (nodes_io.c). */
 #ifndef KRAKENCTL_NODES_IO_H
 #define KRAKENCTL_NODES_IO_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * table.c: aligned text tables, coloured with ANSI SGR codes when stdout is a
  * terminal, and the Cfg-vs-Dsc node table shared by `list` and `watch`.

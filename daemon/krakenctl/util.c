@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* util.c: errors, input files, ids and JSON output shared by the commands. */
 #include <dirent.h>
 #include <errno.h>

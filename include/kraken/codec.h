@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/codec.h
  * @brief JSON (SPEC 1.4) and protobuf (SPEC 1.5) forms of nodes and node lists.

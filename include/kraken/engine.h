@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/engine.h
  * @brief The state engine: store + services + planner + event bus on the

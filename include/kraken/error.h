@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/error.h
  * @brief Error codes, the per-thread last-error message, and the API's calling conventions.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/event.h
  * @brief The event bus (SPEC 5).

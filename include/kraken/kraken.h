@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/kraken.h
  * @brief Umbrella header for libkraken.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/log.h
  * @brief Log/trace callback: how errors that happen inside the event loop reach the program.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/module.h
  * @brief Modules (SPEC 7): one description of a module, and the calls a

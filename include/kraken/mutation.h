@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/mutation.h
  * @brief Mutation declarations, the planner and the mutation graph (SPEC 4.1-4.2).

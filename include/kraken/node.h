@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/node.h
  * @brief Nodes as values, URL access (SPEC 1.3) and node diffs.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/schema.h
  * @brief Run-time registry of typed-record schemas and enum types (SPEC 1.2).

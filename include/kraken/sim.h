@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/sim.h
  * @brief A simulated power (+ PXE) module for test harnesses.

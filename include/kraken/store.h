@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/store.h
  * @brief The Cfg/Dsc state store (SPEC 2).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/sync.h
  * @brief State sync over a tree of kraken instances (SPEC 6; protocol in doc/PROTOCOL.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file kraken/types.h
  * @brief UUIDs and values: the scalar vocabulary shared by every other header.

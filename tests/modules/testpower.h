@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * testpower: the module the module tests run in every way (in-process,
  * dlopen'ed, external process). It powers nodes on and boots them to SYNC:

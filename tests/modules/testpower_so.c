@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* testpower as a loadable module: the one exported entry point. */
 #include "testpower.h"
 

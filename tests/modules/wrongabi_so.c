@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* A module built for another module ABI: the loader must refuse it. */
 #include <kraken/module.h>
 
