@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bench_callbacks MODE N: the C baseline of the bindings' overhead figures
  * (bench/bench_bindings.py runs this, then the same work from Python and Lua).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* The C layer under the SWIG bindings: see kb.h for what it adds and why. */
 #include "kb.h"
 

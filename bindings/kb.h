@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /**
  * @file bindings/kb.h
  * @brief The C layer under the SWIG bindings (Python and Lua): libkraken's API

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The SWIG low layer of the Python (kraken.core, under the package kraken) and
  * Lua (require "kraken") bindings: bindings/kb.h as it is, plus per language

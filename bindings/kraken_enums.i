@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Enums and constants of the public headers, for the layers above (kraken.core.KRAKEN_T_ENUM,
  * kraken.KRAKEN_EVENT_DISCOVERY): every function, struct and variable of these headers is left

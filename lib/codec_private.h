@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * codec_private.h: what the codecs (json.c, pbcodec.c) share with the layers that use them.
  * Not installed.

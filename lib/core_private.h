@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * core_private.h: the storage layout and its helpers (schema.c, schema_builtin.c, record.c,
  * value.c). Not installed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The engine's clock (kraken_engine_options.now_ms) and its timers: libevent
  * timers with the default clock, a heap fired by kraken_engine_clock_moved()

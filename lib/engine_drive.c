@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Driving the nodes (SPEC 4.4): the store listener, the node table, the pass
  * that evaluates dirty nodes, and each node's state machine (plan, dispatch,

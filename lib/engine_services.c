@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Services on the engine's self node (SPEC 5): adding and removing them,
  * reconciling their Cfg/Dsc State (start, stop, config changes), their

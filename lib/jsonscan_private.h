@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * jsonscan_private.h: strict JSON syntax with positions (jsonscan.c), ahead of cJSON; used by
  * json.c and schema.c. Not installed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * log_private.h: the library's log lines go through the engine's callback (engine.c). Not
  * installed.

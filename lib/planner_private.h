@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * planner_private.h: mutations, the planner and the mutation graph (mutation.c, planner.c,
  * graph.c), and what the engine reads of them. Not installed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * store_private.h: store internals for the engine (store.c). Not installed.
  */

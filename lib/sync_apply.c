@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Applying received sync state: Cfg and owned facts from the parent, Dsc from children,
  * ordering by per-node and per-URL versions, deletions, snapshot leftovers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Sync hellos: per-node digests, the digest of each link, the hello timer and its schedule,
  * and the policy deciding when a digest mismatch earns a snapshot

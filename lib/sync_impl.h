@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Private to the sync protocol (lib/sync*.c): the structures its files share and the
  * functions one file calls in another. Not part of lib/internal.h: nothing outside sync uses it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * sync_private.h: what the sync files (sync.c, sync_net.c, sync_crypto.c) share, and what they
  * need from the engine. Not installed.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Sync outgoing path: the store listener queues changed nodes, the damped flush turns them
  * into deltas per link (datagrams, or TCP frames for bulk), snapshots, and the sealing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Sync sessions: joins on the parent side (request, proof, admission, duplicate ids) and on
  * the child side (connect, challenge, result, rejoin with back-off), authenticated receive

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Sync node table: the hash table of every node this instance speaks about, the route
  * (direct child) each node is under, the member lists of each child link, fresh/stale facts

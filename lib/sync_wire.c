@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Sync wire format (proto/sync.proto, doc/PROTOCOL.md 4): encoding of messages and node
  * states, and the decoders of received envelopes, bodies and updates, which walk the fields

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * url_private.h: compiled URLs and the per-leaf diff walk (url.c, diff.c). Not installed.
  */

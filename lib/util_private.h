@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * util_private.h: the bottom layer (error.c, util.c): the last-error helpers, owner-thread
  * checks, strings, UTF-8, quoting for messages, files. Not installed.

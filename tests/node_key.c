@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * node_key SECRET_FILE ID: print, in hex, the node key kraken_sync_derive_node_key() derives for
  * node ID from the key in SECRET_FILE (tests/check_readme_keys.sh compares the README's shell
