@@ -96,6 +96,14 @@ static kraken_uuid node_id(unsigned i)
     return id;
 }
 
+static void child_gone(kraken_module *m, const char *reason, void *userdata)
+{
+    (void)m;
+    child_state *cs = userdata;
+    fprintf(stderr, "bench_module: module disconnected: %s\n", reason);
+    event_base_loopbreak(cs->base);
+}
+
 static void child_main(size_t n_rtt, size_t n_disc)
 {
     child_state cs = {.base = event_base_new()};
@@ -104,6 +112,8 @@ static void child_main(size_t n_rtt, size_t n_disc)
     o.socket_path = sock_path;
     o.service_id = "bench";
     o.request_timeout_ms = 60000;
+    o.on_disconnect = child_gone;
+    o.hook_userdata = &cs;
     kraken_module *m;
     bench_die_on(kraken_module_connect(&m, cs.base, &bench_desc, &o, &cs, NULL), "connect");
     /* round trips on node 0 */
@@ -172,8 +182,9 @@ static void on_service(const kraken_event *ev, void *userdata)
 
 static void on_log(int level, const char *subsystem, const char *message, void *userdata)
 {
-    (void)level;
     (void)userdata;
+    if (level <= KRAKEN_LOG_WARNING)
+        fprintf(stderr, "bench_module: %s: %s\n", subsystem, message);
     if (strcmp(subsystem, "bench") == 0 && strcmp(message, "measured") == 0)
         event_base_loopbreak(base);
 }
@@ -214,6 +225,7 @@ int main(int argc, char **argv)
     so.socket_path = sock_path;
     kraken_module_server *srv;
     bench_die_on(kraken_module_server_new(&srv, engine, base, &so), "server");
+    bench_die_on(kraken_engine_set_log(engine, KRAKEN_LOG_NOTICE, on_log, NULL, NULL), "log");
     create_nodes(0, 1001, false);
     create_nodes(100000, sizes[2], true);
     kraken_subscription *mut_sub, *svc_sub;
@@ -234,7 +246,6 @@ int main(int argc, char **argv)
     /* serve until the module is RUN, then while it measures, until it says "measured" */
     event_base_dispatch(base);
     kraken_subscription_remove(svc_sub);
-    bench_die_on(kraken_engine_set_log(engine, KRAKEN_LOG_NOTICE, on_log, NULL, NULL), "log");
     event_base_dispatch(base);
     fflush(stdout);
     /* mutation throughput, with the module idle */

@@ -13,6 +13,7 @@
  *                            allows); W > 0: the root in one process, the children spread over
  *                            W worker processes (default when RLIMIT_NOFILE cannot be raised)
  *     --intermediates K      two-level: K intermediates (default round(sqrt(N)))
+ *     --log LEVEL            the root and intermediates log to stderr up to LEVEL (log.h)
  *     --sequential-ids       ids that differ only in their last bytes (default: random v4)
  *     --tune-parents BYTES   experiment, not the library's behaviour: after a parent's (root's,
  *                            intermediate's) kraken_sync_new, set its UDP receive buffer to
@@ -168,6 +169,7 @@ typedef struct options {
     double join_timeout_s;
     int procs;              /* -1: automatic */
     size_t intermediates;   /* two-level: 0 = round(sqrt(N)) */
+    int log_level;          /* --log: root and intermediates log to stderr up to this; -1 off */
     long tune_rcvbuf;       /* 0: off */
     rlim_t fd_limit;        /* RLIMIT_NOFILE soft limit in effect */
 } options;
@@ -197,6 +199,8 @@ typedef struct result {
     double create_proc_s;                      /* slowest process's kraken_sync_new calls */
     double rss_join_kib, heap_join_b;          /* per child, after the join */
     double rss_total_mib;                      /* all processes */
+    double root_rss_kib, root_heap_kib;        /* the root process alone (with workers), after
+                                                  the join, from before the root engine */
     int tuned_sockets;                         /* --tune-parents: sockets changed */
     char load_before[64], load_after[64];      /* /proc/loadavg around the run */
     /* totals over all instances at the end */
@@ -480,12 +484,22 @@ static void plan_tree(bench *b, topo t, int workers)
     }
 }
 
+static void log_to_stderr(int level, const char *subsystem, const char *message, void *ud)
+{
+    const inst *x = ud;
+    fprintf(stderr, "[%.1f s, instance %u] %s %s: %s\n", bench_now_s(), x->index,
+            kraken_log_level_name(level), subsystem, message);
+}
+
 static void new_engine(bench *b, inst *x)
 {
     kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
     eo.self_id = x->id;
     eo.start_frozen = x->index != 0;
     die_on(kraken_engine_new(&x->engine, b->base, NULL, &eo), "kraken_engine_new");
+    if (b->opt->log_level >= 0 && (x->index == 0 || x->intermediate))
+        die_on(kraken_engine_set_log(x->engine, b->opt->log_level, log_to_stderr, x, NULL),
+               "kraken_engine_set_log");
 }
 
 /* The root's Cfg: every child node with its parent (parents first). */
@@ -1160,8 +1174,11 @@ static void phase_join(bench *b)
     while (!done && bench_now_s() < deadline) {
         done = run_until(b, everyone_joined, next_report < deadline ? next_report : deadline);
         if (!done) {
-            fprintf(stderr, "  %.1f s: root sees %zu/%u children\n", bench_now_s() - t0,
-                    kraken_sync_children(b->v[0].sync), b->v[0].n_kids);
+            size_t so_far = 0;
+            (void)max_since(b->joined_at, b->n, t0, &so_far);
+            fprintf(stderr, "  %.1f s: root sees %zu/%u children, %zu/%zu joined\n",
+                    bench_now_s() - t0, kraken_sync_children(b->v[0].sync), b->v[0].n_kids,
+                    so_far, b->n);
             next_report = bench_now_s() + 2;
         }
     }
@@ -1344,6 +1361,8 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
     watch_workers(b);
 
     inst *root = &b->v[0];
+    long root_rss0 = bench_rss_kib();
+    size_t root_heap0 = bench_heap_bytes();
     new_engine(b, root);
     fill_root_cfg(b);
     new_sync(b, root);
@@ -1353,6 +1372,8 @@ static void run_case(const options *opt, topo t, size_t n, const char *secret, r
         fprintf(stderr, "  %zu child engines created in %.2f s\n", n, bench_now_s() - t0);
 
     phase_join(b);
+    r->root_rss_kib = (double)(bench_rss_kib() - root_rss0);
+    r->root_heap_kib = ((double)bench_heap_bytes() - (double)root_heap0) / 1024.0;
     if (r->ok) {
         for (int k = 0; k < opt->rounds && r->ok; k++)
             phase_round(b, k);
@@ -1472,7 +1493,7 @@ static void usage(const char *prog)
 {
     fprintf(stderr,
             "usage: %s [--topo flat|two|both] [--window S] [--rounds R] [--port P] "
-            "[--join-timeout S] [--procs W] [--intermediates K] [--sequential-ids] "
+            "[--join-timeout S] [--procs W] [--intermediates K] [--log LEVEL] [--sequential-ids] "
             "[--tune-parents BYTES] [N ...]\n"
             "  (N child instances per run, default 1000 10000)\n",
             prog);
@@ -1498,6 +1519,7 @@ static void parse_args(int argc, char **argv, options *o)
     o->port = KRAKEN_SYNC_DEFAULT_PORT;
     o->join_timeout_s = 120;
     o->procs = -1;
+    o->log_level = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1521,6 +1543,9 @@ static void parse_args(int argc, char **argv, options *o)
             i++;
         } else if (strcmp(a, "--procs") == 0) {
             o->procs = (int)parse_num(argv[0], val, 0, MAX_WORKERS);
+            i++;
+        } else if (strcmp(a, "--log") == 0) {
+            o->log_level = (int)parse_num(argv[0], val, 0, 9);
             i++;
         } else if (strcmp(a, "--intermediates") == 0) {
             o->intermediates = (size_t)parse_num(argv[0], val, 1, 10000);
@@ -1653,6 +1678,13 @@ static void print_details(const options *o, const result *rs, size_t n_rs)
                r->rss_join_kib, r->heap_join_b / 1024.0, r->rss_create_kib,
                r->heap_create_b / 1024.0, r->rss_engine_kib, r->heap_engine_b / 1024.0,
                r->rss_total_mib);
+        if (r->procs > 0)
+            printf("  root process after the join: %.1f MiB RSS, %.1f MiB heap for %zu nodes "
+                   "(%.0f B RSS, %.0f B heap per node: the root's store, engine and sync "
+                   "tables)\n",
+                   r->root_rss_kib / 1024.0, r->root_heap_kib / 1024.0, r->n,
+                   r->root_rss_kib * 1024.0 / (double)r->n,
+                   r->root_heap_kib * 1024.0 / (double)r->n);
         printf("  totals: joins accepted %llu, refused %llu, peers lost %llu, snapshots %llu; "
                "dropped: bad mac %llu, unknown sender %llu, replay %llu, not authorized %llu, "
                "malformed %llu, older than applied %llu; store refused %llu; accept errors %llu\n",

@@ -58,7 +58,7 @@ static const setting settings[] = {
     {"state", "statefile", T_STRING, OFF(statefile), 0, 0, "FILE",
      "initial Cfg node list; every Cfg change is saved back to it"},
     {"secret", "secretfile", T_STRING, OFF(secretfile), 0, 0, "FILE",
-     "cluster secret for sync (made with kraken_sync_write_secret)"},
+     "sync key: the cluster secret on a root, the node key on a child"},
     {"sync-insecure", "syncinsecure", T_BOOL, OFF(syncinsecure), 0, 0, NULL,
      "sync without a secret (a fixed public key: demos only)"},
     {"syncport", "syncport", T_INT, OFF(syncport), 0, 65535, "PORT",
@@ -71,7 +71,7 @@ static const setting settings[] = {
      "allow REST on a non-loopback address without a token"},
     {"api-open-reads", "apiopenreads", T_BOOL, OFF(apiopenreads), 0, 0, NULL,
      "with a token, let GET requests through without it"},
-    {"api-timeout", "apitimeout", T_DURATION, OFF(apitimeout_ms), 0, 0, "DURATION",
+    {"api-timeout", "apitimeout", T_DURATION, OFF(apitimeout_ms), 1, 0, "DURATION",
      "REST idle and slow-client timeout (default 15s)"},
     {"api-max-body", "apimaxbody", T_SIZE, OFF(apimaxbody), 0, 0, "BYTES",
      "REST request body limit (default 67108864)"},
@@ -302,15 +302,19 @@ static int setting_apply(kd_config *cfg, const setting *s, const char *text, boo
     case T_DURATION: {
         uint64_t ns;
         /* A bare integer in a config file is nanoseconds, as Go's yaml reads a Duration. */
+        uint64_t ms;
         if (numeric_ns && parse_u64(text, &ns) == 0) {
-            *(uint64_t *)field = ns / 1000000 + (ns % 1000000 ? 1 : 0);
-            return 0;
-        }
-        if (kd_duration_parse(text, field) < 0) {
+            ms = ns / 1000000 + (ns % 1000000 ? 1 : 0);
+        } else if (kd_duration_parse(text, &ms) < 0) {
             snprintf(err, errlen, "invalid duration '%s' for %s (want e.g. \"10s\", \"1m30s\")",
                      text, s->key);
             return -1;
         }
+        if (ms < (uint64_t)s->min) {
+            snprintf(err, errlen, "%s must be at least %dms, not '%s'", s->key, s->min, text);
+            return -1;
+        }
+        *(uint64_t *)field = ms;
         return 0;
     }
     case T_SIZE:

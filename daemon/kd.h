@@ -22,7 +22,6 @@ struct event_base;
 
 #define KD_PROGRAM "kraken-daemon"
 #define KD_REST_DEFAULT_PORT 3141
-#define KD_WEBSOCKET_DEFAULT_PORT 3142
 
 /* ---- config (config.c) --------------------------------------------------------------------- */
 
@@ -157,6 +156,12 @@ typedef struct kd_api {
     kraken_engine *engine;
     kraken_store *store;
     kd_state *state;         /* may be NULL */
+    /*
+     * false: kd_rest_dispatch() makes a successful write durable before it returns.
+     * true: it sets kd_response.flush_pending instead, and the caller flushes once for a
+     * batch of answers before it sends them (group commit, rest.c).
+     */
+    bool defer_flush;
     kraken_sync *sync;       /* may be NULL */
     struct kd_metrics *metrics;
     uint16_t (*websocket_port)(void *userdata); /* NULL: from the self node's Cfg */
@@ -184,12 +189,15 @@ typedef struct kd_response {
     const char *allow;   /* Allow header for 405 */
     const char *route;   /* route template for metrics ("/cfg/node/{id}") */
     bool write;          /* the route changes state (needs the token) */
+    bool flush_pending;  /* with kd_api.defer_flush: flush the state before sending */
 } kd_response;
 
 /** Find the route of a request without running it: sets route, write, allow; 0 if found. */
 int kd_route_lookup(const kd_request *req, kd_response *resp);
 /** Answer a request. Always fills @p resp (free its body with free()). */
 void kd_rest_dispatch(kd_api *api, const kd_request *req, kd_response *resp);
+/** Replace an answer by the 500 of a write that could not be made durable. */
+void kd_rest_reply_unsaved(kd_response *resp);
 
 typedef struct kd_metrics kd_metrics;
 int kd_metrics_new(kd_metrics **out);
@@ -221,6 +229,10 @@ typedef struct kd_rest_options {
  * the service starts or its config changes.
  */
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts);
+/** Replace the bearer token (a copy is kept); only when the API was started with one. */
+int kd_rest_set_token(kd_rest *rest, const char *token);
+/** Make queued write answers durable and send them (before closing the state). */
+void kd_rest_commit(kd_rest *rest);
 /** Close the listener and release the service handle; call after kraken_engine_free(). */
 void kd_rest_free(kd_rest *rest);
 /** Bound port, 0 while not listening. */

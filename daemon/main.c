@@ -38,7 +38,8 @@ typedef struct daemon_ctx {
     kd_rest *rest;
     kd_metrics *metrics;
     kd_api api;
-    struct event *sig_term, *sig_int;
+    struct event *sig_term, *sig_int, *sig_hup;
+    struct event *watchdog;  /* systemd WatchdogSec=: WATCHDOG=1 at half the interval */
     kraken_subscription *events;
     char *token;
     char *api_host; /* from -ipapi (default 127.0.0.1) */
@@ -100,11 +101,14 @@ static void raise_fd_limit(void)
            (unsigned long long)rl.rlim_max);
 }
 
-static int read_token(const char *path, char **out)
+/* Read a bearer token file; on error a one-line reason in @p err. */
+static int read_token(const char *path, char **out, char *err, size_t errlen)
 {
     FILE *fp = fopen(path, "r");
-    if (!fp)
-        return fail("%s: cannot open the API token file: %s", path, strerror(errno));
+    if (!fp) {
+        snprintf(err, errlen, "%s: cannot open the API token file: %s", path, strerror(errno));
+        return -1;
+    }
     struct stat sb;
     if (fstat(fileno(fp), &sb) == 0 && (sb.st_mode & 077))
         kd_log(KRAKEN_LOG_WARNING, "restapi", "%s: the token file is readable by others "
@@ -117,12 +121,19 @@ static int read_token(const char *path, char **out)
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
                  buf[n - 1] == '\t'))
         buf[--n] = '\0';
-    if (n < 16)
-        return fail("%s: the API token must be at least 16 characters", path);
-    if (strpbrk(buf, " \t\r\n"))
-        return fail("%s: the API token must be one line without blanks", path);
-    *out = strdup(buf);
-    return *out ? 0 : fail("out of memory");
+    if (n < 16) {
+        snprintf(err, errlen, "%s: the API token must be at least 16 characters", path);
+        return -1;
+    }
+    if (strpbrk(buf, " \t\r\n")) {
+        snprintf(err, errlen, "%s: the API token must be one line without blanks", path);
+        return -1;
+    }
+    if (!(*out = strdup(buf))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- the self node ------------------------------------------------------------------------- */
@@ -305,6 +316,64 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata)
     event_base_loopexit(d->base, NULL);
 }
 
+/* SIGHUP: take a new API token from the token file (rotation without a restart). */
+static void on_sighup(evutil_socket_t sig, short what, void *userdata)
+{
+    (void)sig;
+    (void)what;
+    daemon_ctx *d = userdata;
+    if (!d->cfg.apitokenfile) {
+        kd_log(KRAKEN_LOG_NOTICE, "daemon", "SIGHUP: no -api-token file to reload");
+        return;
+    }
+    char *token = NULL, err[1024];
+    if (read_token(d->cfg.apitokenfile, &token, err, sizeof err) < 0) {
+        kd_log(KRAKEN_LOG_ERROR, "restapi", "SIGHUP: token not reloaded, the previous one stays: %s",
+               err);
+        return;
+    }
+    if (kd_rest_set_token(d->rest, token) < 0) {
+        kd_log(KRAKEN_LOG_ERROR, "restapi", "SIGHUP: token not reloaded: out of memory");
+    } else {
+        kd_log(KRAKEN_LOG_NOTICE, "restapi", "SIGHUP: API token reloaded from %s",
+               d->cfg.apitokenfile);
+#ifdef KD_HAVE_WEBSOCKET
+        if (!d->cfg.apiopenreads && kd_websocket_set_token(d->websocket, token) < 0)
+            kd_log(KRAKEN_LOG_ERROR, "websocket", "SIGHUP: token not set: %s",
+                   kraken_error_last());
+#endif
+        free(d->token);
+        d->token = token;
+        token = NULL;
+    }
+    free(token);
+}
+
+#ifdef KD_HAVE_SYSTEMD
+/* The loop is alive if this timer runs: a hung daemon stops pinging and systemd restarts it. */
+static void on_watchdog(evutil_socket_t fd, short what, void *userdata)
+{
+    (void)fd;
+    (void)what;
+    notify(userdata, "WATCHDOG=1");
+}
+
+static void start_watchdog(daemon_ctx *d)
+{
+    uint64_t usec = 0;
+    if (!d->cfg.sdnotify || sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+        return;
+    struct timeval tv = {(time_t)(usec / 2 / 1000000), (suseconds_t)(usec / 2 % 1000000)};
+    d->watchdog = event_new(d->base, -1, EV_PERSIST, on_watchdog, d);
+    if (!d->watchdog || event_add(d->watchdog, &tv) < 0) {
+        kd_log(KRAKEN_LOG_WARNING, "daemon", "cannot arm the systemd watchdog timer");
+        return;
+    }
+    kd_log(KRAKEN_LOG_INFO, "daemon", "systemd watchdog: pinging every %llu ms",
+           (unsigned long long)(usec / 2000));
+}
+#endif
+
 static void on_rest_started(void *userdata, bool ok)
 {
     daemon_ctx *d = userdata;
@@ -316,6 +385,9 @@ static void on_rest_started(void *userdata, bool ok)
            d->cfg.parent ? "child" : "root", (unsigned)kd_rest_port(d->rest),
            kraken_engine_frozen(d->engine) ? ", frozen" : "");
     notify(d, "READY=1");
+#ifdef KD_HAVE_SYSTEMD
+    start_watchdog(d);
+#endif
 }
 
 #ifdef KD_HAVE_WEBSOCKET
@@ -389,8 +461,8 @@ static int start(daemon_ctx *d)
     if (parse_ipapi(d) < 0)
         return -1;
     raise_fd_limit();
-    if (c->apitokenfile && read_token(c->apitokenfile, &d->token) < 0)
-        return -1;
+    if (c->apitokenfile && read_token(c->apitokenfile, &d->token, err, sizeof err) < 0)
+        return fail("%s", err);
     if (c->schemadir && kd_schemas_load_dir(c->schemadir, err, sizeof err) < 0)
         return fail("%s", err);
     if (!(d->base = event_base_new()))
@@ -398,8 +470,9 @@ static int start(daemon_ctx *d)
     /* Before anything can say READY: a SIGTERM right after READY must stop cleanly. */
     d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
-    if (!d->sig_term || !d->sig_int || evsignal_add(d->sig_term, NULL) < 0 ||
-        evsignal_add(d->sig_int, NULL) < 0)
+    d->sig_hup = evsignal_new(d->base, SIGHUP, on_sighup, d);
+    if (!d->sig_term || !d->sig_int || !d->sig_hup || evsignal_add(d->sig_term, NULL) < 0 ||
+        evsignal_add(d->sig_int, NULL) < 0 || evsignal_add(d->sig_hup, NULL) < 0)
         return fail("cannot install signal handlers");
 
     kraken_engine_options eo = KRAKEN_ENGINE_OPTIONS_INIT;
@@ -460,11 +533,9 @@ static int start(daemon_ctx *d)
     d->api.websocket_userdata = d->websocket;
     d->api.metrics_hook = websocket_metrics;
     d->api.metrics_userdata = d->websocket;
-    if (!kd_addr_is_loopback(d->api_host) && d->token && !c->apiopenreads)
-        kd_log(KRAKEN_LOG_WARNING, "websocket",
-               "the event stream on %s has no token check: whoever reaches it can read every "
-               "state change (the REST API's reads need the token)",
-               d->api_host);
+    /* The stream only reads: it needs the token when the REST API's reads do. */
+    if (d->token && !c->apiopenreads && kd_websocket_set_token(d->websocket, d->token) < 0)
+        return fail("websocket: %s", kraken_error_last());
 #endif
     /* The engine's own "sync" service runs unless the config or the state file says otherwise. */
     if (kraken_engine_find_service(d->engine, "sync") && !cfg_state_known(d, "sync") &&
@@ -484,6 +555,7 @@ static int start(daemon_ctx *d)
 
 static void stop(daemon_ctx *d)
 {
+    kd_rest_commit(d->rest); /* writes answered by the last loop iteration */
     kd_services_stop(d->services); /* module processes first: no orphans, their Dsc STOP */
     if (d->state && kd_state_flush(d->state) == 0)
         kd_log(KRAKEN_LOG_INFO, "state", "state saved");
@@ -502,6 +574,10 @@ static void stop(daemon_ctx *d)
         event_free(d->sig_term);
     if (d->sig_int)
         event_free(d->sig_int);
+    if (d->sig_hup)
+        event_free(d->sig_hup);
+    if (d->watchdog)
+        event_free(d->watchdog);
     if (d->base)
         event_base_free(d->base);
     libevent_global_shutdown();

@@ -29,6 +29,14 @@
 #define CONFIG_URL "/Services/restapi/Config/" KRAKEN_TYPE_URL_PREFIX CONFIG_TYPE
 #define MAX_HEADERS_SIZE (64 * 1024)
 
+/* A write's answer waiting for the next commit (one state flush for the whole batch). */
+typedef struct pending_answer {
+    struct evhttp_request *req;
+    kd_response resp;
+    const char *method;
+    double start;
+} pending_answer;
+
 struct kd_rest {
     kd_api *api;
     struct event_base *base;
@@ -43,6 +51,9 @@ struct kd_rest {
     struct evhttp *retired;     /* previous listener, freed shortly (its last answers drain) */
     struct event *retire_timer;
     bool started_once, start_failed;
+    pending_answer *pending;    /* answers of writes since the last commit */
+    size_t n_pending, cap_pending;
+    struct event *commit_event;
 };
 
 /* ---- addresses ----------------------------------------------------------------------------- */
@@ -171,6 +182,14 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void free_body(const void *data, size_t len, void *extra)
+{
+    (void)len;
+    (void)extra;
+    free((void *)data);
+}
+
+/* Send the answer; the body (large for node lists) is handed to libevent, not copied. */
 static void send_answer(struct evhttp_request *req, kd_response *resp)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
@@ -182,8 +201,9 @@ static void send_answer(struct evhttp_request *req, kd_response *resp)
     if (resp->status == 401)
         evhttp_add_header(out, "WWW-Authenticate", "Bearer realm=\"kraken\"");
     struct evbuffer *body = evbuffer_new();
-    if (body && resp->body)
-        evbuffer_add(body, resp->body, resp->body_len);
+    if (body && resp->body &&
+        evbuffer_add_reference(body, resp->body, resp->body_len, free_body, NULL) == 0)
+        resp->body = NULL; /* the buffer frees it once sent */
     evhttp_send_reply(req, resp->status, reason_phrase(resp->status), body);
     if (body)
         evbuffer_free(body);
@@ -199,6 +219,61 @@ static void preflight(struct evhttp_request *req, const kd_response *route)
     evhttp_add_header(out, "Access-Control-Max-Age", "600");
     evhttp_add_header(out, "Allow", route->allow);
     evhttp_send_reply(req, 200, "OK", NULL);
+}
+
+/* Send an answer, count it, free it. */
+static void finish(kd_rest *r, struct evhttp_request *hreq, kd_response *resp, const char *method,
+                   double start)
+{
+    send_answer(hreq, resp);
+    kd_metrics_observe(r->api->metrics, method, resp->route, resp->status, now_seconds() - start);
+    free(resp->body);
+    resp->body = NULL;
+}
+
+/*
+ * Group commit: the answers of the writes that arrived in one loop iteration wait for one
+ * flush of the state (a journal append + fdatasync), made by the commit event that runs
+ * after them. A client that went away meanwhile is handled by evhttp (the reply frees the
+ * detached request).
+ */
+void kd_rest_commit(kd_rest *r)
+{
+    if (!r || !r->n_pending)
+        return;
+    bool saved = kd_state_flush(r->api->state) == 0;
+    size_t n = r->n_pending;
+    r->n_pending = 0;
+    for (size_t i = 0; i < n; i++) {
+        pending_answer *p = &r->pending[i];
+        if (!saved)
+            kd_rest_reply_unsaved(&p->resp);
+        finish(r, p->req, &p->resp, p->method, p->start);
+    }
+}
+
+static void on_commit(evutil_socket_t fd, short what, void *userdata)
+{
+    (void)fd;
+    (void)what;
+    kd_rest_commit(userdata);
+}
+
+static int queue_answer(kd_rest *r, struct evhttp_request *hreq, kd_response *resp,
+                        const char *method, double start)
+{
+    if (r->n_pending == r->cap_pending) {
+        size_t cap = r->cap_pending ? r->cap_pending * 2 : 16;
+        pending_answer *grown = realloc(r->pending, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        r->pending = grown;
+        r->cap_pending = cap;
+    }
+    r->pending[r->n_pending++] = (pending_answer){hreq, *resp, method, start};
+    if (r->n_pending == 1)
+        event_active(r->commit_event, EV_TIMEOUT, 0);
+    return 0;
 }
 
 static void on_request(struct evhttp_request *hreq, void *userdata)
@@ -243,9 +318,13 @@ static void on_request(struct evhttp_request *hreq, void *userdata)
         kd_rest_dispatch(r->api, &req, &resp);
     }
     kd_log(KRAKEN_LOG_DEBUG, "restapi", "%s %s -> %d", method, req.path, resp.status);
-    send_answer(hreq, &resp);
-    kd_metrics_observe(r->api->metrics, method, resp.route, resp.status, now_seconds() - start);
-    free(resp.body);
+    if (resp.flush_pending && queue_answer(r, hreq, &resp, method, start) == 0) {
+        free(path);
+        return;
+    }
+    if (resp.flush_pending && kd_state_flush(r->api->state) < 0) /* could not queue it */
+        kd_rest_reply_unsaved(&resp);
+    finish(r, hreq, &resp, method, start);
     free(path);
 }
 
@@ -453,9 +532,11 @@ int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_re
     r->opts.token = NULL;
     r->opts.default_addr = NULL;
     r->retire_timer = evtimer_new(base, on_retire, r);
+    r->commit_event = event_new(base, -1, 0, on_commit, r);
+    api->defer_flush = true;
     static const kraken_service_ops ops = {.start = svc_start, .stop = svc_stop,
                                            .config_changed = svc_config_changed};
-    if (!r->default_addr || (opts->token && !r->token) || !r->retire_timer ||
+    if (!r->default_addr || (opts->token && !r->token) || !r->retire_timer || !r->commit_event ||
         kraken_engine_add_service(api->engine, "restapi", "restapi", &ops, r, NULL,
                                   &r->service) < 0) {
         kd_rest_free(r);
@@ -474,6 +555,14 @@ void kd_rest_free(kd_rest *r)
      * and the state file, alone): this only releases the handle.
      */
     kraken_service_remove(r->service);
+    /* Normally empty (main.c commits before closing the state): answers are only dropped. */
+    for (size_t i = 0; i < r->n_pending; i++) {
+        evhttp_send_error(r->pending[i].req, 503, "shutting down");
+        free(r->pending[i].resp.body);
+    }
+    free(r->pending);
+    if (r->commit_event)
+        event_free(r->commit_event);
     if (r->http)
         evhttp_free(r->http);
     retire_now(r);
@@ -483,6 +572,18 @@ void kd_rest_free(kd_rest *r)
     free(r->addr);
     free(r->token);
     free(r);
+}
+
+int kd_rest_set_token(kd_rest *r, const char *token)
+{
+    if (!r || !r->token || !token) /* no token at start: the access policy was chosen without */
+        return -1;
+    char *copy = strdup(token);
+    if (!copy)
+        return -1;
+    free(r->token);
+    r->token = copy;
+    return 0;
 }
 
 uint16_t kd_rest_port(const kd_rest *r)

@@ -895,6 +895,9 @@ static const route *find_route(const char *path, char *param, size_t param_len)
 
 static const method_handler *find_method(const route *r, const char *method)
 {
+    /* HEAD is GET without the body (evhttp leaves the body out of the answer). */
+    if (strcmp(method, "HEAD") == 0)
+        method = "GET";
     for (size_t i = 0; i < 5 && r->methods[i].method; i++)
         if (strcmp(r->methods[i].method, method) == 0)
             return &r->methods[i];
@@ -945,7 +948,16 @@ void kd_rest_dispatch(kd_api *api, const kd_request *req, kd_response *resp)
     m->fn(api, req, idp, resp);
     kraken_error_clear();
     /* An acknowledged write is on disk: a kill -9 right after the answer loses nothing. */
-    if (m->write && resp->status < 300 && api->state && kd_state_flush(api->state) < 0)
-        reply_error(resp, 500, "the change was applied but could not be saved to the state "
-                               "file (see the daemon's log)");
+    if (!m->write || resp->status >= 300 || !api->state)
+        return;
+    if (api->defer_flush)
+        resp->flush_pending = true;
+    else if (kd_state_flush(api->state) < 0)
+        kd_rest_reply_unsaved(resp);
+}
+
+void kd_rest_reply_unsaved(kd_response *resp)
+{
+    reply_error(resp, 500, "the change was applied but could not be saved to the state "
+                           "file (see the daemon's log)");
 }

@@ -433,11 +433,15 @@ static void on_timer(evutil_socket_t fd, short what, void *userdata)
         arm(st->timer, 1000); /* retry: the disk may come back */
 }
 
-/* Rewrite the state file from the store and drop the journal. */
-static int compact(kd_state *st)
+/* Rewrite the state file from the store and drop the journal; @p err (may be NULL): why not. */
+static int compact_or_say(kd_state *st, char *err, size_t errlen)
 {
     if (kraken_store_save(st->store, KRAKEN_CFG, st->path) < 0) {
-        kd_log(KRAKEN_LOG_ERROR, "state", "cannot save %s: %s", st->path, kraken_error_last());
+        if (err)
+            snprintf(err, errlen, "%s", kraken_error_last());
+        else
+            kd_log(KRAKEN_LOG_ERROR, "state", "cannot save %s: %s", st->path,
+                   kraken_error_last());
         kraken_error_clear();
         return -1;
     }
@@ -456,6 +460,11 @@ static int compact(kd_state *st)
         evtimer_del(st->compact_timer);
     kd_log(KRAKEN_LOG_DEBUG, "state", "saved %s", st->path);
     return 0;
+}
+
+static int compact(kd_state *st)
+{
+    return compact_or_say(st, NULL, 0);
 }
 
 static void on_compact(evutil_socket_t fd, short what, void *userdata)
@@ -612,8 +621,9 @@ int kd_state_open(kd_state **out, kraken_engine *engine, struct event_base *base
         return -1;
     }
     /* Write once now: the file then holds the whole Cfg, self node and journal included. */
-    if (compact(st) < 0) {
-        snprintf(err, errlen, "%s: cannot write the state file (see above)", path);
+    if (compact_or_say(st, err, errlen) < 0) {
+        kraken_store_listener_remove(st->listener); /* nothing to save at close */
+        st->listener = NULL;
         kd_state_close(st);
         return -1;
     }

@@ -106,6 +106,7 @@ struct kd_websocket {
     uint64_t bus_dropped_seen;
     kd_websocket_stats stats;
     bool freeing; /* inside kd_websocket_free() */
+    char *token;  /* bearer token the upgrade must carry, or NULL */
     wslay_frame_context_ptr framer; /* frames each event once (see frame_text()) */
     struct frame_buf {
         uint8_t *bytes;
@@ -666,6 +667,11 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 
 /* ---- the HTTP upgrade ------------------------------------------------------------------------ */
 
+static const char *ws_token(const kd_websocket *ws)
+{
+    return ws->token;
+}
+
 /* Answer a refused upgrade with an HTTP error and a JSON body, then close. */
 static void http_refuse(ws_client *c, int status, const char *status_text, const char *extra,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -767,6 +773,10 @@ static void handshake_read(ws_client *c)
         http_refuse(c, 426, "Upgrade Required", "Sec-WebSocket-Version: 13\r\n",
                     "websocket: unsupported Sec-WebSocket-Version \"%.8s\" (13 required)",
                     r.version);
+    else if (!kd_ws_token_ok(&r, ws_token(c->ws)))
+        http_refuse(c, 401, "Unauthorized", "WWW-Authenticate: Bearer realm=\"kraken\"\r\n",
+                    "websocket: this event stream needs a bearer token (Authorization: Bearer "
+                    "<token>, or ?token=<token> from a browser)");
     else if (!kd_ws_key_valid(r.key))
         http_refuse(c, 400, "Bad Request", NULL,
                     "websocket: missing or malformed Sec-WebSocket-Key (16 bytes in base64)");
@@ -1214,6 +1224,7 @@ void kd_websocket_free(kd_websocket *ws)
     kraken_service_remove(ws->service);
     wslay_frame_context_free(ws->framer);
     free(ws->frame.bytes);
+    free(ws->token);
     free(ws->bind_addr);
     free(ws);
 }
@@ -1221,6 +1232,18 @@ void kd_websocket_free(kd_websocket *ws)
 uint16_t kd_websocket_port(const kd_websocket *ws)
 {
     return ws && ws->listener ? ws->port : 0;
+}
+
+int kd_websocket_set_token(kd_websocket *ws, const char *token)
+{
+    if (!ws)
+        return kraken_error_set(KRAKEN_EINVAL, "kd_websocket_set_token: no websocket");
+    char *copy = NULL;
+    if (token && *token && !(copy = strdup(token)))
+        return kraken_error_set(KRAKEN_ENOMEM, "kd_websocket_set_token: out of memory");
+    free(ws->token);
+    ws->token = copy;
+    return 0;
 }
 
 void kd_websocket_set_queue_limit(kd_websocket *ws, size_t bytes)

@@ -68,6 +68,15 @@ void kd_websocket_free(kd_websocket *ws);
 uint16_t kd_websocket_port(const kd_websocket *ws);
 
 /**
+ * Require a bearer token on the upgrade request: "Authorization: Bearer
+ * <token>", or "?token=<token>" in the URL (browsers cannot set headers on a
+ * websocket). Without it the answer is 401 with a JSON reason. NULL or ""
+ * lets everyone in (the original's behaviour; the stream only reads). Applies
+ * to new connections.
+ */
+int kd_websocket_set_token(kd_websocket *ws, const char *token);
+
+/**
  * Bound of each client's output queue in bytes (default
  * KD_WEBSOCKET_DEFAULT_QUEUE_BYTES). A client whose queue would exceed it is
  * dropped. For tests and tuning.

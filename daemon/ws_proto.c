@@ -61,8 +61,10 @@ bool kd_ws_parse_upgrade(char *head, kd_ws_upgrade *r)
         strncmp(proto, "HTTP/1.", 7) != 0)
         return false;
     char *q = strchr(target, '?');
-    if (q)
+    if (q) {
         *q = '\0';
+        copy_trimmed(r->query, sizeof r->query, q + 1);
+    }
     copy_trimmed(r->path, sizeof r->path, target);
     while ((line = strtok_r(NULL, "\r\n", &save))) {
         char *colon = strchr(line, ':');
@@ -78,8 +80,38 @@ bool kd_ws_parse_upgrade(char *head, kd_ws_upgrade *r)
             copy_trimmed(r->version, sizeof r->version, value);
         else if (strcasecmp(line, "Sec-WebSocket-Key") == 0)
             copy_trimmed(r->key, sizeof r->key, value);
+        else if (strcasecmp(line, "Authorization") == 0)
+            copy_trimmed(r->authorization, sizeof r->authorization, value);
     }
     return true;
+}
+
+/* Equal strings, in time that depends on the length of @p want only. */
+static bool secret_equal(const char *got, size_t got_len, const char *want)
+{
+    size_t want_len = strlen(want);
+    unsigned char diff = got_len != want_len;
+    for (size_t i = 0; i < want_len; i++)
+        diff |= (unsigned char)(i < got_len ? got[i] : 0) ^ (unsigned char)want[i];
+    return diff == 0;
+}
+
+bool kd_ws_token_ok(const kd_ws_upgrade *r, const char *token)
+{
+    if (!token || !*token)
+        return true;
+    if (strncasecmp(r->authorization, "Bearer ", 7) == 0 &&
+        secret_equal(r->authorization + 7, strlen(r->authorization + 7), token))
+        return true;
+    for (const char *p = r->query; *p;) {
+        size_t len = strcspn(p, "&");
+        if (len > 6 && strncmp(p, "token=", 6) == 0 && secret_equal(p + 6, len - 6, token))
+            return true;
+        p += len;
+        if (*p == '&')
+            p++;
+    }
+    return false;
 }
 
 /* RFC 6455 4.1: the key is 16 random bytes in base64, i.e. 22 characters and "==". */

@@ -30,6 +30,8 @@ typedef struct kd_ws_upgrade {
     bool connection_upgrade; /* Connection: lists "upgrade" */
     char version[16];        /* Sec-WebSocket-Version */
     char key[64];            /* Sec-WebSocket-Key */
+    char query[512];         /* after '?' in the target, or "" */
+    char authorization[512]; /* Authorization header, or "" */
 } kd_ws_upgrade;
 
 /* Parse a request head (NUL-terminated, lines end in CRLF; modified). False if malformed. */
@@ -38,6 +40,13 @@ bool kd_ws_parse_upgrade(char *head, kd_ws_upgrade *out);
 bool kd_ws_key_valid(const char *key);
 /* base64(SHA-1(key + the RFC 6455 GUID)), NUL-terminated. */
 void kd_ws_accept_key(const char *key, char out[KD_WS_ACCEPT_LEN + 1]);
+
+/*
+ * True when the request carries @p token: "Authorization: Bearer <token>", or
+ * a "token=<token>" query parameter (browsers cannot set headers on a
+ * websocket). Compared in constant time.
+ */
+bool kd_ws_token_ok(const kd_ws_upgrade *r, const char *token);
 
 /*
  * A client's message: {"command": 0|1|"SUBSCRIBE"|"UNSUBSCRIBE", "type":

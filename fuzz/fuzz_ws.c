@@ -35,6 +35,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (strlen(r.method) >= sizeof r.method || strlen(r.path) >= sizeof r.path ||
                 strlen(r.version) >= sizeof r.version || strlen(r.key) >= sizeof r.key)
                 fail("upgrade field not terminated");
+            if (strlen(r.query) >= sizeof r.query ||
+                strlen(r.authorization) >= sizeof r.authorization)
+                fail("upgrade field not terminated");
+            (void)kd_ws_token_ok(&r, "s3cret");
             if (kd_ws_key_valid(r.key)) {
                 char accept[KD_WS_ACCEPT_LEN + 1];
                 kd_ws_accept_key(r.key, accept);

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "url_private.h"
 
 #define TYPE_PREFIX "type.googleapis.com/"
 

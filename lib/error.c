@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util_private.h"
 
 #define KRAKEN_ERRMSG_MAX 1024
 

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "internal.h"
+#include "util_private.h"
 
 #define BUS_DEFAULT_QUEUE_LIMIT 4096
 #define BUS_INITIAL_QUEUE 8

@@ -13,7 +13,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "planner_private.h"
 
 #define COLOR_VERTEX "#97c2fc"
 #define COLOR_VERTEX_PLAN "#7be141"

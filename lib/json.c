@@ -29,7 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "codec_private.h"
+#include "jsonscan_private.h"
 
 #define JSON_PATH_MAX KRAKEN_JSON_PATH_MAX
 

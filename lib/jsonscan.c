@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "jsonscan_private.h"
 
 void kraken__jscan_init(kraken_jscan *s, const char *text, size_t len, const char *source)
 {

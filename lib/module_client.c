@@ -419,6 +419,26 @@ static void on_later(evutil_socket_t fd, short what, void *arg)
     on_readable(fd, what, arg);
 }
 
+/*
+ * Move the complete frames of the input to the kept queue (which the loop
+ * dispatches before new input): a partial frame at the end stays where the
+ * next read continues it.
+ */
+static void keep_complete_frames(module_client *c)
+{
+    for (;;) {
+        size_t avail = evbuffer_get_length(c->in);
+        uint8_t *head = evbuffer_pullup(c->in, avail < 4 ? (ssize_t)avail : 4);
+        uint32_t len = 0;
+        int rc = kraken__module_frame_peek(head, avail, c->max_frame, &len);
+        if (rc != 0) {
+            kraken_error_clear(); /* an oversized one is refused when it is dispatched */
+            return;
+        }
+        evbuffer_remove_buffer(c->in, c->kept, (size_t)len + 4);
+    }
+}
+
 /* ---- connect and register ------------------------------------------------------------------- */
 
 static bool match_registered(const kraken_module_Frame *f, uint64_t seq)
@@ -484,7 +504,7 @@ static int do_register(kraken_module *m)
     }
     kraken__module_frame_release(&ans);
     event_add(c->rd, NULL);
-    evbuffer_add_buffer(c->kept, c->in); /* Start may have come with Registered */
+    keep_complete_frames(c); /* Start may have come with Registered */
     if (evbuffer_get_length(c->kept) > 0)
         event_active(c->later, EV_READ, 0);
     return 0;
@@ -537,11 +557,11 @@ static int round_trip(kraken_module *m, const kraken_module_Frame *f, uint64_t s
 {
     module_client *c = m->client;
     /* Unread frames stay in order: all of them are dispatched later from the loop. */
-    evbuffer_add_buffer(c->kept, c->in);
+    keep_complete_frames(c);
     int rc = send_frame(m, f, op);
     if (rc == 0)
         rc = wait_for(m, match_reply, seq, ans, op);
-    evbuffer_add_buffer(c->kept, c->in);
+    keep_complete_frames(c);
     if (c->fd >= 0 && evbuffer_get_length(c->kept) > 0)
         event_active(c->later, EV_READ, 0);
     if (rc == 0 && ans->msg.reply.code < 0) {

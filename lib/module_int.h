@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "internal.h"
+#include "log_private.h"
+#include "sync_private.h" /* kraken__engine_attach (declared with the sync internals) */
 #include "kraken/module.h"
 
 /* How an instance carries out the calls a module makes (in-process, or over the socket). */

@@ -210,20 +210,30 @@ static void svc_set_dsc(msvc *s, kraken_service_state state, const char *msg)
         kraken_error_clear();
 }
 
-static int cfg_state(msvc *s)
+static int state_of(msvc *s, kraken_state_kind kind)
 {
     kraken_engine *e = s->srv->engine;
     kraken_value v = KRAKEN_VALUE_INIT;
     char url[300];
     snprintf(url, sizeof url, "/Services/%s/State", s->id);
     int state = 0;
-    if (e && kraken_store_get_value(kraken_engine_store(e), KRAKEN_CFG, kraken_engine_self_id(e),
+    if (e && kraken_store_get_value(kraken_engine_store(e), kind, kraken_engine_self_id(e),
                                     url, &v) == 0 &&
         v.type == KRAKEN_T_ENUM)
         state = (int)v.v.i;
     kraken_value_clear(&v);
     kraken_error_clear();
     return state;
+}
+
+static int cfg_state(msvc *s)
+{
+    return state_of(s, KRAKEN_CFG);
+}
+
+static int dsc_state(msvc *s)
+{
+    return state_of(s, KRAKEN_DSC);
 }
 
 static void op_start(kraken_service *service, void *userdata)
@@ -478,6 +488,8 @@ static void conn_detach(mconn *c, const char *why)
      */
     if (s->expected && s->hooks.connection)
         s->hooks.connection(s->id, false, s->userdata);
+    else if (dsc_state(s) == KRAKEN_SERVICE_STOP)
+        ; /* it stopped as asked, then left: nothing went wrong */
     else if (s->expected)
         svc_set_dsc(s, KRAKEN_SERVICE_INIT, NULL);
     else

@@ -18,36 +18,126 @@
 
 #include "module_int.h"
 
+/*
+ * A Frame is one field: the oneof member. Its messages are coded here with
+ * their own descriptors (tag and length written by hand): nanopb's generic
+ * path walks the 14 members of the oneof for every frame, which was the
+ * largest cost of a discovery on the socket (bench_module under perf).
+ */
+static const pb_msgdesc_t *member_fields(pb_size_t which)
+{
+    switch (which) {
+    case kraken_module_Frame_hello_tag: return kraken_module_Register_fields;
+    case kraken_module_Frame_registered_tag: return kraken_module_Registered_fields;
+    case kraken_module_Frame_start_tag: return kraken_module_Start_fields;
+    case kraken_module_Frame_stop_tag: return kraken_module_Stop_fields;
+    case kraken_module_Frame_config_tag: return kraken_module_Config_fields;
+    case kraken_module_Frame_discover_tag: return kraken_module_Discover_fields;
+    case kraken_module_Frame_fail_tag: return kraken_module_Fail_fields;
+    case kraken_module_Frame_set_state_tag: return kraken_module_SetState_fields;
+    case kraken_module_Frame_log_tag: return kraken_module_Log_fields;
+    case kraken_module_Frame_query_tag: return kraken_module_Query_fields;
+    case kraken_module_Frame_update_cfg_tag: return kraken_module_UpdateCfg_fields;
+    case kraken_module_Frame_reply_tag: return kraken_module_Reply_fields;
+    case kraken_module_Frame_mutation_tag: return kraken_module_MutationRequest_fields;
+    case kraken_module_Frame_event_tag: return kraken_module_Event_fields;
+    default: return NULL;
+    }
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        p[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            p[n] |= 0x80;
+        n++;
+    } while (v);
+    return n;
+}
+
 int kraken__module_frame_encode(const kraken_module_Frame *frame, uint8_t **out, size_t *len)
 {
+    const pb_msgdesc_t *fields = member_fields(frame->which_msg);
+    if (!fields)
+        return kraken__err(KRAKEN_EINVAL, "module frame: no message to encode");
+    /* Most frames fit a small buffer: encode once; size first only for large ones. */
+    uint8_t small[1024];
     size_t size;
-    if (!pb_get_encoded_size(&size, kraken_module_Frame_fields, frame))
+    pb_ostream_t os = pb_ostream_from_buffer(small, sizeof small);
+    bool fits = pb_encode(&os, fields, &frame->msg);
+    if (fits)
+        size = os.bytes_written;
+    else if (!pb_get_encoded_size(&size, fields, &frame->msg))
         return kraken__err(KRAKEN_EPROTO, "module frame: cannot encode %s",
                            kraken__module_frame_name(frame->which_msg));
-    if (size > UINT32_MAX - 4)
-        return kraken__err(KRAKEN_ELIMIT, "module frame: %zu bytes is too large", size);
-    uint8_t *buf = malloc(size + 4);
+    uint8_t head[4 + 2 + 10];
+    size_t h = 4;
+    h += put_varint(head + h, (uint64_t)frame->which_msg << 3 | PB_WT_STRING);
+    h += put_varint(head + h, size);
+    size_t total = h - 4 + size;
+    if (total > UINT32_MAX)
+        return kraken__err(KRAKEN_ELIMIT, "module frame: %zu bytes is too large", total);
+    head[0] = (uint8_t)(total >> 24);
+    head[1] = (uint8_t)(total >> 16);
+    head[2] = (uint8_t)(total >> 8);
+    head[3] = (uint8_t)total;
+    uint8_t *buf = malloc(h + size);
     if (!buf)
         return kraken__err(KRAKEN_ENOMEM, "out of memory");
-    buf[0] = (uint8_t)(size >> 24);
-    buf[1] = (uint8_t)(size >> 16);
-    buf[2] = (uint8_t)(size >> 8);
-    buf[3] = (uint8_t)size;
-    pb_ostream_t os = pb_ostream_from_buffer(buf + 4, size);
-    if (!pb_encode(&os, kraken_module_Frame_fields, frame)) {
-        int rc = kraken__err(KRAKEN_EPROTO, "module frame: encoding %s: %s",
-                             kraken__module_frame_name(frame->which_msg), PB_GET_ERROR(&os));
-        free(buf);
-        return rc;
+    memcpy(buf, head, h);
+    if (fits) {
+        memcpy(buf + h, small, size);
+    } else {
+        os = pb_ostream_from_buffer(buf + h, size);
+        if (!pb_encode(&os, fields, &frame->msg)) {
+            int rc = kraken__err(KRAKEN_EPROTO, "module frame: encoding %s: %s",
+                                 kraken__module_frame_name(frame->which_msg), PB_GET_ERROR(&os));
+            free(buf);
+            return rc;
+        }
     }
     *out = buf;
-    *len = size + 4;
+    *len = h + size;
     return 0;
+}
+
+/* Read a varint at data[*off] (at most 10 bytes); false when it is cut or too long. */
+static bool get_varint(const uint8_t *data, size_t len, size_t *off, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 64 && *off < len; shift += 7) {
+        uint8_t b = data[(*off)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
 }
 
 int kraken__module_frame_decode(const uint8_t *data, size_t len, kraken_module_Frame *out)
 {
     memset(out, 0, sizeof *out);
+    /* The usual frame: exactly one length-delimited field, the member, spanning the body. */
+    size_t off = 0;
+    uint64_t key, sub_len;
+    const pb_msgdesc_t *fields = NULL;
+    if (len > 0 && get_varint(data, len, &off, &key) && (key & 7) == PB_WT_STRING &&
+        key >> 3 <= 0xffff && get_varint(data, len, &off, &sub_len) && sub_len == len - off)
+        fields = member_fields((pb_size_t)(key >> 3));
+    if (fields) {
+        pb_istream_t is = pb_istream_from_buffer(data + off, (size_t)sub_len);
+        if (!pb_decode(&is, fields, &out->msg)) {
+            memset(out, 0, sizeof *out);
+            return kraken__err(KRAKEN_EPROTO, "module frame: malformed at byte %zu of %zu: %s",
+                               off + (size_t)sub_len - is.bytes_left, len, PB_GET_ERROR(&is));
+        }
+        out->which_msg = (pb_size_t)(key >> 3);
+        return 0;
+    }
+    /* Anything else (several fields, unknown ones) the generic way, with its checks. */
     pb_istream_t is = pb_istream_from_buffer(data, len);
     if (!pb_decode(&is, kraken_module_Frame_fields, out)) {
         /* pb_decode released what it had allocated. */
@@ -62,7 +152,9 @@ int kraken__module_frame_decode(const uint8_t *data, size_t len, kraken_module_F
 
 void kraken__module_frame_release(kraken_module_Frame *frame)
 {
-    pb_release(kraken_module_Frame_fields, frame);
+    const pb_msgdesc_t *fields = member_fields(frame->which_msg);
+    if (fields)
+        pb_release(fields, &frame->msg);
     memset(frame, 0, sizeof *frame);
 }
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "planner_private.h"
 
 /* ---- small helpers ------------------------------------------------------ */
 

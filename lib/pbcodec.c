@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "codec_private.h"
 
 #define PB_ORDER_INLINE 64
 
@@ -194,6 +194,8 @@ static size_t size_embedded_record(penc *e, const kraken_field *f, const kraken_
         size_t tlen = strlen(rec->schema->type_url);
         size_t vidx = size_reserve(e);
         size_t vbody = size_record_body(e, rec, depth + 1);
+        if (vbody == 0)
+            e->n = vidx + 1; /* no value field is written, so nothing inside it is walked */
         size_set(e, vidx, vbody);
         body = 1 + ld_size(tlen) + (vbody > 0 ? 1 + ld_size(vbody) : 0);
         *empty = (vbody == 0);

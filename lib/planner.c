@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "planner_private.h"
 
 #define MAX_VALUES_PER_URL 250     /* codes must fit a byte with two OTHER codes */
 #define CACHE_MAX_ENTRIES (1u << 16)

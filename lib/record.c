@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core_private.h"
 
 static const kraken_uuid zero_uuid;
 

@@ -18,7 +18,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "core_private.h"
+#include "jsonscan_private.h"
 
 #define MAX_FIELD_NUMBER 536870911u
 #define RESERVED_LO 19000u /* protobuf's reserved implementation range */

@@ -6,7 +6,7 @@
  * PXEModule.Config, ...) is registered by that module or loaded from a schema file. Field order of kraken.Node and kraken.ServiceInstance must match
  * the KRAKEN_NODE_F_* and KRAKEN_SVC_F_* indexes in internal.h.
  */
-#include "internal.h"
+#include "core_private.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

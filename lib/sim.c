@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util_private.h"
 
 #define PHYS "/PhysState"
 #define RUN "/RunState"
@@ -89,8 +89,11 @@ struct kraken_sim {
     sim_answer *answers; /* pending, doubly linked */
     unsigned n_pending;
     unsigned dispatched[N_SIM_MUTATIONS + 1]; /* last: INITtoSYNC */
+    uint32_t delay[N_SIM_MUTATIONS + 1];      /* per mutation (kraken_sim_set_delay) */
+    bool has_delay[N_SIM_MUTATIONS + 1];
     unsigned interrupted;
     unsigned started;
+    unsigned refused;
     kraken_sim_interrupt_hook interrupt_hook;
     void *interrupt_arg;
 };
@@ -103,6 +106,7 @@ struct sim_answer {
     uint64_t request_id;    /* 0 for INITtoSYNC (answered by a plain discovery) */
     kraken_sim_fault_kind action;  /* KRAKEN_SIM_HANG is never armed; otherwise what to do */
     bool report;            /* report `report_value` instead of the first `to` */
+    bool late;              /* KRAKEN_SIM_LATE: an interrupt does not cancel it */
     char *report_value;
     kraken_timer *timer;
     sim_answer *prev, *next;
@@ -126,6 +130,21 @@ static size_t mutation_index(const char *service_id, const char *mutation_id)
 
 /* ---- faults ------------------------------------------------------------------ */
 
+/* A KRAKEN_SIM_LATE delay: decimal ms that fit 32 bits. */
+static bool late_delay(const char *text, uint32_t *out)
+{
+    uint64_t v = 0;
+    if (!text || !*text)
+        return false;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9' || (v = v * 10 + (uint64_t)(*p - '0')) > UINT32_MAX)
+            return false;
+    }
+    if (out)
+        *out = (uint32_t)v;
+    return true;
+}
+
 static const sim_fault *fault_take(kraken_sim *s, const kraken_uuid *node, const char *mutation_id)
 {
     for (sim_fault *f = s->faults; f; f = f->next) {
@@ -143,11 +162,15 @@ static const sim_fault *fault_take(kraken_sim *s, const kraken_uuid *node, const
 int kraken_sim_inject(kraken_sim *s, const kraken_uuid *node, const char *mutation_id, kraken_sim_fault_kind kind,
                unsigned count, const char *value)
 {
-    if (!s || !mutation_id || (kind == KRAKEN_SIM_REPORT && !value))
+    if (!s || !mutation_id || ((kind == KRAKEN_SIM_REPORT || kind == KRAKEN_SIM_LATE) && !value))
         return kraken__err(KRAKEN_EINVAL, "sim_inject: sim, mutation id (and, to report, a "
                                           "value) are required");
-    if (kind != KRAKEN_SIM_HANG && kind != KRAKEN_SIM_FAIL && kind != KRAKEN_SIM_REPORT)
+    if (kind != KRAKEN_SIM_HANG && kind != KRAKEN_SIM_FAIL && kind != KRAKEN_SIM_REPORT &&
+        kind != KRAKEN_SIM_LATE)
         return kraken__err(KRAKEN_EINVAL, "sim_inject: bad fault kind %d", (int)kind);
+    if (kind == KRAKEN_SIM_LATE && !late_delay(value, NULL))
+        return kraken__err(KRAKEN_EINVAL, "sim_inject: late delay '%s' is not a number of ms",
+                           value);
     sim_fault *f = calloc(1, sizeof *f);
     if (!f)
         return kraken__err(KRAKEN_ENOMEM, "sim_inject: out of memory");
@@ -208,19 +231,22 @@ static void answer_fire(kraken_timer *timer, void *arg)
     kraken_sim *s = a->owner;
     kraken_service *svc = service_by_id(s, a->service_id);
     const kraken_mutation_decl *d = &mutation_at(a->mutation)->decl;
+    int rc = 0;
     if (svc && a->action == KRAKEN_SIM_FAIL) {
-        kraken_service_fail(svc, &a->node, a->request_id, "sim: injected failure");
+        rc = kraken_service_fail(svc, &a->node, a->request_id, "sim: injected failure");
     } else if (svc) {
-        for (size_t i = 0; i < d->n_mutates; i++) {
+        for (size_t i = 0; rc == 0 && i < d->n_mutates; i++) {
             const char *text = (i == 0 && a->report) ? a->report_value : d->mutates[i].to;
             if (a->request_id)
-                kraken_service_report_text(svc, &a->node, a->request_id, d->mutates[i].url,
-                                           text);
+                rc = kraken_service_report_text(svc, &a->node, a->request_id, d->mutates[i].url,
+                                                text);
             else
                 kraken_service_discover_text(svc, &a->node, d->mutates[i].url, text);
         }
     }
-    kraken_error_clear(); /* a refused answer (the node changed meanwhile) is no news here */
+    if (rc == KRAKEN_ESTATE)
+        s->refused++; /* not in flight any more: a late answer */
+    kraken_error_clear(); /* the engine said why; for the simulator it is only a count */
     answer_unlink_free(a);
 }
 
@@ -239,7 +265,12 @@ static void answer_schedule(kraken_sim *s, const char *service_id, size_t mutati
     a->mutation = mutation;
     a->node = *node;
     a->request_id = request_id;
-    a->action = f ? f->kind : KRAKEN_SIM_REPORT;
+    a->action = f && f->kind != KRAKEN_SIM_LATE ? f->kind : KRAKEN_SIM_REPORT;
+    uint32_t delay = s->has_delay[mutation] ? s->delay[mutation] : s->opts.delay_ms;
+    if (f && f->kind == KRAKEN_SIM_LATE) {
+        a->late = true;
+        late_delay(f->value, &delay); /* checked by kraken_sim_inject() */
+    }
     if (f && f->kind == KRAKEN_SIM_REPORT) {
         a->report = true;
         if (!(a->report_value = strdup(f->value))) {
@@ -258,7 +289,7 @@ static void answer_schedule(kraken_sim *s, const char *service_id, size_t mutati
         s->answers->prev = a;
     s->answers = a;
     s->n_pending++;
-    if (kraken_timer_arm(a->timer, s->opts.delay_ms) < 0) {
+    if (kraken_timer_arm(a->timer, delay) < 0) {
         kraken_error_clear();
         answer_unlink_free(a);
     }
@@ -270,6 +301,8 @@ static void answer_cancel(kraken_sim *s, const char *service_id, const kraken_uu
 {
     size_t m = mutation_index(service_id, mutation_id);
     for (sim_answer *a = s->answers; a; a = a->next) {
+        if (a->late)
+            continue; /* a slow process does not hear the interrupt in time */
         if (request_id ? a->request_id == request_id
                        : a->mutation == m && kraken_uuid_compare(&a->node, node) == 0) {
             answer_unlink_free(a);
@@ -458,6 +491,28 @@ unsigned kraken_sim_interrupted(const kraken_sim *s)
 unsigned kraken_sim_started(const kraken_sim *s)
 {
     return s ? s->started : 0;
+}
+
+int kraken_sim_set_delay(kraken_sim *s, const char *mutation_id, uint32_t delay_ms)
+{
+    if (!s || !mutation_id)
+        return kraken__err(KRAKEN_EINVAL, "sim_set_delay: sim and mutation id are required");
+    bool found = false;
+    for (size_t i = 0; i <= N_SIM_MUTATIONS; i++) {
+        if (strcmp(mutation_at(i)->decl.id, mutation_id) == 0) {
+            s->delay[i] = delay_ms;
+            s->has_delay[i] = true;
+            found = true;
+        }
+    }
+    return found ? 0
+                 : kraken__err(KRAKEN_ENOTFOUND, "sim_set_delay: the simulator has no mutation "
+                                                 "'%s'", mutation_id);
+}
+
+unsigned kraken_sim_refused(const kraken_sim *s)
+{
+    return s ? s->refused : 0;
 }
 
 unsigned kraken_sim_pending(const kraken_sim *s)

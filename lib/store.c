@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "store_private.h"
+#include "url_private.h"
 
 typedef struct store_entry {
     kraken_uuid id;

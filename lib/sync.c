@@ -146,6 +146,8 @@ static int owned_urls_of_engine(kraken_engine *engine, urlset *out)
 
 /* ---- per-node bookkeeping ------------------------------------------------------------- */
 
+#define URLVER_N 4 /* per-URL versions kept per node (see snode.uv) */
+
 typedef struct snode {
     kraken_uuid id;
     kraken_uuid parent;     /* Cfg parentId */
@@ -157,6 +159,15 @@ typedef struct snode {
      * sender's sequence number (PROTOCOL.md 4, "Ordering"). */
     uint32_t down_session, up_session;
     uint64_t down_seq, up_seq;
+    /* Facts from the child link, per URL: the last few URLs set by partial updates and the
+     * message that set them, so that an older message (a snapshot overtaken by deltas) can
+     * still fill in the URLs no newer message touched. uv_evicted: no message older than this
+     * can be merged (an entry dropped to make room, or a whole-Dsc message, was that new). */
+    struct urlver {
+        uint64_t hash, seq;
+    } uv[URLVER_N];
+    uint8_t n_uv;
+    uint64_t uv_evicted;
     uint32_t stamp;         /* route generation the route was computed in */
     /* The nodes of a child link (route = that child), listed at the link's top node (the
      * direct child), so that a join, a snapshot or a lost link costs the size of that subtree,
@@ -463,6 +474,7 @@ struct kraken_sync {
     uint64_t change_gen;
     uint64_t owned_refreshed_at; /* hello_cb: refresh_my_owned once per hello period */
     uint64_t digests_at;         /* when compute_digests last ran */
+    uint64_t hello_last_run, hello_next; /* the hello timer: last run, next (schedule_hellos) */
     kraken_uuid *dirty;
     size_t n_dirty, cap_dirty;
     peer *applying_from;       /* set while applying a peer's state: do not echo it back */
@@ -1861,11 +1873,67 @@ static bool chain_reaches_self(kraken_sync *s, const kraken_uuid *id, const idpa
 }
 
 /* Unset every current fact of the sender's domain, so that the listed ones replace them. */
+/* ---- per-URL versions of facts from a child link (PROTOCOL.md 4, "Ordering") -------- */
+
+static uint64_t url_hash(const char *url)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, then mixed */
+    for (const unsigned char *c = (const unsigned char *)url; *c != '\0'; c++)
+        h = (h ^ *c) * 0x100000001b3ull;
+    return mix64(h);
+}
+
+static bool hash_in(uint64_t h, const uint64_t *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (set[i] == h)
+            return true;
+    return false;
+}
+
+/* The URLs messages newer than @p seq set; false when that is not fully known. */
+static bool newer_urls(const snode *n, uint64_t seq, uint64_t out[URLVER_N], size_t *n_out)
+{
+    *n_out = 0;
+    if (n->uv_evicted > seq)
+        return false;
+    for (unsigned i = 0; i < n->n_uv; i++)
+        if (n->uv[i].seq > seq)
+            out[(*n_out)++] = n->uv[i].hash;
+    return true;
+}
+
+static void note_url(snode *n, uint64_t hash, uint64_t seq)
+{
+    unsigned oldest = 0;
+    for (unsigned i = 0; i < n->n_uv; i++) {
+        if (n->uv[i].hash == hash) {
+            if (seq > n->uv[i].seq)
+                n->uv[i].seq = seq;
+            return;
+        }
+        if (n->uv[i].seq < n->uv[oldest].seq)
+            oldest = i;
+    }
+    if (n->n_uv < URLVER_N) {
+        n->uv[n->n_uv++] = (struct urlver){hash, seq};
+        return;
+    }
+    /* full: forget the oldest of the entries and the new one */
+    uint64_t dropped = seq < n->uv[oldest].seq ? seq : n->uv[oldest].seq;
+    if (seq > n->uv[oldest].seq)
+        n->uv[oldest] = (struct urlver){hash, seq};
+    if (dropped > n->uv_evicted)
+        n->uv_evicted = dropped;
+}
+
 typedef struct unset_ctx {
     kraken_node *node;
     const urlset *owned;
     enum fact_filter filter;
     factlist urls;
+    const uint64_t *skip; /* URL hashes a newer message set: left alone */
+    size_t n_skip;
 } unset_ctx;
 
 static int unset_collect_cb(const char *url, const kraken_value *old_value,
@@ -1874,7 +1942,8 @@ static int unset_collect_cb(const char *url, const kraken_value *old_value,
     (void)old_value;
     unset_ctx *u = ud;
     if (new_value == NULL || new_value->type == KRAKEN_T_NONE || is_id_url(url) ||
-        !filter_pass(u->filter, u->owned, url))
+        !filter_pass(u->filter, u->owned, url) ||
+        (u->n_skip > 0 && hash_in(url_hash(url), u->skip, u->n_skip)))
         return 0;
     return factlist_add(&u->urls, url, NULL);
 }
@@ -1885,7 +1954,8 @@ static int unset_collect_cb(const char *url, const kraken_value *old_value,
  */
 static void apply_facts(kraken_sync *s, const peer *from, const kraken_uuid *id,
                         const kraken_sync_Fact *facts, size_t n_facts, bool full,
-                        const urlset *owned, enum fact_filter filter)
+                        const urlset *owned, enum fact_filter filter, const uint64_t *skip,
+                        size_t n_skip)
 {
     char who[64], nid[KRAKEN_UUID_STRLEN + 1];
     kraken_node *node = NULL;
@@ -1897,7 +1967,7 @@ static void apply_facts(kraken_sync *s, const peer *from, const kraken_uuid *id,
         return;
     }
     if (full) {
-        unset_ctx u = {node, owned, filter, {0}};
+        unset_ctx u = {node, owned, filter, {0}, skip, n_skip};
         (void)kraken__node_diff_each(NULL, node, unset_collect_cb, &u);
         for (size_t i = 0; i < u.urls.n; i++)
             (void)kraken_node_unset(node, u.urls.v[i].url);
@@ -1905,6 +1975,8 @@ static void apply_facts(kraken_sync *s, const peer *from, const kraken_uuid *id,
     }
     for (size_t i = 0; i < n_facts; i++) {
         const kraken_sync_Fact *f = &facts[i];
+        if (n_skip > 0 && f->url != NULL && hash_in(url_hash(f->url), skip, n_skip))
+            continue; /* a newer message set it */
         if (f->url == NULL || is_id_url(f->url)) {
             s->stats.dropped_malformed++;
             log_drop(s, DROP_MALFORMED, KRAKEN_LOG_WARNING,
@@ -2163,7 +2235,7 @@ static bool apply_from_parent(kraken_sync *s, peer *p, const rx_update *u)
         if (ns->n_facts > 0 || ns->dsc_full) {
             if (self) {
                 apply_facts(s, p, &ns->id, ns->facts, ns->n_facts, ns->dsc_full, &p->owned,
-                            FACTS_OWNED);
+                            FACTS_OWNED, NULL, 0);
             } else {
                 s->stats.dropped_not_authorized += ns->n_facts ? ns->n_facts : 1;
                 log_drop(s, DROP_NOT_AUTHORIZED, KRAKEN_LOG_WARNING,
@@ -2218,7 +2290,12 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
                                                 : "the node is outside the child's subtree");
             continue;
         }
-        if (older_than_applied(p, n)) {
+        /* An older message (a snapshot overtaken by deltas) still fills in the URLs no newer
+         * message set; when those are not all known, it is skipped. */
+        bool older = older_than_applied(p, n);
+        uint64_t skip[URLVER_N];
+        size_t n_skip = 0;
+        if (older && !newer_urls(n, p->rx_seq, skip, &n_skip)) {
             s->stats.dropped_old++;
             if (u->full)
                 (void)seen_add(s, p, &ns->id);
@@ -2230,10 +2307,27 @@ static void apply_from_child(kraken_sync *s, peer *p, const rx_update *u)
         bool replace = ns->dsc_full && !ns->stale;
         if (ns->n_facts > 0 || replace)
             apply_facts(s, p, &ns->id, ns->facts, ns->n_facts, replace, &s->my_owned,
-                        top ? FACTS_NOT_OWNED : FACTS_ALL);
+                        top ? FACTS_NOT_OWNED : FACTS_ALL, skip, n_skip);
         n = nt_find(&s->nodes, &ns->id);
         if (n == NULL)
             continue;
+        if (!older && n->up_session != p->serial) { /* another session: other numbers */
+            n->n_uv = 0;
+            n->uv_evicted = 0;
+        }
+        if (replace && !older) { /* every fact is as of this message: nothing older merges */
+            n->n_uv = 0;
+            n->uv_evicted = p->rx_seq;
+        } else {
+            for (size_t k = 0; k < ns->n_facts; k++)
+                if (ns->facts[k].url != NULL)
+                    note_url(n, url_hash(ns->facts[k].url), p->rx_seq);
+        }
+        if (older) { /* its node-level flags are out of date: only its facts counted */
+            if (u->full)
+                (void)seen_add(s, p, &ns->id);
+            continue;
+        }
         stamp(p, n);
         if (ns->stale)
             went_stale += set_fresh(s, n, false);
@@ -2319,10 +2413,10 @@ static void refresh_my_owned(kraken_sync *s)
  * [0, hello_ms - tick] (peer_start), each next one in [0.75 x hello_ms, hello_ms - tick] after
  * the previous. With one fixed-period timer per instance, instances started together stayed in
  * phase forever and a parent sent all its children's hellos in one burst, overflowing receive
- * buffers every period. A timer ticking HELLO_TICKS times per period sends the hellos due, so a
- * busy parent recomputes its digests (O(nodes)) at most once per tick, not once per hello. A
- * hello is at most one tick late, so none is more than hello_ms after the previous one and
- * dead_ms > hello_ms of silence still means lost hellos.
+ * buffers every period. The hello timer (schedule_hellos) fires for the earliest hello due, at
+ * most HELLO_TICKS times per period, so a busy parent recomputes its digests (O(nodes)) at most
+ * once per tick, not once per hello. A hello is at most one tick late, so none is more than
+ * hello_ms after the previous one and dead_ms > hello_ms of silence still means lost hellos.
  */
 #define HELLO_TICKS 32
 
@@ -2361,6 +2455,23 @@ static void hello_to(kraken_sync *s, peer *p, uint64_t now, bool *computed)
     send_hello(s, p);
 }
 
+/*
+ * The hello timer fires when the earliest hello is due, but not sooner than a tick after its
+ * last run: a parent with thousands of children still computes digests at most HELLO_TICKS
+ * times per interval, and a leaf wakes once per hello instead of HELLO_TICKS times (with
+ * thousands of instances per process, as in bench_sync, the idle ticks alone took the CPU).
+ */
+static void schedule_hellos(kraken_sync *s, uint64_t due)
+{
+    uint64_t earliest = s->hello_last_run + hello_tick_ms(s);
+    if (due < earliest)
+        due = earliest;
+    uint64_t now = now_ms();
+    s->hello_next = due;
+    event_del(s->hello_ev);
+    arm_timer(s->hello_ev, due > now ? due - now : 0);
+}
+
 static void hello_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -2373,10 +2484,19 @@ static void hello_cb(evutil_socket_t fd, short what, void *arg)
         refresh_my_owned(s); /* the owned URLs the digests depend on */
     }
     bool computed = false;
-    for (size_t i = 0; i < s->n_children; i++)
+    uint64_t next = now + s->opts.hello_ms; /* owned URLs and log summaries: once a period */
+    for (size_t i = 0; i < s->n_children; i++) {
         hello_to(s, s->children[i], now, &computed);
-    if (s->parent != NULL)
+        if (s->children[i]->hello_due < next)
+            next = s->children[i]->hello_due;
+    }
+    if (s->parent != NULL) {
         hello_to(s, s->parent, now, &computed);
+        if (s->parent->hello_due < next)
+            next = s->parent->hello_due;
+    }
+    s->hello_last_run = now;
+    schedule_hellos(s, next);
 }
 
 /*
@@ -2414,15 +2534,28 @@ static void on_hello(kraken_sync *s, peer *p, const kraken_sync_Hello *h)
     }
     p->strikes++;
     uint64_t now = now_ms();
-    /* Deltas may sit in a busy peer's queues for longer than a few damping periods: a parent
-     * applying a 10,000-child round takes most of a second, so a hello crossing its deltas
-     * looked like a loss and cost a snapshot. An eighth of the hello interval covers that and
-     * still lets the hello after next repair a real loss. */
+    /* Deltas may sit in a busy peer's queues for a long time: a parent applying a
+     * 10,000-child round takes most of a second, and an overloaded one (30,000 children on two
+     * shared cores) several; a hello crossing them looked like a loss and cost a snapshot
+     * (13,000 per round). So after sending anything in the last hello interval, the snapshot
+     * waits for a second mismatching hello in a row: a real loss then costs at most two
+     * intervals; when this side has been quiet for an interval, the first one repairs it. */
     uint64_t guard = (uint64_t)s->opts.damping_ms * 4 + 100;
-    if (guard < s->opts.hello_ms / 8)
-        guard = s->opts.hello_ms / 8;
-    bool quiet = now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
+    if (guard < s->opts.hello_ms)
+        guard = s->opts.hello_ms;
+    /* Changes applied but not flushed yet are deltas about to go: under load a hello can
+     * arrive between the two, and a snapshot then only repeats them (a 30,000-child bench
+     * sent 13,835 snapshots in one round that way). */
+    bool flushing = s->n_dirty > 0 || event_pending(s->flush_ev, EV_TIMEOUT, NULL);
+    bool quiet = !flushing && now - p->last_delta_at > guard && now - p->last_snapshot_at > guard;
     if ((p->strikes >= 2 || quiet) && snapshot_welcome(s, p)) {
+        char who[64];
+        slog(s, KRAKEN_LOG_INFO,
+             "digests differ for %s (%d hello(s) in a row, last sent %llu ms ago): snapshot",
+             peer_name(p, who), p->strikes,
+             (unsigned long long)(now - (p->last_delta_at > p->last_snapshot_at
+                                             ? p->last_delta_at
+                                             : p->last_snapshot_at)));
         snapshot_or_log(s, p);
         p->strikes = -1; /* the next hello may predate the snapshot */
     }
@@ -2442,6 +2575,8 @@ static int peer_start(kraken_sync *s, peer *p)
     p->last_heard = now_ms();
     arm_timer(p->dead_ev, s->opts.dead_ms);
     p->hello_due = p->last_heard + uniform_ms(0, s->opts.hello_ms - hello_tick_ms(s));
+    if (p->hello_due < s->hello_next)
+        schedule_hellos(s, p->hello_due);
     return KRAKEN_OK;
 }
 
@@ -2666,12 +2801,11 @@ static void pending_free(kraken_sync *s, pending_join *pj, bool close_conn)
     free(pj);
 }
 
-static void refuse_join(kraken_sync *s, const kraken_uuid *child, const kraken_sync_conn *conn,
+static void refuse_join(kraken_sync *s, const kraken_uuid *child, const kraken_sync_addr *from,
                         const char *reason)
 {
-    char buf[KRAKEN_UUID_STRLEN + 1], addr[80] = "?";
-    if (conn != NULL)
-        kraken__sync_addr_format(kraken__sync_conn_peer(conn), addr, sizeof addr);
+    char buf[KRAKEN_UUID_STRLEN + 1], addr[80];
+    kraken__sync_addr_format(from, addr, sizeof addr);
     s->stats.joins_refused++;
     publish(s, KRAKEN_SYNC_JOIN_REFUSED, child, "join of %s refused: %s", fmt_id(child, buf),
             reason);
@@ -2710,7 +2844,7 @@ static void pj_on_request(kraken_sync *s, pending_join *pj, const uint8_t *data,
         char reason[96];
         snprintf(reason, sizeof reason, "unsupported protocol version %u or bad UDP port %u",
                  (unsigned)req.version, (unsigned)req.udp_port);
-        refuse_join(s, &pj->tr.child_id, pj->conn, reason);
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(pj->conn), reason);
         pending_free(s, pj, true);
         return;
     }
@@ -2841,7 +2975,7 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
     kraken__sync_proof(pj->node_key, false, &pj->tr, expected);
     if (!decode_small(kraken_sync_JoinProof_fields, data, len, &proof) ||
         !kraken__sync_equal(expected, proof.proof, sizeof expected)) {
-        refuse_join(s, &pj->tr.child_id, pj->conn,
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(pj->conn),
                     "the child's proof does not match: its node key is not the one this "
                     "instance derives for it (a key from another cluster secret, or from "
                     "before the node moved here?)");
@@ -2868,8 +3002,9 @@ static void pj_on_proof(kraken_sync *s, pending_join *pj, const uint8_t *data, s
         (void)send_join_result(s, p, false, reason);
         kraken__sync_conn_close(p->conn, true);
         p->conn = NULL;
+        kraken_sync_addr from = p->udp;
         peer_free(p);
-        refuse_join(s, &child, NULL, reason);
+        refuse_join(s, &child, &from, reason);
         return;
     }
     peer *old = find_child(s, &child);
@@ -2941,7 +3076,7 @@ static void pj_closed(kraken_sync_conn *conn, const char *why, void *ud)
         char reason[300];
         snprintf(reason, sizeof reason,
                  "the child ended the handshake after our challenge, without a proof (%s)", why);
-        refuse_join(s, &pj->tr.child_id, conn, reason);
+        refuse_join(s, &pj->tr.child_id, kraken__sync_conn_peer(conn), reason);
     } else {
         slog(s, KRAKEN_LOG_DEBUG, "connection from %s closed before a JoinRequest (%s)", addr,
              why);
@@ -3431,7 +3566,7 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if ((rc = owned_urls_of_engine(engine, &s->my_owned)) < 0 || (rc = load_nodes(s)) < 0)
         goto fail;
     s->flush_ev = evtimer_new(base, flush_cb, s);
-    s->hello_ev = event_new(base, -1, EV_PERSIST, hello_cb, s);
+    s->hello_ev = evtimer_new(base, hello_cb, s);
     s->join_ev = evtimer_new(base, join_timer_cb, s);
     if (s->flush_ev == NULL || s->hello_ev == NULL || s->join_ev == NULL) {
         rc = kraken__err(KRAKEN_ENOMEM, "kraken_sync_new: out of memory");
@@ -3443,7 +3578,8 @@ int kraken_sync_new(kraken_sync **out, kraken_engine *engine, struct event_base 
     if ((rc = kraken_store_listen(s->store, on_store_change, s, NULL, &s->listener)) < 0)
         goto fail;
     s->owned_refreshed_at = now_ms();
-    arm_timer(s->hello_ev, hello_tick_ms(s));
+    s->hello_last_run = now_ms();
+    schedule_hellos(s, s->hello_last_run + s->opts.hello_ms);
     if (s->has_parent) {
         /* Frozen until the first full state (the engine may already start frozen). */
         s->engine_was_frozen = kraken_engine_frozen(engine);
@@ -3596,6 +3732,12 @@ void kraken__sync_age_snapshots(kraken_sync *sync, uint64_t ms)
     for (size_t i = 0; i < sync->n_children; i++)
         age_snapshot(sync->children[i], ms);
     age_snapshot(sync->parent, ms);
+}
+
+bool kraken__sync_flush_pending(const kraken_sync *sync)
+{
+    return sync != NULL &&
+           (sync->n_dirty > 0 || event_pending(sync->flush_ev, EV_TIMEOUT, NULL));
 }
 
 size_t kraken__sync_buffered(const kraken_sync *sync)

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "url_private.h"
 
 /* Deep enough for any schema nesting; bounds the stack arrays used below. */
 #define URL_MAX_COMPONENTS 64

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "util_private.h"
 
 char *kraken__strndup(const char *s, size_t n)
 {

@@ -2,7 +2,7 @@
 #include <string.h>
 #include <sodium.h>
 
-#include "internal.h"
+#include "util_private.h"
 
 static int hex_value(char c)
 {

@@ -12,7 +12,7 @@
 
 #include <sodium.h>
 
-#include "internal.h"
+#include "core_private.h"
 
 /* ---- type names and enum accessors ---------------------------------------------- */
 
@@ -388,9 +388,20 @@ int kraken__slot_to_value(const kraken_field *f, kraken_type type, const kraken_
     }
 }
 
+/* The URL (or field) a message is about, as its prefix. URLs carry caller text (map keys):
+ * one that kraken__quote() would change (a control character, a byte that is not UTF-8, a
+ * quote or backslash, or too long) is shown quoted and escaped, so the message stays on one
+ * line. One message uses it once: the buffer is per thread. */
 static const char *where(const kraken_field *f, const char *url)
 {
-    return url ? url : f ? f->name : "value";
+    static __thread char quoted[512];
+    if (!url)
+        return f ? f->name : "value";
+    size_t len = strlen(url);
+    kraken__quote(quoted, sizeof quoted, url, len);
+    /* nothing escaped or cut: the URL as it is */
+    bool plain = strlen(quoted) == len + 2 && memcmp(quoted + 1, url, len) == 0;
+    return plain ? url : quoted;
 }
 
 /* Name of the type expected by (f, type), e.g. "enum PhysState" or "record IPv4.IPv4". */

@@ -1,4 +1,4 @@
-#include "internal.h"
+#include "util_private.h"
 
 const char *kraken_version(void) { return KRAKEN_VERSION_STRING; }
 

@@ -3,7 +3,9 @@
  * connects to $KRAKEN_MODULE_SOCKET as $KRAKEN_SERVICE_ID, runs until the
  * connection goes, and exits 3 then (0 after a Stop). With "selftest" as
  * argument it also exercises the calls that wait for an answer (query,
- * update_cfg) and an asynchronous refusal, and logs what it got.
+ * update_cfg) and an asynchronous refusal, and logs what it got. With
+ * "reconnect" it connects again after a disconnect (every 50 ms, 200 tries)
+ * instead of exiting.
  */
 #include <event2/event.h>
 #include <stdio.h>
@@ -15,14 +17,40 @@
 #include "modules/testpower.h"
 
 static struct event_base *base;
-static bool stopped;
+static bool stopped, reconnect;
+static struct event *retry;
+static int tries;
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kraken_module *m = arg;
+    if (kraken_module_reconnect(m) == 0) {
+        printf("module_proc: reconnected as %s\n", kraken_module_service_id(m));
+        return;
+    }
+    if (++tries >= 200) {
+        fprintf(stderr, "module_proc: giving up: %s\n", kraken_error_last());
+        event_base_loopexit(base, NULL);
+        return;
+    }
+    struct timeval tv = {0, 50000};
+    evtimer_add(retry, &tv);
+}
 
 static void on_disconnect(kraken_module *m, const char *reason, void *userdata)
 {
-    (void)m;
     (void)userdata;
     fprintf(stderr, "module_proc: disconnected: %s\n", reason);
-    event_base_loopexit(base, NULL);
+    if (!reconnect) {
+        event_base_loopexit(base, NULL);
+        return;
+    }
+    tries = 0;
+    evtimer_assign(retry, base, on_retry, m);
+    struct timeval tv = {0, 50000};
+    evtimer_add(retry, &tv);
 }
 
 static void on_error(kraken_module *m, int code, const char *message, void *userdata)
@@ -72,10 +100,15 @@ int main(int argc, char **argv)
         return 2;
     }
     printf("module_proc: connected as %s\n", kraken_module_service_id(m));
+    reconnect = argc > 1 && strcmp(argv[1], "reconnect") == 0;
+    retry = calloc(1, event_get_struct_event_size());
     if (argc > 1 && strcmp(argv[1], "selftest") == 0)
         selftest(m);
     event_base_dispatch(base);
     stopped = stats.stops > 0;
+    if (reconnect)
+        evtimer_del(retry);
+    free(retry);
     kraken_module_free(m);
     event_base_free(base);
     return stopped ? 0 : 3;

@@ -631,6 +631,10 @@ START_TEST(no_path_retry_timer)
         /* Added to the set directly: no service here owns it, so the step is someone else's. */
         ck_assert_int_eq(kraken_mutation_set_add(kraken_engine_mutations(fx.engine), "vbox", &d),
                          0);
+        run_for(4); /* the retry is due 5 ms after "no path" was found */
+        ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_NO_PATH);
+        run_for(1);
+        ck_assert_int_eq(node_state(&id), retry ? KRAKEN_PLAN_PASSIVE : KRAKEN_PLAN_NO_PATH);
         run_for(30);
         ck_assert_int_eq(node_state(&id), retry ? KRAKEN_PLAN_PASSIVE : KRAKEN_PLAN_NO_PATH);
     }
@@ -765,11 +769,15 @@ START_TEST(service_start_timeout)
     kraken_sim_options so = KRAKEN_SIM_OPTIONS_INIT;
     so.never_start = true;
     restart(&o, &so);
+    uint64_t t0 = fx.now;
     kraken_uuid id = add_node(0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_STUCK));
+    /* Wait 10 ms, fail, back off 5 ms, wait 10 ms, fail: stuck (max_failures 2). */
+    ck_assert_uint_eq(fx.now - t0, 25);
     kraken_plan_status st;
     ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
-    ck_assert_ptr_nonnull(strstr(st.reason, "did not reach RUN"));
+    ck_assert_str_eq(st.reason, "stuck after 2 failures in a row: service 'power' did not reach "
+                                "RUN within 10 ms");
     kraken_plan_status_clear(&st);
     ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, NULL), 0);
     ck_assert_uint_eq(kraken_sim_started(fx.sim), 1);
@@ -1684,6 +1692,36 @@ START_TEST(sim_options_and_misuse)
 }
 END_TEST
 
+/* The simulator's late answers are refused by the engine; per-mutation delays. */
+START_TEST(sim_late_answers_and_delays)
+{
+    kraken_uuid id = add_node(0);
+    /* OFFtoON times out after 20 ms (10 s x 0.002); its answer comes at 30 ms, too late. */
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, &id, "OFFtoON", KRAKEN_SIM_LATE, 1, "30"), 0);
+    ck_assert_int_eq(kraken_sim_set_delay(fx.sim, "NONEtoWAIT", 15), 0); /* its timeout: 20 ms */
+    ck_assert_msg(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED), "%s", trace(&id));
+    ck_assert_uint_eq(kraken_sim_refused(fx.sim), 1);
+    ck_assert_str_eq(trace(&id), "M:UKtoOFF D:UKtoOFF M:OFFtoON I:OFFtoON M:HANGtoOFF D:HANGtoOFF "
+                                 "M:OFFtoON D:OFFtoON M:NONEtoWAIT D:NONEtoWAIT M:WAITtoINIT "
+                                 "D:WAITtoINIT M:INITtoSYNC D:INITtoSYNC");
+    uint64_t mutate_at = 0, done_at = 0;
+    for (size_t i = 0; i < fx.n_log; i++) {
+        if (strcmp(fx.log[i].mutation, "NONEtoWAIT"))
+            continue;
+        if (fx.log[i].kind == KRAKEN_MUTATION_MUTATE)
+            mutate_at = fx.log[i].at_ms;
+        else if (fx.log[i].kind == KRAKEN_MUTATION_DONE)
+            done_at = fx.log[i].at_ms;
+    }
+    ck_assert_uint_eq(done_at - mutate_at, 15);
+    ck_assert_int_eq(kraken_sim_set_delay(fx.sim, "NOPE", 1), KRAKEN_ENOTFOUND);
+    ck_assert_str_eq(kraken_error_last(), "sim_set_delay: the simulator has no mutation 'NOPE'");
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "OFFtoON", KRAKEN_SIM_LATE, 1, "soon"),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "sim_inject: late delay 'soon' is not a number of ms");
+}
+END_TEST
+
 /* A harness (or a garbage collector) may free the engine before the simulator. */
 START_TEST(sim_outlives_engine)
 {
@@ -1913,6 +1951,15 @@ START_TEST(mutation_overrides)
     ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "power", "OFFtoON", false), 0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
     ck_assert_uint_eq(kraken_sim_dispatched(fx.sim, "OFFtoON"), 1);
+    /* Disabled while one of its steps is in flight: the step is interrupted, no way is left. */
+    ck_assert_int_eq(kraken_sim_inject(fx.sim, NULL, "ONtoOFF", KRAKEN_SIM_HANG, 1, NULL), 0);
+    set_cfg(&id, "/RunState", "UNKNOWN");
+    set_cfg(&id, "/PhysState", "POWER_OFF");
+    ck_assert(wait_event(KRAKEN_MUTATION_MUTATE, "ONtoOFF", 1));
+    ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "power", "ONtoOFF", true), 0);
+    ck_assert(wait_state(&id, 1, KRAKEN_PLAN_NO_PATH));
+    ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, "ONtoOFF", &id), 1);
+    ck_assert_uint_eq(kraken_sim_interrupted(fx.sim), 2); /* the first: UKtoOFF's timeout */
     /* Misuse. */
     ck_assert_int_eq(kraken_engine_mutation_disable(NULL, "power", "OFFtoON", true), KRAKEN_EINVAL);
     ck_assert_int_eq(kraken_engine_mutation_disable(fx.engine, "", "OFFtoON", true),
@@ -1938,6 +1985,7 @@ START_TEST(busy_nodes)
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_BUSY));
     ck_assert_uint_eq(count_events(KRAKEN_MUTATION_INTERRUPT, "OFFtoON", &id), 1);
     ck_assert_str_eq(kraken_plan_state_name(KRAKEN_PLAN_BUSY), "BUSY");
+    ck_assert_ptr_null(kraken_plan_state_name((kraken_plan_state)KRAKEN_PLAN_STATE_COUNT));
     ck_assert_str_eq(status_steps(&id, NULL), "");
     size_t events = fx.n_log;
     run_for(3600 * 1000); /* no timeout, no retry, nothing */
@@ -2092,6 +2140,7 @@ static Suite *make_suite(void)
     tcase_add_test(svc, module_timers_on_engine_clock);
     tcase_add_test(svc, sim_options_and_misuse);
     tcase_add_test(svc, sim_outlives_engine);
+    tcase_add_test(svc, sim_late_answers_and_delays);
     tcase_add_test(svc, request_ids_and_late_answers);
     tcase_add_test(svc, mutation_overrides);
     tcase_add_test(svc, planner_diff);

@@ -205,6 +205,14 @@ def test_create_reports_each_node(daemon, tmp_path):
     # one node object from stdin, the original's form
     out = ok(daemon, "node", "create", "-", stdin=json.dumps({"id": N3, "nodename": "n3"}))
     assert out == "1 node(s) created, 0 failed\n"
+    # every item refused: the daemon answers 400 with the items' errors, each one is reported
+    rc, out, err = ctl(daemon, "create", str(f))
+    assert rc == 1
+    assert out == "0 node(s) created, 3 failed\n"
+    errs = err.splitlines()
+    assert len(errs) == 3
+    assert errs[0].startswith(f"krakenctl: {N2}: ") and "already exists" in errs[0]
+    assert errs[2].startswith(f"krakenctl: {N3}: ") and "BOGUS" in errs[2]
 
 
 def test_create_refuses_bad_files(daemon, tmp_path):
@@ -290,11 +298,34 @@ def test_watch_converges_as_events_arrive(daemon):
     assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_ON", out, re.M)
 
 
+def test_watch_json_lines(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{daemon.port}", "-j", "watch",
+                              "--until-converged", "--timeout", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(watch.stdout.readline()) == {"nodes": 2, "converging": 1}
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+    out, err = watch.communicate(timeout=DEADLINE * 2)
+    assert watch.returncode == 0, err
+    lines = [json.loads(l) for l in out.splitlines()]
+    assert {"type": 1, "url": "/PhysState", "nodeid": N1, "value": "POWER_ON",
+            "data": f"(UPDATE) {N1}:/PhysState = POWER_ON"} in lines
+    assert lines[-2:] == [{"nodes": 2, "converging": 0}, {"converged": True}]
+
+
 def test_watch_times_out_when_not_converging(daemon):
     ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
     rc, out, err = ctl(daemon, "watch", "--until-converged", "--timeout", "0.3")
     assert rc == 1
     assert err == "krakenctl: not converged in time: 1 node(s) still differ\n"
+    assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_OFF", out, re.M)
+
+
+def test_watch_timeout_alone_ends_the_watch(daemon):
+    # without --until-converged, --timeout is how long to watch: not a failure when it passes
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    rc, out, err = ctl(daemon, "watch", "--timeout", "0.3")
+    assert (rc, err) == (0, "")
     assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_OFF", out, re.M)
 
 
@@ -346,6 +377,28 @@ def free_port():
      "krakenctl: --token-file /nonexistent/token: No such file or directory\n"),
     (["show"], 2, "usage: krakenctl show [-j] ID\n"),
     (["node", "info"], 2, "usage: krakenctl show [-j] ID\n"),
+    # a command's bad option is named, with the usage, on one line
+    (["node", "list", "-f", "extensions"], 2, "krakenctl list: unknown option -f or missing "
+     "argument (usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["list", "--filter"], 2, "krakenctl list: unknown option --filter or missing argument "
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["list", "-t"], 2, "krakenctl list: unknown option -t or missing argument "
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["show", "-jf", "id"], 2, "krakenctl show: unknown option -f or missing argument "
+     "(usage: krakenctl show [-j] ID)\n"),
+    (["list", "--filter=id"], 2, "krakenctl list: unknown option --filter or missing argument "
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["watch", "--until-converged", "-xj"], 2, "krakenctl watch: unknown option -x or missing "
+     "argument (usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS]"
+     " [-j])\n"),
+    (["delete", "-x", "id"], 2, "krakenctl delete: unknown option -x or missing argument "
+     "(usage: krakenctl delete ID...)\n"),
+    (["watch", "--timeout"], 2, "krakenctl watch: unknown option --timeout or missing argument "
+     "(usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j])\n"),
+    # "node" and "sme" are prefixes: the unknown command is both words
+    (["node", "freeze", "id"], 2,
+     "krakenctl: unknown command 'node freeze' (see krakenctl --help)\n"),
+    (["sme"], 2, "krakenctl: unknown command 'sme' (see krakenctl --help)\n"),
 ])
 def test_usage_errors(args, rc, err):
     got = subprocess.run([KRAKENCTL, *args], capture_output=True, text=True)
@@ -398,3 +451,50 @@ def test_site_schemas_from_a_directory(tmp_path):
         assert (rc, err) == (2, f"krakenctl: --schemas {tmp_path}/none: No such file or directory\n")
     finally:
         d.stop()
+
+
+def test_command_help():
+    got = subprocess.run([KRAKENCTL, "node", "list", "--help"], capture_output=True, text=True)
+    assert got.returncode == 0
+    assert got.stdout == ("usage: krakenctl list [-t mixed|cfg|dsc] [-j]\n"
+                          "(also: krakenctl node list)\n"
+                          "list the nodes, Cfg next to Dsc\n")
+    got = subprocess.run([KRAKENCTL, "watch", "-h"], capture_output=True, text=True)
+    assert (got.returncode, got.stdout.splitlines()[0]) == (
+        0, "usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j]")
+
+
+def test_watch_polls_without_an_event_stream(tmp_path):
+    state = json.loads(json.dumps(STATE))
+    state["nodes"][0]["services"][0]["state"] = "STOP"  # no websocket service running
+    d = Daemon(str(tmp_path), state=state)
+    try:
+        ok(d, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+        watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{d.port}", "watch",
+                                  "--until-converged", "--timeout", "10"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = watch.stdout.readline()
+        assert first.startswith(f"kraken at 127.0.0.1:{d.port}: 2 node(s), 1 converging"), first
+        ok(d, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+        out, err = watch.communicate(timeout=DEADLINE * 2)
+        assert watch.returncode == 0, err
+        assert err == ("krakenctl: no event stream (GET /ws answered 503 without a websocket "
+                       "port); polling every 1 s\n")
+        assert out.endswith("converged\n")
+        assert re.search(rf"^{N1}\s+n1\s+POWER_ON\s+POWER_ON", out, re.M)
+    finally:
+        d.stop()
+
+
+def test_watch_poll_on_request(daemon):
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_OFF")
+    watch = subprocess.Popen([KRAKENCTL, "-i", f"127.0.0.1:{daemon.port}", "-j", "watch",
+                              "--poll", "0.05", "--until-converged", "--timeout", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert json.loads(watch.stdout.readline()) == {"nodes": 2, "converging": 1}
+    ok(daemon, "set", "--dsc", N1, "/PhysState", "POWER_ON")
+    out, err = watch.communicate(timeout=DEADLINE * 2)
+    assert (watch.returncode, err) == (0, "")
+    assert out.splitlines()[-2:] == ['{"nodes": 2, "converging": 0}', '{"converged": true}']
+    rc, _, err = ctl(daemon, "watch", "--poll", "0")
+    assert (rc, err) == (2, "krakenctl: --poll 0: expected seconds > 0\n")

@@ -30,6 +30,21 @@ static void count_destroy(void *p)
     destroyed++;
 }
 
+static int events;
+
+static void count_events(kraken_module *m, const kraken_event *ev, void *userdata)
+{
+    (void)m;
+    (void)userdata;
+    if (ev->type == KRAKEN_EVENT_STATE_CHANGE && strcmp(ev->url, "/PhysState") == 0)
+        events++;
+}
+
+static bool events_at_least(void *n)
+{
+    return events >= (int)(intptr_t)n;
+}
+
 /* Three cold nodes reach SYNC through four steps each, every one answered by the module. */
 static void drive_cold_to_sync(const kraken_module_desc *desc)
 {
@@ -277,6 +292,47 @@ START_TEST(dlopen_refused)
 }
 END_TEST
 
+/* A step failed by the module: FAILED with its reason, then back-off (no fail_to recorded). */
+START_TEST(inproc_fail_and_events)
+{
+    events = 0;
+    kraken_module_desc d = *testpower_desc();
+    d.event_types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_CHANGE);
+    d.event_url_pattern = "/PhysState";
+    d.handlers.event = NULL;
+    kraken_module *m = (kraken_module *)1;
+    ck_assert_int_eq(kraken_module_new(&m, mh.engine, &d, "power", NULL, NULL), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "module_new: module 'testpower': event_types without an event handler");
+    d.handlers.event = count_events;
+    testpower_stats stats = {0};
+    const kraken_uuid *self = kraken_engine_self_id(mh.engine);
+    ck_assert_int_eq(kraken_module_new(&m, mh.engine, &d, "power", &stats, NULL), 0);
+    ck_assert_int_eq(kraken_store_set_text(mh.store, KRAKEN_CFG, self, "/Services/power/Config",
+                                           "{\"@type\": \"type.googleapis.com/TestPower.Config\","
+                                           " \"mode\": \"fail\"}"),
+                     0);
+    mh_add_node(0);
+    ck_assert(mh_run_until(mh_mutation_seen, "FAILED power/discover: testpower is in fail mode",
+                           MH_DEADLINE_MS));
+    kraken_uuid id = mh_node_id(0);
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(mh.engine, &id, &st), 0);
+    ck_assert_uint_ge(st.failures, 1);
+    ck_assert_ptr_nonnull(strstr(st.reason, "power/discover failed: testpower is in fail mode"));
+    kraken_plan_status_clear(&st);
+    ck_assert_int_eq(events, 0); /* nothing changed /PhysState yet */
+    /* the module recovers; the events of its own discoveries reach its event handler */
+    ck_assert_int_eq(kraken_store_set_text(mh.store, KRAKEN_CFG, self,
+                                           "/Services/power/Config/mode", "fast"),
+                     0);
+    mh_nodes n0 = {0, 1};
+    ck_assert(mh_run_until(mh_all_synced, &n0, MH_DEADLINE_MS));
+    ck_assert(mh_run_until(events_at_least, (void *)2, MH_DEADLINE_MS)); /* OFF, then ON */
+    kraken_module_free(m);
+}
+END_TEST
+
 static Suite *module_suite(void)
 {
     Suite *s = suite_create("module");
@@ -288,6 +344,7 @@ static Suite *module_suite(void)
     tcase_add_test(tc, inproc_several_instances);
     tcase_add_test(tc, inproc_free_after_engine);
     tcase_add_test(tc, desc_refused);
+    tcase_add_test(tc, inproc_fail_and_events);
     tcase_add_test(tc, dlopen_module);
     tcase_add_test(tc, dlopen_refused);
     suite_add_tcase(s, tc);

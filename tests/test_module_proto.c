@@ -14,9 +14,12 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <pthread.h>
+
 #include <kraken/module.h>
 
 #include "modharness.h"
+#include "module_int.h"
 #include "modules/testpower.h"
 
 #ifndef KRAKEN_TEST_MODULE_PROC
@@ -102,6 +105,14 @@ static bool connections_are(void *arg)
     return kraken_module_server_connections(srv) == *(size_t *)arg;
 }
 
+static bool registrations_are(void *arg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < mh.n_lines; i++)
+        n += strstr(mh.lines[i], "registered as service 'power'") != NULL;
+    return n == *(size_t *)arg;
+}
+
 /* ---- the protocol end to end ------------------------------------------------------------- */
 
 START_TEST(external_cold_to_sync)
@@ -137,10 +148,23 @@ START_TEST(external_cold_to_sync)
     set_self("/Services/power/State", "STOP");
     mh_svc_state stop = {"power", "STOP"};
     ck_assert(mh_run_until(mh_service_is, &stop, MH_DEADLINE_MS));
-    kraken_module_server_forget(srv, "power");
+    /* a module that stopped, then leaves, leaves the service STOP (not ERROR) */
+    kill(pid, SIGTERM);
     int status = wait_exit(pid);
+    ck_assert(WIFSIGNALED(status));
+    size_t none = 0;
+    ck_assert(mh_run_until(connections_are, &none, MH_DEADLINE_MS));
+    ck_assert_str_eq(mh_self("/Services/power/State"), "STOP");
+    /* the instance closing the connection ends a module process cleanly */
+    pid = spawn_module("power", NULL);
+    mh_svc_state stopped = {"power", "STOP"};
+    size_t twice = 2;
+    ck_assert(mh_run_until(registrations_are, &twice, MH_DEADLINE_MS));
+    ck_assert(mh_service_is(&stopped)); /* Cfg says STOP: registered, not started */
+    kraken_module_server_forget(srv, "power");
+    status = wait_exit(pid);
     ck_assert(WIFEXITED(status));
-    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    ck_assert_int_eq(WEXITSTATUS(status), 3); /* module_proc: disconnected, never stopped */
 }
 END_TEST
 
@@ -267,21 +291,26 @@ static int connect_as_nobody(void)
         kraken_module_connect_options o;
         kraken_module_connect_options_init(&o, KRAKEN_MODULE_CONNECT_OPTIONS_VERSION);
         o.socket_path = sock_path;
-        kraken_module *m;
+        kraken_module *m = NULL;
         int rc = kraken_module_connect(&m, b, testpower_desc(), &o, NULL, NULL);
-        if (rc == 0)
-            _exit(0);
-        if (rc == KRAKEN_EIO && strstr(kraken_error_last(), "Permission denied"))
-            _exit(11);
         char want[256];
         snprintf(want, sizeof want,
                  "module_connect 'testpower': refused by %s: peer uid 65534 is not allowed on "
                  "this module socket",
                  sock_path);
-        if (rc == KRAKEN_EAUTH && strcmp(kraken_error_last(), want) == 0)
-            _exit(12);
-        fprintf(stderr, "connect_as_nobody: %d %s\n", rc, kraken_error_last());
-        _exit(13);
+        int code = 13;
+        if (rc == 0)
+            code = 0;
+        else if (rc == KRAKEN_EIO && strstr(kraken_error_last(), "Permission denied"))
+            code = 11;
+        else if (rc == KRAKEN_EAUTH && strcmp(kraken_error_last(), want) == 0)
+            code = 12;
+        else
+            fprintf(stderr, "connect_as_nobody: %d %s\n", rc, kraken_error_last());
+        kraken_module_free(m); /* clean, so that valgrind has nothing to say about the child */
+        event_base_free(b);
+        kraken_error_clear();
+        _exit(code);
     }
     int status = wait_exit(pid);
     ck_assert(WIFEXITED(status));
@@ -353,6 +382,29 @@ START_TEST(external_killed_mid_mutation)
 }
 END_TEST
 
+/* The instance goes away and comes back (a daemon restart): the module reconnects and resumes. */
+START_TEST(external_reconnects)
+{
+    pid_t pid = spawn_module("power", "reconnect");
+    mh_svc_state run = {"power", "RUN"};
+    ck_assert(mh_run_until(mh_service_is, &run, MH_DEADLINE_MS));
+    kraken_module_server_free(srv);
+    srv = NULL;
+    ck_assert_str_eq(mh_self("/Services/power/State"), ""); /* its service went with it */
+    kraken_module_server_options o;
+    kraken_module_server_options_init(&o, KRAKEN_MODULE_SERVER_OPTIONS_VERSION);
+    o.socket_path = sock_path;
+    ck_assert_int_eq(kraken_module_server_new(&srv, mh.engine, mh.base, &o), 0);
+    ck_assert(mh_run_until(mh_service_is, &run, MH_DEADLINE_MS));
+    ck_assert(mh_run_until(registrations_are, &(size_t){2}, MH_DEADLINE_MS));
+    mh_add_node(5);
+    mh_nodes n5 = {5, 1};
+    ck_assert(mh_run_until(mh_all_synced, &n5, MH_DEADLINE_MS));
+    kill(pid, SIGTERM);
+    wait_exit(pid);
+}
+END_TEST
+
 /* ---- the client side alone ------------------------------------------------------------------- */
 
 START_TEST(client_refusals)
@@ -388,6 +440,153 @@ START_TEST(client_refusals)
 }
 END_TEST
 
+/*
+ * The client keeps frames that arrive while it waits for an answer, and a
+ * frame cut in two by the reads stays whole: this test plays the instance on
+ * a raw socket and cuts an Event frame between the Registered answer and the
+ * Query's Reply.
+ */
+static int events_seen;
+
+static void count_event(kraken_module *m, const kraken_event *ev, void *userdata)
+{
+    (void)m;
+    (void)userdata;
+    if (ev->type == KRAKEN_EVENT_STATE_CHANGE && ev->url && strcmp(ev->url, "/RunState") == 0)
+        events_seen++;
+}
+
+typedef struct client_run {
+    const char *path;
+    int rc_connect, rc_query;
+    char error[256];
+    int events;
+} client_run;
+
+static void *client_thread(void *arg)
+{
+    client_run *r = arg;
+    struct event_base *b = event_base_new();
+    kraken_module_desc d = *testpower_desc();
+    d.handlers.event = count_event;
+    d.event_types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_CHANGE);
+    kraken_module_connect_options o;
+    kraken_module_connect_options_init(&o, KRAKEN_MODULE_CONNECT_OPTIONS_VERSION);
+    o.socket_path = r->path;
+    o.service_id = "power";
+    kraken_module *m = NULL;
+    r->rc_connect = kraken_module_connect(&m, b, &d, &o, NULL, NULL);
+    if (r->rc_connect == 0) {
+        kraken_uuid id = mh_node_id(1);
+        kraken_node *n = NULL;
+        r->rc_query = kraken_module_query(m, KRAKEN_CFG, &id, &n);
+        snprintf(r->error, sizeof r->error, "%s", r->rc_query ? kraken_error_last() : "");
+        kraken_node_free(n);
+        for (int i = 0; i < 10 && events_seen < 2; i++)
+            event_base_loop(b, EVLOOP_NONBLOCK);
+        r->events = events_seen;
+    }
+    kraken_module_free(m);
+    event_base_free(b);
+    return NULL;
+}
+
+static void write_frame(int fd, const kraken_module_Frame *f, size_t from, size_t to)
+{
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(kraken__module_frame_encode(f, &buf, &len), 0);
+    if (to > len)
+        to = len;
+    ck_assert_int_eq(write(fd, buf + from, to - from), (ssize_t)(to - from));
+    free(buf);
+}
+
+static void read_frame(int fd, kraken_module_Frame *f)
+{
+    uint8_t head[4], body[65536];
+    ck_assert_int_eq(recv(fd, head, 4, MSG_WAITALL), 4);
+    uint32_t len = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 | (uint32_t)head[2] << 8 |
+                   head[3];
+    ck_assert_uint_le(len, sizeof body);
+    ck_assert_int_eq(recv(fd, body, len, MSG_WAITALL), (ssize_t)len);
+    ck_assert_int_eq(kraken__module_frame_decode(body, len, f), 0);
+}
+
+START_TEST(client_keeps_cut_frames)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/raw.sock", tmpdir);
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, path);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(lfd, 1), 0);
+    client_run r = {.path = path};
+    events_seen = 0;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, client_thread, &r), 0);
+    int fd = accept(lfd, NULL, NULL);
+    ck_assert_int_ge(fd, 0);
+    kraken_module_Frame f;
+    read_frame(fd, &f);
+    ck_assert_int_eq(f.which_msg, kraken_module_Frame_hello_tag);
+    ck_assert_str_eq(f.msg.hello.service_id, "power");
+    kraken__module_frame_release(&f);
+
+    kraken_module_Frame ok = {.which_msg = kraken_module_Frame_registered_tag};
+    ok.msg.registered.ok = true;
+    kraken_module_Frame ev = {.which_msg = kraken_module_Frame_event_tag};
+    ev.msg.event.type = KRAKEN_EVENT_STATE_CHANGE;
+    ev.msg.event.url = "/RunState";
+    ev.msg.event.new_value = "SYNC";
+    ev.msg.event.has_new = true;
+    /* Registered, one Event, and the first 7 bytes of a second, in one write */
+    uint8_t *a, *b2, *c;
+    size_t la, lb, lc;
+    ck_assert_int_eq(kraken__module_frame_encode(&ok, &a, &la), 0);
+    ck_assert_int_eq(kraken__module_frame_encode(&ev, &b2, &lb), 0);
+    ck_assert_int_eq(kraken__module_frame_encode(&ev, &c, &lc), 0);
+    uint8_t burst[512];
+    memcpy(burst, a, la);
+    memcpy(burst + la, b2, lb);
+    memcpy(burst + la + lb, c, 7);
+    ck_assert_int_eq(write(fd, burst, la + lb + 7), (ssize_t)(la + lb + 7));
+    free(a);
+    free(b2);
+    free(c);
+    /* the Query; then the rest of the cut Event and the Reply */
+    read_frame(fd, &f);
+    ck_assert_int_eq(f.which_msg, kraken_module_Frame_query_tag);
+    uint64_t seq = f.msg.query.seq;
+    kraken__module_frame_release(&f);
+    write_frame(fd, &ev, 7, SIZE_MAX);
+    kraken_node *n;
+    kraken_uuid id = mh_node_id(1);
+    ck_assert_int_eq(kraken_node_new(&n, &id), 0);
+    ck_assert_int_eq(kraken_node_set_text(n, "/RunState", "SYNC"), 0);
+    uint8_t *enc;
+    size_t elen;
+    ck_assert_int_eq(kraken_node_encode(n, &enc, &elen), 0);
+    kraken_node_free(n);
+    kraken_module_Frame reply = {.which_msg = kraken_module_Frame_reply_tag};
+    reply.msg.reply.seq = seq;
+    reply.msg.reply.node = malloc(PB_BYTES_ARRAY_T_ALLOCSIZE(elen));
+    reply.msg.reply.node->size = (pb_size_t)elen;
+    memcpy(reply.msg.reply.node->bytes, enc, elen);
+    free(enc);
+    write_frame(fd, &reply, 0, SIZE_MAX);
+    free(reply.msg.reply.node);
+    pthread_join(t, NULL);
+    close(fd);
+    close(lfd);
+    unlink(path);
+    ck_assert_int_eq(r.rc_connect, 0);
+    ck_assert_msg(r.rc_query == 0, "query: %s", r.error);
+    ck_assert_int_eq(r.events, 2);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
     Suite *s = suite_create("module_proto");
@@ -400,7 +599,9 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, external_register_refused);
     tcase_add_test(tc, external_wrong_uid);
     tcase_add_test(tc, external_killed_mid_mutation);
+    tcase_add_test(tc, external_reconnects);
     tcase_add_test(tc, client_refusals);
+    tcase_add_test(tc, client_keeps_cut_frames);
     suite_add_tcase(s, tc);
     return s;
 }

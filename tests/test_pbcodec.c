@@ -693,6 +693,23 @@ START_TEST(random_bit_flips)
 }
 END_TEST
 
+/* Found by fuzz_json: an extension whose only content is a map entry with an empty record
+ * ("kraken": {}) encodes as an Any without a value, and the sizes of what is inside that value
+ * must not be left for the writer to trip over. */
+START_TEST(extension_with_only_empty_map_entry)
+{
+    static const char json[] =
+        "{\"id\": \"810d5928-335a-51de-97f9-02394a22a9fe\", \"nodename\": \"n3\", "
+        "\"extensions\": [{\"@type\": \"type.googleapis.com/IPv4.IPv4OverEthernet\", "
+        "\"ifaces\": {\"kraken\": {}}}, {\"@type\": \"type.googleapis.com/PXE.Client\", "
+        "\"state\": \"WAIT\"}]}";
+    kraken_node *node = NULL;
+    ck_assert_int_eq(kraken_node_from_json(json, strlen(json), "test", &node), 0);
+    check_round_trip(node);
+    kraken_node_free(node);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("pbcodec");
@@ -700,6 +717,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, fixtures_round_trip);
     tcase_add_test(tc, rich_node_round_trip);
     tcase_add_test(tc, empty_node);
+    tcase_add_test(tc, extension_with_only_empty_map_entry);
     tcase_add_test(tc, generated_code_reads_our_bytes);
     tcase_add_test(tc, we_read_generated_bytes);
     tcase_add_test(tc, scalar_wire_forms);

@@ -1628,8 +1628,10 @@ START_TEST(no_rollback_across_transports)
     slow.seed = 5;
     kraken__sync_set_faults(r.sync, &slow);
     uint64_t sent = stats_of(&r).datagrams_sent;
-    put_cfg(&r, &c.id, &r.id, "A"); /* small: one datagram */
-    ck_assert(WAIT_FOR(stats_of(&r).datagrams_sent > sent, DEADLINE_MS));
+    put_cfg(&r, &c.id, &r.id, "A"); /* small: one datagram, flushed before "B" exists */
+    ck_assert(WAIT_FOR(!kraken__sync_flush_pending(r.sync) &&
+                           stats_of(&r).datagrams_sent > sent,
+                       DEADLINE_MS));
     uint64_t tcp = stats_of(&r).tcp_messages_sent;
     put_cfg(&r, &c.id, &r.id, "B");
     put_ifaces(&r, KRAKEN_CFG, &c.id, 60); /* too big for a datagram: over TCP */
@@ -2138,6 +2140,69 @@ START_TEST(converges_under_tcp_faults)
 }
 END_TEST
 
+/* Body{update{nodes: NodeState{id, facts..., dsc_full}}} with facts given as url, value pairs. */
+static void fact_update(bytes *body, const kraken_uuid *id, bool full, const char *const *kv,
+                        size_t n)
+{
+    bytes ns = {.n = 0}, upd = {.n = 0};
+    put_data(&ns, 1, id->bytes, 16);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        bytes fact = {.n = 0};
+        put_data(&fact, 1, kv[i], strlen(kv[i]));
+        put_data(&fact, 2, kv[i + 1], strlen(kv[i + 1]));
+        put_data(&ns, 4, fact.v, fact.n);
+    }
+    if (full)
+        put_uint(&ns, 5, 1);
+    put_data(&upd, 2, ns.v, ns.n);
+    body->n = 0;
+    put_data(body, 2, upd.v, upd.n);
+}
+
+/* Per-URL versions (PROTOCOL.md 4, "Ordering"): a child's older whole-Dsc message (a snapshot
+ * overtaken by a delta on the other channel) still fills in what no newer message set, and
+ * never rolls back what one did. */
+START_TEST(older_snapshot_fills_in)
+{
+    inst r;
+    inst_engine(&r, 1, "127.0.0.1");
+    kraken_uuid cid = make_id(2);
+    put_cfg(&r, &cid, &r.id, "child");
+    inst_sync(&r, NULL);
+    fake f;
+    fake_join(&f, &r, 2, "127.0.0.2");
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &cid, "/RunState", "SYNC"), DEADLINE_MS));
+    /* the newer message (sequence 101) comes by TCP: /Arch = new */
+    bytes body, env;
+    static const char *const newer[] = {"/Arch", "new"};
+    fact_update(&body, &cid, false, newer, 2);
+    f.seq[1] = 100;
+    fake_seal(&f, 'T', &body, &env);
+    fake_send_frame(&f, env.v, env.n);
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &cid, "/Arch", "new"), DEADLINE_MS));
+    /* then an older whole Dsc (sequence 11) by datagram: /Arch = old, /Platform = p1 */
+    kraken_sync_stats before = stats_of(&r);
+    static const char *const older[] = {"/Arch", "old", "/Platform", "p1"};
+    fact_update(&body, &cid, true, older, 4);
+    f.seq[0] = 10;
+    fake_datagram(&f, &body);
+    ck_assert(WAIT_FOR(has_text(&r, KRAKEN_DSC, &cid, "/Platform", "p1"), DEADLINE_MS));
+    ck_assert(has_text(&r, KRAKEN_DSC, &cid, "/Arch", "new"));
+    ck_assert_uint_eq(stats_of(&r).dropped_old, before.dropped_old);
+    /* an older delta of /Arch alone changes nothing */
+    static const char *const oldest[] = {"/Arch", "older"};
+    fact_update(&body, &cid, false, oldest, 2);
+    fake_datagram(&f, &body);
+    ck_assert(WAIT_FOR(stats_of(&r).datagrams_received >= before.datagrams_received + 2,
+                       DEADLINE_MS));
+    run_for(20);
+    ck_assert(has_text(&r, KRAKEN_DSC, &cid, "/Arch", "new"));
+    ck_assert_uint_eq(stats_of(&r).dropped_bad_mac + stats_of(&r).dropped_replay, 0);
+    fake_close(&f);
+    inst_free(&r);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("sync");
@@ -2179,6 +2244,7 @@ static Suite *make_suite(void)
     tcase_add_test(proto, loop_errors_logged);
     tcase_add_test(proto, honest_join_diagnosis);
     tcase_add_test(proto, no_rollback_across_transports);
+    tcase_add_test(proto, older_snapshot_fills_in);
     tcase_add_test(proto, converges_under_tcp_faults);
     tcase_add_test(proto, accept_paused_at_fd_limit);
     tcase_add_test(proto, busy_and_empty_extension_sync);

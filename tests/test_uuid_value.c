@@ -437,6 +437,12 @@ START_TEST(value_to_slot_conversions)
     ck_assert_ptr_nonnull(strstr(kraken_error_last(), "int32"));
     ck_assert_int_eq(to_slot("u32", &v, &slot), KRAKEN_ETYPE);
     ck_assert_int_eq(to_slot("i64", &v, &slot), 0);
+    /* a URL with a control character in it (a map key) is quoted: one-line messages */
+    const kraken_field *i32 = all_field("i32");
+    ck_assert_int_eq(kraken__value_to_slot(i32, i32->type, &v, &slot, "/Map/a\nb/I32"),
+                     KRAKEN_ETYPE);
+    ck_assert_str_eq(kraken_error_last(),
+                     "'/Map/a\\nb/I32': 1099511627776 is out of range for int32");
     v = kraken_value_int(KRAKEN_T_INT32, -1);
     ck_assert_int_eq(to_slot("u32", &v, &slot), KRAKEN_ETYPE);
     ck_assert_int_eq(to_slot("u64", &v, &slot), KRAKEN_ETYPE);

@@ -90,6 +90,24 @@ START_TEST(key_and_accept)
 }
 END_TEST
 
+START_TEST(bearer_token)
+{
+    kd_ws_upgrade r;
+    ck_assert(parse("GET /ws HTTP/1.1\r\nauthorization: bearer s3cret\r\n\r\n", &r));
+    ck_assert(kd_ws_token_ok(&r, "s3cret"));
+    ck_assert(!kd_ws_token_ok(&r, "s3cre"));   /* a prefix is not the token */
+    ck_assert(!kd_ws_token_ok(&r, "s3cret!"));
+    ck_assert(kd_ws_token_ok(&r, NULL));       /* no token configured: open */
+    ck_assert(parse("GET /ws?a=1&token=s3cret&b=2 HTTP/1.1\r\n\r\n", &r));
+    ck_assert_str_eq(r.query, "a=1&token=s3cret&b=2");
+    ck_assert(kd_ws_token_ok(&r, "s3cret"));
+    ck_assert(parse("GET /ws?mytoken=s3cret&token= HTTP/1.1\r\n\r\n", &r));
+    ck_assert(!kd_ws_token_ok(&r, "s3cret"));
+    ck_assert(parse("GET /ws HTTP/1.1\r\nAuthorization: Basic czNjcmV0\r\n\r\n", &r));
+    ck_assert(!kd_ws_token_ok(&r, "s3cret"));
+}
+END_TEST
+
 static int subscribe(const char *msg, unsigned *mask, uint16_t *code, char *why)
 {
     return kd_ws_parse_subscribe(msg, strlen(msg), mask, code, why, 124);
@@ -134,9 +152,10 @@ int main(void)
     tcase_add_test(tc, upgrade_head);
     tcase_add_test(tc, key_and_accept);
     tcase_add_test(tc, subscribe_messages);
+    tcase_add_test(tc, bearer_token);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV); /* meson sets CK_VERBOSITY=silent: stdout is TAP only */
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -3,7 +3,8 @@
  * process, driven over stdin by tests/test_websocket.py and bench/bench_websocket.py.
  *
  *   ws_host [--addr ADDR] [--port N] [--ping-period D] [--pong-wait D] [--write-wait D]
- *           [--max-message-size N] [--queue-limit BYTES] [--sim] [--free-engine-first]
+ *           [--max-message-size N] [--queue-limit BYTES] [--token T] [--sim]
+ *           [--free-engine-first]
  *
  * Durations D are Go strings ("10s", "200ms"). --port 0 (the default) lets the
  * system pick. --sim adds the simulated power/PXE services (kraken/sim.h)
@@ -283,7 +284,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 static int usage(void)
 {
     fprintf(stderr, "usage: ws_host [--addr ADDR] [--port N] [--ping-period D] [--pong-wait D] "
-                    "[--write-wait D] [--max-message-size N] [--queue-limit BYTES] [--sim] "
+                    "[--write-wait D] [--max-message-size N] [--queue-limit BYTES] [--token T] [--sim] "
                     "[--free-engine-first]\n");
     return 2;
 }
@@ -303,6 +304,7 @@ int main(int argc, char **argv)
                *maxmsg = "512";
     size_t queue_limit = 0;
     bool with_sim = false, engine_first = false;
+    const char *token = NULL;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--sim") == 0) {
@@ -330,6 +332,8 @@ int main(int argc, char **argv)
             maxmsg = val;
         else if (strcmp(arg, "--queue-limit") == 0)
             queue_limit = strtoull(val, NULL, 10);
+        else if (strcmp(arg, "--token") == 0)
+            token = val;
         else
             return usage();
     }
@@ -371,6 +375,8 @@ int main(int argc, char **argv)
     }
     if (queue_limit)
         kd_websocket_set_queue_limit(h.ws, queue_limit);
+    if (token)
+        kd_websocket_set_token(h.ws, token);
     h.in = bufferevent_socket_new(h.base, STDIN_FILENO, 0);
     bufferevent_setcb(h.in, stdin_read_cb, NULL, stdin_event_cb, &h);
     bufferevent_enable(h.in, EV_READ);

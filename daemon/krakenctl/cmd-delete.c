@@ -7,7 +7,10 @@
 static int cmd_delete(kc_ctx *ctx, int argc, char **argv)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    if (getopt_long(argc, argv, "h", opts, NULL) != -1 || optind >= argc)
+    int opt = getopt_long(argc, argv, "h", opts, NULL);
+    if (opt != -1)
+        return kc_bad_option(ctx, &kc_cmd_delete_entry, opt, argv);
+    if (optind >= argc)
         return kc_usage(ctx, &kc_cmd_delete_entry);
     /* Check every id first: a typo in the third id must not leave two nodes deleted. */
     for (int i = optind; i < argc; i++) {

@@ -18,7 +18,7 @@ static int sme(kc_ctx *ctx, const kc_cmd_entry *entry, const char *path, int arg
         if (opt == 'j')
             ctx->json = true;
         else
-            return kc_usage(ctx, entry);
+            return kc_bad_option(ctx, entry, opt, argv);
     }
     if (optind != argc)
         return kc_usage(ctx, entry);

@@ -48,7 +48,7 @@ static int cmd_list(kc_ctx *ctx, int argc, char **argv)
         } else if (opt == 'j') {
             ctx->json = true;
         } else {
-            return kc_usage(ctx, &kc_cmd_list_entry);
+            return kc_bad_option(ctx, &kc_cmd_list_entry, opt, argv);
         }
     }
     if (optind != argc)

@@ -60,7 +60,7 @@ static int cmd_set(kc_ctx *ctx, int argc, char **argv)
         else if (opt == 'j')
             ctx->json = true;
         else
-            return kc_usage(ctx, &kc_cmd_set_entry);
+            return kc_bad_option(ctx, &kc_cmd_set_entry, opt, argv);
     }
     kraken_uuid id;
     const char *url;

@@ -84,7 +84,7 @@ static int cmd_show(kc_ctx *ctx, int argc, char **argv)
         if (opt == 'j')
             ctx->json = true;
         else
-            return kc_usage(ctx, &kc_cmd_show_entry);
+            return kc_bad_option(ctx, &kc_cmd_show_entry, opt, argv);
     }
     if (optind + 1 != argc)
         return kc_usage(ctx, &kc_cmd_show_entry);

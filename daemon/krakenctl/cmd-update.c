@@ -24,7 +24,7 @@ static int cmd_update(kc_ctx *ctx, int argc, char **argv)
         } else if (opt == 'j') {
             ctx->json = true;
         } else {
-            return kc_usage(ctx, &kc_cmd_update_entry);
+            return kc_bad_option(ctx, &kc_cmd_update_entry, opt, argv);
         }
     }
     if (optind + 1 != argc)

@@ -6,9 +6,13 @@
  * deleted refetches the lists (as the original dashboard does).
  *
  * On a terminal the table is redrawn (at most every 100 ms); otherwise each
- * event is printed as a line (its "data" text, or its JSON with -j), and the
- * table once more at the end. --until-converged exits 0 once every node's Dsc
- * PhysState and RunState match its Cfg, 1 when --timeout passes first.
+ * event is printed as a line (its "data" text), and the table once more at
+ * the end. With -j every line is JSON: the stream's events as they come, and
+ * {"nodes": N, "converging": M} where a table would be. --until-converged exits 0 once every node's Dsc
+ * PhysState and RunState match its Cfg, 1 when --timeout passes first; without it --timeout
+ * ends the watch (exit 0).
+ * Without an event stream (GET /ws has no port: the daemon runs no websocket
+ * service), or with --poll SECONDS, the lists are read again at that interval.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -46,7 +50,8 @@ typedef struct watch {
     char key[32];        /* Sec-WebSocket-Key sent */
     struct bufferevent *bev;
     wslay_event_context_ptr wslay;
-    struct event *redraw, *deadline, *sigint;
+    struct event *redraw, *deadline, *sigint, *poll;
+    double poll_s;       /* > 0: poll the REST API this often instead of the event stream */
 } watch;
 
 /* ---- the model -------------------------------------------------------------------------------- */
@@ -130,6 +135,12 @@ static void draw(watch *w)
 {
     size_t pending = 0;
     converged(w, &pending);
+    if (w->ctx->json) { /* scripts get the events and these state lines, no tables */
+        printf("{\"nodes\": %d, \"converging\": %zu}\n",
+               cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(w->cfg, "nodes")), pending);
+        fflush(stdout);
+        return;
+    }
     if (w->tty)
         fputs("\033[H\033[2J", stdout);
     printf("kraken at %s:%u: %d node(s), %zu converging%s\n", w->ctx->host, w->ctx->port,
@@ -158,7 +169,7 @@ static void after_events(watch *w)
     }
     if (w->until_converged && converged(w, NULL)) {
         draw(w);
-        printf("converged\n");
+        printf(w->ctx->json ? "{\"converged\": true}\n" : "converged\n");
         finish(w, KC_EXIT_OK);
         return;
     }
@@ -226,7 +237,7 @@ static void on_synced(watch *w)
     }
     w->synced = true;
     if (w->until_converged && converged(w, NULL)) {
-        printf("converged\n");
+        printf(w->ctx->json ? "{\"converged\": true}\n" : "converged\n");
         finish(w, KC_EXIT_OK);
         return;
     }
@@ -357,8 +368,12 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         evbuffer_add_printf(bufferevent_get_output(bev),
                             "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                             "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                            "Sec-WebSocket-Version: 13\r\n\r\n",
+                            "Sec-WebSocket-Version: 13\r\n",
                             w->ctx->host, w->key);
+        if (w->ctx->token) /* a daemon may guard its event stream with the REST token */
+            evbuffer_add_printf(bufferevent_get_output(bev), "Authorization: Bearer %s\r\n",
+                                w->ctx->token);
+        evbuffer_add(bufferevent_get_output(bev), "\r\n", 2);
         return;
     }
     if (w->result != -1)
@@ -375,6 +390,10 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     watch *w = arg;
+    if (!w->until_converged) { /* a watch for that long: done (the table is drawn at the end) */
+        finish(w, KC_EXIT_OK);
+        return;
+    }
     if (!w->tty && w->synced)
         draw(w);
     size_t pending = 0;
@@ -390,20 +409,50 @@ static void sigint_cb(evutil_socket_t fd, short what, void *arg)
     finish(arg, KC_EXIT_OK);
 }
 
-/* Where the event stream is: GET /ws -> {"host", "port" (string or number), "url"}. */
-static int ws_port(watch *w, unsigned *port)
+/*
+ * Where the event stream is: GET /ws -> {"host", "port" (string or number), "url"}.
+ * 0 with *port set; 1 when the daemon has no stream (it answered, but not with a port:
+ * the caller polls); an exit code when the daemon cannot be reached.
+ */
+static int ws_port(watch *w, unsigned *port, char *why, size_t why_len)
 {
-    cJSON *info = NULL;
-    int rc = kc_request_json(w->ctx, "GET", "/ws", NULL, &info);
+    kc_response r;
+    int rc = kc_http(w->ctx, "GET", "/ws", NULL, 0, &r);
     if (rc != 0)
         return rc;
+    cJSON *info = r.status == 200 && r.body ? cJSON_ParseWithLength(r.body, r.len) : NULL;
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(info, "port");
     long v = cJSON_IsNumber(p) ? (long)p->valuedouble : cJSON_IsString(p) ? atol(p->valuestring) : 0;
     cJSON_Delete(info);
-    if (v <= 0 || v > 65535)
-        return kc_error(w->ctx, KC_EXIT_CONNECT, "GET /ws: no usable websocket port in the answer");
+    if (v <= 0 || v > 65535) {
+        snprintf(why, why_len, "GET /ws answered %d without a websocket port", r.status);
+        kc_response_clear(&r);
+        return 1;
+    }
+    kc_response_clear(&r);
     *port = (unsigned)v;
     return 0;
+}
+
+/* Polling (no event stream): read the lists every poll_s seconds. */
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    watch *w = arg;
+    int rc = fetch_lists(w);
+    if (rc != 0) {
+        finish(w, rc);
+        return;
+    }
+    if (w->until_converged && converged(w, NULL)) {
+        draw(w);
+        printf(w->ctx->json ? "{\"converged\": true}\n" : "converged\n");
+        finish(w, KC_EXIT_OK);
+        return;
+    }
+    if (w->tty)
+        draw(w);
 }
 
 static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
@@ -412,6 +461,7 @@ static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
     double timeout = 0;
     static const struct option opts[] = {{"until-converged", no_argument, NULL, 'u'},
                                          {"timeout", required_argument, NULL, 'T'},
+                                         {"poll", required_argument, NULL, 'P'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -424,19 +474,30 @@ static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
             timeout = strtod(optarg, &end);
             if (*end || timeout <= 0)
                 return kc_error(ctx, KC_EXIT_USAGE, "--timeout %s: expected seconds > 0", optarg);
+        } else if (opt == 'P') {
+            char *end;
+            w.poll_s = strtod(optarg, &end);
+            if (*end || w.poll_s <= 0)
+                return kc_error(ctx, KC_EXIT_USAGE, "--poll %s: expected seconds > 0", optarg);
         } else if (opt == 'j') {
             ctx->json = true;
             w.tty = false;
         } else {
-            return kc_usage(ctx, &kc_cmd_watch_entry);
+            return kc_bad_option(ctx, &kc_cmd_watch_entry, opt, argv);
         }
     }
     if (optind != argc)
         return kc_usage(ctx, &kc_cmd_watch_entry);
     unsigned port = 0;
-    int rc = ws_port(&w, &port);
-    if (rc != 0)
+    char why[128];
+    int rc = w.poll_s > 0 ? 1 : ws_port(&w, &port, why, sizeof why);
+    if (rc > 1)
         return rc;
+    if (rc == 1 && w.poll_s <= 0) {
+        w.poll_s = 1.0;
+        fprintf(stderr, "%s: no event stream (%s); polling every %g s\n", ctx->prog, why,
+                w.poll_s);
+    }
     w.base = event_base_new();
     if (!w.base)
         return kc_error(ctx, KC_EXIT_CONNECT, "cannot create an event loop");
@@ -451,11 +512,31 @@ static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
         struct timeval tv = {(time_t)timeout, (suseconds_t)((timeout - (time_t)timeout) * 1e6)};
         evtimer_add(w.deadline, &tv);
     }
-    if (bufferevent_socket_connect_hostname(w.bev, NULL, AF_UNSPEC, ctx->host, (int)port) != 0)
+    w.poll = event_new(w.base, -1, EV_PERSIST, poll_cb, &w);
+    if (w.poll_s > 0) {
+        int first = fetch_lists(&w);
+        if (first != 0) {
+            w.result = first;
+        } else {
+            w.synced = true;
+            draw(&w);
+            if (w.until_converged && converged(&w, NULL)) {
+                printf(ctx->json ? "{\"converged\": true}\n" : "converged\n");
+                w.result = KC_EXIT_OK;
+            } else {
+                struct timeval tv = {(time_t)w.poll_s,
+                                     (suseconds_t)((w.poll_s - (time_t)w.poll_s) * 1e6)};
+                event_add(w.poll, &tv);
+                event_base_dispatch(w.base);
+            }
+        }
+    } else if (bufferevent_socket_connect_hostname(w.bev, NULL, AF_UNSPEC, ctx->host,
+                                                   (int)port) != 0) {
         w.result = kc_error(ctx, KC_EXIT_CONNECT, "cannot connect to the event stream at %s:%u",
                             ctx->host, port);
-    else
+    } else {
         event_base_dispatch(w.base);
+    }
     if (w.result == KC_EXIT_OK && !w.until_converged && !w.tty && w.synced)
         draw(&w);
     if (w.wslay)
@@ -464,6 +545,7 @@ static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
     event_free(w.redraw);
     event_free(w.deadline);
     event_free(w.sigint);
+    event_free(w.poll);
     event_base_free(w.base);
     cJSON_Delete(w.cfg);
     cJSON_Delete(w.dsc);
@@ -472,7 +554,7 @@ static int cmd_watch(kc_ctx *ctx, int argc, char **argv)
 
 const kc_cmd_entry kc_cmd_watch_entry = {
     .name = "watch",
-    .usage = "[--until-converged] [--timeout SECONDS] [-j]",
+    .usage = "[--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j]",
     .summary = "live node table, updated from the event stream",
     .exec = cmd_watch,
 };

@@ -89,6 +89,8 @@ int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body,
         struct timeval tv = {(time_t)ctx->timeout_s,
                              (suseconds_t)((ctx->timeout_s - (time_t)ctx->timeout_s) * 1e6)};
         evhttp_connection_set_timeout_tv(ctx->conn, &tv);
+        /* node lists of 100,000 nodes are tens of MiB; anything far beyond is not an answer */
+        evhttp_connection_set_max_body_size(ctx->conn, (ev_ssize_t)1 << 30);
     }
     pending p = {.out = out};
     struct evhttp_request *req = evhttp_request_new(on_done, &p);
@@ -149,7 +151,10 @@ int kc_request_json(kc_ctx *ctx, const char *method, const char *path, const cha
     if (rc != 0)
         return rc;
     cJSON *json = r.body ? cJSON_ParseWithLength(r.body, r.len) : NULL;
-    if (r.status < 200 || r.status > 299) {
+    /* A bulk answer whose every item failed comes as 400 {"nodes": [], "errors": [...]}: it is
+     * the caller's to report item by item, like a partly failed one. */
+    bool bulk = r.status == 400 && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(json, "errors"));
+    if ((r.status < 200 || r.status > 299) && !bulk) {
         const cJSON *err = cJSON_GetObjectItemCaseSensitive(json, "error");
         const char *hint = (r.status == 401 || r.status == 403) && !ctx->token
                                ? " (pass --token-file FILE or set KRAKEN_TOKEN)"

@@ -76,6 +76,18 @@ static const kc_cmd_entry *find_cmd(int argc, char **argv, int *used)
     return NULL;
 }
 
+/* Is @p word the first word of a two-word alias ("node" of "node list", "sme" of ...)? */
+static bool is_alias_prefix(const char *word)
+{
+    size_t len = strlen(word);
+    for (size_t i = 0; i < N_CMDS; i++) {
+        const char *alias = cmd_table[i]->alias;
+        if (alias && strncmp(alias, word, len) == 0 && alias[len] == ' ')
+            return true;
+    }
+    return false;
+}
+
 static int parse_endpoint(kc_ctx *ctx, const char *text)
 {
     const char *colon = strrchr(text, ':');
@@ -193,9 +205,21 @@ int main(int argc, char **argv)
     }
     int used = 0;
     const kc_cmd_entry *cmd = find_cmd(argc - optind, argv + optind, &used);
-    if (!cmd)
-        return kc_error(&ctx, KC_EXIT_USAGE, "unknown command '%s' (see krakenctl --help)",
-                        argv[optind]);
+    if (!cmd) {
+        /* "node frob": the unknown command is both words, "node" alone is only a prefix */
+        bool prefix = optind + 1 < argc && is_alias_prefix(argv[optind]);
+        return kc_error(&ctx, KC_EXIT_USAGE, "unknown command '%s%s%s' (see krakenctl --help)",
+                        argv[optind], prefix ? " " : "", prefix ? argv[optind + 1] : "");
+    }
+    /* `krakenctl COMMAND --help`: the command's usage, before anything is loaded or sent */
+    for (int i = optind + used; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: krakenctl %s %s\n", cmd->name, cmd->usage);
+            if (cmd->alias)
+                printf("(also: krakenctl %s)\n", cmd->alias);
+            printf("%s\n", cmd->summary);
+            return KC_EXIT_OK;
+        }
     if ((rc = load_token(&ctx, token_file)) != 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);

@@ -79,6 +79,10 @@ extern const kc_cmd_entry kc_cmd_watch_entry;
 int kc_error(kc_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* "usage: krakenctl CMD USAGE" on stderr; returns KC_EXIT_USAGE. */
 int kc_usage(kc_ctx *ctx, const kc_cmd_entry *cmd);
+/* A command's getopt_long() returned @p opt that it does not handle: for '?' one line naming
+ * the unknown option (or the option missing its argument) and the usage; returns
+ * KC_EXIT_USAGE. */
+int kc_bad_option(kc_ctx *ctx, const kc_cmd_entry *cmd, int opt, char **argv);
 /* Print a cJSON value (pretty) on stdout. */
 void kc_print_json(const cJSON *json);
 /* Parse a node id; prints the error. */

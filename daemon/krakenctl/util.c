@@ -1,6 +1,7 @@
 /* util.c: errors, input files, ids and JSON output shared by the commands. */
 #include <dirent.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,28 @@ int kc_error(kc_ctx *ctx, int code, const char *fmt, ...)
 int kc_usage(kc_ctx *ctx, const kc_cmd_entry *cmd)
 {
     fprintf(stderr, "usage: %s %s %s\n", ctx->prog, cmd->name, cmd->usage);
+    return KC_EXIT_USAGE;
+}
+
+int kc_bad_option(kc_ctx *ctx, const kc_cmd_entry *cmd, int opt, char **argv)
+{
+    if (opt != '?') /* e.g. 'h' from a cluster such as -jh: the usage is what was asked for */
+        return kc_usage(ctx, cmd);
+    /* getopt (opterr = 0): an unknown long option leaves optopt 0 and is the last word read
+     * ("--filter", "--filter=x"); a long option missing its value is the last word of the line
+     * (optopt is then its short code, which may not exist: "--timeout" is 'T'); otherwise optopt
+     * is the short option, unknown or missing its value, also inside a cluster such as -jf
+     * (where optind has not moved past the cluster yet). */
+    const char *word = optind > 0 ? argv[optind - 1] : "";
+    char what[64];
+    if (strncmp(word, "--", 2) == 0 && (!optopt || argv[optind] == NULL))
+        snprintf(what, sizeof what, "%.*s", (int)strcspn(word, "="), word);
+    else if (optopt)
+        snprintf(what, sizeof what, "-%c", optopt);
+    else
+        snprintf(what, sizeof what, "%s", word);
+    fprintf(stderr, "%s %s: unknown option %s or missing argument (usage: %s %s %s)\n",
+            ctx->prog, cmd->name, what, ctx->prog, cmd->name, cmd->usage);
     return KC_EXIT_USAGE;
 }
 

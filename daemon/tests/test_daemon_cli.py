@@ -96,6 +96,8 @@ def test_go_duration_in_nanoseconds_as_a_plain_integer(tmp_path):
     (["-id", "zz"], "kraken-daemon: flag '-id': invalid UUID 'zz' for id"),
     (["-freeze=maybe"], "kraken-daemon: flag '-freeze': invalid boolean 'maybe' for freeze"),
     (["stray"], "kraken-daemon: unexpected argument 'stray' (flags start with '-'; see --help)"),
+    (["-api-timeout", "0s"], "kraken-daemon: flag '-api-timeout': apitimeout must be at least "
+                             "1ms, not '0s'"),
     (["-api-timeout", "5 minutes"], "kraken-daemon: flag '-api-timeout': invalid duration "
                                     "'5 minutes' for apitimeout (want e.g. \"10s\", \"1m30s\")"),
 ])
@@ -232,3 +234,13 @@ def test_ipv6_rest_and_ws_host_in_brackets():
         assert status == 200 and body["host"] == "[::1]"
     finally:
         assert d.stop() == 0
+
+
+def test_unwritable_state_file_is_one_line():
+    # A directory nobody can create files in, whoever runs the test (root included).
+    path = "/proc/kraken-no-such-dir/state.json"
+    rc, _, err = run_daemon(["-state", path, "-ipapi", "127.0.0.1:0", "-syncport", "0"])
+    assert rc == 1
+    lines = [l for l in err.splitlines() if "ERROR" in l or l.startswith("kraken-daemon:")]
+    assert lines == ["kraken-daemon: %s: cannot create temporary file: No such file or "
+                     "directory" % path], err

@@ -312,6 +312,13 @@ def test_unknown_route_and_wrong_method(d):
     assert d.request("POST", "/graph/json")[0] == 405
 
 
+def test_head_is_get_without_body(d):
+    status, hdrs, body = d.request("HEAD", "/cfg/nodes")
+    assert status == 200 and body == ""
+    assert hdrs["access-control-allow-origin"] == "*"
+    assert d.request("HEAD", "/cfg/node/" + NEW2)[0] == 404
+
+
 def test_cors_preflight(d):
     status, hdrs, _ = d.request("OPTIONS", "/cfg/node", headers={
         "Origin": "http://dashboard.example", "Access-Control-Request-Method": "PUT",

@@ -100,6 +100,41 @@ def test_many_single_writes_use_the_journal(tmp_path):
     assert len(json.loads(state.read_text())["nodes"]) == 31
 
 
+def test_concurrent_writers_all_durable_with_group_commit(tmp_path):
+    import threading
+    state = tmp_path / "state.json"
+    d = Daemon(["-state", str(state), "-persist-delay", "1h"])
+    ids = ["15151515-0000-4000-8000-%012d" % i for i in range(8)]
+    statuses = []
+    try:
+        for nid in ids:
+            assert d.request("POST", "/cfg/node", node(nid))[0] == 200
+        before = int(re.search(r"kraken_state_journal_appends_total (\d+)",
+                               d.get("/metrics")[2]).group(1))
+
+        def writer(nid):
+            for k in range(20):
+                statuses.append(d.request("PATCH", "/cfg/node/" + nid,
+                                          {"nodename": "w%d" % k})[0])
+
+        threads = [threading.Thread(target=writer, args=(nid,)) for nid in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert statuses == [200] * 160
+        after = int(re.search(r"kraken_state_journal_appends_total (\d+)",
+                              d.get("/metrics")[2]).group(1))
+        assert 0 < after - before <= 160   # one append per batch of answers
+        saved = durable_cfg(state)
+        assert all(saved[nid]["nodename"] == "w19" for nid in ids)
+        d.kill9()
+        d = Daemon(["-state", str(state)], addr=d.addr)
+        assert all(d.get("/cfg/node/" + nid)[2]["nodename"] == "w19" for nid in ids)
+    finally:
+        assert d.stop() == 0
+
+
 def test_state_file_is_written_whole_and_valid_on_sigterm(tmp_path):
     state = tmp_path / "state.json"
     d = Daemon(["-state", str(state), "-id", SELF_ID])
@@ -135,9 +170,48 @@ def test_token_enforced_on_writes_and_reads(tmp_path):
         assert d.get("/sme/freeze")[0] == 401
         # Preflight never needs the token (browsers send none).
         assert d.request("OPTIONS", "/cfg/nodes")[0] == 200
+        # The event stream needs it too (reads are not open), in the header or the URL.
+        ws = d.get("/ws", headers=good)[2]
+        try:
+            import websocket
+        except ImportError:
+            websocket = None
+        if websocket is not None:
+            url = "ws://%s:%s%s" % (ws["host"], ws["port"], ws["url"])
+            with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+                websocket.create_connection(url, timeout=10)
+            assert refused.value.status_code == 401
+            websocket.create_connection(url + "?token=" + TOKEN, timeout=10).close()
         assert "refused POST /cfg/node: invalid bearer token" in d.log()
     finally:
         d.stop()
+
+
+def test_sighup_reloads_the_token(tmp_path):
+    import signal
+    tok = tmp_path / "token"
+    tok.write_text(TOKEN)
+    tok.chmod(0o600)
+    d = Daemon(["-api-token", str(tok)])
+    try:
+        old = {"Authorization": "Bearer " + TOKEN}
+        new = {"Authorization": "Bearer " + TOKEN[::-1]}
+        assert d.get("/sme/frozen", headers=old)[0] == 200
+        tok.write_text(TOKEN[::-1] + "\n")
+        start = len(d.lines)
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_line(r"NOTICE restapi: SIGHUP: API token reloaded from ", start=start)
+        assert d.get("/sme/frozen", headers=old)[0] == 401
+        assert d.get("/sme/frozen", headers=new)[0] == 200
+        # A bad file keeps the current token.
+        tok.write_text("short")
+        start = len(d.lines)
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_line(r"ERROR restapi: SIGHUP: token not reloaded, the previous one stays: .*at "
+                    r"least 16 characters", start=start)
+        assert d.get("/sme/frozen", headers=new)[0] == 200
+    finally:
+        assert d.stop() == 0
 
 
 def test_open_reads_with_token_on_a_public_address(tmp_path):
@@ -330,6 +404,22 @@ def test_sdnotify_ready_and_stopping(tmp_path):
     finally:
         assert d.stop() == 0
     assert sock.recv(4096) == b"STOPPING=1"
+    sock.close()
+
+
+def test_sdnotify_watchdog_pings(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="200000")
+    d = Daemon(["-sdnotify"], env=env)
+    try:
+        assert sock.recv(4096) == b"READY=1"
+        assert sock.recv(4096) == b"WATCHDOG=1"   # every 100 ms
+        assert sock.recv(4096) == b"WATCHDOG=1"
+    finally:
+        assert d.stop() == 0
     sock.close()
 
 

@@ -222,7 +222,7 @@ typedef struct kraken_service_ops {
     void (*start)(kraken_service *service, void *userdata);
     /** Stop: the module reports STOP when stopped. */
     void (*stop)(kraken_service *service, void *userdata);
-    /** Perform a mutation step; report through discoveries or kraken_service_fail(). */
+    /** Perform a mutation step; answer with kraken_service_report*() or kraken_service_fail(). */
     void (*mutate)(kraken_service *service, const kraken_mutation_request *request,
                    void *userdata);
     /** Abandon an in-flight step (timeout, Cfg change, node deleted). */
@@ -273,8 +273,10 @@ int kraken_service_declare_discoverable(kraken_service *service, const char *url
 /**
  * Report a discovery: node @p node_id's @p url now has @p value (written to
  * Dsc; a DISCOVERY event is published). Refused (Dsc unchanged) when the URL
- * was not declared discoverable, the value does not fit the schema, or the
- * node is unknown.
+ * was not declared discoverable (or mutated by a mutation of this service),
+ * the value does not fit the schema, or the node is unknown. Not tied to a
+ * request: for unsolicited facts. The answer to a dispatched step goes
+ * through kraken_service_report(), which refuses a late one.
  */
 int kraken_service_discover(kraken_service *service, const kraken_uuid *node_id, const char *url,
                             const kraken_value *value);
@@ -343,6 +345,9 @@ typedef enum kraken_plan_state {
     KRAKEN_PLAN_FROZEN = 6,    /**< the engine is frozen */
     KRAKEN_PLAN_BUSY = 7       /**< Cfg or Dsc /Busy is BUSY: the node is someone else's */
 } kraken_plan_state;
+
+/** Number of plan states (0 .. KRAKEN_PLAN_STATE_COUNT - 1), e.g. to size a histogram. */
+#define KRAKEN_PLAN_STATE_COUNT 8
 
 /**
  * Snapshot of a node's plan; release with kraken_plan_status_clear(). The plan

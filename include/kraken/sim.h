@@ -61,7 +61,14 @@ int kraken_sim_options_init(kraken_sim_options *opts, unsigned version);
 typedef enum kraken_sim_fault_kind {
     KRAKEN_SIM_HANG = 0,   /**< never answer the step */
     KRAKEN_SIM_FAIL = 1,   /**< report the step failed (kraken_service_fail) */
-    KRAKEN_SIM_REPORT = 2  /**< report a given value for the first mutated URL */
+    KRAKEN_SIM_REPORT = 2, /**< report a given value for the first mutated URL */
+    /**
+     * Answer late, as a slow external process would: after the delay given as
+     * the value (decimal ms) instead of delay_ms, and even when the step was
+     * interrupted meanwhile; the engine refuses such an answer (counted by
+     * kraken_sim_refused()).
+     */
+    KRAKEN_SIM_LATE = 3
 } kraken_sim_fault_kind;
 
 /** Add the simulated services to @p engine (opts NULL: KRAKEN_SIM_OPTIONS_INIT). */
@@ -72,13 +79,21 @@ void kraken_sim_free(kraken_sim *sim);
 /**
  * Inject a fault into the next @p count dispatches (0 = every one) of
  * @p mutation_id ("UKtoOFF", "INITtoSYNC" ...) on @p node (NULL = any node).
- * For KRAKEN_SIM_REPORT, @p value is the text of the value to report.
- * Later injections take precedence over earlier ones.
+ * For KRAKEN_SIM_REPORT, @p value is the text of the value to report; for
+ * KRAKEN_SIM_LATE, the delay in ms. Later injections take precedence over
+ * earlier ones.
  */
 int kraken_sim_inject(kraken_sim *sim, const kraken_uuid *node, const char *mutation_id,
                       kraken_sim_fault_kind kind, unsigned count, const char *value);
 /** Forget every injected fault. */
 void kraken_sim_clear_faults(kraken_sim *sim);
+
+/**
+ * Answer @p mutation_id (e.g. "WAITtoINIT": a PXE boot is slower than a power
+ * switch) @p delay_ms after dispatch instead of opts.delay_ms.
+ * KRAKEN_ENOTFOUND for a mutation the simulator does not own.
+ */
+int kraken_sim_set_delay(kraken_sim *sim, const char *mutation_id, uint32_t delay_ms);
 
 /**
  * Call @p fn (NULL: none) from the simulator's interrupt handler, after the
@@ -96,6 +111,8 @@ unsigned kraken_sim_interrupted(const kraken_sim *sim);
 unsigned kraken_sim_started(const kraken_sim *sim);
 /** Answers still pending (armed timers). */
 unsigned kraken_sim_pending(const kraken_sim *sim);
+/** Answers the engine refused (late answers to interrupted or replaced steps). */
+unsigned kraken_sim_refused(const kraken_sim *sim);
 
 #ifdef __cplusplus
 }
