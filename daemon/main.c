@@ -582,6 +582,61 @@ static void stop(daemon_ctx *d)
     kd_config_clear(&d->cfg);
 }
 
+/* ---- one-shot key actions: -write-secret, -write-node-key ------------------------------------ */
+
+/* -write-node-key ID:FILE: the key of node ID, derived from -secret along -state's Cfg tree. */
+static int write_node_key(const kd_config *c)
+{
+    const char *arg = c->write_node_key, *colon = strchr(arg, ':');
+    char id_text[KRAKEN_UUID_STRLEN + 1];
+    kraken_uuid id;
+    size_t id_len = colon ? (size_t)(colon - arg) : 0;
+    if (!colon || !colon[1] || id_len > KRAKEN_UUID_STRLEN) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key '%s': want ID:FILE\n", arg);
+        return 2;
+    }
+    memcpy(id_text, arg, id_len);
+    id_text[id_len] = '\0';
+    if (kraken_uuid_parse(&id, id_text) < 0) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key: invalid node id '%s'\n", id_text);
+        kraken_error_clear();
+        return 2;
+    }
+    if (!c->secretfile || !c->statefile) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key needs -secret (the cluster secret) and "
+                        "-state (the Cfg node list)\n");
+        return 2;
+    }
+    kraken_store *store = NULL;
+    int rc = kraken_store_new(&store);
+    if (rc == 0)
+        rc = kraken_store_load(store, c->statefile);
+    bool loaded = rc == 0;
+    if (loaded)
+        rc = kraken_sync_write_node_key(c->secretfile, store, &id, colon + 1);
+    if (rc < 0) {
+        /* Load and file errors name their file; a node missing from the Cfg tree (or a loop in
+           it) is the state file's fault: name that. */
+        bool tree = loaded && (rc == KRAKEN_ENOTFOUND || rc == KRAKEN_EINVAL);
+        fprintf(stderr, KD_PROGRAM ": -write-node-key: %s%s%s\n", tree ? c->statefile : "",
+                tree ? ": " : "", kraken_error_last());
+        kraken_error_clear();
+    }
+    kraken_store_free(store);
+    return rc < 0 ? 1 : 0;
+}
+
+/* Run the key actions the command line asked for; the exit code. */
+static int write_keys(const kd_config *c)
+{
+    if (c->write_secret && kraken_sync_write_secret(c->write_secret) < 0) {
+        fprintf(stderr, KD_PROGRAM ": -write-secret: %s\n", kraken_error_last());
+        kraken_error_clear();
+        return 1;
+    }
+    return c->write_node_key ? write_node_key(c) : 0;
+}
+
 int main(int argc, char **argv)
 {
     daemon_ctx d;
@@ -602,6 +657,11 @@ int main(int argc, char **argv)
             kd_config_print(&d.cfg, stdout);
         kd_config_clear(&d.cfg);
         return 0;
+    }
+    if (d.cfg.write_secret || d.cfg.write_node_key) {
+        int code = write_keys(&d.cfg);
+        kd_config_clear(&d.cfg);
+        return code;
     }
 #ifndef KD_HAVE_SYSTEMD
     if (d.cfg.sdnotify) {

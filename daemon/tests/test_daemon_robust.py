@@ -424,9 +424,10 @@ def test_sdnotify_watchdog_pings(tmp_path):
 
 
 def test_child_joins_parent_and_follows_its_cfg(tmp_path):
+    # The operator's way to the keys: kraken-daemon's one-shot -write-secret and -write-node-key.
     secret = tmp_path / "secret"
-    secret.write_bytes(os.urandom(32))
-    secret.chmod(0o600)
+    assert run_daemon(["-write-secret", str(secret)]) == (0, "", "")
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
     state = tmp_path / "state.json"
     shutil.copy(os.path.join(FIXTURES, "cluster4.json"), state)
     n1 = "4afdefa4-573b-5cfe-a419-c59075cf18a5"
@@ -438,9 +439,11 @@ def test_child_joins_parent_and_follows_its_cfg(tmp_path):
         # A child holds only its own node key, derived from the cluster secret along the Cfg
         # parent chain (doc/PROTOCOL.md; kraken_sync_write_node_key): n1's parent is the root.
         child_key = tmp_path / "n1.key"
-        child_key.write_bytes(hmac.new(secret.read_bytes(), b"kraken-node-key-v1" +
-                                       uuid.UUID(n1).bytes, hashlib.sha256).digest())
-        child_key.chmod(0o600)
+        assert run_daemon(["-state", str(state), "-secret", str(secret),
+                           "-write-node-key", "%s:%s" % (n1, child_key)]) == (0, "", "")
+        assert child_key.stat().st_mode & 0o777 == 0o600
+        assert child_key.read_bytes() == hmac.new(secret.read_bytes(), b"kraken-node-key-v1" +
+                                                  uuid.UUID(n1).bytes, hashlib.sha256).digest()
         child = Daemon(["-id", n1, "-secret", str(child_key), "-ip", root.addr.rsplit(".", 1)[0] +
                         ".251", "-parent", "%s:%d" % (root_ip, sync_port)])
         try:
