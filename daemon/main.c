@@ -282,6 +282,31 @@ static int start_services(daemon_ctx *d)
 
 /* ---- start, run, stop ---------------------------------------------------------------------- */
 
+/*
+ * A SYNC event's line, or nothing when the fact is in the log already. The library logs join
+ * refusals and session ends itself, through the log callback (kd_log_engine), with the peer's
+ * address: the JOIN_REFUSED and NEIGHBOR_DOWN events that repeat them are not logged again.
+ * NEIGHBOR_UP always follows a JOIN_ACCEPTED for the same peer. What remains is logged once:
+ * a join, and nodes under a child turning stale or fresh.
+ */
+static void log_sync_event(const kraken_event *ev, const char *id)
+{
+    int level;
+    const char *what;
+    switch (ev->kind) {
+    case KRAKEN_SYNC_JOIN_ACCEPTED: level = KRAKEN_LOG_NOTICE; what = "join accepted"; break;
+    case KRAKEN_SYNC_ID_CONFLICT: level = KRAKEN_LOG_WARNING; what = "node id conflict"; break;
+    case KRAKEN_SYNC_NODES_STALE: level = KRAKEN_LOG_NOTICE; what = "nodes stale"; break;
+    case KRAKEN_SYNC_NODES_FRESH: level = KRAKEN_LOG_NOTICE; what = "nodes fresh"; break;
+    default: return; /* NEIGHBOR_UP, NEIGHBOR_DOWN, JOIN_REFUSED: see above */
+    }
+    /* The library's messages name the peer; without one, say what happened to whom. */
+    if (ev->message && *ev->message)
+        kd_log(level, "sync", "%s", ev->message);
+    else
+        kd_log(level, "sync", "%s: %s", what, id);
+}
+
 /* What an operator wants in the log: sync links, mutation steps, failures. */
 static void on_event(const kraken_event *ev, void *userdata)
 {
@@ -289,12 +314,7 @@ static void on_event(const kraken_event *ev, void *userdata)
     char id[KRAKEN_UUID_STRLEN + 1];
     kraken_uuid_format(&ev->node_id, id);
     if (ev->type == KRAKEN_EVENT_SYNC) {
-        static const char *what[] = {"neighbor up", "neighbor down", "join accepted",
-                                     "join refused"};
-        bool bad = ev->kind == KRAKEN_SYNC_NEIGHBOR_DOWN || ev->kind == KRAKEN_SYNC_JOIN_REFUSED;
-        kd_log(bad ? KRAKEN_LOG_WARNING : KRAKEN_LOG_NOTICE, "sync", "%s: %s%s%s",
-               ev->kind >= 0 && ev->kind < 4 ? what[ev->kind] : "event", id,
-               ev->message ? ": " : "", ev->message ? ev->message : "");
+        log_sync_event(ev, id);
     } else if (ev->type == KRAKEN_EVENT_STATE_MUTATION) {
         static const char *what[] = {"mutate", "interrupt", "failed", "done"};
         int level = ev->kind == KRAKEN_MUTATION_FAILED      ? KRAKEN_LOG_WARNING
