@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
 #include <event2/event.h>
 
 #ifdef KD_HAVE_SYSTEMD
@@ -604,6 +605,66 @@ static void stop(daemon_ctx *d)
 
 /* ---- one-shot key actions: -write-secret, -write-node-key ------------------------------------ */
 
+/*
+ * The Cfg tree of state file @p path (ids and parentIds only) into @p store. Only the tree
+ * matters for a key, and a state file the daemon wrote holds config types (restapi.Config,
+ * those of -schemas and modules) a full load would need registered first.
+ */
+static int load_cfg_tree(const char *path, kraken_store *store)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key: %s: cannot open: %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+    char *text = NULL;
+    size_t cap = 0, len = 0;
+    for (size_t n = 1; n > 0; len += n) {
+        if (cap - len < 65536) {
+            char *grown = realloc(text, cap = cap * 2 + 65536);
+            if (!grown)
+                break;
+            text = grown;
+        }
+        n = fread(text + len, 1, cap - len - 1, fp);
+    }
+    bool read_ok = text && !ferror(fp) && feof(fp);
+    int read_errno = errno;
+    fclose(fp);
+    cJSON *doc = read_ok ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    const cJSON *nodes = cJSON_IsArray(doc) ? doc : cJSON_GetObjectItem(doc, "nodes");
+    if (!cJSON_IsArray(nodes)) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key: %s: %s%s\n", path,
+                !read_ok ? "cannot read: " : !doc ? "invalid JSON" : "no \"nodes\" list",
+                !read_ok ? strerror(text ? read_errno : ENOMEM) : "");
+        cJSON_Delete(doc);
+        return -1;
+    }
+    int i = 0, rc = 0;
+    for (const cJSON *n = nodes->child; n && rc == 0; n = n->next, i++) {
+        const cJSON *id = cJSON_GetObjectItem(n, "id");
+        const cJSON *parent = cJSON_GetObjectItem(n, "parentId");
+        char json[160], source[64];
+        snprintf(json, sizeof json, "{\"id\": \"%.40s\", \"parentId\": \"%.40s\"}",
+                 cJSON_IsString(id) ? id->valuestring : "",
+                 cJSON_IsString(parent) ? parent->valuestring : "");
+        snprintf(source, sizeof source, "node %d", i);
+        kraken_node *node = NULL;
+        rc = kraken_node_from_json(json, strlen(json), source, &node);
+        if (rc == 0)
+            rc = kraken_store_create(store, node);
+        kraken_node_free(node);
+        if (rc < 0) {
+            fprintf(stderr, KD_PROGRAM ": -write-node-key: %s: %s\n", path, kraken_error_last());
+            kraken_error_clear();
+        }
+    }
+    cJSON_Delete(doc);
+    return rc < 0 ? -1 : 0;
+}
+
 /* -write-node-key ID:FILE: the key of node ID, derived from -secret along -state's Cfg tree. */
 static int write_node_key(const kd_config *c)
 {
@@ -628,16 +689,19 @@ static int write_node_key(const kd_config *c)
         return 2;
     }
     kraken_store *store = NULL;
-    int rc = kraken_store_new(&store);
-    if (rc == 0)
-        rc = kraken_store_load(store, c->statefile);
-    bool loaded = rc == 0;
-    if (loaded)
-        rc = kraken_sync_write_node_key(c->secretfile, store, &id, colon + 1);
+    if (kraken_store_new(&store) < 0) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key: %s\n", kraken_error_last());
+        return 1;
+    }
+    if (load_cfg_tree(c->statefile, store) < 0) {
+        kraken_store_free(store);
+        return 1;
+    }
+    int rc = kraken_sync_write_node_key(c->secretfile, store, &id, colon + 1);
     if (rc < 0) {
-        /* Load and file errors name their file; a node missing from the Cfg tree (or a loop in
-           it) is the state file's fault: name that. */
-        bool tree = loaded && (rc == KRAKEN_ENOTFOUND || rc == KRAKEN_EINVAL);
+        /* File errors name their file; a node missing from the Cfg tree (or a loop in it) is
+           the state file's fault: name that. */
+        bool tree = rc == KRAKEN_ENOTFOUND || rc == KRAKEN_EINVAL;
         fprintf(stderr, KD_PROGRAM ": -write-node-key: %s%s%s\n", tree ? c->statefile : "",
                 tree ? ": " : "", kraken_error_last());
         kraken_error_clear();

@@ -215,7 +215,8 @@ static int add_item_error(cJSON *errors, size_t index, const char *id, const cha
     cJSON *e = cJSON_CreateObject();
     if (!e || !cJSON_AddNumberToObject(e, "index", (double)index) ||
         (id && !cJSON_AddStringToObject(e, "id", id)) ||
-        !cJSON_AddStringToObject(e, "error", user_message(message)) || !cJSON_AddItemToArray(errors, e)) {
+        !cJSON_AddStringToObject(e, "error", user_message(message)) ||
+        !cJSON_AddItemToArray(errors, e)) {
         cJSON_Delete(e);
         return -1;
     }
