@@ -135,6 +135,8 @@ void kd_config_clear(kd_config *cfg)
         service_cfg_clear(&cfg->services[i]);
     free(cfg->services);
     free(cfg->config_path);
+    free(cfg->write_secret);
+    free(cfg->write_node_key);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -339,7 +341,15 @@ static const setting *setting_by_flag(const char *name, size_t len)
     return NULL;
 }
 
-enum command_flag { CMD_NONE, CMD_CONFIG, CMD_PRINTRC, CMD_VERSION, CMD_HELP };
+enum command_flag {
+    CMD_NONE,
+    CMD_CONFIG,
+    CMD_PRINTRC,
+    CMD_VERSION,
+    CMD_HELP,
+    CMD_WRITE_SECRET,
+    CMD_WRITE_NODE_KEY
+};
 
 static enum command_flag command_by_flag(const char *name, size_t len)
 {
@@ -347,7 +357,8 @@ static enum command_flag command_by_flag(const char *name, size_t len)
         const char *name;
         enum command_flag cmd;
     } cmds[] = {{"config", CMD_CONFIG}, {"printrc", CMD_PRINTRC}, {"version", CMD_VERSION},
-                {"help", CMD_HELP}, {"h", CMD_HELP}};
+                {"help", CMD_HELP}, {"h", CMD_HELP}, {"write-secret", CMD_WRITE_SECRET},
+                {"write-node-key", CMD_WRITE_NODE_KEY}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strlen(cmds[i].name) == len && strncmp(cmds[i].name, name, len) == 0)
             return cmds[i].cmd;
@@ -398,7 +409,9 @@ static int parse_argv(kd_config *cfg, int argc, char **argv, bool apply, char *e
         }
         if (cmd != CMD_NONE) {
             bool on = true;
-            if (value && cmd != CMD_CONFIG && parse_bool(value, &on) < 0) {
+            bool takes_value =
+                cmd == CMD_CONFIG || cmd == CMD_WRITE_SECRET || cmd == CMD_WRITE_NODE_KEY;
+            if (value && !takes_value && parse_bool(value, &on) < 0) {
                 snprintf(err, errlen, "invalid boolean '%s' for flag '-%.*s'", value,
                          (int)name_len, name);
                 return -1;
@@ -413,6 +426,14 @@ static int parse_argv(kd_config *cfg, int argc, char **argv, bool apply, char *e
             case CMD_PRINTRC: cfg->printrc = on; break;
             case CMD_VERSION: cfg->version = on; break;
             case CMD_HELP: cfg->help = on; break;
+            case CMD_WRITE_SECRET:
+                free(cfg->write_secret);
+                cfg->write_secret = strdup(value);
+                break;
+            case CMD_WRITE_NODE_KEY:
+                free(cfg->write_node_key);
+                cfg->write_node_key = strdup(value);
+                break;
             case CMD_NONE: break;
             }
             continue;
@@ -453,7 +474,13 @@ void kd_config_usage(FILE *out)
             "  -config FILE           YAML or JSON config file (keys as -printrc prints them)\n"
             "  -printrc               print the effective config as YAML and exit\n"
             "  -version               print the version and exit\n"
-            "  -help, --help          print this help and exit\n");
+            "  -help, --help          print this help and exit\n"
+            "  -write-secret FILE     write a new cluster secret (mode 0600; never replaces a "
+            "file) and exit\n"
+            "  -write-node-key ID:FILE\n"
+            "                         write node ID's sync key to FILE (mode 0600), derived from "
+            "-secret\n"
+            "                         along the Cfg parent chain of -state, and exit\n");
     for (size_t i = 0; i < N_SETTINGS; i++) {
         char left[64];
         snprintf(left, sizeof left, "-%s%s%s", settings[i].flag, settings[i].metavar ? " " : "",

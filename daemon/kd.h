@@ -85,6 +85,8 @@ typedef struct kd_config {
     /* command, not config */
     char *config_path;
     bool printrc, version, help;
+    char *write_secret;   /* -write-secret FILE: make a cluster secret and exit */
+    char *write_node_key; /* -write-node-key ID:FILE: make a node's sync key and exit */
 } kd_config;
 
 /** Fill @p cfg with the defaults. */

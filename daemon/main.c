@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
 #include <event2/event.h>
 
 #ifdef KD_HAVE_SYSTEMD
@@ -282,6 +283,31 @@ static int start_services(daemon_ctx *d)
 
 /* ---- start, run, stop ---------------------------------------------------------------------- */
 
+/*
+ * A SYNC event's line, or nothing when the fact is in the log already. The library logs join
+ * refusals and session ends itself, through the log callback (kd_log_engine), with the peer's
+ * address: the JOIN_REFUSED and NEIGHBOR_DOWN events that repeat them are not logged again.
+ * NEIGHBOR_UP always follows a JOIN_ACCEPTED for the same peer. What remains is logged once:
+ * a join, and nodes under a child turning stale or fresh.
+ */
+static void log_sync_event(const kraken_event *ev, const char *id)
+{
+    int level;
+    const char *what;
+    switch (ev->kind) {
+    case KRAKEN_SYNC_JOIN_ACCEPTED: level = KRAKEN_LOG_NOTICE; what = "join accepted"; break;
+    case KRAKEN_SYNC_ID_CONFLICT: level = KRAKEN_LOG_WARNING; what = "node id conflict"; break;
+    case KRAKEN_SYNC_NODES_STALE: level = KRAKEN_LOG_NOTICE; what = "nodes stale"; break;
+    case KRAKEN_SYNC_NODES_FRESH: level = KRAKEN_LOG_NOTICE; what = "nodes fresh"; break;
+    default: return; /* NEIGHBOR_UP, NEIGHBOR_DOWN, JOIN_REFUSED: see above */
+    }
+    /* The library's messages name the peer; without one, say what happened to whom. */
+    if (ev->message && *ev->message)
+        kd_log(level, "sync", "%s", ev->message);
+    else
+        kd_log(level, "sync", "%s: %s", what, id);
+}
+
 /* What an operator wants in the log: sync links, mutation steps, failures. */
 static void on_event(const kraken_event *ev, void *userdata)
 {
@@ -289,12 +315,7 @@ static void on_event(const kraken_event *ev, void *userdata)
     char id[KRAKEN_UUID_STRLEN + 1];
     kraken_uuid_format(&ev->node_id, id);
     if (ev->type == KRAKEN_EVENT_SYNC) {
-        static const char *what[] = {"neighbor up", "neighbor down", "join accepted",
-                                     "join refused"};
-        bool bad = ev->kind == KRAKEN_SYNC_NEIGHBOR_DOWN || ev->kind == KRAKEN_SYNC_JOIN_REFUSED;
-        kd_log(bad ? KRAKEN_LOG_WARNING : KRAKEN_LOG_NOTICE, "sync", "%s: %s%s%s",
-               ev->kind >= 0 && ev->kind < 4 ? what[ev->kind] : "event", id,
-               ev->message ? ": " : "", ev->message ? ev->message : "");
+        log_sync_event(ev, id);
     } else if (ev->type == KRAKEN_EVENT_STATE_MUTATION) {
         static const char *what[] = {"mutate", "interrupt", "failed", "done"};
         int level = ev->kind == KRAKEN_MUTATION_FAILED      ? KRAKEN_LOG_WARNING
@@ -582,6 +603,124 @@ static void stop(daemon_ctx *d)
     kd_config_clear(&d->cfg);
 }
 
+/* ---- one-shot key actions: -write-secret, -write-node-key ------------------------------------ */
+
+/*
+ * The Cfg tree of state file @p path (ids and parentIds only) into @p store. Only the tree
+ * matters for a key, and a state file the daemon wrote holds config types (restapi.Config,
+ * those of -schemas and modules) a full load would need registered first.
+ */
+static int load_cfg_tree(const char *path, kraken_store *store)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key: %s: cannot open: %s\n", path,
+                strerror(errno));
+        return -1;
+    }
+    char *text = NULL;
+    size_t cap = 0, len = 0;
+    for (size_t n = 1; n > 0; len += n) {
+        if (cap - len < 65536) {
+            char *grown = realloc(text, cap = cap * 2 + 65536);
+            if (!grown)
+                break;
+            text = grown;
+        }
+        n = fread(text + len, 1, cap - len - 1, fp);
+    }
+    bool read_ok = text && !ferror(fp) && feof(fp);
+    int read_errno = errno;
+    fclose(fp);
+    cJSON *doc = read_ok ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    const cJSON *nodes = cJSON_IsArray(doc) ? doc : cJSON_GetObjectItem(doc, "nodes");
+    if (!cJSON_IsArray(nodes)) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key: %s: %s%s\n", path,
+                !read_ok ? "cannot read: " : !doc ? "invalid JSON" : "no \"nodes\" list",
+                !read_ok ? strerror(text ? read_errno : ENOMEM) : "");
+        cJSON_Delete(doc);
+        return -1;
+    }
+    int i = 0, rc = 0;
+    for (const cJSON *n = nodes->child; n && rc == 0; n = n->next, i++) {
+        const cJSON *id = cJSON_GetObjectItem(n, "id");
+        const cJSON *parent = cJSON_GetObjectItem(n, "parentId");
+        char json[160], source[64];
+        snprintf(json, sizeof json, "{\"id\": \"%.40s\", \"parentId\": \"%.40s\"}",
+                 cJSON_IsString(id) ? id->valuestring : "",
+                 cJSON_IsString(parent) ? parent->valuestring : "");
+        snprintf(source, sizeof source, "node %d", i);
+        kraken_node *node = NULL;
+        rc = kraken_node_from_json(json, strlen(json), source, &node);
+        if (rc == 0)
+            rc = kraken_store_create(store, node);
+        kraken_node_free(node);
+        if (rc < 0) {
+            fprintf(stderr, KD_PROGRAM ": -write-node-key: %s: %s\n", path, kraken_error_last());
+            kraken_error_clear();
+        }
+    }
+    cJSON_Delete(doc);
+    return rc < 0 ? -1 : 0;
+}
+
+/* -write-node-key ID:FILE: the key of node ID, derived from -secret along -state's Cfg tree. */
+static int write_node_key(const kd_config *c)
+{
+    const char *arg = c->write_node_key, *colon = strchr(arg, ':');
+    char id_text[KRAKEN_UUID_STRLEN + 1];
+    kraken_uuid id;
+    size_t id_len = colon ? (size_t)(colon - arg) : 0;
+    if (!colon || !colon[1] || id_len > KRAKEN_UUID_STRLEN) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key '%s': want ID:FILE\n", arg);
+        return 2;
+    }
+    memcpy(id_text, arg, id_len);
+    id_text[id_len] = '\0';
+    if (kraken_uuid_parse(&id, id_text) < 0) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key: invalid node id '%s'\n", id_text);
+        kraken_error_clear();
+        return 2;
+    }
+    if (!c->secretfile || !c->statefile) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key needs -secret (the cluster secret) and "
+                        "-state (the Cfg node list)\n");
+        return 2;
+    }
+    kraken_store *store = NULL;
+    if (kraken_store_new(&store) < 0) {
+        fprintf(stderr, KD_PROGRAM ": -write-node-key: %s\n", kraken_error_last());
+        return 1;
+    }
+    if (load_cfg_tree(c->statefile, store) < 0) {
+        kraken_store_free(store);
+        return 1;
+    }
+    int rc = kraken_sync_write_node_key(c->secretfile, store, &id, colon + 1);
+    if (rc < 0) {
+        /* File errors name their file; a node missing from the Cfg tree (or a loop in it) is
+           the state file's fault: name that. */
+        bool tree = rc == KRAKEN_ENOTFOUND || rc == KRAKEN_EINVAL;
+        fprintf(stderr, KD_PROGRAM ": -write-node-key: %s%s%s\n", tree ? c->statefile : "",
+                tree ? ": " : "", kraken_error_last());
+        kraken_error_clear();
+    }
+    kraken_store_free(store);
+    return rc < 0 ? 1 : 0;
+}
+
+/* Run the key actions the command line asked for; the exit code. */
+static int write_keys(const kd_config *c)
+{
+    if (c->write_secret && kraken_sync_write_secret(c->write_secret) < 0) {
+        fprintf(stderr, KD_PROGRAM ": -write-secret: %s\n", kraken_error_last());
+        kraken_error_clear();
+        return 1;
+    }
+    return c->write_node_key ? write_node_key(c) : 0;
+}
+
 int main(int argc, char **argv)
 {
     daemon_ctx d;
@@ -602,6 +741,11 @@ int main(int argc, char **argv)
             kd_config_print(&d.cfg, stdout);
         kd_config_clear(&d.cfg);
         return 0;
+    }
+    if (d.cfg.write_secret || d.cfg.write_node_key) {
+        int code = write_keys(&d.cfg);
+        kd_config_clear(&d.cfg);
+        return code;
     }
 #ifndef KD_HAVE_SYSTEMD
     if (d.cfg.sdnotify) {

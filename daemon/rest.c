@@ -201,6 +201,12 @@ static void send_answer(struct evhttp_request *req, kd_response *resp)
         evhttp_add_header(out, "Allow", resp->allow);
     if (resp->status == 401)
         evhttp_add_header(out, "WWW-Authenticate", "Bearer realm=\"kraken\"");
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* evhttp sends no body for HEAD and so no Content-Length: give the GET's (RFC 9110). */
+        char len[24];
+        snprintf(len, sizeof len, "%zu", resp->body_len);
+        evhttp_add_header(out, "Content-Length", len);
+    }
     struct evbuffer *body = evbuffer_new();
     if (body && resp->body &&
         evbuffer_add_reference(body, resp->body, resp->body_len, free_body, NULL) == 0)
@@ -219,6 +225,8 @@ static void preflight(struct evhttp_request *req, const kd_response *route)
                       "X-Requested-With, Content-Type, Authorization");
     evhttp_add_header(out, "Access-Control-Max-Age", "600");
     evhttp_add_header(out, "Allow", route->allow);
+    /* No body, but not evhttp's default text/html either: every answer here is JSON. */
+    evhttp_add_header(out, "Content-Type", "application/json");
     evhttp_send_reply(req, 200, "OK", NULL);
 }
 

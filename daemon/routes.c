@@ -66,6 +66,23 @@ static void reply_error(kd_response *resp, int status, const char *fmt, ...)
         resp->status = 500;
 }
 
+/*
+ * A library message for a REST client. libkraken starts its messages with the C function that
+ * failed ("store_update: node ID not found"), which helps a programmer but means nothing to an
+ * API user: drop a leading "lower_case_name: " that has an underscore (plain words such as
+ * "request body: " stay).
+ */
+static const char *user_message(const char *msg)
+{
+    const char *p = msg;
+    bool underscore = false;
+    while ((*p >= 'a' && *p <= 'z') || *p == '_') {
+        underscore |= *p == '_';
+        p++;
+    }
+    return underscore && p[0] == ':' && p[1] == ' ' && p[2] ? p + 2 : msg;
+}
+
 /* The library's last error as an answer; the status follows the error code. */
 static void reply_kraken_error(kd_response *resp, int rc)
 {
@@ -77,7 +94,7 @@ static void reply_kraken_error(kd_response *resp, int rc)
     else if (rc == KRAKEN_ENOMEM || rc == KRAKEN_EIO)
         status = 500;
     const char *msg = kraken_error_last();
-    reply_error(resp, status, "%s", *msg ? msg : kraken_strerror(rc));
+    reply_error(resp, status, "%s", *msg ? user_message(msg) : kraken_strerror(rc));
     kraken_error_clear();
 }
 
@@ -198,7 +215,8 @@ static int add_item_error(cJSON *errors, size_t index, const char *id, const cha
     cJSON *e = cJSON_CreateObject();
     if (!e || !cJSON_AddNumberToObject(e, "index", (double)index) ||
         (id && !cJSON_AddStringToObject(e, "id", id)) ||
-        !cJSON_AddStringToObject(e, "error", message) || !cJSON_AddItemToArray(errors, e)) {
+        !cJSON_AddStringToObject(e, "error", user_message(message)) ||
+        !cJSON_AddItemToArray(errors, e)) {
         cJSON_Delete(e);
         return -1;
     }

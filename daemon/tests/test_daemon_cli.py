@@ -3,11 +3,15 @@ original's single-dash form and GNU long forms, YAML and JSON config with the
 original's keys, precedence defaults < file < flags, -printrc, and one-line
 errors that name the file and position."""
 
+import hashlib
+import hmac
+import json
 import os
+import uuid
 
 import pytest
 
-from kdtest import SELF_ID, Daemon, run_daemon
+from kdtest import FIXTURES, SELF_ID, Daemon, run_daemon
 
 
 def printrc(*args):
@@ -244,3 +248,77 @@ def test_unwritable_state_file_is_one_line():
     lines = [l for l in err.splitlines() if "ERROR" in l or l.startswith("kraken-daemon:")]
     assert lines == ["kraken-daemon: %s: cannot create temporary file: No such file or "
                      "directory" % path], err
+
+
+def test_write_secret_never_replaces_a_file(tmp_path):
+    secret = tmp_path / "secret"
+    assert run_daemon(["-write-secret", str(secret)]) == (0, "", "")
+    before = secret.read_bytes()
+    assert len(before) == 32 and secret.stat().st_mode & 0o777 == 0o600
+    assert run_daemon(["--write-secret=" + str(secret)]) == (
+        1, "", "kraken-daemon: -write-secret: secret file %s already exists (not replaced)\n"
+        % secret)
+    assert secret.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["-write-node-key", "nonsense"], 2, "-write-node-key 'nonsense': want ID:FILE"),
+    (["-write-node-key", "not-a-uuid:k"], 2, "-write-node-key: invalid node id 'not-a-uuid'"),
+    (["-write-node-key", "4afdefa4-573b-5cfe-a419-c59075cf18a5:k"], 2,
+     "-write-node-key needs -secret (the cluster secret) and -state (the Cfg node list)"),
+    (["-state", "STATE", "-secret", "SECRET",
+      "-write-node-key", "99999999-0000-4000-8000-000000000001:k"], 1,
+     "-write-node-key: STATE: node 99999999-0000-4000-8000-000000000001 is not in the store"),
+    (["-state", "STATE", "-secret", "SECRET",
+      "-write-node-key", "4afdefa4-573b-5cfe-a419-c59075cf18a5:DIR/none/k"], 1,
+     "-write-node-key: key file DIR/none/k: cannot create a temporary file: "
+     "No such file or directory"),
+])
+def test_write_node_key_errors_are_one_line(tmp_path, args, code, message):
+    secret = tmp_path / "secret"
+    assert run_daemon(["-write-secret", str(secret)])[0] == 0
+    state = os.path.join(FIXTURES, "cluster4.json")
+    subst = {"STATE": state, "SECRET": str(secret)}
+    args = [subst.get(a, a).replace("DIR", str(tmp_path)) for a in args]
+    message = message.replace("STATE", state).replace("DIR", str(tmp_path))
+    assert run_daemon(args) == (code, "", "kraken-daemon: %s\n" % message)
+    assert not (tmp_path / "k").exists()
+
+
+def test_write_node_key_of_a_grandchild_from_a_daemon_written_state(tmp_path):
+    # A state file the daemon wrote holds config types (restapi.Config) of its own: only the
+    # Cfg tree is read for the key. The key chains down root -> n1 -> n2.
+    root, n1 = SELF_ID, "4afdefa4-573b-5cfe-a419-c59075cf18a5"
+    n2 = "aaaaaaaa-0000-4000-8000-000000000002"
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"nodes": [
+        {"id": root, "services": [{"id": "restapi", "config": {
+            "@type": "type.googleapis.com/restapi.Config", "addr": "127.0.0.1", "port": 3141}}]},
+        {"id": n1, "parentId": root}, {"id": n2, "parentId": n1}]}))
+    secret = tmp_path / "secret"
+    assert run_daemon(["-write-secret", str(secret)])[0] == 0
+    key = tmp_path / "n2.key"
+    assert run_daemon(["-state", str(state), "-secret", str(secret),
+                       "-write-node-key", n2 + ":" + str(key)]) == (0, "", "")
+
+    def derive(parent_key, node):
+        return hmac.new(parent_key, b"kraken-node-key-v1" + uuid.UUID(node).bytes,
+                        hashlib.sha256).digest()
+    assert key.read_bytes() == derive(derive(secret.read_bytes(), n1), n2)
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "invalid JSON"),
+    ('{"nodes": [{"id": "zz"}]}', "node 0: field 'id': invalid UUID 'zz'"),
+    ('{"cluster": []}', 'no "nodes" list'),
+])
+def test_write_node_key_bad_state_file(tmp_path, text, message):
+    state = tmp_path / "state.json"
+    state.write_text(text)
+    secret = tmp_path / "secret"
+    assert run_daemon(["-write-secret", str(secret)])[0] == 0
+    assert run_daemon(["-state", str(state), "-secret", str(secret), "-write-node-key",
+                       SELF_ID + ":" + str(tmp_path / "k")]) == (
+        1, "", "kraken-daemon: -write-node-key: %s: %s\n" % (state, message))
+    assert not (tmp_path / "k").exists()

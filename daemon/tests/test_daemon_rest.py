@@ -83,7 +83,7 @@ def test_create_conflict_replace_patch_delete(d):
     assert status == 200 and created["nodename"] == "new1"
     status, _, err = d.request("POST", "/cfg/node/" + NEW, body)
     assert status == 409
-    assert "exists" in err["error"]
+    assert err == {"error": "node %s already exists" % NEW}   # no internal function name
     # Dsc got an empty node with the same id.
     assert d.get("/dsc/node/" + NEW)[2] == {"id": NEW}
 
@@ -120,6 +120,11 @@ def test_create_conflict_replace_patch_delete(d):
     assert d.get("/cfg/node/" + NEW)[0] == 404
     assert d.get("/dsc/node/" + NEW)[0] == 404
     status, _, err = d.request("DELETE", "/cfg/node/" + NEW)
+    assert status == 404 and err == {"error": "node %s not found" % NEW}
+    # No library function names ("store_update: ...") in what a client reads.
+    status, _, err = d.request("PUT", "/cfg/node/" + NEW, body)
+    assert status == 404 and err == {"error": "node %s not found" % NEW}
+    status, _, err = d.get("/graph/node/%s/json" % NEW)
     assert status == 404 and err == {"error": "node %s not found" % NEW}
     status, _, err = d.request("DELETE", "/cfg/node/" + SELF_ID)
     assert status == 409
@@ -161,7 +166,7 @@ def test_bulk_create_update_with_per_item_errors(d):
     assert ids(res["nodes"]) == [a, b]
     errs = res["errors"]
     assert [e["index"] for e in errs] == [1, 2, 3]
-    assert errs[0]["id"] == N1 and "exists" in errs[0]["error"]
+    assert errs[0] == {"index": 1, "id": N1, "error": "node %s already exists" % N1}
     assert errs[1] == {"index": 2, "error": "the node has no id"}
     assert errs[2]["id"] == b and "SIDEWAYS" in errs[2]["error"]
     assert d.get("/cfg/node/" + N1)[2]["nodename"] == "n1"   # the bad item changed nothing
@@ -331,6 +336,10 @@ def test_head_is_get_without_body(d):
     status, hdrs, body = d.request("HEAD", "/cfg/nodes")
     assert status == 200 and body == ""
     assert hdrs["access-control-allow-origin"] == "*"
+    # The GET's header fields (RFC 9110 9.3.2), Content-Length included.
+    _, get_hdrs, _ = d.get("/cfg/nodes")
+    assert hdrs["content-length"] == get_hdrs["content-length"] != "0"
+    assert hdrs["content-type"] == "application/json"
     assert d.request("HEAD", "/cfg/node/" + NEW2)[0] == 404
 
 
@@ -340,6 +349,7 @@ def test_cors_preflight(d):
         "Access-Control-Request-Headers": "content-type"})
     assert status == 200
     assert hdrs["access-control-allow-origin"] == "*"
+    assert hdrs["content-type"] == "application/json"   # not evhttp's text/html default
     for m in ("PUT", "GET", "POST", "DELETE"):
         assert m in hdrs["access-control-allow-methods"]
     assert hdrs["access-control-allow-headers"] == \

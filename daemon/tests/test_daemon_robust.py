@@ -424,9 +424,10 @@ def test_sdnotify_watchdog_pings(tmp_path):
 
 
 def test_child_joins_parent_and_follows_its_cfg(tmp_path):
+    # The operator's way to the keys: kraken-daemon's one-shot -write-secret and -write-node-key.
     secret = tmp_path / "secret"
-    secret.write_bytes(os.urandom(32))
-    secret.chmod(0o600)
+    assert run_daemon(["-write-secret", str(secret)]) == (0, "", "")
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
     state = tmp_path / "state.json"
     shutil.copy(os.path.join(FIXTURES, "cluster4.json"), state)
     n1 = "4afdefa4-573b-5cfe-a419-c59075cf18a5"
@@ -438,9 +439,11 @@ def test_child_joins_parent_and_follows_its_cfg(tmp_path):
         # A child holds only its own node key, derived from the cluster secret along the Cfg
         # parent chain (doc/PROTOCOL.md; kraken_sync_write_node_key): n1's parent is the root.
         child_key = tmp_path / "n1.key"
-        child_key.write_bytes(hmac.new(secret.read_bytes(), b"kraken-node-key-v1" +
-                                       uuid.UUID(n1).bytes, hashlib.sha256).digest())
-        child_key.chmod(0o600)
+        assert run_daemon(["-state", str(state), "-secret", str(secret),
+                           "-write-node-key", "%s:%s" % (n1, child_key)]) == (0, "", "")
+        assert child_key.stat().st_mode & 0o777 == 0o600
+        assert child_key.read_bytes() == hmac.new(secret.read_bytes(), b"kraken-node-key-v1" +
+                                                  uuid.UUID(n1).bytes, hashlib.sha256).digest()
         child = Daemon(["-id", n1, "-secret", str(child_key), "-ip", root.addr.rsplit(".", 1)[0] +
                         ".251", "-parent", "%s:%d" % (root_ip, sync_port)])
         try:
@@ -460,10 +463,46 @@ def test_child_joins_parent_and_follows_its_cfg(tmp_path):
             # The parent's Cfg has no restapi config for the child: it keeps its -ipapi.
             assert child.get("/sme/frozen")[0] == 200
             assert "kraken_sync_children 1" in root.get("/metrics")[2]
+            # One log line per fact: the join, not also "neighbor up" or the event's echo.
+            joined = [l for l in root.log().splitlines() if n1 in l and "sync:" in l and
+                      "fresh again" not in l]
+            assert len(joined) == 1 and re.search(
+                r"NOTICE sync: child %s joined from [0-9.]+:\d+$" % n1, joined[0]), joined
+        finally:
+            assert child.stop() == 0
+        # The session's end is logged once, by the library, with its reason.
+        ended = root.wait_line(r"sync: session with child %s ended: " % n1)
+        assert [l for l in root.log().splitlines()
+                if re.search(r"sync: .*(ended|neighbor down|%s: child)" % n1, l)] == [ended]
+    finally:
+        assert root.stop() == 0
+
+
+def test_refused_join_is_logged_once_per_attempt(tmp_path):
+    secret = tmp_path / "secret"
+    assert run_daemon(["-write-secret", str(secret)])[0] == 0
+    state = tmp_path / "state.json"
+    shutil.copy(os.path.join(FIXTURES, "cluster4.json"), state)
+    n1 = "4afdefa4-573b-5cfe-a419-c59075cf18a5"
+    root = Daemon(["-id", SELF_ID, "-state", str(state), "-secret", str(secret)])
+    try:
+        line = root.wait_line(r"sync: listening on .* port (\d+)")
+        sync_port = int(line.rsplit(" ", 1)[1])
+        # The cluster secret is not n1's node key: every join is refused, on both sides.
+        child = Daemon(["-id", n1, "-secret", str(secret), "-ip", root.addr.rsplit(".", 1)[0] +
+                        ".251", "-parent", "%s:%d" % (root.addr, sync_port)])
+        try:
+            root.wait_line(r"WARNING sync: join of %s from \S+ refused: " % n1)
+            child.wait_line(r"WARNING sync: join to the parent at \S+ refused: ")
         finally:
             assert child.stop() == 0
     finally:
         assert root.stop() == 0
+    # Each refusal is one line (the library's, with the address), not also the SYNC event's.
+    for d, form in ((root, r"WARNING sync: join of %s from \S+ refused: " % n1),
+                    (child, r"WARNING sync: join to the parent at \S+ refused: ")):
+        refused = [l for l in d.log().splitlines() if re.search(r" sync: .*refused", l)]
+        assert refused and all(re.search(form, l) for l in refused), refused
 
 
 def test_child_without_secret_is_refused():
