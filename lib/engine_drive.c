@@ -921,6 +921,21 @@ static void stuck_check(kraken_engine *e, enode *n, const kraken_node *cfg, cons
     kraken_plan_free(plan);
 }
 
+/* Start the node afresh: no failures, no backoff, no reason; out of STUCK or BACKOFF (the
+ * operator's word: a Cfg change or kraken_engine_reset_node()). */
+static void forget_failures(enode *n)
+{
+    n->failures = 0;
+    n->backoff_until = 0;
+    free(n->last_failed);
+    n->last_failed = NULL;
+    set_reason(n, NULL);
+    if (n->phase == PH_STUCK || n->phase == PH_BACKOFF) {
+        kraken__engine_timer_cancel(n);
+        n->phase = PH_IDLE;
+    }
+}
+
 /* The node's run state after its changes were noted (and the knowledge rule applied). */
 static void evaluate_phase(kraken_engine *e, enode *n, const kraken_node *cfg,
                            const kraken_node *dsc, const ebits *changed, bool cfg_changed,
@@ -928,15 +943,7 @@ static void evaluate_phase(kraken_engine *e, enode *n, const kraken_node *cfg,
 {
     if (cfg_changed) {
         /* A Cfg change is the operator's word: start afresh, as kraken_engine_reset_node(). */
-        n->failures = 0;
-        n->backoff_until = 0;
-        free(n->last_failed);
-        n->last_failed = NULL;
-        set_reason(n, NULL);
-        if (n->phase == PH_STUCK || n->phase == PH_BACKOFF) {
-            kraken__engine_timer_cancel(n);
-            n->phase = PH_IDLE;
-        }
+        forget_failures(n);
     }
     if (node_is_busy(cfg) || node_is_busy(dsc)) {
         if (n->phase != PH_BUSY)
@@ -1274,15 +1281,7 @@ int kraken_engine_reset_node(kraken_engine *engine, const kraken_uuid *node_id)
     if (!n || n->deleted)
         return kraken__err(KRAKEN_ENOTFOUND, "engine_reset_node: node %s not found",
                            uuid_str(node_id, buf));
-    n->failures = 0;
-    n->backoff_until = 0;
-    free(n->last_failed);
-    n->last_failed = NULL;
-    set_reason(n, NULL);
-    if (n->phase == PH_STUCK || n->phase == PH_BACKOFF) {
-        kraken__engine_timer_cancel(n);
-        n->phase = PH_IDLE;
-    }
+    forget_failures(n);
     n->replan = true;
     kraken__engine_mark_dirty(engine, n);
     return 0;

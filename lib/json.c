@@ -1367,12 +1367,8 @@ static int read_node_array(kraken_jscan *s, node_array *a)
     s->node_depth = s->depth;
     jctx c;
     jctx_init(&c, s);
-    kraken__jscan_ws(s);
-    if (s->pos < s->len && s->text[s->pos] == ']') {
-        s->pos++;
-        s->depth--;
+    if (kraken__jscan_close(s, ']'))
         return 0;
-    }
     for (;;) {
         f->index++;
         kraken__jscan_ws(s);
@@ -1385,22 +1381,8 @@ static int read_node_array(kraken_jscan *s, node_array *a)
             return kraken__err(KRAKEN_ENOMEM, "%s: out of memory", s->source);
         }
         s->node_index = -1;
-        kraken__jscan_ws(s);
-        char fb[16];
-        if (s->pos < s->len && s->text[s->pos] == ',') {
-            s->pos++;
-            kraken__jscan_ws(s);
-            if (s->pos < s->len && s->text[s->pos] == ']')
-                return kraken__jscan_error(s, s->pos, "trailing comma before ']'");
-            continue;
-        }
-        if (s->pos < s->len && s->text[s->pos] == ']') {
-            s->pos++;
-            s->depth--;
-            return 0;
-        }
-        return kraken__jscan_error(s, s->pos, "expected ',' or ']' after a node, found %s",
-                           kraken__jscan_found(s, s->pos, fb, sizeof fb));
+        if ((rc = kraken__jscan_next(s, ']', "a node")) <= 0)
+            return rc;
     }
 }
 
@@ -1425,12 +1407,8 @@ static int read_node_list(kraken_jscan *s, node_array *a)
         return rc;
     kraken_jframe *f = &s->frames[s->depth - 1];
     bool seen = false;
-    kraken__jscan_ws(s);
-    if (s->pos < s->len && s->text[s->pos] == '}') {
-        s->pos++;
-        s->depth--;
+    if (kraken__jscan_close(s, '}'))
         return 0;
-    }
     for (;;) {
         if (s->pos >= s->len || s->text[s->pos] != '"')
             return kraken__jscan_error(s, s->pos, "expected a member name (a string), found %s",

@@ -275,18 +275,41 @@ int kraken__jscan_push(kraken_jscan *s, bool is_array)
     return 0;
 }
 
+bool kraken__jscan_close(kraken_jscan *s, char close)
+{
+    kraken__jscan_ws(s);
+    if (s->pos >= s->len || s->text[s->pos] != close)
+        return false;
+    s->pos++;
+    s->depth--;
+    return true;
+}
+
+int kraken__jscan_next(kraken_jscan *s, char close, const char *what)
+{
+    kraken__jscan_ws(s);
+    if (s->pos < s->len && s->text[s->pos] == ',') {
+        s->pos++;
+        kraken__jscan_ws(s);
+        if (s->pos < s->len && s->text[s->pos] == close)
+            return kraken__jscan_error(s, s->pos, "trailing comma before '%c'", close);
+        return 1;
+    }
+    if (kraken__jscan_close(s, close))
+        return 0;
+    char fb[16];
+    return kraken__jscan_error(s, s->pos, "expected ',' or '%c' after %s, found %s", close, what,
+                               kraken__jscan_found(s, s->pos, fb, sizeof fb));
+}
+
 static int jscan_object(kraken_jscan *s)
 {
     int rc = kraken__jscan_push(s, false);
     if (rc != 0)
         return rc;
     kraken_jframe *f = &s->frames[s->depth - 1];
-    kraken__jscan_ws(s);
-    if (s->pos < s->len && s->text[s->pos] == '}') {
-        s->pos++;
-        s->depth--;
+    if (kraken__jscan_close(s, '}'))
         return 0;
-    }
     for (;;) {
         char fb[16];
         if (s->pos >= s->len || s->text[s->pos] != '"')
@@ -305,21 +328,8 @@ static int jscan_object(kraken_jscan *s)
         s->pos++;
         if ((rc = kraken__jscan_value(s)) != 0)
             return rc;
-        kraken__jscan_ws(s);
-        if (s->pos < s->len && s->text[s->pos] == ',') {
-            s->pos++;
-            kraken__jscan_ws(s);
-            if (s->pos < s->len && s->text[s->pos] == '}')
-                return kraken__jscan_error(s, s->pos, "trailing comma before '}'");
-            continue;
-        }
-        if (s->pos < s->len && s->text[s->pos] == '}') {
-            s->pos++;
-            s->depth--;
-            return 0;
-        }
-        return kraken__jscan_error(s, s->pos, "expected ',' or '}' after a member, found %s",
-                           kraken__jscan_found(s, s->pos, fb, sizeof fb));
+        if ((rc = kraken__jscan_next(s, '}', "a member")) <= 0)
+            return rc;
     }
 }
 
@@ -329,32 +339,14 @@ static int jscan_array(kraken_jscan *s)
     if (rc != 0)
         return rc;
     kraken_jframe *f = &s->frames[s->depth - 1];
-    kraken__jscan_ws(s);
-    if (s->pos < s->len && s->text[s->pos] == ']') {
-        s->pos++;
-        s->depth--;
+    if (kraken__jscan_close(s, ']'))
         return 0;
-    }
     for (;;) {
         f->index++;
         if ((rc = kraken__jscan_value(s)) != 0)
             return rc;
-        kraken__jscan_ws(s);
-        char fb[16];
-        if (s->pos < s->len && s->text[s->pos] == ',') {
-            s->pos++;
-            kraken__jscan_ws(s);
-            if (s->pos < s->len && s->text[s->pos] == ']')
-                return kraken__jscan_error(s, s->pos, "trailing comma before ']'");
-            continue;
-        }
-        if (s->pos < s->len && s->text[s->pos] == ']') {
-            s->pos++;
-            s->depth--;
-            return 0;
-        }
-        return kraken__jscan_error(s, s->pos, "expected ',' or ']' after an element, found %s",
-                           kraken__jscan_found(s, s->pos, fb, sizeof fb));
+        if ((rc = kraken__jscan_next(s, ']', "an element")) <= 0)
+            return rc;
     }
 }
 

@@ -52,6 +52,13 @@ KRAKEN_PRIVATE int kraken__jscan_value(kraken_jscan *s);
 KRAKEN_PRIVATE int kraken__jscan_string(kraken_jscan *s, bool is_key);
 /* Enter the object/array at s->pos (consumes '{' or '['); the caller pops s->depth. */
 KRAKEN_PRIVATE int kraken__jscan_push(kraken_jscan *s, bool is_array);
+/* After optional whitespace, the @p close ('}' or ']') of the container just pushed: consume it,
+ * pop the frame and return true (an empty container); false when anything else is there. */
+KRAKEN_PRIVATE bool kraken__jscan_close(kraken_jscan *s, char close);
+/* After an element (@p close ']') or member (@p close '}'), which @p what names in the message:
+ * 1 when ',' and another one follow, 0 when the container closes (frame popped), or the
+ * KRAKEN_EPARSE of a trailing comma or of anything else. */
+KRAKEN_PRIVATE int kraken__jscan_next(kraken_jscan *s, char close, const char *what);
 /* Only whitespace (or one NUL terminator counted in len) may follow the last value. */
 KRAKEN_PRIVATE int kraken__jscan_end(kraken_jscan *s);
 /* A syntax error at byte @p at: "source[: node N][: member 'path']: malformed JSON at byte X

@@ -513,14 +513,21 @@ int kraken_mutation_set_remove_service(kraken_mutation_set *set, const char *ser
 
 /* ---- internal accessors ------------------------------------------------- */
 
+/* The declared mutation @p service / @p id, NULL when there is none. */
+static kraken_mutation *mutation_lookup(const kraken_mutation_set *set, const char *service,
+                                        const char *id)
+{
+    bool found;
+    size_t pos = mutation_pos(set, service, id, &found);
+    return found ? set->muts[pos] : NULL;
+}
+
 const kraken_mutation *kraken__mutation_find(const kraken_mutation_set *set, const char *service,
                                              const char *id)
 {
     if (!set || !service || !id)
         return NULL;
-    bool found;
-    size_t pos = mutation_pos(set, service, id, &found);
-    return found ? set->muts[pos] : NULL;
+    return mutation_lookup(set, service, id);
 }
 
 const kraken_murl *kraken__mutation_set_find_url(const kraken_mutation_set *set,
@@ -578,10 +585,9 @@ int kraken_mutation_set_disable(kraken_mutation_set *set, const char *service_id
         return rc;
     o->has_disabled = true;
     o->disabled = disabled;
-    bool found;
-    size_t pos = mutation_pos(set, service_id, mutation_id, &found);
-    if (found && set->muts[pos]->disabled != disabled) {
-        set->muts[pos]->disabled = disabled;
+    kraken_mutation *m = mutation_lookup(set, service_id, mutation_id);
+    if (m && m->disabled != disabled) {
+        m->disabled = disabled;
         invalidate(set); /* plans change: the engine replans every node */
     }
     return 0;
@@ -596,10 +602,9 @@ int kraken_mutation_set_timeout(kraken_mutation_set *set, const char *service_id
         return rc;
     o->has_timeout = true;
     o->timeout_ms = timeout_ms;
-    bool found;
-    size_t pos = mutation_pos(set, service_id, mutation_id, &found);
-    if (found)
-        set->muts[pos]->timeout_ms = timeout_ms; /* plans do not depend on it */
+    kraken_mutation *m = mutation_lookup(set, service_id, mutation_id);
+    if (m)
+        m->timeout_ms = timeout_ms; /* plans do not depend on it */
     return 0;
 }
 

@@ -7,18 +7,9 @@
 
 static int cmd_create(kc_ctx *ctx, int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-        if (opt == 'j')
-            ctx->json = true;
-        else
-            return kc_bad_option(ctx, &kc_cmd_create_entry, opt, argv);
-    }
-    if (optind + 1 != argc)
-        return kc_usage(ctx, &kc_cmd_create_entry);
+    int rc = kc_parse_json_flag(ctx, &kc_cmd_create_entry, argc, argv, 1, 1);
+    if (rc != KC_EXIT_OK)
+        return rc;
     return kc_send_nodes(ctx, "POST", "/cfg/nodes", argv[optind], "created");
 }
 

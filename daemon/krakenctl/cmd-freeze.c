@@ -11,20 +11,11 @@
 
 static int sme(kc_ctx *ctx, const kc_cmd_entry *entry, const char *path, int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-        if (opt == 'j')
-            ctx->json = true;
-        else
-            return kc_bad_option(ctx, entry, opt, argv);
-    }
-    if (optind != argc)
-        return kc_usage(ctx, entry);
+    int rc = kc_parse_json_flag(ctx, entry, argc, argv, 0, 0);
+    if (rc != KC_EXIT_OK)
+        return rc;
     cJSON *answer = NULL;
-    int rc = kc_request_json(ctx, "GET", path, NULL, &answer);
+    rc = kc_request_json(ctx, "GET", path, NULL, &answer);
     if (rc != 0)
         return rc;
     const cJSON *frozen = cJSON_GetObjectItemCaseSensitive(answer, "frozen");

@@ -28,13 +28,11 @@ static int cmd_get(kc_ctx *ctx, int argc, char **argv)
     }
     kraken_uuid id;
     const char *url;
-    int used = kc_split_node_url(ctx, argc - optind, argv + optind, &id, &url);
-    if (used < 0)
-        return KC_EXIT_USAGE;
-    if (used == 0 || optind + used != argc)
-        return kc_usage(ctx, &kc_cmd_get_entry);
+    int rc = kc_node_url_operands(ctx, &kc_cmd_get_entry, argc, argv, 0, &id, &url);
+    if (rc != KC_EXIT_OK)
+        return rc;
     kraken_node *node = NULL;
-    int rc = kc_fetch_node(ctx, kind, &id, &node);
+    rc = kc_fetch_node(ctx, kind, &id, &node);
     if (rc != 0)
         return rc;
     char *text = NULL;

@@ -93,18 +93,9 @@ static void print_dot(const cJSON *graph)
 
 static int cmd_graph(kc_ctx *ctx, int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-        if (opt == 'j')
-            ctx->json = true;
-        else
-            return kc_bad_option(ctx, &kc_cmd_graph_entry, opt, argv);
-    }
-    if (optind + 1 < argc)
-        return kc_usage(ctx, &kc_cmd_graph_entry);
+    int rc = kc_parse_json_flag(ctx, &kc_cmd_graph_entry, argc, argv, 0, 1);
+    if (rc != KC_EXIT_OK)
+        return rc;
     char path[128] = "/graph/json";
     if (optind < argc) {
         kraken_uuid id;
@@ -114,7 +105,7 @@ static int cmd_graph(kc_ctx *ctx, int argc, char **argv)
         snprintf(path, sizeof path, "/graph/node/%s/json", kraken_uuid_format(&id, idtext));
     }
     cJSON *graph = NULL;
-    int rc = kc_request_json(ctx, "GET", path, NULL, &graph);
+    rc = kc_request_json(ctx, "GET", path, NULL, &graph);
     if (rc != 0)
         return rc;
     if (ctx->json)

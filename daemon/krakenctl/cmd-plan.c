@@ -42,25 +42,16 @@ static void print_plan(kc_ctx *ctx, const char *id, const cJSON *plan)
 
 static int cmd_plan(kc_ctx *ctx, int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-        if (opt == 'j')
-            ctx->json = true;
-        else
-            return kc_bad_option(ctx, &kc_cmd_plan_entry, opt, argv);
-    }
-    if (optind + 1 != argc)
-        return kc_usage(ctx, &kc_cmd_plan_entry);
+    int rc = kc_parse_json_flag(ctx, &kc_cmd_plan_entry, argc, argv, 1, 1);
+    if (rc != KC_EXIT_OK)
+        return rc;
     kraken_uuid id;
     if (kc_parse_id(ctx, argv[optind], &id) != 0)
         return KC_EXIT_USAGE;
     char idtext[KRAKEN_UUID_STRLEN + 1], path[128];
     snprintf(path, sizeof path, "/graph/node/%s/path", kraken_uuid_format(&id, idtext));
     cJSON *plan = NULL;
-    int rc = kc_request_json(ctx, "GET", path, NULL, &plan);
+    rc = kc_request_json(ctx, "GET", path, NULL, &plan);
     if (rc != 0)
         return rc;
     if (ctx->json)

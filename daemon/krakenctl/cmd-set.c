@@ -65,17 +65,15 @@ static int cmd_set(kc_ctx *ctx, int argc, char **argv)
     }
     kraken_uuid id;
     const char *url;
-    int used = kc_split_node_url(ctx, argc - optind, argv + optind, &id, &url);
-    if (used < 0)
-        return KC_EXIT_USAGE;
-    if (used == 0 || optind + used + 1 != argc)
-        return kc_usage(ctx, &kc_cmd_set_entry);
-    const char *value = argv[optind + used];
+    int rc = kc_node_url_operands(ctx, &kc_cmd_set_entry, argc, argv, 1, &id, &url);
+    if (rc != KC_EXIT_OK)
+        return rc;
+    const char *value = argv[optind];
     char idtext[KRAKEN_UUID_STRLEN + 1], path[128];
     snprintf(path, sizeof path, "/%s/node/%s", kind, kraken_uuid_format(&id, idtext));
     char *json = NULL;
     const char *method = "PATCH";
-    int rc = patch_body(&id, url, value, &json);
+    rc = patch_body(&id, url, value, &json);
     if (rc < 0)
         return kc_error(ctx, KC_EXIT_USAGE, "%s%s", kraken_error_last(),
                         kc_schema_hint(kraken_error_last()));

@@ -77,18 +77,9 @@ static void print_plan(kc_ctx *ctx, const cJSON *plan)
 
 static int cmd_show(kc_ctx *ctx, int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
-        if (opt == 'j')
-            ctx->json = true;
-        else
-            return kc_bad_option(ctx, &kc_cmd_show_entry, opt, argv);
-    }
-    if (optind + 1 != argc)
-        return kc_usage(ctx, &kc_cmd_show_entry);
+    int rc = kc_parse_json_flag(ctx, &kc_cmd_show_entry, argc, argv, 1, 1);
+    if (rc != KC_EXIT_OK)
+        return rc;
     kraken_uuid id;
     if (kc_parse_id(ctx, argv[optind], &id) != 0)
         return KC_EXIT_USAGE;
@@ -96,7 +87,6 @@ static int cmd_show(kc_ctx *ctx, int argc, char **argv)
     kraken_uuid_format(&id, idtext);
     if (ctx->json) {
         cJSON *cfg = NULL, *dsc = NULL, *plan = NULL;
-        int rc;
         snprintf(path, sizeof path, "/cfg/node/%s", idtext);
         if ((rc = kc_request_json(ctx, "GET", path, NULL, &cfg)) != 0)
             return rc;
@@ -118,7 +108,7 @@ static int cmd_show(kc_ctx *ctx, int argc, char **argv)
         return KC_EXIT_OK;
     }
     kraken_node *cfg = NULL, *dsc = NULL;
-    int rc = kc_fetch_node(ctx, "cfg", &id, &cfg);
+    rc = kc_fetch_node(ctx, "cfg", &id, &cfg);
     if (rc == 0)
         rc = kc_fetch_node(ctx, "dsc", &id, &dsc);
     row *rows = NULL;

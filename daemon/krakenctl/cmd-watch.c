@@ -157,6 +157,18 @@ static void finish(watch *w, int result)
     event_base_loopbreak(w->base);
 }
 
+/* With --until-converged, once every node has converged: the last picture, the word, exit 0.
+ * True when the watch is finished. */
+static bool finish_if_converged(watch *w)
+{
+    if (!w->until_converged || !converged(w, NULL))
+        return false;
+    draw(w);
+    printf(w->ctx->json ? "{\"converged\": true}\n" : "converged\n");
+    finish(w, KC_EXIT_OK);
+    return true;
+}
+
 static void after_events(watch *w)
 {
     if (w->refetch) {
@@ -168,12 +180,8 @@ static void after_events(watch *w)
             return;
         }
     }
-    if (w->until_converged && converged(w, NULL)) {
-        draw(w);
-        printf(w->ctx->json ? "{\"converged\": true}\n" : "converged\n");
-        finish(w, KC_EXIT_OK);
+    if (finish_if_converged(w))
         return;
-    }
     if (w->dirty && w->tty && !evtimer_pending(w->redraw, NULL)) {
         struct timeval tv = {0, REDRAW_MS * 1000};
         evtimer_add(w->redraw, &tv);
@@ -446,12 +454,8 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
         finish(w, rc);
         return;
     }
-    if (w->until_converged && converged(w, NULL)) {
-        draw(w);
-        printf(w->ctx->json ? "{\"converged\": true}\n" : "converged\n");
-        finish(w, KC_EXIT_OK);
+    if (finish_if_converged(w))
         return;
-    }
     if (w->tty)
         draw(w);
 }

@@ -84,6 +84,12 @@ int kc_usage(kc_ctx *ctx, const kc_cmd_entry *cmd);
  * the unknown option (or the option missing its argument) and the usage; returns
  * KC_EXIT_USAGE. */
 int kc_bad_option(kc_ctx *ctx, const kc_cmd_entry *cmd, int opt, char **argv);
+/* The option parsing of a command whose only option is -j/--json (and -h/--help): sets
+ * ctx->json, leaves optind at the first operand and checks that there are between
+ * @p min_operands and @p max_operands of them. KC_EXIT_OK, or the usage error's exit code
+ * (printed). */
+int kc_parse_json_flag(kc_ctx *ctx, const kc_cmd_entry *cmd, int argc, char **argv,
+                       int min_operands, int max_operands);
 /* Print a cJSON value (pretty) on stdout. */
 void kc_print_json(const cJSON *json);
 /* Parse a node id; prints the error. */

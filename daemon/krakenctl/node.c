@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* node.c: fetch one node and decode it with libkraken's JSON codec (get, set, show). */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,4 +47,16 @@ int kc_split_node_url(kc_ctx *ctx, int argc, char **argv, kraken_uuid *id, const
         return 0;
     *url = argv[1];
     return kc_parse_id(ctx, argv[0], id) == 0 ? 2 : -1;
+}
+
+int kc_node_url_operands(kc_ctx *ctx, const kc_cmd_entry *cmd, int argc, char **argv,
+                         int trailing, kraken_uuid *id, const char **url)
+{
+    int used = kc_split_node_url(ctx, argc - optind, argv + optind, id, url);
+    if (used < 0)
+        return KC_EXIT_USAGE;
+    if (used == 0 || optind + used + trailing != argc)
+        return kc_usage(ctx, cmd);
+    optind += used;
+    return KC_EXIT_OK;
 }

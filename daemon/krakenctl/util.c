@@ -49,6 +49,25 @@ int kc_bad_option(kc_ctx *ctx, const kc_cmd_entry *cmd, int opt, char **argv)
     return KC_EXIT_USAGE;
 }
 
+int kc_parse_json_flag(kc_ctx *ctx, const kc_cmd_entry *cmd, int argc, char **argv,
+                       int min_operands, int max_operands)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+        if (opt == 'j')
+            ctx->json = true;
+        else
+            return kc_bad_option(ctx, cmd, opt, argv);
+    }
+    int operands = argc - optind;
+    if (operands < min_operands || operands > max_operands)
+        return kc_usage(ctx, cmd);
+    return KC_EXIT_OK;
+}
+
 void kc_print_json(const cJSON *json)
 {
     char *text = cJSON_Print(json);
