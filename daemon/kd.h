@@ -104,10 +104,7 @@ void kd_config_print(const kd_config *cfg, FILE *out);
 void kd_config_usage(FILE *out);
 const kd_service_cfg *kd_config_service(const kd_config *cfg, const char *id);
 
-/** Go duration ("10s", "1m30s", "250ms") -> milliseconds (rounded up from sub-ms). */
-int kd_duration_parse(const char *text, uint64_t *ms);
-/** milliseconds -> Go duration text as Go prints it ("1m30s", "250ms", "0s"). */
-void kd_duration_format(uint64_t ms, char *buf, size_t len);
+#include "duration.h" /* kd_duration_parse, kd_duration_format */
 
 /* ---- log (log.c) --------------------------------------------------------------------------- */
 

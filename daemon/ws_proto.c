@@ -5,6 +5,8 @@
  */
 #include "ws_proto.h"
 
+#include "duration.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <nettle/base64.h>
@@ -218,56 +220,12 @@ int kd_ws_parse_subscribe(const char *msg, size_t len, unsigned *mask, uint16_t 
 
 /* ---- Go durations -------------------------------------------------------------------------- */
 
-/*
- * Parse a Go duration string into milliseconds (rounded up to whole ms).
- * Accepts what Go's time.ParseDuration accepts for non-negative values:
- * one or more decimal numbers with optional fraction, each followed by a
- * unit ns, us, µs, ms, s, m or h; "0" alone is zero.
- */
+/* A WebSocket.Config duration: kd_duration_parse(), at most UINT32_MAX ms (timer range). */
 int kd_ws_parse_duration(const char *text, uint64_t *out_ms)
 {
-    static const struct {
-        const char *unit;
-        double ns;
-    } units[] = {
-        {"ns", 1.0}, {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"\xce\xbcs", 1e3},
-        {"ms", 1e6}, {"s", 1e9},  {"m", 60e9},         {"h", 3600e9},
-    };
-    const char *p = text;
-    if (*p == '+')
-        p++;
-    if (strcmp(p, "0") == 0) {
-        *out_ms = 0;
-        return 0;
-    }
-    if (!*p)
+    uint64_t ms;
+    if (kd_duration_parse(text, &ms) != 0 || ms > UINT32_MAX)
         return -1;
-    double total_ns = 0;
-    while (*p) {
-        if (!isdigit((unsigned char)*p) && *p != '.')
-            return -1;
-        char *end;
-        double v = strtod(p, &end);
-        if (end == p)
-            return -1;
-        p = end;
-        size_t best = 0, best_len = 0;
-        for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-            size_t len = strlen(units[i].unit);
-            if (strncmp(p, units[i].unit, len) == 0 && len > best_len) {
-                best = i;
-                best_len = len;
-            }
-        }
-        if (best_len == 0)
-            return -1;
-        /* "m" must not swallow the "m" of "ms": longest match above handles it */
-        total_ns += v * units[best].ns;
-        p += best_len;
-    }
-    double ms = total_ns / 1e6;
-    if (ms > (double)UINT32_MAX)
-        return -1;
-    *out_ms = (uint64_t)ms + ((double)(uint64_t)ms < ms ? 1 : 0);
+    *out_ms = ms;
     return 0;
 }
