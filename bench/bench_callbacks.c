@@ -29,8 +29,10 @@ static void on_mutate(kraken_module *m, const kraken_mutation_request *req, void
 static const kraken_mutate m_discover[] = {{"/PhysState", "PHYS_UNKNOWN", "POWER_OFF"}};
 static const kraken_mutate m_poweron[] = {{"/PhysState", "POWER_OFF", "POWER_ON"}};
 static const kraken_mutation_decl decls[] = {
-    {.id = "discover", KRAKEN_DECL_MUTATES(m_discover), .context = KRAKEN_CONTEXT_ALL},
-    {.id = "poweron", KRAKEN_DECL_MUTATES(m_poweron), .context = KRAKEN_CONTEXT_ALL},
+    KRAKEN_MUTATION_DECL_INIT(.id = "discover", KRAKEN_DECL_MUTATES(m_discover),
+                              .context = KRAKEN_CONTEXT_ALL),
+    KRAKEN_MUTATION_DECL_INIT(.id = "poweron", KRAKEN_DECL_MUTATES(m_poweron),
+                              .context = KRAKEN_CONTEXT_ALL),
 };
 static const kraken_module_discoverable discoverables[] = {{"/PhysState", NULL, NULL}};
 

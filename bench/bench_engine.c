@@ -184,8 +184,8 @@ static void svc_interrupt(kraken_service *service, const kraken_mutation_request
     run->interrupts++;
 }
 
-static const kraken_service_ops bench_ops = {
-    .start = svc_start, .stop = svc_stop, .mutate = svc_mutate, .interrupt = svc_interrupt};
+static const kraken_service_ops bench_ops = KRAKEN_SERVICE_OPS_INIT(
+    .start = svc_start, .stop = svc_stop, .mutate = svc_mutate, .interrupt = svc_interrupt);
 
 static kraken_service *add_service(struct bench_run *run, const char *id)
 {
@@ -199,8 +199,7 @@ static void declare(kraken_service *svc, const char *id, const kraken_mutate *mu
                     size_t n_mutates, const kraken_fact *req, uint32_t timeout_ms,
                     bool fail_to_hang)
 {
-    kraken_mutation_decl d = {0};
-    d.id = id;
+    kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(.id = id);
     d.mutates = mutates;
     d.n_mutates = n_mutates;
     d.requires = req;

@@ -36,8 +36,8 @@ static char sock_path[108];
 static const kraken_module_discoverable discoverables[] = {{"/RunState", NULL, NULL}};
 static const kraken_mutate m_off[] = {{"/PhysState", "PHYS_UNKNOWN", "POWER_OFF"}};
 static const kraken_mutation_decl mutations[] = {
-    {.id = "discover", KRAKEN_DECL_MUTATES(m_off), .context = KRAKEN_CONTEXT_ALL,
-     .timeout_ms = 600000}};
+    KRAKEN_MUTATION_DECL_INIT(.id = "discover", KRAKEN_DECL_MUTATES(m_off),
+                              .context = KRAKEN_CONTEXT_ALL, .timeout_ms = 600000)};
 
 typedef struct child_state {
     struct event_base *base;

@@ -64,8 +64,7 @@ static void add_one(kraken_mutation_set *set, const char *service, const char *i
                     const kraken_mutate *mutates, size_t n_mutates, const kraken_fact *req,
                     kraken_context context, uint32_t timeout_ms, const kraken_fact *fail_to)
 {
-    kraken_mutation_decl d = {0};
-    d.id = id;
+    kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(.id = id);
     d.mutates = mutates;
     d.n_mutates = n_mutates;
     d.requires = req;
@@ -120,8 +119,8 @@ static void synth_register(void)
     static char names[SYNTH_FIELDS][8];
     for (int k = 0; k < SYNTH_FIELDS; k++) {
         snprintf(names[k], sizeof names[k], "f%02d", k);
-        fields[k] = (kraken_field_def){names[k], (uint32_t)k + 1, KRAKEN_T_ENUM, KRAKEN_T_NONE,
-                                       "Bench.Mode"};
+        fields[k] = (kraken_field_def)KRAKEN_FIELD(names[k], (uint32_t)k + 1, KRAKEN_T_ENUM,
+                                                   .type_name = "Bench.Mode");
     }
     bench_die_on(kraken_schema_register(SYNTH_SCHEMA, fields, SYNTH_FIELDS, NULL),
            "register Bench.Synth");
@@ -167,8 +166,7 @@ static void synth_add(kraken_mutation_set *set)
             char id[32];
             snprintf(id, sizeof id, "F%02d_%sto%s", k, mode_names[moves[m].from],
                      mode_names[moves[m].to]);
-            kraken_mutation_decl d = {0};
-            d.id = id;
+            kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(.id = id);
             d.mutates = &mut;
             d.n_mutates = 1;
             d.requires = n_req ? req : NULL;

@@ -526,7 +526,7 @@ static void fill_root_cfg(bench *b)
 static void new_child_engine(bench *b, inst *x)
 {
     new_engine(b, x);
-    static const kraken_service_ops ops = {echo_start, NULL, NULL, NULL, NULL};
+    static const kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(.start = echo_start);
     die_on(kraken_engine_add_service(x->engine, "echo", "bench", &ops, NULL, NULL, &x->echo),
            "add echo service");
     die_on(kraken_service_declare_discoverable(x->echo, echo_url(x), NULL, NULL),

@@ -967,10 +967,11 @@ int kb_decl_options(kb_decl *d, int context, uint32_t timeout_ms, uint32_t cost)
     return 0;
 }
 
-/* The library's view of a declaration (pointers into @p d). */
+/* The library's view of a declaration (pointers into @p d), of this header's struct version. */
 static kraken_mutation_decl decl_view(const kb_decl *d)
 {
     kraken_mutation_decl v = {
+        .version = KRAKEN_MUTATION_DECL_VERSION,
         .id = d->id, .mutates = d->mutates, .n_mutates = d->n_mutates,
         .requires = d->requires, .n_requires = d->n_requires,
         .excludes = d->excludes, .n_excludes = d->n_excludes,
@@ -1411,6 +1412,7 @@ static void svc_config(kraken_service *s, const kraken_value *config, void *user
 }
 
 static const kraken_service_ops service_ops = {
+    .version = KRAKEN_SERVICE_OPS_VERSION,
     .start = svc_start, .stop = svc_stop, .mutate = svc_mutate, .interrupt = svc_interrupt,
     .config_changed = svc_config};
 

@@ -519,8 +519,8 @@ static void svc_config_changed(kraken_service *service, const kraken_value *conf
 static int register_schema(void)
 {
     static const kraken_field_def fields[] = {
-        {"addr", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
-        {"port", 2, KRAKEN_T_INT32, KRAKEN_T_NONE, NULL},
+        KRAKEN_FIELD("addr", 1, KRAKEN_T_STRING),
+        KRAKEN_FIELD("port", 2, KRAKEN_T_INT32),
     };
     return kraken_schema_register(CONFIG_TYPE, fields, 2, NULL);
 }
@@ -543,8 +543,8 @@ int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_re
     r->retire_timer = evtimer_new(base, on_retire, r);
     r->commit_event = event_new(base, -1, 0, on_commit, r);
     api->defer_flush = true;
-    static const kraken_service_ops ops = {.start = svc_start, .stop = svc_stop,
-                                           .config_changed = svc_config_changed};
+    static const kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(
+        .start = svc_start, .stop = svc_stop, .config_changed = svc_config_changed);
     if (!r->default_addr || (opts->token && !r->token) || !r->retire_timer || !r->commit_event ||
         kraken_engine_add_service(api->engine, "restapi", "restapi", &ops, r, NULL,
                                   &r->service) < 0) {

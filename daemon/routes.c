@@ -788,7 +788,7 @@ static void h_enumerables(kd_api *api, const kd_request *req, const kraken_uuid 
     for (size_t i = 0; i < kraken_node_extension_count(self); i++) {
         const kraken_schema *schema = kraken_node_extension_schema(self, i);
         for (size_t f = 0; schema && f < kraken_schema_field_count(schema); f++) {
-            kraken_field_def def;
+            kraken_field_def def = {.version = KRAKEN_FIELD_DEF_VERSION};
             if (kraken_schema_field(schema, f, &def) < 0 || def.type != KRAKEN_T_ENUM)
                 continue;
             char name[128], url[512];

@@ -155,11 +155,11 @@ static uint32_t handshake_timeout_ms(const kd_websocket *ws)
 int kd_websocket_register_schema(void)
 {
     static const kraken_field_def fields[] = {
-        {"port", 2, KRAKEN_T_INT32, KRAKEN_T_NONE, NULL},
-        {"writeWait", 3, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
-        {"pongWait", 4, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
-        {"pingPeriod", 5, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
-        {"maxMessageSize", 6, KRAKEN_T_INT64, KRAKEN_T_NONE, NULL},
+        KRAKEN_FIELD("port", 2, KRAKEN_T_INT32),
+        KRAKEN_FIELD("writeWait", 3, KRAKEN_T_STRING),
+        KRAKEN_FIELD("pongWait", 4, KRAKEN_T_STRING),
+        KRAKEN_FIELD("pingPeriod", 5, KRAKEN_T_STRING),
+        KRAKEN_FIELD("maxMessageSize", 6, KRAKEN_T_INT64),
     };
     /* The library may already carry it (built-in Appendix A set): then that one is used. */
     if (kraken_schema_find(CONFIG_SCHEMA))
@@ -1210,8 +1210,8 @@ int kd_websocket_new(kd_websocket **out, kraken_engine *engine, struct event_bas
     ws->base = base;
     ws->queue_limit = KD_WEBSOCKET_DEFAULT_QUEUE_BYTES;
     ws->cfg = default_config;
-    static const kraken_service_ops ops = {
-        .start = svc_start, .stop = svc_stop, .config_changed = svc_config_changed};
+    static const kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(
+        .start = svc_start, .stop = svc_stop, .config_changed = svc_config_changed);
     char why[256];
     int rc = kd_websocket_register_schema();
     if (rc == 0)

@@ -36,8 +36,10 @@ static const kraken_mutate hang_off[] = {{PHYS, "PHYS_HANG", "POWER_OFF"}};
 static const kraken_mutate none_wait[] = {{PXE, "NONE", "WAIT"}};
 static const kraken_mutate wait_init[] = {{PXE, "WAIT", "INIT"}, {"/RunState", "UNKNOWN", "INIT"}};
 
-#define DECL(id, mut, req, ms, fail)                                                        \
-    {id, mut, sizeof mut / sizeof mut[0], req, 1, NULL, 0, KRAKEN_CONTEXT_CHILD, ms, fail, 0}
+/* KRAKEN_MUTATION_DECL_INIT sets .version, which the library checks. */
+#define DECL(name, mut, req, ms, fail)                                                       \
+    KRAKEN_MUTATION_DECL_INIT(.id = name, KRAKEN_DECL_MUTATES(mut), KRAKEN_DECL_REQUIRES(req), \
+                              .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = ms, .fail_to = fail)
 #define HANG {PHYS, "PHYS_HANG"}
 #define NO_FAIL {NULL, NULL}
 

@@ -17,7 +17,7 @@ static void check_new_schemas(size_t from)
         if (s == NULL || kraken_schema_find(kraken_schema_name(s)) != s)
             fuzz_fail("registered schema not found by its name");
         for (size_t k = 0; k < kraken_schema_field_count(s); k++) {
-            kraken_field_def def;
+            kraken_field_def def = {.version = KRAKEN_FIELD_DEF_VERSION};
             if (kraken_schema_field(s, k, &def) != 0 || def.name == NULL)
                 fuzz_fail("registered field not readable");
         }

@@ -143,10 +143,12 @@ static void sync_stop(kraken_service *service, void *userdata)
 
 static int add_sync_service(kraken_engine *e)
 {
-    static const kraken_service_ops ops = {.start = sync_start, .stop = sync_stop};
+    static const kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(.start = sync_start,
+                                                                  .stop = sync_stop);
     static const kraken_mutate mutates[] = {{"/RunState", "INIT", "SYNC"}};
     static const kraken_fact requires[] = {{"/PhysState", "POWER_ON"}};
     static const kraken_mutation_decl decl = {
+        .version = KRAKEN_MUTATION_DECL_VERSION,
         .id = "INITtoSYNC",
         .mutates = mutates,
         .n_mutates = 1,

@@ -224,6 +224,19 @@ static bool services_remove(kraken_engine *e, kraken_service *svc)
     return false;
 }
 
+/* sizeof kraken_service_ops as a caller of each version has it; index = version - 1. */
+static const size_t ops_sizes[] = {
+    KRAKEN__VERSION_SIZE(kraken_service_ops, config_changed), /* 1 */
+};
+_Static_assert(sizeof ops_sizes / sizeof ops_sizes[0] == KRAKEN_SERVICE_OPS_VERSION,
+               "one size per version of kraken_service_ops");
+_Static_assert(KRAKEN__VERSION_SIZE(kraken_service_ops, config_changed) ==
+                   sizeof(kraken_service_ops),
+               "kraken_service_ops grew: add its new version to ops_sizes");
+
+static const kraken__struct_abi ops_abi = {"kraken_service_ops", "KRAKEN_SERVICE_OPS_VERSION",
+                                           ops_sizes, KRAKEN_SERVICE_OPS_VERSION};
+
 int kraken_engine_add_service(kraken_engine *engine, const char *service_id, const char *module,
                               const kraken_service_ops *ops, void *userdata,
                               void (*destroy)(void *userdata), kraken_service **out)
@@ -238,6 +251,9 @@ int kraken_engine_add_service(kraken_engine *engine, const char *service_id, con
     rc = check_service_id(service_id);
     if (rc < 0)
         return rc;
+    kraken_service_ops current = {0}; /* the caller's version, read into this library's struct */
+    if (ops && (rc = kraken__struct_read(&ops_abi, ops, &current)) < 0)
+        return kraken__err_prefix(rc, "kraken_engine_add_service: service '%s'", service_id);
     if (kraken__engine_service_lookup(engine, service_id))
         return kraken__err(KRAKEN_EEXISTS, "engine_add_service: service '%s' already exists",
                            service_id);
@@ -252,8 +268,7 @@ int kraken_engine_add_service(kraken_engine *engine, const char *service_id, con
     svc->state_url = str_printf("/Services/%s/State", service_id);
     svc->error_url = str_printf("/Services/%s/ErrorMsg", service_id);
     svc->config_url = str_printf("/Services/%s/Config", service_id);
-    if (ops)
-        svc->ops = *ops;
+    svc->ops = current;
     svc->userdata = userdata;
     if (!svc->id || !svc->module || !svc->state_url || !svc->error_url || !svc->config_url) {
         service_free(svc);
@@ -411,13 +426,17 @@ kraken_engine *kraken_service_engine(kraken_service *service)
 
 static int add_discoverable(kraken_service *svc, const char *url);
 
-int kraken_service_declare_mutation(kraken_service *service, const kraken_mutation_decl *decl)
+int kraken_service_declare_mutation(kraken_service *service, const kraken_mutation_decl *caller)
 {
     int rc = service_entry(service, "service_declare_mutation");
     if (rc < 0)
         return rc;
-    if (!decl)
+    if (!caller)
         return kraken__err(KRAKEN_EINVAL, "service_declare_mutation: service and decl are required");
+    kraken_mutation_decl current; /* the caller's version, read into this library's struct */
+    if ((rc = kraken__mutation_decl_read(caller, &current)) < 0)
+        return kraken__err_prefix(rc, "kraken_service_declare_mutation");
+    const kraken_mutation_decl *decl = &current;
     rc = kraken_mutation_set_add(service->engine->set, service->id, decl);
     if (rc < 0)
         return rc;

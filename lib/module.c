@@ -36,6 +36,10 @@ int kraken__module_desc_check(const kraken_module_desc *desc, const char *where)
         if (!desc->discoverables[i].url)
             return kraken__err(KRAKEN_EINVAL, "%s: module '%s': discoverable %zu has no URL",
                                where, desc->name, i);
+    size_t stride;
+    int rc = kraken__mutation_decls_check(desc->mutations, desc->n_mutations, &stride);
+    if (rc < 0)
+        return kraken__err_prefix(rc, "%s: module '%s'", where, desc->name);
     if (desc->event_types && !desc->handlers.event)
         return kraken__err(KRAKEN_EINVAL, "%s: module '%s': event_types without an event handler",
                            where, desc->name);
@@ -380,13 +384,17 @@ static int inproc_declare(kraken_module *m)
             return kraken__err_prefix(KRAKEN_EINVAL, "module '%s' discoverable '%s'", d->name,
                                       dv->url);
     }
-    for (size_t i = 0; i < d->n_mutations; i++) {
-        int rc = kraken_service_declare_mutation(m->service, &d->mutations[i]);
+    size_t stride;
+    int rc = kraken__mutation_decls_check(d->mutations, d->n_mutations, &stride);
+    for (size_t i = 0; rc == 0 && i < d->n_mutations; i++) {
+        kraken_mutation_decl decl; /* element i at the caller's stride, as this library's struct */
+        kraken__mutation_decls_get(d->mutations, stride, i, &decl);
+        rc = kraken_service_declare_mutation(m->service, &decl);
         if (rc < 0)
             return kraken__err_prefix(rc, "module '%s' mutation '%s'", d->name,
-                                      d->mutations[i].id ? d->mutations[i].id : "(no id)");
+                                      decl.id ? decl.id : "(no id)");
     }
-    return 0;
+    return rc;
 }
 
 int kraken_module_new(kraken_module **out, kraken_engine *engine, const kraken_module_desc *desc,
@@ -411,6 +419,7 @@ int kraken_module_new(kraken_module **out, kraken_engine *engine, const kraken_m
         return KRAKEN_ENOMEM;
     const kraken_module_handlers *h = &desc->handlers;
     kraken_service_ops ops = {
+        .version = KRAKEN_SERVICE_OPS_VERSION,
         .start = h->start ? op_start : NULL,
         .stop = op_stop,
         .mutate = h->mutate ? op_mutate : NULL,

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "log_private.h"
+#include "planner_private.h" /* kraken__mutation_decls_* (descriptor mutation arrays) */
 #include "sync_private.h" /* kraken__engine_attach (declared with the sync internals) */
 #include "kraken/module.h"
 

@@ -353,6 +353,7 @@ static void op_config(kraken_service *service, const kraken_value *config, void 
 }
 
 static const kraken_service_ops external_ops = {
+    .version = KRAKEN_SERVICE_OPS_VERSION,
     .start = op_start,
     .stop = op_stop,
     .mutate = op_mutate,
@@ -550,6 +551,7 @@ static int declare_all(msvc *s, const kraken_module_Register *r)
         for (pb_size_t j = 0; j < m->excludes_count; j++)
             exc[j] = (kraken_fact){m->excludes[j].url, m->excludes[j].value};
         kraken_mutation_decl decl = {
+            .version = KRAKEN_MUTATION_DECL_VERSION,
             .id = m->id,
             .mutates = mut,
             .n_mutates = m->mutates_count,

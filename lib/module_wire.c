@@ -274,8 +274,16 @@ int kraken__module_register_from_desc(const kraken_module_desc *desc, const char
         r->discoverables[i].value_name = lend(desc->discoverables[i].value_name);
         r->discoverables[i].value_text = lend(desc->discoverables[i].value_text);
     }
+    size_t stride;
+    int rc = kraken__mutation_decls_check(desc->mutations, desc->n_mutations, &stride);
+    if (rc < 0) {
+        kraken__module_register_free(out);
+        return kraken__err_prefix(rc, "module '%s'", desc->name);
+    }
     for (size_t i = 0; i < desc->n_mutations; i++) {
-        int rc = lend_mutation(&desc->mutations[i], &r->mutations[i]);
+        kraken_mutation_decl decl; /* element i at the caller's stride, as this library's struct */
+        kraken__mutation_decls_get(desc->mutations, stride, i, &decl);
+        rc = lend_mutation(&decl, &r->mutations[i]);
         if (rc < 0) {
             kraken__module_register_free(out);
             return rc;

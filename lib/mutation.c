@@ -15,6 +15,56 @@
 
 #include "planner_private.h"
 
+/* ---- versions of kraken_mutation_decl ---------------------------------------- */
+
+/* sizeof kraken_mutation_decl as a caller of each version has it; index = version - 1. */
+static const size_t decl_sizes[] = {
+    KRAKEN__VERSION_SIZE(kraken_mutation_decl, cost), /* 1 */
+};
+_Static_assert(sizeof decl_sizes / sizeof decl_sizes[0] == KRAKEN_MUTATION_DECL_VERSION,
+               "one size per version of kraken_mutation_decl");
+_Static_assert(KRAKEN__VERSION_SIZE(kraken_mutation_decl, cost) == sizeof(kraken_mutation_decl),
+               "kraken_mutation_decl grew: add its new version to decl_sizes");
+
+const kraken__struct_abi kraken__mutation_decl_abi = {
+    "kraken_mutation_decl", "KRAKEN_MUTATION_DECL_VERSION", decl_sizes,
+    KRAKEN_MUTATION_DECL_VERSION};
+
+/* The id of a caller's declaration for a message (the id sits right after the version in
+ * every version of the struct). */
+static const char *decl_id_quoted(char *buf, size_t size, const kraken_mutation_decl *d)
+{
+    return d->id ? kraken__quote(buf, size, d->id, strlen(d->id)) : "(no id)";
+}
+
+int kraken__mutation_decl_read(const kraken_mutation_decl *caller, kraken_mutation_decl *out)
+{
+    int rc = kraken__struct_read(&kraken__mutation_decl_abi, caller, out);
+    char q[KRAKEN_QUOTE_SIZE];
+    if (rc < 0)
+        return kraken__err_prefix(rc, "mutation %s", decl_id_quoted(q, sizeof q, caller));
+    return 0;
+}
+
+int kraken__mutation_decls_check(const kraken_mutation_decl *decls, size_t n, size_t *stride)
+{
+    size_t bad;
+    int rc = kraken__struct_array_check(&kraken__mutation_decl_abi, decls, n, stride, &bad);
+    if (rc < 0) {
+        const kraken_mutation_decl *d =
+            (const kraken_mutation_decl *)(const void *)((const char *)decls + bad * *stride);
+        char q[KRAKEN_QUOTE_SIZE];
+        return kraken__err_prefix(rc, "mutation %zu %s", bad, decl_id_quoted(q, sizeof q, d));
+    }
+    return 0;
+}
+
+void kraken__mutation_decls_get(const kraken_mutation_decl *decls, size_t stride, size_t i,
+                                kraken_mutation_decl *out)
+{
+    kraken__struct_array_get(&kraken__mutation_decl_abi, decls, stride, i, out);
+}
+
 /* ---- small helpers ------------------------------------------------------ */
 
 static int mutation_cmp_key(const kraken_mutation *m, const char *service, const char *id)
@@ -457,12 +507,17 @@ static void publish(kraken_mutation_set *set, compiler *c, kraken_mutation *m, s
 }
 
 int kraken_mutation_set_add(kraken_mutation_set *set, const char *service_id,
-                            const kraken_mutation_decl *decl)
+                            const kraken_mutation_decl *caller)
 {
-    if (!set || !service_id || !*service_id || !decl)
+    if (!set || !service_id || !*service_id || !caller)
         return kraken__err(KRAKEN_EINVAL, "kraken_mutation_set_add: set, service id (non-empty) "
                            "and declaration are required");
-    int rc = check_decl_shape(service_id, decl);
+    kraken_mutation_decl current; /* the caller's version, read into this library's struct */
+    int rc = kraken__mutation_decl_read(caller, &current);
+    if (rc < 0)
+        return kraken__err_prefix(rc, "kraken_mutation_set_add");
+    const kraken_mutation_decl *decl = &current;
+    rc = check_decl_shape(service_id, decl);
     if (rc < 0)
         return rc;
     bool found;

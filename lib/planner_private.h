@@ -83,6 +83,20 @@ struct kraken_mutation_set {
     uint64_t searches;                 /* plan searches run (cache misses), for tests */
 };
 
+/* -- versions of kraken_mutation_decl (mutation.c) -- */
+KRAKEN_PRIVATE extern const kraken__struct_abi kraken__mutation_decl_abi;
+/* The caller's declaration read into a current-version one; refused versions get the message
+ * "mutation 'ID': kraken_mutation_decl version V (...)" for the caller to prefix. */
+KRAKEN_PRIVATE int kraken__mutation_decl_read(const kraken_mutation_decl *caller,
+                                              kraken_mutation_decl *out);
+/* An array of declarations (kraken_module_desc.mutations): element 0's version is the stride
+ * (*stride), every element must carry it; message "mutation I 'ID': ...". */
+KRAKEN_PRIVATE int kraken__mutation_decls_check(const kraken_mutation_decl *decls, size_t n,
+                                                size_t *stride);
+/* Declaration @p i of a checked array, read into a current-version one. */
+KRAKEN_PRIVATE void kraken__mutation_decls_get(const kraken_mutation_decl *decls, size_t stride,
+                                               size_t i, kraken_mutation_decl *out);
+
 /* -- for the engine -- */
 /* The compiled mutation (service, id) or NULL. */
 KRAKEN_PRIVATE const kraken_mutation *kraken__mutation_find(const kraken_mutation_set *set,

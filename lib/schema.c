@@ -579,16 +579,63 @@ int kraken_enum_register(const char *name, const kraken_enum_member *members, si
     return rc;
 }
 
+/* ---- versions of kraken_field_def ----------------------------------------------- */
+
+/* sizeof kraken_field_def as a caller of each version has it; index = version - 1. */
+static const size_t field_def_sizes[] = {
+    KRAKEN__VERSION_SIZE(kraken_field_def, type_name), /* 1 */
+};
+_Static_assert(sizeof field_def_sizes / sizeof field_def_sizes[0] == KRAKEN_FIELD_DEF_VERSION,
+               "one size per version of kraken_field_def");
+_Static_assert(KRAKEN__VERSION_SIZE(kraken_field_def, type_name) == sizeof(kraken_field_def),
+               "kraken_field_def grew: add its new version to field_def_sizes");
+
+static const kraken__struct_abi field_def_abi = {"kraken_field_def", "KRAKEN_FIELD_DEF_VERSION",
+                                                 field_def_sizes, KRAKEN_FIELD_DEF_VERSION};
+
+/*
+ * The caller's field array read into current-version structs (*out, free() it; NULL when
+ * @p n is 0): element 0's version is the stride, and every element must carry it.
+ */
+static int field_defs_read(const char *name, const kraken_field_def *fields, size_t n,
+                           kraken_field_def **out)
+{
+    *out = NULL;
+    if (n == 0 || !fields)
+        return 0; /* schema_build_p() names a missing array */
+    size_t stride, bad;
+    int rc = kraken__struct_array_check(&field_def_abi, fields, n, &stride, &bad);
+    if (rc < 0) {
+        const kraken_field_def *f =
+            (const kraken_field_def *)(const void *)((const char *)fields + bad * stride);
+        char qs[KRAKEN_QUOTE_SIZE], qf[KRAKEN_QUOTE_SIZE];
+        return kraken__err_prefix(rc, "kraken_schema_register: schema %s: field %zu %s",
+                                  QUOTED(qs, name), bad, QUOTED(qf, f->name));
+    }
+    kraken_field_def *defs = calloc(n, sizeof *defs);
+    if (!defs)
+        return kraken__err(KRAKEN_ENOMEM, "kraken_schema_register: out of memory");
+    for (size_t i = 0; i < n; i++)
+        kraken__struct_array_get(&field_def_abi, fields, stride, i, &defs[i]);
+    *out = defs;
+    return 0;
+}
+
 int kraken_schema_register(const char *name, const kraken_field_def *fields, size_t n_fields,
                            const kraken_schema **out)
 {
     kraken__schemas_init();
+    kraken_field_def *defs;
+    int rc = field_defs_read(name, fields, n_fields, &defs);
+    if (rc < 0)
+        return rc;
     pthread_mutex_lock(&reg_lock);
     struct kraken_schema *s;
-    int rc = schema_build_p(name, fields, n_fields, false, NULL, &s);
+    rc = schema_build_p(name, defs ? defs : fields, n_fields, false, NULL, &s);
     if (rc == 0)
         rc = publish_schema_locked(s, out);
     pthread_mutex_unlock(&reg_lock);
+    free(defs);
     return rc;
 }
 
@@ -637,15 +684,23 @@ int kraken_schema_field(const kraken_schema *schema, size_t i, kraken_field_def 
 {
     if (!schema || !out)
         return kraken__err(KRAKEN_EINVAL, "kraken_schema_field: NULL argument");
+    /* the caller's struct may be an older, smaller version: write only what it has */
+    int rc = kraken__struct_version_check(&field_def_abi, out->version);
+    if (rc < 0)
+        return kraken__err_prefix(rc, "kraken_schema_field: schema '%s': out", schema->name);
     if (i >= schema->n_fields)
         return kraken__err(KRAKEN_ENOTFOUND, "schema '%s': no field %zu (it has %zu)",
                            schema->name, i, schema->n_fields);
     const kraken_field *f = &schema->fields[i];
-    out->name = f->name;
-    out->number = f->number;
-    out->type = f->type;
-    out->elem_type = f->elem_type;
-    out->type_name = f->record ? f->record->name : f->enm ? f->enm->name : NULL;
+    kraken_field_def current = {
+        .version = out->version,
+        .name = f->name,
+        .number = f->number,
+        .type = f->type,
+        .elem_type = f->elem_type,
+        .type_name = f->record ? f->record->name : f->enm ? f->enm->name : NULL,
+    };
+    memcpy(out, &current, kraken__struct_size(&field_def_abi, out->version));
     return 0;
 }
 
@@ -860,6 +915,7 @@ static int load_field_desc(loader *ld, const cJSON *j, const char *sname, size_t
     char where[512];
     char qs[KRAKEN_QUOTE_SIZE], qf[KRAKEN_QUOTE_SIZE];
     snprintf(where, sizeof(where), "schema %s: field %zu", QUOTED(qs, sname), idx);
+    f->version = KRAKEN_FIELD_DEF_VERSION;
     if (!cJSON_IsObject(j))
         return kraken__err(KRAKEN_EPARSE, "%s: %s: must be an object", ld->source, where);
     int rc = get_string(ld, j, "name", true, where, &f->name);

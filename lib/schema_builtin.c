@@ -22,9 +22,10 @@ static const kraken_enum_member free_busy[] = {{"FREE", 0}, {"BUSY", 1}};
 static const kraken_enum_member pxe_method[] = {{"PXE", 0}, {"iPXE", 1}};
 static const kraken_enum_member pxe_state[] = {{"NONE", 0}, {"WAIT", 1}, {"INIT", 2}};
 
-#define F(name, num, type) {name, num, KRAKEN_T_##type, KRAKEN_T_NONE, NULL}
-#define FT(name, num, type, tn) {name, num, KRAKEN_T_##type, KRAKEN_T_NONE, tn}
-#define FC(name, num, type, elem, tn) {name, num, KRAKEN_T_##type, KRAKEN_T_##elem, tn}
+#define F(name, num, type) KRAKEN_FIELD(name, num, KRAKEN_T_##type)
+#define FT(name, num, type, tn) KRAKEN_FIELD(name, num, KRAKEN_T_##type, .type_name = tn)
+#define FC(name, num, type, elem, tn)                                                            \
+    KRAKEN_FIELD(name, num, KRAKEN_T_##type, .elem_type = KRAKEN_T_##elem, .type_name = tn)
 
 static const kraken_field_def service_fields[] = {
     F("id", 1, STRING),

@@ -387,6 +387,7 @@ static void on_event(const kraken_event *ev, void *userdata)
 }
 
 static const kraken_service_ops sim_ops = {
+    .version = KRAKEN_SERVICE_OPS_VERSION,
     .start = on_start,
     .stop = on_stop,
     .mutate = on_mutate,

@@ -394,6 +394,74 @@ int kraken__write_file_atomic(const char *path, const void *data, size_t len)
     return rc;
 }
 
+/* ---- versioned structs that callers fill ------------------------------------------- */
+
+size_t kraken__struct_size(const kraken__struct_abi *abi, unsigned version)
+{
+    return version >= 1 && version <= abi->n_versions ? abi->sizes[version - 1] : 0;
+}
+
+/* The version member of a caller's struct (first in every version). */
+static unsigned struct_version(const void *caller)
+{
+    unsigned version;
+    memcpy(&version, caller, sizeof version);
+    return version;
+}
+
+int kraken__struct_version_check(const kraken__struct_abi *abi, unsigned version)
+{
+    if (kraken__struct_size(abi, version) != 0)
+        return 0;
+    return kraken__err(KRAKEN_EINVAL,
+                       "%s version %u (set .version = %s; this libkraken knows 1..%u)",
+                       abi->name, version, abi->constant, abi->n_versions);
+}
+
+int kraken__struct_read(const kraken__struct_abi *abi, const void *caller, void *out)
+{
+    unsigned version = struct_version(caller);
+    size_t size = kraken__struct_size(abi, version);
+    if (size == 0)
+        return kraken__struct_version_check(abi, version);
+    /* members of later versions than the caller's keep their zero value */
+    memset(out, 0, abi->sizes[abi->n_versions - 1]);
+    memcpy(out, caller, size);
+    return 0;
+}
+
+int kraken__struct_array_check(const kraken__struct_abi *abi, const void *array, size_t n,
+                               size_t *stride, size_t *bad)
+{
+    *stride = 0;
+    *bad = 0;
+    if (n == 0)
+        return 0;
+    unsigned first = struct_version(array);
+    size_t size = kraken__struct_size(abi, first);
+    if (size == 0)
+        return kraken__struct_version_check(abi, first);
+    *stride = size; /* also on refusal: the caller finds element *bad with it to name it */
+    for (size_t i = 1; i < n; i++) {
+        unsigned version = struct_version((const char *)array + i * size);
+        if (version != first) {
+            *bad = i;
+            return kraken__err(KRAKEN_EINVAL,
+                               "%s version %u, but element 0 has version %u (every element of "
+                               "an array carries the same version)",
+                               abi->name, version, first);
+        }
+    }
+    return 0;
+}
+
+void kraken__struct_array_get(const kraken__struct_abi *abi, const void *array, size_t stride,
+                              size_t i, void *out)
+{
+    memset(out, 0, abi->sizes[abi->n_versions - 1]);
+    memcpy(out, (const char *)array + i * stride, stride);
+}
+
 /* ---- owner threads ------------------------------------------------------------- */
 
 void kraken__owner_init(kraken__owner *owner)

@@ -46,6 +46,57 @@ static inline int kraken__owner_check(const kraken__owner *owner, const char *op
     return kraken__owner_refuse(owner, op, what);
 }
 
+/* ---- versioned structs that callers fill (util.c) ---------------------------- */
+
+/*
+ * A public struct a caller fills, with `unsigned version` first (kraken_mutation_decl,
+ * kraken_service_ops, kraken_field_def). A later version only appends members, so each
+ * version is a prefix of the current struct. sizes[v - 1] is sizeof the struct as a caller
+ * built against version v has it (tail padding included: it is an array's stride); the
+ * owner of each struct keeps that table, and a new version is one more entry.
+ */
+typedef struct kraken__struct_abi {
+    const char *name;     /* "kraken_mutation_decl" */
+    const char *constant; /* "KRAKEN_MUTATION_DECL_VERSION" */
+    const size_t *sizes;
+    unsigned n_versions;  /* the newest version this library knows */
+} kraken__struct_abi;
+
+/*
+ * Size of a version whose last member is @p member: through it, rounded up to the struct's
+ * alignment, as sizeof gives it to a caller of that version (valid while later versions do
+ * not raise the struct's alignment: pointer-sized members are the largest today).
+ */
+#define KRAKEN__VERSION_SIZE(type, member)                                                      \
+    ((offsetof(type, member) + sizeof(((type *)0)->member) + _Alignof(type) - 1) /              \
+     _Alignof(type) * _Alignof(type))
+
+/* Bytes of version @p version, 0 when this library does not know it (0, or newer). */
+KRAKEN_PRIVATE size_t kraken__struct_size(const kraken__struct_abi *abi, unsigned version);
+/*
+ * 0 for a version this library knows; else KRAKEN_EINVAL with the message
+ * "<name> version V (set .version = <constant>; this libkraken knows 1..N)" for the caller
+ * to prefix (kraken__err_prefix) with what it names.
+ */
+KRAKEN_PRIVATE int kraken__struct_version_check(const kraken__struct_abi *abi, unsigned version);
+/*
+ * Copy the caller's struct into @p out (a current-version struct): zeroed, then the bytes of
+ * the caller's version. An unknown version is refused as kraken__struct_version_check().
+ */
+KRAKEN_PRIVATE int kraken__struct_read(const kraken__struct_abi *abi, const void *caller,
+                                       void *out);
+/*
+ * An array of @p n caller structs: element 0's version gives the stride (*stride), and every
+ * element must carry that version. On refusal *bad is the index to name in the prefix, at
+ * byte offset *bad * *stride of @p array.
+ */
+KRAKEN_PRIVATE int kraken__struct_array_check(const kraken__struct_abi *abi, const void *array,
+                                              size_t n, size_t *stride, size_t *bad);
+/* Element @p i of an array checked by kraken__struct_array_check(), read as by
+ * kraken__struct_read(). */
+KRAKEN_PRIVATE void kraken__struct_array_get(const kraken__struct_abi *abi, const void *array,
+                                             size_t stride, size_t i, void *out);
+
 /* ---- util (util.c: the bottom layer) --------------------------------------- */
 KRAKEN_PRIVATE char *kraken__strndup(const char *s, size_t n);
 /* snprintf at buf + *len that never runs past @p size (truncates instead); advances *len. */

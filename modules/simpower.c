@@ -77,18 +77,22 @@ static const kraken_mutate none_to_wait[] = {{PXE_STATE, "NONE", "WAIT"}};
 static const kraken_mutate wait_to_init[] = {{PXE_STATE, "WAIT", "INIT"}, {RUN, "UNKNOWN", "INIT"}};
 
 #define POWER_DECL(name, mut)                                                                 \
-    {.id = name, KRAKEN_DECL_MUTATES(mut), KRAKEN_DECL_REQUIRES(platform_sim),               \
-     .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 10000, .fail_to = {PHYS, "PHYS_HANG"}}
+    KRAKEN_MUTATION_DECL_INIT(.id = name, KRAKEN_DECL_MUTATES(mut),                           \
+                              KRAKEN_DECL_REQUIRES(platform_sim),                             \
+                              .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 10000,           \
+                              .fail_to = {PHYS, "PHYS_HANG"})
 
 static const kraken_mutation_decl mutations[] = {
     POWER_DECL("UKtoOFF", uk_to_off),
     POWER_DECL("OFFtoON", off_to_on),
     POWER_DECL("ONtoOFF", on_to_off),
     POWER_DECL("HANGtoOFF", hang_to_off),
-    {.id = "NONEtoWAIT", KRAKEN_DECL_MUTATES(none_to_wait), KRAKEN_DECL_REQUIRES(powered_on),
-     .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 10000},
-    {.id = "WAITtoINIT", KRAKEN_DECL_MUTATES(wait_to_init), KRAKEN_DECL_REQUIRES(powered_on),
-     .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 90000},
+    KRAKEN_MUTATION_DECL_INIT(.id = "NONEtoWAIT", KRAKEN_DECL_MUTATES(none_to_wait),
+                              KRAKEN_DECL_REQUIRES(powered_on), .context = KRAKEN_CONTEXT_CHILD,
+                              .timeout_ms = 10000),
+    KRAKEN_MUTATION_DECL_INIT(.id = "WAITtoINIT", KRAKEN_DECL_MUTATES(wait_to_init),
+                              KRAKEN_DECL_REQUIRES(powered_on), .context = KRAKEN_CONTEXT_CHILD,
+                              .timeout_ms = 90000),
 };
 
 static const kraken_module_discoverable discoverables[] = {

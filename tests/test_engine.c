@@ -619,8 +619,9 @@ START_TEST(no_path_retry_timer)
 {
     static const kraken_fact on_vbox[] = {{"/Platform", "vbox"}};
     static const kraken_mutate uk_to_off[] = {{"/PhysState", "PHYS_UNKNOWN", "POWER_OFF"}};
-    kraken_mutation_decl d = {"UKtoOFF", uk_to_off, 1, on_vbox, 1, NULL, 0,
-                              KRAKEN_CONTEXT_CHILD, 10000, {NULL, NULL}, 1};
+    kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(
+        .id = "UKtoOFF", .mutates = uk_to_off, .n_mutates = 1, .requires = on_vbox,
+        .n_requires = 1, .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 10000, .cost = 1);
     for (int retry = 0; retry <= 1; retry++) {
         kraken_engine_options o = test_options();
         o.no_path_retry_ms = retry ? 5 : 0;
@@ -827,8 +828,8 @@ static bool service_state_is(void *arg)
 START_TEST(service_lifecycle)
 {
     n_starts = n_configs = destroyed = 0;
-    kraken_service_ops ops = {.start = count_start, .stop = count_stop,
-                              .config_changed = count_config};
+    kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(.start = count_start, .stop = count_stop,
+                                                     .config_changed = count_config);
     kraken_service *svc;
     ck_assert_int_eq(kraken_engine_add_service(fx.engine, "extra", "mod", &ops, NULL,
                                                count_destroy, &svc),
@@ -1113,8 +1114,8 @@ static bool started_and_configured(void *arg)
 START_TEST(config_changed_delivered)
 {
     n_starts = n_configs = destroyed = 0;
-    kraken_service_ops ops = {.start = count_start, .stop = count_stop,
-                              .config_changed = count_config};
+    kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(.start = count_start, .stop = count_stop,
+                                                     .config_changed = count_config);
     kraken_service *svc;
     ck_assert_int_eq(kraken_engine_add_service(fx.engine, "extra", "mod", &ops, NULL, NULL, &svc),
                      0);
@@ -1153,8 +1154,9 @@ START_TEST(knowledge_after_set_change)
 {
     static const kraken_fact on_vbox[] = {{"/Platform", "vbox"}};
     static const kraken_mutate arch[] = {{"/Arch", "i386", "amd64"}};
-    kraken_mutation_decl d = {"I386toAMD64", arch, 1, on_vbox, 1, NULL, 0,
-                              KRAKEN_CONTEXT_CHILD, 10000, {NULL, NULL}, 1};
+    kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(
+        .id = "I386toAMD64", .mutates = arch, .n_mutates = 1, .requires = on_vbox,
+        .n_requires = 1, .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 10000, .cost = 1);
     kraken_uuid id = add_node(0);
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
     /* A module declares one more (unrelated) mutation: the engine looks at every node again. */
@@ -1364,10 +1366,12 @@ START_TEST(engine_freed_from_callback)
     static const kraken_mutate to_on[] = {{"/PhysState", "PHYS_UNKNOWN", "POWER_ON"}};
     probe p = {.when = (free_from)_i};
     uint32_t timeout = p.when == FREE_FROM_TIMEOUT ? 2 : 60000; /* ms */
-    kraken_mutation_decl off = {"UKtoOFF", to_off, 1, NULL, 0, NULL, 0, KRAKEN_CONTEXT_ALL,
-                                timeout, {"/PhysState", "PHYS_HANG"}, 1};
-    kraken_mutation_decl on = {"UKtoON", to_on, 1, NULL, 0, NULL, 0, KRAKEN_CONTEXT_ALL,
-                               timeout, {"/PhysState", "PHYS_HANG"}, 1};
+    kraken_mutation_decl off = KRAKEN_MUTATION_DECL_INIT(
+        .id = "UKtoOFF", .mutates = to_off, .n_mutates = 1, .context = KRAKEN_CONTEXT_ALL,
+        .timeout_ms = timeout, .fail_to = {"/PhysState", "PHYS_HANG"}, .cost = 1);
+    kraken_mutation_decl on = KRAKEN_MUTATION_DECL_INIT(
+        .id = "UKtoON", .mutates = to_on, .n_mutates = 1, .context = KRAKEN_CONTEXT_ALL,
+        .timeout_ms = timeout, .fail_to = {"/PhysState", "PHYS_HANG"}, .cost = 1);
     kraken_engine_options o = test_options();
     o.no_sync_service = true;
     o.timeout_scale = 1.0;
@@ -1376,8 +1380,8 @@ START_TEST(engine_freed_from_callback)
     ck_assert_int_eq(kraken_store_new(&store), 0);
     ck_assert_int_eq(kraken_engine_new(&p.engine, fx.base, store, &o), 0);
     fx.other = p.engine;
-    kraken_service_ops ops = {.start = probe_start, .mutate = probe_mutate,
-                              .interrupt = probe_interrupt};
+    kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(.start = probe_start, .mutate = probe_mutate,
+                                                     .interrupt = probe_interrupt);
     ck_assert_int_eq(kraken_engine_add_service(p.engine, "probe", "probe", &ops, &p,
                                                probe_destroy, &p.service),
                      0);
@@ -1459,7 +1463,7 @@ START_TEST(null_arguments)
     ck_assert(wait_state(&id, 1, KRAKEN_PLAN_CONVERGED));
     size_t services_before = kraken_mutation_set_count(kraken_engine_mutations(fx.engine));
     kraken_service *out = (kraken_service *)1;
-    kraken_service_ops ops = {0};
+    kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(.start = NULL);
     ck_assert_int_eq(kraken_engine_add_service(NULL, "x", "m", &ops, NULL, NULL, &out),
                      KRAKEN_EINVAL);
     ck_assert_ptr_null(out);
@@ -1467,7 +1471,8 @@ START_TEST(null_arguments)
                      KRAKEN_EINVAL);
     ck_assert_ptr_null(kraken_engine_find_service(fx.engine, NULL));
     static const kraken_mutate m1[] = {{"/PhysState", "POWER_OFF", "POWER_ON"}};
-    kraken_mutation_decl d = {"X", m1, 1, NULL, 0, NULL, 0, KRAKEN_CONTEXT_ALL, 0, {0}, 1};
+    kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(.id = "X", .mutates = m1, .n_mutates = 1,
+                                                       .context = KRAKEN_CONTEXT_ALL, .cost = 1);
     ck_assert_int_eq(kraken_service_declare_mutation(NULL, &d), KRAKEN_EINVAL);
     ck_assert_uint_eq(kraken_mutation_set_count(kraken_engine_mutations(fx.engine)),
                       services_before);
@@ -1813,8 +1818,8 @@ static kraken_uuid lab_setup(uint32_t timeout_ms)
                                                        .context = KRAKEN_CONTEXT_ALL,
                                                        .timeout_ms = timeout_ms);
     memset(&the_lab, 0, sizeof the_lab);
-    kraken_service_ops ops = {.start = lab_start, .mutate = lab_mutate,
-                              .interrupt = lab_interrupt};
+    kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(.start = lab_start, .mutate = lab_mutate,
+                                                     .interrupt = lab_interrupt);
     ck_assert_int_eq(kraken_engine_add_service(fx.engine, "lab", "lab", &ops, &the_lab, NULL,
                                                &the_lab.service),
                      0);
@@ -2023,7 +2028,7 @@ START_TEST(stale_facts_past_64_urls)
     static char names[N][8];
     for (unsigned i = 0; i < N; i++) {
         snprintf(names[i], sizeof names[i], "f%02u", i);
-        defs[i] = (kraken_field_def){names[i], i + 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL};
+        defs[i] = (kraken_field_def)KRAKEN_FIELD(names[i], i + 1, KRAKEN_T_STRING);
     }
     int rc = kraken_schema_register("EngineTest.Wide", defs, N, NULL);
     ck_assert(rc == 0 || rc == KRAKEN_EEXISTS);

@@ -67,7 +67,7 @@ static void on_change(const kraken_state_change *change, void *userdata)
     ((hook *)userdata)->w->changes++;
 }
 
-static const kraken_service_ops no_ops = {0};
+static const kraken_service_ops no_ops = KRAKEN_SERVICE_OPS_INIT(.start = NULL);
 
 static void world_make(world *w)
 {
@@ -501,8 +501,9 @@ static bool run_until_set(struct event_base *base, const bool *flag, int ms)
 START_TEST(store_freed_from_inside_a_callback)
 {
     static const kraken_mutate to_on[] = {{"/PhysState", "PHYS_UNKNOWN", "POWER_ON"}};
-    kraken_mutation_decl on = {"UKtoON", to_on, 1, NULL, 0, NULL, 0, KRAKEN_CONTEXT_ALL,
-                               60000, {NULL, NULL}, 1};
+    kraken_mutation_decl on = KRAKEN_MUTATION_DECL_INIT(
+        .id = "UKtoON", KRAKEN_DECL_MUTATES(to_on), .context = KRAKEN_CONTEXT_ALL,
+        .timeout_ms = 60000, .cost = 1);
     struct event_base *base = event_base_new();
     inner t = {.site = (free_site)_i};
     ck_assert_int_eq(kraken_store_new(&t.store), 0);
@@ -510,7 +511,7 @@ START_TEST(store_freed_from_inside_a_callback)
     ck_assert_int_eq(kraken_engine_options_init(&o, KRAKEN_ENGINE_OPTIONS_VERSION), 0);
     o.no_sync_service = true;
     ck_assert_int_eq(kraken_engine_new(&t.engine, base, t.store, &o), 0);
-    kraken_service_ops ops = {.start = inner_start, .mutate = inner_mutate};
+    kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(.start = inner_start, .mutate = inner_mutate);
     ck_assert_int_eq(kraken_engine_add_service(t.engine, "probe", "probe", &ops, &t,
                                                inner_destroy, &t.service),
                      0);

@@ -246,7 +246,7 @@ START_TEST(desc_refused)
                      "module 'testpower': config schema 'No.Such' is not registered");
     /* A bad mutation: nothing of the instance is left. */
     static const kraken_mutate bad[] = {{"/NoSuchField", "A", "B"}};
-    kraken_mutation_decl decl = {.id = "bad", KRAKEN_DECL_MUTATES(bad)};
+    kraken_mutation_decl decl = KRAKEN_MUTATION_DECL_INIT(.id = "bad", KRAKEN_DECL_MUTATES(bad));
     d = *testpower_desc();
     d.mutations = &decl;
     d.n_mutations = 1;

@@ -29,6 +29,7 @@ static void decl_init(decl_buf *b)
     b->mutates[0] = (kraken_mutate){"/PhysState", "POWER_OFF", "POWER_ON"};
     b->requires[0] = (kraken_fact){"/Platform", "sim"};
     b->decl = (kraken_mutation_decl){
+        .version = KRAKEN_MUTATION_DECL_VERSION,
         .id = "OFFtoON",
         .mutates = b->mutates,
         .n_mutates = 1,

@@ -235,8 +235,9 @@ END_TEST
 START_TEST(maps_sorted_and_keyed_by_length)
 {
     const kraken_field *tags = NULL;
-    static const kraken_field_def defs[] = {{"tags", 1, KRAKEN_T_MAP, KRAKEN_T_STRING, NULL},
-                                            {"nums", 2, KRAKEN_T_LIST, KRAKEN_T_INT32, NULL}};
+    static const kraken_field_def defs[] = {
+        KRAKEN_FIELD("tags", 1, KRAKEN_T_MAP, .elem_type = KRAKEN_T_STRING),
+        KRAKEN_FIELD("nums", 2, KRAKEN_T_LIST, .elem_type = KRAKEN_T_INT32)};
     const kraken_schema *s;
     ck_assert_int_eq(kraken_schema_register("TestNode.Tags", defs, 2, &s), 0);
     tags = &s->fields[0];

@@ -32,6 +32,7 @@ typedef struct decl_spec {
 static void add_spec(kraken_mutation_set *set, const decl_spec *d)
 {
     kraken_mutation_decl decl = {
+        .version = KRAKEN_MUTATION_DECL_VERSION,
         .id = d->id,
         .mutates = d->mutates,
         .n_mutates = d->n_mutates,
@@ -628,7 +629,8 @@ static kraken_mutation_set *set_wide(void)
         snprintf(svc, sizeof svc, "s%02d", i);
         snprintf(url, sizeof url, "/Services/%s/State", svc);
         kraken_mutate m = {url, "UNKNOWN", "INIT"};
-        kraken_mutation_decl d = {.id = "discover", .mutates = &m, .n_mutates = 1};
+        kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(.id = "discover", .mutates = &m,
+                                                           .n_mutates = 1);
         ck_assert_int_eq(kraken_mutation_set_add(set, svc, &d), 0);
     }
     return set;

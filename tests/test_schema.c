@@ -170,7 +170,7 @@ START_TEST(builtin_extensions)
     ck_assert_str_eq(kraken_schema_name(s), "IPv4.IPv4OverEthernet");
     ck_assert_str_eq(kraken_schema_type_url(s), "type.googleapis.com/IPv4.IPv4OverEthernet");
     ck_assert_uint_eq(kraken_schema_field_count(s), 5);
-    kraken_field_def d;
+    kraken_field_def d = {.version = KRAKEN_FIELD_DEF_VERSION};
     ck_assert_int_eq(kraken_schema_field(s, 0, &d), 0);
     ck_assert_str_eq(d.name, "ifaces");
     ck_assert_int_eq(d.type, KRAKEN_T_MAP);
@@ -242,12 +242,13 @@ START_TEST(register_valid_and_identical)
     ck_assert_uint_eq(kraken_enum_count(), ne);
 
     const kraken_field_def fields[] = {
-        {"mode", 1, KRAKEN_T_ENUM, KRAKEN_T_NONE, "TestReg.Mode"},
-        {"tags", 2, KRAKEN_T_MAP, KRAKEN_T_STRING, NULL},
-        {"addrs", 3, KRAKEN_T_LIST, KRAKEN_T_IPV4, NULL},
-        {"eth", 4, KRAKEN_T_RECORD, KRAKEN_T_NONE, "IPv4.Ethernet"},
-        {"modes", 5, KRAKEN_T_LIST, KRAKEN_T_ENUM, "TestReg.Mode"},
-        {"big_number_of_things", 100, KRAKEN_T_UINT64, KRAKEN_T_NONE, NULL},
+        KRAKEN_FIELD("mode", 1, KRAKEN_T_ENUM, .type_name = "TestReg.Mode"),
+        KRAKEN_FIELD("tags", 2, KRAKEN_T_MAP, .elem_type = KRAKEN_T_STRING),
+        KRAKEN_FIELD("addrs", 3, KRAKEN_T_LIST, .elem_type = KRAKEN_T_IPV4),
+        KRAKEN_FIELD("eth", 4, KRAKEN_T_RECORD, .type_name = "IPv4.Ethernet"),
+        KRAKEN_FIELD("modes", 5, KRAKEN_T_LIST, .elem_type = KRAKEN_T_ENUM,
+                     .type_name = "TestReg.Mode"),
+        KRAKEN_FIELD("big_number_of_things", 100, KRAKEN_T_UINT64),
     };
     const kraken_schema *s = NULL, *s2 = NULL;
     size_t ns = kraken_schema_count();
@@ -285,10 +286,10 @@ START_TEST(register_conflicting)
     ck_assert_uint_eq(kraken_enum_count(), ne);
     ck_assert_str_eq(kraken_enum_type_lookup(kraken_enum_find("TestConf.E"), 1), "A");
 
-    const kraken_field_def f1[] = {{"a", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL}};
-    const kraken_field_def f2[] = {{"a", 1, KRAKEN_T_INT32, KRAKEN_T_NONE, NULL}};
-    const kraken_field_def f3[] = {{"a", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
-                                   {"b", 2, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL}};
+    const kraken_field_def f1[] = {KRAKEN_FIELD("a", 1, KRAKEN_T_STRING)};
+    const kraken_field_def f2[] = {KRAKEN_FIELD("a", 1, KRAKEN_T_INT32)};
+    const kraken_field_def f3[] = {KRAKEN_FIELD("a", 1, KRAKEN_T_STRING),
+                                   KRAKEN_FIELD("b", 2, KRAKEN_T_STRING)};
     const kraken_schema *s;
     ck_assert_int_eq(kraken_schema_register("TestConf.S", f1, 1, &s), 0);
     size_t ns = kraken_schema_count();
@@ -320,48 +321,54 @@ START_TEST(register_invalid_schemas)
 {
     static const bad_schema bad[] = {
         {"duplicate number", "TestBad.A",
-         {{"a", 1, KRAKEN_T_STRING, 0, NULL}, {"b", 1, KRAKEN_T_STRING, 0, NULL}}, 2,
+         {KRAKEN_FIELD("a", 1, KRAKEN_T_STRING), KRAKEN_FIELD("b", 1, KRAKEN_T_STRING)}, 2,
          KRAKEN_EINVAL, "'b'"},
         {"duplicate name", "TestBad.B",
-         {{"a", 1, KRAKEN_T_STRING, 0, NULL}, {"a", 2, KRAKEN_T_STRING, 0, NULL}}, 2,
+         {KRAKEN_FIELD("a", 1, KRAKEN_T_STRING), KRAKEN_FIELD("a", 2, KRAKEN_T_STRING)}, 2,
          KRAKEN_EINVAL, "'a'"},
         {"names clash in camel case", "TestBad.C",
-         {{"ab_c", 1, KRAKEN_T_STRING, 0, NULL}, {"abC", 2, KRAKEN_T_STRING, 0, NULL}}, 2,
+         {KRAKEN_FIELD("ab_c", 1, KRAKEN_T_STRING), KRAKEN_FIELD("abC", 2, KRAKEN_T_STRING)}, 2,
          KRAKEN_EINVAL, "clashes"},
-        {"number zero", "TestBad.D", {{"a", 0, KRAKEN_T_STRING, 0, NULL}}, 1, KRAKEN_EINVAL,
+        {"number zero", "TestBad.D", {KRAKEN_FIELD("a", 0, KRAKEN_T_STRING)}, 1, KRAKEN_EINVAL,
          "number"},
-        {"number too big", "TestBad.E", {{"a", 536870912, KRAKEN_T_STRING, 0, NULL}}, 1,
+        {"number too big", "TestBad.E", {KRAKEN_FIELD("a", 536870912, KRAKEN_T_STRING)}, 1,
          KRAKEN_EINVAL, "number"},
-        {"reserved number", "TestBad.F", {{"a", 19500, KRAKEN_T_STRING, 0, NULL}}, 1,
+        {"reserved number", "TestBad.F", {KRAKEN_FIELD("a", 19500, KRAKEN_T_STRING)}, 1,
          KRAKEN_EINVAL, "number"},
-        {"unknown record", "TestBad.G", {{"r", 1, KRAKEN_T_RECORD, 0, "TestBad.Nope"}}, 1,
+        {"unknown record", "TestBad.G",
+         {KRAKEN_FIELD("r", 1, KRAKEN_T_RECORD, .type_name = "TestBad.Nope")}, 1,
          KRAKEN_ENOTFOUND, "TestBad.Nope"},
-        {"unknown enum", "TestBad.H", {{"e", 1, KRAKEN_T_ENUM, 0, "NopeEnum"}}, 1,
+        {"unknown enum", "TestBad.H",
+         {KRAKEN_FIELD("e", 1, KRAKEN_T_ENUM, .type_name = "NopeEnum")}, 1,
          KRAKEN_ENOTFOUND, "NopeEnum"},
-        {"record without type", "TestBad.I", {{"r", 1, KRAKEN_T_RECORD, 0, NULL}}, 1,
+        {"record without type", "TestBad.I", {KRAKEN_FIELD("r", 1, KRAKEN_T_RECORD)}, 1,
          KRAKEN_EINVAL, "'r'"},
-        {"list of any record", "TestBad.J", {{"r", 1, KRAKEN_T_LIST, KRAKEN_T_RECORD, NULL}}, 1,
+        {"list of any record", "TestBad.J",
+         {KRAKEN_FIELD("r", 1, KRAKEN_T_LIST, .elem_type = KRAKEN_T_RECORD)}, 1,
          KRAKEN_EINVAL, "'r'"},
-        {"type_name on scalar", "TestBad.K", {{"s", 1, KRAKEN_T_STRING, 0, "IPv4.IPv4"}}, 1,
+        {"type_name on scalar", "TestBad.K",
+         {KRAKEN_FIELD("s", 1, KRAKEN_T_STRING, .type_name = "IPv4.IPv4")}, 1,
          KRAKEN_EINVAL, "'s'"},
-        {"list of lists", "TestBad.L", {{"l", 1, KRAKEN_T_LIST, KRAKEN_T_LIST, NULL}}, 1,
+        {"list of lists", "TestBad.L",
+         {KRAKEN_FIELD("l", 1, KRAKEN_T_LIST, .elem_type = KRAKEN_T_LIST)}, 1,
          KRAKEN_EINVAL, "'l'"},
-        {"map without elem", "TestBad.M", {{"m", 1, KRAKEN_T_MAP, KRAKEN_T_NONE, NULL}}, 1,
+        {"map without elem", "TestBad.M", {KRAKEN_FIELD("m", 1, KRAKEN_T_MAP)}, 1,
          KRAKEN_EINVAL, "'m'"},
-        {"elem on scalar", "TestBad.N", {{"s", 1, KRAKEN_T_STRING, KRAKEN_T_INT32, NULL}}, 1,
+        {"elem on scalar", "TestBad.N",
+         {KRAKEN_FIELD("s", 1, KRAKEN_T_STRING, .elem_type = KRAKEN_T_INT32)}, 1,
          KRAKEN_EINVAL, "'s'"},
-        {"type NONE", "TestBad.O", {{"s", 1, KRAKEN_T_NONE, 0, NULL}}, 1, KRAKEN_EINVAL, "'s'"},
-        {"type out of range", "TestBad.P", {{"s", 1, (kraken_type)99, 0, NULL}}, 1,
+        {"type NONE", "TestBad.O", {KRAKEN_FIELD("s", 1, KRAKEN_T_NONE)}, 1, KRAKEN_EINVAL, "'s'"},
+        {"type out of range", "TestBad.P", {KRAKEN_FIELD("s", 1, (kraken_type)99)}, 1,
          KRAKEN_EINVAL, "'s'"},
-        {"bad field name", "TestBad.Q", {{"a-b", 1, KRAKEN_T_STRING, 0, NULL}}, 1,
+        {"bad field name", "TestBad.Q", {KRAKEN_FIELD("a-b", 1, KRAKEN_T_STRING)}, 1,
          KRAKEN_EINVAL, "a-b"},
-        {"null field name", "TestBad.R", {{NULL, 1, KRAKEN_T_STRING, 0, NULL}}, 1, KRAKEN_EINVAL,
+        {"null field name", "TestBad.R", {KRAKEN_FIELD(NULL, 1, KRAKEN_T_STRING)}, 1, KRAKEN_EINVAL,
          "TestBad.R"},
-        {"bad schema name", "Test..Bad", {{"a", 1, KRAKEN_T_STRING, 0, NULL}}, 1, KRAKEN_EINVAL,
+        {"bad schema name", "Test..Bad", {KRAKEN_FIELD("a", 1, KRAKEN_T_STRING)}, 1, KRAKEN_EINVAL,
          "Test..Bad"},
-        {"schema name trailing dot", "TestBad.", {{"a", 1, KRAKEN_T_STRING, 0, NULL}}, 1,
+        {"schema name trailing dot", "TestBad.", {KRAKEN_FIELD("a", 1, KRAKEN_T_STRING)}, 1,
          KRAKEN_EINVAL, "TestBad."},
-        {"empty schema name", "", {{"a", 1, KRAKEN_T_STRING, 0, NULL}}, 1, KRAKEN_EINVAL,
+        {"empty schema name", "", {KRAKEN_FIELD("a", 1, KRAKEN_T_STRING)}, 1, KRAKEN_EINVAL,
          "invalid"},
     };
     size_t ns = kraken_schema_count();
@@ -409,7 +416,7 @@ static void *register_same(void *arg)
 {
     (void)arg;
     static const kraken_enum_member m[] = {{"U", 0}, {"V", 1}};
-    const kraken_field_def f[] = {{"v", 1, KRAKEN_T_ENUM, KRAKEN_T_NONE, "TestThr.E"}};
+    const kraken_field_def f[] = {KRAKEN_FIELD("v", 1, KRAKEN_T_ENUM, .type_name = "TestThr.E")};
     const kraken_schema *s = NULL;
     for (int i = 0; i < 50; i++) {
         if (kraken_enum_register("TestThr.E", m, 2, NULL) != 0 ||

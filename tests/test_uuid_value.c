@@ -196,21 +196,22 @@ END_TEST
 static const kraken_schema *all_schema(void)
 {
     static const kraken_field_def fields[] = {
-        {"b", 1, KRAKEN_T_BOOL, 0, NULL},
-        {"i32", 2, KRAKEN_T_INT32, 0, NULL},
-        {"i64", 3, KRAKEN_T_INT64, 0, NULL},
-        {"u32", 4, KRAKEN_T_UINT32, 0, NULL},
-        {"u64", 5, KRAKEN_T_UINT64, 0, NULL},
-        {"s", 6, KRAKEN_T_STRING, 0, NULL},
-        {"by", 7, KRAKEN_T_BYTES, 0, NULL},
-        {"e", 8, KRAKEN_T_ENUM, 0, "PhysState"},
-        {"ip", 9, KRAKEN_T_IPV4, 0, NULL},
-        {"mac", 10, KRAKEN_T_MAC, 0, NULL},
-        {"id", 11, KRAKEN_T_UUID, 0, NULL},
-        {"rec", 12, KRAKEN_T_RECORD, 0, "IPv4.IPv4"},
-        {"m", 13, KRAKEN_T_MAP, KRAKEN_T_INT32, NULL},
-        {"l", 14, KRAKEN_T_LIST, KRAKEN_T_STRING, NULL},
-        {"recs", 15, KRAKEN_T_LIST, KRAKEN_T_RECORD, "IPv4.IPv4"},
+        KRAKEN_FIELD("b", 1, KRAKEN_T_BOOL),
+        KRAKEN_FIELD("i32", 2, KRAKEN_T_INT32),
+        KRAKEN_FIELD("i64", 3, KRAKEN_T_INT64),
+        KRAKEN_FIELD("u32", 4, KRAKEN_T_UINT32),
+        KRAKEN_FIELD("u64", 5, KRAKEN_T_UINT64),
+        KRAKEN_FIELD("s", 6, KRAKEN_T_STRING),
+        KRAKEN_FIELD("by", 7, KRAKEN_T_BYTES),
+        KRAKEN_FIELD("e", 8, KRAKEN_T_ENUM, .type_name = "PhysState"),
+        KRAKEN_FIELD("ip", 9, KRAKEN_T_IPV4),
+        KRAKEN_FIELD("mac", 10, KRAKEN_T_MAC),
+        KRAKEN_FIELD("id", 11, KRAKEN_T_UUID),
+        KRAKEN_FIELD("rec", 12, KRAKEN_T_RECORD, .type_name = "IPv4.IPv4"),
+        KRAKEN_FIELD("m", 13, KRAKEN_T_MAP, .elem_type = KRAKEN_T_INT32),
+        KRAKEN_FIELD("l", 14, KRAKEN_T_LIST, .elem_type = KRAKEN_T_STRING),
+        KRAKEN_FIELD("recs", 15, KRAKEN_T_LIST, .elem_type = KRAKEN_T_RECORD,
+                     .type_name = "IPv4.IPv4"),
     };
     const kraken_schema *s = NULL;
     ck_assert_int_eq(kraken_schema_register("TestVal.All", fields, N(fields), &s), 0);

@@ -132,15 +132,15 @@ char *kc_read_input(kc_ctx *ctx, const char *path, size_t *len)
 void kc_register_known_schemas(void)
 {
     static const kraken_field_def restapi[] = {
-        {"addr", 1, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
-        {"port", 2, KRAKEN_T_INT32, KRAKEN_T_NONE, NULL},
+        KRAKEN_FIELD("addr", 1, KRAKEN_T_STRING),
+        KRAKEN_FIELD("port", 2, KRAKEN_T_INT32),
     };
     static const kraken_field_def websocket[] = {
-        {"port", 2, KRAKEN_T_INT32, KRAKEN_T_NONE, NULL},
-        {"writeWait", 3, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
-        {"pongWait", 4, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
-        {"pingPeriod", 5, KRAKEN_T_STRING, KRAKEN_T_NONE, NULL},
-        {"maxMessageSize", 6, KRAKEN_T_INT64, KRAKEN_T_NONE, NULL},
+        KRAKEN_FIELD("port", 2, KRAKEN_T_INT32),
+        KRAKEN_FIELD("writeWait", 3, KRAKEN_T_STRING),
+        KRAKEN_FIELD("pongWait", 4, KRAKEN_T_STRING),
+        KRAKEN_FIELD("pingPeriod", 5, KRAKEN_T_STRING),
+        KRAKEN_FIELD("maxMessageSize", 6, KRAKEN_T_INT64),
     };
     if (!kraken_schema_find("restapi.Config"))
         kraken_schema_register("restapi.Config", restapi, sizeof restapi / sizeof restapi[0],

@@ -217,8 +217,20 @@ typedef struct kraken_mutation_request {
     const kraken_node *dsc;       /**< copy of the node's Dsc */
 } kraken_mutation_request;
 
-/** Handlers of a service instance; any may be NULL. */
+/**
+ * Version of ::kraken_service_ops this header declares. Version 1: through
+ * @c config_changed. A later version only appends members.
+ */
+#define KRAKEN_SERVICE_OPS_VERSION 1
+
+/**
+ * Handlers of a service instance; any may be NULL. Start from
+ * KRAKEN_SERVICE_OPS_INIT, which sets @c version: a newer libkraken reads an
+ * older caller's struct (handlers added later are NULL); version 0 or a
+ * version newer than the library is refused with KRAKEN_EINVAL.
+ */
 typedef struct kraken_service_ops {
+    unsigned version; /**< KRAKEN_SERVICE_OPS_VERSION */
     /** Start: the module reports RUN (kraken_service_set_state()) when ready. */
     void (*start)(kraken_service *service, void *userdata);
     /** Stop: the module reports STOP when stopped. */
@@ -234,8 +246,15 @@ typedef struct kraken_service_ops {
 } kraken_service_ops;
 
 /**
+ * A ::kraken_service_ops initialiser with @c version set; name the handlers:
+ * `kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(.start = my_start, .mutate = my_mutate);`
+ */
+#define KRAKEN_SERVICE_OPS_INIT(...) {.version = KRAKEN_SERVICE_OPS_VERSION, __VA_ARGS__}
+
+/**
  * Add service instance @p service_id of module @p module to this instance's
- * self node (Cfg and Dsc /Services/<id>, Dsc state STOP). @p destroy (may be
+ * self node (Cfg and Dsc /Services/<id>, Dsc state STOP). @p ops may be NULL
+ * (no handlers); its version is checked as ::kraken_service_ops says. @p destroy (may be
  * NULL) is called with @p userdata when the service is removed or the engine
  * freed. With @p out, the caller owns the handle and releases it with
  * kraken_service_remove() (before or after the engine's free); with @p out

@@ -30,6 +30,17 @@
  * registrations take an optional @c destroy(userdata) hook after it and
  * return their handle through a trailing @c out.
  *
+ * Versioned structs (one rule): every struct a caller fills carries
+ * @c unsigned @c version as its first member; later versions only append
+ * members. Options structs (@c *_OPTIONS_VERSION) and ::kraken_mutation_decl,
+ * ::kraken_service_ops, ::kraken_field_def (@c KRAKEN_MUTATION_DECL_VERSION,
+ * @c KRAKEN_SERVICE_OPS_VERSION, @c KRAKEN_FIELD_DEF_VERSION) follow it; their
+ * @c *_INIT macros, KRAKEN_FIELD() and @c *_options_init() set it. The library
+ * reads only the members of the caller's version (later ones take their
+ * default) and refuses version 0 or a version newer than itself with
+ * KRAKEN_EINVAL, changing nothing. In an array of such structs element 0's
+ * version gives the stride, and every element must carry that same version.
+ *
  * Handles: see doc/ARCHITECTURE.md "Ownership" (a parent's free detaches its
  * children; calls on a detached handle fail with KRAKEN_ESTATE; a call from a
  * thread that does not own the handle fails with KRAKEN_ETHREAD).

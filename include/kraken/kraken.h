@@ -13,6 +13,10 @@
  *   (listeners, subscriptions, services, syncs, an engine on a borrowed store):
  *   their destroy hooks run, calls on them fail with KRAKEN_ESTATE, and their
  *   own release (@c _remove / @c _free) then only frees the handle.
+ * - Versions: a struct the caller fills has @c unsigned @c version first (set
+ *   by its @c *_INIT macro or @c *_options_init()); 0 or a newer version than
+ *   the library's is refused. In an array, element 0's version sizes every
+ *   element and all must carry it.
  * - Threads: a store, bus, engine or sync (and what hangs off it) is used only
  *   from the thread that created it; other threads get KRAKEN_ETHREAD. Nodes
  *   and values are plain data; the schema registry is thread-safe.

@@ -113,6 +113,11 @@ typedef struct kraken_module_desc {
     const char *config_schema;   /**< name of the config record's schema, or NULL */
     const kraken_module_discoverable *discoverables;
     size_t n_discoverables;
+    /**
+     * Declarations written with KRAKEN_MUTATION_DECL_INIT. Element 0's
+     * @c version gives the size of every element; all must carry the same
+     * version (refused otherwise, naming the index).
+     */
     const kraken_mutation_decl *mutations;
     size_t n_mutations;
     kraken_module_handlers handlers;

@@ -48,8 +48,25 @@ typedef struct kraken_fact {
     const char *value;
 } kraken_fact;
 
-/** A mutation declaration. Everything is copied at declaration. */
+/**
+ * Version of ::kraken_mutation_decl this header declares. Version 1: through @c cost.
+ * A later version only appends members.
+ */
+#define KRAKEN_MUTATION_DECL_VERSION 1
+
+/**
+ * A mutation declaration. Everything is copied at declaration.
+ *
+ * @c version says which members the caller's struct has (start from
+ * KRAKEN_MUTATION_DECL_INIT, which sets it): a newer libkraken reads an older
+ * caller's struct and gives members added later their zero value; version 0
+ * or a version newer than the library is refused with KRAKEN_EINVAL and
+ * nothing is declared. In an array (kraken_module_desc.mutations) element 0's
+ * version gives the size of every element, and every element must carry that
+ * same version (the message names the first index that does not).
+ */
 typedef struct kraken_mutation_decl {
+    unsigned version;            /**< KRAKEN_MUTATION_DECL_VERSION */
     const char *id;              /**< unique within the service instance */
     const kraken_mutate *mutates;
     size_t n_mutates;            /**< >= 1 */
@@ -64,8 +81,8 @@ typedef struct kraken_mutation_decl {
 } kraken_mutation_decl;
 
 /**
- * A declaration written with designated initialisers; fields not named are
- * zero (context SELF, no timeout, no fail_to, cost 1):
+ * A declaration written with designated initialisers; it sets @c version, and
+ * fields not named are zero (context SELF, no timeout, no fail_to, cost 1):
  *
  *     static const kraken_mutate on[] = {{"/PhysState", "POWER_OFF", "POWER_ON"}};
  *     static const kraken_fact sim[] = {{"/Platform", "sim"}};
@@ -74,7 +91,7 @@ typedef struct kraken_mutation_decl {
  *         .context = KRAKEN_CONTEXT_CHILD, .timeout_ms = 10000,
  *         .fail_to = {"/PhysState", "PHYS_HANG"});
  */
-#define KRAKEN_MUTATION_DECL_INIT(...) {__VA_ARGS__}
+#define KRAKEN_MUTATION_DECL_INIT(...) {.version = KRAKEN_MUTATION_DECL_VERSION, __VA_ARGS__}
 /** .mutates and .n_mutates from an array (not a pointer). */
 #define KRAKEN_DECL_MUTATES(array) .mutates = (array), .n_mutates = sizeof(array) / sizeof((array)[0])
 /** .requires and .n_requires from an array. */
@@ -111,8 +128,9 @@ void kraken_mutation_set_free(kraken_mutation_set *set);
 
 /**
  * Declare a mutation of service instance @p service_id. Refused (nothing
- * added) when an id repeats within the service, a URL or value is unknown,
- * a mutated URL is also required/excluded, or n_mutates is 0.
+ * added) when @p decl's version is 0 or unknown, an id repeats within the
+ * service, a URL or value is unknown, a mutated URL is also
+ * required/excluded, or n_mutates is 0.
  */
 int kraken_mutation_set_add(kraken_mutation_set *set, const char *service_id,
                             const kraken_mutation_decl *decl);

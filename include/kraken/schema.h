@@ -41,8 +41,30 @@ typedef struct kraken_enum_member {
     int32_t number;
 } kraken_enum_member;
 
-/** One field of a schema, as declared by a module. */
+/**
+ * Version of ::kraken_field_def this header declares. Version 1: through @c type_name.
+ * A later version only appends members.
+ */
+#define KRAKEN_FIELD_DEF_VERSION 1
+
+/**
+ * One field of a schema, as declared by a module. Write tables with
+ * KRAKEN_FIELD(), which sets @c version:
+ *
+ *     static const kraken_field_def fields[] = {
+ *         KRAKEN_FIELD("hostname", 1, KRAKEN_T_STRING),
+ *         KRAKEN_FIELD("tags", 2, KRAKEN_T_MAP, .elem_type = KRAKEN_T_STRING),
+ *         KRAKEN_FIELD("mode", 3, KRAKEN_T_ENUM, .type_name = "X.Mode"),
+ *     };
+ *
+ * @c version says which members the caller's struct has: a newer libkraken
+ * reads an older caller's struct (members added later are zero). In the array
+ * given to kraken_schema_register() element 0's version gives the size of
+ * every element, and every element must carry that same version; version 0 or
+ * one newer than the library is refused with KRAKEN_EINVAL, naming the field.
+ */
 typedef struct kraken_field_def {
+    unsigned version;      /**< KRAKEN_FIELD_DEF_VERSION */
     const char *name;      /**< snake_case proto name, e.g. "dns_nameservers" */
     uint32_t number;       /**< protobuf field number, 1..536870911, unique */
     kraken_type type;      /**< field type; MAP and LIST are containers */
@@ -51,6 +73,15 @@ typedef struct kraken_field_def {
                                 enum type name for ENUM; else NULL */
 } kraken_field_def;
 
+/**
+ * A ::kraken_field_def initialiser with @c version set: name, number and type,
+ * then optional designated members (.elem_type, .type_name). (The type is the
+ * first of the variable arguments so that a plain field needs no trailing one.)
+ */
+#define KRAKEN_FIELD(field_name, field_number, ...)                                                \
+    {.version = KRAKEN_FIELD_DEF_VERSION, .name = (field_name), .number = (field_number),          \
+     .type = __VA_ARGS__}
+
 /** Register an enum type. @p out (may be NULL) receives the registered type. */
 int kraken_enum_register(const char *name, const kraken_enum_member *members, size_t n_members,
                          const kraken_enum_type **out);
@@ -58,7 +89,9 @@ int kraken_enum_register(const char *name, const kraken_enum_member *members, si
 /**
  * Register a record schema named @p name (e.g. "IPv4.IPv4OverEthernet").
  * Nested record and enum types must already be registered. Nothing is
- * registered when the definition is invalid (error names the field).
+ * registered when the definition is invalid (error names the field),
+ * including when the elements of @p fields do not all carry the same known
+ * version (see ::kraken_field_def).
  */
 int kraken_schema_register(const char *name, const kraken_field_def *fields, size_t n_fields,
                            const kraken_schema **out);
@@ -85,7 +118,12 @@ const char *kraken_schema_name(const kraken_schema *schema);
 /** "type.googleapis.com/NAME". */
 const char *kraken_schema_type_url(const kraken_schema *schema);
 size_t kraken_schema_field_count(const kraken_schema *schema);
-/** i-th field in declaration order; strings stay valid for the process lifetime. */
+/**
+ * i-th field in declaration order; strings stay valid for the process lifetime.
+ * Set @c out->version first (KRAKEN_FIELD_DEF_VERSION): the library fills only
+ * the members of that version, so an older caller's smaller struct is never
+ * overrun; version 0 or an unknown one is refused with KRAKEN_EINVAL.
+ */
 int kraken_schema_field(const kraken_schema *schema, size_t i, kraken_field_def *out);
 
 /** Number of registered schemas / enum types and access by index (registration order). */

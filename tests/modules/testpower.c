@@ -17,14 +17,16 @@ static const kraken_mutate m_sync[] = {{"/RunState", "INIT", "SYNC"}};
 static const kraken_fact powered[] = {{"/PhysState", "POWER_ON"}};
 
 static const kraken_mutation_decl mutations[] = {
-    {.id = "discover", KRAKEN_DECL_MUTATES(m_discover), .context = KRAKEN_CONTEXT_ALL,
-     .timeout_ms = 60000},
-    {.id = "poweron", KRAKEN_DECL_MUTATES(m_poweron), .context = KRAKEN_CONTEXT_ALL,
-     .timeout_ms = 60000},
-    {.id = "boot", KRAKEN_DECL_MUTATES(m_boot), KRAKEN_DECL_REQUIRES(powered),
-     .context = KRAKEN_CONTEXT_ALL, .timeout_ms = 60000},
-    {.id = "sync", KRAKEN_DECL_MUTATES(m_sync), KRAKEN_DECL_REQUIRES(powered),
-     .context = KRAKEN_CONTEXT_ALL, .timeout_ms = 60000},
+    KRAKEN_MUTATION_DECL_INIT(.id = "discover", KRAKEN_DECL_MUTATES(m_discover),
+                              .context = KRAKEN_CONTEXT_ALL, .timeout_ms = 60000),
+    KRAKEN_MUTATION_DECL_INIT(.id = "poweron", KRAKEN_DECL_MUTATES(m_poweron),
+                              .context = KRAKEN_CONTEXT_ALL, .timeout_ms = 60000),
+    KRAKEN_MUTATION_DECL_INIT(.id = "boot", KRAKEN_DECL_MUTATES(m_boot),
+                              KRAKEN_DECL_REQUIRES(powered), .context = KRAKEN_CONTEXT_ALL,
+                              .timeout_ms = 60000),
+    KRAKEN_MUTATION_DECL_INIT(.id = "sync", KRAKEN_DECL_MUTATES(m_sync),
+                              KRAKEN_DECL_REQUIRES(powered), .context = KRAKEN_CONTEXT_ALL,
+                              .timeout_ms = 60000),
 };
 
 static const kraken_module_discoverable discoverables[] = {
