@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * Small shared helpers at the bottom of the library: string copies, UTF-8 checks, quoting input
- * text for error messages, and file I/O with atomic replace.
+ * text for error messages, file I/O with atomic replace, and reading the versioned structs
+ * callers fill.
  */
 #include <dirent.h>
 #include <errno.h>

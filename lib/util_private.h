@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * util_private.h: the bottom layer (error.c, util.c): the last-error helpers, owner-thread
- * checks, strings, UTF-8, quoting for messages, files. Not installed.
+ * checks, versioned caller structs, strings, UTF-8, quoting for messages, files. Not installed.
  */
 #ifndef KRAKEN_UTIL_PRIVATE_H
 #define KRAKEN_UTIL_PRIVATE_H

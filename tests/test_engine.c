@@ -1507,6 +1507,86 @@ START_TEST(null_arguments)
 }
 END_TEST
 
+/*
+ * kraken_service_ops and kraken_mutation_decl carry a version first: 0 and versions newer than
+ * the library are refused with one line naming the struct and the item, and nothing is added;
+ * a caller's struct of exactly the v1 size in the library's size table is read, nothing past it.
+ */
+START_TEST(caller_struct_versions)
+{
+    kraken_mutation_set *set = kraken_engine_mutations(fx.engine);
+    size_t n_mutations = kraken_mutation_set_count(set);
+    kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(.start = count_start, .stop = count_stop);
+    ops.version = 0;
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "extra", "mod", &ops, NULL, NULL, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "kraken_engine_add_service: service 'extra': kraken_service_ops version 0 "
+                     "(set .version = KRAKEN_SERVICE_OPS_VERSION; this libkraken knows 1..1)");
+    ops.version = KRAKEN_SERVICE_OPS_VERSION + 1;
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "extra", "mod", &ops, NULL, NULL, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "kraken_engine_add_service: service 'extra': kraken_service_ops version 2 "
+                     "(set .version = KRAKEN_SERVICE_OPS_VERSION; this libkraken knows 1..1)");
+    ck_assert_ptr_null(kraken_engine_find_service(fx.engine, "extra"));
+    ck_assert_str_eq(dsc(&fx.self, "/Services/extra/Module"), ""); /* nothing was published */
+
+    /* a v1 caller's ops, in a heap block of exactly the v1 size (ASan/valgrind see any over-read) */
+    size_t ops_v1 = KRAKEN__VERSION_SIZE(kraken_service_ops, config_changed);
+    kraken_service_ops *old_ops = malloc(ops_v1);
+    ck_assert_ptr_nonnull(old_ops);
+    memcpy(old_ops, &ops, ops_v1);
+    old_ops->version = 1;
+    kraken_service *extra;
+    ck_assert_int_eq(kraken_engine_add_service(fx.engine, "extra", "mod", old_ops, NULL, NULL,
+                                               &extra),
+                     0);
+    free(old_ops); /* copied at the call */
+    ck_assert_ptr_eq(kraken_engine_find_service(fx.engine, "extra"), extra);
+
+    static const kraken_mutate on[] = {{"/PhysState", "POWER_OFF", "POWER_ON"}};
+    kraken_mutation_decl d = KRAKEN_MUTATION_DECL_INIT(.id = "OFFtoON", KRAKEN_DECL_MUTATES(on),
+                                                       .context = KRAKEN_CONTEXT_CHILD,
+                                                       .timeout_ms = 4000);
+    d.version = 0;
+    ck_assert_int_eq(kraken_service_declare_mutation(extra, &d), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "kraken_service_declare_mutation: mutation 'OFFtoON': kraken_mutation_decl "
+                     "version 0 (set .version = KRAKEN_MUTATION_DECL_VERSION; this libkraken "
+                     "knows 1..1)");
+    d.version = KRAKEN_MUTATION_DECL_VERSION + 1;
+    ck_assert_int_eq(kraken_service_declare_mutation(extra, &d), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "kraken_service_declare_mutation: mutation 'OFFtoON': kraken_mutation_decl "
+                     "version 2 (set .version = KRAKEN_MUTATION_DECL_VERSION; this libkraken "
+                     "knows 1..1)");
+    ck_assert_int_eq(kraken_mutation_set_add(set, "extra", &d), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "kraken_mutation_set_add: mutation 'OFFtoON': kraken_mutation_decl version 2 "
+                     "(set .version = KRAKEN_MUTATION_DECL_VERSION; this libkraken knows 1..1)");
+    ck_assert_uint_eq(kraken_mutation_set_count(set), n_mutations);
+
+    /* a v1 caller's declaration, exactly the size the table gives version 1 */
+    size_t decl_v1 = kraken__struct_size(&kraken__mutation_decl_abi, 1);
+    ck_assert_uint_eq(decl_v1, sizeof(kraken_mutation_decl)); /* v1 is the newest today */
+    kraken_mutation_decl *old_decl = malloc(decl_v1);
+    ck_assert_ptr_nonnull(old_decl);
+    memcpy(old_decl, &d, decl_v1);
+    old_decl->version = 1;
+    ck_assert_int_eq(kraken_service_declare_mutation(extra, old_decl), 0);
+    free(old_decl);
+    ck_assert_uint_eq(kraken_mutation_set_count(set), n_mutations + 1);
+    kraken_mutation_info info;
+    ck_assert_int_eq(kraken_mutation_set_lookup(set, "extra", "OFFtoON", &info), 0);
+    ck_assert_int_eq(info.context, KRAKEN_CONTEXT_CHILD);
+    ck_assert_uint_eq(info.timeout_ms, 4000);
+    ck_assert_uint_eq(info.cost, 1);
+    kraken_mutation_info_clear(&info);
+    kraken_service_remove(extra);
+}
+END_TEST
+
 /* ---- clock, requests, overrides, busy (issue 7) ------------------------------------------ */
 
 /* The OFFtoON MUTATE times of a node, in clock ms. */
@@ -2159,6 +2239,7 @@ static Suite *make_suite(void)
     tcase_add_test(misc, thousand_nodes_converge);
     tcase_add_test(misc, bad_arguments);
     tcase_add_test(misc, null_arguments);
+    tcase_add_test(misc, caller_struct_versions);
     tcase_add_test(misc, graph_json);
     tcase_add_test(misc, borrowed_store_without_sync);
     suite_add_tcase(s, misc);

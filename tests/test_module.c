@@ -7,6 +7,7 @@
  */
 #include <kraken/module.h>
 
+#include "internal.h" /* kraken__mutation_decl_abi: the size table of kraken_mutation_decl */
 #include "modharness.h"
 #include "modules/testpower.h"
 
@@ -257,6 +258,69 @@ START_TEST(desc_refused)
 }
 END_TEST
 
+/*
+ * kraken_module_desc.mutations: element 0's version gives the stride and every element must
+ * carry it; a refused array adds nothing. A v1 caller's array, at the v1 stride of the size
+ * table in a block of exactly that size, runs as usual.
+ */
+START_TEST(desc_mutation_versions)
+{
+    const kraken_module_desc *tp = testpower_desc();
+    kraken_mutation_decl copy[8];
+    ck_assert_uint_le(tp->n_mutations, 8);
+    ck_assert_uint_ge(tp->n_mutations, 2);
+    memcpy(copy, tp->mutations, tp->n_mutations * sizeof copy[0]);
+    kraken_module_desc d = *tp;
+    d.mutations = copy;
+    kraken_mutation_set *set = kraken_engine_mutations(mh.engine);
+    size_t n_before = kraken_mutation_set_count(set);
+    kraken_module *m = (kraken_module *)1;
+
+    copy[1].version = 0;
+    ck_assert_int_eq(kraken_module_new(&m, mh.engine, &d, "power", NULL, NULL), KRAKEN_EINVAL);
+    ck_assert_ptr_null(m);
+    ck_assert_str_eq(kraken_error_last(),
+                     "module_new: module 'testpower': mutation 1 'poweron': kraken_mutation_decl "
+                     "version 0, but element 0 has version 1 (every element of an array carries "
+                     "the same version)");
+    copy[1].version = KRAKEN_MUTATION_DECL_VERSION;
+    copy[0].version = 0;
+    ck_assert_int_eq(kraken_module_new(&m, mh.engine, &d, "power", NULL, NULL), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "module_new: module 'testpower': mutation 0 'discover': kraken_mutation_decl "
+                     "version 0 (set .version = KRAKEN_MUTATION_DECL_VERSION; this libkraken "
+                     "knows 1..1)");
+    for (size_t i = 0; i < tp->n_mutations; i++)
+        copy[i].version = KRAKEN_MUTATION_DECL_VERSION + 1;
+    ck_assert_int_eq(kraken_module_new(&m, mh.engine, &d, "power", NULL, NULL), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "module_new: module 'testpower': mutation 0 'discover': kraken_mutation_decl "
+                     "version 2 (set .version = KRAKEN_MUTATION_DECL_VERSION; this libkraken "
+                     "knows 1..1)");
+    /* the connect path checks the descriptor the same way before it opens a socket */
+    kraken_module_connect_options o;
+    ck_assert_int_eq(kraken_module_connect_options_init(&o, KRAKEN_MODULE_CONNECT_OPTIONS_VERSION),
+                     0);
+    o.socket_path = "/nonexistent/kraken-test.sock";
+    ck_assert_int_eq(kraken_module_connect(&m, mh.base, &d, &o, NULL, NULL), KRAKEN_EINVAL);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "module_connect: module 'testpower': "
+                                                      "mutation 0 'discover': kraken_mutation_decl "
+                                                      "version 2 "));
+    ck_assert_ptr_null(kraken_engine_find_service(mh.engine, "power"));
+    ck_assert_str_eq(mh_self("/Services/power/State"), "");
+    ck_assert_uint_eq(kraken_mutation_set_count(set), n_before);
+
+    size_t v1 = kraken__struct_size(&kraken__mutation_decl_abi, 1);
+    char *block = malloc(tp->n_mutations * v1);
+    ck_assert_ptr_nonnull(block);
+    for (size_t i = 0; i < tp->n_mutations; i++)
+        memcpy(block + i * v1, &tp->mutations[i], v1);
+    d.mutations = (const kraken_mutation_decl *)(void *)block;
+    drive_cold_to_sync(&d);
+    free(block);
+}
+END_TEST
+
 START_TEST(dlopen_module)
 {
     kraken_module_library *lib;
@@ -345,6 +409,7 @@ static Suite *module_suite(void)
     tcase_add_test(tc, inproc_several_instances);
     tcase_add_test(tc, inproc_free_after_engine);
     tcase_add_test(tc, desc_refused);
+    tcase_add_test(tc, desc_mutation_versions);
     tcase_add_test(tc, inproc_fail_and_events);
     tcase_add_test(tc, dlopen_module);
     tcase_add_test(tc, dlopen_refused);

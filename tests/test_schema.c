@@ -442,6 +442,145 @@ START_TEST(register_concurrently)
 }
 END_TEST
 
+/* ---- struct versions of kraken_field_def -------------------------------------------- */
+
+#define FIELD_VERSION_HINT "(set .version = KRAKEN_FIELD_DEF_VERSION; this libkraken knows 1..1)"
+
+/* Version 0, an unknown version, or elements of different versions: refused, nothing registered. */
+START_TEST(register_field_versions_refused)
+{
+    size_t ns = kraken_schema_count();
+    kraken_field_def f[] = {KRAKEN_FIELD("a", 1, KRAKEN_T_STRING),
+                            KRAKEN_FIELD("b", 2, KRAKEN_T_INT32)};
+    const kraken_schema *out = (const kraken_schema *)f; /* must stay untouched */
+    f[0].version = 0;
+    ck_assert_int_eq(kraken_schema_register("TestVer.A", f, 2, &out), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "kraken_schema_register: schema 'TestVer.A': field 0 "
+                                          "'a': kraken_field_def version 0 " FIELD_VERSION_HINT);
+    f[0].version = f[1].version = KRAKEN_FIELD_DEF_VERSION + 1;
+    ck_assert_int_eq(kraken_schema_register("TestVer.A", f, 2, &out), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "kraken_schema_register: schema 'TestVer.A': field 0 "
+                                          "'a': kraken_field_def version 2 " FIELD_VERSION_HINT);
+    /* element 0 says version 1: element 1 must too */
+    f[0].version = KRAKEN_FIELD_DEF_VERSION;
+    ck_assert_int_eq(kraken_schema_register("TestVer.A", f, 2, &out), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "kraken_schema_register: schema 'TestVer.A': field 1 'b': kraken_field_def "
+                     "version 2, but element 0 has version 1 (every element of an array carries "
+                     "the same version)");
+    f[1].version = 0;
+    ck_assert_int_eq(kraken_schema_register("TestVer.A", f, 2, &out), KRAKEN_EINVAL);
+    ck_assert_ptr_nonnull(strstr(kraken_error_last(), "field 1 'b': kraken_field_def version 0, "
+                                                      "but element 0 has version 1"));
+    ck_assert_ptr_eq(out, (const kraken_schema *)f);
+    ck_assert_ptr_null(kraken_schema_find("TestVer.A"));
+    ck_assert_uint_eq(kraken_schema_count(), ns);
+}
+END_TEST
+
+/* A v1 caller: an array at the v1 stride, in a heap block of exactly that size; and
+ * kraken_schema_field() into a v1 struct writes the v1 members only. */
+START_TEST(field_versions_v1_caller)
+{
+    static const kraken_field_def f[] = {
+        KRAKEN_FIELD("mode", 1, KRAKEN_T_ENUM, .type_name = "PhysState"),
+        KRAKEN_FIELD("tags", 2, KRAKEN_T_MAP, .elem_type = KRAKEN_T_STRING)};
+    size_t v1 = KRAKEN__VERSION_SIZE(kraken_field_def, type_name);
+    char *block = malloc(2 * v1);
+    ck_assert_ptr_nonnull(block);
+    memcpy(block, &f[0], v1);
+    memcpy(block + v1, &f[1], v1);
+    const kraken_schema *s = NULL;
+    ck_assert_int_eq(kraken_schema_register("TestVer.V1", (const kraken_field_def *)(void *)block,
+                                            2, &s),
+                     0);
+    free(block); /* copied at the call */
+    ck_assert_uint_eq(kraken_schema_field_count(s), 2);
+
+    kraken_field_def *d = malloc(v1);
+    ck_assert_ptr_nonnull(d);
+    d->version = 1;
+    ck_assert_int_eq(kraken_schema_field(s, 1, d), 0);
+    ck_assert_uint_eq(d->version, 1);
+    ck_assert_str_eq(d->name, "tags");
+    ck_assert_int_eq(d->type, KRAKEN_T_MAP);
+    ck_assert_int_eq(d->elem_type, KRAKEN_T_STRING);
+    ck_assert_ptr_null(d->type_name);
+    ck_assert_int_eq(kraken_schema_field(s, 0, d), 0);
+    ck_assert_str_eq(d->type_name, "PhysState");
+    /* out->version 0: refused, the struct untouched */
+    d->version = 0;
+    ck_assert_int_eq(kraken_schema_field(s, 1, d), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "kraken_schema_field: schema 'TestVer.V1': out: "
+                                          "kraken_field_def version 0 " FIELD_VERSION_HINT);
+    ck_assert_str_eq(d->name, "mode");
+    free(d);
+}
+END_TEST
+
+/*
+ * What a future library does with today's callers: a v2 struct appends a member, the size
+ * table gets a second entry, and a v1 caller's array (v1 stride) is read into v2 structs whose
+ * new member is zero. A v2 caller's array is read at the v2 stride.
+ */
+typedef struct field_def_v2 {
+    kraken_field_def v1; /* a later version only appends */
+    uint64_t added;
+} field_def_v2;
+
+START_TEST(future_version_reads_v1_callers)
+{
+    static const size_t sizes[] = {KRAKEN__VERSION_SIZE(kraken_field_def, type_name),
+                                   KRAKEN__VERSION_SIZE(field_def_v2, added)};
+    static const kraken__struct_abi v2_library = {"kraken_field_def", "KRAKEN_FIELD_DEF_VERSION",
+                                                  sizes, 2};
+    ck_assert_uint_lt(sizes[0], sizes[1]);
+    size_t v1 = sizes[0];
+    char *old = malloc(3 * v1); /* exactly a v1 caller's array of three */
+    ck_assert_ptr_nonnull(old);
+    for (unsigned i = 0; i < 3; i++) {
+        kraken_field_def f = KRAKEN_FIELD("x", i + 1, KRAKEN_T_UINT32);
+        memcpy(old + i * v1, &f, v1);
+    }
+    size_t stride = 0, bad = 99;
+    ck_assert_int_eq(kraken__struct_array_check(&v2_library, old, 3, &stride, &bad), 0);
+    ck_assert_uint_eq(stride, v1);
+    for (unsigned i = 0; i < 3; i++) {
+        field_def_v2 cur;
+        memset(&cur, 0xff, sizeof cur);
+        kraken__struct_array_get(&v2_library, old, stride, i, &cur);
+        ck_assert_uint_eq(cur.v1.version, 1);
+        ck_assert_uint_eq(cur.v1.number, i + 1);
+        ck_assert_int_eq(cur.v1.type, KRAKEN_T_UINT32);
+        ck_assert_uint_eq(cur.added, 0);
+    }
+    field_def_v2 one;
+    ck_assert_int_eq(kraken__struct_read(&v2_library, old + v1, &one), 0);
+    ck_assert_uint_eq(one.v1.number, 2);
+    ck_assert_uint_eq(one.added, 0);
+    free(old);
+
+    field_def_v2 newer[2] = {{KRAKEN_FIELD("a", 1, KRAKEN_T_BOOL), 7},
+                             {KRAKEN_FIELD("b", 2, KRAKEN_T_BOOL), 8}};
+    newer[0].v1.version = newer[1].v1.version = 2;
+    ck_assert_int_eq(kraken__struct_array_check(&v2_library, newer, 2, &stride, &bad), 0);
+    ck_assert_uint_eq(stride, sizeof(field_def_v2));
+    field_def_v2 cur;
+    kraken__struct_array_get(&v2_library, newer, stride, 1, &cur);
+    ck_assert_str_eq(cur.v1.name, "b");
+    ck_assert_uint_eq(cur.added, 8);
+    newer[1].v1.version = 1;
+    ck_assert_int_eq(kraken__struct_array_check(&v2_library, newer, 2, &stride, &bad),
+                     KRAKEN_EINVAL);
+    ck_assert_uint_eq(bad, 1);
+    newer[0].v1.version = 3;
+    ck_assert_int_eq(kraken__struct_array_check(&v2_library, newer, 2, &stride, &bad),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "kraken_field_def version 3 (set .version = "
+                                          "KRAKEN_FIELD_DEF_VERSION; this libkraken knows 1..2)");
+}
+END_TEST
+
 /* ---- description files -------------------------------------------------------------- */
 
 static const char good_file[] =
@@ -662,6 +801,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, register_invalid_schemas);
     tcase_add_test(tc, register_invalid_enums);
     tcase_add_test(tc, register_concurrently);
+    tcase_add_test(tc, register_field_versions_refused);
+    tcase_add_test(tc, field_versions_v1_caller);
+    tcase_add_test(tc, future_version_reads_v1_callers);
     suite_add_tcase(s, tc);
     tc = tcase_create("files");
     tcase_add_test(tc, load_file_good);
