@@ -254,9 +254,9 @@ typedef struct kraken_service_ops {
 /**
  * Add service instance @p service_id of module @p module to this instance's
  * self node (Cfg and Dsc /Services/<id>, Dsc state STOP). @p ops may be NULL
- * (no handlers); its version is checked as ::kraken_service_ops says. @p destroy (may be
- * NULL) is called with @p userdata when the service is removed or the engine
- * freed. With @p out, the caller owns the handle and releases it with
+ * (no handlers); its version is checked as ::kraken_service_ops says.
+ * @p destroy (may be NULL) is called with @p userdata when the service is
+ * removed or the engine freed. With @p out, the caller owns the handle and releases it with
  * kraken_service_remove() (before or after the engine's free); with @p out
  * NULL the service lives as long as the engine.
  */
