@@ -231,7 +231,10 @@ typedef struct kd_rest_options {
     bool open_reads;
     uint64_t timeout_ms;
     uint64_t max_body;
-    /** Called once, after the first start attempt (@p ok: listening). */
+    /**
+     * Called once, after the first start attempt (@p ok: listening). An instance with
+     * this hook is the daemon's own API: when its first start fails, the loop stops.
+     */
     void (*started)(void *userdata, bool ok);
     void *started_userdata;
 } kd_rest_options;
@@ -240,8 +243,9 @@ typedef struct kd_rest_options {
  * Run module kd_rest_module as service instance opts->service_id of the self
  * node (kraken_module_new(), which registers restapi.Config); its Cfg config
  * gives address and port. The listener is (re)bound when the service starts
- * or its config changes. A first start that cannot listen stops the loop
- * (kd_rest_start_failed()): a daemon without its API fails fast.
+ * or its config changes. With a started hook, a first start that cannot listen
+ * stops the loop (kd_rest_start_failed()): a daemon without its API fails fast;
+ * otherwise the service is ERROR with the reason.
  */
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts);
 /** Replace the bearer token (a copy is kept); only when the API was started with one. */

@@ -54,6 +54,7 @@ typedef struct daemon_ctx {
     size_t n_more_websocket;
 #endif
     kd_services *services; /* module socket, module processes, loadable modules */
+    kd_inproc_watch *inproc_watch; /* runs restapi/websocket instances that appear in Cfg */
     uid_t *module_uids;
 } daemon_ctx;
 
@@ -512,7 +513,8 @@ static int add_websocket(void *ctx, const char *service_id, char *err, size_t er
         rc = kd_websocket_preset_port(d->engine, c->wsport);
     /* Its port comes from its Cfg config; the messages name the module ("websocket: ..."). */
     if (rc == 0)
-        rc = kd_websocket_new_instance(&ws, d->engine, d->base, d->api_host, service_id);
+        rc = kd_websocket_new_instance(&ws, d->engine, d->base, d->api_host, service_id,
+                                       primary /* its busy port fails the start */);
     /* The stream only reads: it needs the token when the REST API's reads do. */
     if (rc == 0 && d->token && !c->apiopenreads &&
         (rc = kd_websocket_set_token(ws, d->token)) < 0)
@@ -660,10 +662,13 @@ static int start(daemon_ctx *d)
     if (start_inproc(d, "websocket", KD_WEBSOCKET_SERVICE_ID) < 0)
         return -1;
 #endif
-    /* Other instances of these modules that the config or the loaded Cfg names. */
+    /* Other instances of these modules that the config or the loaded Cfg names, or later Cfg. */
     if (kd_inproc_add_named(inproc_modules, N_INPROC_MODULES, d, d->engine, c, err,
                             sizeof err) < 0)
         return fail("%s", err);
+    if (kd_inproc_watch_new(&d->inproc_watch, inproc_modules, N_INPROC_MODULES, d,
+                            d->engine) < 0)
+        return fail("engine: %s", kraken_error_last());
     /* The engine's own "sync" service runs unless the config or the state file says otherwise. */
     if (kraken_engine_find_service(d->engine, "sync") && !cfg_state_known(d, "sync") &&
         set_self_text(d, KRAKEN_CFG, "/Services/sync/State", "RUN") < 0)
@@ -691,6 +696,7 @@ static void stop(daemon_ctx *d)
     kd_state_close(d->state); /* before anything removes services from the self node */
     kraken_sync_free(d->sync);
     kraken_subscription_remove(d->events);
+    kd_inproc_watch_free(d->inproc_watch);
 #ifdef KD_HAVE_WEBSOCKET
     kd_websocket_free(d->websocket);
     for (size_t i = 0; i < d->n_more_websocket; i++)

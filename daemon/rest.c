@@ -480,9 +480,10 @@ static void apply_config(kd_rest *r, bool starting)
         return;
     }
     if (listen_on(r, addr, port, err, sizeof err) < 0) {
-        kd_log(r->started_once ? KRAKEN_LOG_ERROR : KRAKEN_LOG_CRITICAL, r->service_id, "%s",
-               err);
-        if (!r->started_once) {
+        /* Only the daemon's own API (the one with a started hook) takes the daemon down. */
+        bool fatal = !r->started_once && r->opts.started;
+        kd_log(fatal ? KRAKEN_LOG_CRITICAL : KRAKEN_LOG_ERROR, r->service_id, "%s", err);
+        if (fatal) {
             r->start_failed = true;
             event_base_loopbreak(r->base); /* a daemon without its API at start: fail fast */
         }

@@ -864,3 +864,61 @@ int kd_inproc_add_named(const kd_inproc_module *table, size_t n, void *ctx,
     kraken_node_free(self);
     return rc;
 }
+
+struct kd_inproc_watch {
+    const kd_inproc_module *table;
+    size_t n;
+    void *ctx;
+    kraken_engine *engine;
+    kraken_subscription *sub;
+};
+
+/* Cfg /Services/<id>/Module of the self node changed: run <id> if it is one of ours. */
+static void on_service_module(const kraken_event *ev, void *userdata)
+{
+    kd_inproc_watch *w = userdata;
+    static const char prefix[] = "/Services/";
+    if (ev->kind != KRAKEN_CHANGE_CFG_UPDATE || !ev->url ||
+        kraken_uuid_compare(&ev->node_id, kraken_engine_self_id(w->engine)) != 0)
+        return;
+    const char *id = ev->url + sizeof prefix - 1, *slash = strchr(id, '/');
+    if (!slash || strcmp(slash, "/Module") != 0 || slash == id)
+        return;
+    char service_id[256];
+    snprintf(service_id, sizeof service_id, "%.*s", (int)(slash - id), id);
+    char *module = cfg_module_name(w->engine, service_id);
+    char err[1024];
+    if (add_inproc(w->table, w->n, w->ctx, w->engine, service_id, module, "Cfg service ", err,
+                   sizeof err) < 0)
+        kd_log(KRAKEN_LOG_ERROR, service_id, "%s", err);
+    free(module);
+}
+
+int kd_inproc_watch_new(kd_inproc_watch **out, const kd_inproc_module *table, size_t n,
+                        void *ctx, kraken_engine *engine)
+{
+    *out = NULL;
+    kd_inproc_watch *w = calloc(1, sizeof *w);
+    if (!w)
+        return kraken_error_set(KRAKEN_ENOMEM, "out of memory");
+    *w = (kd_inproc_watch){table, n, ctx, engine, NULL};
+    kraken_subscribe_options so = {.version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION,
+                                   .types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_CHANGE),
+                                   .url_pattern = "/Services/*/Module"};
+    int rc = kraken_bus_subscribe(kraken_engine_bus(engine), &so, on_service_module, w, NULL,
+                                  &w->sub);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+void kd_inproc_watch_free(kd_inproc_watch *w)
+{
+    if (!w)
+        return;
+    kraken_subscription_remove(w->sub);
+    free(w);
+}

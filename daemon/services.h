@@ -77,4 +77,15 @@ int kd_inproc_register_schemas(const kd_inproc_module *table, size_t n, char *er
 int kd_inproc_add_named(const kd_inproc_module *table, size_t n, void *ctx,
                         kraken_engine *engine, const kd_config *cfg, char *err, size_t errlen);
 
+typedef struct kd_inproc_watch kd_inproc_watch;
+/**
+ * While it lives, a service instance that appears later in the self node's Cfg with a
+ * table module (its /Services/<id>/Module set, by a REST write or from the parent) is run
+ * at once; a failure is logged under the service id.
+ */
+int kd_inproc_watch_new(kd_inproc_watch **out, const kd_inproc_module *table, size_t n,
+                        void *ctx, kraken_engine *engine);
+/** Stop watching (NULL-safe; after the engine's free too). Instances stay. */
+void kd_inproc_watch_free(kd_inproc_watch *watch);
+
 #endif

@@ -1226,11 +1226,11 @@ const kraken_module_desc kd_websocket_module = {
 int kd_websocket_new(kd_websocket **out, kraken_engine *engine, struct event_base *base,
                      const char *bind_addr)
 {
-    return kd_websocket_new_instance(out, engine, base, bind_addr, KD_WEBSOCKET_SERVICE_ID);
+    return kd_websocket_new_instance(out, engine, base, bind_addr, KD_WEBSOCKET_SERVICE_ID, true);
 }
 
 int kd_websocket_new_instance(kd_websocket **out, kraken_engine *engine, struct event_base *base,
-                              const char *bind_addr, const char *service_id)
+                              const char *bind_addr, const char *service_id, bool listen_now)
 {
     if (out)
         *out = NULL;
@@ -1268,7 +1268,8 @@ int kd_websocket_new_instance(kd_websocket **out, kraken_engine *engine, struct 
         rc = write_default_config(ws);
     if (rc < 0) {
         snprintf(why, sizeof why, "%s", kraken_error_last());
-    } else if ((rc = read_config(ws, &ws->cfg, why, sizeof why)) == 0 && cfg_wants_run(ws)) {
+    } else if ((rc = read_config(ws, &ws->cfg, why, sizeof why)) == 0 && listen_now &&
+               cfg_wants_run(ws)) {
         /* Listen now, so that a bad address or a busy port is the caller's error. */
         rc = listener_open(ws, &ws->cfg, why, sizeof why);
     }

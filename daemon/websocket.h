@@ -20,6 +20,7 @@
 #ifndef KD_WEBSOCKET_H
 #define KD_WEBSOCKET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,9 +58,11 @@ int kd_websocket_new(kd_websocket **out, kraken_engine *engine, struct event_bas
 /**
  * kd_websocket_new() for service instance @p service_id (config and state under
  * /Services/<service_id>), run with kraken_module_new(): another instance of the module.
+ * Without @p listen_now the listener is opened by the module's start handler, and a port
+ * that cannot be bound leaves the service ERROR instead of failing this call.
  */
 int kd_websocket_new_instance(kd_websocket **out, kraken_engine *engine, struct event_base *base,
-                              const char *bind_addr, const char *service_id);
+                              const char *bind_addr, const char *service_id, bool listen_now);
 
 /**
  * Register the WebSocket.Config schema (SPEC Appendix A), the module's

@@ -180,3 +180,31 @@ def test_cfg_service_of_module_websocket_runs_in_process(tmp_path):
     kept = {s["id"]: s for s in me["services"]}
     assert kept["events2"] == {"id": "events2", "module": "websocket", "state": "RUN",
                                "config": {"@type": WS_CONFIG, "port": port}}
+
+
+def test_services_of_both_modules_added_to_cfg_run_at_once(d):
+    port = free_port(d.addr)
+    holder, busy = taken_port(d.addr)
+    try:
+        status, _, body = d.request("PATCH", "/cfg/node/" + SELF_ID, {"services": [
+            {"id": "ws3", "module": "websocket", "state": "RUN",
+             "config": {"@type": WS_CONFIG, "port": port}},
+            {"id": "ws4", "module": "websocket", "state": "RUN",
+             "config": {"@type": WS_CONFIG, "port": busy}},
+            {"id": "api2", "module": "restapi", "state": "RUN",
+             "config": {"@type": REST_CONFIG, "addr": d.addr, "port": busy}}]})
+        assert status == 200, body
+        d.wait_line(r"NOTICE ws3: in-process module websocket")
+        wait_until(lambda: state_of(d, "ws3") == "RUN", 10, "ws3 RUN")
+        assert accepts(d.addr, port)
+        # another instance's busy port is its own ERROR; the daemon carries on
+        wait_until(lambda: state_of(d, "ws4") == "ERROR", 10, "ws4 ERROR")
+        assert services(d)["ws4"]["errorMsg"] == (
+            "websocket: cannot listen on %s port %d: Address already in use" % (d.addr, busy))
+        wait_until(lambda: state_of(d, "api2") == "ERROR", 10, "api2 ERROR")
+        assert services(d)["api2"]["errorMsg"] == (
+            "cannot listen on %s port %d: Address already in use" % (d.addr, busy))
+        assert state_of(d, "websocket") == "RUN" and accepts(d.addr, ws_port(d))
+        assert d.get("/sme/frozen")[0] == 200
+    finally:
+        holder.close()
