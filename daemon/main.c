@@ -5,8 +5,8 @@
  * on one libevent loop, loads and persists the state file (state.c), runs the
  * REST API (rest.c) and, when built with it, the websocket event stream as
  * in-process modules (kraken/module.h) whose service instances are on its own
- * node (the table inproc_modules below; services.c runs the others), joins the sync tree (root, or child with
- * -parent), and stops cleanly on SIGTERM/SIGINT: state saved, sockets closed,
+ * node (the table inproc_modules below; services.c runs the other modules),
+ * joins the sync tree (root, or child with -parent), and stops cleanly on SIGTERM/SIGINT: state saved, sockets closed,
  * everything freed.
  */
 #include <errno.h>
@@ -461,14 +461,14 @@ static void websocket_metrics(void *userdata, FILE *out)
 
 /* ---- in-process modules: restapi and websocket ------------------------------------------- */
 
-/* Keep another instance in @p list (the primary ones have their own fields). */
-static int keep_instance(void ***list, size_t *n, void *instance)
+/* Keep another instance (the daemon's own ones have their own fields). */
+static int keep_rest(daemon_ctx *d, kd_rest *rest)
 {
-    void **grown = realloc(*list, (*n + 1) * sizeof *grown);
+    kd_rest **grown = realloc(d->more_rest, (d->n_more_rest + 1) * sizeof *grown);
     if (!grown)
         return -1;
-    grown[(*n)++] = instance;
-    *list = grown;
+    grown[d->n_more_rest++] = rest;
+    d->more_rest = grown;
     return 0;
 }
 
@@ -492,7 +492,7 @@ static int add_restapi(void *ctx, const char *service_id, char *err, size_t errl
     }
     if (primary) {
         d->rest = rest;
-    } else if (keep_instance((void ***)&d->more_rest, &d->n_more_rest, rest) < 0) {
+    } else if (keep_rest(d, rest) < 0) {
         kd_rest_free(rest);
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -501,6 +501,17 @@ static int add_restapi(void *ctx, const char *service_id, char *err, size_t errl
 }
 
 #ifdef KD_HAVE_WEBSOCKET
+static int keep_websocket(daemon_ctx *d, kd_websocket *ws)
+{
+    kd_websocket **grown =
+        realloc(d->more_websocket, (d->n_more_websocket + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    grown[d->n_more_websocket++] = ws;
+    d->more_websocket = grown;
+    return 0;
+}
+
 /* Module websocket: an instance on the REST API's address, as the original. */
 static int add_websocket(void *ctx, const char *service_id, char *err, size_t errlen)
 {
@@ -519,8 +530,7 @@ static int add_websocket(void *ctx, const char *service_id, char *err, size_t er
     if (rc == 0 && d->token && !c->apiopenreads &&
         (rc = kd_websocket_set_token(ws, d->token)) < 0)
         kraken_error_set(rc, "websocket: %s", kraken_error_last());
-    if (rc == 0 && !primary &&
-        keep_instance((void ***)&d->more_websocket, &d->n_more_websocket, ws) < 0)
+    if (rc == 0 && !primary && keep_websocket(d, ws) < 0)
         rc = kraken_error_set(KRAKEN_ENOMEM, "out of memory");
     if (rc < 0) {
         snprintf(err, errlen, "%s", kraken_error_last());
