@@ -218,8 +218,6 @@ typedef struct kd_rest kd_rest;
  * kd_rest_new(), which gives kraken_module_new() the daemon's context.
  */
 extern const kraken_module_desc kd_rest_module;
-/** Register restapi.Config (the module's schemas_json) before a state file that holds it loads. */
-int kd_rest_register_schema(void);
 
 /** REST access policy, from the config. */
 typedef struct kd_rest_options {

@@ -6,8 +6,8 @@
  * REST API (rest.c) and, when built with it, the websocket event stream as
  * in-process modules (kraken/module.h) whose service instances are on its own
  * node (the table inproc_modules below; services.c runs the other modules),
- * joins the sync tree (root, or child with -parent), and stops cleanly on SIGTERM/SIGINT: state saved, sockets closed,
- * everything freed.
+ * joins the sync tree (root, or child with -parent), and stops cleanly on
+ * SIGTERM/SIGINT: state saved, sockets closed, everything freed.
  */
 #include <errno.h>
 #include <signal.h>

@@ -324,7 +324,8 @@ static void on_request(struct evhttp_request *hreq, void *userdata)
                                  "(Authorization: Bearer <token>)\"}");
         resp.body_len = resp.body ? strlen(resp.body) : 0;
         resp.route = route;
-        kd_log(KRAKEN_LOG_WARNING, r->service_id, "refused %s %s: %s bearer token", method, req.path,
+        kd_log(KRAKEN_LOG_WARNING, r->service_id, "refused %s %s: %s bearer token", method,
+               req.path,
                evhttp_find_header(headers, "Authorization") ? "invalid" : "no");
     } else {
         kd_rest_dispatch(r->api, &req, &resp);
@@ -544,12 +545,6 @@ const kraken_module_desc kd_rest_module = {
 };
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
-
-int kd_rest_register_schema(void)
-{
-    return kraken_schema_load_json(config_schema_json, sizeof config_schema_json - 1,
-                                   MODULE_NAME);
-}
 
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts)
 {
