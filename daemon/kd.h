@@ -209,8 +209,19 @@ int kd_metrics_render(kd_metrics *m, kd_api *api, char **out, size_t *len);
 
 typedef struct kd_rest kd_rest;
 
+/** The service id of kraken-daemon's REST API instance (the one that says READY). */
+#define KD_REST_SERVICE_ID "restapi"
+
+/**
+ * The in-process module "restapi" (rest.c, on kraken/module.h): config schema
+ * restapi.Config, handlers start/stop/config_changed. Its instances are made by
+ * kd_rest_new(), which gives kraken_module_new() the daemon's context.
+ */
+extern const kraken_module_desc kd_rest_module;
+
 /** REST access policy, from the config. */
 typedef struct kd_rest_options {
+    const char *service_id;     /* NULL: KD_REST_SERVICE_ID */
     const char *default_addr;   /* from -ipapi */
     int default_port;
     const char *token;          /* NULL: no token */
@@ -218,15 +229,21 @@ typedef struct kd_rest_options {
     bool open_reads;
     uint64_t timeout_ms;
     uint64_t max_body;
-    /** Called once, after the first start attempt (@p ok: listening). */
+    /**
+     * Called once, after the first start attempt (@p ok: listening). An instance with
+     * this hook is the daemon's own API: when its first start fails, the loop stops.
+     */
     void (*started)(void *userdata, bool ok);
     void *started_userdata;
 } kd_rest_options;
 
 /**
- * Register schema restapi.Config and service instance "restapi" on the self
- * node; its Cfg config gives address and port. The listener is (re)bound when
- * the service starts or its config changes.
+ * Run module kd_rest_module as service instance opts->service_id of the self
+ * node (kraken_module_new(), which registers restapi.Config); its Cfg config
+ * gives address and port. The listener is (re)bound when the service starts
+ * or its config changes. With a started hook, a first start that cannot listen
+ * stops the loop (kd_rest_start_failed()): a daemon without its API fails fast;
+ * otherwise the service is ERROR with the reason.
  */
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts);
 /** Replace the bearer token (a copy is kept); only when the API was started with one. */

@@ -4,9 +4,10 @@
  * libkraken's public API. It reads its config (config.c), creates the engine
  * on one libevent loop, loads and persists the state file (state.c), runs the
  * REST API (rest.c) and, when built with it, the websocket event stream as
- * service instances of its own node, joins the sync tree (root, or child with
- * -parent), and stops cleanly on SIGTERM/SIGINT: state saved, sockets closed,
- * everything freed.
+ * in-process modules (kraken/module.h) whose service instances are on its own
+ * node (the table inproc_modules below; services.c runs the other modules),
+ * joins the sync tree (root, or child with -parent), and stops cleanly on
+ * SIGTERM/SIGINT: state saved, sockets closed, everything freed.
  */
 #include <errno.h>
 #include <signal.h>
@@ -36,7 +37,9 @@ typedef struct daemon_ctx {
     kraken_engine *engine;
     kraken_sync *sync;
     kd_state *state;
-    kd_rest *rest;
+    kd_rest *rest;           /* service "restapi": says READY, decides the exit code */
+    kd_rest **more_rest;     /* other instances of module restapi (config or Cfg) */
+    size_t n_more_rest;
     kd_metrics *metrics;
     kd_api api;
     struct event *sig_term, *sig_int, *sig_hup;
@@ -46,9 +49,12 @@ typedef struct daemon_ctx {
     char *api_host; /* from -ipapi (default 127.0.0.1) */
     int api_port;   /* from -ipapi (default 3141) */
 #ifdef KD_HAVE_WEBSOCKET
-    kd_websocket *websocket;
+    kd_websocket *websocket;      /* service "websocket": /ws, -wsport, /metrics */
+    kd_websocket **more_websocket; /* other instances of module websocket */
+    size_t n_more_websocket;
 #endif
     kd_services *services; /* module socket, module processes, loadable modules */
+    kd_inproc_watch *inproc_watch; /* runs restapi/websocket instances that appear in Cfg */
     uid_t *module_uids;
 } daemon_ctx;
 
@@ -252,6 +258,8 @@ static int apply_service_config(daemon_ctx *d)
     return 0;
 }
 
+static bool for_service_manager(const kd_services_options *so, const kd_service_cfg *s);
+
 /* serviceinstances with a command or a loadable module: the service manager (services.c). */
 static int start_services(daemon_ctx *d)
 {
@@ -268,14 +276,14 @@ static int start_services(daemon_ctx *d)
                               .backoff_initial_ms = c->modulerestart_ms};
     bool needed = c->modulesocket != NULL;
     for (size_t i = 0; i < c->n_services; i++)
-        needed |= !c->services[i].disable && kd_services_wants(&so, &c->services[i]);
+        needed |= !c->services[i].disable && for_service_manager(&so, &c->services[i]);
     if (!needed)
         return 0;
     if (kd_services_new(&d->services, d->engine, d->base, &so, err, sizeof err) < 0)
         return fail("%s", err);
     for (size_t i = 0; i < c->n_services; i++) {
         const kd_service_cfg *s = &c->services[i];
-        if (kd_services_wants(&so, s) && kd_services_add(d->services, s, err, sizeof err) < 0)
+        if (for_service_manager(&so, s) && kd_services_add(d->services, s, err, sizeof err) < 0)
             return fail("%s", err);
     }
     return 0;
@@ -353,15 +361,21 @@ static void on_sighup(evutil_socket_t sig, short what, void *userdata)
                err);
         return;
     }
-    if (kd_rest_set_token(d->rest, token) < 0) {
+    bool set = kd_rest_set_token(d->rest, token) == 0;
+    for (size_t i = 0; set && i < d->n_more_rest; i++)
+        set = kd_rest_set_token(d->more_rest[i], token) == 0;
+    if (!set) {
         kd_log(KRAKEN_LOG_ERROR, "restapi", "SIGHUP: token not reloaded: out of memory");
     } else {
         kd_log(KRAKEN_LOG_NOTICE, "restapi", "SIGHUP: API token reloaded from %s",
                d->cfg.apitokenfile);
 #ifdef KD_HAVE_WEBSOCKET
-        if (!d->cfg.apiopenreads && kd_websocket_set_token(d->websocket, token) < 0)
-            kd_log(KRAKEN_LOG_ERROR, "websocket", "SIGHUP: token not set: %s",
-                   kraken_error_last());
+        for (size_t i = 0; !d->cfg.apiopenreads && i <= d->n_more_websocket; i++) {
+            kd_websocket *ws = i ? d->more_websocket[i - 1] : d->websocket;
+            if (kd_websocket_set_token(ws, token) < 0)
+                kd_log(KRAKEN_LOG_ERROR, "websocket", "SIGHUP: token not set: %s",
+                       kraken_error_last());
+        }
 #endif
         free(d->token);
         d->token = token;
@@ -445,6 +459,127 @@ static void websocket_metrics(void *userdata, FILE *out)
 }
 #endif
 
+/* ---- in-process modules: restapi and websocket ------------------------------------------- */
+
+/* Keep another instance (the daemon's own ones have their own fields). */
+static int keep_rest(daemon_ctx *d, kd_rest *rest)
+{
+    kd_rest **grown = realloc(d->more_rest, (d->n_more_rest + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    grown[d->n_more_rest++] = rest;
+    d->more_rest = grown;
+    return 0;
+}
+
+/* Module restapi: an instance with the daemon's listen default, access policy and routes. */
+static int add_restapi(void *ctx, const char *service_id, char *err, size_t errlen)
+{
+    daemon_ctx *d = ctx;
+    const kd_config *c = &d->cfg;
+    bool primary = strcmp(service_id, KD_REST_SERVICE_ID) == 0;
+    kd_rest_options ro = {.service_id = service_id, .default_addr = d->api_host,
+                          .default_port = d->api_port, .token = d->token,
+                          .insecure = c->apiinsecure, .open_reads = c->apiopenreads,
+                          .timeout_ms = c->apitimeout_ms, .max_body = c->apimaxbody,
+                          .started = primary ? on_rest_started : NULL, .started_userdata = d};
+    kd_rest *rest = NULL;
+    if (kd_rest_new(&rest, &d->api, d->base, &ro) < 0) {
+        snprintf(err, errlen, "restapi: %s",
+                 *kraken_error_last() ? kraken_error_last() : "out of memory");
+        kraken_error_clear();
+        return -1;
+    }
+    if (primary) {
+        d->rest = rest;
+    } else if (keep_rest(d, rest) < 0) {
+        kd_rest_free(rest);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+#ifdef KD_HAVE_WEBSOCKET
+static int keep_websocket(daemon_ctx *d, kd_websocket *ws)
+{
+    kd_websocket **grown =
+        realloc(d->more_websocket, (d->n_more_websocket + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    grown[d->n_more_websocket++] = ws;
+    d->more_websocket = grown;
+    return 0;
+}
+
+/* Module websocket: an instance on the REST API's address, as the original. */
+static int add_websocket(void *ctx, const char *service_id, char *err, size_t errlen)
+{
+    daemon_ctx *d = ctx;
+    const kd_config *c = &d->cfg;
+    bool primary = strcmp(service_id, KD_WEBSOCKET_SERVICE_ID) == 0;
+    kd_websocket *ws = NULL;
+    int rc = 0;
+    if (primary && c->wsport >= 0)
+        rc = kd_websocket_preset_port(d->engine, c->wsport);
+    /* Its port comes from its Cfg config; the messages name the module ("websocket: ..."). */
+    if (rc == 0)
+        rc = kd_websocket_new_instance(&ws, d->engine, d->base, d->api_host, service_id,
+                                       primary /* its busy port fails the start */);
+    /* The stream only reads: it needs the token when the REST API's reads do. */
+    if (rc == 0 && d->token && !c->apiopenreads &&
+        (rc = kd_websocket_set_token(ws, d->token)) < 0)
+        kraken_error_set(rc, "websocket: %s", kraken_error_last());
+    if (rc == 0 && !primary && keep_websocket(d, ws) < 0)
+        rc = kraken_error_set(KRAKEN_ENOMEM, "out of memory");
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", kraken_error_last());
+        kraken_error_clear();
+        kd_websocket_free(ws);
+        return -1;
+    }
+    if (primary) {
+        d->websocket = ws;
+        d->api.websocket_port = websocket_port;
+        d->api.websocket_userdata = ws;
+        d->api.metrics_hook = websocket_metrics;
+        d->api.metrics_userdata = ws;
+    }
+    return 0;
+}
+#endif
+
+/*
+ * The daemon's in-process modules. A service instance naming one of them (the config's
+ * serviceinstances.<id>.module without a command, or Cfg /Services/<id>/Module) runs
+ * in-process through kraken_module_new(); "restapi" and "websocket" always do.
+ */
+static const kd_inproc_module inproc_modules[] = {
+    {&kd_rest_module, add_restapi},
+#ifdef KD_HAVE_WEBSOCKET
+    {&kd_websocket_module, add_websocket},
+#endif
+};
+#define N_INPROC_MODULES (sizeof inproc_modules / sizeof inproc_modules[0])
+
+/* Run the daemon's own instance @p service_id of in-process module @p module. */
+static int start_inproc(daemon_ctx *d, const char *module, const char *service_id)
+{
+    char err[1024] = "";
+    const kd_inproc_module *m = kd_inproc_find(inproc_modules, N_INPROC_MODULES, module);
+    if (!m || m->add(d, service_id, err, sizeof err) < 0)
+        return fail("%s", m ? err : "no such in-process module");
+    return 0;
+}
+
+/* A service instance the service manager runs (not one of the in-process modules above). */
+static bool for_service_manager(const kd_services_options *so, const kd_service_cfg *s)
+{
+    if (!s->command && kd_inproc_find(inproc_modules, N_INPROC_MODULES, s->module))
+        return false;
+    return kd_services_wants(so, s);
+}
+
 static int start_sync(daemon_ctx *d)
 {
     const kd_config *c = &d->cfg;
@@ -519,18 +654,11 @@ static int start(daemon_ctx *d)
     d->api.store = kraken_engine_store(d->engine);
     d->api.metrics = d->metrics;
 
-    kd_rest_options ro = {.default_addr = d->api_host, .default_port = d->api_port,
-                          .token = d->token, .insecure = c->apiinsecure,
-                          .open_reads = c->apiopenreads, .timeout_ms = c->apitimeout_ms,
-                          .max_body = c->apimaxbody, .started = on_rest_started,
-                          .started_userdata = d};
-    if (kd_rest_new(&d->rest, &d->api, d->base, &ro) < 0)
-        return fail("restapi: %s", kraken_error_last());
-#ifdef KD_HAVE_WEBSOCKET
-    /* The state file may hold the self node's websocket config. */
-    if (kd_websocket_register_schema() < 0)
-        return fail("websocket: %s", kraken_error_last());
-#endif
+    /* The state file may hold the configs of the in-process modules' instances. */
+    if (kd_inproc_register_schemas(inproc_modules, N_INPROC_MODULES, err, sizeof err) < 0)
+        return fail("%s", err);
+    if (start_inproc(d, "restapi", KD_REST_SERVICE_ID) < 0)
+        return -1;
     if (start_services(d) < 0)
         return -1;
     if (kd_state_open(&d->state, d->engine, d->base, c->statefile, c->persistdelay_ms, err,
@@ -541,19 +669,16 @@ static int start(daemon_ctx *d)
         set_self_text(d, KRAKEN_CFG, "/Services/restapi/State", "RUN") < 0)
         return -1;
 #ifdef KD_HAVE_WEBSOCKET
-    if (c->wsport >= 0 && kd_websocket_preset_port(d->engine, c->wsport) < 0)
-        return fail("%s", kraken_error_last());
-    /* On the REST API's address, as the original; its port comes from its Cfg config. */
-    if (kd_websocket_new(&d->websocket, d->engine, d->base, d->api_host) < 0)
-        return fail("%s", kraken_error_last()); /* it names itself: "websocket: ..." */
-    d->api.websocket_port = websocket_port;
-    d->api.websocket_userdata = d->websocket;
-    d->api.metrics_hook = websocket_metrics;
-    d->api.metrics_userdata = d->websocket;
-    /* The stream only reads: it needs the token when the REST API's reads do. */
-    if (d->token && !c->apiopenreads && kd_websocket_set_token(d->websocket, d->token) < 0)
-        return fail("websocket: %s", kraken_error_last());
+    if (start_inproc(d, "websocket", KD_WEBSOCKET_SERVICE_ID) < 0)
+        return -1;
 #endif
+    /* Other instances of these modules that the config or the loaded Cfg names, or later Cfg. */
+    if (kd_inproc_add_named(inproc_modules, N_INPROC_MODULES, d, d->engine, c, err,
+                            sizeof err) < 0)
+        return fail("%s", err);
+    if (kd_inproc_watch_new(&d->inproc_watch, inproc_modules, N_INPROC_MODULES, d,
+                            d->engine) < 0)
+        return fail("engine: %s", kraken_error_last());
     /* The engine's own "sync" service runs unless the config or the state file says otherwise. */
     if (kraken_engine_find_service(d->engine, "sync") && !cfg_state_known(d, "sync") &&
         set_self_text(d, KRAKEN_CFG, "/Services/sync/State", "RUN") < 0)
@@ -573,19 +698,28 @@ static int start(daemon_ctx *d)
 static void stop(daemon_ctx *d)
 {
     kd_rest_commit(d->rest); /* writes answered by the last loop iteration */
+    for (size_t i = 0; i < d->n_more_rest; i++)
+        kd_rest_commit(d->more_rest[i]);
     kd_services_stop(d->services); /* module processes first: no orphans, their Dsc STOP */
     if (d->state && kd_state_flush(d->state) == 0)
         kd_log(KRAKEN_LOG_INFO, "state", "state saved");
     kd_state_close(d->state); /* before anything removes services from the self node */
     kraken_sync_free(d->sync);
     kraken_subscription_remove(d->events);
+    kd_inproc_watch_free(d->inproc_watch);
 #ifdef KD_HAVE_WEBSOCKET
     kd_websocket_free(d->websocket);
+    for (size_t i = 0; i < d->n_more_websocket; i++)
+        kd_websocket_free(d->more_websocket[i]);
+    free(d->more_websocket);
 #endif
     kraken_engine_free(d->engine);
     kd_services_free(d->services);
     free(d->module_uids);
     kd_rest_free(d->rest);
+    for (size_t i = 0; i < d->n_more_rest; i++)
+        kd_rest_free(d->more_rest[i]);
+    free(d->more_rest);
     kd_metrics_free(d->metrics);
     if (d->sig_term)
         event_free(d->sig_term);

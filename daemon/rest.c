@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * rest.c: the REST API's HTTP side on libevent's evhttp, run as service
- * instance "restapi" (module "restapi") of the self node, as in the original:
- * its Cfg config (restapi.Config {addr = 1, port = 2}) says where it listens,
- * and a change there rebinds it. The answers come from routes.c.
+ * rest.c: the REST API's HTTP side on libevent's evhttp, run as an in-process
+ * module "restapi" (kd_rest_module, written on kraken/module.h) whose service
+ * instance, "restapi" in kraken-daemon, is configured as in the original: its
+ * Cfg config (restapi.Config {addr = 1, port = 2}) says where it listens, a
+ * change there rebinds it, and its Cfg state starts and stops the listener
+ * through the module's handlers. The answers come from routes.c.
  *
  * Access policy: loopback addresses are open as the original was; any other
  * address needs a bearer token file (checked on every state-changing request,
@@ -27,7 +29,7 @@
 #include "kd.h"
 
 #define CONFIG_TYPE "restapi.Config"
-#define CONFIG_URL "/Services/restapi/Config/" KRAKEN_TYPE_URL_PREFIX CONFIG_TYPE
+#define MODULE_NAME "restapi"
 #define MAX_HEADERS_SIZE (64 * 1024)
 
 /* A write's answer waiting for the next commit (one state flush for the whole batch). */
@@ -41,7 +43,8 @@ typedef struct pending_answer {
 struct kd_rest {
     kd_api *api;
     struct event_base *base;
-    kraken_service *service;
+    kraken_module *module;      /* the service instance, on the module API */
+    char *service_id;           /* "restapi" in kraken-daemon; the log's subsystem */
     kd_rest_options opts;
     char *token;
     char *default_addr;
@@ -321,12 +324,13 @@ static void on_request(struct evhttp_request *hreq, void *userdata)
                                  "(Authorization: Bearer <token>)\"}");
         resp.body_len = resp.body ? strlen(resp.body) : 0;
         resp.route = route;
-        kd_log(KRAKEN_LOG_WARNING, "restapi", "refused %s %s: %s bearer token", method, req.path,
+        kd_log(KRAKEN_LOG_WARNING, r->service_id, "refused %s %s: %s bearer token", method,
+               req.path,
                evhttp_find_header(headers, "Authorization") ? "invalid" : "no");
     } else {
         kd_rest_dispatch(r->api, &req, &resp);
     }
-    kd_log(KRAKEN_LOG_DEBUG, "restapi", "%s %s -> %d", method, req.path, resp.status);
+    kd_log(KRAKEN_LOG_DEBUG, r->service_id, "%s %s -> %d", method, req.path, resp.status);
     if (resp.flush_pending && queue_answer(r, hreq, &resp, method, start) == 0) {
         free(path);
         return;
@@ -406,9 +410,9 @@ static int listen_on(kd_rest *r, const char *addr, int port, char *err, size_t e
     retire_current(r);
     r->http = http;
     r->bound_port = bound;
-    kd_log(KRAKEN_LOG_NOTICE, "restapi", "listening on %s port %u", addr, (unsigned)bound);
+    kd_log(KRAKEN_LOG_NOTICE, r->service_id, "listening on %s port %u", addr, (unsigned)bound);
     if (!kd_addr_is_loopback(addr) && !r->token)
-        kd_log(KRAKEN_LOG_WARNING, "restapi",
+        kd_log(KRAKEN_LOG_WARNING, r->service_id,
                "-api-insecure: the REST API on %s has no token; anyone who can reach it can "
                "change the cluster's state",
                addr);
@@ -420,13 +424,18 @@ static void configured(kd_rest *r, char **addr, int *port)
 {
     kraken_value v = KRAKEN_VALUE_INIT;
     const kraken_uuid *self = kraken_engine_self_id(r->api->engine);
+    char url[256];
     *addr = NULL;
     *port = r->opts.default_port;
-    if (kraken_store_get_value(r->api->store, KRAKEN_CFG, self, CONFIG_URL "/Addr", &v) == 0 &&
+    snprintf(url, sizeof url, "/Services/%s/Config/" KRAKEN_TYPE_URL_PREFIX CONFIG_TYPE "/Addr",
+             r->service_id);
+    if (kraken_store_get_value(r->api->store, KRAKEN_CFG, self, url, &v) == 0 &&
         v.type == KRAKEN_T_STRING && v.v.str.len)
         *addr = strdup(v.v.str.data);
     kraken_value_clear(&v);
-    if (kraken_store_get_value(r->api->store, KRAKEN_CFG, self, CONFIG_URL "/Port", &v) == 0 &&
+    snprintf(url, sizeof url, "/Services/%s/Config/" KRAKEN_TYPE_URL_PREFIX CONFIG_TYPE "/Port",
+             r->service_id);
+    if (kraken_store_get_value(r->api->store, KRAKEN_CFG, self, url, &v) == 0 &&
         (v.type == KRAKEN_T_INT32 || v.type == KRAKEN_T_INT64) && v.v.i > 0 && v.v.i <= 65535)
         *port = (int)v.v.i;
     kraken_value_clear(&v);
@@ -438,13 +447,14 @@ static void configured(kd_rest *r, char **addr, int *port)
 /* Say in Dsc where the API really listens (the port differs from Cfg when Cfg asks for 0). */
 static void discover_binding(kd_rest *r)
 {
-    char text[256];
+    char text[256], url[256];
+    snprintf(url, sizeof url, "/Services/%s/Config", r->service_id);
     snprintf(text, sizeof text,
              "{\"@type\": \"" KRAKEN_TYPE_URL_PREFIX CONFIG_TYPE "\", \"addr\": \"%s\", "
              "\"port\": %u}",
              r->addr ? r->addr : "", (unsigned)r->bound_port);
     if (kraken_store_set_text(r->api->store, KRAKEN_DSC, kraken_engine_self_id(r->api->engine),
-                              "/Services/restapi/Config", text) < 0)
+                              url, text) < 0)
         kraken_error_clear();
 }
 
@@ -463,7 +473,7 @@ static void apply_config(kd_rest *r, bool starting)
     int port;
     configured(r, &addr, &port);
     if (!addr) {
-        kraken_service_set_state(r->service, KRAKEN_SERVICE_ERROR, "out of memory");
+        kraken_module_set_state(r->module, KRAKEN_SERVICE_ERROR, "out of memory");
         return;
     }
     if (!starting && r->http && r->addr && strcmp(addr, r->addr) == 0 && port == r->port) {
@@ -471,13 +481,15 @@ static void apply_config(kd_rest *r, bool starting)
         return;
     }
     if (listen_on(r, addr, port, err, sizeof err) < 0) {
-        kd_log(r->started_once ? KRAKEN_LOG_ERROR : KRAKEN_LOG_CRITICAL, "restapi", "%s", err);
-        if (!r->started_once) {
+        /* Only the daemon's own API (the one with a started hook) takes the daemon down. */
+        bool fatal = !r->started_once && r->opts.started;
+        kd_log(fatal ? KRAKEN_LOG_CRITICAL : KRAKEN_LOG_ERROR, r->service_id, "%s", err);
+        if (fatal) {
             r->start_failed = true;
             event_base_loopbreak(r->base); /* a daemon without its API at start: fail fast */
         }
         if (!r->http)
-            kraken_service_set_state(r->service, KRAKEN_SERVICE_ERROR, err);
+            kraken_module_set_state(r->module, KRAKEN_SERVICE_ERROR, err);
         free(addr);
         first_start_done(r, false);
         return;
@@ -486,50 +498,57 @@ static void apply_config(kd_rest *r, bool starting)
     r->addr = addr;
     r->port = port;
     discover_binding(r);
-    kraken_service_set_state(r->service, KRAKEN_SERVICE_RUN, NULL);
+    kraken_module_set_state(r->module, KRAKEN_SERVICE_RUN, NULL);
     first_start_done(r, true);
 }
 
-static void svc_start(kraken_service *service, void *userdata)
+/* ---- module handlers ----------------------------------------------------------------------- */
+
+static void module_start(kraken_module *module, const kraken_value *config, void *userdata)
 {
-    (void)service;
+    (void)module;
+    (void)config; /* read field by field: an absent address or port takes the -ipapi one */
     apply_config(userdata, true);
 }
 
-static void svc_stop(kraken_service *service, void *userdata)
+static void module_stop(kraken_module *module, void *userdata)
 {
     kd_rest *r = userdata;
     retire_current(r);
-    kd_log(KRAKEN_LOG_NOTICE, "restapi", "stopped");
-    kraken_service_set_state(service, KRAKEN_SERVICE_STOP, NULL);
+    kd_log(KRAKEN_LOG_NOTICE, r->service_id, "stopped");
+    kraken_module_set_state(module, KRAKEN_SERVICE_STOP, NULL);
 }
 
-static void svc_config_changed(kraken_service *service, const kraken_value *config,
-                               void *userdata)
+static void module_config_changed(kraken_module *module, const kraken_value *config,
+                                  void *userdata)
 {
-    (void)service;
+    (void)module;
     (void)config;
     kd_rest *r = userdata;
     if (r->http) /* running: rebind if the address changed */
         apply_config(r, false);
 }
 
-/* ---- lifetime ------------------------------------------------------------------------------ */
+/* restapi.Config {addr = 1, port = 2}, as the original's restapi.proto. */
+static const char config_schema_json[] =
+    "{\"schemas\": [{\"name\": \"" CONFIG_TYPE "\", \"fields\": ["
+    "{\"name\": \"addr\", \"number\": 1, \"type\": \"string\"},"
+    "{\"name\": \"port\", \"number\": 2, \"type\": \"int32\"}]}]}";
 
-static int register_schema(void)
-{
-    static const kraken_field_def fields[] = {
-        KRAKEN_FIELD("addr", 1, KRAKEN_T_STRING),
-        KRAKEN_FIELD("port", 2, KRAKEN_T_INT32),
-    };
-    return kraken_schema_register(CONFIG_TYPE, fields, 2, NULL);
-}
+const kraken_module_desc kd_rest_module = {
+    .abi_version = KRAKEN_MODULE_ABI_VERSION,
+    .name = MODULE_NAME,
+    .schemas_json = config_schema_json,
+    .config_schema = CONFIG_TYPE,
+    .handlers = {.start = module_start, .stop = module_stop,
+                 .config_changed = module_config_changed},
+};
+
+/* ---- lifetime ------------------------------------------------------------------------------ */
 
 int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_rest_options *opts)
 {
     *out = NULL;
-    if (register_schema() < 0)
-        return -1;
     kd_rest *r = calloc(1, sizeof *r);
     if (!r)
         return -1;
@@ -537,17 +556,17 @@ int kd_rest_new(kd_rest **out, kd_api *api, struct event_base *base, const kd_re
     r->base = base;
     r->opts = *opts;
     r->default_addr = strdup(opts->default_addr ? opts->default_addr : "127.0.0.1");
+    r->service_id = strdup(opts->service_id ? opts->service_id : KD_REST_SERVICE_ID);
     r->token = opts->token ? strdup(opts->token) : NULL;
     r->opts.token = NULL;
     r->opts.default_addr = NULL;
+    r->opts.service_id = NULL;
     r->retire_timer = evtimer_new(base, on_retire, r);
     r->commit_event = event_new(base, -1, 0, on_commit, r);
     api->defer_flush = true;
-    static const kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(
-        .start = svc_start, .stop = svc_stop, .config_changed = svc_config_changed);
-    if (!r->default_addr || (opts->token && !r->token) || !r->retire_timer || !r->commit_event ||
-        kraken_engine_add_service(api->engine, "restapi", "restapi", &ops, r, NULL,
-                                  &r->service) < 0) {
+    if (!r->default_addr || !r->service_id || (opts->token && !r->token) || !r->retire_timer ||
+        !r->commit_event ||
+        kraken_module_new(&r->module, api->engine, &kd_rest_module, r->service_id, r, NULL) < 0) {
         kd_rest_free(r);
         return -1;
     }
@@ -563,7 +582,7 @@ void kd_rest_free(kd_rest *r)
      * Called after the engine's free (which detached the service and left the self node,
      * and the state file, alone): this only releases the handle.
      */
-    kraken_service_remove(r->service);
+    kraken_module_free(r->module);
     /* Normally empty (main.c commits before closing the state): answers are only dropped. */
     for (size_t i = 0; i < r->n_pending; i++) {
         evhttp_send_error(r->pending[i].req, 503, "shutting down");
@@ -578,6 +597,7 @@ void kd_rest_free(kd_rest *r)
     if (r->retire_timer)
         event_free(r->retire_timer);
     free(r->default_addr);
+    free(r->service_id);
     free(r->addr);
     free(r->token);
     free(r);

@@ -18,6 +18,10 @@
  *
  * Service instances with a `module` found as <moduledir>/<module>.so (and no
  * command) are loadable modules, run in-process (kraken_module_new).
+ *
+ * Modules compiled into the daemon (restapi, websocket) are in-process too: a
+ * table of them (kd_inproc_module, filled by main.c) says how to run an
+ * instance; kd_inproc_add_named() runs the ones the config or Cfg names.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -775,4 +779,146 @@ void kd_services_free(kd_services *m)
 kraken_module_server *kd_services_server(kd_services *m)
 {
     return m ? m->server : NULL;
+}
+
+/* ---- in-process modules compiled into the daemon -------------------------------------------- */
+
+const kd_inproc_module *kd_inproc_find(const kd_inproc_module *table, size_t n,
+                                       const char *module)
+{
+    for (size_t i = 0; module && i < n; i++)
+        if (strcmp(table[i].desc->name, module) == 0)
+            return &table[i];
+    return NULL;
+}
+
+int kd_inproc_register_schemas(const kd_inproc_module *table, size_t n, char *err,
+                               size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *json = table[i].desc->schemas_json;
+        if (json && kraken_schema_load_json(json, strlen(json), table[i].desc->name) < 0) {
+            snprintf(err, errlen, "module %s: %s", table[i].desc->name, kraken_error_last());
+            kraken_error_clear();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Run @p service_id of @p module if the table has the module and the engine not the service. */
+static int add_inproc(const kd_inproc_module *table, size_t n, void *ctx, kraken_engine *engine,
+                      const char *service_id, const char *module, const char *where, char *err,
+                      size_t errlen)
+{
+    const kd_inproc_module *m = kd_inproc_find(table, n, module);
+    if (!m || kraken_engine_find_service(engine, service_id))
+        return 0;
+    char why[768] = "";
+    if (m->add(ctx, service_id, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s%s: %s", where, service_id, why);
+        return -1;
+    }
+    kd_log(KRAKEN_LOG_NOTICE, service_id, "in-process module %s", module);
+    return 0;
+}
+
+/* The Cfg module name of the self node's service @p service_id (malloc'ed), or NULL. */
+static char *cfg_module_name(kraken_engine *engine, const char *service_id)
+{
+    char url[300];
+    snprintf(url, sizeof url, "/Services/%s/Module", service_id);
+    kraken_value v = KRAKEN_VALUE_INIT;
+    char *name = NULL;
+    if (kraken_store_get_value(kraken_engine_store(engine), KRAKEN_CFG,
+                               kraken_engine_self_id(engine), url, &v) == 0 &&
+        v.type == KRAKEN_T_STRING && v.v.str.len)
+        name = strdup(v.v.str.data);
+    kraken_value_clear(&v);
+    kraken_error_clear();
+    return name;
+}
+
+int kd_inproc_add_named(const kd_inproc_module *table, size_t n, void *ctx,
+                        kraken_engine *engine, const kd_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        const kd_service_cfg *s = &cfg->services[i];
+        if (!s->command && add_inproc(table, n, ctx, engine, s->id, s->module,
+                                      "serviceinstances.", err, errlen) < 0)
+            return -1;
+    }
+    kraken_node *self = NULL;
+    if (kraken_store_read(kraken_engine_store(engine), KRAKEN_CFG, kraken_engine_self_id(engine),
+                          &self) < 0) {
+        kraken_error_clear();
+        return 0;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < kraken_node_service_count(self); i++) {
+        const char *id = kraken_node_service_id(self, i);
+        char *module = cfg_module_name(engine, id);
+        rc = add_inproc(table, n, ctx, engine, id, module, "Cfg service ", err, errlen);
+        free(module);
+    }
+    kraken_node_free(self);
+    return rc;
+}
+
+struct kd_inproc_watch {
+    const kd_inproc_module *table;
+    size_t n;
+    void *ctx;
+    kraken_engine *engine;
+    kraken_subscription *sub;
+};
+
+/* Cfg /Services/<id>/Module of the self node changed: run <id> if it is one of ours. */
+static void on_service_module(const kraken_event *ev, void *userdata)
+{
+    kd_inproc_watch *w = userdata;
+    static const char prefix[] = "/Services/";
+    if (ev->kind != KRAKEN_CHANGE_CFG_UPDATE || !ev->url ||
+        kraken_uuid_compare(&ev->node_id, kraken_engine_self_id(w->engine)) != 0)
+        return;
+    const char *id = ev->url + sizeof prefix - 1, *slash = strchr(id, '/');
+    if (!slash || strcmp(slash, "/Module") != 0 || slash == id)
+        return;
+    char service_id[256];
+    snprintf(service_id, sizeof service_id, "%.*s", (int)(slash - id), id);
+    char *module = cfg_module_name(w->engine, service_id);
+    char err[1024];
+    if (add_inproc(w->table, w->n, w->ctx, w->engine, service_id, module, "Cfg service ", err,
+                   sizeof err) < 0)
+        kd_log(KRAKEN_LOG_ERROR, service_id, "%s", err);
+    free(module);
+}
+
+int kd_inproc_watch_new(kd_inproc_watch **out, const kd_inproc_module *table, size_t n,
+                        void *ctx, kraken_engine *engine)
+{
+    *out = NULL;
+    kd_inproc_watch *w = calloc(1, sizeof *w);
+    if (!w)
+        return kraken_error_set(KRAKEN_ENOMEM, "out of memory");
+    *w = (kd_inproc_watch){table, n, ctx, engine, NULL};
+    kraken_subscribe_options so = {.version = KRAKEN_SUBSCRIBE_OPTIONS_VERSION,
+                                   .types = KRAKEN_EVENT_MASK(KRAKEN_EVENT_STATE_CHANGE),
+                                   .url_pattern = "/Services/*/Module"};
+    int rc = kraken_bus_subscribe(kraken_engine_bus(engine), &so, on_service_module, w, NULL,
+                                  &w->sub);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+void kd_inproc_watch_free(kd_inproc_watch *w)
+{
+    if (!w)
+        return;
+    kraken_subscription_remove(w->sub);
+    free(w);
 }

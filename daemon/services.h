@@ -48,4 +48,44 @@ void kd_services_stop(kd_services *services);
 void kd_services_free(kd_services *services);
 kraken_module_server *kd_services_server(kd_services *services);
 
+/* ---- in-process modules compiled into the daemon -------------------------------------------- */
+
+/**
+ * An in-process module compiled into kraken-daemon (restapi, websocket). The
+ * daemon's table of them (main.c) is consulted for each service instance that
+ * its config (serviceinstances.<id>.module, no command) or the self node's Cfg
+ * (/Services/<id>/Module) names: @c add runs the instance with
+ * kraken_module_new(), giving the module what it needs of the daemon (engine,
+ * loop, listen address, token) as its userdata.
+ */
+typedef struct kd_inproc_module {
+    const kraken_module_desc *desc;
+    /** Run service instance @p service_id; -1 with a one-line reason in @p err. */
+    int (*add)(void *ctx, const char *service_id, char *err, size_t errlen);
+} kd_inproc_module;
+
+/** The table's entry for module @p module, or NULL. */
+const kd_inproc_module *kd_inproc_find(const kd_inproc_module *table, size_t n,
+                                       const char *module);
+/** Register the table's schemas (their configs may be in the state file, loaded before). */
+int kd_inproc_register_schemas(const kd_inproc_module *table, size_t n, char *err,
+                               size_t errlen);
+/**
+ * Run every instance of a table module that @p cfg's serviceinstances or the self
+ * node's Cfg names and that @p engine has no service for yet (it is added with @c add).
+ */
+int kd_inproc_add_named(const kd_inproc_module *table, size_t n, void *ctx,
+                        kraken_engine *engine, const kd_config *cfg, char *err, size_t errlen);
+
+typedef struct kd_inproc_watch kd_inproc_watch;
+/**
+ * While it lives, a service instance that appears later in the self node's Cfg with a
+ * table module (its /Services/<id>/Module set, by a REST write or from the parent) is run
+ * at once; a failure is logged under the service id.
+ */
+int kd_inproc_watch_new(kd_inproc_watch **out, const kd_inproc_module *table, size_t n,
+                        void *ctx, kraken_engine *engine);
+/** Stop watching (NULL-safe; after the engine's free too). Instances stay. */
+void kd_inproc_watch_free(kd_inproc_watch *watch);
+
 #endif

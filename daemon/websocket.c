@@ -9,6 +9,12 @@
  * bufferevent's input and writes into its output, so it never blocks and
  * never touches the socket. Sec-WebSocket-Accept is nettle's SHA-1 + base64.
  *
+ * It runs as an in-process module (kraken/module.h, kd_websocket_module): a
+ * service instance, "websocket" in kraken-daemon, whose Cfg config
+ * (/Services/<id>/Config, WebSocket.Config) gives the port and keep-alive
+ * durations and whose Cfg state starts and stops the listener through the
+ * module's start/stop/config_changed handlers.
+ *
  * Events come from one bus subscription held while at least one client is
  * connected. Each event is formatted and framed (wslay's frame encoder) once,
  * only if some client wants its type, and the frame is appended to every
@@ -40,12 +46,12 @@
 #include <sys/socket.h>
 #include <wslay/wslay.h>
 
-#define SERVICE_ID "websocket"
 #define MODULE_NAME "websocket"
 #define CONFIG_SCHEMA "WebSocket.Config"
-#define CONFIG_URL "/Services/" SERVICE_ID "/Config"
-#define CONFIG_FIELD_URL(field) CONFIG_URL "/" KRAKEN_TYPE_URL_PREFIX CONFIG_SCHEMA "/" field
-#define STATE_URL "/Services/" SERVICE_ID "/State"
+/* Where an instance's config and state live: "/Services/<id>" + these. */
+#define CONFIG_PATH "/Config"
+#define CONFIG_FIELD_PATH "/Config/" KRAKEN_TYPE_URL_PREFIX CONFIG_SCHEMA "/"
+#define STATE_PATH "/State"
 #define WS_PATH "/ws"
 
 #define HANDSHAKE_MAX_BYTES 8192
@@ -93,10 +99,11 @@ typedef struct ws_client {
 } ws_client;
 
 struct kd_websocket {
-    kraken_engine *engine;
+    kraken_engine *engine; /* NULL once the engine went first (module_detached) */
     struct event_base *base;
     char *bind_addr;
-    kraken_service *service;
+    char *service_id;      /* the service instance this is ("websocket" in kraken-daemon) */
+    kraken_module *module; /* the instance on the module API */
     kraken_subscription *sub;
     struct evconnlistener *listener;
     struct event *accept_pause;
@@ -106,7 +113,6 @@ struct kd_websocket {
     size_t queue_limit;
     uint64_t bus_dropped_seen;
     kd_websocket_stats stats;
-    bool freeing; /* inside kd_websocket_free() */
     char *token;  /* bearer token the upgrade must carry, or NULL */
     wslay_frame_context_ptr framer; /* frames each event once (see frame_text()) */
     struct frame_buf {
@@ -133,8 +139,8 @@ static void client_close(ws_client *c, uint16_t code, const char *fmt, ...)
 
 #define ws_log(ws, level, ...)                                                                     \
     do {                                                                                           \
-        if ((ws)->service)                                                                         \
-            kraken_service_log((ws)->service, (level), __VA_ARGS__);                               \
+        if ((ws)->module)                                                                          \
+            kraken_module_log((ws)->module, (level), __VA_ARGS__);                                 \
     } while (0)
 
 static struct timeval ms_to_tv(uint32_t ms)
@@ -151,24 +157,34 @@ static uint32_t handshake_timeout_ms(const kd_websocket *ws)
 
 /* ---- config ---------------------------------------------------------------------------------- */
 
-/* WebSocket.Config as in the original's websocket.proto (SPEC Appendix A). */
+/* WebSocket.Config as in the original's websocket.proto (SPEC Appendix A): the module's
+ * schemas_json, registered by kraken_module_new() (an identical one again is harmless). */
+static const char config_schema_json[] =
+    "{\"schemas\": [{\"name\": \"" CONFIG_SCHEMA "\", \"fields\": ["
+    "{\"name\": \"port\", \"number\": 2, \"type\": \"int32\"},"
+    "{\"name\": \"writeWait\", \"number\": 3, \"type\": \"string\"},"
+    "{\"name\": \"pongWait\", \"number\": 4, \"type\": \"string\"},"
+    "{\"name\": \"pingPeriod\", \"number\": 5, \"type\": \"string\"},"
+    "{\"name\": \"maxMessageSize\", \"number\": 6, \"type\": \"int64\"}]}]}";
+
 int kd_websocket_register_schema(void)
 {
-    static const kraken_field_def fields[] = {
-        KRAKEN_FIELD("port", 2, KRAKEN_T_INT32),
-        KRAKEN_FIELD("writeWait", 3, KRAKEN_T_STRING),
-        KRAKEN_FIELD("pongWait", 4, KRAKEN_T_STRING),
-        KRAKEN_FIELD("pingPeriod", 5, KRAKEN_T_STRING),
-        KRAKEN_FIELD("maxMessageSize", 6, KRAKEN_T_INT64),
-    };
-    /* The library may already carry it (built-in Appendix A set): then that one is used. */
-    if (kraken_schema_find(CONFIG_SCHEMA))
-        return 0;
-    return kraken_schema_register(CONFIG_SCHEMA, fields, sizeof fields / sizeof fields[0], NULL);
+    return kraken_schema_load_json(config_schema_json, sizeof config_schema_json - 1,
+                                   MODULE_NAME);
 }
 
-static int read_cfg_value(kd_websocket *ws, const char *url, kraken_value *out)
+/* "/Services/<id><path><field>" of service instance @p service_id. */
+static void service_url(char *out, size_t len, const char *service_id, const char *path,
+                        const char *field)
 {
+    snprintf(out, len, "/Services/%s%s%s", service_id, path, field ? field : "");
+}
+
+/* A field of the instance's Cfg config; an absent one reads as NONE. */
+static int read_cfg_value(kd_websocket *ws, const char *field, kraken_value *out)
+{
+    char url[256];
+    service_url(url, sizeof url, ws->service_id, CONFIG_FIELD_PATH, field);
     int rc = kraken_store_get_value(kraken_engine_store(ws->engine), KRAKEN_CFG,
                                     kraken_engine_self_id(ws->engine), url, out);
     if (rc == KRAKEN_ENOTFOUND) { /* an absent field is "unknown": the default applies */
@@ -182,10 +198,8 @@ static int read_cfg_value(kd_websocket *ws, const char *url, kraken_value *out)
 static int read_duration(kd_websocket *ws, const char *field, uint32_t def, uint32_t *out,
                          char *why, size_t why_len)
 {
-    char url[256];
-    snprintf(url, sizeof url, CONFIG_FIELD_URL("%s"), field);
     kraken_value v = KRAKEN_VALUE_INIT;
-    int rc = read_cfg_value(ws, url, &v);
+    int rc = read_cfg_value(ws, field, &v);
     if (rc < 0) {
         snprintf(why, why_len, "%s", kraken_error_last());
         return rc;
@@ -212,7 +226,7 @@ static int read_config(kd_websocket *ws, ws_config *out, char *why, size_t why_l
 {
     ws_config c = default_config;
     kraken_value v = KRAKEN_VALUE_INIT;
-    int rc = read_cfg_value(ws, CONFIG_FIELD_URL("Port"), &v);
+    int rc = read_cfg_value(ws, "Port", &v);
     if (rc < 0) {
         snprintf(why, why_len, "%s", kraken_error_last());
         return rc;
@@ -233,7 +247,7 @@ static int read_config(kd_websocket *ws, ws_config *out, char *why, size_t why_l
         (rc = read_duration(ws, "PingPeriod", default_config.ping_period_ms, &c.ping_period_ms,
                             why, why_len)) < 0)
         return rc;
-    if ((rc = read_cfg_value(ws, CONFIG_FIELD_URL("MaxMessageSize"), &v)) < 0) {
+    if ((rc = read_cfg_value(ws, "MaxMessageSize", &v)) < 0) {
         snprintf(why, why_len, "%s", kraken_error_last());
         return rc;
     }
@@ -257,29 +271,32 @@ static int read_config(kd_websocket *ws, ws_config *out, char *why, size_t why_l
 
 /* The original's defaults, field by field; Port first. */
 static const struct {
-    const char *url, *text;
+    const char *field, *text;
 } config_defaults[] = {
-    {CONFIG_FIELD_URL("Port"), "3142"},
-    {CONFIG_FIELD_URL("WriteWait"), "10s"},
-    {CONFIG_FIELD_URL("PongWait"), "1m0s"},
-    {CONFIG_FIELD_URL("PingPeriod"), "54s"},
-    {CONFIG_FIELD_URL("MaxMessageSize"), "512"},
+    {"Port", "3142"},
+    {"WriteWait", "10s"},
+    {"PongWait", "1m0s"},
+    {"PingPeriod", "54s"},
+    {"MaxMessageSize", "512"},
 };
 
-/* Give every unset field of the self node's websocket config its default (Port too unless
- * @p skip_port). */
-static int fill_config_defaults(kraken_store *store, const kraken_uuid *self, bool skip_port)
+/* Give every unset field of service @p service_id's config on the self node its default
+ * (Port too unless @p skip_port). */
+static int fill_config_defaults(kraken_store *store, const kraken_uuid *self,
+                                const char *service_id, bool skip_port)
 {
     for (size_t i = skip_port ? 1 : 0; i < sizeof config_defaults / sizeof config_defaults[0];
          i++) {
+        char url[256];
+        service_url(url, sizeof url, service_id, CONFIG_FIELD_PATH, config_defaults[i].field);
         kraken_value cur = KRAKEN_VALUE_INIT;
-        int rc = kraken_store_get_value(store, KRAKEN_CFG, self, config_defaults[i].url, &cur);
+        int rc = kraken_store_get_value(store, KRAKEN_CFG, self, url, &cur);
         bool unset = rc == KRAKEN_ENOTFOUND || (rc == 0 && kraken_value_is_zero(&cur));
         kraken_value_clear(&cur);
         if (rc < 0 && rc != KRAKEN_ENOTFOUND)
             return rc;
         kraken_error_clear();
-        if (unset && (rc = kraken_store_set_text(store, KRAKEN_CFG, self, config_defaults[i].url,
+        if (unset && (rc = kraken_store_set_text(store, KRAKEN_CFG, self, url,
                                                  config_defaults[i].text)) < 0)
             return rc;
     }
@@ -293,11 +310,12 @@ int kd_websocket_preset_port(kraken_engine *engine, int port)
     kraken_store *store = kraken_engine_store(engine);
     const kraken_uuid *self = kraken_engine_self_id(engine);
     /* The other fields first: a config of Port 0 alone would be all zero, i.e. unset. */
-    int rc = fill_config_defaults(store, self, true);
-    char text[16];
+    int rc = fill_config_defaults(store, self, KD_WEBSOCKET_SERVICE_ID, true);
+    char text[16], url[256];
     snprintf(text, sizeof text, "%d", port);
+    service_url(url, sizeof url, KD_WEBSOCKET_SERVICE_ID, CONFIG_FIELD_PATH, "Port");
     if (rc == 0)
-        rc = kraken_store_set_text(store, KRAKEN_CFG, self, config_defaults[0].url, text);
+        rc = kraken_store_set_text(store, KRAKEN_CFG, self, url, text);
     return rc;
 }
 
@@ -306,31 +324,36 @@ static int write_default_config(kd_websocket *ws)
 {
     kraken_store *store = kraken_engine_store(ws->engine);
     const kraken_uuid *self = kraken_engine_self_id(ws->engine);
+    char config_url[256], state_url[256];
+    service_url(config_url, sizeof config_url, ws->service_id, CONFIG_PATH, NULL);
+    service_url(state_url, sizeof state_url, ws->service_id, STATE_PATH, NULL);
     kraken_value cur = KRAKEN_VALUE_INIT;
-    int rc = kraken_store_get_value(store, KRAKEN_CFG, self, CONFIG_URL, &cur);
+    int rc = kraken_store_get_value(store, KRAKEN_CFG, self, config_url, &cur);
     /* An unset config reads as the zero (empty) record, not as "not found". */
     bool absent = rc == KRAKEN_ENOTFOUND || (rc == 0 && kraken_value_is_zero(&cur));
     kraken_value_clear(&cur);
     if (rc < 0 && rc != KRAKEN_ENOTFOUND)
         return rc;
     kraken_error_clear();
-    if (absent && (rc = fill_config_defaults(store, self, false)) < 0)
+    if (absent && (rc = fill_config_defaults(store, self, ws->service_id, false)) < 0)
         return rc;
     kraken_value state = KRAKEN_VALUE_INIT;
-    rc = kraken_store_get_value(store, KRAKEN_CFG, self, STATE_URL, &state);
+    rc = kraken_store_get_value(store, KRAKEN_CFG, self, state_url, &state);
     bool unknown = rc < 0 || state.type != KRAKEN_T_ENUM || state.v.i == KRAKEN_SERVICE_UNKNOWN;
     kraken_value_clear(&state);
     kraken_error_clear();
     if (unknown)
-        return kraken_store_set_text(store, KRAKEN_CFG, self, STATE_URL, "RUN");
+        return kraken_store_set_text(store, KRAKEN_CFG, self, state_url, "RUN");
     return 0;
 }
 
 static bool cfg_wants_run(kd_websocket *ws)
 {
+    char url[256];
+    service_url(url, sizeof url, ws->service_id, STATE_PATH, NULL);
     kraken_value state = KRAKEN_VALUE_INIT;
     int rc = kraken_store_get_value(kraken_engine_store(ws->engine), KRAKEN_CFG,
-                                    kraken_engine_self_id(ws->engine), STATE_URL, &state);
+                                    kraken_engine_self_id(ws->engine), url, &state);
     bool run = rc == 0 && state.type == KRAKEN_T_ENUM && state.v.i == KRAKEN_SERVICE_RUN;
     kraken_value_clear(&state);
     kraken_error_clear();
@@ -1110,10 +1133,11 @@ static void close_all_clients(kd_websocket *ws, uint16_t code, const char *reaso
     }
 }
 
-/* ---- service callbacks ----------------------------------------------------------------------- */
+/* ---- module handlers ------------------------------------------------------------------------ */
 
-static void svc_start(kraken_service *svc, void *userdata)
+static void module_start(kraken_module *module, const kraken_value *config, void *userdata)
 {
+    (void)config; /* read field by field from Cfg: absent and zero fields take the defaults */
     kd_websocket *ws = userdata;
     char why[256];
     ws_config cfg;
@@ -1122,22 +1146,23 @@ static void svc_start(kraken_service *svc, void *userdata)
         rc = listener_open(ws, &cfg, why, sizeof why);
     if (rc < 0) {
         ws_log(ws, KRAKEN_LOG_ERROR, "%s", why);
-        kraken_service_set_state(svc, KRAKEN_SERVICE_ERROR, why);
+        kraken_module_set_state(module, KRAKEN_SERVICE_ERROR, why);
         return;
     }
     ws->cfg = cfg;
-    kraken_service_set_state(svc, KRAKEN_SERVICE_RUN, NULL);
+    kraken_module_set_state(module, KRAKEN_SERVICE_RUN, NULL);
 }
 
-static void svc_stop(kraken_service *svc, void *userdata)
+static void module_stop(kraken_module *module, void *userdata)
 {
     kd_websocket *ws = userdata;
     close_all_clients(ws, WSLAY_CODE_GOING_AWAY, "websocket service stopped");
     listener_close(ws);
-    kraken_service_set_state(svc, KRAKEN_SERVICE_STOP, NULL);
+    kraken_module_set_state(module, KRAKEN_SERVICE_STOP, NULL);
 }
 
-static void svc_config_changed(kraken_service *svc, const kraken_value *config, void *userdata)
+static void module_config_changed(kraken_module *module, const kraken_value *config,
+                                  void *userdata)
 {
     (void)config;
     kd_websocket *ws = userdata;
@@ -1149,7 +1174,7 @@ static void svc_config_changed(kraken_service *svc, const kraken_value *config, 
     if (rc < 0) {
         /* Keep serving as before; the operator sees why in the service's error_msg. */
         ws_log(ws, KRAKEN_LOG_ERROR, "config change refused: %s", why);
-        kraken_service_set_state(svc, KRAKEN_SERVICE_ERROR, why);
+        kraken_module_set_state(module, KRAKEN_SERVICE_ERROR, why);
         return;
     }
     ws->cfg = cfg;
@@ -1164,38 +1189,62 @@ static void svc_config_changed(kraken_service *svc, const kraken_value *config, 
         wslay_event_config_set_max_recv_msg_length(c->wslay, (uint64_t)cfg.max_message_size);
     }
     if (ws->listener)
-        kraken_service_set_state(svc, KRAKEN_SERVICE_RUN, NULL);
+        kraken_module_set_state(module, KRAKEN_SERVICE_RUN, NULL);
 }
 
 /*
- * The service is gone: removed by kd_websocket_free(), or by the engine being
- * freed (or someone removing it) first. In the latter case nothing may touch
- * the engine any more: stop listening and let the clients go.
+ * The engine was freed before the module (kraken_module_set_detach_hook()): nothing may
+ * touch the engine any more. Stop listening and let the clients go; kd_websocket_free()
+ * releases the rest.
  */
-static void service_destroyed(void *userdata)
+static void module_detached(kraken_module *module, void *userdata)
 {
+    (void)module;
     kd_websocket *ws = userdata;
-    ws->engine = NULL; /* the handles (service, subscription) stay ours to remove */
-    if (ws->freeing)
-        return;
+    ws->engine = NULL; /* the subscription handle stays ours to remove */
     close_all_clients(ws, WSLAY_CODE_GOING_AWAY, "websocket service removed");
     listener_close(ws);
 }
+
+/*
+ * The module, on the module API (kraken/module.h). Events do not come through the
+ * descriptor's event handler (event_types 0) but from a bus subscription of its own,
+ * held only while a client is connected, with its own queue bound and drop counter
+ * (update_subscription(); doc/PERFORMANCE.md has the measurement).
+ */
+const kraken_module_desc kd_websocket_module = {
+    .abi_version = KRAKEN_MODULE_ABI_VERSION,
+    .name = MODULE_NAME,
+    .schemas_json = config_schema_json,
+    .config_schema = CONFIG_SCHEMA,
+    .handlers = {.start = module_start, .stop = module_stop,
+                 .config_changed = module_config_changed},
+};
 
 /* ---- public API ------------------------------------------------------------------------------ */
 
 int kd_websocket_new(kd_websocket **out, kraken_engine *engine, struct event_base *base,
                      const char *bind_addr)
 {
+    return kd_websocket_new_instance(out, engine, base, bind_addr, KD_WEBSOCKET_SERVICE_ID, true);
+}
+
+int kd_websocket_new_instance(kd_websocket **out, kraken_engine *engine, struct event_base *base,
+                              const char *bind_addr, const char *service_id, bool listen_now)
+{
     if (out)
         *out = NULL;
-    if (!out || !engine || !base)
-        return kraken_error_set(KRAKEN_EINVAL, "kd_websocket_new: out, engine and base are required");
+    if (!out || !engine || !base || !service_id)
+        return kraken_error_set(KRAKEN_EINVAL,
+                                "kd_websocket_new: out, engine, base and service id are required");
     kd_websocket *ws = calloc(1, sizeof *ws);
     if (!ws || !(ws->bind_addr = strdup(bind_addr ? bind_addr : "127.0.0.1")) ||
+        !(ws->service_id = strdup(service_id)) ||
         !(ws->accept_pause = evtimer_new(base, accept_resume_cb, ws))) {
-        if (ws)
+        if (ws) {
             free(ws->bind_addr);
+            free(ws->service_id);
+        }
         free(ws);
         return kraken_error_set(KRAKEN_ENOMEM, "kd_websocket_new: out of memory");
     }
@@ -1203,6 +1252,7 @@ int kd_websocket_new(kd_websocket **out, kraken_engine *engine, struct event_bas
     if (wslay_frame_context_init(&ws->framer, &framer_callbacks, &ws->frame) != 0) {
         event_free(ws->accept_pause);
         free(ws->bind_addr);
+        free(ws->service_id);
         free(ws);
         return kraken_error_set(KRAKEN_ENOMEM, "kd_websocket_new: out of memory");
     }
@@ -1210,18 +1260,16 @@ int kd_websocket_new(kd_websocket **out, kraken_engine *engine, struct event_bas
     ws->base = base;
     ws->queue_limit = KD_WEBSOCKET_DEFAULT_QUEUE_BYTES;
     ws->cfg = default_config;
-    static const kraken_service_ops ops = KRAKEN_SERVICE_OPS_INIT(
-        .start = svc_start, .stop = svc_stop, .config_changed = svc_config_changed);
     char why[256];
-    int rc = kd_websocket_register_schema();
+    int rc = kraken_module_new(&ws->module, engine, &kd_websocket_module, service_id, ws, NULL);
     if (rc == 0)
-        rc = kraken_engine_add_service(engine, SERVICE_ID, MODULE_NAME, &ops, ws,
-                                       service_destroyed, &ws->service);
+        rc = kraken_module_set_detach_hook(ws->module, module_detached);
     if (rc == 0)
         rc = write_default_config(ws);
     if (rc < 0) {
         snprintf(why, sizeof why, "%s", kraken_error_last());
-    } else if ((rc = read_config(ws, &ws->cfg, why, sizeof why)) == 0 && cfg_wants_run(ws)) {
+    } else if ((rc = read_config(ws, &ws->cfg, why, sizeof why)) == 0 && listen_now &&
+               cfg_wants_run(ws)) {
         /* Listen now, so that a bad address or a busy port is the caller's error. */
         rc = listener_open(ws, &ws->cfg, why, sizeof why);
     }
@@ -1237,7 +1285,6 @@ void kd_websocket_free(kd_websocket *ws)
 {
     if (!ws)
         return;
-    ws->freeing = true;
     /* Tell open clients why they go (best effort: whatever the socket takes now). */
     for (ws_client *c = ws->clients; c; c = c->next) {
         if (c->phase == PHASE_OPEN && c->wslay) {
@@ -1256,11 +1303,13 @@ void kd_websocket_free(kd_websocket *ws)
     ws->accept_pause = NULL;
     /* Both handles are released here even when the engine (and its bus) went first. */
     kraken_subscription_remove(ws->sub);
-    kraken_service_remove(ws->service);
+    kraken_module_free(ws->module);
+    ws->module = NULL;
     wslay_frame_context_free(ws->framer);
     free(ws->frame.bytes);
     free(ws->token);
     free(ws->bind_addr);
+    free(ws->service_id);
     free(ws);
 }
 

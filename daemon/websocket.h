@@ -3,8 +3,9 @@
  * @file websocket.h
  * @brief The websocket event stream of kraken-daemon (SPEC 9.3).
  *
- * A service instance "websocket" (module "websocket") of the engine's self
- * node. Its Cfg config (type WebSocket.Config, SPEC Appendix A) says which
+ * An in-process module "websocket" (kd_websocket_module, written on
+ * kraken/module.h) run as a service instance of the engine's self node,
+ * "websocket" in kraken-daemon. Its Cfg config (type WebSocket.Config, SPEC Appendix A) says which
  * port to listen on and the keep-alive durations; the address comes from the
  * daemon. Clients connect to ws://ADDR:PORT/ws and send
  * `{"command": 0|1|"SUBSCRIBE"|"UNSUBSCRIBE", "type": "STATE_CHANGE"|
@@ -19,6 +20,7 @@
 #ifndef KD_WEBSOCKET_H
 #define KD_WEBSOCKET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,13 +30,19 @@ struct event_base;
 
 typedef struct kd_websocket kd_websocket;
 
+/** The module: name "websocket", config schema WebSocket.Config, start/stop/config_changed. */
+extern const kraken_module_desc kd_websocket_module;
+/** The service id of kraken-daemon's instance (the one -wsport and /ws are about). */
+#define KD_WEBSOCKET_SERVICE_ID "websocket"
+
 /** Default port, as the original. */
 #define KD_WEBSOCKET_DEFAULT_PORT 3142
 /** Default bound of a client's output queue, in bytes (see kd_websocket_set_queue_limit()). */
 #define KD_WEBSOCKET_DEFAULT_QUEUE_BYTES (8u << 20)
 
 /**
- * Register the "websocket" service on @p engine's self node and, unless its
+ * Run the module as service "websocket" on @p engine's self node
+ * (kraken_module_new()) and, unless its
  * Cfg state is STOP, listen on @p bind_addr (IPv4 or IPv6 literal; NULL means
  * 127.0.0.1) at the port of its Cfg config. When the self node has no config
  * for the service yet, the original's defaults are written to Cfg (port 3142,
@@ -47,10 +55,18 @@ typedef struct kd_websocket kd_websocket;
  */
 int kd_websocket_new(kd_websocket **out, kraken_engine *engine, struct event_base *base,
                      const char *bind_addr);
+/**
+ * kd_websocket_new() for service instance @p service_id (config and state under
+ * /Services/<service_id>), run with kraken_module_new(): another instance of the module.
+ * Without @p listen_now the listener is opened by the module's start handler, and a port
+ * that cannot be bound leaves the service ERROR instead of failing this call.
+ */
+int kd_websocket_new_instance(kd_websocket **out, kraken_engine *engine, struct event_base *base,
+                              const char *bind_addr, const char *service_id, bool listen_now);
 
 /**
- * Register the WebSocket.Config schema (SPEC Appendix A) unless the library
- * already has it. kd_websocket_new() does this too; call it earlier when Cfg
+ * Register the WebSocket.Config schema (SPEC Appendix A), the module's
+ * schemas_json. kraken_module_new() does this too; call it earlier when Cfg
  * is loaded before the module starts (a state file may hold the self node's
  * websocket config). Idempotent.
  */
@@ -65,11 +81,11 @@ int kd_websocket_register_schema(void);
 int kd_websocket_preset_port(kraken_engine *engine, int port);
 
 /**
- * Close every client and the listener and remove the service instance from
- * the self node (Cfg and Dsc: save state before). Either order with the
- * engine's free works: when the engine goes first, the module stops listening
- * and lets its clients go (close 1001) at once, and this call only releases
- * what is left. NULL-safe.
+ * Close every client and the listener and free the module instance, which
+ * removes the service from the self node (Cfg and Dsc: save state before).
+ * Either order with the engine's free works: when the engine goes first, the
+ * module's detach hook stops listening and lets its clients go (close 1001)
+ * at once, and this call only releases what is left. NULL-safe.
  */
 void kd_websocket_free(kd_websocket *ws);
 

@@ -296,6 +296,7 @@ static bool inproc_connected(const kraken_module *m)
 
 static void inproc_release(kraken_module *m)
 {
+    m->releasing = true;
     kraken_subscription_remove(m->events);
     m->events = NULL;
     kraken_service_remove(m->service);
@@ -367,6 +368,34 @@ static void op_config(kraken_service *svc, const kraken_value *config, void *use
     m->desc->handlers.config_changed(m, config, m->userdata);
 }
 
+/*
+ * The service's destroy hook: it runs when the service is removed (by kraken_module_free(),
+ * not a detach) or when the engine is freed first (a detach: the module lets go now).
+ */
+static void op_detached(void *userdata)
+{
+    kraken_module *m = userdata;
+    if (m->releasing || !m->detached)
+        return;
+    void (*hook)(kraken_module *, void *) = m->detached;
+    m->detached = NULL; /* once */
+    hook(m, m->userdata);
+}
+
+int kraken_module_set_detach_hook(kraken_module *module,
+                                  void (*hook)(kraken_module *module, void *userdata))
+{
+    if (!module)
+        return kraken__err(KRAKEN_EINVAL, "module_set_detach_hook: a module is required");
+    if (!module->service)
+        return kraken__err(KRAKEN_EINVAL,
+                           "module_set_detach_hook '%s': not an in-process instance (a connected "
+                           "one has on_disconnect)",
+                           module->service_id);
+    module->detached = hook;
+    return 0;
+}
+
 static void on_module_event(const kraken_event *ev, void *userdata)
 {
     kraken_module *m = userdata;
@@ -426,7 +455,8 @@ int kraken_module_new(kraken_module **out, kraken_engine *engine, const kraken_m
         .interrupt = h->interrupt ? op_interrupt : NULL,
         .config_changed = h->config_changed ? op_config : NULL,
     };
-    rc = kraken_engine_add_service(engine, service_id, desc->name, &ops, m, NULL, &m->service);
+    rc = kraken_engine_add_service(engine, service_id, desc->name, &ops, m, op_detached,
+                                   &m->service);
     if (rc == 0)
         rc = inproc_declare(m);
     if (rc == 0 && desc->event_types) {

@@ -43,6 +43,8 @@ struct kraken_module {
     /* in-process */
     kraken_service *service;
     kraken_subscription *events;
+    void (*detached)(kraken_module *m, void *userdata); /* kraken_module_set_detach_hook() */
+    bool releasing; /* inside kraken_module_free(): the service's removal is not a detach */
     /* connected (module_client.c) */
     struct module_client *client;
 };

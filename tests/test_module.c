@@ -227,6 +227,41 @@ START_TEST(inproc_free_after_engine)
 }
 END_TEST
 
+static int detaches;
+static void count_detach(kraken_module *m, void *userdata)
+{
+    /* The instance's calls are refused from here on: its engine is going. */
+    ck_assert_ptr_null(kraken_service_engine(kraken_module_service(m)));
+    ck_assert_ptr_eq(userdata, &detaches);
+    detaches++;
+}
+
+/* The detach hook: once when the engine goes first, never when the instance goes first. */
+START_TEST(inproc_detach_hook)
+{
+    kraken_module *m, *early;
+    detaches = 0;
+    ck_assert_int_eq(kraken_module_new(&m, mh.engine, testpower_desc(), "power", &detaches, NULL),
+                     0);
+    ck_assert_int_eq(kraken_module_new(&early, mh.engine, testpower_desc(), "early", &detaches,
+                                       NULL),
+                     0);
+    ck_assert_int_eq(kraken_module_set_detach_hook(m, count_detach), 0);
+    ck_assert_int_eq(kraken_module_set_detach_hook(early, count_detach), 0);
+    kraken_module_free(early);
+    ck_assert_int_eq(detaches, 0);
+    ck_assert_int_eq(kraken_module_set_detach_hook(NULL, count_detach), KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(), "module_set_detach_hook: a module is required");
+    kraken_engine_free(mh.engine);
+    mh.engine = NULL;
+    ck_assert_int_eq(detaches, 1);
+    ck_assert_int_eq(kraken_module_set_state(m, KRAKEN_SERVICE_RUN, NULL), KRAKEN_ESTATE);
+    kraken_error_clear();
+    kraken_module_free(m);
+    ck_assert_int_eq(detaches, 1);
+}
+END_TEST
+
 START_TEST(desc_refused)
 {
     kraken_module_desc d = *testpower_desc();
@@ -408,6 +443,7 @@ static Suite *module_suite(void)
     tcase_add_test(tc, inproc_config_changed);
     tcase_add_test(tc, inproc_several_instances);
     tcase_add_test(tc, inproc_free_after_engine);
+    tcase_add_test(tc, inproc_detach_hook);
     tcase_add_test(tc, desc_refused);
     tcase_add_test(tc, desc_mutation_versions);
     tcase_add_test(tc, inproc_fail_and_events);

@@ -152,8 +152,22 @@ const char *kraken_module_service_id(const kraken_module *module);
 void kraken_module_set_userdata(kraken_module *module, void *userdata,
                                 void (*destroy)(void *userdata));
 void *kraken_module_userdata(const kraken_module *module);
-/** The in-process service behind the instance; NULL for a connected one. */
+/**
+ * The in-process service behind the instance; NULL for a connected one. Its
+ * engine (kraken_service_engine()) is how an in-process module reaches the
+ * store, the bus or the event loop; NULL once the engine was freed.
+ */
 kraken_service *kraken_module_service(kraken_module *module);
+/**
+ * Be told when an in-process instance's engine goes away first (kraken_engine_free()
+ * before kraken_module_free()): @p hook runs once, from inside the engine's free, with
+ * the instance's userdata. It must not call the engine; the instance's calls are refused
+ * (KRAKEN_ESTATE) from then on. A module that holds its own sockets or timers closes them
+ * there. Not called when the instance is freed first. NULL removes the hook.
+ * KRAKEN_EINVAL for a connected instance (its connection has on_disconnect).
+ */
+int kraken_module_set_detach_hook(kraken_module *module,
+                                  void (*hook)(kraken_module *module, void *userdata));
 
 /* ---- calls a module makes ------------------------------------------------------------------ */
 
