@@ -653,7 +653,8 @@ static int add_process(kd_services *m, const kd_service_cfg *svc, char *err, siz
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    kraken_module_expect_hooks hooks = {hook_start, hook_stop, hook_connection};
+    kraken_module_expect_hooks hooks = KRAKEN_MODULE_EXPECT_HOOKS_INIT(
+        .start = hook_start, .stop = hook_stop, .connection = hook_connection);
     const char *module = svc->module ? svc->module : svc->id;
     if (kraken_module_server_expect(m->server, svc->id, module, &hooks, p, NULL) < 0) {
         snprintf(err, errlen, "serviceinstances.%s: %s", svc->id, kraken_error_last());

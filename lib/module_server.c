@@ -1009,6 +1009,20 @@ size_t kraken_module_server_connections(const kraken_module_server *server)
     return n;
 }
 
+static const size_t expect_hooks_sizes[] = {
+    KRAKEN__VERSION_SIZE(kraken_module_expect_hooks, connection), /* 1 */
+};
+_Static_assert(sizeof expect_hooks_sizes / sizeof expect_hooks_sizes[0] ==
+                   KRAKEN_MODULE_EXPECT_HOOKS_VERSION,
+               "one size per version of kraken_module_expect_hooks");
+_Static_assert(KRAKEN__VERSION_SIZE(kraken_module_expect_hooks, connection) ==
+                   sizeof(kraken_module_expect_hooks),
+               "kraken_module_expect_hooks grew: add its new version to expect_hooks_sizes");
+
+static const kraken__struct_abi expect_hooks_abi = {
+    "kraken_module_expect_hooks", "KRAKEN_MODULE_EXPECT_HOOKS_VERSION", expect_hooks_sizes,
+    KRAKEN_MODULE_EXPECT_HOOKS_VERSION};
+
 int kraken_module_server_expect(kraken_module_server *server, const char *service_id,
                                 const char *module_name, const kraken_module_expect_hooks *hooks,
                                 void *userdata, void (*destroy)(void *userdata))
@@ -1021,12 +1035,15 @@ int kraken_module_server_expect(kraken_module_server *server, const char *servic
     if (find_svc(server, service_id))
         return kraken__err(KRAKEN_EEXISTS, "module_server_expect: service '%s' already exists",
                            service_id);
+    kraken_module_expect_hooks current = {0}; /* the caller's version, read into ours */
+    int rc;
+    if (hooks && (rc = kraken__struct_read(&expect_hooks_abi, hooks, &current)) < 0)
+        return kraken__err_prefix(rc, "module_server_expect: service '%s'", service_id);
     msvc *s = svc_new(server, service_id, module_name);
     if (!s)
         return kraken__err_prefix(KRAKEN_EINVAL, "module_server_expect");
     s->expected = true;
-    if (hooks)
-        s->hooks = *hooks;
+    s->hooks = current;
     s->userdata = userdata;
     s->destroy = destroy;
     return 0;

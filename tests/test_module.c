@@ -266,11 +266,11 @@ START_TEST(desc_refused)
 {
     kraken_module_desc d = *testpower_desc();
     kraken_module *m = (kraken_module *)1;
-    d.abi_version = 2;
+    d.abi_version = 1; /* a module built before kraken_mutation_decl had a version */
     ck_assert_int_eq(kraken_module_new(&m, mh.engine, &d, "power", NULL, NULL), KRAKEN_EINVAL);
     ck_assert_ptr_null(m);
     ck_assert_str_eq(kraken_error_last(),
-                     "module_new: module descriptor for module ABI 2, this libkraken has 1");
+                     "module_new: module descriptor for module ABI 1, this libkraken has 2");
     d = *testpower_desc();
     d.name = NULL;
     ck_assert_int_eq(kraken_module_new(&m, mh.engine, &d, "power", NULL, NULL), KRAKEN_EINVAL);
@@ -374,8 +374,8 @@ START_TEST(dlopen_refused)
                      KRAKEN_EINVAL);
     ck_assert_ptr_null(lib);
     ck_assert_str_eq(kraken_error_last(),
-                     "module " KRAKEN_TEST_MODULE_DIR "/wrongabi.so: built for module ABI 2, this "
-                     "libkraken has 1; rebuild it against this libkraken");
+                     "module " KRAKEN_TEST_MODULE_DIR "/wrongabi.so: built for module ABI 3, this "
+                     "libkraken has 2; rebuild it against this libkraken");
     ck_assert_int_eq(kraken_module_library_open(&lib, KRAKEN_TEST_MODULE_DIR, "noentry"),
                      KRAKEN_EINVAL);
     ck_assert_str_eq(kraken_error_last(), "module " KRAKEN_TEST_MODULE_DIR

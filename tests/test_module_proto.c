@@ -256,7 +256,15 @@ END_TEST
 /* A second process for a connected service, and a module name that does not fit, are refused. */
 START_TEST(external_register_refused)
 {
-    kraken_module_expect_hooks hooks = {0};
+    kraken_module_expect_hooks unversioned = {0};
+    ck_assert_int_eq(kraken_module_server_expect(srv, "pxe", "pxe", &unversioned, NULL, NULL),
+                     KRAKEN_EINVAL);
+    ck_assert_str_eq(kraken_error_last(),
+                     "module_server_expect: service 'pxe': kraken_module_expect_hooks version 0 "
+                     "(set .version = KRAKEN_MODULE_EXPECT_HOOKS_VERSION; this libkraken knows "
+                     "1..1)");
+    ck_assert_ptr_null(kraken_module_server_service(srv, "pxe")); /* nothing was added */
+    kraken_module_expect_hooks hooks = KRAKEN_MODULE_EXPECT_HOOKS_INIT(.start = NULL);
     ck_assert_int_eq(kraken_module_server_expect(srv, "pxe", "pxe", &hooks, NULL, NULL), 0);
     ck_assert_int_eq(kraken_module_server_expect(srv, "pxe", "pxe", &hooks, NULL, NULL),
                      KRAKEN_EEXISTS);

@@ -33,13 +33,19 @@
  * Versioned structs (one rule): every struct a caller fills carries
  * @c unsigned @c version as its first member; later versions only append
  * members. Options structs (@c *_OPTIONS_VERSION) and ::kraken_mutation_decl,
- * ::kraken_service_ops, ::kraken_field_def (@c KRAKEN_MUTATION_DECL_VERSION,
- * @c KRAKEN_SERVICE_OPS_VERSION, @c KRAKEN_FIELD_DEF_VERSION) follow it; their
+ * ::kraken_service_ops, ::kraken_field_def, ::kraken_module_expect_hooks
+ * (@c KRAKEN_MUTATION_DECL_VERSION, @c KRAKEN_SERVICE_OPS_VERSION,
+ * @c KRAKEN_FIELD_DEF_VERSION, @c KRAKEN_MODULE_EXPECT_HOOKS_VERSION) follow it; their
  * @c *_INIT macros, KRAKEN_FIELD() and @c *_options_init() set it. The library
  * reads only the members of the caller's version (later ones take their
  * default) and refuses version 0 or a version newer than itself with
  * KRAKEN_EINVAL, changing nothing. In an array of such structs element 0's
  * version gives the stride, and every element must carry that same version.
+ * Two kinds of caller-filled structs carry no version of their own: fixed
+ * tuples, complete by definition (::kraken_fact, ::kraken_mutate,
+ * ::kraken_enum_member, ::kraken_module_discoverable: a new member would be a
+ * new struct), and the parts of ::kraken_module_desc, whose @c abi_version
+ * (KRAKEN_MODULE_ABI_VERSION) covers its handlers and arrays.
  *
  * Handles: see doc/ARCHITECTURE.md "Ownership" (a parent's free detaches its
  * children; calls on a detached handle fail with KRAKEN_ESTATE; a call from a

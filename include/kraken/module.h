@@ -48,8 +48,11 @@ extern "C" {
 
 struct event_base;
 
-/** ABI version of ::kraken_module_desc; a shared object built for another is refused. */
-#define KRAKEN_MODULE_ABI_VERSION 1
+/**
+ * ABI version of ::kraken_module_desc; a shared object built for another is refused.
+ * 2: kraken_mutation_decl starts with a version (0.2.0).
+ */
+#define KRAKEN_MODULE_ABI_VERSION 2
 /** The one symbol a loadable module exports: `const kraken_module_desc *kraken_module_entry(void)`. */
 #define KRAKEN_MODULE_ENTRY_SYMBOL "kraken_module_entry"
 /** Version of the module socket protocol (proto/module.proto). */
@@ -310,8 +313,16 @@ const char *kraken_module_server_path(const kraken_module_server *server);
 /** Connections open now (registered or not). */
 size_t kraken_module_server_connections(const kraken_module_server *server);
 
-/** Hooks of a service whose module process someone else (a service manager) runs. */
+/** Version of ::kraken_module_expect_hooks this header declares (1: through @c connection). */
+#define KRAKEN_MODULE_EXPECT_HOOKS_VERSION 1
+
+/**
+ * Hooks of a service whose module process someone else (a service manager) runs; any may
+ * be NULL. Start from KRAKEN_MODULE_EXPECT_HOOKS_INIT, which sets @c version (the rule of
+ * every caller-filled struct: version 0 or a newer version is refused with KRAKEN_EINVAL).
+ */
 typedef struct kraken_module_expect_hooks {
+    unsigned version; /**< KRAKEN_MODULE_EXPECT_HOOKS_VERSION */
     /** Cfg State went RUN: start the process (it connects and registers). */
     void (*start)(const char *service_id, void *userdata);
     /** Cfg State went STOP: stop the process (it was sent Stop first if connected). */
@@ -323,6 +334,10 @@ typedef struct kraken_module_expect_hooks {
      */
     void (*connection)(const char *service_id, bool connected, void *userdata);
 } kraken_module_expect_hooks;
+
+/** A ::kraken_module_expect_hooks initialiser with @c version set; name the hooks. */
+#define KRAKEN_MODULE_EXPECT_HOOKS_INIT(...)                                                      \
+    {.version = KRAKEN_MODULE_EXPECT_HOOKS_VERSION, __VA_ARGS__}
 
 /**
  * Declare service instance @p service_id of module @p module_name whose
