@@ -116,6 +116,44 @@ static int parse_endpoint(kc_ctx *ctx, const char *text)
     return 0;
 }
 
+/*
+ * The original krakenctl took its global -i, -v and -d at every level of the command
+ * ("krakenctl node list -i HOST:PORT", "krakenctl node -v info ID"). Take them (exact words,
+ * before any "--") out of the words after the global options, [start, *argc), and apply
+ * them; the command is found and parses its options in what is left.
+ */
+static int take_global_flags(kc_ctx *ctx, int *argc, char **argv, int start)
+{
+    int out = start, rc;
+    for (int i = start; i < *argc; i++) {
+        const char *w = argv[i];
+        if (strcmp(w, "--") == 0) {
+            while (i < *argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if (strcmp(w, "-v") == 0 || strcmp(w, "--verbose") == 0) {
+            ctx->verbose = true;
+        } else if (strcmp(w, "-d") == 0 || strcmp(w, "--debug") == 0) {
+            ctx->debug = true;
+        } else if (strcmp(w, "-i") == 0 || strcmp(w, "--ip") == 0) {
+            if (i + 1 >= *argc)
+                return kc_error(ctx, KC_EXIT_USAGE, "%s: missing HOST:PORT", w);
+            if ((rc = parse_endpoint(ctx, argv[++i])) != 0)
+                return rc;
+        } else if (strncmp(w, "-i", 2) == 0 || strncmp(w, "--ip=", 5) == 0) {
+            const char *value = w[1] == 'i' ? w + 2 + (w[2] == '=') : w + 5; /* -iH:P, -i=H:P */
+            if ((rc = parse_endpoint(ctx, value)) != 0)
+                return rc;
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    *argc = out;
+    argv[out] = NULL;
+    return 0;
+}
+
 static int load_token(kc_ctx *ctx, const char *file)
 {
     if (file) {
@@ -200,6 +238,8 @@ int main(int argc, char **argv)
         ctx.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     else
         return kc_error(&ctx, KC_EXIT_USAGE, "--color %s: expected auto, always or never", color);
+    if ((rc = take_global_flags(&ctx, &argc, argv, optind)) != 0)
+        return rc;
     if (optind >= argc) {
         print_help(stderr);
         return KC_EXIT_USAGE;

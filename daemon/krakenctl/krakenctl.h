@@ -150,4 +150,51 @@ const cJSON *kc_find_node(const cJSON *list, const char *id);
  */
 const cJSON *kc_find_node_next(const cJSON *list, const char *id, const cJSON **cursor);
 
+/* ---- the original's node views: -t and -f (columns.c) ---- */
+
+/* -t mixed|cfg|dsc: *out = @p text, or the usage error printed. */
+int kc_parse_kind(kc_ctx *ctx, const char *text, const char **out);
+
+#define KC_FILTER_MAX 16      /* columns: kraken.Node has 10 fields */
+#define KC_FILTER_NAME_MAX 32 /* a field's JSON name, "physState" */
+
+/* -f/--filter: the top-level node fields to show (JSON names), id and nodename first, then
+ * the others by name. */
+typedef struct kc_filter {
+    size_t n;
+    char cols[KC_FILTER_MAX][KC_FILTER_NAME_MAX];
+} kc_filter;
+
+/*
+ * Parse "physState, services": comma-separated kraken.Node fields by JSON name, proto name
+ * or URL name (case-insensitive); id and nodename are added. An empty item or a name that
+ * is not a field is a one-line error naming it (KC_EXIT_USAGE).
+ */
+int kc_filter_parse(kc_ctx *ctx, const char *text, kc_filter *out);
+/* The value of -f/--filter, an optional argument: @p optarg_given, else the next word when
+ * it is not an option or a node id (optind moves past it), else "id,nodename". */
+const char *kc_filter_optarg(const char *optarg_given, int argc, char **argv);
+/* {"id", "nodename", COL...} of @p node, a missing field as "" (the original's shape). */
+cJSON *kc_filter_node(const kc_filter *f, const cJSON *node);
+/* {"nodes": [...]} of kc_filter_node(). */
+cJSON *kc_filter_list(const kc_filter *f, const cJSON *list);
+/* Is a value URL of `show` ("/PhysState", "type.googleapis.com/...") in a selected field?
+ * Always true without a filter (@p f NULL). */
+bool kc_filter_url(const kc_filter *f, const char *url);
+
+/*
+ * One node as -t @p kind shows it: Cfg; Dsc with Cfg's nodename; or mixed, Cfg with Dsc's
+ * values taking priority (objects merged, list items matched by id or @type). Either node
+ * may be NULL. A new object (cJSON_Delete).
+ */
+cJSON *kc_node_view(const cJSON *cfg, const cJSON *dsc, const char *kind);
+/* {"nodes": [...]} of kc_node_view() for every node (of Dsc's list for "dsc", else Cfg's). */
+cJSON *kc_list_view(const cJSON *cfg_list, const cJSON *dsc_list, const char *kind);
+/* A value as one table cell: a string as is, a list as its items' "id:state" (or short
+ * @type) sorted and joined by ','. malloc'ed. */
+char *kc_cell_text(const cJSON *value);
+/* The `list -f` table: one column per filtered field, rows in the original's order. */
+int kc_print_column_table(kc_ctx *ctx, const kc_filter *f, const cJSON *cfg_list,
+                          const cJSON *dsc_list, const char *kind, FILE *out);
+
 #endif
