@@ -73,6 +73,7 @@ def ctl(d, *args, env=None, stdin=None, api=True):
     e = dict(os.environ)
     e.pop("KRAKEN_TOKEN", None)
     e.pop("KRAKEN_API", None)
+    e["HOME"] = "/nonexistent"  # no ~/.krakenctl unless a test gives one
     e.update(env or {})
     r = subprocess.run(full, capture_output=True, text=True, env=e, input=stdin,
                        timeout=DEADLINE * 2)
@@ -294,6 +295,38 @@ def test_global_flags_after_the_command(views):
     assert rc == 0 and out.startswith(f"node {N1}\n")
     assert f"> GET http://{addr}/cfg/node/{N1}\n" in err
     assert ok(None, "sme", "status", "-v", "-i", addr, api=False) == "thawed\n"
+
+
+def test_config_file_of_the_original(daemon, tmp_path):
+    # ~/.krakenctl as the original wrote it: the defaults of -i, -v and -d
+    home = tmp_path / "home"
+    home.mkdir()
+    conf = home / ".krakenctl"
+    conf.write_text(f"debug: false\nip: 127.0.0.1:{daemon.port}\nverbose: false\n")
+    env = {"HOME": str(home)}
+    assert ok(daemon, "status", env=env, api=False) == "thawed\n"
+    conf.write_text(f"debug: true\nip: 127.0.0.1:{daemon.port}\n")
+    rc, out, err = ctl(daemon, "status", env=env, api=False)
+    assert (rc, out) == (0, "thawed\n") and err.startswith("> GET http://127.0.0.1:")
+    # $KRAKEN_API and -i come first
+    conf.write_text(f"ip: 127.0.0.1:{free_port()}\n")
+    assert ok(daemon, "status", env=dict(env, KRAKEN_API=f"127.0.0.1:{daemon.port}"),
+              api=False) == "thawed\n"
+    assert ok(daemon, "status", env=env) == "thawed\n"
+    # a file krakenctl cannot use is an error naming the file, line and key
+    for text, why in [
+            ("ipp: host\n", "1: unknown key 'ipp' (expected ip, verbose or debug)"),
+            ("ip: host:1\nverbose: maybe\n", "2: verbose: 'maybe' is not true or false"),
+            ("\nip: host:0\n", "2: ip host:0: the port must be 1..65535"),
+            ("ip: [a, b]\n", "1: ip: expected a value, not a list or mapping"),
+            ("- ip\n", "1: expected a mapping of ip, verbose, debug"),
+            ('ip: "host\n', "2:1: invalid YAML: found unexpected end of stream")]:
+        conf.write_text(text)
+        rc, _, err = ctl(daemon, "status", env=env)
+        assert (rc, err) == (2, f"krakenctl: {conf}:{why}\n"), text
+    # --help needs no file
+    assert subprocess.run([KRAKENCTL, "--help"], capture_output=True,
+                          env=dict(os.environ, HOME=str(home))).returncode == 0
 
 
 # ---- get and set -------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ static void print_help(FILE *out)
             "usage: krakenctl [-i HOST:PORT] [--json] [--token-file FILE] [--color WHEN] [-v] [-d]\n"
             "                 COMMAND [ARGS]\n\n"
             "Global options:\n"
-            "  -i, --ip HOST:PORT     the daemon's REST API (default 127.0.0.1:3141, or $KRAKEN_API)\n"
+            "  -i, --ip HOST:PORT     the daemon's REST API (default 127.0.0.1:3141, $KRAKEN_API or\n"
+            "                         ip: of ~/.krakenctl); also after the command, as -v and -d\n"
             "  -j, --json             machine-readable JSON output\n"
             "      --token-file FILE  bearer token for state-changing requests (or $KRAKEN_TOKEN)\n"
             "      --color WHEN       auto (a tty), always or never\n"
@@ -89,7 +90,8 @@ static bool is_alias_prefix(const char *word)
     return false;
 }
 
-static int parse_endpoint(kc_ctx *ctx, const char *text)
+/* HOST:PORT of -i (@p what names where it came from in errors: "-i", "KRAKEN_API", ...). */
+static int parse_endpoint(kc_ctx *ctx, const char *what, const char *text)
 {
     const char *colon = strrchr(text, ':');
     char host[sizeof ctx->host];
@@ -99,7 +101,7 @@ static int parse_endpoint(kc_ctx *ctx, const char *text)
         errno = 0;
         port = strtoul(colon + 1, &end, 10);
         if (colon[1] == '\0' || *end || errno || port == 0 || port > 65535)
-            return kc_error(ctx, KC_EXIT_USAGE, "-i %s: the port must be 1..65535", text);
+            return kc_error(ctx, KC_EXIT_USAGE, "%s %s: the port must be 1..65535", what, text);
         snprintf(host, sizeof host, "%.*s", (int)(colon - text), text);
     } else {
         snprintf(host, sizeof host, "%s", text);
@@ -110,10 +112,34 @@ static int parse_endpoint(kc_ctx *ctx, const char *text)
         host[n - 2] = '\0';
     }
     if (!host[0])
-        return kc_error(ctx, KC_EXIT_USAGE, "-i %s: no host (expected HOST:PORT)", text);
+        return kc_error(ctx, KC_EXIT_USAGE, "%s %s: no host (expected HOST:PORT)", what, text);
     snprintf(ctx->host, sizeof ctx->host, "%s", host);
     ctx->port = (unsigned)port;
     return 0;
+}
+
+/*
+ * The daemon's address and the -v/-d defaults: built-in < ~/.krakenctl (the original's file)
+ * < $KRAKEN_API < -i before the command (< -i after it, see take_global_flags).
+ */
+static int choose_endpoint(kc_ctx *ctx, const char *ip_flag)
+{
+    kc_config config;
+    int rc = kc_load_config(ctx, &config);
+    if (rc != 0)
+        return rc;
+    ctx->verbose |= config.verbose;
+    ctx->debug |= config.debug;
+    if (config.ip[0]) {
+        char what[sizeof config.path + 32];
+        snprintf(what, sizeof what, "%s:%zu: ip", config.path, config.ip_line);
+        if ((rc = parse_endpoint(ctx, what, config.ip)) != 0)
+            return rc;
+    }
+    const char *env = getenv("KRAKEN_API");
+    if (env && *env && (rc = parse_endpoint(ctx, "KRAKEN_API", env)) != 0)
+        return rc;
+    return ip_flag ? parse_endpoint(ctx, "-i", ip_flag) : 0;
 }
 
 /*
@@ -139,11 +165,11 @@ static int take_global_flags(kc_ctx *ctx, int *argc, char **argv, int start)
         } else if (strcmp(w, "-i") == 0 || strcmp(w, "--ip") == 0) {
             if (i + 1 >= *argc)
                 return kc_error(ctx, KC_EXIT_USAGE, "%s: missing HOST:PORT", w);
-            if ((rc = parse_endpoint(ctx, argv[++i])) != 0)
+            if ((rc = parse_endpoint(ctx, "-i", argv[++i])) != 0)
                 return rc;
         } else if (strncmp(w, "-i", 2) == 0 || strncmp(w, "--ip=", 5) == 0) {
             const char *value = w[1] == 'i' ? w + 2 + (w[2] == '=') : w + 5; /* -iH:P, -i=H:P */
-            if ((rc = parse_endpoint(ctx, value)) != 0)
+            if ((rc = parse_endpoint(ctx, "-i", value)) != 0)
                 return rc;
         } else {
             argv[out++] = argv[i];
@@ -193,19 +219,13 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    int rc;
-    if (getenv("KRAKEN_API") && *getenv("KRAKEN_API") &&
-        (rc = parse_endpoint(&ctx, getenv("KRAKEN_API"))) != 0)
-        return rc;
-    int opt;
+    const char *ip_flag = NULL;
+    int rc, opt;
     opterr = 0;
     /* "+": stop at the command; its own options follow it. */
     while ((opt = getopt_long(argc, argv, "+i:jvdhV", opts, NULL)) != -1) {
         switch (opt) {
-        case 'i':
-            if ((rc = parse_endpoint(&ctx, optarg)) != 0)
-                return rc;
-            break;
+        case 'i': ip_flag = optarg; break;
         case 'j': ctx.json = true; break;
         case 'v': ctx.verbose = true; break;
         case 'd': ctx.debug = true; break;
@@ -230,6 +250,8 @@ int main(int argc, char **argv)
                             argv[optind - 1]);
         }
     }
+    if ((rc = choose_endpoint(&ctx, ip_flag)) != 0)
+        return rc;
     if (strcmp(color, "always") == 0)
         ctx.color = true;
     else if (strcmp(color, "never") == 0)

@@ -197,4 +197,18 @@ char *kc_cell_text(const cJSON *value);
 int kc_print_column_table(kc_ctx *ctx, const kc_filter *f, const cJSON *cfg_list,
                           const cJSON *dsc_list, const char *kind, FILE *out);
 
+/* ---- the original's ~/.krakenctl (config.c) ---- */
+
+/* What ~/.krakenctl sets: the defaults of -i, -v and -d. */
+typedef struct kc_config {
+    char path[4096]; /* the file's name, for errors */
+    char ip[256];    /* "" when not set */
+    size_t ip_line;
+    bool verbose, debug;
+} kc_config;
+
+/* Read $HOME/.krakenctl when it exists (YAML: ip, verbose, debug). 0, or KC_EXIT_USAGE after
+ * a one-line error naming the file, line and key. */
+int kc_load_config(kc_ctx *ctx, kc_config *out);
+
 #endif
