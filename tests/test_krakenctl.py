@@ -594,8 +594,13 @@ def free_port():
     (["watch", "--timeout"], 2, "krakenctl watch: unknown option --timeout or missing argument "
      "(usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j])\n"),
     # "node" and "sme" are prefixes: the unknown command is both words
-    (["node", "freeze", "id"], 2,
-     "krakenctl: unknown command 'node freeze' (see krakenctl --help)\n"),
+    (["node", "frob", "id"], 2,
+     "krakenctl: unknown command 'node frob' (see krakenctl --help)\n"),
+    # listed by the original but never implemented there: say so, and what does the job
+    (["node", "freeze", "id"], 2, "krakenctl: 'node freeze' was never implemented by the "
+     "original krakenctl either; to keep the engine off one node: krakenctl set ID /Busy BUSY\n"),
+    (["runtime", "log_level", "5"], 2, "krakenctl: 'runtime log_level' was never implemented by "
+     "the original krakenctl either; the daemon's log level is kraken-daemon -log N\n"),
     (["sme"], 2, "krakenctl: unknown command 'sme' (see krakenctl --help)\n"),
 ])
 def test_usage_errors(args, rc, err):
@@ -660,6 +665,19 @@ def test_command_help():
     got = subprocess.run([KRAKENCTL, "watch", "-h"], capture_output=True, text=True)
     assert (got.returncode, got.stdout.splitlines()[0]) == (
         0, "usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j]")
+
+
+def test_group_help_lists_the_originals_forms():
+    got = subprocess.run([KRAKENCTL, "sme", "--help"], capture_output=True, text=True)
+    assert (got.returncode, got.stderr) == (0, "")
+    assert got.stdout == (
+        "usage: krakenctl sme ACTION [ARGS]   (krakenctl sme ACTION --help for one)\n"
+        "  sme freeze             stop all mutations (the engine plans nothing)\n"
+        "  sme thaw               resume mutations\n"
+        "  sme status             is the engine frozen?\n")
+    out = subprocess.run([KRAKENCTL, "node", "-h"], capture_output=True, text=True).stdout
+    assert [l.split()[1] for l in out.splitlines()[1:]] == [
+        "list", "info", "create", "update", "delete", "plan", "graph"]
 
 
 def test_watch_polls_without_an_event_stream(tmp_path):

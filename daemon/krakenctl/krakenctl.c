@@ -91,6 +91,43 @@ static bool is_alias_prefix(const char *word)
 }
 
 /* HOST:PORT of -i (@p what names where it came from in errors: "-i", "KRAKEN_API", ...). */
+/* `krakenctl node --help`: the commands of a group of the original's two-word forms. */
+static void print_group_help(const char *group)
+{
+    size_t len = strlen(group);
+    printf("usage: krakenctl %s ACTION [ARGS]   (krakenctl %s ACTION --help for one)\n", group,
+           group);
+    for (size_t i = 0; i < N_CMDS; i++) {
+        const char *alias = cmd_table[i]->alias;
+        if (alias && strncmp(alias, group, len) == 0 && alias[len] == ' ')
+            printf("  %-22s %s\n", alias, cmd_table[i]->summary);
+    }
+}
+
+/*
+ * No such command. The original krakenctl listed two forms it never implemented (it printed
+ * "This command is not yet implemented"): say so, and what does the job here. "node frob":
+ * the unknown command is both words, "node" alone is only a prefix. `node --help` lists the
+ * group. Returns the exit code.
+ */
+static int unknown_command(kc_ctx *ctx, int argc, char **argv)
+{
+    bool prefix = argc >= 2 && is_alias_prefix(argv[0]);
+    if (prefix && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        print_group_help(argv[0]);
+        return KC_EXIT_OK;
+    }
+    if (prefix && strcmp(argv[0], "node") == 0 && strcmp(argv[1], "freeze") == 0)
+        return kc_error(ctx, KC_EXIT_USAGE, "'node freeze' was never implemented by the original "
+                        "krakenctl either; to keep the engine off one node: krakenctl set ID "
+                        "/Busy BUSY");
+    if (argc >= 2 && strcmp(argv[0], "runtime") == 0 && strcmp(argv[1], "log_level") == 0)
+        return kc_error(ctx, KC_EXIT_USAGE, "'runtime log_level' was never implemented by the "
+                        "original krakenctl either; the daemon's log level is kraken-daemon -log N");
+    return kc_error(ctx, KC_EXIT_USAGE, "unknown command '%s%s%s' (see krakenctl --help)",
+                    argv[0], prefix ? " " : "", prefix ? argv[1] : "");
+}
+
 static int parse_endpoint(kc_ctx *ctx, const char *what, const char *text)
 {
     const char *colon = strrchr(text, ':');
@@ -268,12 +305,8 @@ int main(int argc, char **argv)
     }
     int used = 0;
     const kc_cmd_entry *cmd = find_cmd(argc - optind, argv + optind, &used);
-    if (!cmd) {
-        /* "node frob": the unknown command is both words, "node" alone is only a prefix */
-        bool prefix = optind + 1 < argc && is_alias_prefix(argv[optind]);
-        return kc_error(&ctx, KC_EXIT_USAGE, "unknown command '%s%s%s' (see krakenctl --help)",
-                        argv[optind], prefix ? " " : "", prefix ? argv[optind + 1] : "");
-    }
+    if (!cmd)
+        return unknown_command(&ctx, argc - optind, argv + optind);
     /* `krakenctl COMMAND --help`: the command's usage, before anything is loaded or sent */
     for (int i = optind + used; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
