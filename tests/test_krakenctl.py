@@ -238,6 +238,22 @@ def test_filter_json_has_the_originals_shape(views):
                                                                 (SELF, "root")]
 
 
+def test_json_text_is_the_originals(views):
+    # the original printed json.dumps(indent=4, sort_keys=True): the same text, byte for byte,
+    # so line-based scripts (grep '"physState": "POWER_ON"') keep working
+    ok(views, "set", N2, "/Nodename", "nœud-\U0001f600\t\"q\"\\")
+    for args in (["list", "-t", "cfg", "-j"], ["list", "-t", "dsc", "-f", "physState", "-j"],
+                 ["node", "info", "-t", "cfg", "-j", N1], ["node", "info", "-t", "cfg", "-j", N2]):
+        out = ok(views, *args)
+        assert out == json.dumps(json.loads(out), indent=4, sort_keys=True) + "\n", args
+    assert '"nodename": "n\\u0153ud-\\ud83d\\ude00\\t\\"q\\"\\\\"' in ok(
+        views, "show", "-t", "cfg", "-j", N2)
+    assert json.loads(ok(views, "show", "-t", "cfg", "-j", N2))["nodename"] == \
+        "nœud-\U0001f600\t\"q\"\\"
+    assert ok(views, "list", "-t", "cfg", "-f", "-j").startswith(
+        '{\n    "nodes": [\n        {\n            "id": "%s",\n' % N1)
+
+
 def test_show_type_and_filter(views):
     def shown(*args):
         """The value table, without the plan line(s) that end every view."""

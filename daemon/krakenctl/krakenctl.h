@@ -90,7 +90,8 @@ int kc_bad_option(kc_ctx *ctx, const kc_cmd_entry *cmd, int opt, char **argv);
  * (printed). */
 int kc_parse_json_flag(kc_ctx *ctx, const kc_cmd_entry *cmd, int argc, char **argv,
                        int min_operands, int max_operands);
-/* Print a cJSON value (pretty) on stdout. */
+/* Print a cJSON value on stdout as the original krakenctl did (Python's json.dumps with
+ * indent=4, sort_keys=True: the same text for the same value). */
 void kc_print_json(const cJSON *json);
 /* Parse a node id; prints the error. */
 int kc_parse_id(kc_ctx *ctx, const char *text, kraken_uuid *out);
