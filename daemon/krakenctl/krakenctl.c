@@ -90,7 +90,6 @@ static bool is_alias_prefix(const char *word)
     return false;
 }
 
-/* HOST:PORT of -i (@p what names where it came from in errors: "-i", "KRAKEN_API", ...). */
 /* `krakenctl node --help`: the commands of a group of the original's two-word forms. */
 static void print_group_help(const char *group)
 {
@@ -128,6 +127,7 @@ static int unknown_command(kc_ctx *ctx, int argc, char **argv)
                     argv[0], prefix ? " " : "", prefix ? argv[1] : "");
 }
 
+/* HOST:PORT of -i (@p what names where it came from in errors: "-i", "KRAKEN_API", ...). */
 static int parse_endpoint(kc_ctx *ctx, const char *what, const char *text)
 {
     const char *colon = strrchr(text, ':');
