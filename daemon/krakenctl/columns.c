@@ -35,6 +35,17 @@ int kc_parse_kind(kc_ctx *ctx, const char *text, const char **out)
 
 /* ---- -f: parsing ------------------------------------------------------------------------- */
 
+/* Field @p i of kraken.Node. The caller-filled kraken_field_def gains a version as its first
+ * member (KRAKEN_FIELD_DEF_VERSION, issue 7): set it when the headers have it. */
+static int node_field(const kraken_schema *node, size_t i, kraken_field_def *def)
+{
+    memset(def, 0, sizeof *def);
+#ifdef KRAKEN_FIELD_DEF_VERSION
+    def->version = KRAKEN_FIELD_DEF_VERSION;
+#endif
+    return kraken_schema_field(node, i, def);
+}
+
 /* "phys_state" -> "physState": the JSON name of a kraken.Node field (SPEC 1.4). */
 static void json_name(const char *proto_name, char *out, size_t size)
 {
@@ -67,7 +78,7 @@ static void list_fields(const kraken_schema *node, char *out, size_t size)
     for (size_t i = 0; i < kraken_schema_field_count(node); i++) {
         kraken_field_def def;
         char name[KC_FILTER_NAME_MAX];
-        if (kraken_schema_field(node, i, &def) != 0)
+        if (node_field(node, i, &def) != 0)
             continue;
         json_name(def.name, name, sizeof name);
         int w = snprintf(out + used, size - used, "%s%s", used ? ", " : "", name);
@@ -115,7 +126,7 @@ static int filter_item(kc_ctx *ctx, const char *text, const kraken_schema *node,
     for (size_t i = 0; i < kraken_schema_field_count(node); i++) {
         kraken_field_def def;
         char name[KC_FILTER_NAME_MAX];
-        if (kraken_schema_field(node, i, &def) != 0)
+        if (node_field(node, i, &def) != 0)
             continue;
         json_name(def.name, name, sizeof name);
         if (names_field(item, len, name, def.name)) {
