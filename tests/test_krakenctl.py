@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -252,6 +253,34 @@ def test_json_text_is_the_originals(views):
         "nœud-\U0001f600\t\"q\"\\"
     assert ok(views, "list", "-t", "cfg", "-f", "-j").startswith(
         '{\n    "nodes": [\n        {\n            "id": "%s",\n' % N1)
+
+
+def original_dumps(value):
+    return json.dumps(value, indent=4, sort_keys=True) + "\n"
+
+
+def test_original_forms_print_the_originals_mixed_json(views):
+    # `node list -j` and `node info ID -j` (mixed) print as the original: "CFG:", the Cfg JSON,
+    # "DSC:", the Dsc JSON; the own forms (list, show) print one JSON document
+    def get(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{views.port}{path}") as r:
+            return json.load(r)
+
+    cfg, dsc = get("/cfg/nodes"), get("/dsc/nodes")
+    assert ok(views, "node", "list", "-j") == (
+        "CFG:\n\n" + original_dumps(cfg) + "\nDSC:\n\n" + original_dumps(dsc))
+    one = lambda n: {"id": n["id"], "nodename": n.get("nodename", ""),
+                     "physState": n.get("physState", "")}
+    assert ok(views, "node", "list", "-j", "-f", "physState") == (
+        "CFG:\n\n" + original_dumps({"nodes": [one(n) for n in cfg["nodes"]]}) +
+        "\nDSC:\n\n" + original_dumps({"nodes": [one(n) for n in dsc["nodes"]]}))
+    cfg1, dsc1 = get(f"/cfg/node/{N1}"), get(f"/dsc/node/{N1}")
+    assert ok(views, "node", "info", N1, "-j") == (
+        "CFG:\n\n" + original_dumps(cfg1) + "\nDSC:\n\n" + original_dumps(dsc1))
+    assert ok(views, "node", "info", "-f", "physState", "-j", N1) == (
+        "CFG:\n\n" + original_dumps(one(cfg1)) + "\nDSC:\n\n" + original_dumps(one(dsc1)))
+    assert set(json.loads(ok(views, "show", "-j", N1))) == {"id", "cfg", "dsc", "plan"}
+    assert json.loads(ok(views, "list", "-j"))["nodes"][0]["id"] == N1
 
 
 def test_show_type_and_filter(views):

@@ -32,11 +32,25 @@ static void print_mixed_json(const cJSON *cfg, const cJSON *dsc, const kc_filter
     cJSON_Delete(out);
 }
 
-/* -j: mixed as above; cfg or dsc the original's {"nodes": [...]} of that view. */
-static void print_json(const cJSON *cfg, const cJSON *dsc, const char *kind, const kc_filter *f)
+/* The original's `node list -j` (mixed): its Cfg list, then its Dsc list (filtered by -f). */
+static void print_original_mixed(const cJSON *cfg, const cJSON *dsc, const kc_filter *f)
+{
+    cJSON *fc = f ? kc_filter_list(f, cfg) : NULL, *fd = f ? kc_filter_list(f, dsc) : NULL;
+    kc_print_original_mixed(fc ? fc : cfg, fd ? fd : dsc);
+    cJSON_Delete(fc);
+    cJSON_Delete(fd);
+}
+
+/* -j: mixed as above (as the original under `node list`); cfg or dsc the original's
+ * {"nodes": [...]} of that view. */
+static void print_json(const kc_ctx *ctx, const cJSON *cfg, const cJSON *dsc, const char *kind,
+                       const kc_filter *f)
 {
     if (strcmp(kind, "mixed") == 0) {
-        print_mixed_json(cfg, dsc, f);
+        if (ctx->original_form)
+            print_original_mixed(cfg, dsc, f);
+        else
+            print_mixed_json(cfg, dsc, f);
         return;
     }
     cJSON *view = kc_list_view(cfg, dsc, kind);
@@ -82,7 +96,7 @@ static int cmd_list(kc_ctx *ctx, int argc, char **argv)
         return rc;
     }
     if (ctx->json)
-        print_json(cfg, dsc, kind, f);
+        print_json(ctx, cfg, dsc, kind, f);
     else if (f)
         rc = kc_print_column_table(ctx, f, cfg, dsc, kind, stdout);
     else

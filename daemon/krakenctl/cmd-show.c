@@ -75,8 +75,9 @@ static void print_plan(kc_ctx *ctx, const cJSON *plan)
     (void)ctx;
 }
 
-/* -j: mixed, {"id", "cfg", "dsc", "plan"}; cfg or dsc, the original's one node object of
- * that view. With -f, the nodes hold the filtered fields. */
+/* -j: mixed, {"id", "cfg", "dsc", "plan"} (under `node info`, the original's "CFG:" and
+ * "DSC:" documents); cfg or dsc, the original's one node object of that view. With -f, the
+ * nodes hold the filtered fields. */
 static int print_show_json(kc_ctx *ctx, const char *idtext, const char *kind, const kc_filter *f)
 {
     cJSON *cfg = NULL, *dsc = NULL, *plan = NULL;
@@ -91,7 +92,13 @@ static int print_show_json(kc_ctx *ctx, const char *idtext, const char *kind, co
         return rc;
     }
     cJSON *o;
-    if (strcmp(kind, "mixed") == 0) {
+    if (strcmp(kind, "mixed") == 0 && ctx->original_form) { /* `node info ID -j` */
+        cJSON *fc = f ? kc_filter_node(f, cfg) : NULL, *fd = f ? kc_filter_node(f, dsc) : NULL;
+        kc_print_original_mixed(fc ? fc : cfg, fd ? fd : dsc);
+        cJSON_Delete(fc);
+        cJSON_Delete(fd);
+        o = NULL;
+    } else if (strcmp(kind, "mixed") == 0) {
         snprintf(path, sizeof path, "/graph/node/%s/path", idtext);
         if (kc_request_json(ctx, "GET", path, NULL, &plan) != 0)
             plan = cJSON_CreateNull();
@@ -106,7 +113,8 @@ static int print_show_json(kc_ctx *ctx, const char *idtext, const char *kind, co
         if (f)
             cJSON_Delete(view);
     }
-    kc_print_json(o);
+    if (o)
+        kc_print_json(o);
     cJSON_Delete(o);
     cJSON_Delete(cfg);
     cJSON_Delete(dsc);

@@ -332,6 +332,7 @@ int main(int argc, char **argv)
     char **cargv = argv + optind + used - 1;
     char *saved = cargv[0];
     cargv[0] = (char *)cmd->name;
+    ctx.original_form = used == 2;
     optind = 0; /* reset getopt for the command's own options */
     rc = cmd->exec(&ctx, cargc, cargv);
     cargv[0] = saved;

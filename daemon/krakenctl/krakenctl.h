@@ -38,6 +38,7 @@ typedef struct kc_ctx {
     bool color;           /* colour the tables (a tty, unless --color=never) */
     bool debug;           /* -d: show requests on stderr */
     bool verbose;         /* -v */
+    bool original_form;   /* run by the original's two-word form ("node list"): --json in its shape */
     double timeout_s;     /* per request */
     struct event_base *base;
     struct evhttp_connection *conn;
@@ -90,6 +91,9 @@ int kc_bad_option(kc_ctx *ctx, const kc_cmd_entry *cmd, int opt, char **argv);
  * (printed). */
 int kc_parse_json_flag(kc_ctx *ctx, const kc_cmd_entry *cmd, int argc, char **argv,
                        int min_operands, int max_operands);
+/* The original's --json of the mixed view: "CFG:", the Cfg JSON, "DSC:", the Dsc JSON (two
+ * documents, as its `node list -j` and `node info ID -j` printed them). */
+void kc_print_original_mixed(const cJSON *cfg, const cJSON *dsc);
 /* Print a cJSON value on stdout as the original krakenctl did (Python's json.dumps with
  * indent=4, sort_keys=True: the same text for the same value). */
 void kc_print_json(const cJSON *json);

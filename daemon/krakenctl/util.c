@@ -183,6 +183,14 @@ void kc_print_json(const cJSON *json)
     fputc('\n', stdout);
 }
 
+void kc_print_original_mixed(const cJSON *cfg, const cJSON *dsc)
+{
+    fputs("CFG:\n\n", stdout);
+    kc_print_json(cfg);
+    fputs("\nDSC:\n\n", stdout);
+    kc_print_json(dsc);
+}
+
 int kc_parse_id(kc_ctx *ctx, const char *text, kraken_uuid *out)
 {
     if (kraken_uuid_parse(out, text) != 0)
