@@ -431,9 +431,9 @@ def test_create_reports_each_node(daemon, tmp_path):
     assert errs[0].startswith(f"krakenctl: {N1}: ") and "already exists" in errs[0]
     assert errs[1].startswith(f"krakenctl: {N3}: ") and "BOGUS" in errs[1]
     assert ok(daemon, "get", N2, "/Nodename") == "n2\n"
-    # one node object from stdin, the original's form
+    # one node object from stdin, the original's form, which says "Success" as the original
     out = ok(daemon, "node", "create", "-", stdin=json.dumps({"id": N3, "nodename": "n3"}))
-    assert out == "1 node(s) created, 0 failed\n"
+    assert out == "Success\n"
     # every item refused: the daemon answers 400 with the items' errors, each one is reported
     rc, out, err = ctl(daemon, "create", str(f))
     assert rc == 1
@@ -442,6 +442,8 @@ def test_create_reports_each_node(daemon, tmp_path):
     assert len(errs) == 3
     assert errs[0].startswith(f"krakenctl: {N2}: ") and "already exists" in errs[0]
     assert errs[2].startswith(f"krakenctl: {N3}: ") and "BOGUS" in errs[2]
+    # the original's form reports failures the same way (the original said nothing, exit 0)
+    assert ctl(daemon, "node", "create", str(f))[:2] == (1, "0 node(s) created, 3 failed\n")
 
 
 def test_create_refuses_bad_files(daemon, tmp_path):
@@ -460,7 +462,8 @@ def test_create_refuses_bad_files(daemon, tmp_path):
 def test_update_cfg_and_dsc(daemon, tmp_path):
     f = tmp_path / "upd.json"
     f.write_text(json.dumps({"nodes": [{"id": N1, "nodename": "renamed", "physState": "POWER_OFF"}]}))
-    assert ok(daemon, "node", "update", str(f)) == "1 node(s) updated, 0 failed\n"
+    assert ok(daemon, "node", "update", str(f)) == "Success\n"     # the original's form
+    assert ok(daemon, "update", str(f)) == "1 node(s) updated, 0 failed\n"
     assert ok(daemon, "get", N1, "/Nodename") == "renamed\n"
     f.write_text(json.dumps({"nodes": [{"id": N1, "physState": "POWER_OFF"}]}))
     ok(daemon, "update", "-t", "dsc", str(f))
