@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 import pytest
 
@@ -73,6 +74,7 @@ def ctl(d, *args, env=None, stdin=None, api=True):
     e = dict(os.environ)
     e.pop("KRAKEN_TOKEN", None)
     e.pop("KRAKEN_API", None)
+    e["HOME"] = "/nonexistent"  # no ~/.krakenctl unless a test gives one
     e.update(env or {})
     r = subprocess.run(full, capture_output=True, text=True, env=e, input=stdin,
                        timeout=DEADLINE * 2)
@@ -145,6 +147,233 @@ def test_show_unknown_node_is_404(daemon):
     assert err == f"krakenctl: GET /cfg/node/{N3}: 404: node {N3} not found\n"
 
 
+# ---- the original's -t and -f (column filter) ------------------------------------------------
+
+# n1 runs a service and carries an extension; a2 is a child node (parentId): the original puts
+# nodes without a parent first, then orders by nodename.
+VIEW_STATE = {"nodes": [
+    STATE["nodes"][0],
+    {"id": N1, "nodename": "n1", "physState": "POWER_ON", "platform": "sim",
+     "services": [{"id": "pxe", "module": "pxe", "state": "RUN"}],
+     "extensions": [{"@type": "type.googleapis.com/PXE.Client", "method": "iPXE",
+                     "state": "WAIT"}]},
+    {"id": N2, "nodename": "a2", "arch": "arm64", "parentId": SELF},
+]}
+
+
+@pytest.fixture
+def views(tmp_path):
+    d = Daemon(str(tmp_path), state=VIEW_STATE)
+    ok(d, "set", "--dsc", N1, "/PhysState", "POWER_OFF")   # Dsc differs from Cfg
+    yield d
+    d.stop()
+
+
+def table(*rows):
+    """The aligned text of a table: columns two blanks apart, no trailing blanks."""
+    widths = [max(len(r[c]) if c < len(r) else 0 for r in rows) for c in range(len(rows[0]))]
+    return "".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() + "\n"
+                   for r in rows)
+
+
+def test_filter_shows_chosen_fields_mixed(views):
+    # mixed: Cfg with Dsc's values taking priority (n1's PhysState is Dsc's POWER_OFF); lists
+    # as their items' id (or short @type) and state; columns id, nodename, then by name
+    out = ok(views, "node", "list", "-f", "physState,services,extensions")
+    assert out == table(
+        ["id", "nodename", "extensions", "physState", "services"],
+        [N1, "n1", "PXE.Client:WAIT", "POWER_OFF", "pxe:RUN"],
+        [SELF, "root", "IPv4.IPv4OverEthernet", "POWER_ON", "restapi:RUN,sync:RUN,websocket:RUN"],
+        [N2, "a2"])
+
+
+def test_filter_cfg_and_dsc_views(views):
+    assert ok(views, "list", "-t", "cfg", "-f", "physState,arch") == table(
+        ["id", "nodename", "arch", "physState"],
+        [N1, "n1", "", "POWER_ON"],
+        [SELF, "root"],
+        [N2, "a2", "arm64"])
+    # the Dsc view names nodes with Cfg's nodename; a2's Dsc has no parent, so it sorts first
+    assert ok(views, "list", "-t", "dsc", "-f", "physState") == table(
+        ["id", "nodename", "physState"],
+        [N2, "a2"],
+        [N1, "n1", "POWER_OFF"],
+        [SELF, "root", "POWER_ON"])
+
+
+def test_filter_forms_of_the_original(views):
+    want = ok(views, "list", "-f", "physState")
+    # argparse's forms of an optional argument, blanks around names, and the URL/proto names
+    for form in (["--filter", "physState"], ["-fphysState"], ["--filter=physState"],
+                 ["-f=physState"], ["-f", " physState "], ["-f", "PhysState"],
+                 ["-f", "phys_state,id"], ["-f", "physState,physState"]):
+        assert ok(views, "list", *form) == want, form
+    # a bare -f keeps id and nodename only
+    assert ok(views, "list", "-f") == table(["id", "nodename"], [N1, "n1"], [SELF, "root"],
+                                            [N2, "a2"])
+    assert ok(views, "list", "-f", "-t", "cfg") == ok(views, "list", "-t", "cfg", "-f")
+    # the colour of a state is Dsc's against Cfg's, even where the cell shows Cfg's value
+    out = ok(views, "--color", "always", "list", "-f", "physState")
+    assert f"{N1}  n1        \033[33mPOWER_OFF\033[0m" in out
+    assert f"{SELF}  root      \033[32mPOWER_ON\033[0m" in out
+
+
+def test_filter_json_has_the_originals_shape(views):
+    # -t cfg / -t dsc: {"nodes": [...]} of exactly id, nodename and the columns, "" when absent
+    assert json.loads(ok(views, "list", "-t", "cfg", "-f", "arch,busy", "-j")) == {"nodes": [
+        {"id": N1, "nodename": "n1", "arch": "", "busy": ""},
+        {"id": N2, "nodename": "a2", "arch": "arm64", "busy": ""},
+        {"id": SELF, "nodename": "root", "arch": "", "busy": ""}]}
+    assert json.loads(ok(views, "-j", "node", "list", "-t", "dsc", "-f", "physState")) == {
+        "nodes": [{"id": N1, "nodename": "n1", "physState": "POWER_OFF"},
+                  {"id": N2, "nodename": "a2", "physState": ""},
+                  {"id": SELF, "nodename": "root", "physState": "POWER_ON"}]}
+    # mixed: one object per node, its Cfg and Dsc filtered (as the original's CFG and DSC)
+    mixed = json.loads(ok(views, "list", "--json", "--filter", "physState"))
+    assert mixed["nodes"][0] == {
+        "id": N1, "cfg": {"id": N1, "nodename": "n1", "physState": "POWER_ON"},
+        "dsc": {"id": N1, "nodename": "", "physState": "POWER_OFF"}}
+    # -t dsc without -f: the Dsc nodes, named as in Cfg
+    dsc = json.loads(ok(views, "list", "-t", "dsc", "-j"))
+    assert [(n["id"], n["nodename"]) for n in dsc["nodes"]] == [(N1, "n1"), (N2, "a2"),
+                                                                (SELF, "root")]
+
+
+def test_json_text_is_the_originals(views):
+    # the original printed json.dumps(indent=4, sort_keys=True): the same text, byte for byte,
+    # so line-based scripts (grep '"physState": "POWER_ON"') keep working
+    ok(views, "set", N2, "/Nodename", "nœud-\U0001f600\t\"q\"\\")
+    for args in (["list", "-t", "cfg", "-j"], ["list", "-t", "dsc", "-f", "physState", "-j"],
+                 ["node", "info", "-t", "cfg", "-j", N1], ["node", "info", "-t", "cfg", "-j", N2]):
+        out = ok(views, *args)
+        assert out == json.dumps(json.loads(out), indent=4, sort_keys=True) + "\n", args
+    assert '"nodename": "n\\u0153ud-\\ud83d\\ude00\\t\\"q\\"\\\\"' in ok(
+        views, "show", "-t", "cfg", "-j", N2)
+    assert json.loads(ok(views, "show", "-t", "cfg", "-j", N2))["nodename"] == \
+        "nœud-\U0001f600\t\"q\"\\"
+    assert ok(views, "list", "-t", "cfg", "-f", "-j").startswith(
+        '{\n    "nodes": [\n        {\n            "id": "%s",\n' % N1)
+
+
+def original_dumps(value):
+    return json.dumps(value, indent=4, sort_keys=True) + "\n"
+
+
+def test_original_forms_print_the_originals_mixed_json(views):
+    # `node list -j` and `node info ID -j` (mixed) print as the original: "CFG:", the Cfg JSON,
+    # "DSC:", the Dsc JSON; the own forms (list, show) print one JSON document
+    def get(path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{views.port}{path}") as r:
+            return json.load(r)
+
+    cfg, dsc = get("/cfg/nodes"), get("/dsc/nodes")
+    assert ok(views, "node", "list", "-j") == (
+        "CFG:\n\n" + original_dumps(cfg) + "\nDSC:\n\n" + original_dumps(dsc))
+    one = lambda n: {"id": n["id"], "nodename": n.get("nodename", ""),
+                     "physState": n.get("physState", "")}
+    assert ok(views, "node", "list", "-j", "-f", "physState") == (
+        "CFG:\n\n" + original_dumps({"nodes": [one(n) for n in cfg["nodes"]]}) +
+        "\nDSC:\n\n" + original_dumps({"nodes": [one(n) for n in dsc["nodes"]]}))
+    cfg1, dsc1 = get(f"/cfg/node/{N1}"), get(f"/dsc/node/{N1}")
+    assert ok(views, "node", "info", N1, "-j") == (
+        "CFG:\n\n" + original_dumps(cfg1) + "\nDSC:\n\n" + original_dumps(dsc1))
+    assert ok(views, "node", "info", "-f", "physState", "-j", N1) == (
+        "CFG:\n\n" + original_dumps(one(cfg1)) + "\nDSC:\n\n" + original_dumps(one(dsc1)))
+    assert set(json.loads(ok(views, "show", "-j", N1))) == {"id", "cfg", "dsc", "plan"}
+    assert json.loads(ok(views, "list", "-j"))["nodes"][0]["id"] == N1
+
+
+def test_show_type_and_filter(views):
+    def shown(*args):
+        """The value table, without the plan line(s) that end every view."""
+        out = ok(views, *args)
+        assert re.search(r"\nplan: [A-Z_]+", out), out
+        return out.split("\nplan: ")[0]
+
+    assert shown("node", "info", "-t", "cfg", N1) == f"node {N1}\n" + table(
+        ["URL", "CFG"],
+        ["/Id", N1],
+        ["/Nodename", "n1"],
+        ["/PhysState", "POWER_ON"],
+        ["/Platform", "sim"],
+        ["/Services/pxe/Id", "pxe"],
+        ["/Services/pxe/Module", "pxe"],
+        ["/Services/pxe/State", "RUN"],
+        ["type.googleapis.com/PXE.Client/Method", "iPXE"],
+        ["type.googleapis.com/PXE.Client/State", "WAIT"])
+    # Dsc, named from Cfg
+    assert shown("node", "info", N1, "-t", "dsc") == f"node {N1}\n" + table(
+        ["URL", "DSC"], ["/Id", N1], ["/Nodename", "n1"], ["/PhysState", "POWER_OFF"])
+    # -f picks the rows of the chosen fields (an extension's URLs are its @type's)
+    assert shown("show", "-f", "physState,extensions", N1) == f"node {N1}\n" + table(
+        ["URL", "CFG", "DSC"],
+        ["/Id", N1, N1],
+        ["/Nodename", "n1"],
+        ["/PhysState", "POWER_ON", "POWER_OFF"],
+        ["type.googleapis.com/PXE.Client/Method", "iPXE"],
+        ["type.googleapis.com/PXE.Client/State", "WAIT"])
+    # a bare -f before the id: the id stays the operand
+    assert shown("node", "info", "-f", N1, "-t", "cfg") == f"node {N1}\n" + table(
+        ["URL", "CFG"], ["/Id", N1], ["/Nodename", "n1"])
+
+
+def test_show_json_of_one_view(views):
+    # the original's one node object of the view, filtered like list's
+    assert json.loads(ok(views, "node", "info", "-j", "-t", "dsc", N1)) == {
+        "id": N1, "physState": "POWER_OFF", "nodename": "n1"}
+    assert json.loads(ok(views, "show", "-t", "cfg", "-f", "services,busy", "-j", N1)) == {
+        "id": N1, "nodename": "n1", "busy": "",
+        "services": [{"id": "pxe", "module": "pxe", "state": "RUN"}]}
+    doc = json.loads(ok(views, "show", "-f", "physState", "--json", N1))
+    assert (doc["cfg"], doc["dsc"]) == ({"id": N1, "nodename": "n1", "physState": "POWER_ON"},
+                                        {"id": N1, "nodename": "", "physState": "POWER_OFF"})
+    assert "state" in doc["plan"]
+
+
+def test_global_flags_after_the_command(views):
+    # the original accepted -i, -v and -d at every level of the command
+    want = ok(views, "list")
+    addr = f"127.0.0.1:{views.port}"
+    assert ok(None, "node", "list", "-i", addr, api=False) == want
+    assert ok(None, "node", f"--ip={addr}", "list", api=False) == want
+    rc, out, err = ctl(None, "node", "-d", "info", "-i" + addr, "-t", "cfg", N1, api=False)
+    assert rc == 0 and out.startswith(f"node {N1}\n")
+    assert f"> GET http://{addr}/cfg/node/{N1}\n" in err
+    assert ok(None, "sme", "status", "-v", "-i", addr, api=False) == "thawed\n"
+
+
+def test_config_file_of_the_original(daemon, tmp_path):
+    # ~/.krakenctl as the original wrote it: the defaults of -i, -v and -d
+    home = tmp_path / "home"
+    home.mkdir()
+    conf = home / ".krakenctl"
+    conf.write_text(f"debug: false\nip: 127.0.0.1:{daemon.port}\nverbose: false\n")
+    env = {"HOME": str(home)}
+    assert ok(daemon, "status", env=env, api=False) == "thawed\n"
+    conf.write_text(f"debug: true\nip: 127.0.0.1:{daemon.port}\n")
+    rc, out, err = ctl(daemon, "status", env=env, api=False)
+    assert (rc, out) == (0, "thawed\n") and err.startswith("> GET http://127.0.0.1:")
+    # $KRAKEN_API and -i come first
+    conf.write_text(f"ip: 127.0.0.1:{free_port()}\n")
+    assert ok(daemon, "status", env=dict(env, KRAKEN_API=f"127.0.0.1:{daemon.port}"),
+              api=False) == "thawed\n"
+    assert ok(daemon, "status", env=env) == "thawed\n"
+    # a file krakenctl cannot use is an error naming the file, line and key
+    for text, why in [
+            ("ipp: host\n", "1: unknown key 'ipp' (expected ip, verbose or debug)"),
+            ("ip: host:1\nverbose: maybe\n", "2: verbose: 'maybe' is not true or false"),
+            ("\nip: host:0\n", "2: ip host:0: the port must be 1..65535"),
+            ("ip: [a, b]\n", "1: ip: expected a value, not a list or mapping"),
+            ("- ip\n", "1: expected a mapping of ip, verbose, debug"),
+            ('ip: "host\n', "2:1: invalid YAML: found unexpected end of stream")]:
+        conf.write_text(text)
+        rc, _, err = ctl(daemon, "status", env=env)
+        assert (rc, err) == (2, f"krakenctl: {conf}:{why}\n"), text
+    # --help needs no file
+    assert subprocess.run([KRAKENCTL, "--help"], capture_output=True,
+                          env=dict(os.environ, HOME=str(home))).returncode == 0
+
+
 # ---- get and set -------------------------------------------------------------------------------
 
 def test_get_and_set_by_url(daemon):
@@ -202,9 +431,9 @@ def test_create_reports_each_node(daemon, tmp_path):
     assert errs[0].startswith(f"krakenctl: {N1}: ") and "already exists" in errs[0]
     assert errs[1].startswith(f"krakenctl: {N3}: ") and "BOGUS" in errs[1]
     assert ok(daemon, "get", N2, "/Nodename") == "n2\n"
-    # one node object from stdin, the original's form
+    # one node object from stdin, the original's form, which says "Success" as the original
     out = ok(daemon, "node", "create", "-", stdin=json.dumps({"id": N3, "nodename": "n3"}))
-    assert out == "1 node(s) created, 0 failed\n"
+    assert out == "Success\n"
     # every item refused: the daemon answers 400 with the items' errors, each one is reported
     rc, out, err = ctl(daemon, "create", str(f))
     assert rc == 1
@@ -213,6 +442,8 @@ def test_create_reports_each_node(daemon, tmp_path):
     assert len(errs) == 3
     assert errs[0].startswith(f"krakenctl: {N2}: ") and "already exists" in errs[0]
     assert errs[2].startswith(f"krakenctl: {N3}: ") and "BOGUS" in errs[2]
+    # the original's form reports failures the same way (the original said nothing, exit 0)
+    assert ctl(daemon, "node", "create", str(f))[:2] == (1, "0 node(s) created, 3 failed\n")
 
 
 def test_create_refuses_bad_files(daemon, tmp_path):
@@ -231,7 +462,8 @@ def test_create_refuses_bad_files(daemon, tmp_path):
 def test_update_cfg_and_dsc(daemon, tmp_path):
     f = tmp_path / "upd.json"
     f.write_text(json.dumps({"nodes": [{"id": N1, "nodename": "renamed", "physState": "POWER_OFF"}]}))
-    assert ok(daemon, "node", "update", str(f)) == "1 node(s) updated, 0 failed\n"
+    assert ok(daemon, "node", "update", str(f)) == "Success\n"     # the original's form
+    assert ok(daemon, "update", str(f)) == "1 node(s) updated, 0 failed\n"
     assert ok(daemon, "get", N1, "/Nodename") == "renamed\n"
     f.write_text(json.dumps({"nodes": [{"id": N1, "physState": "POWER_OFF"}]}))
     ok(daemon, "update", "-t", "dsc", str(f))
@@ -375,19 +607,33 @@ def free_port():
     (["--color", "pink", "list"], 2, "krakenctl: --color pink: expected auto, always or never\n"),
     (["--token-file", "/nonexistent/token", "list"], 2,
      "krakenctl: --token-file /nonexistent/token: No such file or directory\n"),
-    (["show"], 2, "usage: krakenctl show [-j] ID\n"),
-    (["node", "info"], 2, "usage: krakenctl show [-j] ID\n"),
+    (["show"], 2, "usage: krakenctl show [-t mixed|cfg|dsc] [-f [COLUMNS]] [-j] ID\n"),
+    (["node", "info"], 2, "usage: krakenctl show [-t mixed|cfg|dsc] [-f [COLUMNS]] [-j] ID\n"),
     # a command's bad option is named, with the usage, on one line
-    (["node", "list", "-f", "extensions"], 2, "krakenctl list: unknown option -f or missing "
-     "argument (usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
-    (["list", "--filter"], 2, "krakenctl list: unknown option --filter or missing argument "
-     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+    (["node", "list", "-x", "extensions"], 2, "krakenctl list: unknown option -x or missing "
+     "argument (usage: krakenctl list [-t mixed|cfg|dsc] [-f [COLUMNS]] [-j])\n"),
+    (["list", "--fliter"], 2, "krakenctl list: unknown option --fliter or missing argument "
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-f [COLUMNS]] [-j])\n"),
     (["list", "-t"], 2, "krakenctl list: unknown option -t or missing argument "
-     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
-    (["show", "-jf", "id"], 2, "krakenctl show: unknown option -f or missing argument "
-     "(usage: krakenctl show [-j] ID)\n"),
-    (["list", "--filter=id"], 2, "krakenctl list: unknown option --filter or missing argument "
-     "(usage: krakenctl list [-t mixed|cfg|dsc] [-j])\n"),
+     "(usage: krakenctl list [-t mixed|cfg|dsc] [-f [COLUMNS]] [-j])\n"),
+    (["show", "-jx", "id"], 2, "krakenctl show: unknown option -x or missing argument "
+     "(usage: krakenctl show [-t mixed|cfg|dsc] [-f [COLUMNS]] [-j] ID)\n"),
+    (["list", "--type=id"], 2, "krakenctl: -t id: expected mixed, cfg or dsc\n"),
+    (["node", "info", "-t", "both", N1], 2, "krakenctl: -t both: expected mixed, cfg or dsc\n"),
+    # the original's -f: a malformed filter is refused before anything is sent, naming the item
+    (["node", "list", "-f", "physState,,arch"], 2,
+     "krakenctl: -f physState,,arch: empty column name (item 2)\n"),
+    (["list", "--filter=physState,"], 2,
+     "krakenctl: -f physState,: empty column name (item 2)\n"),
+    (["list", "-f", "physState, physstat"], 2, "krakenctl: -f physState, physstat: no column "
+     "'physstat' (a node has id, nodename, runState, physState, arch, platform, parentId, busy, "
+     "services, extensions)\n"),
+    (["node", "info", "-f", "Services/pxe", N1], 2, "krakenctl: -f Services/pxe: no column "
+     "'Services/pxe' (a node has id, nodename, runState, physState, arch, platform, parentId, "
+     "busy, services, extensions)\n"),
+    # the original's global -i at any level of the command: checked the same way
+    (["node", "list", "-i", "host:0"], 2, "krakenctl: -i host:0: the port must be 1..65535\n"),
+    (["node", "list", "-i"], 2, "krakenctl: -i: missing HOST:PORT\n"),
     (["watch", "--until-converged", "-xj"], 2, "krakenctl watch: unknown option -x or missing "
      "argument (usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS]"
      " [-j])\n"),
@@ -396,8 +642,13 @@ def free_port():
     (["watch", "--timeout"], 2, "krakenctl watch: unknown option --timeout or missing argument "
      "(usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j])\n"),
     # "node" and "sme" are prefixes: the unknown command is both words
-    (["node", "freeze", "id"], 2,
-     "krakenctl: unknown command 'node freeze' (see krakenctl --help)\n"),
+    (["node", "frob", "id"], 2,
+     "krakenctl: unknown command 'node frob' (see krakenctl --help)\n"),
+    # listed by the original but never implemented there: say so, and what does the job
+    (["node", "freeze", "id"], 2, "krakenctl: 'node freeze' was never implemented by the "
+     "original krakenctl either; to keep the engine off one node: krakenctl set ID /Busy BUSY\n"),
+    (["runtime", "log_level", "5"], 2, "krakenctl: 'runtime log_level' was never implemented by "
+     "the original krakenctl either; the daemon's log level is kraken-daemon -log N\n"),
     (["sme"], 2, "krakenctl: unknown command 'sme' (see krakenctl --help)\n"),
 ])
 def test_usage_errors(args, rc, err):
@@ -456,12 +707,25 @@ def test_site_schemas_from_a_directory(tmp_path):
 def test_command_help():
     got = subprocess.run([KRAKENCTL, "node", "list", "--help"], capture_output=True, text=True)
     assert got.returncode == 0
-    assert got.stdout == ("usage: krakenctl list [-t mixed|cfg|dsc] [-j]\n"
+    assert got.stdout == ("usage: krakenctl list [-t mixed|cfg|dsc] [-f [COLUMNS]] [-j]\n"
                           "(also: krakenctl node list)\n"
-                          "list the nodes, Cfg next to Dsc\n")
+                          "list the nodes, Cfg next to Dsc (-f: chosen fields)\n")
     got = subprocess.run([KRAKENCTL, "watch", "-h"], capture_output=True, text=True)
     assert (got.returncode, got.stdout.splitlines()[0]) == (
         0, "usage: krakenctl watch [--until-converged] [--timeout SECONDS] [--poll SECONDS] [-j]")
+
+
+def test_group_help_lists_the_originals_forms():
+    got = subprocess.run([KRAKENCTL, "sme", "--help"], capture_output=True, text=True)
+    assert (got.returncode, got.stderr) == (0, "")
+    assert got.stdout == (
+        "usage: krakenctl sme ACTION [ARGS]   (krakenctl sme ACTION --help for one)\n"
+        "  sme freeze             stop all mutations (the engine plans nothing)\n"
+        "  sme thaw               resume mutations\n"
+        "  sme status             is the engine frozen?\n")
+    out = subprocess.run([KRAKENCTL, "node", "-h"], capture_output=True, text=True).stdout
+    assert [l.split()[1] for l in out.splitlines()[1:]] == [
+        "list", "info", "create", "update", "delete", "plan", "graph"]
 
 
 def test_watch_polls_without_an_event_stream(tmp_path):

@@ -1,22 +1,17 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* cmd-list.c: `krakenctl list` (the original's `node list`): every node, Cfg and Dsc. */
+/*
+ * cmd-list.c: `krakenctl list` (the original's `node list`): every node, Cfg and Dsc.
+ * With -f (the original's column filter), the chosen fields of the -t view instead.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "krakenctl.h"
 
-static int parse_kind(kc_ctx *ctx, const char *text, const char **out)
-{
-    if (strcmp(text, "mixed") == 0 || strcmp(text, "cfg") == 0 || strcmp(text, "dsc") == 0) {
-        *out = text;
-        return 0;
-    }
-    return kc_error(ctx, KC_EXIT_USAGE, "-t %s: expected mixed, cfg or dsc", text);
-}
-
-/* {"nodes": [{"id", "cfg": {...}, "dsc": {...}}]}: one object per node for scripts. */
-static void print_mixed_json(const cJSON *cfg, const cJSON *dsc)
+/* {"nodes": [{"id", "cfg": {...}, "dsc": {...}}]}: one object per node for scripts
+ * (with -f, cfg and dsc hold the filtered fields). */
+static void print_mixed_json(const cJSON *cfg, const cJSON *dsc, const kc_filter *f)
 {
     cJSON *out = cJSON_CreateObject(), *nodes = cJSON_AddArrayToObject(out, "nodes");
     const cJSON *n, *cursor = NULL;
@@ -26,59 +21,96 @@ static void print_mixed_json(const cJSON *cfg, const cJSON *dsc)
         const cJSON *d = kc_find_node_next(dsc, id, &cursor);
         cJSON *item = cJSON_CreateObject();
         cJSON_AddStringToObject(item, "id", id);
-        cJSON_AddItemToObject(item, "cfg", cJSON_Duplicate(n, true));
-        cJSON_AddItemToObject(item, "dsc", d ? cJSON_Duplicate(d, true) : cJSON_CreateNull());
+        cJSON_AddItemToObject(item, "cfg", f ? kc_filter_node(f, n) : cJSON_Duplicate(n, true));
+        cJSON_AddItemToObject(item, "dsc",
+                              !d  ? cJSON_CreateNull()
+                              : f ? kc_filter_node(f, d)
+                                  : cJSON_Duplicate(d, true));
         cJSON_AddItemToArray(nodes, item);
     }
     kc_print_json(out);
     cJSON_Delete(out);
 }
 
+/* The original's `node list -j` (mixed): its Cfg list, then its Dsc list (filtered by -f). */
+static void print_original_mixed(const cJSON *cfg, const cJSON *dsc, const kc_filter *f)
+{
+    cJSON *fc = f ? kc_filter_list(f, cfg) : NULL, *fd = f ? kc_filter_list(f, dsc) : NULL;
+    kc_print_original_mixed(fc ? fc : cfg, fd ? fd : dsc);
+    cJSON_Delete(fc);
+    cJSON_Delete(fd);
+}
+
+/* -j: mixed as above (as the original under `node list`); cfg or dsc the original's
+ * {"nodes": [...]} of that view. */
+static void print_json(const kc_ctx *ctx, const cJSON *cfg, const cJSON *dsc, const char *kind,
+                       const kc_filter *f)
+{
+    if (strcmp(kind, "mixed") == 0) {
+        if (ctx->original_form)
+            print_original_mixed(cfg, dsc, f);
+        else
+            print_mixed_json(cfg, dsc, f);
+        return;
+    }
+    cJSON *view = kc_list_view(cfg, dsc, kind);
+    cJSON *shown = f ? kc_filter_list(f, view) : NULL;
+    kc_print_json(shown ? shown : view);
+    cJSON_Delete(shown);
+    cJSON_Delete(view);
+}
+
 static int cmd_list(kc_ctx *ctx, int argc, char **argv)
 {
-    const char *kind = "mixed";
+    const char *kind = "mixed", *filter_text = NULL;
     static const struct option opts[] = {{"type", required_argument, NULL, 't'},
                                          {"json", no_argument, NULL, 'j'},
+                                         {"filter", optional_argument, NULL, 'f'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int opt, rc;
-    while ((opt = getopt_long(argc, argv, "t:jh", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "t:jf::h", opts, NULL)) != -1) {
         if (opt == 't') {
-            if ((rc = parse_kind(ctx, optarg, &kind)) != 0)
+            if ((rc = kc_parse_kind(ctx, optarg, &kind)) != 0)
                 return rc;
         } else if (opt == 'j') {
             ctx->json = true;
+        } else if (opt == 'f') {
+            filter_text = kc_filter_optarg(optarg, argc, argv);
         } else {
             return kc_bad_option(ctx, &kc_cmd_list_entry, opt, argv);
         }
     }
     if (optind != argc)
         return kc_usage(ctx, &kc_cmd_list_entry);
+    kc_filter filter;
+    if (filter_text && (rc = kc_filter_parse(ctx, filter_text, &filter)) != 0)
+        return rc;
+    const kc_filter *f = filter_text ? &filter : NULL;
+    /* Cfg always: the Dsc view takes its node names from it, as the original */
     cJSON *cfg = NULL, *dsc = NULL;
-    bool need_cfg = true, need_dsc = strcmp(kind, "cfg") != 0;
-    if ((need_cfg && (rc = kc_request_json(ctx, "GET", "/cfg/nodes", NULL, &cfg)) != 0) ||
+    bool need_dsc = strcmp(kind, "cfg") != 0;
+    if ((rc = kc_request_json(ctx, "GET", "/cfg/nodes", NULL, &cfg)) != 0 ||
         (need_dsc && (rc = kc_request_json(ctx, "GET", "/dsc/nodes", NULL, &dsc)) != 0)) {
         cJSON_Delete(cfg);
         return rc;
     }
-    if (ctx->json) {
-        if (strcmp(kind, "mixed") == 0)
-            print_mixed_json(cfg, dsc);
-        else
-            kc_print_json(strcmp(kind, "cfg") == 0 ? cfg : dsc);
-    } else {
-        kc_print_node_table(ctx, cfg, dsc, kind, stdout);
-    }
+    if (ctx->json)
+        print_json(ctx, cfg, dsc, kind, f);
+    else if (f)
+        rc = kc_print_column_table(ctx, f, cfg, dsc, kind, stdout);
+    else
+        rc = kc_print_node_table(ctx, cfg, dsc, kind, stdout);
     cJSON_Delete(cfg);
     cJSON_Delete(dsc);
-    return KC_EXIT_OK;
+    return rc;
 }
 
 const kc_cmd_entry kc_cmd_list_entry = {
     .name = "list",
     .alias = "node list",
     .alias2 = "ls",
-    .usage = "[-t mixed|cfg|dsc] [-j]",
-    .summary = "list the nodes, Cfg next to Dsc",
+    .usage = "[-t mixed|cfg|dsc] [-f [COLUMNS]] [-j]",
+    .summary = "list the nodes, Cfg next to Dsc (-f: chosen fields)",
     .exec = cmd_list,
 };

@@ -33,7 +33,8 @@ static void print_help(FILE *out)
             "usage: krakenctl [-i HOST:PORT] [--json] [--token-file FILE] [--color WHEN] [-v] [-d]\n"
             "                 COMMAND [ARGS]\n\n"
             "Global options:\n"
-            "  -i, --ip HOST:PORT     the daemon's REST API (default 127.0.0.1:3141, or $KRAKEN_API)\n"
+            "  -i, --ip HOST:PORT     the daemon's REST API (default 127.0.0.1:3141, $KRAKEN_API or\n"
+            "                         ip: of ~/.krakenctl); also after the command, as -v and -d\n"
             "  -j, --json             machine-readable JSON output\n"
             "      --token-file FILE  bearer token for state-changing requests (or $KRAKEN_TOKEN)\n"
             "      --color WHEN       auto (a tty), always or never\n"
@@ -89,7 +90,45 @@ static bool is_alias_prefix(const char *word)
     return false;
 }
 
-static int parse_endpoint(kc_ctx *ctx, const char *text)
+/* `krakenctl node --help`: the commands of a group of the original's two-word forms. */
+static void print_group_help(const char *group)
+{
+    size_t len = strlen(group);
+    printf("usage: krakenctl %s ACTION [ARGS]   (krakenctl %s ACTION --help for one)\n", group,
+           group);
+    for (size_t i = 0; i < N_CMDS; i++) {
+        const char *alias = cmd_table[i]->alias;
+        if (alias && strncmp(alias, group, len) == 0 && alias[len] == ' ')
+            printf("  %-22s %s\n", alias, cmd_table[i]->summary);
+    }
+}
+
+/*
+ * No such command. The original krakenctl listed two forms it never implemented (it printed
+ * "This command is not yet implemented"): say so, and what does the job here. "node frob":
+ * the unknown command is both words, "node" alone is only a prefix. `node --help` lists the
+ * group. Returns the exit code.
+ */
+static int unknown_command(kc_ctx *ctx, int argc, char **argv)
+{
+    bool prefix = argc >= 2 && is_alias_prefix(argv[0]);
+    if (prefix && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        print_group_help(argv[0]);
+        return KC_EXIT_OK;
+    }
+    if (prefix && strcmp(argv[0], "node") == 0 && strcmp(argv[1], "freeze") == 0)
+        return kc_error(ctx, KC_EXIT_USAGE, "'node freeze' was never implemented by the original "
+                        "krakenctl either; to keep the engine off one node: krakenctl set ID "
+                        "/Busy BUSY");
+    if (argc >= 2 && strcmp(argv[0], "runtime") == 0 && strcmp(argv[1], "log_level") == 0)
+        return kc_error(ctx, KC_EXIT_USAGE, "'runtime log_level' was never implemented by the "
+                        "original krakenctl either; the daemon's log level is kraken-daemon -log N");
+    return kc_error(ctx, KC_EXIT_USAGE, "unknown command '%s%s%s' (see krakenctl --help)",
+                    argv[0], prefix ? " " : "", prefix ? argv[1] : "");
+}
+
+/* HOST:PORT of -i (@p what names where it came from in errors: "-i", "KRAKEN_API", ...). */
+static int parse_endpoint(kc_ctx *ctx, const char *what, const char *text)
 {
     const char *colon = strrchr(text, ':');
     char host[sizeof ctx->host];
@@ -99,7 +138,7 @@ static int parse_endpoint(kc_ctx *ctx, const char *text)
         errno = 0;
         port = strtoul(colon + 1, &end, 10);
         if (colon[1] == '\0' || *end || errno || port == 0 || port > 65535)
-            return kc_error(ctx, KC_EXIT_USAGE, "-i %s: the port must be 1..65535", text);
+            return kc_error(ctx, KC_EXIT_USAGE, "%s %s: the port must be 1..65535", what, text);
         snprintf(host, sizeof host, "%.*s", (int)(colon - text), text);
     } else {
         snprintf(host, sizeof host, "%s", text);
@@ -110,9 +149,71 @@ static int parse_endpoint(kc_ctx *ctx, const char *text)
         host[n - 2] = '\0';
     }
     if (!host[0])
-        return kc_error(ctx, KC_EXIT_USAGE, "-i %s: no host (expected HOST:PORT)", text);
+        return kc_error(ctx, KC_EXIT_USAGE, "%s %s: no host (expected HOST:PORT)", what, text);
     snprintf(ctx->host, sizeof ctx->host, "%s", host);
     ctx->port = (unsigned)port;
+    return 0;
+}
+
+/*
+ * The daemon's address and the -v/-d defaults: built-in < ~/.krakenctl (the original's file)
+ * < $KRAKEN_API < -i before the command (< -i after it, see take_global_flags).
+ */
+static int choose_endpoint(kc_ctx *ctx, const char *ip_flag)
+{
+    kc_config config;
+    int rc = kc_load_config(ctx, &config);
+    if (rc != 0)
+        return rc;
+    ctx->verbose |= config.verbose;
+    ctx->debug |= config.debug;
+    if (config.ip[0]) {
+        char what[sizeof config.path + 32];
+        snprintf(what, sizeof what, "%s:%zu: ip", config.path, config.ip_line);
+        if ((rc = parse_endpoint(ctx, what, config.ip)) != 0)
+            return rc;
+    }
+    const char *env = getenv("KRAKEN_API");
+    if (env && *env && (rc = parse_endpoint(ctx, "KRAKEN_API", env)) != 0)
+        return rc;
+    return ip_flag ? parse_endpoint(ctx, "-i", ip_flag) : 0;
+}
+
+/*
+ * The original krakenctl took its global -i, -v and -d at every level of the command
+ * ("krakenctl node list -i HOST:PORT", "krakenctl node -v info ID"). Take them (exact words,
+ * before any "--") out of the words after the global options, [start, *argc), and apply
+ * them; the command is found and parses its options in what is left.
+ */
+static int take_global_flags(kc_ctx *ctx, int *argc, char **argv, int start)
+{
+    int out = start, rc;
+    for (int i = start; i < *argc; i++) {
+        const char *w = argv[i];
+        if (strcmp(w, "--") == 0) {
+            while (i < *argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if (strcmp(w, "-v") == 0 || strcmp(w, "--verbose") == 0) {
+            ctx->verbose = true;
+        } else if (strcmp(w, "-d") == 0 || strcmp(w, "--debug") == 0) {
+            ctx->debug = true;
+        } else if (strcmp(w, "-i") == 0 || strcmp(w, "--ip") == 0) {
+            if (i + 1 >= *argc)
+                return kc_error(ctx, KC_EXIT_USAGE, "%s: missing HOST:PORT", w);
+            if ((rc = parse_endpoint(ctx, "-i", argv[++i])) != 0)
+                return rc;
+        } else if (strncmp(w, "-i", 2) == 0 || strncmp(w, "--ip=", 5) == 0) {
+            const char *value = w[1] == 'i' ? w + 2 + (w[2] == '=') : w + 5; /* -iH:P, -i=H:P */
+            if ((rc = parse_endpoint(ctx, "-i", value)) != 0)
+                return rc;
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    *argc = out;
+    argv[out] = NULL;
     return 0;
 }
 
@@ -155,19 +256,13 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    int rc;
-    if (getenv("KRAKEN_API") && *getenv("KRAKEN_API") &&
-        (rc = parse_endpoint(&ctx, getenv("KRAKEN_API"))) != 0)
-        return rc;
-    int opt;
+    const char *ip_flag = NULL;
+    int rc, opt;
     opterr = 0;
     /* "+": stop at the command; its own options follow it. */
     while ((opt = getopt_long(argc, argv, "+i:jvdhV", opts, NULL)) != -1) {
         switch (opt) {
-        case 'i':
-            if ((rc = parse_endpoint(&ctx, optarg)) != 0)
-                return rc;
-            break;
+        case 'i': ip_flag = optarg; break;
         case 'j': ctx.json = true; break;
         case 'v': ctx.verbose = true; break;
         case 'd': ctx.debug = true; break;
@@ -192,6 +287,8 @@ int main(int argc, char **argv)
                             argv[optind - 1]);
         }
     }
+    if ((rc = choose_endpoint(&ctx, ip_flag)) != 0)
+        return rc;
     if (strcmp(color, "always") == 0)
         ctx.color = true;
     else if (strcmp(color, "never") == 0)
@@ -200,18 +297,16 @@ int main(int argc, char **argv)
         ctx.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     else
         return kc_error(&ctx, KC_EXIT_USAGE, "--color %s: expected auto, always or never", color);
+    if ((rc = take_global_flags(&ctx, &argc, argv, optind)) != 0)
+        return rc;
     if (optind >= argc) {
         print_help(stderr);
         return KC_EXIT_USAGE;
     }
     int used = 0;
     const kc_cmd_entry *cmd = find_cmd(argc - optind, argv + optind, &used);
-    if (!cmd) {
-        /* "node frob": the unknown command is both words, "node" alone is only a prefix */
-        bool prefix = optind + 1 < argc && is_alias_prefix(argv[optind]);
-        return kc_error(&ctx, KC_EXIT_USAGE, "unknown command '%s%s%s' (see krakenctl --help)",
-                        argv[optind], prefix ? " " : "", prefix ? argv[optind + 1] : "");
-    }
+    if (!cmd)
+        return unknown_command(&ctx, argc - optind, argv + optind);
     /* `krakenctl COMMAND --help`: the command's usage, before anything is loaded or sent */
     for (int i = optind + used; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -237,6 +332,7 @@ int main(int argc, char **argv)
     char **cargv = argv + optind + used - 1;
     char *saved = cargv[0];
     cargv[0] = (char *)cmd->name;
+    ctx.original_form = used == 2;
     optind = 0; /* reset getopt for the command's own options */
     rc = cmd->exec(&ctx, cargc, cargv);
     cargv[0] = saved;

@@ -38,6 +38,7 @@ typedef struct kc_ctx {
     bool color;           /* colour the tables (a tty, unless --color=never) */
     bool debug;           /* -d: show requests on stderr */
     bool verbose;         /* -v */
+    bool original_form;   /* run by the original's two-word form ("node list"): --json in its shape */
     double timeout_s;     /* per request */
     struct event_base *base;
     struct evhttp_connection *conn;
@@ -90,7 +91,11 @@ int kc_bad_option(kc_ctx *ctx, const kc_cmd_entry *cmd, int opt, char **argv);
  * (printed). */
 int kc_parse_json_flag(kc_ctx *ctx, const kc_cmd_entry *cmd, int argc, char **argv,
                        int min_operands, int max_operands);
-/* Print a cJSON value (pretty) on stdout. */
+/* The original's --json of the mixed view: "CFG:", the Cfg JSON, "DSC:", the Dsc JSON (two
+ * documents, as its `node list -j` and `node info ID -j` printed them). */
+void kc_print_original_mixed(const cJSON *cfg, const cJSON *dsc);
+/* Print a cJSON value on stdout as the original krakenctl did (Python's json.dumps with
+ * indent=4, sort_keys=True: the same text for the same value). */
 void kc_print_json(const cJSON *json);
 /* Parse a node id; prints the error. */
 int kc_parse_id(kc_ctx *ctx, const char *text, kraken_uuid *out);
@@ -149,5 +154,66 @@ const cJSON *kc_find_node(const cJSON *list, const char *id);
  * search. *cursor (start with NULL) moves to the node found.
  */
 const cJSON *kc_find_node_next(const cJSON *list, const char *id, const cJSON **cursor);
+
+/* ---- the original's node views: -t and -f (columns.c) ---- */
+
+/* -t mixed|cfg|dsc: *out = @p text, or the usage error printed. */
+int kc_parse_kind(kc_ctx *ctx, const char *text, const char **out);
+
+#define KC_FILTER_MAX 16      /* columns: kraken.Node has 10 fields */
+#define KC_FILTER_NAME_MAX 32 /* a field's JSON name, "physState" */
+
+/* -f/--filter: the top-level node fields to show (JSON names), id and nodename first, then
+ * the others by name. */
+typedef struct kc_filter {
+    size_t n;
+    char cols[KC_FILTER_MAX][KC_FILTER_NAME_MAX];
+} kc_filter;
+
+/*
+ * Parse "physState, services": comma-separated kraken.Node fields by JSON name, proto name
+ * or URL name (case-insensitive); id and nodename are added. An empty item or a name that
+ * is not a field is a one-line error naming it (KC_EXIT_USAGE).
+ */
+int kc_filter_parse(kc_ctx *ctx, const char *text, kc_filter *out);
+/* The value of -f/--filter, an optional argument: @p optarg_given, else the next word when
+ * it is not an option or a node id (optind moves past it), else "id,nodename". */
+const char *kc_filter_optarg(const char *optarg_given, int argc, char **argv);
+/* {"id", "nodename", COL...} of @p node, a missing field as "" (the original's shape). */
+cJSON *kc_filter_node(const kc_filter *f, const cJSON *node);
+/* {"nodes": [...]} of kc_filter_node(). */
+cJSON *kc_filter_list(const kc_filter *f, const cJSON *list);
+/* Is a value URL of `show` ("/PhysState", "type.googleapis.com/...") in a selected field?
+ * Always true without a filter (@p f NULL). */
+bool kc_filter_url(const kc_filter *f, const char *url);
+
+/*
+ * One node as -t @p kind shows it: Cfg; Dsc with Cfg's nodename; or mixed, Cfg with Dsc's
+ * values taking priority (objects merged, list items matched by id or @type). Either node
+ * may be NULL. A new object (cJSON_Delete).
+ */
+cJSON *kc_node_view(const cJSON *cfg, const cJSON *dsc, const char *kind);
+/* {"nodes": [...]} of kc_node_view() for every node (of Dsc's list for "dsc", else Cfg's). */
+cJSON *kc_list_view(const cJSON *cfg_list, const cJSON *dsc_list, const char *kind);
+/* A value as one table cell: a string as is, a list as its items' "id:state" (or short
+ * @type) sorted and joined by ','. malloc'ed. */
+char *kc_cell_text(const cJSON *value);
+/* The `list -f` table: one column per filtered field, rows in the original's order. */
+int kc_print_column_table(kc_ctx *ctx, const kc_filter *f, const cJSON *cfg_list,
+                          const cJSON *dsc_list, const char *kind, FILE *out);
+
+/* ---- the original's ~/.krakenctl (config.c) ---- */
+
+/* What ~/.krakenctl sets: the defaults of -i, -v and -d. */
+typedef struct kc_config {
+    char path[4096]; /* the file's name, for errors */
+    char ip[256];    /* "" when not set */
+    size_t ip_line;
+    bool verbose, debug;
+} kc_config;
+
+/* Read $HOME/.krakenctl when it exists (YAML: ip, verbose, debug). 0, or KC_EXIT_USAGE after
+ * a one-line error naming the file, line and key. */
+int kc_load_config(kc_ctx *ctx, kc_config *out);
 
 #endif

@@ -59,7 +59,10 @@ int kc_send_nodes(kc_ctx *ctx, const char *method, const char *path, const char 
         const cJSON *n;
         if (ctx->verbose)
             cJSON_ArrayForEach(n, done) printf("%s %s\n", verb, kc_node_field(n, "id"));
-        printf("%d node(s) %s, %d failed\n", cJSON_GetArraySize(done), verb, n_errors);
+        if (ctx->original_form && n_errors == 0)
+            puts("Success"); /* the original's word for it, which scripts may look for */
+        else
+            printf("%d node(s) %s, %d failed\n", cJSON_GetArraySize(done), verb, n_errors);
         cJSON_ArrayForEach(n, errors)
         {
             if (cJSON_IsString(n))

@@ -77,7 +77,10 @@ void kc_table_print(kc_table *t, bool color, FILE *out)
         for (size_t c = 0; c < t->n_cols; c++) {
             const char *text = t->cells[r * t->n_cols + c];
             const char *sgr = t->colors[r * t->n_cols + c];
-            bool last = c + 1 == t->n_cols;
+            /* no padding after the last non-empty cell: no trailing blanks */
+            bool last = true;
+            for (size_t k = c + 1; k < t->n_cols && last; k++)
+                last = !t->cells[r * t->n_cols + k] || !t->cells[r * t->n_cols + k][0];
             if (color && sgr && text && *text)
                 fprintf(out, "\033[%sm%s\033[0m", sgr, text ? text : "");
             else

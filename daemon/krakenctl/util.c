@@ -68,14 +68,127 @@ int kc_parse_json_flag(kc_ctx *ctx, const kc_cmd_entry *cmd, int argc, char **ar
     return KC_EXIT_OK;
 }
 
+/*
+ * JSON as the original krakenctl printed it, Python's json.dumps(indent=4, sort_keys=True):
+ * keys sorted, four-space indent, "key": value, non-ASCII as \uXXXX. Scripts written against
+ * its output (jq, but also grep '"physState": "POWER_ON"') find the same text.
+ */
+
+/* The code point of the UTF-8 sequence at @p s (*len bytes), or -1 (then *len is 1). */
+static long utf8_decode(const unsigned char *s, size_t *len)
+{
+    int n = s[0] >= 0xf0 && s[0] < 0xf5 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    *len = 1;
+    if (n == 0 || s[0] >= 0xf5)
+        return -1;
+    long cp = s[0] & (0x7f >> n);
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return -1;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    static const long min[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return -1;
+    *len = (size_t)n;
+    return cp;
+}
+
+static void put_string(FILE *out, const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    fputc('"', out);
+    while (*s) {
+        size_t len = 1;
+        unsigned char c = *s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", out);
+        else if (c == '\r')
+            fputs("\\r", out);
+        else if (c == '\t')
+            fputs("\\t", out);
+        else if (c == '\b')
+            fputs("\\b", out);
+        else if (c == '\f')
+            fputs("\\f", out);
+        else if (c >= 0x20 && c < 0x7f)
+            fputc(c, out);
+        else {
+            long cp = c < 0x80 ? c : utf8_decode(s, &len);
+            if (cp < 0) /* not UTF-8: the byte, as a code point */
+                cp = c;
+            if (cp >= 0x10000) /* a surrogate pair, as Python writes it */
+                fprintf(out, "\\u%04lx\\u%04lx", 0xd800 + ((cp - 0x10000) >> 10),
+                        0xdc00 + ((cp - 0x10000) & 0x3ff));
+            else
+                fprintf(out, "\\u%04lx", cp);
+        }
+        s += len;
+    }
+    fputc('"', out);
+}
+
+static int by_key(const void *a, const void *b)
+{
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+static void put_value(FILE *out, const cJSON *v, int depth)
+{
+    bool object = cJSON_IsObject(v);
+    if (cJSON_IsString(v)) {
+        put_string(out, v->valuestring);
+        return;
+    }
+    if (!object && !cJSON_IsArray(v)) { /* numbers, true, false, null */
+        char *text = cJSON_PrintUnformatted(v);
+        fputs(text ? text : "null", out);
+        cJSON_free(text);
+        return;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(v), k = 0;
+    if (n == 0) {
+        fputs(object ? "{}" : "[]", out);
+        return;
+    }
+    const cJSON **items = malloc(n * sizeof *items);
+    if (!items) { /* out of memory: still valid JSON, unsorted and compact */
+        char *text = cJSON_PrintUnformatted(v);
+        fputs(text ? text : "null", out);
+        cJSON_free(text);
+        return;
+    }
+    const cJSON *item;
+    cJSON_ArrayForEach(item, v) items[k++] = item;
+    if (object)
+        qsort(items, n, sizeof *items, by_key);
+    fputc(object ? '{' : '[', out);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "%s\n%*s", i ? "," : "", 4 * (depth + 1), "");
+        if (object) {
+            put_string(out, items[i]->string);
+            fputs(": ", out);
+        }
+        put_value(out, items[i], depth + 1);
+    }
+    fprintf(out, "\n%*s%c", 4 * depth, "", object ? '}' : ']');
+    free(items);
+}
+
 void kc_print_json(const cJSON *json)
 {
-    char *text = cJSON_Print(json);
-    if (text) {
-        fputs(text, stdout);
-        fputc('\n', stdout);
-    }
-    cJSON_free(text);
+    put_value(stdout, json, 0);
+    fputc('\n', stdout);
+}
+
+void kc_print_original_mixed(const cJSON *cfg, const cJSON *dsc)
+{
+    fputs("CFG:\n\n", stdout);
+    kc_print_json(cfg);
+    fputs("\nDSC:\n\n", stdout);
+    kc_print_json(dsc);
 }
 
 int kc_parse_id(kc_ctx *ctx, const char *text, kraken_uuid *out)
