@@ -185,8 +185,8 @@ def test_wrong_abi_module_refused(tmp_path):
     rc, _, err = run_daemon(["-config", str(tmp_path / "k.json"), "-syncport", "0",
                              "-ipapi", "127.0.0.1:0"])
     assert rc == 1
-    assert ("kraken-daemon: serviceinstances.bad: module %s/wrongabi.so: built for module ABI 2, "
-            "this libkraken has 1; rebuild it against this libkraken" % MODULE_DIR) in err
+    assert ("kraken-daemon: serviceinstances.bad: module %s/wrongabi.so: built for module ABI 3, "
+            "this libkraken has 2; rebuild it against this libkraken" % MODULE_DIR) in err
 
 
 def test_printrc_shows_the_module_keys(tmp_path):
