@@ -62,31 +62,14 @@ static void print_json(const kc_ctx *ctx, const cJSON *cfg, const cJSON *dsc, co
 
 static int cmd_list(kc_ctx *ctx, int argc, char **argv)
 {
-    const char *kind = "mixed", *filter_text = NULL;
-    static const struct option opts[] = {{"type", required_argument, NULL, 't'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"filter", optional_argument, NULL, 'f'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int opt, rc;
-    while ((opt = getopt_long(argc, argv, "t:jf::h", opts, NULL)) != -1) {
-        if (opt == 't') {
-            if ((rc = kc_parse_kind(ctx, optarg, &kind)) != 0)
-                return rc;
-        } else if (opt == 'j') {
-            ctx->json = true;
-        } else if (opt == 'f') {
-            filter_text = kc_filter_optarg(optarg, argc, argv);
-        } else {
-            return kc_bad_option(ctx, &kc_cmd_list_entry, opt, argv);
-        }
-    }
+    const char *kind;
+    kc_filter filter;
+    const kc_filter *f;
+    int rc = kc_parse_view_options(ctx, &kc_cmd_list_entry, argc, argv, &kind, &filter, &f);
+    if (rc != 0)
+        return rc;
     if (optind != argc)
         return kc_usage(ctx, &kc_cmd_list_entry);
-    kc_filter filter;
-    if (filter_text && (rc = kc_filter_parse(ctx, filter_text, &filter)) != 0)
-        return rc;
-    const kc_filter *f = filter_text ? &filter : NULL;
     /* Cfg always: the Dsc view takes its node names from it, as the original */
     cJSON *cfg = NULL, *dsc = NULL;
     bool need_dsc = strcmp(kind, "cfg") != 0;

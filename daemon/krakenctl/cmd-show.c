@@ -159,31 +159,14 @@ static kc_table *value_table(const row *rows, size_t n, const char *kind, const 
 
 static int cmd_show(kc_ctx *ctx, int argc, char **argv)
 {
-    const char *kind = "mixed", *filter_text = NULL;
-    static const struct option opts[] = {{"type", required_argument, NULL, 't'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"filter", optional_argument, NULL, 'f'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int opt, rc;
-    while ((opt = getopt_long(argc, argv, "t:jf::h", opts, NULL)) != -1) {
-        if (opt == 't') {
-            if ((rc = kc_parse_kind(ctx, optarg, &kind)) != 0)
-                return rc;
-        } else if (opt == 'j') {
-            ctx->json = true;
-        } else if (opt == 'f') {
-            filter_text = kc_filter_optarg(optarg, argc, argv);
-        } else {
-            return kc_bad_option(ctx, &kc_cmd_show_entry, opt, argv);
-        }
-    }
+    const char *kind;
+    kc_filter filter;
+    const kc_filter *f;
+    int rc = kc_parse_view_options(ctx, &kc_cmd_show_entry, argc, argv, &kind, &filter, &f);
+    if (rc != 0)
+        return rc;
     if (argc - optind != 1)
         return kc_usage(ctx, &kc_cmd_show_entry);
-    kc_filter filter;
-    if (filter_text && (rc = kc_filter_parse(ctx, filter_text, &filter)) != 0)
-        return rc;
-    const kc_filter *f = filter_text ? &filter : NULL;
     kraken_uuid id;
     if (kc_parse_id(ctx, argv[optind], &id) != 0)
         return KC_EXIT_USAGE;

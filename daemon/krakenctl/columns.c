@@ -177,6 +177,38 @@ const char *kc_filter_optarg(const char *optarg_given, int argc, char **argv)
     return "id,nodename";
 }
 
+int kc_parse_view_options(kc_ctx *ctx, const kc_cmd_entry *cmd, int argc, char **argv,
+                          const char **kind, kc_filter *filter, const kc_filter **f)
+{
+    static const struct option opts[] = {{"type", required_argument, NULL, 't'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"filter", optional_argument, NULL, 'f'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *filter_text = NULL;
+    int opt, rc;
+    *kind = "mixed";
+    *f = NULL;
+    while ((opt = getopt_long(argc, argv, "t:jf::h", opts, NULL)) != -1) {
+        if (opt == 't') {
+            if ((rc = kc_parse_kind(ctx, optarg, kind)) != 0)
+                return rc;
+        } else if (opt == 'j') {
+            ctx->json = true;
+        } else if (opt == 'f') {
+            filter_text = kc_filter_optarg(optarg, argc, argv);
+        } else {
+            return kc_bad_option(ctx, cmd, opt, argv);
+        }
+    }
+    if (filter_text) {
+        if ((rc = kc_filter_parse(ctx, filter_text, filter)) != 0)
+            return rc;
+        *f = filter;
+    }
+    return 0;
+}
+
 /* ---- -f: applying ------------------------------------------------------------------------ */
 
 cJSON *kc_filter_node(const kc_filter *f, const cJSON *node)

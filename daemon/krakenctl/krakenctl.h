@@ -179,6 +179,13 @@ int kc_filter_parse(kc_ctx *ctx, const char *text, kc_filter *out);
 /* The value of -f/--filter, an optional argument: @p optarg_given, else the next word when
  * it is not an option or a node id (optind moves past it), else "id,nodename". */
 const char *kc_filter_optarg(const char *optarg_given, int argc, char **argv);
+/*
+ * The options of the node views (`list`, `show`): -t KIND, -j, -f [COLUMNS], -h. *kind is
+ * "mixed" unless -t says otherwise; *f points at @p filter when -f was given, else NULL.
+ * optind is left at the first operand. 0, or the exit status of a usage error (printed).
+ */
+int kc_parse_view_options(kc_ctx *ctx, const kc_cmd_entry *cmd, int argc, char **argv,
+                          const char **kind, kc_filter *filter, const kc_filter **f);
 /* {"id", "nodename", COL...} of @p node, a missing field as "" (the original's shape). */
 cJSON *kc_filter_node(const kc_filter *f, const cJSON *node);
 /* {"nodes": [...]} of kc_filter_node(). */
