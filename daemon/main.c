@@ -925,11 +925,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int code = 1;
-    if (start(&d) == 0) {
+    bool ran = start(&d) == 0;
+    if (ran) {
         event_base_dispatch(d.base);
         code = kd_rest_start_failed(d.rest) ? 1 : 0;
-        kd_log(KRAKEN_LOG_NOTICE, "daemon", "stopped");
     }
     stop(&d);
+    if (ran) /* last: after the state is saved and every module and listener has stopped */
+        kd_log(KRAKEN_LOG_NOTICE, "daemon", "stopped");
     return code;
 }

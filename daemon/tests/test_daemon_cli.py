@@ -220,9 +220,12 @@ def test_noprefix_drops_the_timestamp():
 def test_sigterm_and_sigint_stop_cleanly(tmp_path):
     import signal
     for sig in (signal.SIGTERM, signal.SIGINT):
-        d = Daemon(["-state", str(tmp_path / "s.json")])
+        d = Daemon(["-state", str(tmp_path / "s.json"), "-log", "6"])
         assert d.stop(sig) == 0
-        assert "daemon: stopped" in d.log()
+        lines = d.log().splitlines()
+        # "stopped" is the last word, after the state is saved and the listeners closed
+        assert lines[-1].endswith("daemon: stopped"), lines[-4:]
+        assert any(line.endswith("state: state saved") for line in lines), lines[-4:]
         assert os.path.exists(tmp_path / "s.json")
 
 
