@@ -195,6 +195,15 @@ def test_sync_insecure_warns_and_root_without_secret_has_no_sync():
         assert d.stop() == 0
 
 
+def test_both_listeners_logged_at_the_default_level():
+    d = Daemon([])
+    try:
+        d.wait_line(r"^\S+ NOTICE restapi: listening on [\d.]+ port \d+$")
+        d.wait_line(r"^\S+ NOTICE websocket: listening on [\d.]+ port \d+, path /ws$")
+    finally:
+        assert d.stop() == 0
+
+
 def test_fd_limit_logged_at_info():
     d = Daemon(["-log", "6"])
     try:
