@@ -223,6 +223,32 @@ static bool cfg_state_known(daemon_ctx *d, const char *service_id)
     return known;
 }
 
+/*
+ * A service instance that names a module the daemon cannot run itself (not in-process, no
+ * command, no DIR/<module>.so) waits for an external process: say so, with what was missing,
+ * since a forgotten moduledir or a misspelt module name otherwise looks like a module that is
+ * merely slow to connect.
+ */
+static bool is_inproc_module(const char *module);
+
+static void warn_module_not_run(const daemon_ctx *d, const kd_service_cfg *s)
+{
+    const char *dir = d->cfg.moduledir;
+    char why[512];
+    if (!s->module || s->command || s->disable || is_inproc_module(s->module))
+        return;
+    if (dir)
+        snprintf(why, sizeof why, "%s/%s.so does not exist", dir, s->module);
+    else
+        snprintf(why, sizeof why, "no -module-dir (moduledir) is given to load %s.so from",
+                 s->module);
+    kd_log(KRAKEN_LOG_WARNING, "daemon",
+           "serviceinstances.%s: module '%s' is not built in, has no command and %s; the service "
+           "waits for an external module process to connect%s",
+           s->id, s->module, why, d->services ? "" : " (and no module socket is open: "
+                                                    "give -module-socket)");
+}
+
 /* serviceinstances: disable services, disable mutations, override timeouts. */
 static int apply_service_config(daemon_ctx *d)
 {
@@ -234,12 +260,13 @@ static int apply_service_config(daemon_ctx *d)
          * A service that is not here yet (an external module) finds its Cfg state and its
          * mutation overrides waiting when it registers.
          */
-        if (!kraken_engine_find_service(d->engine, s->id))
+        if (!kraken_engine_find_service(d->engine, s->id)) {
             kd_log(KRAKEN_LOG_NOTICE, "daemon",
                    "serviceinstances.%s: no such service instance yet; its settings apply when "
                    "it registers",
                    s->id);
-        else if (!s->disable && set_self_text(d, KRAKEN_CFG, url, "RUN") < 0)
+            warn_module_not_run(d, s);
+        } else if (!s->disable && set_self_text(d, KRAKEN_CFG, url, "RUN") < 0)
             return -1;
         if (s->disable && set_self_text(d, KRAKEN_CFG, url, "STOP") < 0)
             return -1;
@@ -561,6 +588,11 @@ static const kd_inproc_module inproc_modules[] = {
 #endif
 };
 #define N_INPROC_MODULES (sizeof inproc_modules / sizeof inproc_modules[0])
+
+static bool is_inproc_module(const char *module)
+{
+    return kd_inproc_find(inproc_modules, N_INPROC_MODULES, module) != NULL;
+}
 
 /* Run the daemon's own instance @p service_id of in-process module @p module. */
 static int start_inproc(daemon_ctx *d, const char *module, const char *service_id)
@@ -893,11 +925,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int code = 1;
-    if (start(&d) == 0) {
+    bool ran = start(&d) == 0;
+    if (ran) {
         event_base_dispatch(d.base);
         code = kd_rest_start_failed(d.rest) ? 1 : 0;
-        kd_log(KRAKEN_LOG_NOTICE, "daemon", "stopped");
     }
     stop(&d);
+    if (ran) /* last: after the state is saved and every module and listener has stopped */
+        kd_log(KRAKEN_LOG_NOTICE, "daemon", "stopped");
     return code;
 }

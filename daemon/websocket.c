@@ -1081,7 +1081,7 @@ static void listener_close(kd_websocket *ws)
     if (ws->listener) {
         evconnlistener_free(ws->listener);
         ws->listener = NULL;
-        ws_log(ws, KRAKEN_LOG_INFO, "websocket stopped listening on %s port %u", ws->bind_addr,
+        ws_log(ws, KRAKEN_LOG_NOTICE, "stopped listening on %s port %u", ws->bind_addr,
                ws->port);
     }
     if (ws->accept_pause)
@@ -1117,8 +1117,9 @@ static int listener_open(kd_websocket *ws, const ws_config *cfg, char *why, size
     evconnlistener_set_error_cb(l, accept_error_cb);
     ws->listener = l;
     ws->port = bound_port(l);
-    ws_log(ws, KRAKEN_LOG_INFO, "websocket listening on %s port %u, path " WS_PATH,
-           ws->bind_addr, ws->port);
+    /* NOTICE, as the REST API's: an operator at the default level sees both ports */
+    ws_log(ws, KRAKEN_LOG_NOTICE, "listening on %s port %u, path " WS_PATH, ws->bind_addr,
+           ws->port);
     return 0;
 }
 

@@ -1221,6 +1221,24 @@ static kraken_plan_state public_state(const kraken_engine *e, const enode *n)
     }
 }
 
+/*
+ * Why a node is PASSIVE when its step's context says another instance runs it (no reason is
+ * kept for that case): a harness or tool whose engine's self id is not the node's parent
+ * otherwise sees a plan that never moves, with nothing to say why.
+ */
+static char *passive_reason(const kraken_engine *e, const enode *n)
+{
+    const kraken_mutation *m = kraken__mutation_find(e->set, step_service(n), step_mutation(n));
+    if (!m || (m->context != KRAKEN_CONTEXT_CHILD && m->context != KRAKEN_CONTEXT_SELF))
+        return NULL;
+    char self[KRAKEN_UUID_STRLEN + 1];
+    return str_printf("step %s/%s runs on %s, not on this instance (%s): it follows the node's "
+                      "discoveries", step_service(n), step_mutation(n),
+                      m->context == KRAKEN_CONTEXT_CHILD ? "the node's parent (context CHILD)"
+                                                         : "the node itself (context SELF)",
+                      uuid_str(&e->self, self));
+}
+
 void kraken_plan_status_clear(kraken_plan_status *status)
 {
     if (!status)
@@ -1265,6 +1283,8 @@ int kraken_engine_node_status(kraken_engine *engine, const kraken_uuid *node_id,
         kraken_plan_status_clear(&st);
         return kraken__err(KRAKEN_ENOMEM, "engine_node_status: out of memory");
     }
+    if (!n->reason && st.state == KRAKEN_PLAN_PASSIVE && st.current < len)
+        st.reason = passive_reason(engine, n); /* NULL when out of memory: no reason, no harm */
     *out = st;
     return 0;
 }

@@ -797,6 +797,14 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     int n = evbuffer_read(c->in, fd, 65536);
+    if (n == 0 && !c->svc && !evbuffer_get_length(c->in)) {
+        /* Connected and left without a byte: a probe (another server checking whether this
+         * socket is in use, a health check), not a module. Not worth a NOTICE. */
+        SLOG(c->srv, KRAKEN_LOG_INFO, "module connection (pid %ld) closed before registering",
+             (long)c->pid);
+        conn_free(c);
+        return;
+    }
     if (n == 0) {
         conn_close(c, evbuffer_get_length(c->in) ? "the module hung up in the middle of a frame"
                                                  : "the module hung up");
@@ -879,6 +887,25 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 /* ---- the listening socket ------------------------------------------------------------------ */
 
+/*
+ * Whether a live server listens on the socket file @p path. Renaming our socket over it would
+ * cut that server off from its modules without a word (and its stop would then unlink ours),
+ * so only a stale file, whose connect is refused, may be replaced. A full backlog (EAGAIN)
+ * also means someone listens.
+ */
+static bool socket_in_use(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (probe < 0)
+        return false;
+    bool live = connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0 || errno == EAGAIN ||
+                errno == EINPROGRESS;
+    close(probe);
+    return live;
+}
+
 /* Bind under a temporary name, chmod 0600, then rename: the socket is never reachable wider. */
 static int listen_socket(const char *path, evutil_socket_t *out)
 {
@@ -898,6 +925,11 @@ static int listen_socket(const char *path, evutil_socket_t *out)
         close(fd);
         return kraken__err(KRAKEN_EEXISTS, "module socket '%s': a non-socket file is in the way",
                            path);
+    }
+    if (socket_in_use(path)) {
+        close(fd);
+        return kraken__err(KRAKEN_EEXISTS, "module socket '%s' is in use: another process "
+                           "listens on it (give this instance a socket path of its own)", path);
     }
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(tmp, 0600) < 0 ||
         listen(fd, 64) < 0 || rename(tmp, path) < 0) {

@@ -748,6 +748,14 @@ START_TEST(passive_follows_discoveries)
     run_for(30); /* no timer: no timeout, no failure */
     ck_assert_uint_eq(fx.n_log, 0);
     ck_assert_int_eq(node_state(&id), KRAKEN_PLAN_PASSIVE);
+    /* The status says why nothing moves (e.g. a harness that left its engine's self id unset). */
+    kraken_plan_status st;
+    ck_assert_int_eq(kraken_engine_node_status(fx.engine, &id, &st), 0);
+    char want[256];
+    snprintf(want, sizeof want, "step power/UKtoOFF runs on the node's parent (context CHILD), "
+             "not on this instance (%s): it follows the node's discoveries", SELF);
+    ck_assert_str_eq(st.reason, want);
+    kraken_plan_status_clear(&st);
     /* Someone else's discovery of the step's outcome advances the plan. */
     kraken_service *power = kraken_engine_find_service(fx.engine, "power");
     ck_assert_ptr_nonnull(power);

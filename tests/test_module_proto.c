@@ -450,6 +450,48 @@ START_TEST(client_refusals)
 END_TEST
 
 /*
+ * A second server on a socket path where a live one listens is refused and leaves the first
+ * one's socket in place (two daemons on one host with the default path); a stale socket file,
+ * left by a server that was killed, is replaced.
+ */
+START_TEST(server_socket_in_use)
+{
+    kraken_module_server_options so;
+    kraken_module_server_options_init(&so, KRAKEN_MODULE_SERVER_OPTIONS_VERSION);
+    so.socket_path = sock_path;
+    kraken_module_server *s2 = (kraken_module_server *)1;
+    ck_assert_int_eq(kraken_module_server_new(&s2, mh.engine, mh.base, &so), KRAKEN_EEXISTS);
+    ck_assert_ptr_null(s2);
+    char want[256];
+    snprintf(want, sizeof want, "module socket '%s' is in use: another process listens on it "
+             "(give this instance a socket path of its own)", sock_path);
+    ck_assert_str_eq(kraken_error_last(), want);
+    struct stat st;
+    ck_assert_int_eq(stat(sock_path, &st), 0); /* the first server's socket is still there */
+    /* the probe that found it in use is no module: logged as such, not as a module hanging up */
+    ck_assert(mh_run_until(mh_line_seen, "modules: module connection (pid ", MH_DEADLINE_MS));
+    ck_assert(mh_run_until(mh_line_seen, ") closed before registering", MH_DEADLINE_MS));
+    ck_assert(!mh_line_seen("hung up"));
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0); /* ... and listens */
+    close(fd);
+
+    char stale[sizeof sa.sun_path];
+    snprintf(stale, sizeof stale, "%s/stale.sock", tmpdir);
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", stale);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    close(fd); /* bound, never listened, closed: what a killed server leaves behind */
+    so.socket_path = stale;
+    ck_assert_int_eq(kraken_module_server_new(&s2, mh.engine, mh.base, &so), 0);
+    kraken_module_server_free(s2);
+    ck_assert_int_ne(access(stale, F_OK), 0);
+}
+END_TEST
+
+/*
  * The client keeps frames that arrive while it waits for an answer, and a
  * frame cut in two by the reads stays whole: this test plays the instance on
  * a raw socket and cuts an Event frame between the Registered answer and the
@@ -610,6 +652,7 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, external_killed_mid_mutation);
     tcase_add_test(tc, external_reconnects);
     tcase_add_test(tc, client_refusals);
+    tcase_add_test(tc, server_socket_in_use);
     tcase_add_test(tc, client_keeps_cut_frames);
     suite_add_tcase(s, tc);
     return s;

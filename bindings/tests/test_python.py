@@ -124,6 +124,23 @@ def test_errors_map_codes_to_classes_with_the_library_message():
     assert type(kraken.errors.error_for(-99, "m")) is kraken.Error
 
 
+def test_mutation_requires_as_dict_or_pairs():
+    """requires/excludes read as a dict or as (url, value) pairs, the way mutates is written;
+    anything else is a TypeError naming the mutation, not an AttributeError from inside."""
+    on = [("/PhysState", "POWER_OFF", "POWER_ON")]
+    plans = []
+    for requires in ({"/Platform": "sim"}, [("/Platform", "sim")]):
+        ms = kraken.MutationSet([("p", kraken.Mutation("on", on, requires=requires))])
+        plans.append(list(ms.plan(kraken.Node(N1, phys_state="POWER_ON", platform="sim"),
+                                  kraken.Node(N1, phys_state="POWER_OFF"))))
+    assert plans == [["p/on"], ["p/on"]]
+    with pytest.raises(TypeError, match=r"^mutation 'on': excludes must be a dict \{url: value\} "
+                       r"or a list of \(url, value\) pairs, not 5$"):
+        kraken.MutationSet([("p", kraken.Mutation("on", on, excludes=5))])
+    with pytest.raises(TypeError, match=r"^mutation 'on': requires must be"):
+        kraken.MutationSet([("p", kraken.Mutation("on", on, requires=[("/Platform",)]))])
+
+
 def test_wrong_types_raise_type_errors_not_crashes():
     with pytest.raises(TypeError):
         kraken.Node(5)

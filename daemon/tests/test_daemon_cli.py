@@ -195,6 +195,15 @@ def test_sync_insecure_warns_and_root_without_secret_has_no_sync():
         assert d.stop() == 0
 
 
+def test_both_listeners_logged_at_the_default_level():
+    d = Daemon([])
+    try:
+        d.wait_line(r"^\S+ NOTICE restapi: listening on [\d.]+ port \d+$")
+        d.wait_line(r"^\S+ NOTICE websocket: listening on [\d.]+ port \d+, path /ws$")
+    finally:
+        assert d.stop() == 0
+
+
 def test_fd_limit_logged_at_info():
     d = Daemon(["-log", "6"])
     try:
@@ -220,9 +229,12 @@ def test_noprefix_drops_the_timestamp():
 def test_sigterm_and_sigint_stop_cleanly(tmp_path):
     import signal
     for sig in (signal.SIGTERM, signal.SIGINT):
-        d = Daemon(["-state", str(tmp_path / "s.json")])
+        d = Daemon(["-state", str(tmp_path / "s.json"), "-log", "6"])
         assert d.stop(sig) == 0
-        assert "daemon: stopped" in d.log()
+        lines = d.log().splitlines()
+        # "stopped" is the last word, after the state is saved and the listeners closed
+        assert lines[-1].endswith("daemon: stopped"), lines[-4:]
+        assert any(line.endswith("state: state saved") for line in lines), lines[-4:]
         assert os.path.exists(tmp_path / "s.json")
 
 

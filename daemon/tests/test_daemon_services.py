@@ -177,6 +177,24 @@ def test_loadable_module_from_the_module_dir(tmp_path):
     assert d.stop() == 0
 
 
+def test_a_module_the_daemon_cannot_run_is_named(tmp_path):
+    """A module that is not built in, has no command and no .so in the module dir (a forgotten
+    moduledir, a misspelt name) is waited for as an external process: the log says why."""
+    d = start(tmp_path, {"command": None, "module": "simpowr"})
+    d.wait_line(r"WARNING daemon: serviceinstances\.power: module 'simpowr' is not built in, has "
+                r"no command and no -module-dir \(moduledir\) is given to load simpowr\.so from; "
+                r"the service waits for an external module process to connect$")
+    assert d.stop() == 0
+    (tmp_path / "again").mkdir()
+    d = start(tmp_path / "again", {"command": None, "module": "simpowr"}, moduledir=MODULE_DIR,
+              modulesocket=None)
+    d.wait_line(r"serviceinstances\.power: module 'simpowr' is not built in, has no command and "
+                r"%s/simpowr\.so does not exist; the service waits for an external module "
+                r"process to connect \(and no module socket is open: give -module-socket\)$"
+                % re.escape(MODULE_DIR))
+    assert d.stop() == 0
+
+
 def test_wrong_abi_module_refused(tmp_path):
     from kdtest import run_daemon
     cfg = {"moduledir": MODULE_DIR, "modulesocket": str(tmp_path / "m.sock"),

@@ -379,7 +379,8 @@ typedef struct kraken_plan_status {
     char **steps;          /**< "service/mutation" per step */
     size_t current;        /**< index of the current step (n_steps when none) */
     unsigned failures;     /**< failures in a row */
-    char *reason;          /**< last failure / stuck / no-path reason, or NULL */
+    char *reason;          /**< last failure / stuck / no-path reason, why a PASSIVE step
+                                is not run here, or NULL */
 } kraken_plan_status;
 
 int kraken_engine_node_status(kraken_engine *engine, const kraken_uuid *node_id,

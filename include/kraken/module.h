@@ -302,7 +302,9 @@ int kraken_module_server_options_init(kraken_module_server_options *opts, unsign
  * server's own or the allowed ones are refused; malformed or oversized frames
  * close that connection only. A module that disconnects has its in-flight
  * steps interrupted (INTERRUPT, then replan) and its service STOP (or ERROR
- * via the expect hooks); it may reconnect and resume.
+ * via the expect hooks); it may reconnect and resume. A socket file on which
+ * another server listens is never replaced (KRAKEN_EEXISTS, "module socket
+ * '<path>' is in use: ..."); a stale one (connect refused) is.
  */
 int kraken_module_server_new(kraken_module_server **out, kraken_engine *engine,
                              struct event_base *base, const kraken_module_server_options *opts);

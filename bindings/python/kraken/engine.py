@@ -492,7 +492,7 @@ class Mutation:
     """
     id: str
     mutates: List[Tuple[str, Any, Any]]
-    requires: Dict[str, Any] = field(default_factory=dict)
+    requires: Dict[str, Any] = field(default_factory=dict)   # or [(url, value), ...]
     excludes: Dict[str, Any] = field(default_factory=dict)
     context: str = "SELF"
     timeout: Optional[float] = None      # seconds; None: no timeout
@@ -500,18 +500,34 @@ class Mutation:
     cost: int = 1
 
     def _decl(self):
+        requires = _facts(self.id, "requires", self.requires)
+        excludes = _facts(self.id, "excludes", self.excludes)
         d = core.kb_decl_new(self.id)
         for url, frm, to in self.mutates:
             core.kb_decl_mutates(d, url, to_text(frm), to_text(to))
-        for url, value in self.requires.items():
+        for url, value in requires:
             core.kb_decl_requires(d, url, to_text(value))
-        for url, value in self.excludes.items():
+        for url, value in excludes:
             core.kb_decl_excludes(d, url, to_text(value))
         if self.fail_to:
             core.kb_decl_fail_to(d, self.fail_to[0], to_text(self.fail_to[1]))
         core.kb_decl_options(d, _number(CONTEXTS, self.context, "mutation context"),
                              _ms(self.timeout), self.cost)
         return d
+
+
+def _facts(mutation_id: str, what: str, facts: Any) -> List[Tuple[str, Any]]:
+    """``requires``/``excludes`` as (url, value) pairs: a dict, or pairs as ``mutates`` is written."""
+    if isinstance(facts, dict):
+        return list(facts.items())
+    try:
+        pairs = [tuple(f) for f in facts]
+    except TypeError:
+        pairs = None
+    if pairs is None or any(len(p) != 2 or not isinstance(p[0], str) for p in pairs):
+        raise TypeError("mutation %r: %s must be a dict {url: value} or a list of (url, value) "
+                        "pairs, not %r" % (mutation_id, what, facts))
+    return pairs
 
 
 def _mutation(m: Union[Mutation, str], **kw) -> Mutation:
