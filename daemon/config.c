@@ -81,7 +81,8 @@ static const setting settings[] = {
     {"module-socket", "modulesocket", T_STRING, OFF(modulesocket), 0, 0, "PATH",
      "Unix socket for external module processes (default /run/kraken/module.sock)"},
     {"module-dir", "moduledir", T_STRING, OFF(moduledir), 0, 0, "DIR",
-     "directory of loadable modules (NAME.so) for serviceinstances.<id>.module"},
+     "directory of loadable modules (NAME.so) for serviceinstances.<id>.module (default "
+     KD_DEFAULT_MODULE_DIR "; empty: none)"},
     {"module-uids", "moduleuids", T_STRING, OFF(moduleuids), 0, 0, "UID,...",
      "other uids allowed to connect to the module socket"},
     {"module-grace", "modulegrace", T_DURATION, OFF(modulegrace_ms), 0, 0, "DURATION",
@@ -107,6 +108,8 @@ void kd_config_defaults(kd_config *cfg)
     cfg->modulegrace_ms = 5000;
     cfg->modulemaxcrashes = 5;
     cfg->modulerestart_ms = 1000;
+    /* where `ninja install` puts modules; NULL (no directory) should strdup fail */
+    cfg->moduledir = strdup(KD_DEFAULT_MODULE_DIR);
 }
 
 static void service_cfg_clear(kd_service_cfg *s)

@@ -180,7 +180,7 @@ def test_loadable_module_from_the_module_dir(tmp_path):
 def test_a_module_the_daemon_cannot_run_is_named(tmp_path):
     """A module that is not built in, has no command and no .so in the module dir (a forgotten
     moduledir, a misspelt name) is waited for as an external process: the log says why."""
-    d = start(tmp_path, {"command": None, "module": "simpowr"})
+    d = start(tmp_path, {"command": None, "module": "simpowr"}, moduledir="")
     d.wait_line(r"WARNING daemon: serviceinstances\.power: module 'simpowr' is not built in, has "
                 r"no command and no -module-dir \(moduledir\) is given to load simpowr\.so from; "
                 r"the service waits for an external module process to connect$")
@@ -217,6 +217,8 @@ def test_printrc_shows_the_module_keys(tmp_path):
     assert rc == 0, err
     assert 'modulesocket: "/tmp/x.sock"' in out
     assert "modulegrace: \"5s\"" in out and "modulemaxcrashes: 5" in out
+    # the default module directory is where `ninja install` puts modules
+    assert re.search(r'^moduledir: "/.+/kraken/modules"$', out, re.M), out
     assert '    command: "/usr/bin/mod"\n    args: ["-v", "x y"]\n    env: {A: "1"}\n' \
            '    cwd: "/tmp"\n' in out, out
     (tmp_path / "bad.json").write_text(json.dumps({"serviceinstances": {"p": {"args": "x"}}}))
