@@ -773,6 +773,23 @@ static cJSON *enum_entry(const char *name, const char *url, const kraken_enum_ty
     return e;
 }
 
+/* Not a route of the original: the types this daemon knows beyond the built-ins (its modules',
+ * its -schemas files) in kraken_schema_load_json() format, so a client can decode its nodes. */
+static void h_schemas(kd_api *api, const kd_request *req, const kraken_uuid *id,
+                      kd_response *resp)
+{
+    (void)api;
+    (void)req;
+    (void)id;
+    char *text = NULL;
+    int rc = kraken_schema_describe_json(&text);
+    if (rc < 0) {
+        reply_kraken_error(resp, rc);
+        return;
+    }
+    reply(resp, 200, text);
+}
+
 static void h_enumerables(kd_api *api, const kd_request *req, const kraken_uuid *id,
                           kd_response *resp)
 {
@@ -877,6 +894,7 @@ static const route routes[] = {
     {"/sme/thaw", "GET, POST, OPTIONS", {{"GET", h_thaw, true}, {"POST", h_thaw, true}}},
     {"/sme/frozen", "GET, OPTIONS", {{"GET", h_frozen, false}}},
     {"/enumerables", "GET, OPTIONS", {{"GET", h_enumerables, false}}},
+    {"/schemas", "GET, OPTIONS", {{"GET", h_schemas, false}}},
     {"/ws", "GET, OPTIONS", {{"GET", h_ws, false}}},
     {"/metrics", "GET, OPTIONS", {{"GET", h_metrics, false}}},
 };

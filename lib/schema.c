@@ -36,6 +36,8 @@ static size_t reg_n_enums, reg_cap_enums;
 
 static const struct kraken_schema *node_schema;
 static const struct kraken_schema *service_schema;
+/* How many of the registered schemas and enums are the built-in ones (registered first). */
+static size_t n_builtin_schemas, n_builtin_enums;
 
 /* ---- freeing ------------------------------------------------------------- */
 
@@ -514,6 +516,8 @@ static void registry_init_once(void)
     node_schema = find_schema_locked("kraken.Node", strlen("kraken.Node"));
     service_schema = find_schema_locked("kraken.ServiceInstance",
                                         strlen("kraken.ServiceInstance"));
+    n_builtin_schemas = reg_n_schemas;
+    n_builtin_enums = reg_n_enums;
     pthread_mutex_unlock(&reg_lock);
 }
 
@@ -813,6 +817,15 @@ static const struct {
     {"message", KRAKEN_T_RECORD}, {"map", KRAKEN_T_MAP},      {"list", KRAKEN_T_LIST},
     {"repeated", KRAKEN_T_LIST},
 };
+
+/* The description's name of @p t (the first of type_names that has it). */
+static const char *describe_type_name(kraken_type t)
+{
+    for (size_t i = 0; i < sizeof(type_names) / sizeof(type_names[0]); i++)
+        if (type_names[i].type == t)
+            return type_names[i].name;
+    return NULL;
+}
 
 static bool parse_type_name(const char *s, kraken_type *out)
 {
@@ -1127,6 +1140,115 @@ static void loader_free(loader *ld)
     free(ld->built.schemas);
     free(ld->enum_new);
     free(ld->schema_new);
+}
+
+/* ---- describing: the inverse of loading --------------------------------------------------- */
+
+static cJSON *describe_enum(const struct kraken_enum_type *e)
+{
+    cJSON *j = cJSON_CreateObject(), *members = cJSON_CreateObject();
+    if (!j || !members || !cJSON_AddStringToObject(j, "name", e->name) ||
+        !cJSON_AddItemToObject(j, "members", members)) {
+        cJSON_Delete(members);
+        cJSON_Delete(j);
+        return NULL;
+    }
+    for (size_t i = 0; i < e->n; i++)
+        if (!cJSON_AddNumberToObject(members, e->members[i].name, e->members[i].number)) {
+            cJSON_Delete(j);
+            return NULL;
+        }
+    return j;
+}
+
+static cJSON *describe_field(const kraken_field *f)
+{
+    cJSON *j = cJSON_CreateObject();
+    const char *type_name = f->record ? f->record->name : f->enm ? f->enm->name : NULL;
+    bool container = f->type == KRAKEN_T_MAP || f->type == KRAKEN_T_LIST;
+    if (!j || !cJSON_AddStringToObject(j, "name", f->name) ||
+        !cJSON_AddNumberToObject(j, "number", f->number) ||
+        !cJSON_AddStringToObject(j, "type", describe_type_name(f->type)) ||
+        (container && !cJSON_AddStringToObject(j, "elem_type", describe_type_name(f->elem_type))) ||
+        (type_name && !cJSON_AddStringToObject(j, "type_name", type_name))) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+static cJSON *describe_schema(const struct kraken_schema *s)
+{
+    cJSON *j = cJSON_CreateObject(), *fields = cJSON_CreateArray();
+    if (!j || !fields || !cJSON_AddStringToObject(j, "name", s->name) ||
+        !cJSON_AddItemToObject(j, "fields", fields)) {
+        cJSON_Delete(fields);
+        cJSON_Delete(j);
+        return NULL;
+    }
+    for (size_t i = 0; i < s->n_fields; i++) {
+        cJSON *f = describe_field(&s->fields[i]);
+        if (!f || !cJSON_AddItemToArray(fields, f)) {
+            cJSON_Delete(f);
+            cJSON_Delete(j);
+            return NULL;
+        }
+    }
+    return j;
+}
+
+/* {"enums": [...], "schemas": [...]} of the registered non-built-in types; the lock is held. */
+static cJSON *describe_registered_locked(void)
+{
+    cJSON *root = cJSON_CreateObject(), *enums = cJSON_CreateArray(),
+          *schemas = cJSON_CreateArray();
+    if (!root || !enums || !schemas || !cJSON_AddItemToObject(root, "enums", enums)) {
+        cJSON_Delete(root);
+        cJSON_Delete(enums);
+        cJSON_Delete(schemas);
+        return NULL;
+    }
+    if (!cJSON_AddItemToObject(root, "schemas", schemas)) {
+        cJSON_Delete(schemas);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    for (size_t i = n_builtin_enums; i < reg_n_enums; i++) {
+        cJSON *e = describe_enum(reg_enums[i]);
+        if (!e || !cJSON_AddItemToArray(enums, e)) {
+            cJSON_Delete(e);
+            cJSON_Delete(root);
+            return NULL;
+        }
+    }
+    for (size_t i = n_builtin_schemas; i < reg_n_schemas; i++) {
+        cJSON *sj = describe_schema(reg_schemas[i]);
+        if (!sj || !cJSON_AddItemToArray(schemas, sj)) {
+            cJSON_Delete(sj);
+            cJSON_Delete(root);
+            return NULL;
+        }
+    }
+    return root;
+}
+
+int kraken_schema_describe_json(char **out)
+{
+    if (!out)
+        return kraken__err(KRAKEN_EINVAL, "kraken_schema_describe_json: out is required");
+    *out = NULL;
+    kraken__schemas_init();
+    pthread_mutex_lock(&reg_lock);
+    cJSON *root = describe_registered_locked();
+    pthread_mutex_unlock(&reg_lock);
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!text)
+        return kraken__err(KRAKEN_ENOMEM, "kraken_schema_describe_json: out of memory");
+    /* cJSON's allocator is malloc unless a program changed its hooks: copy to be sure */
+    *out = strdup(text);
+    cJSON_free(text);
+    return *out ? 0 : kraken__err(KRAKEN_ENOMEM, "kraken_schema_describe_json: out of memory");
 }
 
 int kraken_schema_load_json(const char *json, size_t len, const char *source)

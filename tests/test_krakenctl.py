@@ -678,6 +678,35 @@ def test_help_lists_every_command():
         assert f"  {cmd} " in out
 
 
+class OriginalStandIn:
+    """A daemon without GET /schemas (as the original): serves one node's Cfg, 404 elsewhere."""
+
+    def __init__(self, node):
+        import http.server
+        import threading
+        body = json.dumps(node).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                found = self.path == "/cfg/node/" + node["id"]
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body if found else b'{"error": "not found"}')
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_site_schemas_from_a_directory(tmp_path):
     schemas = tmp_path / "schemas"
     schemas.mkdir()
@@ -688,20 +717,37 @@ def test_site_schemas_from_a_directory(tmp_path):
     state["nodes"][1]["extensions"] = [
         {"@type": "type.googleapis.com/Site.Rack", "rack": "r12", "slot": 4}]
     d = Daemon(str(tmp_path), "-schemas", str(schemas), state=state)
+    url = "type.googleapis.com/Site.Rack/Slot"
     try:
-        url = "type.googleapis.com/Site.Rack/Slot"
-        rc, _, err = ctl(d, "get", N1, url)
+        # the daemon's GET /schemas tells krakenctl the site's types: no --schemas needed
+        assert ok(d, "get", N1, url) == "4\n"
+        ok(d, "set", N1, url, "5")
+        assert ok(d, "get", N1, url) == "5\n"
+        assert "Site.Rack" in ok(d, "show", N1)
+        assert ok(d, "--schemas", str(schemas), "get", N1, url) == "5\n"
+        rc, _, err = ctl(d, "--schemas", str(tmp_path / "none"), "list")
+        assert (rc, err) == (2, f"krakenctl: --schemas {tmp_path}/none: No such file or directory\n")
+        # a type of --schemas that contradicts the daemon's is named
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "rack.json").write_text(json.dumps({"schemas": [{
+            "name": "Site.Rack", "fields": [{"name": "rack", "number": 1, "type": "uint32"}]}]}))
+        rc, _, err = ctl(d, "--schemas", str(tmp_path / "other"), "get", N1, url)
+        assert rc == 1
+        assert err.startswith("krakenctl: GET /schemas: ") and "Site.Rack" in err, err
+    finally:
+        d.stop()
+    # a daemon without GET /schemas (the original): the site's schemas come from --schemas
+    original = OriginalStandIn(state["nodes"][1])
+    try:
+        rc, _, err = ctl(None, "-i", f"127.0.0.1:{original.port}", "get", N1, url)
         assert rc == 2
         assert err == (f"krakenctl: GET /cfg/node/{N1}: node ({N1}): field 'extensions[0]': "
                        "unknown @type 'type.googleapis.com/Site.Rack' (give krakenctl the site's "
                        "schemas: --schemas DIR)\n")
-        assert ok(d, "--schemas", str(schemas), "get", N1, url) == "4\n"
-        ok(d, "--schemas", str(schemas), "set", N1, url, "5")
-        assert ok(d, "--schemas", str(schemas), "get", N1, url) == "5\n"
-        rc, _, err = ctl(d, "--schemas", str(tmp_path / "none"), "list")
-        assert (rc, err) == (2, f"krakenctl: --schemas {tmp_path}/none: No such file or directory\n")
+        assert ok(None, "-i", f"127.0.0.1:{original.port}", "--schemas", str(schemas),
+                  "get", N1, url) == "4\n"
     finally:
-        d.stop()
+        original.stop()
 
 
 def test_command_help():

@@ -645,6 +645,44 @@ START_TEST(load_file_good)
 }
 END_TEST
 
+/* What a process registered beyond the built-ins is described in the loader's own format
+ * (the daemon's GET /schemas; krakenctl loads it: daemon/tests and tests/test_krakenctl.py). */
+START_TEST(describe_round_trip)
+{
+    static const char desc[] =
+        "{\"enums\":[{\"name\":\"Describe.Mode\",\"members\":{\"UNKNOWN\":0,\"FAST\":1}}],"
+        "\"schemas\":[{\"name\":\"Describe.Inner\",\"fields\":["
+        "{\"name\":\"mac\",\"number\":1,\"type\":\"mac\"},"
+        "{\"name\":\"eth\",\"number\":2,\"type\":\"record\",\"type_name\":\"IPv4.Ethernet\"}]},"
+        "{\"name\":\"Describe.Cfg\",\"fields\":["
+        "{\"name\":\"mode\",\"number\":1,\"type\":\"enum\",\"type_name\":\"Describe.Mode\"},"
+        "{\"name\":\"tags\",\"number\":2,\"type\":\"map\",\"elem_type\":\"string\"},"
+        "{\"name\":\"inners\",\"number\":3,\"type\":\"list\",\"elem_type\":\"record\","
+        "\"type_name\":\"Describe.Inner\"},"
+        "{\"name\":\"addr\",\"number\":4,\"type\":\"ipv4\"}]}]}";
+    char *before = NULL, *after = NULL;
+    ck_assert_int_eq(kraken_schema_describe_json(&before), 0);
+    ck_assert_ptr_null(strstr(before, "\"kraken.Node\"")); /* built-ins are not described */
+    ck_assert_int_eq(kraken_schema_load_json(desc, strlen(desc), "desc"), 0);
+    ck_assert_int_eq(kraken_schema_describe_json(&after), 0);
+    /* the new types come last, exactly as they were loaded */
+    ck_assert_ptr_nonnull(strstr(after, "{\"name\":\"Describe.Mode\",\"members\":{\"UNKNOWN\":0,"
+                                        "\"FAST\":1}}]"));
+    const char *schemas = strstr(desc, "{\"name\":\"Describe.Inner\"");
+    size_t n = strlen(schemas), m = strlen(after);
+    ck_assert_uint_ge(m, n);
+    ck_assert_str_eq(after + m - n, schemas);
+    /* loading a description of what is registered is the harmless identical re-registration */
+    size_t ns = kraken_schema_count(), ne = kraken_enum_count();
+    ck_assert_int_eq(kraken_schema_load_json(after, strlen(after), "described"), 0);
+    ck_assert_uint_eq(kraken_schema_count(), ns);
+    ck_assert_uint_eq(kraken_enum_count(), ne);
+    free(before);
+    free(after);
+    ck_assert_int_eq(kraken_schema_describe_json(NULL), KRAKEN_EINVAL);
+}
+END_TEST
+
 typedef struct bad_file {
     const char *why;
     const char *json;
@@ -807,6 +845,7 @@ static Suite *make_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("files");
     tcase_add_test(tc, load_file_good);
+    tcase_add_test(tc, describe_round_trip);
     tcase_add_test(tc, load_file_bad);
     tcase_add_test(tc, load_messages_exact);
     tcase_add_test(tc, load_is_all_or_nothing);

@@ -73,6 +73,8 @@ static int cmd_set(kc_ctx *ctx, int argc, char **argv)
     snprintf(path, sizeof path, "/%s/node/%s", kind, kraken_uuid_format(&id, idtext));
     char *json = NULL;
     const char *method = "PATCH";
+    if ((rc = kc_learn_schemas(ctx)) != 0) /* the URL may name a module's type */
+        return rc;
     rc = patch_body(&id, url, value, &json);
     if (rc < 0)
         return kc_error(ctx, KC_EXIT_USAGE, "%s%s", kraken_error_last(),

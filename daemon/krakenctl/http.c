@@ -78,8 +78,9 @@ static const char *describe(const pending *p, double timeout_s, char *buf, size_
     }
 }
 
-int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body, size_t body_len,
-            kc_response *out)
+/* One request on ctx->conn (made when there is none); *p says how it ended. */
+static int send_once(kc_ctx *ctx, const char *method, const char *path, const char *body,
+                     size_t body_len, kc_response *out, pending *p)
 {
     memset(out, 0, sizeof *out);
     if (!ctx->conn) {
@@ -93,8 +94,8 @@ int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body,
         /* node lists of 100,000 nodes are tens of MiB; anything far beyond is not an answer */
         evhttp_connection_set_max_body_size(ctx->conn, (ev_ssize_t)1 << 30);
     }
-    pending p = {.out = out};
-    struct evhttp_request *req = evhttp_request_new(on_done, &p);
+    *p = (pending){.out = out};
+    struct evhttp_request *req = evhttp_request_new(on_done, p);
     if (!req)
         return kc_error(ctx, KC_EXIT_CONNECT, "out of memory");
     evhttp_request_set_error_cb(req, on_error);
@@ -123,9 +124,32 @@ int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body,
                 body ? " (with a JSON body)" : "");
     if (evhttp_make_request(ctx->conn, req, method_type(method), path) != 0)
         return kc_error(ctx, KC_EXIT_CONNECT, "cannot send %s %s to %s", method, path, host);
-    while (!p.done)
+    while (!p->done)
         if (event_base_loop(ctx->base, EVLOOP_ONCE) < 0)
             break;
+    return 0;
+}
+
+int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body, size_t body_len,
+            kc_response *out)
+{
+    pending p;
+    bool reused = ctx->conn != NULL;
+    int rc = send_once(ctx, method, path, body, body_len, out, &p);
+    /* A server that closed the connection after its previous answer (an HTTP/1.0 server, an
+     * idle timeout) ends a request on the reused connection at once: a GET is sent again on
+     * a new connection, as HTTP clients do with stale keep-alive connections. */
+    if (rc == 0 && out->status == 0 && reused && p.errored && p.error == EVREQ_HTTP_EOF &&
+        strcmp(method, "GET") == 0) {
+        evhttp_connection_free(ctx->conn);
+        ctx->conn = NULL;
+        rc = send_once(ctx, method, path, body, body_len, out, &p);
+    }
+    if (rc != 0)
+        return rc;
+    char host[300];
+    snprintf(host, sizeof host, strchr(ctx->host, ':') ? "[%s]:%u" : "%s:%u", ctx->host,
+             ctx->port);
     if (out->status == 0) {
         char buf[128];
         kc_response_clear(out);

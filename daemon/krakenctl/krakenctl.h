@@ -39,6 +39,7 @@ typedef struct kc_ctx {
     bool debug;           /* -d: show requests on stderr */
     bool verbose;         /* -v */
     bool original_form;   /* run by the original's two-word form ("node list"): --json in its shape */
+    bool schemas_learned; /* kc_learn_schemas() ran */
     double timeout_s;     /* per request */
     struct event_base *base;
     struct evhttp_connection *conn;
@@ -127,6 +128,15 @@ void kc_response_clear(kc_response *r);
  */
 int kc_request_json(kc_ctx *ctx, const char *method, const char *path, const char *body,
                     cJSON **out);
+
+/*
+ * Learn the types the daemon knows beyond the built-ins (its modules' config and extension
+ * types) from GET /schemas, once per run, so that its nodes can be decoded without
+ * --schemas. A daemon without the route (the original) is fine: nothing is learned. 0, or
+ * the exit status of an error (printed): the description does not load, e.g. it conflicts
+ * with a type of --schemas DIR.
+ */
+int kc_learn_schemas(kc_ctx *ctx);
 
 /* ---- node tables (table.c) ---- */
 

@@ -8,15 +8,32 @@
 #include "krakenctl.h"
 #include "node.h"
 
+int kc_learn_schemas(kc_ctx *ctx)
+{
+    if (ctx->schemas_learned)
+        return 0;
+    ctx->schemas_learned = true;
+    kc_response r = {0};
+    int rc = kc_http(ctx, "GET", "/schemas", NULL, 0, &r);
+    if (rc != 0)
+        return rc;
+    if (r.status == 200 && kraken_schema_load_json(r.body, r.len, "GET /schemas") != 0)
+        rc = kc_error(ctx, KC_EXIT_FAILED, "%s", kraken_error_last());
+    kc_response_clear(&r);
+    return rc;
+}
+
 int kc_fetch_node(kc_ctx *ctx, const char *kind, const kraken_uuid *id, kraken_node **out)
 {
     *out = NULL;
+    int rc = kc_learn_schemas(ctx);
+    if (rc != 0)
+        return rc;
     char idtext[KRAKEN_UUID_STRLEN + 1], path[128];
     kraken_uuid_format(id, idtext);
     snprintf(path, sizeof path, "/%s/node/%s", kind, idtext);
     cJSON *json = NULL;
-    int rc = kc_request_json(ctx, "GET", path, NULL, &json);
-    if (rc != 0)
+    if ((rc = kc_request_json(ctx, "GET", path, NULL, &json)) != 0)
         return rc;
     char *text = cJSON_PrintUnformatted(json);
     cJSON_Delete(json);

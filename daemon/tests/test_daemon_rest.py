@@ -230,6 +230,18 @@ def test_enumerables_shape(d):
         "0": "UNKNOWN", "1": "INIT", "2": "SYNC", "3": "ERROR"}}
 
 
+def test_schemas_describe_the_types_beyond_the_built_ins(d):
+    status, _, described = d.get("/schemas")
+    assert status == 200
+    assert set(described) == {"enums", "schemas"}
+    by_name = {s["name"]: s for s in described["schemas"]}
+    assert by_name["restapi.Config"] == {"name": "restapi.Config", "fields": [
+        {"name": "addr", "number": 1, "type": "string"},
+        {"name": "port", "number": 2, "type": "int32"}]}
+    assert "WebSocket.Config" in by_name
+    assert "kraken.Node" not in by_name and "IPv4.IPv4OverEthernet" not in by_name
+
+
 def test_enumerables_lists_extension_enums_of_the_self_node(d):
     status, _, _ = d.request("PATCH", "/cfg/node/" + SELF_ID, {
         "extensions": [{"@type": "type.googleapis.com/PXE.Client", "state": "WAIT"}]})

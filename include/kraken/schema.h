@@ -109,6 +109,14 @@ int kraken_schema_load_file(const char *path);
 /** As kraken_schema_load_file() from a buffer; @p source names it in errors. */
 int kraken_schema_load_json(const char *json, size_t len, const char *source);
 
+/**
+ * Describe every schema and enum type registered beyond the built-in ones (those of modules,
+ * of schema files, of kraken_schema_register()) in the format kraken_schema_load_json()
+ * reads, so that another process that loads it can decode every node this one can (the
+ * daemon serves it as GET /schemas). @p *out: a NUL-terminated string to free().
+ */
+int kraken_schema_describe_json(char **out);
+
 /** Find a schema by name or by type URL ("type.googleapis.com/NAME"). NULL if unknown. */
 const kraken_schema *kraken_schema_find(const char *name_or_type_url);
 /** Find an enum type by name. NULL if unknown. */
