@@ -1,0 +1,431 @@
+"""Every command shown in the docs is run, so the docs cannot rot (doc/TESTING.md, "Commands
+in the docs").
+
+A command block is a fenced block whose language is `sh` in a markdown file, or a `.nf`/`.fi`
+block in a man page's EXAMPLES section. Each runs as one `bash -e -o pipefail` script, in
+document order, in a fresh copy of the source tree per document (so whatever a command writes
+lands there), with the built kraken-daemon and krakenctl first on PATH. It must exit 0 within
+its timeout; where the doc shows its output (a ```text block directly after it), every line of
+that block must appear in the output, in order, after normalisation (see `normalise`).
+
+The other blocks are samples and are not run: ```text (output), ```json, ```yaml, ```c,
+```python, ```lua. A code block without a language and an indented code block are refused, so
+that every block says which it is.
+
+Markers: HTML comments directly above a block (`.\\" doc-test: ...` above `.nf` in a man page),
+one directive each:
+
+    <!-- doc-test: not run: REASON -->        reported as a skip with its reason
+    <!-- doc-test: requires PATH -->          skip (with the reason) unless BUILD/PATH exists
+    <!-- doc-test: substitute OLD => NEW -->  text replacement before running (NEW may use the
+                                              environment below: $KD, $ADDR, $N1, $TMPDIR)
+    <!-- doc-test: before: SHELL -->          prepared in the same shell before the block
+    <!-- doc-test: timeout SECONDS -->        instead of the default 60 s
+    <!-- doc-test: until /REGEX/ -->          a command that runs until stopped: passes once
+                                              its output matches, then gets SIGINT (Ctrl-C)
+    <!-- doc-test: background until /REGEX/ -->  the same, but it keeps running for the
+                                              blocks after it, until a block marked
+                                              `stop background` or the end of the document
+
+The environment of each block: cwd = the copy of the tree, where `build`, `build-vc` and
+`build-bench` are the meson build dir under test; DESTDIR points into a temporary directory
+and PKG_CONFIG_PATH/PKG_CONFIG_SYSROOT_DIR, LD_LIBRARY_PATH, PYTHONPATH and LUA_CPATH point at
+the prefix installed there; $KD is the REST address of a kraken-daemon started by this test on
+tests/fixtures/cluster4.json, $N1 that fixture's node n1, $ADDR a free loopback address for a
+daemon a block starts itself, TMPDIR a temporary directory.
+"""
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(SRC, "daemon", "tests"))
+from kdtest import Daemon, SELF_ID, next_address  # noqa: E402
+
+BUILD = os.path.abspath(os.environ.get("KRAKEN_BUILD", os.path.join(SRC, "build")))
+N1 = "4afdefa4-573b-5cfe-a419-c59075cf18a5"     # node n1 of tests/fixtures/cluster4.json
+
+# Every markdown file a user reads, and the man pages. doc/REST.md's blocks are run by
+# daemon/tests/test_doc_rest.py (against its answers' JSON keys); here it is only checked for
+# unlabelled blocks.
+DOCS = (["README.md"] + sorted(os.path.relpath(p, SRC) for p in glob.glob(SRC + "/doc/*.md"))
+        + ["modules/README.md", "daemon/README.md", "bindings/README.md",
+           "daemon/kraken-daemon.8", "daemon/krakenctl/krakenctl.1"])
+RUN_ELSEWHERE = {"doc/REST.md": "daemon-doc-rest"}
+
+SAMPLE_LANGUAGES = {"text", "json", "yaml", "c", "python", "lua"}
+DEFAULT_TIMEOUT = 60
+STOP_GRACE = 30
+
+FENCE = re.compile(r"^(\s*)```\s*([\w+-]*)\s*$")
+MARKER = re.compile(r"^\s*(?:<!--|\.\\\")\s*doc-test:\s*(.*?)\s*(?:-->)?\s*$")
+LIST_ITEM = re.compile(r"^\s*([-*+]|\d+\.)\s")
+
+
+class Block:
+    def __init__(self, doc, line, lang, text, markers):
+        self.doc, self.line, self.lang, self.text, self.markers = doc, line, lang, text, markers
+        self.output = None          # the ```text block shown right after it, if any
+
+    @property
+    def where(self):
+        return "%s:%d" % (self.doc, self.line)
+
+    def directives(self, name):
+        """The arguments of every marker `name ...` (or `name: ...`) of this block."""
+        out = []
+        for m in self.markers:
+            if m == name or m.startswith(name + " ") or m.startswith(name + ":"):
+                out.append(m[len(name):].lstrip(": ").strip())
+        return out
+
+
+def parse_markdown(doc, lines):
+    """(blocks, problems): every fenced block with its markers; unlabelled or indented blocks
+    are problems."""
+    blocks, problems, markers = [], [], []
+    i, prev_blank, context_list = 0, True, False
+    last_block_end = None
+    while i < len(lines):
+        line = lines[i]
+        m = FENCE.match(line)
+        if m:
+            indent, lang = len(m.group(1)), m.group(2)
+            j = i + 1
+            while j < len(lines) and not re.match(r"^\s*```\s*$", lines[j]):
+                j += 1
+            body = "\n".join(l[indent:] if l[:indent].strip() == "" else l
+                             for l in lines[i + 1:j]) + "\n"
+            if not lang:
+                problems.append("%s:%d: code block without a language: ```sh for commands "
+                                "(run by tests/test_doc_commands.py), ```text for output" %
+                                (doc, i + 1))
+            b = Block(doc, i + 1, lang, body, markers)
+            if (lang == "text" and blocks and blocks[-1].lang == "sh" and not markers
+                    and last_block_end is not None
+                    and all(not l.strip() for l in lines[last_block_end + 1:i])):
+                blocks[-1].output = body
+            blocks.append(b)
+            markers, last_block_end = [], j
+            i, prev_blank = j + 1, False
+            continue
+        mm = MARKER.match(line)
+        if mm and line.lstrip().startswith("<!--"):
+            markers.append(mm.group(1))
+        elif line.strip():
+            if markers and not line.lstrip().startswith("<!--"):
+                problems.append("%s:%d: doc-test marker not directly above a code block" %
+                                (doc, i))
+                markers = []
+            indented = line.startswith("    ") or line.startswith("\t")
+            if indented and prev_blank and not context_list:
+                problems.append("%s:%d: indented code block: fence it, ```sh for commands "
+                                "(run by tests/test_doc_commands.py) or ```text for output" %
+                                (doc, i + 1))
+                while i + 1 < len(lines) and (not lines[i + 1].strip()
+                                              or lines[i + 1].startswith("    ")):
+                    i += 1
+            if not indented:
+                context_list = bool(LIST_ITEM.match(line)) or (context_list and not prev_blank)
+        prev_blank = not line.strip()
+        i += 1
+    return blocks, problems
+
+
+def unroff(text):
+    return (text.replace("\\-", "-").replace("\\(aq", "'").replace("\\e", "\\")
+            .replace("\\\\", "\\"))
+
+
+def parse_man(doc, lines):
+    """The .nf/.fi blocks of the EXAMPLES section are command blocks."""
+    blocks, markers, section = [], [], ""
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith(".SH"):
+            section = line[3:].strip().strip('"')
+        mm = MARKER.match(line)
+        if mm and line.startswith('.\\"'):
+            markers.append(mm.group(1))
+        elif line.startswith(".nf") and section == "EXAMPLES":
+            j = i + 1
+            while j < len(lines) and not lines[j].startswith(".fi"):
+                j += 1
+            blocks.append(Block(doc, i + 1, "sh", unroff("\n".join(lines[i + 1:j])) + "\n",
+                                markers))
+            markers = []
+            i = j
+        elif line.strip():
+            markers = []
+        i += 1
+    return blocks, []
+
+
+def parse(doc):
+    with open(os.path.join(SRC, doc)) as f:
+        lines = f.read().split("\n")
+    return (parse_man if re.search(r"\.\d$", doc) else parse_markdown)(doc, lines)
+
+
+PARSED = {doc: parse(doc) for doc in DOCS}
+COMMANDS = [b for doc in DOCS if doc not in RUN_ELSEWHERE
+            for b in PARSED[doc][0] if b.lang == "sh"]
+
+
+def normalise(line):
+    """Output comparison ignores what differs from run to run: UUIDs, numbers (counts, times,
+    addresses, ports: every run of digits, with its decimals) and the amount of blank space."""
+    line = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", line)
+    line = re.sub(r"\d+(\.\d+)?", "<n>", line)
+    return " ".join(line.split())
+
+
+def output_matches(expected, actual):
+    """Every non-blank line of expected ('...' aside) appears in actual, in that order."""
+    got = [normalise(l) for l in re.split(r"[\r\n]", actual)]
+    k = 0
+    for want in expected.splitlines():
+        want = normalise(want)
+        if not want or want == "...":
+            continue
+        while k < len(got) and got[k] != want:
+            k += 1
+        if k == len(got):
+            return "line %r not in the output (normalised: %r)" % (want.strip(), want)
+        k += 1
+    return None
+
+
+class Run:
+    """One block's bash process (own process group), its merged output collected."""
+
+    def __init__(self, block, script, cwd, env):
+        self.block = block
+        self.proc = subprocess.Popen(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd,
+                                     env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.chunks = []
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in iter(lambda: self.proc.stdout.read1(65536), b""):
+            with self.cond:
+                self.chunks.append(raw.decode(errors="replace"))
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def output(self):
+        with self.cond:
+            return "".join(self.chunks)
+
+    def wait_output(self, rx, timeout):
+        """True once the output matches rx; False at the deadline or when the process ended
+        without it."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not rx.search("".join(self.chunks)):
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self.reader.is_alive()):
+                    return False
+                self.cond.wait(min(left, 0.5))
+            return True
+
+    def signal(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self):
+        """Ctrl-C to the whole group; None when it stopped within the grace, else why not."""
+        self.signal(signal.SIGINT)
+        try:
+            self.proc.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait()
+            return "still running %d s after SIGINT (killed)" % STOP_GRACE
+        self.signal(signal.SIGKILL)     # anything the command left behind in its group
+        self.reader.join(5)
+        return None
+
+
+def failure(block, script, why, out):
+    return "%s: %s\n--- command ---\n%s--- output ---\n%s" % (block.where, why, script,
+                                                             out[-6000:])
+
+
+def build_option(name):
+    with open(os.path.join(BUILD, "meson-info", "intro-buildoptions.json")) as f:
+        for o in json.load(f):
+            if o["name"] == name:
+                return o["value"]
+    return None
+
+
+class DocEnv:
+    """Per document: a copy of the tree, a DESTDIR, the background commands still running."""
+
+    def __init__(self, doc, tmp, kd):
+        self.doc = doc
+        self.root = str(tmp)
+        self.work = os.path.join(self.root, "src")
+        shutil.copytree(SRC, self.work, symlinks=True,
+                        ignore=lambda d, names: [n for n in names if n in (".git", "__pycache__")
+                                                 or (d == SRC and n.startswith("build"))])
+        for name in ("build", "build-vc", "build-bench"):
+            os.symlink(BUILD, os.path.join(self.work, name))
+        dest = os.path.join(self.root, "destdir")
+        tmpdir = os.path.join(self.root, "tmp")
+        os.makedirs(tmpdir)
+        prefix = dest + build_option("prefix")
+        libdir = os.path.join(prefix, build_option("libdir"))
+        py = "python3.%d" % sys.version_info.minor
+        self.env = dict(os.environ)
+        self.env.update({
+            "PATH": "%s/daemon:%s/daemon/krakenctl:/usr/bin:/bin:/usr/sbin:/sbin" % (BUILD, BUILD),
+            "DESTDIR": dest, "TMPDIR": tmpdir, "NO_COLOR": "1",
+            "PKG_CONFIG_PATH": os.path.join(libdir, "pkgconfig"),
+            "PKG_CONFIG_SYSROOT_DIR": dest,
+            "LD_LIBRARY_PATH": libdir,
+            "PYTHONPATH": "%s/lib/%s/dist-packages:%s/lib/python3/dist-packages" % (prefix, py,
+                                                                                  prefix),
+            "LUA_CPATH": "%s/lib/lua/5.4/?.so;;" % prefix,
+            "KD": kd, "N1": N1, "ADDR": next_address(),
+        })
+        for var in ("KRAKEN_API", "KRAKEN_TOKEN", "KRAKEN_BUILD"):
+            self.env.pop(var, None)
+        self.background = []
+
+    def stop_background(self):
+        problems = []
+        for run in self.background:
+            why = run.stop()
+            if why:
+                problems.append(failure(run.block, run.block.text, why, run.output()))
+        self.background = []
+        return problems
+
+
+@pytest.fixture(scope="module")
+def kd(tmp_path_factory):
+    """A daemon on the fixture cluster for the blocks that talk to one ($KD)."""
+    state = tmp_path_factory.mktemp("kd") / "state.json"
+    shutil.copy(os.path.join(SRC, "tests", "fixtures", "cluster4.json"), state)
+    d = Daemon(["-id", SELF_ID, "-state", str(state)])
+    yield "%s:%d" % (d.addr, d.port)
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def envs(tmp_path_factory, kd):
+    made = {}
+
+    def get(doc):
+        if doc not in made:
+            for other in made.values():     # the previous document's background commands
+                assert not other.stop_background(), "background commands did not stop"
+            made[doc] = DocEnv(doc, tmp_path_factory.mktemp("doc"), kd)
+        return made[doc]
+    yield get
+    for e in made.values():
+        e.stop_background()
+
+
+def test_every_block_is_labelled():
+    problems = [p for doc in DOCS for p in PARSED[doc][1]]
+    assert not problems, "\n".join(problems)
+
+
+def test_docs_have_commands():
+    # README's first command is the virtual cluster; the man page has its EXAMPLES.
+    firsts = {b.doc: b for b in reversed(COMMANDS)}
+    assert "examples/virtual-cluster/run" in firsts["README.md"].text
+    assert "daemon/krakenctl/krakenctl.1" in firsts
+    assert len(COMMANDS) >= 20
+
+
+def substituted(block):
+    text = block.text
+    for sub in block.directives("substitute"):
+        old, sep, new = sub.partition(" => ")
+        assert sep, "%s: marker 'substitute %s' needs 'OLD => NEW'" % (block.where, sub)
+        assert old in text, "%s: substitute: %r is not in the block" % (block.where, old)
+        text = text.replace(old, new)
+    return "".join(b + "\n" for b in block.directives("before")) + text
+
+
+def until_regex(block, spec):
+    m = re.match(r"^/(.*)/$", spec)
+    assert m, "%s: 'until' needs a /REGEX/, got %r" % (block.where, spec)
+    return re.compile(m.group(1), re.M)
+
+
+@pytest.mark.parametrize("block", COMMANDS, ids=[b.where for b in COMMANDS])
+def test_block(block, envs):
+    if build_option("b_sanitize") not in (None, "none"):
+        pytest.skip("docs are checked in the normal build (the sanitizers are for the code)")
+    env = envs(block.doc)
+    if block.directives("stop background"):
+        problems = env.stop_background()
+        assert not problems, "\n".join(problems)
+    for reason in block.directives("not run"):
+        pytest.skip("not run: %s: %s" % (reason, block.text.strip().splitlines()[0]))
+    for path in block.directives("requires"):
+        if not os.path.exists(os.path.join(BUILD, path)):
+            pytest.skip("not run: this build has no %s" % path)
+    script = substituted(block)
+    timeouts = block.directives("timeout")
+    timeout = float(timeouts[0]) if timeouts else DEFAULT_TIMEOUT
+    run = Run(block, script, env.work, env.env)
+    untils = block.directives("until") + block.directives("background until")
+    if untils:
+        rx = until_regex(block, untils[0])
+        matched = run.wait_output(rx, timeout)
+        if not matched:
+            ended = run.proc.poll()
+            run.stop()
+            why = ("exit %s before its output matched /%s/" % (ended, rx.pattern)
+                   if ended is not None else
+                   "no output matching /%s/ within %g s" % (rx.pattern, timeout))
+            pytest.fail(failure(block, script, why, run.output()), pytrace=False)
+        if block.directives("background until"):
+            env.background.append(run)
+            return
+        why = run.stop()
+        if why:
+            pytest.fail(failure(block, script, why, run.output()), pytrace=False)
+        out = run.output()
+    else:
+        try:
+            rc = run.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+        if rc is None:
+            run.stop()
+            pytest.fail(failure(block, script, "still running after %g s" % timeout,
+                                run.output()), pytrace=False)
+        run.reader.join(10)
+        out = run.output()
+        if rc != 0:
+            pytest.fail(failure(block, script, "exit status %d" % rc, out), pytrace=False)
+    if block.output is not None:
+        why = output_matches(block.output, out)
+        if why:
+            pytest.fail(failure(block, script, "output differs from the doc's: " + why, out),
+                        pytrace=False)
