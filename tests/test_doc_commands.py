@@ -360,6 +360,41 @@ def test_docs_have_commands():
     assert len(COMMANDS) >= 20
 
 
+def test_parser_classifies_blocks():
+    """The convention itself: what is a command, its output, a marker, and what is refused."""
+    doc = ["Intro:", "", "<!-- doc-test: substitute a => b -->", "<!-- doc-test: timeout 5 -->",
+           "```sh", "echo a", "```", "", "```text", "a", "```", "", "```json", "{}", "```",
+           "", "    indented", "", "```", "bare", "```", "", "- item", "", "    continued", "",
+           "<!-- doc-test: not run: x -->", "text after a marker"]
+    blocks, problems = parse_markdown("x.md", doc)
+    assert [(b.line, b.lang) for b in blocks] == [(5, "sh"), (9, "text"), (13, "json"),
+                                                  (19, "")]
+    assert blocks[0].markers == ["substitute a => b", "timeout 5"]
+    assert blocks[0].directives("substitute") == ["a => b"]
+    assert blocks[0].directives("timeout") == ["5"]
+    assert blocks[0].output == "a\n"
+    assert problems == [
+        "x.md:17: indented code block: fence it, ```sh for commands (run by "
+        "tests/test_doc_commands.py) or ```text for output",
+        "x.md:19: code block without a language: ```sh for commands (run by "
+        "tests/test_doc_commands.py), ```text for output",
+        "x.md:27: doc-test marker not directly above a code block"]
+    man = [".SH OPTIONS", ".nf", "not a command", ".fi", ".SH EXAMPLES",
+           '.\\" doc-test: until /x/', ".nf", "krakenctl \\-i h list", ".fi"]
+    blocks, _ = parse_man("x.1", man)
+    assert [(b.line, b.text, b.markers) for b in blocks] == [
+        (7, "krakenctl -i h list\n", ["until /x/"])]
+
+
+def test_output_normalisation():
+    assert normalise("1.8s  SYNC 100/100 |  in flight 0") == "<n>s SYNC <n>/<n> | in flight <n>"
+    assert normalise("node 4afdefa4-573b-5cfe-a419-c59075cf18a5 on 127.0.0.1:3141") == \
+        "node <uuid> on <n>.<n>:<n>"
+    assert output_matches("a 1\n...\nc 2\n", "x\na 7\nb\nc 99\n") is None
+    assert output_matches("c 1\na 1\n", "a 1\nc 1\n") == \
+        "line 'a <n>' not in the output (normalised: 'a <n>')"
+
+
 def substituted(block):
     text = block.text
     for sub in block.directives("substitute"):
