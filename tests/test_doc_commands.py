@@ -265,9 +265,25 @@ class Run:
         return None
 
 
+FAILED_COMMAND = re.compile(r"^doc-test: exit (\d+) from: (.*)$", re.M)
+
+
 def failure(block, script, why, out):
-    return "%s: %s\n--- command ---\n%s--- output ---\n%s" % (block.where, why, script,
-                                                             out[-6000:])
+    """The report of a broken block: where, why and which command, the end of the output (the
+    part a TAP reader sees first), then the whole block as it was run."""
+    failed = FAILED_COMMAND.findall(out)
+    if failed:
+        why += ", from `%s`" % failed[-1][1]
+        out = FAILED_COMMAND.sub("", out).rstrip("\n") + "\n"
+    if script.startswith("trap "):
+        script = script.split("\n", 1)[1]
+    tail = out.splitlines()[-12:]
+    return "%s: %s\n--- output (last %d lines) ---\n%s\n--- block as run ---\n%s" % (
+        block.where, why, len(tail), "\n".join(tail), script)
+
+
+def fail(block, script, why, out):
+    raise AssertionError(failure(block, script, why, out)) from None
 
 
 def build_option(name):
@@ -276,6 +292,17 @@ def build_option(name):
             if o["name"] == name:
                 return o["value"]
     return None
+
+
+def interpreter_sanitizer_env():
+    """Python and Lua are not built with ASan: in an ASan build, a block that loads the bindings
+    gets the ASan runtime preloaded, without leak checks of the interpreter (as the bindings
+    suite does)."""
+    if "address" not in (build_option("b_sanitize") or ""):
+        return {}
+    libasan = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    return {"LD_PRELOAD": libasan, "ASAN_OPTIONS": "detect_leaks=0"}
 
 
 class DocEnv:
@@ -402,7 +429,9 @@ def substituted(block):
         assert sep, "%s: marker 'substitute %s' needs 'OLD => NEW'" % (block.where, sub)
         assert old in text, "%s: substitute: %r is not in the block" % (block.where, old)
         text = text.replace(old, new)
-    return "".join(b + "\n" for b in block.directives("before")) + text
+    # -e stops at the first failing command; the trap names it in the output (see failure())
+    trap = "trap 'echo \"doc-test: exit $? from: $BASH_COMMAND\" >&2' ERR\n"
+    return trap + "".join(b + "\n" for b in block.directives("before")) + text
 
 
 def until_regex(block, spec):
@@ -413,8 +442,6 @@ def until_regex(block, spec):
 
 @pytest.mark.parametrize("block", COMMANDS, ids=[b.where for b in COMMANDS])
 def test_block(block, envs):
-    if build_option("b_sanitize") not in (None, "none"):
-        pytest.skip("docs are checked in the normal build (the sanitizers are for the code)")
     env = envs(block.doc)
     if block.directives("stop background"):
         problems = env.stop_background()
@@ -425,9 +452,13 @@ def test_block(block, envs):
         if not os.path.exists(os.path.join(BUILD, path)):
             pytest.skip("not run: this build has no %s" % path)
     script = substituted(block)
+    block_env = env.env
+    if block.directives("requires") and any(p.startswith("bindings/")
+                                            for p in block.directives("requires")):
+        block_env = dict(env.env, **interpreter_sanitizer_env())
     timeouts = block.directives("timeout")
     timeout = float(timeouts[0]) if timeouts else DEFAULT_TIMEOUT
-    run = Run(block, script, env.work, env.env)
+    run = Run(block, script, env.work, block_env)
     untils = block.directives("until") + block.directives("background until")
     if untils:
         rx = until_regex(block, untils[0])
@@ -438,13 +469,13 @@ def test_block(block, envs):
             why = ("exit %s before its output matched /%s/" % (ended, rx.pattern)
                    if ended is not None else
                    "no output matching /%s/ within %g s" % (rx.pattern, timeout))
-            pytest.fail(failure(block, script, why, run.output()), pytrace=False)
+            fail(block, script, why, run.output())
         if block.directives("background until"):
             env.background.append(run)
             return
         why = run.stop()
         if why:
-            pytest.fail(failure(block, script, why, run.output()), pytrace=False)
+            fail(block, script, why, run.output())
         out = run.output()
     else:
         try:
@@ -453,14 +484,15 @@ def test_block(block, envs):
             rc = None
         if rc is None:
             run.stop()
-            pytest.fail(failure(block, script, "still running after %g s" % timeout,
-                                run.output()), pytrace=False)
+            fail(block, script, "still running after %g s" % timeout, run.output())
         run.reader.join(10)
         out = run.output()
         if rc != 0:
-            pytest.fail(failure(block, script, "exit status %d" % rc, out), pytrace=False)
+            fail(block, script, "exit status %d" % rc, out)
+    for marker in ("runtime error:", "AddressSanitizer", "LeakSanitizer"):
+        if marker in out:
+            fail(block, script, "sanitizer report", out)
     if block.output is not None:
         why = output_matches(block.output, out)
         if why:
-            pytest.fail(failure(block, script, "output differs from the doc's: " + why, out),
-                        pytrace=False)
+            fail(block, script, "output differs from the doc's: " + why, out)
