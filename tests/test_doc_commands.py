@@ -35,7 +35,6 @@ tests/fixtures/cluster4.json, $N1 that fixture's node n1, $ADDR a free loopback 
 daemon a block starts itself, TMPDIR a temporary directory.
 """
 
-import glob
 import json
 import os
 import re
@@ -56,15 +55,29 @@ from kdtest import Daemon, SELF_ID, next_address  # noqa: E402
 BUILD = os.path.abspath(os.environ.get("KRAKEN_BUILD", os.path.join(SRC, "build")))
 N1 = "4afdefa4-573b-5cfe-a419-c59075cf18a5"     # node n1 of tests/fixtures/cluster4.json
 
-# Every markdown file a user reads, and the man pages. doc/REST.md's blocks are run by
-# daemon/tests/test_doc_rest.py (against its answers' JSON keys); here it is only checked for
-# unlabelled blocks.
-DOCS = (["README.md"] + sorted(os.path.relpath(p, SRC) for p in glob.glob(SRC + "/doc/*.md"))
-        + ["modules/README.md", "daemon/README.md", "bindings/README.md",
-           "daemon/kraken-daemon.8", "daemon/krakenctl/krakenctl.1"])
+
+
+def find_docs():
+    """Every markdown file and man page of the tree (build directories aside), README.md first,
+    so that a new document is covered without being listed here."""
+    found = []
+    for d, dirs, files in os.walk(SRC):
+        dirs[:] = sorted(x for x in dirs if x not in (".git", "__pycache__", "node_modules")
+                         and not (d == SRC and x.startswith("build"))
+                         and not os.path.isdir(os.path.join(d, x, "meson-private")))
+        found += [os.path.relpath(os.path.join(d, f), SRC) for f in files
+                  if f.endswith(".md") or re.search(r"\.[1-8]$", f)]
+    return sorted(found, key=lambda p: (p != "README.md", p))
+
+
+# doc/REST.md's blocks are run by daemon/tests/test_doc_rest.py (against its answers' JSON
+# keys); here it is only checked for unlabelled blocks.
+DOCS = find_docs()
 RUN_ELSEWHERE = {"doc/REST.md": "daemon-doc-rest"}
 
-SAMPLE_LANGUAGES = {"text", "json", "yaml", "c", "python", "lua"}
+# Samples, never run. Any other language (`bash`, `console`, ...) is refused: it would look
+# like a command and silently not run.
+SAMPLE_LANGUAGES = {"text", "json", "yaml", "c", "python", "lua", "proto", "dot", "diff", "ini"}
 DEFAULT_TIMEOUT = 60
 STOP_GRACE = 30
 
@@ -111,6 +124,10 @@ def parse_markdown(doc, lines):
                 problems.append("%s:%d: code block without a language: ```sh for commands "
                                 "(run by tests/test_doc_commands.py), ```text for output" %
                                 (doc, i + 1))
+            elif lang != "sh" and lang not in SAMPLE_LANGUAGES:
+                problems.append("%s:%d: code block in '%s': ```sh for commands (run by "
+                                "tests/test_doc_commands.py), or one of the samples' %s" %
+                                (doc, i + 1, lang, ", ".join(sorted(SAMPLE_LANGUAGES))))
             b = Block(doc, i + 1, lang, body, markers)
             if (lang == "text" and blocks and blocks[-1].lang == "sh" and not markers
                     and last_block_end is not None
@@ -392,10 +409,11 @@ def test_parser_classifies_blocks():
     doc = ["Intro:", "", "<!-- doc-test: substitute a => b -->", "<!-- doc-test: timeout 5 -->",
            "```sh", "echo a", "```", "", "```text", "a", "```", "", "```json", "{}", "```",
            "", "    indented", "", "```", "bare", "```", "", "- item", "", "    continued", "",
-           "<!-- doc-test: not run: x -->", "text after a marker"]
+           "<!-- doc-test: not run: x -->", "text after a marker", "", "```bash", "ls",
+           "```"]
     blocks, problems = parse_markdown("x.md", doc)
     assert [(b.line, b.lang) for b in blocks] == [(5, "sh"), (9, "text"), (13, "json"),
-                                                  (19, "")]
+                                                  (19, ""), (30, "bash")]
     assert blocks[0].markers == ["substitute a => b", "timeout 5"]
     assert blocks[0].directives("substitute") == ["a => b"]
     assert blocks[0].directives("timeout") == ["5"]
@@ -405,7 +423,9 @@ def test_parser_classifies_blocks():
         "tests/test_doc_commands.py) or ```text for output",
         "x.md:19: code block without a language: ```sh for commands (run by "
         "tests/test_doc_commands.py), ```text for output",
-        "x.md:27: doc-test marker not directly above a code block"]
+        "x.md:27: doc-test marker not directly above a code block",
+        "x.md:30: code block in 'bash': ```sh for commands (run by tests/test_doc_commands.py), "
+        "or one of the samples' c, diff, dot, ini, json, lua, proto, python, text, yaml"]
     man = [".SH OPTIONS", ".nf", "not a command", ".fi", ".SH EXAMPLES",
            '.\\" doc-test: until /x/', ".nf", "krakenctl \\-i h list", ".fi"]
     blocks, _ = parse_man("x.1", man)
