@@ -360,8 +360,11 @@ class DocEnv:
         problems = []
         for run in self.background:
             why = run.stop()
+            out = run.output()
+            if not why and any(m in out for m in ("runtime error:", "AddressSanitizer")):
+                why = "sanitizer report"
             if why:
-                problems.append(failure(run.block, run.block.text, why, run.output()))
+                problems.append(failure(run.block, run.block.text, why, out))
         self.background = []
         return problems
 
@@ -373,7 +376,7 @@ def kd(tmp_path_factory):
     shutil.copy(os.path.join(SRC, "tests", "fixtures", "cluster4.json"), state)
     d = Daemon(["-id", SELF_ID, "-state", str(state)])
     yield "%s:%d" % (d.addr, d.port)
-    d.stop()
+    assert d.stop() == 0
 
 
 @pytest.fixture(scope="module")
@@ -391,8 +394,22 @@ def envs(tmp_path_factory, kd):
         e.stop_background()
 
 
+DIRECTIVES = ("not run:", "requires ", "substitute ", "before:", "timeout ", "until /",
+              "background until /", "stop background")
+
+
+def marker_problems(blocks):
+    """A misspelt marker, or one on a sample, would silently do nothing."""
+    problems = ["%s: unknown doc-test marker %r (known: %s)" % (b.where, m, ", ".join(DIRECTIVES))
+                for b in blocks for m in b.markers
+                if not (m.startswith(DIRECTIVES) or m == "stop background")]
+    problems += ["%s: doc-test markers on a %s sample, which is never run" % (b.where, b.lang)
+                 for b in blocks if b.markers and b.lang != "sh"]
+    return problems
+
+
 def test_every_block_is_labelled():
-    problems = [p for doc in DOCS for p in PARSED[doc][1]]
+    problems = [p for doc in DOCS for p in PARSED[doc][1] + marker_problems(PARSED[doc][0])]
     assert not problems, "\n".join(problems)
 
 
@@ -426,6 +443,10 @@ def test_parser_classifies_blocks():
         "x.md:27: doc-test marker not directly above a code block",
         "x.md:30: code block in 'bash': ```sh for commands (run by tests/test_doc_commands.py), "
         "or one of the samples' c, diff, dot, ini, json, lua, proto, python, text, yaml"]
+    assert marker_problems([Block("x.md", 3, "sh", "ls\n", ["substitue a => b"]),
+                            Block("x.md", 9, "text", "a\n", ["timeout 5"])]) == [
+        "x.md:3: unknown doc-test marker 'substitue a => b' (known: %s)" % ", ".join(DIRECTIVES),
+        "x.md:9: doc-test markers on a text sample, which is never run"]
     man = [".SH OPTIONS", ".nf", "not a command", ".fi", ".SH EXAMPLES",
            '.\\" doc-test: until /x/', ".nf", "krakenctl \\-i h list", ".fi"]
     blocks, _ = parse_man("x.1", man)
@@ -470,7 +491,8 @@ def test_block(block, envs):
         pytest.skip("not run: %s: %s" % (reason, block.text.strip().splitlines()[0]))
     for path in block.directives("requires"):
         if not os.path.exists(os.path.join(BUILD, path)):
-            pytest.skip("not run: this build has no %s" % path)
+            pytest.skip("not run: this build has no %s: %s" %
+                        (path, block.text.strip().splitlines()[0]))
     script = substituted(block)
     block_env = env.env
     if block.directives("requires") and any(p.startswith("bindings/")
