@@ -6,10 +6,12 @@ block in a man page's EXAMPLES section. Each runs as one `bash -e -o pipefail` s
 document order, in a fresh copy of the source tree per document (so whatever a command writes
 lands there), with the built kraken-daemon and krakenctl first on PATH. It must exit 0 within
 its timeout; where the doc shows its output (a ```text block directly after it), every line of
-that block must appear in the output, in order, after normalisation (see `normalise`).
+that block must appear in the output, in order, after normalisation (see `normalise`); a
+```json answer directly after it: the output is JSON with the keys shown (`json_matches`).
+A ```python block marked `run with python3` is run the same way (doc/REST.md's websocket client).
 
-The other blocks are samples and are not run: ```text (output), ```json, ```yaml, ```c,
-```python, ```lua. A code block without a language and an indented code block are refused, so
+The other blocks are samples and are not run: ```text, ```json, ```yaml, ```c, ```python,
+```lua, ... A code block without a language, in another language, or indented is refused, so
 that every block says which it is.
 
 Markers: HTML comments directly above a block (`.\\" doc-test: ...` above `.nf` in a man page),
@@ -30,8 +32,8 @@ one directive each:
 The environment of each block: cwd = the copy of the tree, where `build`, `build-vc` and
 `build-bench` are the meson build dir under test; DESTDIR points into a temporary directory
 and PKG_CONFIG_PATH/PKG_CONFIG_SYSROOT_DIR, LD_LIBRARY_PATH, PYTHONPATH and LUA_CPATH point at
-the prefix installed there; $KD is the REST address of a kraken-daemon started by this test on
-tests/fixtures/cluster4.json, $N1 that fixture's node n1, $ADDR a free loopback address for a
+the prefix installed there; $KD is the REST address of a kraken-daemon started for the
+document on tests/fixtures/cluster4.json, $N1 that fixture's node n1, $ADDR a free loopback address for a
 daemon a block starts itself, TMPDIR a temporary directory.
 """
 
@@ -70,10 +72,7 @@ def find_docs():
     return sorted(found, key=lambda p: (p != "README.md", p))
 
 
-# doc/REST.md's blocks are run by daemon/tests/test_doc_rest.py (against its answers' JSON
-# keys); here it is only checked for unlabelled blocks.
 DOCS = find_docs()
-RUN_ELSEWHERE = {"doc/REST.md": "daemon-doc-rest"}
 
 # Samples, never run. Any other language (`bash`, `console`, ...) is refused: it would look
 # like a command and silently not run.
@@ -89,7 +88,12 @@ LIST_ITEM = re.compile(r"^\s*([-*+]|\d+\.)\s")
 class Block:
     def __init__(self, doc, line, lang, text, markers):
         self.doc, self.line, self.lang, self.text, self.markers = doc, line, lang, text, markers
-        self.output = None          # the ```text block shown right after it, if any
+        self.output = None          # (language, text) of the ```text/```json block after it
+
+    @property
+    def runnable(self):
+        """sh, or a python block marked `run with python3`."""
+        return self.lang == "sh" or (self.lang == "python" and "run with python3" in self.markers)
 
     @property
     def where(self):
@@ -129,10 +133,10 @@ def parse_markdown(doc, lines):
                                 "tests/test_doc_commands.py), or one of the samples' %s" %
                                 (doc, i + 1, lang, ", ".join(sorted(SAMPLE_LANGUAGES))))
             b = Block(doc, i + 1, lang, body, markers)
-            if (lang == "text" and blocks and blocks[-1].lang == "sh" and not markers
+            if (lang in ("text", "json") and blocks and blocks[-1].runnable and not markers
                     and last_block_end is not None
                     and all(not l.strip() for l in lines[last_block_end + 1:i])):
-                blocks[-1].output = body
+                blocks[-1].output = (lang, body)
             blocks.append(b)
             markers, last_block_end = [], j
             i, prev_blank = j + 1, False
@@ -197,8 +201,7 @@ def parse(doc):
 
 
 PARSED = {doc: parse(doc) for doc in DOCS}
-COMMANDS = [b for doc in DOCS if doc not in RUN_ELSEWHERE
-            for b in PARSED[doc][0] if b.lang == "sh"]
+COMMANDS = [b for doc in DOCS for b in PARSED[doc][0] if b.runnable]
 
 
 def normalise(line):
@@ -213,16 +216,37 @@ def output_matches(expected, actual):
     """Every non-blank line of expected ('...' aside) appears in actual, in that order."""
     got = [normalise(l) for l in re.split(r"[\r\n]", actual)]
     k = 0
-    for want in expected.splitlines():
-        want = normalise(want)
+    for shown in expected.splitlines():
+        want = normalise(shown)
         if not want or want == "...":
             continue
         while k < len(got) and got[k] != want:
             k += 1
         if k == len(got):
-            return "line %r not in the output (normalised: %r)" % (want.strip(), want)
+            return "line %r not in the output (normalised: %r)" % (shown.strip(), want)
         k += 1
     return None
+
+
+def keys_of(value):
+    """The keys a JSON answer carries: an object's, or the first item's of an array."""
+    if isinstance(value, list):
+        return keys_of(value[0]) if value else set()
+    return set(value) - {"..."} if isinstance(value, dict) else set()
+
+
+def json_matches(expected, actual):
+    """A ```json answer: the output is JSON of the same kind (object, array, ...) with every
+    key the doc shows (values differ from run to run: ids, times, counters)."""
+    try:
+        got = json.loads(actual)
+    except ValueError:
+        return "the output is not JSON"
+    want = json.loads(expected)
+    if type(got) is not type(want):
+        return "a JSON %s, the doc shows a %s" % (type(got).__name__, type(want).__name__)
+    missing = keys_of(want) - keys_of(got)
+    return "keys %s missing" % sorted(missing) if missing else None
 
 
 class Run:
@@ -325,7 +349,7 @@ def interpreter_sanitizer_env():
 class DocEnv:
     """Per document: a copy of the tree, a DESTDIR, the background commands still running."""
 
-    def __init__(self, doc, tmp, kd):
+    def __init__(self, doc, tmp):
         self.doc = doc
         self.root = str(tmp)
         self.work = os.path.join(self.root, "src")
@@ -350,11 +374,26 @@ class DocEnv:
             "PYTHONPATH": "%s/lib/%s/dist-packages:%s/lib/python3/dist-packages" % (prefix, py,
                                                                                   prefix),
             "LUA_CPATH": "%s/lib/lua/5.4/?.so;;" % prefix,
-            "KD": kd, "N1": N1, "ADDR": next_address(),
+            "N1": N1, "ADDR": next_address(),
         })
         for var in ("KRAKEN_API", "KRAKEN_TOKEN", "KRAKEN_BUILD"):
             self.env.pop(var, None)
         self.background = []
+        # $KD: a daemon of the document's own on the fixture cluster (what one document's
+        # examples change is not another's starting point)
+        state = os.path.join(self.root, "kd-state.json")
+        shutil.copy(os.path.join(SRC, "tests", "fixtures", "cluster4.json"), state)
+        self.kd = Daemon(["-id", SELF_ID, "-state", state])
+        self.env["KD"] = "%s:%d" % (self.kd.addr, self.kd.port)
+
+    def close(self):
+        """Stop the background commands and the document's daemon: the problems, if any."""
+        problems = self.stop_background()
+        rc = self.kd.stop()
+        if rc != 0:
+            problems.append("%s: the $KD daemon exited %d; log:\n%s" % (self.doc, rc,
+                                                                       self.kd.log()))
+        return problems
 
     def stop_background(self):
         problems = []
@@ -370,41 +409,33 @@ class DocEnv:
 
 
 @pytest.fixture(scope="module")
-def kd(tmp_path_factory):
-    """A daemon on the fixture cluster for the blocks that talk to one ($KD)."""
-    state = tmp_path_factory.mktemp("kd") / "state.json"
-    shutil.copy(os.path.join(SRC, "tests", "fixtures", "cluster4.json"), state)
-    d = Daemon(["-id", SELF_ID, "-state", str(state)])
-    yield "%s:%d" % (d.addr, d.port)
-    assert d.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def envs(tmp_path_factory, kd):
+def envs(tmp_path_factory):
     made = {}
 
     def get(doc):
         if doc not in made:
-            for other in made.values():     # the previous document's background commands
-                assert not other.stop_background(), "background commands did not stop"
-            made[doc] = DocEnv(doc, tmp_path_factory.mktemp("doc"), kd)
+            for other in list(made):        # the previous document's commands and daemon
+                problems = made.pop(other).close()
+                assert not problems, "\n".join(problems)
+            made[doc] = DocEnv(doc, tmp_path_factory.mktemp("doc"))
         return made[doc]
     yield get
-    for e in made.values():
-        e.stop_background()
+    problems = [p for e in made.values() for p in e.close()]
+    assert not problems, "\n".join(problems)
 
 
 DIRECTIVES = ("not run:", "requires ", "substitute ", "before:", "timeout ", "until /",
-              "background until /", "stop background")
+              "background until /", "stop background", "run with python3")
 
 
 def marker_problems(blocks):
     """A misspelt marker, or one on a sample, would silently do nothing."""
     problems = ["%s: unknown doc-test marker %r (known: %s)" % (b.where, m, ", ".join(DIRECTIVES))
                 for b in blocks for m in b.markers
-                if not (m.startswith(DIRECTIVES) or m == "stop background")]
+                if not (m.startswith(DIRECTIVES) or m in ("stop background",
+                                                          "run with python3"))]
     problems += ["%s: doc-test markers on a %s sample, which is never run" % (b.where, b.lang)
-                 for b in blocks if b.markers and b.lang != "sh"]
+                 for b in blocks if b.markers and not b.runnable]
     return problems
 
 
@@ -434,7 +465,7 @@ def test_parser_classifies_blocks():
     assert blocks[0].markers == ["substitute a => b", "timeout 5"]
     assert blocks[0].directives("substitute") == ["a => b"]
     assert blocks[0].directives("timeout") == ["5"]
-    assert blocks[0].output == "a\n"
+    assert blocks[0].output == ("text", "a\n")
     assert problems == [
         "x.md:17: indented code block: fence it, ```sh for commands (run by "
         "tests/test_doc_commands.py) or ```text for output",
@@ -460,7 +491,22 @@ def test_output_normalisation():
         "node <uuid> on <n>.<n>:<n>"
     assert output_matches("a 1\n...\nc 2\n", "x\na 7\nb\nc 99\n") is None
     assert output_matches("c 1\na 1\n", "a 1\nc 1\n") == \
-        "line 'a <n>' not in the output (normalised: 'a <n>')"
+        "line 'a 1' not in the output (normalised: 'a <n>')"
+    assert json_matches('{"id": 1, "...": 0}', '{"id": 2, "x": 3}') is None
+    assert json_matches('[{"id": 1}]', '[{"name": 2}]') == "keys ['id'] missing"
+    assert json_matches('{"id": 1}', '[]') == "a JSON list, the doc shows a dict"
+    assert json_matches('{}', 'curl: (7) failed') == "the output is not JSON"
+
+
+def test_rest_reference_covers_every_route():
+    """doc/REST.md: every route of SPEC 9.2 and the new ones in a runnable example."""
+    rest = [b for b in COMMANDS if b.doc == "doc/REST.md"]
+    assert sum(b.lang == "python" for b in rest) == 1     # the websocket client
+    commands = "\n".join(b.text for b in rest)
+    for route in ("/cfg/nodes", "/dsc/nodes", "/cfg/node/", "/dsc/node/", "/graph/json",
+                  "/json", "/path", "/mutations", "/sme/freeze", "/sme/thaw", "/sme/frozen",
+                  "/enumerables", "/ws", "/metrics", "PATCH", "DELETE", "OPTIONS"):
+        assert route in commands, route
 
 
 def substituted(block):
@@ -472,6 +518,8 @@ def substituted(block):
         text = text.replace(old, new)
     # -e stops at the first failing command; the trap names it in the output (see failure())
     trap = "trap 'echo \"doc-test: exit $? from: $BASH_COMMAND\" >&2' ERR\n"
+    if block.lang == "python":
+        text = "python3 - <<'DOC_TEST_PYTHON'\n%sDOC_TEST_PYTHON\n" % text
     return trap + "".join(b + "\n" for b in block.directives("before")) + text
 
 
@@ -535,6 +583,7 @@ def test_block(block, envs):
         if marker in out:
             fail(block, script, "sanitizer report", out)
     if block.output is not None:
-        why = output_matches(block.output, out)
+        lang, shown = block.output
+        why = (json_matches if lang == "json" else output_matches)(shown, out)
         if why:
             fail(block, script, "output differs from the doc's: " + why, out)
