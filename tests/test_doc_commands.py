@@ -28,13 +28,14 @@ one directive each:
     <!-- doc-test: background until /REGEX/ -->  the same, but it keeps running for the
                                               blocks after it, until a block marked
                                               `stop background` or the end of the document
+    <!-- doc-test: run with python3 -->       (on a ```python block) run it, as a command
 
 The environment of each block: cwd = the copy of the tree, where `build`, `build-vc` and
 `build-bench` are the meson build dir under test; DESTDIR points into a temporary directory
 and PKG_CONFIG_PATH/PKG_CONFIG_SYSROOT_DIR, LD_LIBRARY_PATH, PYTHONPATH and LUA_CPATH point at
 the prefix installed there; $KD is the REST address of a kraken-daemon started for the
-document on tests/fixtures/cluster4.json, $N1 that fixture's node n1, $ADDR a free loopback address for a
-daemon a block starts itself, TMPDIR a temporary directory.
+document on tests/fixtures/cluster4.json, $N1 that fixture's node n1, $ADDR a free loopback
+address for a daemon a block starts itself, TMPDIR a temporary directory.
 """
 
 import json
@@ -56,7 +57,6 @@ from kdtest import Daemon, SELF_ID, next_address  # noqa: E402
 
 BUILD = os.path.abspath(os.environ.get("KRAKEN_BUILD", os.path.join(SRC, "build")))
 N1 = "4afdefa4-573b-5cfe-a419-c59075cf18a5"     # node n1 of tests/fixtures/cluster4.json
-
 
 
 def find_docs():
