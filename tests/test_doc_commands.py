@@ -367,7 +367,7 @@ class DocEnv:
         self.env = dict(os.environ)
         self.env.update({
             "PATH": "%s/daemon:%s/daemon/krakenctl:/usr/bin:/bin:/usr/sbin:/sbin" % (BUILD, BUILD),
-            "DESTDIR": dest, "TMPDIR": tmpdir, "NO_COLOR": "1",
+            "DESTDIR": dest, "TMPDIR": tmpdir,
             "PKG_CONFIG_PATH": os.path.join(libdir, "pkgconfig"),
             "PKG_CONFIG_SYSROOT_DIR": dest,
             "LD_LIBRARY_PATH": libdir,
@@ -376,7 +376,7 @@ class DocEnv:
             "LUA_CPATH": "%s/lib/lua/5.4/?.so;;" % prefix,
             "N1": N1, "ADDR": next_address(),
         })
-        for var in ("KRAKEN_API", "KRAKEN_TOKEN", "KRAKEN_BUILD"):
+        for var in ("KRAKEN_API", "KRAKEN_TOKEN", "KRAKEN_BUILD"):  # the caller's, not the doc's
             self.env.pop(var, None)
         self.background = []
         # $KD: a daemon of the document's own on the fixture cluster (what one document's
