@@ -12,9 +12,9 @@ if ! command -v openssl >/dev/null || ! command -v od >/dev/null; then
 fi
 dir=$(mktemp -d) || exit 1
 trap 'rm -rf "$dir"' EXIT
-# The indented block that follows the paragraph starting "Sync keys without writing a program".
-sed -n '/^Sync keys without writing a program/,/^A grandchild/p' "$readme" | sed -n 's/^    //p' \
-    >"$dir/recipe.sh"
+# The ```sh block that follows the paragraph starting "Sync keys without writing a program".
+sed -n '/^Sync keys without writing a program/,/^A grandchild/p' "$readme" |
+    sed -n '/^```sh$/,/^```$/{/^```/d;p}' >"$dir/recipe.sh"
 if [ ! -s "$dir/recipe.sh" ]; then
     tap_fail "README: no key recipe after 'Sync keys without writing a program'"
     tap_done

@@ -22,7 +22,7 @@ packages=(build-essential pkg-config meson ninja-build cmake libevent-dev libcjs
           libsubunit-dev nanopb libnanopb-dev protobuf-compiler python3-protobuf libprotobuf-dev
           libsodium-dev libyaml-dev swig python3-dev python3-pytest lua5.4 liblua5.4-dev valgrind
           clang libclang-rt-14-dev iproute2 openssl libsystemd-dev libwslay-dev nettle-dev
-          python3-websocket curl)
+          python3-websocket curl wrk graphviz)
 
 install_packages() {
     local missing=()
