@@ -638,6 +638,28 @@ Stop: Ctrl-C here (or kill %(pid)d): every node is powered off.
        "pid": os.getpid()}, flush=True)
 
 
+def choose_net(requested, total):
+    """The network mode to use for --net REQUESTED with TOTAL simulated nodes, and why
+    namespaces are not (None when they are, or were not asked for)."""
+    if requested == "loopback":
+        return "loopback", None
+    why = netns_unavailable()
+    if not why and total > NetnsNetwork.MAX_NODES:
+        why = "%d nodes: a bridge holds at most %d" % (total, NetnsNetwork.MAX_NODES)
+    return ("loopback" if why else "netns"), why
+
+
+def say_net(vc, requested, why):
+    """One line: which network the nodes are on, and for auto, why."""
+    if vc.netns:
+        print("network: each node in a network namespace of its own (%s<node>), on bridge %s, "
+              "%s (--net %s)" % (vc.netns.ns_prefix, vc.netns.bridge, vc.netns.network,
+                                 requested), flush=True)
+    else:
+        print("network: each node on a loopback address of its own, %s.x.y (--net %s%s)" %
+              (vc.prefix, requested, "; network namespaces: " + why if why else ""), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description="Run a virtual Kraken cluster on this machine.")
     ap.add_argument("--build", required=True, help="meson build directory")
@@ -671,24 +693,12 @@ def main():
         if not os.path.isfile(need):
             ap.error("--build %s: %s is missing (build it: ninja -C %s)" %
                      (a.build, os.path.relpath(need, a.build), a.build))
-    net, why = a.net, None
-    if net != "loopback":
-        why = netns_unavailable()
-        if not why and a.nodes + a.intermediates > NetnsNetwork.MAX_NODES:
-            why = "%d nodes: a bridge holds at most %d" % (a.nodes + a.intermediates,
-                                                            NetnsNetwork.MAX_NODES)
-        if why and net == "netns":
-            ap.error("--net netns: " + why)
-        net = "loopback" if why else "netns"
+    net, why = choose_net(a.net, a.nodes + a.intermediates)
+    if why and a.net == "netns":
+        ap.error("--net netns: " + why)
     vc = VirtualCluster(a.build, n=a.nodes, workdir=a.workdir, intermediates=a.intermediates,
                         root_addr=a.root_addr, prefix=a.prefix, net=net, subnet=a.subnet)
-    if net == "netns":
-        print("network: each node in a network namespace of its own (%s<node>), on bridge %s, "
-              "%s (--net %s)" % (vc.netns.ns_prefix, vc.netns.bridge, vc.netns.network, a.net),
-              flush=True)
-    else:
-        print("network: each node on a loopback address of its own, %s.x.y (--net %s%s)" %
-              (vc.prefix, a.net, "; network namespaces: " + why if why else ""), flush=True)
+    say_net(vc, a.net, why)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
