@@ -106,6 +106,7 @@ class NetnsNetwork:
         self.veth_prefix = "kvc%sv" % tag
         self.root_addr = subnet + ".255.1"
         self.network = ipaddress.ip_network(subnet + ".0.0/16")
+        self.made = False  # this object made the network: teardown() removes it
 
     def ns(self, name):
         return self.ns_prefix + name
@@ -166,6 +167,12 @@ class NetnsNetwork:
         if lines:
             _run_ip(["-force", "-batch", "-"], "\n".join(lines) + "\n")
 
+    def teardown(self):
+        """Remove the network this object made (never another cluster's)."""
+        if self.made:
+            self.remove()
+            self.made = False
+
     def check_free(self):
         """Refuse a subnet that overlaps an address or a route of this machine."""
         for what, cmd in (("route", ["-j", "-4", "route", "show", "table", "all"]),
@@ -198,6 +205,7 @@ class NetnsNetwork:
                              (len(nodes), self.MAX_NODES))
         self.remove_stale(say)
         self.check_free()
+        self.made = True
         br = self.bridge
         lines = ["link add %s address %s type bridge" % (br, mac_of(self.root_addr)),
                  "link set %s alias \"kraken-vcluster pid %d\"" % (br, os.getpid()),
@@ -442,7 +450,7 @@ class VirtualCluster:
         self.stop_root(signal.SIGTERM)
         self.kill_leftovers()
         if self.netns:
-            self.netns.remove()
+            self.netns.teardown()
         if not self.sockdir.startswith(self.workdir):
             shutil.rmtree(self.sockdir, ignore_errors=True)
 
@@ -594,6 +602,8 @@ def look_commands(vc, ctl):
     first = node_name(vc.k)
     nid = node_id(first)
     api = "-i " + vc.rest
+    if vc.netns:  # the nodes carry SimPower.Node: krakenctl reads simpower's schema file
+        api = "--schemas %s %s" % (os.path.join(vc.workdir, "nodes", "schemas"), api)
     netns = [("ip -n %s addr show kraken" % vc.netns.ns(first),
               "%s's network namespace: its interface and address" % first)] if vc.netns else []
     return netns + [
@@ -618,7 +628,8 @@ def how_to_look(vc, ctl):
           "nodes %s,\neach a kraken-daemon with its own REST API on :3141.\n\nLook at it:"
           % (vc.root_addr, vc.n + vc.k, where))
     if vc.token:  # state changes need the REST token (the REST APIs are not on loopback)
-        ctl = "%s --token-file %s" % (ctl, vc.token)
+        ctl = "%s --token-file %s --schemas %s" % (ctl, vc.token,
+                                                   os.path.join(vc.workdir, "nodes", "schemas"))
     for cmd, why in look_commands(vc, ctl):
         print("  %s\n      # %s" % (cmd, why))
     print("  %s -i %s watch\n      # a live table from the websocket event stream "
