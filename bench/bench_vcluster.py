@@ -44,7 +44,8 @@ def private_kib(pid):
 
 def run(build, n, k, net):
     vc = VirtualCluster(build, n=n, intermediates=k, net=net, subnet="10.211",
-                        workdir="/tmp/kraken-bench-vcluster-%d" % os.getuid(), say=lambda _: 0)
+                        workdir="/tmp/kraken-bench-vcluster-%s%d" %
+                        ("netns-" if net == "netns" else "", os.getuid()), say=lambda _: 0)
     t0 = time.monotonic()
     vc.prepare()
     network = time.monotonic() - t0
@@ -81,6 +82,9 @@ def run(build, n, k, net):
 
 
 def main():
+    # SIGTERM (e.g. from timeout(1)) unwinds like Ctrl-C: each run's finally stops its cluster
+    # and removes its namespaces.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = sys.argv[1:]
     net = "netns" if "--netns" in args else "loopback"
     args = [a for a in args if a != "--netns"]

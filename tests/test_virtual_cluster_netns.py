@@ -169,7 +169,8 @@ def test_a_crashed_runs_leftovers_are_removed_at_start(tmp_path):
     subnet = "10.%d" % (50 + os.getpid() % 50)
     net = NetnsNetwork(subnet)
     # What a run killed by SIGKILL leaves: the bridge (its owner pid gone) and namespaces.
-    net.setup([("n0001", subnet + ".0.2"), ("n0002", subnet + ".0.3")], lambda _: None)
+    net.setup([("n0001", subnet + ".0.2", None), ("n0002", subnet + ".0.3", None)],
+              lambda _: None)
     subprocess.run(["ip", "link", "set", net.bridge, "alias", "kraken-vcluster pid 999999999"],
                    check=True)
     r = run_script("-n", "2", "--net", "netns", "--subnet", subnet, "--exit-when-synced",

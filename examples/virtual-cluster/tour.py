@@ -175,6 +175,7 @@ def main():
     vc = VirtualCluster(a.build, n=n, workdir=a.workdir, power_timeout="2s", net=net,
                         subnet=a.subnet)
     say_net(vc, a.net, why)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop, remove namespaces
     try:
         vc.prepare()
         vc.start()

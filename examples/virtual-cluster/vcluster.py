@@ -199,7 +199,16 @@ class NetnsNetwork:
                                                   if entry.get("dev") else ""))
 
     def setup(self, nodes, say):
-        """Make the bridge and, for each (nodename, address), its namespace and veth."""
+        """Make the bridge and, for each (nodename, address, parent's address), its namespace
+        and veth. The parent (None: the root) is what the node talks to; its intermediates'
+        children are what an intermediate talks to.
+
+        Every pair that talks gets static (permanent) neighbour entries, not ARP: the kernel's
+        ARP table is one for all namespaces, and its thresholds (gc_thresh2 512, gc_thresh3
+        1024 entries) are host-wide; with 1,000 nodes the dynamic entries pass them, garbage
+        collection and "neighbour table overflow" then drop the sync's datagrams and connects
+        fail ("No route to host"). Permanent entries are not counted, never expire, and no ARP
+        broadcast floods a 1,000-port bridge."""
         if len(nodes) > self.MAX_NODES:
             raise NetnsError("%d nodes: a bridge holds at most %d (use --net loopback)" %
                              (len(nodes), self.MAX_NODES))
@@ -212,18 +221,13 @@ class NetnsNetwork:
                  "link set %s addrgenmode none" % br,  # no IPv6 link-local chatter
                  "addr add %s/16 dev %s" % (self.root_addr, br),
                  "link set %s up" % br]
-        for i, (name, addr) in enumerate(nodes):
+        for i, (name, addr, _) in enumerate(nodes):
             ns, veth = self.ns(name), "%s%d" % (self.veth_prefix, i)
             lines += ["netns add " + ns,
                       "link add %s type veth peer name kraken address %s netns %s" %
                       (veth, mac_of(addr), ns),
                       "link set %s addrgenmode none" % veth,
                       "link set %s master %s up" % (veth, br),
-                      # Static neighbours between the root and every node: 1,000 on one
-                      # segment pass the kernel's host-wide neighbour-table thresholds
-                      # (gc_thresh2 512, gc_thresh3 1024), whose garbage collection and
-                      # overflow then drop the sync's datagrams; permanent entries never
-                      # expire, and no ARP broadcast floods a 1,000-port bridge.
                       "neigh replace %s lladdr %s dev %s nud permanent" % (addr, mac_of(addr), br)]
         rc, err = _run_ip(["-batch", "-"], "\n".join(lines) + "\n")
         if rc:
@@ -231,16 +235,20 @@ class NetnsNetwork:
             raise NetnsError("setting up the bridge and namespaces failed: " + err)
         # Addresses inside the namespaces: one `ip -n NS` each (a batch cannot switch
         # namespaces), a few at a time.
+        children = {}
+        for _, addr, parent in nodes:
+            children.setdefault(parent, []).append(addr)
         todo, running = list(nodes), []
         while todo or running:
             while todo and len(running) < self.PARALLEL:
-                name, addr = todo.pop(0)
+                name, addr, parent = todo.pop(0)
+                peers = [self.root_addr] + ([parent] if parent else []) + children.get(addr, [])
                 p = subprocess.Popen(["ip", "-n", self.ns(name), "-batch", "-"],
                                      stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 p.stdin.write("link set lo up\nlink set kraken addrgenmode none\n"
-                              "addr add %s/16 dev kraken\nlink set kraken up\n"
-                              "neigh replace %s lladdr %s dev kraken nud permanent\n" %
-                              (addr, self.root_addr, mac_of(self.root_addr)))
+                              "addr add %s/16 dev kraken\nlink set kraken up\n" % addr +
+                              "".join("neigh replace %s lladdr %s dev kraken nud permanent\n" %
+                                      (peer, mac_of(peer)) for peer in peers))
                 p.stdin.close()
                 running.append((name, p))
             name, p = running.pop(0)
@@ -303,7 +311,7 @@ class VirtualCluster:
             shutil.rmtree(self.workdir)
         if fresh and self.netns:
             t0 = time.monotonic()
-            self.netns.setup([(name, node_addr(i, self.prefix))
+            self.netns.setup([(name, node_addr(i, self.prefix), self.parent_addr(i))
                               for i, name in enumerate(self.names())], self.say)
             self.say("network: %d namespaces, veths and the bridge made in %.1f s" %
                      (self.n + self.k, time.monotonic() - t0))
@@ -326,7 +334,7 @@ class VirtualCluster:
         for i in range(self.k + self.n):
             parent = ROOT_ID
             if self.k and i >= self.k:
-                parent = node_id(node_name((i - self.k) % self.k))
+                parent = node_id(node_name(self.parent_index(i)))
             nodes.append(self.sim_node(i, parent))
         with open(os.path.join(self.workdir, "state.json"), "w") as f:
             json.dump({"nodes": nodes}, f, indent=1)
@@ -334,6 +342,15 @@ class VirtualCluster:
             f.write(self.config_yaml(os.path.join(self.workdir, "module.sock")))
         with open(os.path.join(self.workdir, "intermediate.yaml"), "w") as f:
             f.write(self.config_yaml(None))
+
+    def parent_index(self, i):
+        """The intermediate (its index) node i is under, or None: the root."""
+        return (i - self.k) % self.k if self.k and i >= self.k else None
+
+    def parent_addr(self, i):
+        """The address of node i's parent, or None when that is the root."""
+        p = self.parent_index(i)
+        return None if p is None else node_addr(p, self.prefix)
 
     def power_config(self, secret, parent_addr, childargs):
         return {"@type": "type.googleapis.com/SimPower.Config",
