@@ -101,12 +101,13 @@ def main():
               "%(leaf_med_mib).2f max %(leaf_max_mib).2f MiB, intermediate max "
               "%(inter_max_mib).1f MiB, recover one killed node %(recover_s).2f s" % r,
               flush=True)
-    print("\n| nodes | intermediates | start to all SYNC | root peak RSS | child peak RSS "
+    print("\n| nodes | intermediates | network set-up | start to all SYNC | root peak RSS | child peak RSS "
           "(median / max) | child private memory (median) | intermediate peak RSS | recover a killed "
           "node |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print("| %(n)d | %(k)d | %(sync_s).2f s | %(root_mib).1f MiB | %(leaf_med_mib).2f / "
+        r["net"] = "%.2f s" % r["net_s"] if net == "netns" else "-"
+        print("| %(n)d | %(k)d | %(net)s | %(sync_s).2f s | %(root_mib).1f MiB | %(leaf_med_mib).2f / "
               "%(leaf_max_mib).2f MiB | %(leaf_priv_mib).2f MiB | %(inter_max_mib).1f MiB | "
               "%(recover_s).2f s |" % r)
     return 0
