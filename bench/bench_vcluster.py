@@ -97,17 +97,20 @@ def main():
         n, _, k = s.partition("/")
         r = run(args[0], int(n), int(k or 0), net)
         rows.append(r)
-        print("n=%(n)d k=%(k)d: network %(net_s).2f s, all SYNC %(sync_s).2f s, root %(root_mib).1f MiB, leaf median "
+        print("n=%(n)d k=%(k)d: network %(net_s).2f s, all SYNC %(sync_s).2f s, "
+              "root %(root_mib).1f MiB, leaf median "
               "%(leaf_med_mib).2f max %(leaf_max_mib).2f MiB, intermediate max "
               "%(inter_max_mib).1f MiB, recover one killed node %(recover_s).2f s" % r,
               flush=True)
-    print("\n| nodes | intermediates | network set-up | start to all SYNC | root peak RSS | child peak RSS "
+    print("\n| nodes | intermediates | network set-up | start to all SYNC | root peak RSS | "
+          "child peak RSS "
           "(median / max) | child private memory (median) | intermediate peak RSS | recover a killed "
           "node |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         r["net"] = "%.2f s" % r["net_s"] if net == "netns" else "-"
-        print("| %(n)d | %(k)d | %(net)s | %(sync_s).2f s | %(root_mib).1f MiB | %(leaf_med_mib).2f / "
+        print("| %(n)d | %(k)d | %(net)s | %(sync_s).2f s | %(root_mib).1f MiB | "
+              "%(leaf_med_mib).2f / "
               "%(leaf_max_mib).2f MiB | %(leaf_priv_mib).2f MiB | %(inter_max_mib).1f MiB | "
               "%(recover_s).2f s |" % r)
     return 0

@@ -17,7 +17,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples", "virtual-cluster"))
 import tour  # noqa: E402
-from vcluster import (ROOT_ID, NetnsNetwork, VirtualCluster, netns_unavailable,  # noqa: E402
+from vcluster import (NetnsNetwork, VirtualCluster, netns_unavailable,  # noqa: E402
                       node_addr, node_id)
 
 WHY = netns_unavailable()
@@ -193,7 +193,7 @@ def test_a_running_clusters_subnet_is_not_touched(vc, tmp_path):
 
 
 def test_a_subnet_colliding_with_a_route_is_refused(tmp_path):
-    subnet = "10.%d" % (200 + os.getpid() % 50)
+    subnet = "10.%d" % (220 + os.getpid() % 30)  # not 10.212/10.213: tour and run
     route = ["ip", "route", "add", "blackhole", subnet + ".7.0/24"]
     subprocess.run(route, check=True)
     try:

@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcluster import VirtualCluster, choose_net, node_id, say_net  # noqa: E402
+from vcluster import VirtualCluster, choose_net, say_net  # noqa: E402
 
 
 def say(text):

@@ -257,8 +257,8 @@ class NetnsNetwork:
                 for _, q in running:
                     q.wait()
                 self.remove()
-                raise NetnsError("configuring namespace %s failed: %s" %
-                                 (self.ns(name), (err.splitlines() or ["exit %d" % p.returncode])[0]))
+                why = (err.splitlines() or ["exit %d" % p.returncode])[0]
+                raise NetnsError("configuring namespace %s failed: %s" % (self.ns(name), why))
 
 
 def node_name(i):
