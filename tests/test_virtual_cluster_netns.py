@@ -229,3 +229,45 @@ def test_too_many_nodes_for_one_bridge_is_refused():
     assert r.returncode == 2
     assert r.stderr.splitlines()[-1] == (
         "vcluster.py: error: --net netns: 1100 nodes: a bridge holds at most 1023")
+
+
+def start_script(subnet, workdir):
+    """vcluster.py in netns mode as a user runs it; returns it once every node is SYNC."""
+    p = subprocess.Popen([sys.executable, SCRIPT, "--build", BUILD, "-n", "4", "--netns",
+                          "--subnet", subnet, "--workdir", workdir],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = []
+    for line in p.stdout:  # the line comes once, or the script exits (EOF): no sleeping
+        out.append(line)
+        if line.startswith("all 4 nodes SYNC"):
+            return p, out
+    p.wait()
+    raise AssertionError("vcluster.py exited %s before SYNC:\n%s" % (p.returncode, "".join(out)))
+
+
+def test_killed_script_leftovers_removed_at_next_start_ctrl_c_removes_all(tmp_path):
+    import signal
+    subnet = "10.%d" % (20 + os.getpid() % 30)
+    net = NetnsNetwork(subnet)
+    workdir = str(tmp_path / "w")
+    # A crash of the script (SIGKILL): the root stops with it (it powers its nodes off), the
+    # network stays behind.
+    p, _ = start_script(subnet, workdir)
+    p.kill()
+    p.wait()
+    p.stdout.close()
+    assert len(net.existing()[0]) == 4
+    # The next start says what it removes, and works; Ctrl-C then removes everything.
+    p, out = start_script(subnet, workdir)
+    try:
+        assert ("removing what an earlier virtual cluster on %s.0.0/16 left: 4 network "
+                "namespaces (%s*), 4 veths, bridge %s\n" % (subnet, net.ns_prefix, net.bridge)
+                ) in out, out
+        p.send_signal(signal.SIGINT)
+        rest = p.communicate(timeout=60)[0]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, rest
+    assert not leftovers(net)
