@@ -275,3 +275,18 @@ def test_node_cfg_with_a_bad_fault_name_is_refused_in_one_line(vc):
     st, out = vc.request("PUT", "/cfg/node/" + node_id("n0014"), cfg)
     assert st == 400 and "MELT" in out["error"] and "\n" not in out["error"], out
     assert len(vc.cfg("n0014")["extensions"]) == 1
+
+
+def test_net_auto_falls_back_to_loopback_and_says_why(monkeypatch, capsys):
+    # Where namespaces are not allowed (here: as if not root), auto picks loopback addresses
+    # and the first line says why; --net loopback never probes.
+    import vcluster
+    monkeypatch.setattr(vcluster.os, "geteuid", lambda: 1000)
+    why = "not root (namespaces and a bridge need CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+    assert vcluster.choose_net("auto", 16) == ("loopback", why)
+    assert vcluster.choose_net("netns", 16) == ("loopback", why)
+    assert vcluster.choose_net("loopback", 16) == ("loopback", None)
+    vcluster.say_net(VirtualCluster(os.environ["KRAKEN_BUILD"]), "auto", why)
+    assert capsys.readouterr().out == (
+        "network: each node on a loopback address of its own, 127.253.x.y (--net auto; network "
+        "namespaces: %s)\n" % why)

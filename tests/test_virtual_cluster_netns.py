@@ -271,3 +271,9 @@ def test_killed_script_leftovers_removed_at_next_start_ctrl_c_removes_all(tmp_pa
             p.wait()
     assert p.returncode == 0, rest
     assert not leftovers(net)
+
+
+def test_net_auto_takes_namespaces_here_and_loopback_beyond_one_bridge():
+    from vcluster import choose_net
+    assert choose_net("auto", 1023) == ("netns", None)
+    assert choose_net("auto", 1024) == ("loopback", "1024 nodes: a bridge holds at most 1023")
