@@ -24,6 +24,16 @@
  * random (seeded by `seed`). `childargs` are more flags for the children ("{id}" in one
  * becomes the node id); `daemon` defaults to the program that loaded the module.
  *
+ * Per node (the node's own Cfg, extension SimPower.Node, registered here): `fault` (NONE,
+ * HANG_ON_POWER_ON, NO_ANSWER, FAIL), `failpercent`, `poweron`, `poweroff` win over the
+ * module config where set; read at each step, so a Cfg change acts on the next mutation.
+ * `netns` names the network namespace (under /run/netns, or a path) the node's daemon runs
+ * in: the forked child enters it with setns() before exec. The namespaces, their interfaces
+ * and addresses are made by whoever builds the simulated network (the virtual cluster's
+ * runner); this module only starts and stops processes. Every child loads this module's
+ * schemas from <workdir>/schemas (-schemas), so a node that does not run the module still
+ * decodes the SimPower.Node in its own Cfg.
+ *
  * Processes: each child leads a process group of its own (with the nodes it starts, if it is
  * an intermediate; see power_on()); when the service stops or the module is freed they are shut down
  * (SIGTERM, then SIGKILL to the group), and the virtual cluster's runner kills any left after
@@ -33,6 +43,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +62,7 @@
 #define PXE_STATE "type.googleapis.com/PXE.Client/State"
 #define IFACE_IP "type.googleapis.com/IPv4.IPv4OverEthernet/Ifaces/kraken/Ip/Ip"
 #define WATCH_MS 200 /* how often child processes are checked for an exit */
+#define NODE_EXT "type.googleapis.com/SimPower.Node/"
 
 static const char schemas[] =
     "{\"schemas\": [{\"name\": \"SimPower.Config\", \"fields\": ["
@@ -65,7 +77,17 @@ static const char schemas[] =
     "{\"name\": \"silent\", \"number\": 9, \"type\": \"string\"},"
     "{\"name\": \"failpercent\", \"number\": 10, \"type\": \"uint32\"},"
     "{\"name\": \"seed\", \"number\": 11, \"type\": \"uint32\"},"
-    "{\"name\": \"childargs\", \"number\": 12, \"type\": \"string\"}]}]}";
+    "{\"name\": \"childargs\", \"number\": 12, \"type\": \"string\"}]},"
+    /* The per-node extension: the machine's own faults, delays and network namespace. */
+    "{\"name\": \"SimPower.Node\", \"fields\": ["
+    "{\"name\": \"fault\", \"number\": 1, \"type\": \"enum\","
+    " \"type_name\": \"SimPower.Fault\"},"
+    "{\"name\": \"failpercent\", \"number\": 2, \"type\": \"uint32\"},"
+    "{\"name\": \"poweron\", \"number\": 3, \"type\": \"uint32\"},"
+    "{\"name\": \"poweroff\", \"number\": 4, \"type\": \"uint32\"},"
+    "{\"name\": \"netns\", \"number\": 5, \"type\": \"string\"}]}],"
+    "\"enums\": [{\"name\": \"SimPower.Fault\", \"members\": {\"NONE\": 0, "
+    "\"HANG_ON_POWER_ON\": 1, \"NO_ANSWER\": 2, \"FAIL\": 3}}]}";
 
 static const kraken_fact platform_sim[] = {{"/Platform", "sim"}};
 static const kraken_fact powered_on[] = {{PHYS, "POWER_ON"}};
@@ -123,6 +145,7 @@ typedef struct pending {
     const char *url[2], *value[2];
     size_t n;
     char *boot_addr; /* OFFtoON: start the node's daemon at this address when the power is on */
+    char *netns;     /* ... in this network namespace (NULL: ours) */
     bool hang;       /* ... and freeze it there */
     struct pending *next;
 } pending;
@@ -252,6 +275,74 @@ static bool listed(const char *list, const char *name)
     return false;
 }
 
+/* ---- a node's own settings (SimPower.Node in its Cfg) ------------------------------------ */
+
+typedef enum sim_fault {
+    FAULT_NONE,
+    FAULT_HANG_ON_POWER_ON, /* its daemon freezes at power-on: OFFtoON times out */
+    FAULT_NO_ANSWER,        /* no step on it is ever answered: every one times out */
+    FAULT_FAIL,             /* its steps fail (failpercent of them; all when that is unset) */
+} sim_fault;
+
+static const char *const fault_names[] = {"NONE", "HANG_ON_POWER_ON", "NO_ANSWER", "FAIL"};
+
+/*
+ * What the steps on one node do. The node's own Cfg (its SimPower.Node extension) wins where
+ * a field is set (non-zero: zero means "not set" as everywhere in Kraken); the rest comes from
+ * the module config (its `hang` and `silent` lists, `failpercent`, `poweron`, `poweroff`).
+ * Read at every step, so a change of either takes effect on the node's next mutation.
+ */
+typedef struct node_settings {
+    sim_fault fault;
+    uint32_t failpercent, poweron_ms, poweroff_ms;
+    char *netns; /* the network namespace its daemon runs in; NULL: this daemon's own */
+} node_settings;
+
+static char *node_ext_text(const kraken_node *cfg, const char *field)
+{
+    char url[128], *text = NULL;
+    snprintf(url, sizeof url, NODE_EXT "%s", field);
+    if (kraken_node_get_text(cfg, url, &text) < 0 || (text && !text[0])) {
+        kraken_error_clear(); /* no such extension: nothing set */
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static uint32_t node_ext_u32(const kraken_node *cfg, const char *field)
+{
+    char *text = node_ext_text(cfg, field);
+    uint32_t v = text ? (uint32_t)strtoul(text, NULL, 10) : 0;
+    free(text);
+    return v;
+}
+
+static void node_settings_read(const simpower *sp, const simnode *n, const kraken_node *cfg,
+                               node_settings *s)
+{
+    const simpower_config *c = &sp->cfg;
+    *s = (node_settings){.failpercent = c->failpercent, .poweron_ms = c->poweron_ms,
+                         .poweroff_ms = c->poweroff_ms};
+    if (n->name[0] && listed(c->silent, n->name))
+        s->fault = FAULT_NO_ANSWER;
+    else if (n->name[0] && listed(c->hang, n->name))
+        s->fault = FAULT_HANG_ON_POWER_ON;
+    char *fault = node_ext_text(cfg, "Fault");
+    for (size_t i = FAULT_HANG_ON_POWER_ON; fault && i <= FAULT_FAIL; i++)
+        if (!strcmp(fault, fault_names[i]))
+            s->fault = (sim_fault)i;
+    free(fault);
+    uint32_t v = node_ext_u32(cfg, "Failpercent");
+    if (v || s->fault == FAULT_FAIL)
+        s->failpercent = v ? v : 100;
+    if ((v = node_ext_u32(cfg, "Poweron")))
+        s->poweron_ms = v;
+    if ((v = node_ext_u32(cfg, "Poweroff")))
+        s->poweroff_ms = v;
+    s->netns = node_ext_text(cfg, "Netns");
+}
+
 /* ---- nodes and their processes ------------------------------------------------------------- */
 
 static simnode *node_find(simpower *sp, const kraken_uuid *id, bool create)
@@ -327,8 +418,85 @@ static void write_pidfile(simpower *sp, simnode *n)
     }
 }
 
-/* Start the node's kraken-daemon: the simulated machine boots. */
-static int power_on(simpower *sp, simnode *n, const char *addr, char *why, size_t whylen)
+/*
+ * The network namespace @p netns (a name under /run/netns, as `ip netns` makes them, or a
+ * path), opened for setns(); -1 with the reason in @p why.
+ */
+static int netns_open(const char *netns, char *why, size_t whylen)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s%.4000s", strchr(netns, '/') ? "" : "/run/netns/", netns);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        snprintf(why, whylen, "simpower: network namespace %.200s: %.4000s: %s", netns, path,
+                 strerror(errno));
+    return fd;
+}
+
+/*
+ * In the forked child: what must succeed before exec, or the reason on @p err_fd (the parent
+ * reads it: a failed start is the step's failure, not a mystery in the node's log).
+ */
+static void child_exec(char **argv, const char *logfile, const char *netns, int ns_fd,
+                       bool own_group, int err_fd)
+{
+    /* Default signal state, stdin /dev/null, its log file, no other fds. */
+    if (own_group)
+        setpgid(0, 0);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) {
+        dprintf(err_fd, "simpower: log file %.4000s: %s", logfile, strerror(errno));
+        _exit(127);
+    }
+    /* The machine's own network: its interface and address live in that namespace. */
+    if (ns_fd >= 0 && setns(ns_fd, CLONE_NEWNET) < 0) {
+        dprintf(err_fd, "simpower: network namespace %.200s: setns: %s", netns, strerror(errno));
+        _exit(126);
+    }
+    for (int fd = 3; fd < err_fd; fd++) /* err_fd is close-on-exec: it tells the exec apart */
+        close(fd);
+    closefrom(err_fd + 1);
+    execv(argv[0], argv);
+    dprintf(err_fd, "simpower: exec %.4000s: %s", argv[0], strerror(errno));
+    _exit(127);
+}
+
+/*
+ * The schemas of this module as a schema file (<workdir>/schemas/simpower.json) that every
+ * daemon started here loads (-schemas): a node's own Cfg may carry a SimPower.Node extension,
+ * and a node without this module must still decode it. Written atomically: intermediates
+ * sharing the workdir write the same bytes while their children read.
+ */
+static int write_schema_file(simpower *sp, char *dir, size_t dirlen, char *why, size_t whylen)
+{
+    char path[4200], tmp[4300];
+    snprintf(dir, dirlen, "%.4000s/schemas", sp->cfg.workdir);
+    snprintf(path, sizeof path, "%s/simpower.json", dir);
+    snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(why, whylen, "simpower: schema directory %.4000s: %s", dir, strerror(errno));
+        return -1;
+    }
+    FILE *fp = fopen(tmp, "w");
+    bool ok = fp && fputs(schemas, fp) >= 0;
+    if (fp && fclose(fp) != 0)
+        ok = false;
+    if (!ok || rename(tmp, path) < 0) {
+        snprintf(why, whylen, "simpower: schema file %.4000s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Start the node's kraken-daemon (in @p netns, if set): the simulated machine boots. */
+static int power_on(simpower *sp, simnode *n, const char *addr, const char *netns, char *why,
+                    size_t whylen)
 {
     const char *missing = !sp->cfg.secret    ? "secret"
                           : !sp->cfg.parent  ? "parent"
@@ -363,9 +531,13 @@ static int power_on(simpower *sp, simnode *n, const char *addr, char *why, size_
     /* argv: daemon -id ID -ip ADDR -ipapi ADDR -parent P -secret KEY [childargs] */
     char *argv[64];
     size_t argc = 0;
+    char schemadir[4096];
+    if (write_schema_file(sp, schemadir, sizeof schemadir, why, whylen) < 0)
+        return -1;
     char *extra = sp->cfg.childargs ? strdup(sp->cfg.childargs) : NULL;
-    const char *fixed[] = {sp->cfg.daemon, "-id", id, "-ip", addr, "-ipapi", addr,
-                           "-parent", sp->cfg.parent, "-secret", keyfile};
+    const char *fixed[] = {sp->cfg.daemon, "-id",     id,           "-ip",     addr,
+                           "-ipapi",       addr,      "-parent",    sp->cfg.parent,
+                           "-secret",      keyfile,   "-schemas",   schemadir};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         argv[argc++] = (char *)fixed[i];
     /* childargs words; "{id}" in a word becomes the node id (e.g. a socket path per node) */
@@ -389,30 +561,43 @@ static int power_on(simpower *sp, simnode *n, const char *addr, char *why, size_
      * machine's subtree, which a shutdown can kill whole.
      */
     bool own_group = getpgrp() != getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(why, whylen, "simpower: fork: %s", strerror(errno));
+    int ns_fd = -1, err_pipe[2];
+    if (netns && (ns_fd = netns_open(netns, why, whylen)) < 0) {
         free(extra);
         return -1;
     }
-    if (pid == 0) {
-        /* The child: default signal state, stdin /dev/null, its log file, no other fds. */
-        if (own_group)
-            setpgid(0, 0);
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-            _exit(127);
-        closefrom(3);
-        execv(argv[0], argv);
-        dprintf(2, "simpower: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
+    if (pipe2(err_pipe, O_CLOEXEC) < 0) {
+        snprintf(why, whylen, "simpower: pipe: %s", strerror(errno));
+        if (ns_fd >= 0)
+            close(ns_fd);
+        free(extra);
+        return -1;
     }
+    pid_t pid = fork();
+    if (pid == 0)
+        child_exec(argv, logfile, netns, ns_fd, own_group, err_pipe[1]);
+    int fork_errno = errno;
+    if (ns_fd >= 0)
+        close(ns_fd);
+    close(err_pipe[1]);
     free(extra);
+    /* Until exec the child may say why it could not start; exec closes the pipe: EOF. */
+    char reason[1024];
+    ssize_t got = 0;
+    if (pid > 0)
+        while ((got = read(err_pipe[0], reason, sizeof reason - 1)) < 0 && errno == EINTR)
+            ;
+    close(err_pipe[0]);
+    if (pid < 0) {
+        snprintf(why, whylen, "simpower: fork: %s", strerror(fork_errno));
+        return -1;
+    }
+    if (got > 0) {
+        reason[got] = '\0';
+        waitpid(pid, NULL, 0);
+        snprintf(why, whylen, "%s", reason);
+        return -1;
+    }
     n->pid = pid;
     n->ours = true;
     n->frozen = false;
@@ -491,6 +676,7 @@ static void pending_unlink(simpower *sp, pending *p)
         }
     kraken_timer_free(p->timer);
     free(p->boot_addr);
+    free(p->netns);
     free(p);
 }
 
@@ -502,7 +688,7 @@ static bool start_node(simpower *sp, pending *p)
 {
     simnode *n = node_find(sp, &p->node, false);
     char why[4700];
-    if (!n || power_on(sp, n, p->boot_addr, why, sizeof why) < 0) {
+    if (!n || power_on(sp, n, p->boot_addr, p->netns, why, sizeof why) < 0) {
         kraken_module_fail(sp->module, &p->node, p->request_id, n ? why : "simpower: lost node");
         return true;
     }
@@ -565,6 +751,47 @@ static uint32_t next_rand(simpower *sp)
     return (sp->rand_state >> 16) & 0x7fff;
 }
 
+/* A node's step that fails or is never answered by an injected fault; true when so. */
+static bool inject_fault(simpower *sp, const kraken_mutation_request *req,
+                         const node_settings *s)
+{
+    if (s->fault == FAULT_NO_ANSWER)
+        return true; /* never answers: the step times out */
+    if (s->failpercent && next_rand(sp) % 100 < s->failpercent) {
+        char why[128];
+        snprintf(why, sizeof why, "simulated failure (%s, failpercent %u)",
+                 s->fault == FAULT_FAIL ? "fault FAIL" : "random", s->failpercent);
+        kraken_module_fail(sp->module, &req->node_id, req->id, why);
+        return true;
+    }
+    return false;
+}
+
+/* OFFtoON: the power comes on after `poweron` ms, then the node's daemon starts (start_node). */
+static void mutate_power_on(simpower *sp, const kraken_mutation_request *req, simnode *n,
+                            node_settings *s)
+{
+    char *addr = NULL;
+    if (kraken_node_get_text(req->cfg, IFACE_IP, &addr) < 0 || !addr) {
+        kraken_error_clear();
+        free(addr);
+        kraken_module_fail(sp->module, &req->node_id, req->id,
+                           "simpower: the node's Cfg has no kraken interface address "
+                           "(" IFACE_IP ")");
+        return;
+    }
+    power_off(sp, n); /* a leftover process (should not happen) */
+    pending *p = answer_later(sp, req, NULL, s->poweron_ms);
+    if (!p) {
+        free(addr);
+        return;
+    }
+    p->boot_addr = addr;
+    p->netns = s->netns;
+    s->netns = NULL;
+    p->hang = s->fault == FAULT_HANG_ON_POWER_ON;
+}
+
 static void on_mutate(kraken_module *m, const kraken_mutation_request *req, void *userdata)
 {
     simpower *sp = userdata;
@@ -578,40 +805,23 @@ static void on_mutate(kraken_module *m, const kraken_mutation_request *req, void
         snprintf(n->name, sizeof n->name, "%s", name);
     free(name);
     kraken_error_clear();
+    node_settings s;
+    node_settings_read(sp, n, req->cfg, &s);
     const char *mid = req->mutation_id;
-    if (n->name[0] && listed(sp->cfg.silent, n->name))
-        return; /* never answers: the step times out */
-    if (sp->cfg.failpercent && next_rand(sp) % 100 < sp->cfg.failpercent) {
-        kraken_module_fail(m, &req->node_id, req->id, "simulated failure (failpercent)");
-        return;
-    }
-    if (!strcmp(mid, "UKtoOFF")) {
+    if (inject_fault(sp, req, &s)) {
+        /* failed or silent: nothing happens to the machine */
+    } else if (!strcmp(mid, "UKtoOFF")) {
         bool on = n->pid > 0 || (sp->cfg.workdir && adopt_from_pidfile(sp, n) > 0);
         answer_later(sp, req, on ? "POWER_ON" : "POWER_OFF", 0);
     } else if (!strcmp(mid, "OFFtoON")) {
-        char *addr = NULL;
-        if (kraken_node_get_text(req->cfg, IFACE_IP, &addr) < 0 || !addr) {
-            kraken_error_clear();
-            free(addr);
-            kraken_module_fail(m, &req->node_id, req->id,
-                               "simpower: the node's Cfg has no kraken interface address "
-                               "(" IFACE_IP ")");
-            return;
-        }
-        power_off(sp, n); /* a leftover process (should not happen) */
-        pending *p = answer_later(sp, req, NULL, sp->cfg.poweron_ms);
-        if (p) {
-            p->boot_addr = addr;
-            p->hang = n->name[0] && listed(sp->cfg.hang, n->name);
-        } else {
-            free(addr);
-        }
+        mutate_power_on(sp, req, n, &s);
     } else if (!strcmp(mid, "ONtoOFF") || !strcmp(mid, "HANGtoOFF")) {
         power_off(sp, n);
-        answer_later(sp, req, NULL, sp->cfg.poweroff_ms);
+        answer_later(sp, req, NULL, s.poweroff_ms);
     } else { /* NONEtoWAIT, WAITtoINIT: the simulated PXE boot, half of `boot` each */
         answer_later(sp, req, NULL, sp->cfg.boot_ms / 2);
     }
+    free(s.netns);
 }
 
 static void on_interrupt(kraken_module *m, const kraken_mutation_request *req, void *userdata)

@@ -7,6 +7,7 @@ modules/simpower.so). Each run takes loopback addresses of its own (127.<150+pid
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -63,8 +64,10 @@ def test_cfg_power_off_powers_down(vc):
     tour.step_power_off(vc, "n0004")
 
 
-def test_hang_backs_off_then_stuck_with_reason(vc):
-    reason = tour.step_hang(vc, "n0005")
+@pytest.mark.parametrize("via", ["cfg", "module"])
+def test_hang_backs_off_then_stuck_with_reason(vc, via):
+    # The fault in the node's own Cfg (SimPower.Node) or in the module config (`hang`).
+    reason = tour.step_hang(vc, "n0005", via=via)
     assert reason.startswith("stuck after 5 failures in a row: power/OFFtoON timed out")
 
 
@@ -178,3 +181,112 @@ def test_runner_refuses_bad_arguments_in_one_line(args, message):
     r = subprocess.run([sys.executable, script] + args, capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 2 and r.stderr.splitlines()[-1] == message, r.stderr
+
+
+# ---- faults in a node's own Cfg (its SimPower.Node extension) -------------------------------
+
+def reasons_until(vc, name, cond, timeout, what):
+    """Wait for cond(); return every plan failure reason of the node seen meanwhile."""
+    seen = set()
+
+    def poll():
+        r = vc.path(name).get("reason")
+        if r:
+            seen.add(r)
+        return cond()
+    vc.wait(poll, timeout, what)
+    return seen
+
+
+def power_off_then_on(vc, name):
+    vc.set_cfg(name, physState="POWER_OFF", runState="UNKNOWN")
+    vc.wait(lambda: vc.dsc(name).get("physState") == "POWER_OFF", 60, "%s off" % name)
+    vc.set_cfg(name, physState="POWER_ON", runState="SYNC")
+    vc.wait(lambda: tour.up(vc, name), 60, "%s back on" % name)
+
+
+@pytest.mark.parametrize("fault, reason, phys", [
+    ("FAIL", "simulated failure (fault FAIL, failpercent 100)", "POWER_ON"),
+    # A step that times out sets its fail_to: the machine is taken to hang.
+    ("NO_ANSWER", "power/ONtoOFF timed out after 2000 ms", "PHYS_HANG"),
+])
+def test_node_cfg_fault_acts_on_its_next_step(vc, fault, reason, phys):
+    name = "n0011"
+    pid = vc.node_pid(name)
+    vc.set_node_sim(name, fault=fault)
+    assert vc.cfg(name)["extensions"][-1] == {"@type": "type.googleapis.com/SimPower.Node",
+                                              "fault": fault}
+    try:
+        vc.set_cfg(name, physState="POWER_OFF", runState="UNKNOWN")
+        vc.wait(lambda: reason in (vc.path(name).get("reason") or ""), 30,
+                "%s's ONtoOFF fails: %s" % (name, reason))
+        # Nothing happened to the machine: the same process runs.
+        assert vc.node_pid(name) == pid and vc.dsc(name)["physState"] == phys
+    finally:
+        vc.set_node_sim(name, fault=None)
+    # Cleared in its Cfg: the next attempt (after the back-off) powers it off.
+    vc.wait(lambda: vc.dsc(name).get("physState") == "POWER_OFF" or vc.path(name)["stuck"], 60,
+            "%s off once the fault is cleared" % name)
+    if vc.path(name)["stuck"]:  # the back-off ran out first: the operator's change unsticks it
+        vc.set_cfg(name, physState="POWER_ON", runState="SYNC")
+    power_off_then_on(vc, name)
+
+
+def test_node_cfg_failpercent_fails_a_share_of_steps_and_retries_succeed(vc):
+    # 50 % of this node's steps fail at random (seeded: the same draws every run); the engine
+    # retries each failed step, so the node still gets where its Cfg says. A power cycle is
+    # six steps (ONtoOFF, OFFtoON, NONEtoWAIT, WAITtoINIT, ...).
+    name = "n0012"
+    vc.set_node_sim(name, failpercent=50)
+    seen = set()
+    try:
+        for phys, run in (("POWER_OFF", "UNKNOWN"), ("POWER_ON", "SYNC")):
+            vc.set_cfg(name, physState=phys, runState=run)
+            seen |= reasons_until(vc, name, lambda: (vc.dsc(name).get("physState") == phys and
+                                                     not vc.path(name)["steps"][
+                                                         vc.path(name)["current"]:]) or
+                                  vc.path(name)["stuck"], 90, "%s %s despite failures" %
+                                  (name, phys))
+            assert not vc.path(name)["stuck"], vc.path(name)
+    finally:
+        vc.set_node_sim(name, failpercent=None)
+    assert any("simulated failure (random, failpercent 50)" in r for r in seen), seen
+    vc.wait(lambda: tour.up(vc, name), 60, "%s SYNC" % name)
+
+
+def test_node_cfg_poweron_delay_wins_over_the_module_config(vc):
+    name = "n0013"
+    vc.set_node_sim(name, poweron=1500)
+    try:
+        vc.set_cfg(name, physState="POWER_OFF", runState="UNKNOWN")
+        vc.wait(lambda: vc.dsc(name).get("physState") == "POWER_OFF", 30, "%s off" % name)
+        t0 = time.monotonic()
+        vc.set_cfg(name, physState="POWER_ON", runState="SYNC")
+        vc.wait(lambda: vc.dsc(name).get("physState") == "POWER_ON", 30, "%s on" % name)
+        assert time.monotonic() - t0 >= 1.5  # the module's own poweron is 200 ms
+    finally:
+        vc.set_node_sim(name, poweron=None)
+    vc.wait(lambda: tour.up(vc, name), 60, "%s SYNC" % name)
+
+
+def test_node_cfg_with_a_bad_fault_name_is_refused_in_one_line(vc):
+    cfg = vc.cfg("n0014")
+    cfg["extensions"].append({"@type": "type.googleapis.com/SimPower.Node", "fault": "MELT"})
+    st, out = vc.request("PUT", "/cfg/node/" + node_id("n0014"), cfg)
+    assert st == 400 and "MELT" in out["error"] and "\n" not in out["error"], out
+    assert len(vc.cfg("n0014")["extensions"]) == 1
+
+
+def test_net_auto_falls_back_to_loopback_and_says_why(monkeypatch, capsys):
+    # Where namespaces are not allowed (here: as if not root), auto picks loopback addresses
+    # and the first line says why; --net loopback never probes.
+    import vcluster
+    monkeypatch.setattr(vcluster.os, "geteuid", lambda: 1000)
+    why = "not root (namespaces and a bridge need CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+    assert vcluster.choose_net("auto", 16) == ("loopback", why)
+    assert vcluster.choose_net("netns", 16) == ("loopback", why)
+    assert vcluster.choose_net("loopback", 16) == ("loopback", None)
+    vcluster.say_net(VirtualCluster(os.environ["KRAKEN_BUILD"]), "auto", why)
+    assert capsys.readouterr().out == (
+        "network: each node on a loopback address of its own, 127.253.x.y (--net auto; network "
+        "namespaces: %s)\n" % why)

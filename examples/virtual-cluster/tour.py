@@ -6,7 +6,7 @@ Each step acts through the root's REST API (or on the node processes, as a failu
 waits for the outcome with a deadline and checks it: the integration test
 (tests/test_virtual_cluster.py) runs these same steps.
 
-    tour.py --build DIR [-n N] [--workdir DIR]
+    tour.py --build DIR [-n N] [--workdir DIR] [--net auto|netns|loopback] [--subnet 10.N]
 """
 import argparse
 import os
@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vcluster import VirtualCluster, node_id  # noqa: E402
+from vcluster import VirtualCluster, choose_net, say_net  # noqa: E402
 
 
 def say(text):
@@ -63,10 +63,21 @@ def step_power_off(vc, name="n0004"):
     print("   Cfg POWER_ON again: %s is back, SYNC" % name)
 
 
-def step_hang(vc, name="n0005"):
-    say("3. make %s hang at every power-on, then crash it: recovery with back-off, STUCK after "
-        "repeated failures, the reason shown" % name)
-    vc.set_power_config(hang=name)
+def set_hang(vc, name, on, via):
+    """The hang-at-power-on fault, in the node's own Cfg (its SimPower.Node `fault`) or in the
+    sim power module's config (its `hang` list of nodenames)."""
+    if via == "cfg":
+        vc.set_node_sim(name, fault="HANG_ON_POWER_ON" if on else None)
+    else:
+        vc.set_power_config(hang=name if on else "")
+
+
+def step_hang(vc, name="n0005", via="cfg"):
+    say("3. make %s hang at every power-on (%s), then crash it: recovery with back-off, STUCK "
+        "after repeated failures, the reason shown" %
+        (name, "its Cfg: SimPower.Node fault HANG_ON_POWER_ON" if via == "cfg"
+         else "the power module's config: hang " + name))
+    set_hang(vc, name, True, via)
     pid = vc.node_pid(name)
     os.kill(pid, signal.SIGKILL)
     last = None
@@ -84,7 +95,7 @@ def step_hang(vc, name="n0005"):
     assert p["stuck"] and p.get("reason"), p
     print("   STUCK: %s" % p["reason"])
     say("   clear the fault; the operator's Cfg change (POWER_OFF, then POWER_ON) unsticks it")
-    vc.set_power_config(hang="")
+    set_hang(vc, name, False, via)
     vc.set_cfg(name, physState="POWER_OFF", runState="UNKNOWN")
     vc.wait(lambda: vc.dsc(name).get("physState") == "POWER_OFF", 30, "%s off" % name)
     vc.set_cfg(name, physState="POWER_ON", runState="SYNC")
@@ -153,11 +164,21 @@ def main():
     ap.add_argument("--build", required=True)
     ap.add_argument("-n", "--nodes", type=int, default=8)
     ap.add_argument("--workdir", default="/tmp/kraken-vcluster-tour-%d" % os.getuid())
+    ap.add_argument("--net", choices=("auto", "netns", "loopback"), default="auto",
+                    help="as vcluster.py: netns when this machine allows it (auto), or not")
+    ap.add_argument("--subnet", default="10.212", help="netns mode: SUBNET.x.y/16 (10.212)")
     a = ap.parse_args()
-    vc = VirtualCluster(a.build, n=max(a.nodes, 7), workdir=a.workdir, power_timeout="2s")
-    vc.prepare()
-    vc.start()
+    n = max(a.nodes, 7)
+    net, why = choose_net(a.net, n)
+    if why and a.net == "netns":
+        ap.error("--net netns: " + why)
+    vc = VirtualCluster(a.build, n=n, workdir=a.workdir, power_timeout="2s", net=net,
+                        subnet=a.subnet)
+    say_net(vc, a.net, why)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop, remove namespaces
     try:
+        vc.prepare()
+        vc.start()
         vc.wait(vc.converged, 120, "every node SYNC")
         print("a virtual cluster of %d nodes is SYNC (root REST http://%s, log %s)" %
               (vc.n, vc.rest, vc.log_path))
