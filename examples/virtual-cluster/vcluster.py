@@ -618,9 +618,7 @@ def look_commands(vc, ctl):
     integration test runs each of them."""
     first = node_name(vc.k)
     nid = node_id(first)
-    api = "-i " + vc.rest
-    if vc.netns:  # the nodes carry SimPower.Node: krakenctl reads simpower's schema file
-        api = "--schemas %s %s" % (os.path.join(vc.workdir, "nodes", "schemas"), api)
+    api = "-i " + vc.rest  # krakenctl learns SimPower's types from the root (GET /schemas)
     netns = [("ip -n %s addr show kraken" % vc.netns.ns(first),
               "%s's network namespace: its interface and address" % first)] if vc.netns else []
     return netns + [
@@ -645,8 +643,7 @@ def how_to_look(vc, ctl):
           "nodes %s,\neach a kraken-daemon with its own REST API on :3141.\n\nLook at it:"
           % (vc.root_addr, vc.n + vc.k, where))
     if vc.token:  # state changes need the REST token (the REST APIs are not on loopback)
-        ctl = "%s --token-file %s --schemas %s" % (ctl, vc.token,
-                                                   os.path.join(vc.workdir, "nodes", "schemas"))
+        ctl = "%s --token-file %s" % (ctl, vc.token)
     for cmd, why in look_commands(vc, ctl):
         print("  %s\n      # %s" % (cmd, why))
     print("  %s -i %s watch\n      # a live table from the websocket event stream "
