@@ -370,7 +370,9 @@ class VirtualCluster:
             args += " -config %s -module-socket %s" % (
                 os.path.join(self.workdir, "intermediate.yaml"),
                 os.path.join(self.sockdir, "{id}.sock"))
-        return {"id": ROOT_ID, "nodename": "root", "runState": "SYNC", "physState": "POWER_ON",
+        # No PhysState or RunState: nothing powers or boots the root (it is this machine), so
+        # a desired value there would only give the root a plan with no path.
+        return {"id": ROOT_ID, "nodename": "root",
                 "services": [{"id": "power", "state": "RUN", "config": self.power_config(
                     os.path.join(self.workdir, "secret"), self.root_addr, args)}],
                 "extensions": [self.iface(self.root_addr)]}
