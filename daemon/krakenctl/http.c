@@ -78,6 +78,12 @@ static const char *describe(const pending *p, double timeout_s, char *buf, size_
     }
 }
 
+/* "HOST:PORT" as the Host header writes it (an IPv6 address in brackets). */
+static void host_header(const kc_ctx *ctx, char *out, size_t size)
+{
+    snprintf(out, size, strchr(ctx->host, ':') ? "[%s]:%u" : "%s:%u", ctx->host, ctx->port);
+}
+
 /* One request on ctx->conn (made when there is none); *p says how it ended. */
 static int send_once(kc_ctx *ctx, const char *method, const char *path, const char *body,
                      size_t body_len, kc_response *out, pending *p)
@@ -101,8 +107,7 @@ static int send_once(kc_ctx *ctx, const char *method, const char *path, const ch
     evhttp_request_set_error_cb(req, on_error);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     char host[300];
-    snprintf(host, sizeof host, strchr(ctx->host, ':') ? "[%s]:%u" : "%s:%u", ctx->host,
-             ctx->port);
+    host_header(ctx, host, sizeof host);
     evhttp_add_header(h, "Host", host);
     evhttp_add_header(h, "Accept", "application/json");
     evhttp_add_header(h, "User-Agent", "krakenctl");
@@ -148,8 +153,7 @@ int kc_http(kc_ctx *ctx, const char *method, const char *path, const char *body,
     if (rc != 0)
         return rc;
     char host[300];
-    snprintf(host, sizeof host, strchr(ctx->host, ':') ? "[%s]:%u" : "%s:%u", ctx->host,
-             ctx->port);
+    host_header(ctx, host, sizeof host);
     if (out->status == 0) {
         char buf[128];
         kc_response_clear(out);
