@@ -37,9 +37,9 @@ typedef struct daemon_ctx {
     kraken_engine *engine;
     kraken_sync *sync;
     kd_state *state;
-    kd_rest *rest;           /* service "restapi": says READY, decides the exit code */
-    kd_rest **more_rest;     /* other instances of module restapi (config or Cfg) */
-    size_t n_more_rest;
+    kd_rest *rest;           /* service "restapi" (also in rests): READY, the exit code */
+    kd_rest **rests;         /* every instance of module restapi, config's and Cfg's too */
+    size_t n_rests;
     kd_metrics *metrics;
     kd_api api;
     struct event *sig_term, *sig_int, *sig_hup;
@@ -49,9 +49,9 @@ typedef struct daemon_ctx {
     char *api_host; /* from -ipapi (default 127.0.0.1) */
     int api_port;   /* from -ipapi (default 3141) */
 #ifdef KD_HAVE_WEBSOCKET
-    kd_websocket *websocket;      /* service "websocket": /ws, -wsport, /metrics */
-    kd_websocket **more_websocket; /* other instances of module websocket */
-    size_t n_more_websocket;
+    kd_websocket **websockets; /* every instance of module websocket (the daemon's own, the
+                                  one of /ws, -wsport and /metrics, is in d->api's hooks) */
+    size_t n_websockets;
 #endif
     kd_services *services; /* module socket, module processes, loadable modules */
     kd_inproc_watch *inproc_watch; /* runs restapi/websocket instances that appear in Cfg */
@@ -388,18 +388,17 @@ static void on_sighup(evutil_socket_t sig, short what, void *userdata)
                err);
         return;
     }
-    bool set = kd_rest_set_token(d->rest, token) == 0;
-    for (size_t i = 0; set && i < d->n_more_rest; i++)
-        set = kd_rest_set_token(d->more_rest[i], token) == 0;
+    bool set = true;
+    for (size_t i = 0; set && i < d->n_rests; i++)
+        set = kd_rest_set_token(d->rests[i], token) == 0;
     if (!set) {
         kd_log(KRAKEN_LOG_ERROR, "restapi", "SIGHUP: token not reloaded: out of memory");
     } else {
         kd_log(KRAKEN_LOG_NOTICE, "restapi", "SIGHUP: API token reloaded from %s",
                d->cfg.apitokenfile);
 #ifdef KD_HAVE_WEBSOCKET
-        for (size_t i = 0; !d->cfg.apiopenreads && i <= d->n_more_websocket; i++) {
-            kd_websocket *ws = i ? d->more_websocket[i - 1] : d->websocket;
-            if (kd_websocket_set_token(ws, token) < 0)
+        for (size_t i = 0; !d->cfg.apiopenreads && i < d->n_websockets; i++) {
+            if (kd_websocket_set_token(d->websockets[i], token) < 0)
                 kd_log(KRAKEN_LOG_ERROR, "websocket", "SIGHUP: token not set: %s",
                        kraken_error_last());
         }
@@ -488,14 +487,14 @@ static void websocket_metrics(void *userdata, FILE *out)
 
 /* ---- in-process modules: restapi and websocket ------------------------------------------- */
 
-/* Keep another instance (the daemon's own ones have their own fields). */
+/* Keep an instance, to be stopped and freed with the daemon. */
 static int keep_rest(daemon_ctx *d, kd_rest *rest)
 {
-    kd_rest **grown = realloc(d->more_rest, (d->n_more_rest + 1) * sizeof *grown);
+    kd_rest **grown = realloc(d->rests, (d->n_rests + 1) * sizeof *grown);
     if (!grown)
         return -1;
-    grown[d->n_more_rest++] = rest;
-    d->more_rest = grown;
+    grown[d->n_rests++] = rest;
+    d->rests = grown;
     return 0;
 }
 
@@ -517,25 +516,24 @@ static int add_restapi(void *ctx, const char *service_id, char *err, size_t errl
         kraken_error_clear();
         return -1;
     }
-    if (primary) {
-        d->rest = rest;
-    } else if (keep_rest(d, rest) < 0) {
+    if (keep_rest(d, rest) < 0) {
         kd_rest_free(rest);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (primary)
+        d->rest = rest;
     return 0;
 }
 
 #ifdef KD_HAVE_WEBSOCKET
 static int keep_websocket(daemon_ctx *d, kd_websocket *ws)
 {
-    kd_websocket **grown =
-        realloc(d->more_websocket, (d->n_more_websocket + 1) * sizeof *grown);
+    kd_websocket **grown = realloc(d->websockets, (d->n_websockets + 1) * sizeof *grown);
     if (!grown)
         return -1;
-    grown[d->n_more_websocket++] = ws;
-    d->more_websocket = grown;
+    grown[d->n_websockets++] = ws;
+    d->websockets = grown;
     return 0;
 }
 
@@ -557,7 +555,7 @@ static int add_websocket(void *ctx, const char *service_id, char *err, size_t er
     if (rc == 0 && d->token && !c->apiopenreads &&
         (rc = kd_websocket_set_token(ws, d->token)) < 0)
         kraken_error_set(rc, "websocket: %s", kraken_error_last());
-    if (rc == 0 && !primary && keep_websocket(d, ws) < 0)
+    if (rc == 0 && keep_websocket(d, ws) < 0)
         rc = kraken_error_set(KRAKEN_ENOMEM, "out of memory");
     if (rc < 0) {
         snprintf(err, errlen, "%s", kraken_error_last());
@@ -566,7 +564,6 @@ static int add_websocket(void *ctx, const char *service_id, char *err, size_t er
         return -1;
     }
     if (primary) {
-        d->websocket = ws;
         d->api.websocket_port = websocket_port;
         d->api.websocket_userdata = ws;
         d->api.metrics_hook = websocket_metrics;
@@ -729,9 +726,8 @@ static int start(daemon_ctx *d)
 
 static void stop(daemon_ctx *d)
 {
-    kd_rest_commit(d->rest); /* writes answered by the last loop iteration */
-    for (size_t i = 0; i < d->n_more_rest; i++)
-        kd_rest_commit(d->more_rest[i]);
+    for (size_t i = 0; i < d->n_rests; i++) /* writes answered by the last loop iteration */
+        kd_rest_commit(d->rests[i]);
     kd_services_stop(d->services); /* module processes first: no orphans, their Dsc STOP */
     if (d->state && kd_state_flush(d->state) == 0)
         kd_log(KRAKEN_LOG_INFO, "state", "state saved");
@@ -740,18 +736,16 @@ static void stop(daemon_ctx *d)
     kraken_subscription_remove(d->events);
     kd_inproc_watch_free(d->inproc_watch);
 #ifdef KD_HAVE_WEBSOCKET
-    kd_websocket_free(d->websocket);
-    for (size_t i = 0; i < d->n_more_websocket; i++)
-        kd_websocket_free(d->more_websocket[i]);
-    free(d->more_websocket);
+    for (size_t i = 0; i < d->n_websockets; i++)
+        kd_websocket_free(d->websockets[i]);
+    free(d->websockets);
 #endif
     kraken_engine_free(d->engine);
     kd_services_free(d->services);
     free(d->module_uids);
-    kd_rest_free(d->rest);
-    for (size_t i = 0; i < d->n_more_rest; i++)
-        kd_rest_free(d->more_rest[i]);
-    free(d->more_rest);
+    for (size_t i = 0; i < d->n_rests; i++)
+        kd_rest_free(d->rests[i]);
+    free(d->rests);
     kd_metrics_free(d->metrics);
     if (d->sig_term)
         event_free(d->sig_term);
