@@ -161,6 +161,7 @@ typedef struct simpower {
     pending *pending;
     kraken_timer *watch;
     unsigned rand_state;
+    char *schemas_written; /* the workdir whose schema file this instance wrote, or NULL */
 } simpower;
 
 /* ---- config -------------------------------------------------------------------------------- */
@@ -469,13 +470,15 @@ static void child_exec(char **argv, const char *logfile, const char *netns, int 
 /*
  * The schemas of this module as a schema file (<workdir>/schemas/simpower.json) that every
  * daemon started here loads (-schemas): a node's own Cfg may carry a SimPower.Node extension,
- * and a node without this module must still decode it. Written atomically: intermediates
- * sharing the workdir write the same bytes while their children read.
+ * and a node without this module must still decode it. Written once per workdir, atomically:
+ * intermediates sharing the workdir write the same bytes while their children read.
  */
 static int write_schema_file(simpower *sp, char *dir, size_t dirlen, char *why, size_t whylen)
 {
     char path[4200], tmp[4300];
     snprintf(dir, dirlen, "%.4000s/schemas", sp->cfg.workdir);
+    if (sp->schemas_written && strcmp(sp->schemas_written, sp->cfg.workdir) == 0)
+        return 0;
     snprintf(path, sizeof path, "%s/simpower.json", dir);
     snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
@@ -491,6 +494,8 @@ static int write_schema_file(simpower *sp, char *dir, size_t dirlen, char *why, 
         unlink(tmp);
         return -1;
     }
+    free(sp->schemas_written);
+    sp->schemas_written = strdup(sp->cfg.workdir); /* NULL: written again next time */
     return 0;
 }
 
@@ -952,6 +957,7 @@ static void simpower_destroy(void *userdata)
     simpower *sp = userdata;
     on_stop(NULL, sp);
     config_clear(&sp->cfg);
+    free(sp->schemas_written);
     free(sp->nodes);
     free(sp);
 }
