@@ -135,6 +135,14 @@ static int by_key(const void *a, const void *b)
     return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
 }
 
+/* @p v as cJSON writes it unformatted. */
+static void put_compact(FILE *out, const cJSON *v)
+{
+    char *text = cJSON_PrintUnformatted(v);
+    fputs(text ? text : "null", out);
+    cJSON_free(text);
+}
+
 static void put_value(FILE *out, const cJSON *v, int depth)
 {
     bool object = cJSON_IsObject(v);
@@ -143,9 +151,7 @@ static void put_value(FILE *out, const cJSON *v, int depth)
         return;
     }
     if (!object && !cJSON_IsArray(v)) { /* numbers, true, false, null */
-        char *text = cJSON_PrintUnformatted(v);
-        fputs(text ? text : "null", out);
-        cJSON_free(text);
+        put_compact(out, v);
         return;
     }
     size_t n = (size_t)cJSON_GetArraySize(v), k = 0;
@@ -155,9 +161,7 @@ static void put_value(FILE *out, const cJSON *v, int depth)
     }
     const cJSON **items = malloc(n * sizeof *items);
     if (!items) { /* out of memory: still valid JSON, unsorted and compact */
-        char *text = cJSON_PrintUnformatted(v);
-        fputs(text ? text : "null", out);
-        cJSON_free(text);
+        put_compact(out, v);
         return;
     }
     const cJSON *item;
