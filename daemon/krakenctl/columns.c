@@ -35,14 +35,10 @@ int kc_parse_kind(kc_ctx *ctx, const char *text, const char **out)
 
 /* ---- -f: parsing ------------------------------------------------------------------------- */
 
-/* Field @p i of kraken.Node. The caller-filled kraken_field_def gains a version as its first
- * member (KRAKEN_FIELD_DEF_VERSION, issue 7): set it when the headers have it. */
+/* Field @p i of kraken.Node. */
 static int node_field(const kraken_schema *node, size_t i, kraken_field_def *def)
 {
-    memset(def, 0, sizeof *def);
-#ifdef KRAKEN_FIELD_DEF_VERSION
-    def->version = KRAKEN_FIELD_DEF_VERSION;
-#endif
+    *def = (kraken_field_def){.version = KRAKEN_FIELD_DEF_VERSION};
     return kraken_schema_field(node, i, def);
 }
 
